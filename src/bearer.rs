@@ -1,0 +1,152 @@
+//! `Authorization: Bearer <token>` parsing (RFC 6750 §2.1, RFC 9110 §11.6.2).
+
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+
+use crate::error::Rejection;
+
+/// The bearer token of a request, or why there is none.
+///
+/// - no `Authorization`, another scheme, or an empty token: `MissingCredentials`
+///   (401 "Not authenticated"), as FastAPI's `OAuth2PasswordBearer` answers;
+/// - several `Authorization` headers: ambiguous, `invalid_request`;
+/// - a token that is not RFC 6750 `b64token` syntax: `InvalidToken`.
+///
+/// The scheme is case-insensitive; one or more spaces separate it from the token,
+/// and trailing spaces or tabs (optional whitespace) are ignored.
+pub(crate) fn token(headers: &HeaderMap) -> Result<&str, Rejection> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or(Rejection::MissingCredentials)?;
+    if values.next().is_some() {
+        return Err(Rejection::InvalidRequest(
+            "Several Authorization headers: send exactly one".into(),
+        ));
+    }
+    let value = value.as_bytes();
+    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
+        Some(space) => (&value[..space], &value[space..]),
+        None => (value, &b""[..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Err(Rejection::MissingCredentials);
+    }
+    let token = trim_trailing_ows(trim_leading_spaces(rest));
+    if token.is_empty() {
+        return Err(Rejection::MissingCredentials);
+    }
+    if !is_b64token(token) {
+        return Err(Rejection::InvalidToken);
+    }
+    // b64token is ASCII, so this never fails.
+    std::str::from_utf8(token).map_err(|_| Rejection::InvalidToken)
+}
+
+fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+fn trim_trailing_ows(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(0, |last| last + 1);
+    &bytes[..end]
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
+    body_len > 0
+        && token[..body_len]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn parse(values: &[&[u8]]) -> Result<String, Rejection> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+        }
+        token(&headers).map(str::to_owned)
+    }
+
+    #[test]
+    fn plain_bearer_token() {
+        assert_eq!(parse(&[b"Bearer abc-DEF_123.~+/=="]).unwrap(), "abc-DEF_123.~+/==");
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let value = format!("{scheme} tok");
+            assert_eq!(parse(&[value.as_bytes()]).unwrap(), "tok");
+        }
+    }
+
+    #[test]
+    fn several_spaces_before_and_trailing_whitespace_after_the_token() {
+        assert_eq!(parse(&[b"Bearer    tok"]).unwrap(), "tok");
+        assert_eq!(parse(&[b"Bearer tok  "]).unwrap(), "tok");
+        assert_eq!(parse(&[b"Bearer tok\t"]).unwrap(), "tok");
+        assert_eq!(parse(&[b"Bearer tok \t "]).unwrap(), "tok");
+    }
+
+    #[test]
+    fn missing_other_scheme_or_empty_token_is_not_authenticated() {
+        assert_eq!(parse(&[]), Err(Rejection::MissingCredentials));
+        for value in [
+            &b"Basic am9objpzZWNyZXQ="[..],
+            b"Bearer",
+            b"Bearer ",
+            b"Bearer   ",
+            b"Bearer \t",
+            b"Bearer\ttok",
+            b"Bearertok",
+            b"",
+            b"Token tok",
+        ] {
+            assert_eq!(parse(&[value]), Err(Rejection::MissingCredentials), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_token_is_invalid() {
+        for value in [
+            &b"Bearer a b"[..],
+            b"Bearer a\tb",
+            b"Bearer ==",
+            b"Bearer a=b",
+            b"Bearer \"tok\"",
+            b"Bearer t\xc3\xa9",
+            b"Bearer \xff\xfe",
+            b"Bearer tok,",
+        ] {
+            assert_eq!(parse(&[value]), Err(Rejection::InvalidToken), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn several_authorization_headers_are_ambiguous() {
+        assert!(matches!(
+            parse(&[b"Bearer a", b"Bearer a"]),
+            Err(Rejection::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            parse(&[b"Basic x", b"Bearer a"]),
+            Err(Rejection::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn very_long_token_is_accepted_by_the_parser() {
+        // Length limits belong to the token store; the parser only checks syntax.
+        let value = format!("Bearer {}", "a".repeat(64 * 1024));
+        assert_eq!(parse(&[value.as_bytes()]).unwrap().len(), 64 * 1024);
+    }
+}

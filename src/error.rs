@@ -1,0 +1,273 @@
+//! Every way a request can be turned away, and how each one renders: as a JSON
+//! document over HTTP, or as a trailers-only response for gRPC clients.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use serde::Serialize;
+
+use crate::body::ResponseBody;
+
+/// Why the layer answered a request itself instead of passing it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// No `Authorization: Bearer` credentials (absent, another scheme, empty token).
+    MissingCredentials,
+    /// A bearer token that is unknown, expired, revoked, malformed or forged.
+    InvalidToken,
+    /// The token is fine but the user it names is disabled.
+    InactiveUser,
+    /// The request is malformed (RFC 6749 / 6750 `invalid_request`).
+    InvalidRequest(Cow<'static, str>),
+    /// Unknown user or wrong password: one answer for both, on purpose.
+    InvalidGrant,
+    /// `grant_type` other than `password`.
+    UnsupportedGrantType,
+    /// The token endpoint got something other than a form.
+    UnsupportedMediaType,
+    /// The token endpoint body is over the limit (in bytes).
+    PayloadTooLarge(usize),
+    /// The token endpoint body did not arrive within the time limit.
+    RequestTimeout,
+    /// A method other than `POST` on the token endpoint.
+    MethodNotAllowed,
+    /// A user or token store failed; never treated as "not found".
+    Unavailable,
+    /// A bug or a panic in a password hasher: nothing the client did.
+    Internal,
+}
+
+/// How rejections are worded: the parts of the contract users may change.
+#[derive(Debug, Clone)]
+pub(crate) struct Messages {
+    pub(crate) invalid_token_detail: Cow<'static, str>,
+    pub(crate) inactive_user_status: StatusCode,
+}
+
+impl Default for Messages {
+    fn default() -> Self {
+        Self {
+            invalid_token_detail: Cow::Borrowed("Invalid authentication credentials"),
+            inactive_user_status: StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Which wire the rejection goes out on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http,
+    /// `content-type: application/grpc…`: answer with a gRPC status, since tonic maps a
+    /// bare HTTP 4xx without `grpc-status` to `Internal`/`Unknown`.
+    Grpc,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+}
+
+/// gRPC status codes we answer with.
+mod grpc_code {
+    pub(super) const INVALID_ARGUMENT: u8 = 3;
+    pub(super) const PERMISSION_DENIED: u8 = 7;
+    pub(super) const INTERNAL: u8 = 13;
+    pub(super) const UNAVAILABLE: u8 = 14;
+    pub(super) const UNAUTHENTICATED: u8 = 16;
+}
+
+/// `grpc-message` is percent-encoded: everything outside printable ASCII, and `%`.
+const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
+
+impl Rejection {
+    fn status(&self, messages: &Messages) -> StatusCode {
+        match self {
+            Self::MissingCredentials | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::InactiveUser => messages.inactive_user_status,
+            Self::InvalidRequest(_) | Self::InvalidGrant | Self::UnsupportedGrantType => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The RFC 6749 / 6750 error code, where one applies.
+    fn error_code(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingCredentials | Self::InactiveUser | Self::MethodNotAllowed => None,
+            Self::InvalidToken => Some("invalid_token"),
+            Self::InvalidRequest(_)
+            | Self::UnsupportedMediaType
+            | Self::PayloadTooLarge(_)
+            | Self::RequestTimeout => Some("invalid_request"),
+            Self::InvalidGrant => Some("invalid_grant"),
+            Self::UnsupportedGrantType => Some("unsupported_grant_type"),
+            Self::Unavailable => Some("temporarily_unavailable"),
+            Self::Internal => Some("server_error"),
+        }
+    }
+
+    fn detail<'a>(&'a self, messages: &'a Messages) -> Cow<'a, str> {
+        Cow::Borrowed(match self {
+            Self::MissingCredentials => "Not authenticated",
+            Self::InvalidToken => &messages.invalid_token_detail,
+            Self::InactiveUser => "Inactive user",
+            Self::InvalidRequest(detail) => detail,
+            Self::InvalidGrant => "Incorrect username or password",
+            Self::UnsupportedGrantType => "Unsupported grant_type: only \"password\" is supported",
+            Self::UnsupportedMediaType => {
+                "Expected a form: Content-Type must be application/x-www-form-urlencoded or multipart/form-data"
+            }
+            Self::PayloadTooLarge(limit) => {
+                return Cow::Owned(format!("Request body too large: the limit is {limit} bytes"))
+            }
+            Self::RequestTimeout => "Request body did not arrive in time",
+            Self::MethodNotAllowed => "Method Not Allowed",
+            Self::Unavailable => "Service temporarily unavailable, try again later",
+            Self::Internal => "Internal server error",
+        })
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3) for guard rejections.
+    fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingCredentials => Some("Bearer"),
+            Self::InvalidToken => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        }
+    }
+
+    fn grpc_code(&self) -> u8 {
+        match self {
+            Self::MissingCredentials | Self::InvalidToken => grpc_code::UNAUTHENTICATED,
+            Self::InactiveUser => grpc_code::PERMISSION_DENIED,
+            Self::Unavailable => grpc_code::UNAVAILABLE,
+            Self::Internal => grpc_code::INTERNAL,
+            _ => grpc_code::INVALID_ARGUMENT,
+        }
+    }
+
+    /// Renders the rejection for the wire the request came in on.
+    pub(crate) fn into_response<B>(
+        self,
+        messages: &Messages,
+        protocol: Protocol,
+    ) -> Response<ResponseBody<B>> {
+        match protocol {
+            Protocol::Http => self.into_http(messages),
+            Protocol::Grpc => self.into_grpc(messages),
+        }
+    }
+
+    fn into_http<B>(self, messages: &Messages) -> Response<ResponseBody<B>> {
+        let body = ErrorBody {
+            detail: &self.detail(messages),
+            error: self.error_code(),
+        };
+        // Serialising a struct of two strings cannot fail.
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = Response::new(ResponseBody::full(Bytes::from(json)));
+        *response.status_mut() = self.status(messages);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(challenge) = self.challenge() {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        match self {
+            Self::MethodNotAllowed => {
+                headers.insert(ALLOW, HeaderValue::from_static("POST"));
+            }
+            Self::Unavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+
+    fn into_grpc<B>(self, messages: &Messages) -> Response<ResponseBody<B>> {
+        let mut response = Response::new(ResponseBody::empty());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", HeaderValue::from(u16::from(self.grpc_code())));
+        let message = utf8_percent_encode(&self.detail(messages), GRPC_MESSAGE).to_string();
+        if let Ok(value) = HeaderValue::try_from(message) {
+            headers.insert("grpc-message", value);
+        }
+        response
+    }
+}
+
+/// Error a user or token store returns when it cannot answer (connection lost,
+/// timeout, corrupt data). The layer answers 503 and never lets the request through.
+///
+/// "Not found" is not an error: stores return `Ok(None)` for it.
+#[derive(Debug)]
+pub struct StoreError {
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    /// Wraps the store's own error.
+    pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            source: source.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "store unavailable: {}", self.source)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(response: Response<ResponseBody<http_body_util::Empty<Bytes>>>) -> Bytes {
+        use http_body_util::BodyExt;
+        let collected = futures_util::FutureExt::now_or_never(response.into_body().collect());
+        collected.expect("full body is ready").expect("infallible").to_bytes()
+    }
+
+    #[test]
+    fn invalid_grant_is_the_contract_body() {
+        let response = Rejection::InvalidGrant.into_response(&Messages::default(), Protocol::Http);
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_of(response),
+            r#"{"detail":"Incorrect username or password","error":"invalid_grant"}"#
+        );
+    }
+
+    #[test]
+    fn grpc_rejection_is_trailers_only_with_encoded_message() {
+        let messages = Messages {
+            invalid_token_detail: Cow::Borrowed("100% bad\ntoken é"),
+            ..Messages::default()
+        };
+        let response = Rejection::InvalidToken.into_response(&messages, Protocol::Grpc);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["grpc-status"], "16");
+        assert_eq!(response.headers()["grpc-message"], "100%25 bad%0Atoken %C3%A9");
+        assert!(body_of(response).is_empty());
+    }
+}

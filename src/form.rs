@@ -1,0 +1,380 @@
+//! The password-grant form (RFC 6749 §4.3.2): `application/x-www-form-urlencoded`
+//! or, as FastAPI also accepts it, `multipart/form-data`.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::HeaderMap;
+
+use crate::error::Rejection;
+
+/// Longest accepted `username`, in bytes.
+pub(crate) const MAX_USERNAME_LEN: usize = 256;
+/// Longest accepted `password`, in bytes. Generous for passphrases and password
+/// managers, and bounds the work handed to the password hasher.
+pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
+
+/// A validated password-grant request. Deliberately not `Debug`: it holds a password.
+pub(crate) struct PasswordForm {
+    pub(crate) username: String,
+    pub(crate) password: String,
+    /// `scope`, split on whitespace, in request order, without repeats.
+    pub(crate) scopes: Vec<String>,
+}
+
+/// The two body encodings the token endpoint understands.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    UrlEncoded,
+    Multipart { boundary: String },
+}
+
+impl Encoding {
+    /// Reads `Content-Type`; anything but a form is `UnsupportedMediaType`.
+    pub(crate) fn of(headers: &HeaderMap) -> Result<Self, Rejection> {
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .ok_or(Rejection::UnsupportedMediaType)?;
+        let media_type = content_type.split(';').next().unwrap_or_default().trim();
+        if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            Ok(Self::UrlEncoded)
+        } else if media_type.eq_ignore_ascii_case("multipart/form-data") {
+            let boundary = multer::parse_boundary(content_type).map_err(|_| {
+                Rejection::InvalidRequest("multipart/form-data without a valid boundary".into())
+            })?;
+            Ok(Self::Multipart { boundary })
+        } else {
+            Err(Rejection::UnsupportedMediaType)
+        }
+    }
+
+    /// Parses a complete body into a password-grant request.
+    pub(crate) async fn parse(self, body: Bytes, strict: bool) -> Result<PasswordForm, Rejection> {
+        let fields = match self {
+            Self::UrlEncoded => parse_urlencoded(&body)?,
+            Self::Multipart { boundary } => parse_multipart(body, boundary).await?,
+        };
+        fields.finish(strict)
+    }
+}
+
+/// The fields we read, as they arrived. Unknown fields are ignored (RFC 6749 §3.2).
+#[derive(Default)]
+struct Fields {
+    username: Option<String>,
+    password: Option<String>,
+    scope: Option<String>,
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+impl Fields {
+    fn set(&mut self, name: &str, value: String) -> Result<(), Rejection> {
+        let slot = match name {
+            "username" => &mut self.username,
+            "password" => &mut self.password,
+            "scope" => &mut self.scope,
+            "grant_type" => &mut self.grant_type,
+            "client_id" => &mut self.client_id,
+            "client_secret" => &mut self.client_secret,
+            _ => return Ok(()),
+        };
+        // RFC 6749 §3.2: parameters must not be included more than once.
+        if slot.is_some() {
+            return Err(Rejection::InvalidRequest(
+                format!("Duplicate form field: {name}").into(),
+            ));
+        }
+        *slot = Some(value);
+        Ok(())
+    }
+
+    fn finish(self, strict: bool) -> Result<PasswordForm, Rejection> {
+        // An empty optional field is the same as an absent one (HTML forms send them).
+        match self.grant_type.as_deref().filter(|g| !g.is_empty()) {
+            Some("password") => {}
+            Some(_) => return Err(Rejection::UnsupportedGrantType),
+            None if strict => {
+                return Err(Rejection::InvalidRequest(
+                    "Missing form field: grant_type (must be \"password\")".into(),
+                ))
+            }
+            None => {}
+        }
+        let username = required(self.username, "username", MAX_USERNAME_LEN)?;
+        let password = required(self.password, "password", MAX_PASSWORD_LEN)?;
+        let mut scopes: Vec<String> = Vec::new();
+        for scope in self.scope.as_deref().unwrap_or_default().split_whitespace() {
+            if !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
+        // `client_id` / `client_secret` are accepted (FastAPI's form has them) but
+        // this crate does not authenticate clients: it serves first-party apps.
+        Ok(PasswordForm {
+            username,
+            password,
+            scopes,
+        })
+    }
+}
+
+fn required(value: Option<String>, name: &str, max_len: usize) -> Result<String, Rejection> {
+    match value {
+        Some(value) if value.len() > max_len => Err(Rejection::InvalidRequest(
+            format!("Form field too long: {name} (at most {max_len} bytes)").into(),
+        )),
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(Rejection::InvalidRequest(
+            format!("Missing form field: {name}").into(),
+        )),
+    }
+}
+
+/// `application/x-www-form-urlencoded`, strictly: a field that does not decode to
+/// UTF-8 is rejected rather than silently altered (two different passwords must never
+/// decode to the same string).
+fn parse_urlencoded(body: &[u8]) -> Result<Fields, Rejection> {
+    let mut fields = Fields::default();
+    for pair in body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &b""[..]),
+        };
+        fields.set(&decode(name)?, decode(value)?)?;
+    }
+    Ok(fields)
+}
+
+fn decode(raw: &[u8]) -> Result<String, Rejection> {
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
+    String::from_utf8(bytes).map_err(|_| not_utf8())
+}
+
+fn not_utf8() -> Rejection {
+    Rejection::InvalidRequest("Form field is not valid UTF-8".into())
+}
+
+async fn parse_multipart(body: Bytes, boundary: String) -> Result<Fields, Rejection> {
+    let malformed = |_| Rejection::InvalidRequest("Malformed multipart/form-data body".into());
+    let stream = futures_util::stream::iter([Ok::<_, Infallible>(body)]);
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut fields = Fields::default();
+    while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+        let name = field.name().map(str::to_owned);
+        let is_file = field.file_name().is_some();
+        let data = field.bytes().await.map_err(malformed)?;
+        let Some(name) = name else { continue };
+        if is_file {
+            return Err(Rejection::InvalidRequest(
+                format!("Form field {name} must be text, not a file").into(),
+            ));
+        }
+        let value = String::from_utf8(data.into()).map_err(|_| not_utf8())?;
+        fields.set(&name, value)?;
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urlencoded(body: &[u8]) -> Result<PasswordForm, Rejection> {
+        parse_urlencoded(body)?.finish(false)
+    }
+
+    fn detail(rejection: Rejection) -> String {
+        match rejection {
+            Rejection::InvalidRequest(detail) => detail.into_owned(),
+            other => panic!("expected invalid_request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_form() {
+        let form = urlencoded(b"username=johndoe&password=secret").unwrap();
+        assert_eq!((form.username.as_str(), form.password.as_str()), ("johndoe", "secret"));
+        assert!(form.scopes.is_empty());
+    }
+
+    #[test]
+    fn percent_encoding_and_plus_as_space() {
+        let form = urlencoded(b"username=j%C3%B6hn+doe&password=a%2Bb%26c%3Dd+%25").unwrap();
+        assert_eq!(form.username, "jöhn doe");
+        assert_eq!(form.password, "a+b&c=d %");
+    }
+
+    #[test]
+    fn encoded_field_names_are_decoded() {
+        let form = urlencoded(b"user%6Eame=a&pass+word=x&password=b").unwrap();
+        assert_eq!((form.username.as_str(), form.password.as_str()), ("a", "b"));
+    }
+
+    #[test]
+    fn duplicate_fields_are_rejected() {
+        for body in [
+            &b"username=a&username=a&password=b"[..],
+            b"username=a&password=b&password=c",
+            b"username=a&password=b&grant_type=password&grant_type=password",
+            b"username=a&password=b&scope=x&scope=y",
+            b"username=a&password=b&user%6Eame=c",
+        ] {
+            let detail = detail(urlencoded(body).err().unwrap());
+            assert!(detail.starts_with("Duplicate form field"), "{detail}");
+        }
+    }
+
+    #[test]
+    fn missing_or_empty_required_fields_name_the_field() {
+        assert_eq!(detail(urlencoded(b"password=b").err().unwrap()), "Missing form field: username");
+        assert_eq!(detail(urlencoded(b"username=&password=b").err().unwrap()), "Missing form field: username");
+        assert_eq!(detail(urlencoded(b"username=a").err().unwrap()), "Missing form field: password");
+        assert_eq!(detail(urlencoded(b"username=a&password").err().unwrap()), "Missing form field: password");
+        assert_eq!(detail(urlencoded(b"").err().unwrap()), "Missing form field: username");
+        assert_eq!(detail(urlencoded(b"&&&").err().unwrap()), "Missing form field: username");
+    }
+
+    #[test]
+    fn non_utf8_is_rejected_not_replaced() {
+        assert_eq!(
+            detail(urlencoded(b"username=a&password=%FF%FE").err().unwrap()),
+            "Form field is not valid UTF-8"
+        );
+        assert!(urlencoded(b"username=\xff&password=b").is_err());
+    }
+
+    #[test]
+    fn very_long_values_are_rejected_with_the_limit() {
+        let body = format!("username={}&password=b", "u".repeat(MAX_USERNAME_LEN + 1));
+        assert_eq!(
+            detail(urlencoded(body.as_bytes()).err().unwrap()),
+            "Form field too long: username (at most 256 bytes)"
+        );
+        let body = format!("username=a&password={}", "p".repeat(MAX_PASSWORD_LEN + 1));
+        assert!(detail(urlencoded(body.as_bytes()).err().unwrap()).contains("password"));
+        let body = format!("username=a&password={}", "p".repeat(MAX_PASSWORD_LEN));
+        assert!(urlencoded(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn grant_type() {
+        assert!(urlencoded(b"grant_type=password&username=a&password=b").is_ok());
+        assert!(urlencoded(b"grant_type=&username=a&password=b").is_ok());
+        assert_eq!(
+            urlencoded(b"grant_type=client_credentials&username=a&password=b").err(),
+            Some(Rejection::UnsupportedGrantType)
+        );
+        // Checked before the other fields, as RFC 6749 §5.2 orders them.
+        assert_eq!(
+            urlencoded(b"grant_type=PASSWORD").err(),
+            Some(Rejection::UnsupportedGrantType)
+        );
+    }
+
+    #[test]
+    fn strict_mode_requires_grant_type() {
+        let strict = |body: &[u8]| parse_urlencoded(body).unwrap().finish(true);
+        assert!(strict(b"grant_type=password&username=a&password=b").is_ok());
+        assert!(detail(strict(b"username=a&password=b").err().unwrap()).contains("grant_type"));
+        assert!(detail(strict(b"grant_type=&username=a&password=b").err().unwrap()).contains("grant_type"));
+    }
+
+    #[test]
+    fn scope_is_split_on_whitespace_without_repeats() {
+        let form = urlencoded(b"username=a&password=b&scope=+me%09items++me%0A").unwrap();
+        assert_eq!(form.scopes, ["me", "items"]);
+        let form = urlencoded(b"username=a&password=b&scope=").unwrap();
+        assert!(form.scopes.is_empty());
+    }
+
+    #[test]
+    fn client_credentials_fields_are_accepted() {
+        assert!(urlencoded(b"username=a&password=b&client_id=cli&client_secret=s").is_ok());
+    }
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, content_type.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(Encoding::of(&headers("application/x-www-form-urlencoded")), Ok(Encoding::UrlEncoded));
+        assert_eq!(
+            Encoding::of(&headers("Application/X-WWW-Form-Urlencoded; charset=UTF-8")),
+            Ok(Encoding::UrlEncoded)
+        );
+        assert_eq!(
+            Encoding::of(&headers("multipart/form-data; boundary=XyZ")),
+            Ok(Encoding::Multipart { boundary: "XyZ".into() })
+        );
+        assert!(matches!(
+            Encoding::of(&headers("multipart/form-data")),
+            Err(Rejection::InvalidRequest(_))
+        ));
+        for other in ["application/json", "text/plain", ""] {
+            assert_eq!(Encoding::of(&headers(other)), Err(Rejection::UnsupportedMediaType));
+        }
+        assert_eq!(Encoding::of(&HeaderMap::new()), Err(Rejection::UnsupportedMediaType));
+    }
+
+    fn multipart(parts: &[(&str, &str, Option<&str>)]) -> Bytes {
+        let mut body = String::new();
+        for (name, value, file) in parts {
+            body.push_str("--B\r\nContent-Disposition: form-data; name=\"");
+            body.push_str(name);
+            body.push('"');
+            if let Some(file) = file {
+                body.push_str("; filename=\"");
+                body.push_str(file);
+                body.push('"');
+            }
+            body.push_str("\r\n\r\n");
+            body.push_str(value);
+            body.push_str("\r\n");
+        }
+        body.push_str("--B--\r\n");
+        Bytes::from(body)
+    }
+
+    fn parse_multipart_now(body: Bytes) -> Result<PasswordForm, Rejection> {
+        let encoding = Encoding::Multipart { boundary: "B".into() };
+        futures_util::FutureExt::now_or_never(encoding.parse(body, false)).expect("in-memory body")
+    }
+
+    #[test]
+    fn multipart_form() {
+        let form = parse_multipart_now(multipart(&[
+            ("username", "johndoe", None),
+            ("password", "sec ret+%", None),
+            ("scope", "me items", None),
+            ("other", "ignored", None),
+        ]))
+        .unwrap();
+        assert_eq!((form.username.as_str(), form.password.as_str()), ("johndoe", "sec ret+%"));
+        assert_eq!(form.scopes, ["me", "items"]);
+    }
+
+    #[test]
+    fn multipart_duplicates_files_and_garbage_are_rejected() {
+        let dup = parse_multipart_now(multipart(&[
+            ("username", "a", None),
+            ("username", "b", None),
+            ("password", "c", None),
+        ]));
+        assert!(detail(dup.err().unwrap()).starts_with("Duplicate form field"));
+        let file = parse_multipart_now(multipart(&[("username", "a", Some("u.txt")), ("password", "c", None)]));
+        assert!(detail(file.err().unwrap()).contains("not a file"));
+        let garbage = parse_multipart_now(Bytes::from_static(b"--B\r\nno headers end"));
+        assert!(matches!(garbage, Err(Rejection::InvalidRequest(_))));
+    }
+}

@@ -1,0 +1,93 @@
+//! The bearer-token guard in front of protected routes.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Request, Response};
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::error::{Protocol, Rejection};
+use crate::layer::Shared;
+use crate::scope::Scopes;
+use crate::token::TokenStore;
+use crate::user::{CurrentUser, UserStore};
+use crate::bearer;
+
+/// Authenticates `request`; on success calls `inner` with the user and scopes in the
+/// extensions, otherwise answers with the rejection.
+pub(crate) async fn guard<S, ReqBody, ResBody, Us, Ts, H>(
+    shared: Arc<Shared<Us, Ts, H>>,
+    mut inner: S,
+    mut request: Request<ReqBody>,
+) -> Result<Response<ResponseBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    Us: UserStore,
+    Ts: TokenStore,
+{
+    match authenticate(&shared, request.headers()).await {
+        Ok((user, scopes)) => {
+            let extensions = request.extensions_mut();
+            extensions.insert(user);
+            extensions.insert(scopes);
+            let response = inner.call(request).await?;
+            Ok(response.map(ResponseBody::inner))
+        }
+        Err(rejection) => {
+            tracing::debug!(?rejection, "request rejected");
+            let protocol = protocol(request.headers());
+            Ok(rejection.into_response(&shared.config.messages, protocol))
+        }
+    }
+}
+
+/// Resolves the bearer token in `headers` to an active user and the granted scopes.
+///
+/// On success the username is recorded in the current tracing span's `user` field,
+/// when the span declares one.
+pub(crate) async fn authenticate<Us, Ts, H>(
+    shared: &Shared<Us, Ts, H>,
+    headers: &HeaderMap,
+) -> Result<(CurrentUser<Us::User>, Scopes), Rejection>
+where
+    Us: UserStore,
+    Ts: TokenStore,
+{
+    let token = bearer::token(headers)?;
+    let grant = match shared.tokens.resolve(token).await {
+        Ok(Some(grant)) if grant.is_live(SystemTime::now()) => grant,
+        Ok(_) => return Err(Rejection::InvalidToken),
+        Err(error) => {
+            tracing::error!(%error, "token store failed");
+            return Err(Rejection::Unavailable);
+        }
+    };
+    let stored = match shared.users.find(&grant.subject).await {
+        Ok(Some(stored)) => stored,
+        // The user was deleted after the token was issued.
+        Ok(None) => return Err(Rejection::InvalidToken),
+        Err(error) => {
+            tracing::error!(%error, "user store failed");
+            return Err(Rejection::Unavailable);
+        }
+    };
+    tracing::Span::current().record("user", &*grant.subject);
+    if !stored.active {
+        return Err(Rejection::InactiveUser);
+    }
+    Ok((CurrentUser::new(grant.subject, stored.user), grant.scopes))
+}
+
+/// gRPC clients get gRPC statuses; everyone else JSON.
+fn protocol(headers: &HeaderMap) -> Protocol {
+    let grpc = headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        Protocol::Grpc
+    } else {
+        Protocol::Http
+    }
+}

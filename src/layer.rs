@@ -1,0 +1,268 @@
+//! [`OAuth2PasswordLayer`] and its builder.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::StatusCode;
+use tower_layer::Layer;
+
+use crate::error::Messages;
+use crate::password::{Argon2Hasher, PasswordHasher};
+use crate::public::PublicRoutes;
+use crate::service::OAuth2Password;
+use crate::token::{MemoryTokenStore, TokenStore};
+use crate::user::UserStore;
+
+/// Default token lifetime: 30 minutes, as in FastAPI's JWT tutorial.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// Default limit on the token endpoint's request body: 16 KiB.
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+/// Default time the token endpoint waits for its whole request body: 10 seconds.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Adds the OAuth2 password flow to a service: a token endpoint, and a bearer-token
+/// guard on every other path.
+///
+/// Build it with [`OAuth2PasswordLayer::builder`] (or [`new`](Self::new) for the
+/// defaults) and wrap the *whole* service with it, so that it sees the token URL.
+/// Cloning is cheap: the configuration and the stores sit behind one `Arc`.
+///
+/// See the [crate documentation](crate) for the wire contract and a complete example.
+pub struct OAuth2PasswordLayer<Us, Ts = MemoryTokenStore, H = Argon2Hasher> {
+    shared: Arc<Shared<Us, Ts, H>>,
+}
+
+/// Everything the service needs, shared by every clone of the layer and service.
+pub(crate) struct Shared<Us, Ts, H> {
+    pub(crate) users: Us,
+    pub(crate) tokens: Ts,
+    pub(crate) hasher: H,
+    pub(crate) config: Config,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) token_url: Box<str>,
+    pub(crate) public: PublicRoutes,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) body_limit: usize,
+    pub(crate) body_timeout: Duration,
+    pub(crate) require_grant_type: bool,
+    pub(crate) messages: Messages,
+}
+
+impl<Us: UserStore> OAuth2PasswordLayer<Us> {
+    /// The layer with every default: token URL `/token`, no public path, memory token
+    /// store, Argon2id hasher, 30-minute tokens.
+    pub fn new(users: Us) -> Self {
+        Self::builder(users).build()
+    }
+
+    /// Starts configuring a layer around `users`.
+    pub fn builder(users: Us) -> Builder<Us> {
+        Builder {
+            users,
+            tokens: MemoryTokenStore::new(),
+            hasher: Argon2Hasher::new(),
+            config: Config {
+                token_url: "/token".into(),
+                public: PublicRoutes::default(),
+                token_lifetime: DEFAULT_TOKEN_LIFETIME,
+                body_limit: DEFAULT_BODY_LIMIT,
+                body_timeout: DEFAULT_BODY_TIMEOUT,
+                require_grant_type: false,
+                messages: Messages::default(),
+            },
+        }
+    }
+}
+
+impl<Us, Ts, H> OAuth2PasswordLayer<Us, Ts, H> {
+    /// The user store, e.g. to add or disable users at run time.
+    pub fn user_store(&self) -> &Us {
+        &self.shared.users
+    }
+
+    /// The token store, e.g. to revoke a token on logout.
+    pub fn token_store(&self) -> &Ts {
+        &self.shared.tokens
+    }
+
+    /// The password hasher, e.g. to hash the password of a new user.
+    pub fn password_hasher(&self) -> &H {
+        &self.shared.hasher
+    }
+}
+
+impl<Us, Ts, H> Clone for OAuth2PasswordLayer<Us, Ts, H> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<Us, Ts, H> fmt::Debug for OAuth2PasswordLayer<Us, Ts, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth2PasswordLayer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Us, Ts, H> Layer<S> for OAuth2PasswordLayer<Us, Ts, H> {
+    type Service = OAuth2Password<S, Us, Ts, H>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OAuth2Password::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+/// Configures an [`OAuth2PasswordLayer`]; every method reads as a sentence.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
+///
+/// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+///     .token_url("/auth/token")
+///     .public_path("/health")
+///     .public_prefix("/static")
+///     .token_lifetime(Duration::from_secs(15 * 60))
+///     .require_grant_type(true)
+///     .build();
+/// ```
+#[must_use = "call `.build()` to get the layer"]
+pub struct Builder<Us, Ts = MemoryTokenStore, H = Argon2Hasher> {
+    users: Us,
+    tokens: Ts,
+    hasher: H,
+    config: Config,
+}
+
+impl<Us, Ts, H> Builder<Us, Ts, H>
+where
+    Us: UserStore,
+    Ts: TokenStore,
+    H: PasswordHasher,
+{
+    /// Serves the token endpoint at `path` (default `/token`). A missing leading `/`
+    /// is added.
+    pub fn token_url(mut self, path: impl Into<String>) -> Self {
+        let mut path = path.into();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        self.config.token_url = path.into();
+        self
+    }
+
+    /// Lets requests for exactly `path` through without a token.
+    pub fn public_path(mut self, path: &str) -> Self {
+        self.config.public.add_path(path);
+        self
+    }
+
+    /// Lets requests for `prefix` and every path below it through without a token.
+    ///
+    /// Matching is by whole segments (`/docs` covers `/docs/a`, not `/docsecret`), and
+    /// paths with `.`/`..` segments never match, so they stay guarded.
+    pub fn public_prefix(mut self, prefix: &str) -> Self {
+        self.config.public.add_prefix(prefix);
+        self
+    }
+
+    /// Lets requests for which `predicate` is true through without a token (in
+    /// addition to the public paths and prefixes).
+    pub fn public_if<F>(mut self, predicate: F) -> Self
+    where
+        F: Fn(&Parts) -> bool + Send + Sync + 'static,
+    {
+        self.config.public.set_predicate(Arc::new(predicate));
+        self
+    }
+
+    /// How long issued tokens are valid (default 30 minutes).
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.token_lifetime = lifetime;
+        self
+    }
+
+    /// The largest token endpoint body accepted, in bytes (default 16 KiB); larger
+    /// ones get 413.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.config.body_limit = bytes;
+        self
+    }
+
+    /// How long the token endpoint waits for its whole body (default 10 s); slower
+    /// ones get 408.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.config.body_timeout = timeout;
+        self
+    }
+
+    /// Requires `grant_type=password` in the form, as FastAPI's
+    /// `OAuth2PasswordRequestFormStrict` and RFC 6749 do (default: optional).
+    pub fn require_grant_type(mut self, required: bool) -> Self {
+        self.config.require_grant_type = required;
+        self
+    }
+
+    /// The `detail` of the 401 for a bad token (default "Invalid authentication
+    /// credentials"; FastAPI 0.122 and later say "Not authenticated").
+    pub fn invalid_token_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.config.messages.invalid_token_detail = detail.into();
+        self
+    }
+
+    /// The status for a valid token of a disabled user (default 400, as the FastAPI
+    /// tutorial answers; 403 is the other common choice).
+    pub fn inactive_user_status(mut self, status: StatusCode) -> Self {
+        self.config.messages.inactive_user_status = status;
+        self
+    }
+
+    /// Keeps tokens in `tokens` instead of process memory.
+    pub fn token_store<T: TokenStore>(self, tokens: T) -> Builder<Us, T, H> {
+        Builder {
+            users: self.users,
+            tokens,
+            hasher: self.hasher,
+            config: self.config,
+        }
+    }
+
+    /// Verifies passwords with `hasher` instead of the default Argon2id.
+    pub fn password_hasher<P: PasswordHasher>(self, hasher: P) -> Builder<Us, Ts, P> {
+        Builder {
+            users: self.users,
+            tokens: self.tokens,
+            hasher,
+            config: self.config,
+        }
+    }
+
+    /// The layer.
+    pub fn build(self) -> OAuth2PasswordLayer<Us, Ts, H> {
+        OAuth2PasswordLayer {
+            shared: Arc::new(Shared {
+                users: self.users,
+                tokens: self.tokens,
+                hasher: self.hasher,
+                config: self.config,
+            }),
+        }
+    }
+}
+
+impl<Us, Ts, H> fmt::Debug for Builder<Us, Ts, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

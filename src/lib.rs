@@ -1,0 +1,151 @@
+//! OAuth2 *password* flow for any tower service: a token endpoint that checks a
+//! username and password and issues a bearer token, and a guard that checks
+//! `Authorization: Bearer …` on every other request and hands the authenticated,
+//! active user to the handler.
+//!
+//! It is the production-grade version of FastAPI's "Simple OAuth2 with Password and
+//! Bearer" tutorial: random 256-bit tokens that expire and can be revoked, Argon2id
+//! hashes verified off the async workers, the same answer (and the same time) for an
+//! unknown user and a wrong password, limits on every input.
+//!
+//! **For first-party clients only.** OAuth 2.1 and RFC 9700 deprecate the password
+//! grant for third-party clients: a client that sees the user's password can misuse
+//! it. Use this crate where the client is your own (your web frontend, CLI or mobile
+//! app), as FastAPI's tutorial does; for third parties use the authorization-code
+//! flow with PKCE.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::{BodyExt, Full};
+//! use bytes::Bytes;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_oauth2_password::{
+//!     Argon2Hasher, CurrentUser, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, StoredUser,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Users: any type of yours; here a name. Passwords are stored as Argon2id hashes.
+//! let hash = Argon2Hasher::new().hash("secret")?;
+//! let users = MemoryUserStore::new().with_user("johndoe", StoredUser::new("John Doe".to_owned(), hash));
+//!
+//! // Your service: the guard has put the user in the request extensions.
+//! async fn me(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+//!     let user = request.extensions().get::<CurrentUser<String>>().expect("set by the guard");
+//!     Ok(Response::new(Full::from(format!("hello, {}", **user))))
+//! }
+//! let app = ServiceBuilder::new()
+//!     .layer(OAuth2PasswordLayer::new(users))
+//!     .service_fn(me);
+//!
+//! // Log in at POST /token with the password-grant form...
+//! let login = Request::post("/token")
+//!     .header("content-type", "application/x-www-form-urlencoded")
+//!     .body(Full::from("username=johndoe&password=secret"))?;
+//! let response = app.clone().oneshot(login).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//! let json: serde_json::Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+//! let token = json["access_token"].as_str().unwrap();
+//!
+//! // ...and call anything else with the token.
+//! let request = Request::get("/users/me")
+//!     .header("authorization", format!("Bearer {token}"))
+//!     .body(Full::default())?;
+//! let response = app.clone().oneshot(request).await?;
+//! assert_eq!(response.into_body().collect().await?.to_bytes(), "hello, John Doe");
+//!
+//! // Without a token: 401.
+//! let response = app.oneshot(Request::get("/users/me").body(Full::default())?).await?;
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Wrap the *whole* service (for axum, the whole `Router` with `Router::layer`, not
+//! `route_layer`, and not inside a nested router): the layer must see the token URL,
+//! and it matches paths as they arrive.
+//!
+//! # Wire contract
+//!
+//! Error bodies are JSON with a human `detail` and, where RFC 6749/6750 define one, a
+//! machine-readable `error`.
+//!
+//! Token endpoint, `POST /token` (form fields `username`, `password`, optional
+//! `scope`, `grant_type`, `client_id`, `client_secret`), every answer with
+//! `Cache-Control: no-store` and `Pragma: no-cache`:
+//!
+//! | request | status | body |
+//! |---|---|---|
+//! | good credentials | 200 | `{"access_token": "…", "token_type": "bearer", "expires_in": 1800}` (+ `"scope"` when it differs from the request) |
+//! | unknown user or wrong password | 400 | `{"detail": "Incorrect username or password", "error": "invalid_grant"}`, identical for both |
+//! | missing, empty, duplicated or non-UTF-8 field | 400 | `"error": "invalid_request"`, `detail` names the field |
+//! | `grant_type` other than `password` | 400 | `"error": "unsupported_grant_type"` |
+//! | strict mode and no `grant_type` | 400 | `"error": "invalid_request"` |
+//! | not a form (JSON, no `Content-Type`) | 415 | `"error": "invalid_request"` |
+//! | body over the limit (16 KiB) / too slow (10 s) | 413 / 408 | `"error": "invalid_request"` |
+//! | method other than `POST` | 405 | `Allow: POST` |
+//! | user or token store down | 503 | `"error": "temporarily_unavailable"`, `Retry-After` |
+//!
+//! Protected routes (everything but the token URL and the public paths):
+//!
+//! | request | status | body / headers |
+//! |---|---|---|
+//! | no `Authorization`, another scheme, empty token | 401 | `{"detail": "Not authenticated"}`, `WWW-Authenticate: Bearer` |
+//! | unknown, expired, revoked, malformed token | 401 | `{"detail": "Invalid authentication credentials", "error": "invalid_token"}`, `WWW-Authenticate: Bearer error="invalid_token"` |
+//! | several `Authorization` headers | 400 | `"error": "invalid_request"` |
+//! | token fine, user disabled | 400 | `{"detail": "Inactive user"}` |
+//! | user or token store down | 503 | never let through |
+//! | all good | — | inner service called with [`CurrentUser<U>`] and [`Scopes`] in the extensions |
+//!
+//! gRPC requests (`content-type: application/grpc…`) get the same decisions as gRPC
+//! statuses (UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE) in a trailers-only
+//! response.
+//!
+//! # Extension points
+//!
+//! - [`UserStore`]: where users live ([`MemoryUserStore`] included).
+//! - [`TokenStore`]: where tokens live ([`MemoryTokenStore`] included).
+//! - [`PasswordHasher`]: how passwords are checked ([`Argon2Hasher`] included).
+//!
+//! # Runtime
+//!
+//! The layer needs a tokio runtime with the time driver enabled (as `#[tokio::main]`
+//! sets up): the token endpoint times out slow bodies, and verifies passwords on
+//! tokio's blocking pool.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+
+mod bearer;
+mod body;
+mod endpoint;
+mod error;
+mod form;
+mod future;
+mod guard;
+mod layer;
+mod password;
+mod public;
+mod scope;
+mod service;
+pub mod store;
+pub mod token;
+mod user;
+
+pub use crate::body::ResponseBody;
+pub use crate::error::StoreError;
+pub use crate::future::ResponseFuture;
+pub use crate::layer::{
+    Builder, OAuth2PasswordLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_TOKEN_LIFETIME,
+};
+pub use crate::password::{Argon2Hasher, HashedPassword, PasswordError, PasswordHasher};
+pub use crate::scope::Scopes;
+pub use crate::service::OAuth2Password;
+pub use crate::store::MemoryUserStore;
+pub use crate::token::{AccessToken, Grant, MemoryTokenStore, TokenStore};
+pub use crate::user::{CurrentUser, StoredUser, UserStore};
+
+/// The error type inner services' bodies may fail with.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,206 @@
+//! Password hashing: the [`PasswordHasher`] trait and its Argon2id implementation.
+
+use std::fmt;
+use std::sync::Arc;
+
+use argon2::password_hash::{self, PasswordHash, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+/// A password hash in PHC string format (`$argon2id$v=19$m=…`), as stored in a user
+/// database.
+///
+/// Its `Debug` output is redacted, and it is never part of a response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HashedPassword(Arc<str>);
+
+impl HashedPassword {
+    /// Checks that `phc` is a well-formed PHC string and wraps it.
+    ///
+    /// ```
+    /// use tower_oauth2_password::HashedPassword;
+    ///
+    /// assert!(HashedPassword::parse("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$dGVzdHRlc3R0ZXN0dGVzdA").is_ok());
+    /// assert!(HashedPassword::parse("secret").is_err());
+    /// ```
+    pub fn parse(phc: &str) -> Result<Self, PasswordError> {
+        PasswordHash::new(phc).map_err(|_| PasswordError::MalformedHash)?;
+        Ok(Self(phc.into()))
+    }
+
+    /// The PHC string, to store it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for HashedPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashedPassword(<redacted>)")
+    }
+}
+
+/// What can go wrong while hashing or verifying a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PasswordError {
+    /// A stored hash is not a PHC string this hasher can verify.
+    MalformedHash,
+    /// Hashing failed (bad parameters, no randomness for a salt).
+    Hashing(String),
+}
+
+impl fmt::Display for PasswordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MalformedHash => f.write_str("stored password hash is not a valid PHC string"),
+            Self::Hashing(reason) => write!(f, "password hashing failed: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for PasswordError {}
+
+/// Hashes and verifies passwords.
+///
+/// The layer calls [`verify`](Self::verify) and [`verify_dummy`](Self::verify_dummy)
+/// on tokio's blocking thread pool, never on the async workers: they are meant to be
+/// slow.
+pub trait PasswordHasher: Send + Sync + 'static {
+    /// Hashes a new password into a PHC string, with a fresh random salt.
+    fn hash(&self, password: &str) -> Result<HashedPassword, PasswordError>;
+
+    /// Whether `password` matches `hash`. A mismatch is `Ok(false)`, not an error.
+    fn verify(&self, password: &str, hash: &HashedPassword) -> Result<bool, PasswordError>;
+
+    /// Does the work of [`verify`](Self::verify) against a hash that matches no
+    /// password, so that "unknown user" takes as long as "wrong password" and the
+    /// two cannot be told apart.
+    fn verify_dummy(&self, password: &str);
+}
+
+/// Argon2id with the OWASP-recommended parameters by default (19 MiB, 2 passes,
+/// 1 lane), storing PHC strings.
+///
+/// ```
+/// use tower_oauth2_password::{Argon2Hasher, PasswordHasher};
+///
+/// let hasher = Argon2Hasher::new();
+/// let hash = hasher.hash("correct horse battery staple")?;
+/// assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+/// assert!(hasher.verify("correct horse battery staple", &hash)?);
+/// assert!(!hasher.verify("Tr0ub4dor&3", &hash)?);
+/// # Ok::<(), tower_oauth2_password::PasswordError>(())
+/// ```
+#[derive(Clone)]
+pub struct Argon2Hasher {
+    argon2: Argon2<'static>,
+    dummy: HashedPassword,
+}
+
+/// The hash of an empty password under the default parameters, with a fixed salt:
+/// it only has to cost what a real verification costs. Precomputed so that building
+/// a hasher is free; a unit test checks it against the defaults.
+const DEFAULT_DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$dW5rbm93bi11c2VyLWR1bW15$8ir7Ztk/IojpdcE8yoCHKqrcCyzDpaxwCokZAUV+d6c";
+const DUMMY_SALT: &str = "dW5rbm93bi11c2VyLWR1bW15";
+
+impl Argon2Hasher {
+    /// Argon2id, version 0x13, m = 19456 KiB, t = 2, p = 1 (OWASP's first choice).
+    pub fn new() -> Self {
+        Self {
+            argon2: Argon2::default(),
+            dummy: HashedPassword(DEFAULT_DUMMY_HASH.into()),
+        }
+    }
+
+    /// Argon2id with other costs: memory in KiB, passes, lanes. Hashes stored with
+    /// other parameters still verify (the PHC string carries its own); new hashes and
+    /// the unknown-user check use these.
+    pub fn with_params(memory_kib: u32, passes: u32, lanes: u32) -> Result<Self, PasswordError> {
+        let params = Params::new(memory_kib, passes, lanes, None)
+            .map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let dummy = hash_with_salt(&argon2, "", DUMMY_SALT)?;
+        Ok(Self { argon2, dummy })
+    }
+}
+
+impl Default for Argon2Hasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Argon2Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Argon2Hasher")
+            .field("params", self.argon2.params())
+            .finish_non_exhaustive()
+    }
+}
+
+fn hash_with_salt(argon2: &Argon2<'_>, password: &str, salt: &str) -> Result<HashedPassword, PasswordError> {
+    use argon2::PasswordHasher as _;
+    let salt = SaltString::from_b64(salt).map_err(|e| PasswordError::Hashing(e.to_string()))?;
+    let hash = argon2
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| PasswordError::Hashing(e.to_string()))?;
+    Ok(HashedPassword(hash.to_string().into()))
+}
+
+impl PasswordHasher for Argon2Hasher {
+    fn hash(&self, password: &str) -> Result<HashedPassword, PasswordError> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        hash_with_salt(&self.argon2, password, salt.as_str())
+    }
+
+    fn verify(&self, password: &str, hash: &HashedPassword) -> Result<bool, PasswordError> {
+        let parsed = PasswordHash::new(hash.as_str()).map_err(|_| PasswordError::MalformedHash)?;
+        match self.argon2.verify_password(password.as_bytes(), &parsed) {
+            Ok(()) => Ok(true),
+            Err(password_hash::Error::Password) => Ok(false),
+            Err(_) => Err(PasswordError::MalformedHash),
+        }
+    }
+
+    fn verify_dummy(&self, password: &str) {
+        let _ = self.verify(password, &self.dummy);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precomputed_dummy_matches_the_defaults() {
+        let computed = hash_with_salt(&Argon2::default(), "", DUMMY_SALT).unwrap();
+        assert_eq!(computed.as_str(), DEFAULT_DUMMY_HASH);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_hash() {
+        let hash = HashedPassword::parse(DEFAULT_DUMMY_HASH).unwrap();
+        assert_eq!(format!("{hash:?}"), "HashedPassword(<redacted>)");
+    }
+
+    #[test]
+    fn malformed_stored_hash_is_an_error_not_a_match() {
+        let hasher = Argon2Hasher::with_params(64, 1, 1).unwrap();
+        let bcrypt = HashedPassword("$2b$12$abcdefghijklmnopqrstuuMY2cWvYqV3T1vHjHhWcG7L5oZkYB3Zy".into());
+        assert!(hasher.verify("x", &bcrypt).is_err());
+    }
+
+    #[test]
+    fn custom_params_hash_and_verify() {
+        let hasher = Argon2Hasher::with_params(64, 1, 1).unwrap();
+        let hash = hasher.hash("pw").unwrap();
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert_eq!(hasher.verify("pw", &hash), Ok(true));
+        assert_eq!(hasher.verify("pW", &hash), Ok(false));
+        assert_ne!(hasher.hash("pw").unwrap(), hash, "salts are random");
+        assert!(Argon2Hasher::with_params(0, 0, 0).is_err());
+    }
+}

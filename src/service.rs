@@ -1,0 +1,109 @@
+//! [`OAuth2Password`]: the service the layer produces.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::endpoint::token_endpoint;
+use crate::future::ResponseFuture;
+use crate::guard::guard;
+use crate::layer::Shared;
+use crate::password::PasswordHasher;
+use crate::token::TokenStore;
+use crate::user::UserStore;
+use crate::BoxError;
+
+/// Wraps a service with the OAuth2 password flow; made by
+/// [`OAuth2PasswordLayer`](crate::OAuth2PasswordLayer).
+///
+/// Requests for the token URL are answered here, requests for public paths go
+/// straight to the inner service, and every other request goes to the inner service
+/// only with a valid bearer token of an active user, with
+/// [`CurrentUser`](crate::CurrentUser) and [`Scopes`](crate::Scopes) in its
+/// extensions. Every failure is a response, never an `Err`.
+pub struct OAuth2Password<S, Us, Ts, H> {
+    inner: S,
+    shared: Arc<Shared<Us, Ts, H>>,
+}
+
+impl<S, Us, Ts, H> OAuth2Password<S, Us, Ts, H> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<Us, Ts, H>>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: Clone, Us, Ts, H> Clone for OAuth2Password<S, Us, Ts, H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug, Us, Ts, H> fmt::Debug for OAuth2Password<S, Us, Ts, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth2Password")
+            .field("inner", &self.inner)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Us, Ts, H, ReqBody, ResBody> Service<Request<ReqBody>> for OAuth2Password<S, Us, Ts, H>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Send + 'static,
+    Us: UserStore,
+    Ts: TokenStore,
+    H: PasswordHasher,
+{
+    type Response = Response<crate::ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let config = &self.shared.config;
+        let path = request.uri().path();
+        if path == &*config.token_url {
+            return ResponseFuture::boxed(token_endpoint(Arc::clone(&self.shared), request));
+        }
+        if config.public.matches_path(path) {
+            return ResponseFuture::inner(self.inner.call(request));
+        }
+        let request = if config.public.has_predicate() {
+            let (parts, body) = request.into_parts();
+            let public = config.public.matches_predicate(&parts);
+            let request = Request::from_parts(parts, body);
+            if public {
+                return ResponseFuture::inner(self.inner.call(request));
+            }
+            request
+        } else {
+            request
+        };
+        // `poll_ready` readied `self.inner`, not a clone of it: take the ready one
+        // into the future and leave the clone for the next `poll_ready`.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::boxed(guard(Arc::clone(&self.shared), inner, request))
+    }
+}

@@ -1,0 +1,5 @@
+//! Ready-made [`UserStore`](crate::UserStore)s.
+
+mod memory;
+
+pub use memory::MemoryUserStore;

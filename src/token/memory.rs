@@ -1,0 +1,292 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::future::{ready, Future};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use subtle::ConstantTimeEq;
+
+use super::{AccessToken, Grant, TokenStore};
+use crate::error::StoreError;
+
+/// Opaque tokens in process memory: the embedded default, for one process.
+///
+/// A token is 256 random bits from the operating system, base64url-encoded
+/// (43 characters). Its first half is a lookup key and its second half a secret
+/// compared in constant time, so neither a hash-table probe nor a comparison leaks
+/// how much of a guessed token is right.
+///
+/// Expired tokens are dropped by a sweep that runs at most once per sweep interval
+/// (default one minute) when a token is issued, so memory holds at most the tokens
+/// issued within one lifetime plus one interval. Clones share the same tokens: keep
+/// one to [`revoke`](TokenStore::revoke) tokens on logout.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_oauth2_password::{Grant, MemoryTokenStore, Scopes, TokenStore};
+///
+/// # tokio_test_block_on(async {
+/// let store = MemoryTokenStore::new();
+/// let grant = Grant {
+///     subject: "johndoe".into(),
+///     scopes: Scopes::empty(),
+///     expires_at: SystemTime::now() + Duration::from_secs(60),
+/// };
+/// let token = store.issue(grant.clone()).await?;
+/// assert_eq!(store.resolve(token.as_str()).await?, Some(grant));
+/// store.revoke(token.as_str()).await?;
+/// assert_eq!(store.resolve(token.as_str()).await?, None);
+/// # Ok::<(), tower_oauth2_password::StoreError>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     futures_util::FutureExt::now_or_never(f).unwrap()
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MemoryTokenStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tokens: RwLock<HashMap<TokenId, Entry, BuildHasherDefault<IdHasher>>>,
+    sweep_interval: Duration,
+    /// Seconds since the epoch after which the next `issue` sweeps expired tokens.
+    next_sweep: AtomicU64,
+}
+
+struct Entry {
+    secret: [u8; SECRET_LEN],
+    grant: Grant,
+}
+
+const ID_LEN: usize = 16;
+const SECRET_LEN: usize = 16;
+const TOKEN_BYTES: usize = ID_LEN + SECRET_LEN;
+/// base64url without padding of 32 bytes.
+const TOKEN_CHARS: usize = 43;
+
+/// The public half of a token. Ids are uniformly random and only the store inserts
+/// them, so their own bits are a perfect hash: no hashing work, no flooding risk.
+#[derive(PartialEq, Eq, Clone, Copy)]
+struct TokenId([u8; ID_LEN]);
+
+impl Hash for TokenId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_ne_bytes(word));
+    }
+}
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `TokenId` is hashed with this hasher, and it calls `write_u64`.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = word;
+    }
+}
+
+impl MemoryTokenStore {
+    /// An empty store sweeping expired tokens at most once a minute.
+    pub fn new() -> Self {
+        Self::with_sweep_interval(Duration::from_secs(60))
+    }
+
+    /// An empty store sweeping expired tokens at most once per `interval`.
+    pub fn with_sweep_interval(interval: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                tokens: RwLock::default(),
+                sweep_interval: interval,
+                next_sweep: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// How many tokens are held, expired ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.inner.tokens.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every expired token now.
+    pub fn purge_expired(&self) {
+        let now = SystemTime::now();
+        self.write().retain(|_, entry| entry.grant.is_live(now));
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<TokenId, Entry, BuildHasherDefault<IdHasher>>> {
+        // Every update is a single map operation: a poisoned map is still consistent.
+        self.inner.tokens.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn issue_now(&self, grant: Grant) -> Result<AccessToken, StoreError> {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        getrandom::fill(&mut bytes).map_err(|e| StoreError::new(e.to_string()))?;
+        let (id, secret) = split(&bytes);
+        let now = SystemTime::now();
+        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut tokens = self.write();
+        if now_secs >= self.inner.next_sweep.load(Ordering::Relaxed) {
+            tokens.retain(|_, entry| entry.grant.is_live(now));
+            let next = now_secs.saturating_add(self.inner.sweep_interval.as_secs());
+            self.inner.next_sweep.store(next, Ordering::Relaxed);
+        }
+        tokens.insert(id, Entry { secret, grant });
+        Ok(AccessToken::new(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    fn resolve_now(&self, token: &str) -> Option<Grant> {
+        let bytes = decode(token)?;
+        let (id, secret) = split(&bytes);
+        let tokens = self.inner.tokens.read().unwrap_or_else(PoisonError::into_inner);
+        let entry = tokens.get(&id)?;
+        let live = bool::from(entry.secret.ct_eq(&secret)) && entry.grant.is_live(SystemTime::now());
+        live.then(|| entry.grant.clone())
+    }
+
+    fn revoke_now(&self, token: &str) {
+        let Some(bytes) = decode(token) else { return };
+        let (id, secret) = split(&bytes);
+        let mut tokens = self.write();
+        if tokens.get(&id).is_some_and(|entry| bool::from(entry.secret.ct_eq(&secret))) {
+            tokens.remove(&id);
+        }
+    }
+}
+
+/// A token's bytes, if it has the shape of one of ours (canonical base64url).
+fn decode(token: &str) -> Option<[u8; TOKEN_BYTES]> {
+    if token.len() != TOKEN_CHARS {
+        return None;
+    }
+    let mut bytes = [0u8; TOKEN_BYTES];
+    match URL_SAFE_NO_PAD.decode_slice(token, &mut bytes) {
+        Ok(TOKEN_BYTES) => Some(bytes),
+        _ => None,
+    }
+}
+
+fn split(bytes: &[u8; TOKEN_BYTES]) -> (TokenId, [u8; SECRET_LEN]) {
+    let mut id = [0u8; ID_LEN];
+    let mut secret = [0u8; SECRET_LEN];
+    id.copy_from_slice(&bytes[..ID_LEN]);
+    secret.copy_from_slice(&bytes[ID_LEN..]);
+    (TokenId(id), secret)
+}
+
+impl Default for MemoryTokenStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryTokenStore")
+            .field("tokens", &self.len())
+            .field("sweep_interval", &self.inner.sweep_interval)
+            .finish()
+    }
+}
+
+impl TokenStore for MemoryTokenStore {
+    fn issue(&self, grant: Grant) -> impl Future<Output = Result<AccessToken, StoreError>> + Send {
+        ready(self.issue_now(grant))
+    }
+
+    fn resolve(&self, token: &str) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
+        ready(Ok(self.resolve_now(token)))
+    }
+
+    fn revoke(&self, token: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.revoke_now(token);
+        ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Scopes;
+
+    fn grant(lifetime: Duration) -> Grant {
+        Grant {
+            subject: "johndoe".into(),
+            scopes: Scopes::empty(),
+            expires_at: SystemTime::now() + lifetime,
+        }
+    }
+
+    #[test]
+    fn tokens_are_43_char_base64url_and_unique() {
+        let store = MemoryTokenStore::new();
+        let a = store.issue_now(grant(Duration::from_secs(60))).unwrap();
+        let b = store.issue_now(grant(Duration::from_secs(60))).unwrap();
+        assert_eq!(a.as_str().len(), 43);
+        assert!(a.as_str().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn resolve_rejects_tampered_and_foreign_tokens() {
+        let store = MemoryTokenStore::new();
+        let token = store.issue_now(grant(Duration::from_secs(60))).unwrap();
+        let token = token.as_str();
+        assert!(store.resolve_now(token).is_some());
+        // Same id, different secret.
+        let mut tampered = token.to_owned();
+        let last = if tampered.ends_with('A') { "B" } else { "A" };
+        tampered.replace_range(40..41, last);
+        assert_eq!(store.resolve_now(&tampered), None);
+        for other in ["", "x", &token[..42], &format!("{token}A"), &"!".repeat(43)] {
+            assert_eq!(store.resolve_now(other), None, "{other}");
+        }
+        // A revoke with the wrong secret does nothing.
+        store.revoke_now(&tampered);
+        assert!(store.resolve_now(token).is_some());
+    }
+
+    #[test]
+    fn expired_tokens_do_not_resolve_and_are_swept() {
+        let store = MemoryTokenStore::with_sweep_interval(Duration::ZERO);
+        let expired = store.issue_now(grant(Duration::ZERO)).unwrap();
+        assert_eq!(store.resolve_now(expired.as_str()), None);
+        for _ in 0..100 {
+            store.issue_now(grant(Duration::ZERO)).unwrap();
+        }
+        store.issue_now(grant(Duration::from_secs(60))).unwrap();
+        assert_eq!(store.len(), 1, "expired tokens are reclaimed on issue");
+        store.issue_now(grant(Duration::ZERO)).unwrap();
+        store.purge_expired();
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn debug_does_not_show_tokens() {
+        let store = MemoryTokenStore::new();
+        let token = store.issue_now(grant(Duration::from_secs(60))).unwrap();
+        assert!(!format!("{store:?}").contains(token.as_str()));
+        assert_eq!(format!("{token:?}"), "AccessToken(<redacted>)");
+    }
+}
