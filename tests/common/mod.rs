@@ -1,0 +1,165 @@
+//! A real server on a real socket, and a real HTTP client, for the integration tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer, TokenStore, UserStore};
+
+#[path = "../../examples/tutorial.rs"]
+#[allow(dead_code, unreachable_pub)]
+pub mod tutorial;
+
+pub type TutorialLayer = OAuth2PasswordLayer<MemoryUserStore<tutorial::User>>;
+
+/// The tutorial app serving on 127.0.0.1, on a port of the OS's choosing.
+pub struct Server {
+    pub addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What a response was: status, headers and body, all of which the tests check.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().expect("ASCII header"))
+    }
+
+    /// Asserts a JSON error answer: status, `detail`, `error`, content type.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, detail: &str, error: Option<&str>) {
+        assert_eq!(self.status.as_u16(), status, "body: {:?}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        let json = self.json();
+        assert_eq!(json["detail"], detail, "body: {json}");
+        match error {
+            Some(error) => assert_eq!(json["error"], error, "body: {json}"),
+            None => assert!(json.get("error").is_none(), "body: {json}"),
+        }
+    }
+}
+
+impl Server {
+    pub async fn start() -> Self {
+        Self::start_with(tutorial::layer_builder().build()).await
+    }
+
+    pub async fn start_with<Us, Ts>(layer: OAuth2PasswordLayer<Us, Ts>) -> Self
+    where
+        Us: UserStore<User = tutorial::User>,
+        Ts: TokenStore,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(tutorial::serve(listener, layer, async {
+            let _ = stopped.await;
+        }));
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self {
+            addr,
+            client,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops accepting and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task ended cleanly");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
+        let response = self.client.request(request).await.expect("request sent");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body read").to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// `POST /token` with a urlencoded body.
+    pub async fn post_form(&self, body: &str) -> Reply {
+        self.post("/token", "application/x-www-form-urlencoded", body.as_bytes().to_vec())
+            .await
+    }
+
+    pub async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let request = Request::post(self.url(path))
+            .header("content-type", content_type)
+            .body(Full::from(body))
+            .expect("request");
+        self.send(request).await
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let reply = self
+            .post_form(&format!("username={username}&password={password}"))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "login failed: {:?}", reply.body);
+        reply.json()["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// `GET path` with the given `Authorization` header values (any bytes).
+    pub async fn get(&self, path: &str, authorization: &[&[u8]]) -> Reply {
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(self.url(path))
+            .body(Full::default())
+            .expect("request");
+        for value in authorization {
+            request
+                .headers_mut()
+                .append("authorization", HeaderValue::from_bytes(value).expect("header value"));
+        }
+        self.send(request).await
+    }
+
+    pub async fn me(&self, token: &str) -> Reply {
+        self.get("/users/me", &[format!("Bearer {token}").as_bytes()]).await
+    }
+
+    /// Writes `bytes` on a fresh connection, then reads until the server closes it
+    /// or `wait` passes.
+    pub async fn raw(&self, bytes: &[u8], wait: Duration) -> String {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        stream.write_all(bytes).await.expect("write");
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(wait, stream.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}

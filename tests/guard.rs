@@ -1,0 +1,207 @@
+//! The bearer guard of the tutorial app, over a real socket: every row of the
+//! contract's protected-routes table.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{tutorial, Reply, Server};
+use tower_oauth2_password::TokenStore;
+
+#[track_caller]
+fn assert_not_authenticated(reply: &Reply) {
+    reply.assert_error(401, "Not authenticated", None);
+    assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+}
+
+#[track_caller]
+fn assert_invalid_token(reply: &Reply) {
+    reply.assert_error(401, "Invalid authentication credentials", Some("invalid_token"));
+    assert_eq!(reply.header("www-authenticate"), Some("Bearer error=\"invalid_token\""));
+}
+
+#[tokio::test]
+async fn the_seed_walkthrough() {
+    let server = Server::start().await;
+    let token = server.login("johndoe", "secret").await;
+    let reply = server.me(&token).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({
+            "username": "johndoe",
+            "email": "johndoe@example.com",
+            "full_name": "John Doe",
+            "disabled": false,
+        })
+    );
+    assert!(!String::from_utf8_lossy(&reply.body).contains("argon2"));
+
+    let alice = server.login("alice", "secret2").await;
+    server.me(&alice).await.assert_error(400, "Inactive user", None);
+
+    assert_not_authenticated(&server.get("/users/me", &[]).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn missing_other_scheme_or_empty_token_is_not_authenticated() {
+    let server = Server::start().await;
+    let token = server.login("johndoe", "secret").await;
+    for value in [
+        format!("Basic {token}"),
+        "Basic am9obmRvZTpzZWNyZXQ=".to_owned(),
+        "Bearer".to_owned(),
+        "Bearer ".to_owned(),
+        "Bearer    ".to_owned(),
+        format!("Token {token}"),
+        format!("Bearer\t{token}"),
+    ] {
+        assert_not_authenticated(&server.get("/users/me", &[value.as_bytes()]).await);
+    }
+    // Every path but the token URL is guarded, unknown ones included.
+    assert_not_authenticated(&server.get("/", &[]).await);
+    assert_not_authenticated(&server.get("/nowhere", &[]).await);
+}
+
+#[tokio::test]
+async fn scheme_is_case_insensitive_and_whitespace_is_tolerated() {
+    let server = Server::start().await;
+    let token = server.login("johndoe", "secret").await;
+    for value in [
+        format!("bearer {token}"),
+        format!("BEARER {token}"),
+        format!("Bearer   {token}"),
+        format!("Bearer {token}  "),
+        format!("Bearer {token}\t"),
+    ] {
+        let reply = server.get("/users/me", &[value.as_bytes()]).await;
+        assert_eq!(reply.status, 200, "{value:?}: {:?}", reply.body);
+        assert_eq!(reply.json()["username"], "johndoe");
+    }
+}
+
+#[tokio::test]
+async fn unknown_malformed_forged_and_tampered_tokens_are_invalid() {
+    let server = Server::start().await;
+    let token = server.login("johndoe", "secret").await;
+    let mut tampered = token.clone().into_bytes();
+    tampered[42] = if tampered[42] == b'A' { b'Q' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let forged = "A".repeat(43);
+    for value in [
+        "Bearer nope".to_owned(),
+        format!("Bearer {forged}"),
+        format!("Bearer {tampered}"),
+        format!("Bearer {token}x"),
+        format!("Bearer {}", &token[..42]),
+        format!("Bearer {token} extra"),
+        "Bearer a\"b".to_owned(),
+        format!("Bearer {}", "a".repeat(8000)),
+    ] {
+        assert_invalid_token(&server.get("/users/me", &[value.as_bytes()]).await);
+    }
+    // Bytes outside ASCII in the header.
+    assert_invalid_token(&server.get("/users/me", &[b"Bearer t\xc3\xa9st"]).await);
+    // The genuine token still works.
+    assert_eq!(server.me(&token).await.status, 200);
+}
+
+#[tokio::test]
+async fn several_authorization_headers_are_rejected() {
+    let server = Server::start().await;
+    let token = server.login("johndoe", "secret").await;
+    let value = format!("Bearer {token}");
+    let reply = server.get("/users/me", &[value.as_bytes(), value.as_bytes()]).await;
+    reply.assert_error(400, "Several Authorization headers: send exactly one", Some("invalid_request"));
+    let reply = server.get("/users/me", &[b"Basic eA==", value.as_bytes()]).await;
+    assert_eq!(reply.status, 400);
+}
+
+#[tokio::test]
+async fn expired_tokens_are_invalid() {
+    let lifetime = Duration::from_millis(300);
+    let server = Server::start_with(tutorial::layer_builder().token_lifetime(lifetime).build()).await;
+    let token = server.login("johndoe", "secret").await;
+    assert_eq!(server.me(&token).await.status, 200);
+    tokio::time::sleep(lifetime + Duration::from_millis(50)).await;
+    assert_invalid_token(&server.me(&token).await);
+}
+
+#[tokio::test]
+async fn revoked_tokens_are_invalid() {
+    let layer = tutorial::layer_builder().build();
+    let server = Server::start_with(layer.clone()).await;
+    let token = server.login("johndoe", "secret").await;
+    let other = server.login("johndoe", "secret").await;
+    layer.token_store().revoke(&token).await.unwrap();
+    assert_invalid_token(&server.me(&token).await);
+    assert_eq!(server.me(&other).await.status, 200, "other tokens unaffected");
+}
+
+#[tokio::test]
+async fn disabling_or_deleting_a_user_takes_effect_at_once() {
+    let layer = tutorial::layer_builder().build();
+    let server = Server::start_with(layer.clone()).await;
+    let token = server.login("johndoe", "secret").await;
+    assert!(layer.user_store().disable("johndoe"));
+    server.me(&token).await.assert_error(400, "Inactive user", None);
+    assert!(layer.user_store().remove("johndoe"));
+    assert_invalid_token(&server.me(&token).await);
+}
+
+#[tokio::test]
+async fn public_paths_skip_the_guard() {
+    let layer = tutorial::layer_builder()
+        .public_path("/nowhere")
+        .public_prefix("/docs")
+        .public_if(|parts| parts.uri.path() == "/open" && parts.method == http::Method::GET)
+        .build();
+    let server = Server::start_with(layer).await;
+    // Reaches the app, which answers 404: the guard let it through.
+    for path in ["/nowhere", "/docs", "/docs/openapi.json", "/open"] {
+        server.get(path, &[]).await.assert_error(404, "Not Found", None);
+    }
+    for path in ["/nowhere/", "/docsecret", "/docs/../users/me", "/users/me"] {
+        assert_not_authenticated(&server.get(path, &[]).await);
+    }
+    let reply = server
+        .post("/open", "text/plain", Vec::new())
+        .await;
+    assert_not_authenticated(&reply);
+}
+
+#[tokio::test]
+async fn inactive_status_and_invalid_token_detail_are_configurable() {
+    let layer = tutorial::layer_builder()
+        .inactive_user_status(http::StatusCode::FORBIDDEN)
+        .invalid_token_detail("Not authenticated")
+        .build();
+    let server = Server::start_with(layer).await;
+    let alice = server.login("alice", "secret2").await;
+    server.me(&alice).await.assert_error(403, "Inactive user", None);
+    server.me("nope").await.assert_error(401, "Not authenticated", Some("invalid_token"));
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_on_one_server() {
+    let server = std::sync::Arc::new(Server::start().await);
+    let token = server.login("johndoe", "secret").await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let server = server.clone();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            match i % 3 {
+                0 => server.me(&token).await.status,
+                1 => server.get("/users/me", &[]).await.status,
+                _ => server.me("bogus").await.status,
+            }
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let expected = if i % 3 == 0 { 200 } else { 401 };
+        assert_eq!(task.await.unwrap(), expected);
+    }
+}
