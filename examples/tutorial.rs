@@ -27,8 +27,8 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2_password::{
-    Builder, CurrentUser, HashedPassword, MemoryUserStore, OAuth2PasswordLayer, StoredUser, TokenStore,
-    UserStore,
+    Builder, CurrentUser, HashedPassword, MemoryUserStore, OAuth2PasswordLayer, StoredUser,
+    TokenStore, UserStore,
 };
 use tracing::Instrument;
 
@@ -88,10 +88,25 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         (&Method::GET, "/users/me") => match request.extensions().get::<CurrentUser<User>>() {
             Some(user) => json(StatusCode::OK, &**user),
             // Only reachable if the layer were missing: fail closed.
-            None => json(StatusCode::UNAUTHORIZED, &Detail { detail: "Not authenticated" }),
+            None => json(
+                StatusCode::UNAUTHORIZED,
+                &Detail {
+                    detail: "Not authenticated",
+                },
+            ),
         },
-        (_, "/users/me") => json(StatusCode::METHOD_NOT_ALLOWED, &Detail { detail: "Method Not Allowed" }),
-        _ => json(StatusCode::NOT_FOUND, &Detail { detail: "Not Found" }),
+        (_, "/users/me") => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &Detail {
+                detail: "Method Not Allowed",
+            },
+        ),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            &Detail {
+                detail: "Not Found",
+            },
+        ),
     };
     Ok(response)
 }
@@ -105,9 +120,10 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(Full::from(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -161,7 +177,9 @@ pub async fn serve<Us, Ts>(
             }
             .instrument(span)
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -170,7 +188,10 @@ pub async fn serve<Us, Ts>(
         });
     }
     tracing::info!("shutting down");
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after 10 s; closing them");
     }
 }
@@ -178,7 +199,10 @@ pub async fn serve<Us, Ts>(
 #[tokio::main]
 async fn main() {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt().with_target(false).with_ansi(ansi).init();
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());
     let addr: SocketAddr = match addr.parse() {
         Ok(addr) => addr,

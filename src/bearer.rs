@@ -58,9 +58,9 @@ fn trim_trailing_ows(bytes: &[u8]) -> &[u8] {
 fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
     body_len > 0
-        && token[..body_len]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && token[..body_len].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 #[cfg(test)]
@@ -78,7 +78,10 @@ mod tests {
 
     #[test]
     fn plain_bearer_token() {
-        assert_eq!(parse(&[b"Bearer abc-DEF_123.~+/=="]).unwrap(), "abc-DEF_123.~+/==");
+        assert_eq!(
+            parse(&[b"Bearer abc-DEF_123.~+/=="]).unwrap(),
+            "abc-DEF_123.~+/=="
+        );
     }
 
     #[test]
@@ -111,7 +114,11 @@ mod tests {
             b"",
             b"Token tok",
         ] {
-            assert_eq!(parse(&[value]), Err(Rejection::MissingCredentials), "{value:?}");
+            assert_eq!(
+                parse(&[value]),
+                Err(Rejection::MissingCredentials),
+                "{value:?}"
+            );
         }
     }
 

@@ -56,8 +56,10 @@ where
         Err(rejection) => {
             tracing::debug!(?rejection, "token request rejected");
             // The rest of the body was not read: the connection cannot be reused.
-            let close = matches!(rejection, Rejection::PayloadTooLarge(_) | Rejection::RequestTimeout)
-                && version <= Version::HTTP_11;
+            let close = matches!(
+                rejection,
+                Rejection::PayloadTooLarge(_) | Rejection::RequestTimeout
+            ) && version <= Version::HTTP_11;
             let mut response = rejection.into_response(&shared.config.messages, Protocol::Http);
             if close {
                 response
@@ -153,7 +155,9 @@ where
         Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
             Err(Rejection::PayloadTooLarge(limit))
         }
-        Ok(Err(_)) => Err(Rejection::InvalidRequest("Could not read the request body".into())),
+        Ok(Err(_)) => Err(Rejection::InvalidRequest(
+            "Could not read the request body".into(),
+        )),
         Err(_elapsed) => Err(Rejection::RequestTimeout),
     }
 }
@@ -171,18 +175,24 @@ where
     H: PasswordHasher,
 {
     let check = move || match hash {
-        Some(hash) => shared.hasher.verify(&password, &hash).unwrap_or_else(|error| {
-            // Answer as for a wrong password: a broken record must not reveal itself.
-            tracing::error!(%error, "stored password hash cannot be verified");
-            false
-        }),
+        Some(hash) => shared
+            .hasher
+            .verify(&password, &hash)
+            .unwrap_or_else(|error| {
+                // Answer as for a wrong password: a broken record must not reveal itself.
+                tracing::error!(%error, "stored password hash cannot be verified");
+                false
+            }),
         None => {
             shared.hasher.verify_dummy(&password);
             false
         }
     };
     match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => runtime.spawn_blocking(check).await.map_err(|_| Rejection::Internal),
+        Ok(runtime) => runtime
+            .spawn_blocking(check)
+            .await
+            .map_err(|_| Rejection::Internal),
         // Outside tokio there is no blocking pool: verify in place rather than panic.
         Err(_) => Ok(check()),
     }

@@ -199,7 +199,10 @@ impl Rejection {
         let mut response = Response::new(ResponseBody::empty());
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", HeaderValue::from(u16::from(self.grpc_code())));
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(self.grpc_code())),
+        );
         let message = utf8_percent_encode(&self.detail(messages), GRPC_MESSAGE).to_string();
         if let Ok(value) = HeaderValue::try_from(message) {
             headers.insert("grpc-message", value);
@@ -245,7 +248,10 @@ mod tests {
     fn body_of(response: Response<ResponseBody<http_body_util::Empty<Bytes>>>) -> Bytes {
         use http_body_util::BodyExt;
         let collected = futures_util::FutureExt::now_or_never(response.into_body().collect());
-        collected.expect("full body is ready").expect("infallible").to_bytes()
+        collected
+            .expect("full body is ready")
+            .expect("infallible")
+            .to_bytes()
     }
 
     #[test]
@@ -267,7 +273,10 @@ mod tests {
         let response = Rejection::InvalidToken.into_response(&messages, Protocol::Grpc);
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["grpc-status"], "16");
-        assert_eq!(response.headers()["grpc-message"], "100%25 bad%0Atoken %C3%A9");
+        assert_eq!(
+            response.headers()["grpc-message"],
+            "100%25 bad%0Atoken %C3%A9"
+        );
         assert!(body_of(response).is_empty());
     }
 }

@@ -201,7 +201,10 @@ mod tests {
     #[test]
     fn minimal_form() {
         let form = urlencoded(b"username=johndoe&password=secret").unwrap();
-        assert_eq!((form.username.as_str(), form.password.as_str()), ("johndoe", "secret"));
+        assert_eq!(
+            (form.username.as_str(), form.password.as_str()),
+            ("johndoe", "secret")
+        );
         assert!(form.scopes.is_empty());
     }
 
@@ -234,12 +237,30 @@ mod tests {
 
     #[test]
     fn missing_or_empty_required_fields_name_the_field() {
-        assert_eq!(detail(urlencoded(b"password=b").err().unwrap()), "Missing form field: username");
-        assert_eq!(detail(urlencoded(b"username=&password=b").err().unwrap()), "Missing form field: username");
-        assert_eq!(detail(urlencoded(b"username=a").err().unwrap()), "Missing form field: password");
-        assert_eq!(detail(urlencoded(b"username=a&password").err().unwrap()), "Missing form field: password");
-        assert_eq!(detail(urlencoded(b"").err().unwrap()), "Missing form field: username");
-        assert_eq!(detail(urlencoded(b"&&&").err().unwrap()), "Missing form field: username");
+        assert_eq!(
+            detail(urlencoded(b"password=b").err().unwrap()),
+            "Missing form field: username"
+        );
+        assert_eq!(
+            detail(urlencoded(b"username=&password=b").err().unwrap()),
+            "Missing form field: username"
+        );
+        assert_eq!(
+            detail(urlencoded(b"username=a").err().unwrap()),
+            "Missing form field: password"
+        );
+        assert_eq!(
+            detail(urlencoded(b"username=a&password").err().unwrap()),
+            "Missing form field: password"
+        );
+        assert_eq!(
+            detail(urlencoded(b"").err().unwrap()),
+            "Missing form field: username"
+        );
+        assert_eq!(
+            detail(urlencoded(b"&&&").err().unwrap()),
+            "Missing form field: username"
+        );
     }
 
     #[test]
@@ -284,7 +305,10 @@ mod tests {
         let strict = |body: &[u8]| parse_urlencoded(body).unwrap().finish(true);
         assert!(strict(b"grant_type=password&username=a&password=b").is_ok());
         assert!(detail(strict(b"username=a&password=b").err().unwrap()).contains("grant_type"));
-        assert!(detail(strict(b"grant_type=&username=a&password=b").err().unwrap()).contains("grant_type"));
+        assert!(
+            detail(strict(b"grant_type=&username=a&password=b").err().unwrap())
+                .contains("grant_type")
+        );
     }
 
     #[test]
@@ -308,23 +332,34 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(Encoding::of(&headers("application/x-www-form-urlencoded")), Ok(Encoding::UrlEncoded));
+        assert_eq!(
+            Encoding::of(&headers("application/x-www-form-urlencoded")),
+            Ok(Encoding::UrlEncoded)
+        );
         assert_eq!(
             Encoding::of(&headers("Application/X-WWW-Form-Urlencoded; charset=UTF-8")),
             Ok(Encoding::UrlEncoded)
         );
         assert_eq!(
             Encoding::of(&headers("multipart/form-data; boundary=XyZ")),
-            Ok(Encoding::Multipart { boundary: "XyZ".into() })
+            Ok(Encoding::Multipart {
+                boundary: "XyZ".into()
+            })
         );
         assert!(matches!(
             Encoding::of(&headers("multipart/form-data")),
             Err(Rejection::InvalidRequest(_))
         ));
         for other in ["application/json", "text/plain", ""] {
-            assert_eq!(Encoding::of(&headers(other)), Err(Rejection::UnsupportedMediaType));
+            assert_eq!(
+                Encoding::of(&headers(other)),
+                Err(Rejection::UnsupportedMediaType)
+            );
         }
-        assert_eq!(Encoding::of(&HeaderMap::new()), Err(Rejection::UnsupportedMediaType));
+        assert_eq!(
+            Encoding::of(&HeaderMap::new()),
+            Err(Rejection::UnsupportedMediaType)
+        );
     }
 
     fn multipart(parts: &[(&str, &str, Option<&str>)]) -> Bytes {
@@ -347,7 +382,9 @@ mod tests {
     }
 
     fn parse_multipart_now(body: Bytes) -> Result<PasswordForm, Rejection> {
-        let encoding = Encoding::Multipart { boundary: "B".into() };
+        let encoding = Encoding::Multipart {
+            boundary: "B".into(),
+        };
         futures_util::FutureExt::now_or_never(encoding.parse(body, false)).expect("in-memory body")
     }
 
@@ -360,7 +397,10 @@ mod tests {
             ("other", "ignored", None),
         ]))
         .unwrap();
-        assert_eq!((form.username.as_str(), form.password.as_str()), ("johndoe", "sec ret+%"));
+        assert_eq!(
+            (form.username.as_str(), form.password.as_str()),
+            ("johndoe", "sec ret+%")
+        );
         assert_eq!(form.scopes, ["me", "items"]);
     }
 
@@ -372,7 +412,10 @@ mod tests {
             ("password", "c", None),
         ]));
         assert!(detail(dup.err().unwrap()).starts_with("Duplicate form field"));
-        let file = parse_multipart_now(multipart(&[("username", "a", Some("u.txt")), ("password", "c", None)]));
+        let file = parse_multipart_now(multipart(&[
+            ("username", "a", Some("u.txt")),
+            ("password", "c", None),
+        ]));
         assert!(detail(file.err().unwrap()).contains("not a file"));
         let garbage = parse_multipart_now(Bytes::from_static(b"--B\r\nno headers end"));
         assert!(matches!(garbage, Err(Rejection::InvalidRequest(_))));

@@ -10,7 +10,8 @@ use pin_project_lite::pin_project;
 
 use crate::body::ResponseBody;
 
-type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
+type BoxedResponse<B, E> =
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
 
 pin_project! {
     /// Response future of [`OAuth2Password`](crate::OAuth2Password).

@@ -7,13 +7,13 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request, Response};
 use tower_service::Service;
 
+use crate::bearer;
 use crate::body::ResponseBody;
 use crate::error::{Protocol, Rejection};
 use crate::layer::Shared;
 use crate::scope::Scopes;
 use crate::token::TokenStore;
 use crate::user::{CurrentUser, UserStore};
-use crate::bearer;
 
 /// Authenticates `request`; on success calls `inner` with the user and scopes in the
 /// extensions, otherwise answers with the rejection.

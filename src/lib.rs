@@ -116,7 +116,12 @@
 //! sets up): the token endpoint times out slow bodies, and verifies passwords on
 //! tokio's blocking pool.
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 
 mod bearer;
 mod body;

@@ -139,7 +139,11 @@ impl fmt::Debug for Argon2Hasher {
     }
 }
 
-fn hash_with_salt(argon2: &Argon2<'_>, password: &str, salt: &str) -> Result<HashedPassword, PasswordError> {
+fn hash_with_salt(
+    argon2: &Argon2<'_>,
+    password: &str,
+    salt: &str,
+) -> Result<HashedPassword, PasswordError> {
     use argon2::PasswordHasher as _;
     let salt = SaltString::from_b64(salt).map_err(|e| PasswordError::Hashing(e.to_string()))?;
     let hash = argon2
@@ -152,7 +156,8 @@ impl PasswordHasher for Argon2Hasher {
     fn hash(&self, password: &str) -> Result<HashedPassword, PasswordError> {
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|e| PasswordError::Hashing(e.to_string()))?;
-        let salt = SaltString::encode_b64(&salt).map_err(|e| PasswordError::Hashing(e.to_string()))?;
+        let salt =
+            SaltString::encode_b64(&salt).map_err(|e| PasswordError::Hashing(e.to_string()))?;
         hash_with_salt(&self.argon2, password, salt.as_str())
     }
 
@@ -189,7 +194,8 @@ mod tests {
     #[test]
     fn malformed_stored_hash_is_an_error_not_a_match() {
         let hasher = Argon2Hasher::with_params(64, 1, 1).unwrap();
-        let bcrypt = HashedPassword("$2b$12$abcdefghijklmnopqrstuuMY2cWvYqV3T1vHjHhWcG7L5oZkYB3Zy".into());
+        let bcrypt =
+            HashedPassword("$2b$12$abcdefghijklmnopqrstuuMY2cWvYqV3T1vHjHhWcG7L5oZkYB3Zy".into());
         assert!(hasher.verify("x", &bcrypt).is_err());
     }
 

@@ -47,7 +47,9 @@ impl PublicRoutes {
     }
 
     pub(crate) fn matches_predicate(&self, parts: &Parts) -> bool {
-        self.predicate.as_ref().is_some_and(|predicate| predicate(parts))
+        self.predicate
+            .as_ref()
+            .is_some_and(|predicate| predicate(parts))
     }
 }
 

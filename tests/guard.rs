@@ -16,8 +16,15 @@ fn assert_not_authenticated(reply: &Reply) {
 
 #[track_caller]
 fn assert_invalid_token(reply: &Reply) {
-    reply.assert_error(401, "Invalid authentication credentials", Some("invalid_token"));
-    assert_eq!(reply.header("www-authenticate"), Some("Bearer error=\"invalid_token\""));
+    reply.assert_error(
+        401,
+        "Invalid authentication credentials",
+        Some("invalid_token"),
+    );
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
 }
 
 #[tokio::test]
@@ -39,7 +46,10 @@ async fn the_seed_walkthrough() {
     assert!(!String::from_utf8_lossy(&reply.body).contains("argon2"));
 
     let alice = server.login("alice", "secret2").await;
-    server.me(&alice).await.assert_error(400, "Inactive user", None);
+    server
+        .me(&alice)
+        .await
+        .assert_error(400, "Inactive user", None);
 
     assert_not_authenticated(&server.get("/users/me", &[]).await);
     server.stop().await;
@@ -113,16 +123,25 @@ async fn several_authorization_headers_are_rejected() {
     let server = Server::start().await;
     let token = server.login("johndoe", "secret").await;
     let value = format!("Bearer {token}");
-    let reply = server.get("/users/me", &[value.as_bytes(), value.as_bytes()]).await;
-    reply.assert_error(400, "Several Authorization headers: send exactly one", Some("invalid_request"));
-    let reply = server.get("/users/me", &[b"Basic eA==", value.as_bytes()]).await;
+    let reply = server
+        .get("/users/me", &[value.as_bytes(), value.as_bytes()])
+        .await;
+    reply.assert_error(
+        400,
+        "Several Authorization headers: send exactly one",
+        Some("invalid_request"),
+    );
+    let reply = server
+        .get("/users/me", &[b"Basic eA==", value.as_bytes()])
+        .await;
     assert_eq!(reply.status, 400);
 }
 
 #[tokio::test]
 async fn expired_tokens_are_invalid() {
     let lifetime = Duration::from_millis(300);
-    let server = Server::start_with(tutorial::layer_builder().token_lifetime(lifetime).build()).await;
+    let server =
+        Server::start_with(tutorial::layer_builder().token_lifetime(lifetime).build()).await;
     let token = server.login("johndoe", "secret").await;
     assert_eq!(server.me(&token).await.status, 200);
     tokio::time::sleep(lifetime + Duration::from_millis(50)).await;
@@ -137,7 +156,11 @@ async fn revoked_tokens_are_invalid() {
     let other = server.login("johndoe", "secret").await;
     layer.token_store().revoke(&token).await.unwrap();
     assert_invalid_token(&server.me(&token).await);
-    assert_eq!(server.me(&other).await.status, 200, "other tokens unaffected");
+    assert_eq!(
+        server.me(&other).await.status,
+        200,
+        "other tokens unaffected"
+    );
 }
 
 #[tokio::test]
@@ -146,7 +169,10 @@ async fn disabling_or_deleting_a_user_takes_effect_at_once() {
     let server = Server::start_with(layer.clone()).await;
     let token = server.login("johndoe", "secret").await;
     assert!(layer.user_store().disable("johndoe"));
-    server.me(&token).await.assert_error(400, "Inactive user", None);
+    server
+        .me(&token)
+        .await
+        .assert_error(400, "Inactive user", None);
     assert!(layer.user_store().remove("johndoe"));
     assert_invalid_token(&server.me(&token).await);
 }
@@ -161,14 +187,15 @@ async fn public_paths_skip_the_guard() {
     let server = Server::start_with(layer).await;
     // Reaches the app, which answers 404: the guard let it through.
     for path in ["/nowhere", "/docs", "/docs/openapi.json", "/open"] {
-        server.get(path, &[]).await.assert_error(404, "Not Found", None);
+        server
+            .get(path, &[])
+            .await
+            .assert_error(404, "Not Found", None);
     }
     for path in ["/nowhere/", "/docsecret", "/docs/../users/me", "/users/me"] {
         assert_not_authenticated(&server.get(path, &[]).await);
     }
-    let reply = server
-        .post("/open", "text/plain", Vec::new())
-        .await;
+    let reply = server.post("/open", "text/plain", Vec::new()).await;
     assert_not_authenticated(&reply);
 }
 
@@ -180,8 +207,14 @@ async fn inactive_status_and_invalid_token_detail_are_configurable() {
         .build();
     let server = Server::start_with(layer).await;
     let alice = server.login("alice", "secret2").await;
-    server.me(&alice).await.assert_error(403, "Inactive user", None);
-    server.me("nope").await.assert_error(401, "Not authenticated", Some("invalid_token"));
+    server
+        .me(&alice)
+        .await
+        .assert_error(403, "Inactive user", None);
+    server
+        .me("nope")
+        .await
+        .assert_error(401, "Not authenticated", Some("invalid_token"));
 }
 
 #[tokio::test]

@@ -19,11 +19,20 @@ async fn good_credentials_issue_a_bearer_token() {
     let object = json.as_object().expect("object");
     let token = json["access_token"].as_str().expect("access_token");
     assert_eq!(token.len(), 43, "256 bits, base64url");
-    assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert!(token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     assert_eq!(json["token_type"], "bearer");
     assert_eq!(json["expires_in"], 1800);
-    assert_eq!(object.len(), 3, "no scope key when none was asked for: {json}");
-    assert!(!reply.body.windows(7).any(|w| w == b"$argon2"), "no hash in a response");
+    assert_eq!(
+        object.len(),
+        3,
+        "no scope key when none was asked for: {json}"
+    );
+    assert!(
+        !reply.body.windows(7).any(|w| w == b"$argon2"),
+        "no hash in a response"
+    );
     // A second login gets a different token.
     assert_ne!(server.login("johndoe", "secret").await, token);
 }
@@ -37,7 +46,10 @@ async fn unknown_user_and_wrong_password_are_indistinguishable() {
         reply.assert_error(400, "Incorrect username or password", Some("invalid_grant"));
         assert_eq!(reply.header("cache-control"), Some("no-store"));
     }
-    assert_eq!(wrong_password.body, unknown_user.body, "byte-identical bodies");
+    assert_eq!(
+        wrong_password.body, unknown_user.body,
+        "byte-identical bodies"
+    );
     let mut a = wrong_password.headers.clone();
     let mut b = unknown_user.headers.clone();
     a.remove("date");
@@ -51,7 +63,10 @@ async fn disabled_user_can_log_in_but_not_use_the_token() {
     // "Inactive user".
     let server = Server::start().await;
     let token = server.login("alice", "secret2").await;
-    server.me(&token).await.assert_error(400, "Inactive user", None);
+    server
+        .me(&token)
+        .await
+        .assert_error(400, "Inactive user", None);
     let reply = server.post_form("username=alice&password=secret").await;
     reply.assert_error(400, "Incorrect username or password", Some("invalid_grant"));
 }
@@ -65,9 +80,18 @@ async fn missing_empty_duplicated_and_malformed_fields_name_the_problem() {
         ("username=&password=secret", "Missing form field: username"),
         ("username=johndoe&password=", "Missing form field: password"),
         ("", "Missing form field: username"),
-        ("username=johndoe&username=johndoe&password=secret", "Duplicate form field: username"),
-        ("username=johndoe&password=secret&password=secret", "Duplicate form field: password"),
-        ("username=johndoe&password=%FF", "Form field is not valid UTF-8"),
+        (
+            "username=johndoe&username=johndoe&password=secret",
+            "Duplicate form field: username",
+        ),
+        (
+            "username=johndoe&password=secret&password=secret",
+            "Duplicate form field: password",
+        ),
+        (
+            "username=johndoe&password=%FF",
+            "Form field is not valid UTF-8",
+        ),
     ] {
         let reply = server.post_form(body).await;
         reply.assert_error(400, detail, Some("invalid_request"));
@@ -104,14 +128,26 @@ async fn multipart_form_is_accepted() {
     let body = "--XyZ\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\njohndoe\r\n\
                 --XyZ\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nsecret\r\n--XyZ--\r\n";
     let reply = server
-        .post("/token", "multipart/form-data; boundary=XyZ", body.as_bytes().to_vec())
+        .post(
+            "/token",
+            "multipart/form-data; boundary=XyZ",
+            body.as_bytes().to_vec(),
+        )
         .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(reply.json()["token_type"], "bearer");
     let reply = server
-        .post("/token", "multipart/form-data; boundary=XyZ", b"--XyZ\r\ngarbage".to_vec())
+        .post(
+            "/token",
+            "multipart/form-data; boundary=XyZ",
+            b"--XyZ\r\ngarbage".to_vec(),
+        )
         .await;
-    reply.assert_error(400, "Malformed multipart/form-data body", Some("invalid_request"));
+    reply.assert_error(
+        400,
+        "Malformed multipart/form-data body",
+        Some("invalid_request"),
+    );
 }
 
 #[tokio::test]
@@ -119,7 +155,9 @@ async fn grant_type_other_than_password_is_unsupported() {
     let server = Server::start().await;
     for grant_type in ["client_credentials", "authorization_code", "Password"] {
         let reply = server
-            .post_form(&format!("grant_type={grant_type}&username=johndoe&password=secret"))
+            .post_form(&format!(
+                "grant_type={grant_type}&username=johndoe&password=secret"
+            ))
             .await;
         reply.assert_error(
             400,
@@ -131,7 +169,8 @@ async fn grant_type_other_than_password_is_unsupported() {
 
 #[tokio::test]
 async fn strict_mode_requires_grant_type() {
-    let server = Server::start_with(tutorial::layer_builder().require_grant_type(true).build()).await;
+    let server =
+        Server::start_with(tutorial::layer_builder().require_grant_type(true).build()).await;
     let reply = server.post_form("username=johndoe&password=secret").await;
     reply.assert_error(
         400,
@@ -149,7 +188,11 @@ async fn not_a_form_is_415_with_a_json_error() {
     let server = Server::start().await;
     let expected = "Expected a form: Content-Type must be application/x-www-form-urlencoded or multipart/form-data";
     let reply = server
-        .post("/token", "application/json", br#"{"username":"johndoe","password":"secret"}"#.to_vec())
+        .post(
+            "/token",
+            "application/json",
+            br#"{"username":"johndoe","password":"secret"}"#.to_vec(),
+        )
         .await;
     reply.assert_error(415, expected, Some("invalid_request"));
     assert_eq!(reply.header("cache-control"), Some("no-store"));
@@ -184,7 +227,10 @@ async fn other_methods_get_405_with_allow_post() {
 #[tokio::test]
 async fn body_over_16_kib_is_413_and_the_server_keeps_serving() {
     let server = Server::start().await;
-    let body = format!("username=johndoe&password=secret&pad={}", "x".repeat(16 * 1024));
+    let body = format!(
+        "username=johndoe&password=secret&pad={}",
+        "x".repeat(16 * 1024)
+    );
     let reply = server.post_form(&body).await;
     reply.assert_error(
         413,
@@ -222,16 +268,33 @@ async fn slow_body_is_408_and_the_server_keeps_serving() {
         )
         .await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("\"detail\":\"Request body did not arrive in time\""), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
-    assert_eq!(server.post_form("username=johndoe&password=secret").await.status, 200);
+    assert!(
+        answer.contains("\"detail\":\"Request body did not arrive in time\""),
+        "{answer}"
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert_eq!(
+        server
+            .post_form("username=johndoe&password=secret")
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn token_url_is_configurable() {
-    let server = Server::start_with(tutorial::layer_builder().token_url("auth/token").build()).await;
+    let server =
+        Server::start_with(tutorial::layer_builder().token_url("auth/token").build()).await;
     let reply = server
-        .post("/auth/token", "application/x-www-form-urlencoded", b"username=johndoe&password=secret".to_vec())
+        .post(
+            "/auth/token",
+            "application/x-www-form-urlencoded",
+            b"username=johndoe&password=secret".to_vec(),
+        )
         .await;
     assert_eq!(reply.status, 200);
     // The old URL is now an ordinary protected path.
@@ -250,7 +313,10 @@ async fn concurrent_logins_all_succeed() {
                 let token = server.login("johndoe", "secret").await;
                 server.me(&token).await.status
             } else {
-                server.post_form("username=johndoe&password=nope").await.status
+                server
+                    .post_form("username=johndoe&password=nope")
+                    .await
+                    .status
             }
         }));
     }

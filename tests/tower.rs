@@ -46,7 +46,10 @@ async fn handler(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>,
 /// on the same service, spawning each response future.
 async fn drive<S>(mut service: S, token: &str, n: usize)
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<tower_oauth2_password::ResponseBody<Full<Bytes>>>>,
+    S: Service<
+        Request<Full<Bytes>>,
+        Response = Response<tower_oauth2_password::ResponseBody<Full<Bytes>>>,
+    >,
     S::Error: std::fmt::Debug + Send + 'static,
     S::Future: Send + 'static,
 {
@@ -65,7 +68,10 @@ where
 
 async fn token_from<S>(service: S) -> String
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<tower_oauth2_password::ResponseBody<Full<Bytes>>>>,
+    S: Service<
+        Request<Full<Bytes>>,
+        Response = Response<tower_oauth2_password::ResponseBody<Full<Bytes>>>,
+    >,
     S::Error: std::fmt::Debug,
 {
     let response = service.oneshot(login_request()).await.expect("login");
@@ -140,7 +146,10 @@ impl<S: TokenStore> TokenStore for Flaky<S> {
         }
     }
 
-    fn resolve(&self, token: &str) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
+    fn resolve(
+        &self,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
         let up = self.check();
         let resolved = self.inner.resolve(token);
         async move {
@@ -161,7 +170,13 @@ impl<S: TokenStore> TokenStore for Flaky<S> {
 
 fn flaky<S>(inner: S) -> (Flaky<S>, Arc<AtomicBool>) {
     let down = Arc::new(AtomicBool::new(false));
-    (Flaky { inner, down: down.clone() }, down)
+    (
+        Flaky {
+            inner,
+            down: down.clone(),
+        },
+        down,
+    )
 }
 
 #[tokio::test]
@@ -172,13 +187,21 @@ async fn token_store_down_is_503_and_never_a_pass_through() {
     let token = server.login("johndoe", "secret").await;
     down.store(true, Ordering::SeqCst);
     let reply = server.me(&token).await;
-    reply.assert_error(503, "Service temporarily unavailable, try again later", Some("temporarily_unavailable"));
+    reply.assert_error(
+        503,
+        "Service temporarily unavailable, try again later",
+        Some("temporarily_unavailable"),
+    );
     assert_eq!(reply.header("retry-after"), Some("1"));
     let reply = server.post_form("username=johndoe&password=secret").await;
     assert_eq!(reply.status, 503);
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     down.store(false, Ordering::SeqCst);
-    assert_eq!(server.me(&token).await.status, 200, "recovers with the store");
+    assert_eq!(
+        server.me(&token).await.status,
+        200,
+        "recovers with the store"
+    );
 }
 
 #[tokio::test]
@@ -193,7 +216,13 @@ async fn user_store_down_is_503_and_never_a_pass_through() {
         "Service temporarily unavailable, try again later",
         Some("temporarily_unavailable"),
     );
-    assert_eq!(server.post_form("username=johndoe&password=secret").await.status, 503);
+    assert_eq!(
+        server
+            .post_form("username=johndoe&password=secret")
+            .await
+            .status,
+        503
+    );
     down.store(false, Ordering::SeqCst);
     assert_eq!(server.me(&token).await.status, 200);
 }

@@ -121,7 +121,11 @@ impl MemoryTokenStore {
 
     /// How many tokens are held, expired ones not yet swept included.
     pub fn len(&self) -> usize {
-        self.inner.tokens.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.inner
+            .tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether no token is held.
@@ -137,7 +141,10 @@ impl MemoryTokenStore {
 
     fn write(&self) -> RwLockWriteGuard<'_, HashMap<TokenId, Entry, BuildHasherDefault<IdHasher>>> {
         // Every update is a single map operation: a poisoned map is still consistent.
-        self.inner.tokens.write().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .tokens
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn issue_now(&self, grant: Grant) -> Result<AccessToken, StoreError> {
@@ -159,9 +166,14 @@ impl MemoryTokenStore {
     fn resolve_now(&self, token: &str) -> Option<Grant> {
         let bytes = decode(token)?;
         let (id, secret) = split(&bytes);
-        let tokens = self.inner.tokens.read().unwrap_or_else(PoisonError::into_inner);
+        let tokens = self
+            .inner
+            .tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let entry = tokens.get(&id)?;
-        let live = bool::from(entry.secret.ct_eq(&secret)) && entry.grant.is_live(SystemTime::now());
+        let live =
+            bool::from(entry.secret.ct_eq(&secret)) && entry.grant.is_live(SystemTime::now());
         live.then(|| entry.grant.clone())
     }
 
@@ -169,7 +181,10 @@ impl MemoryTokenStore {
         let Some(bytes) = decode(token) else { return };
         let (id, secret) = split(&bytes);
         let mut tokens = self.write();
-        if tokens.get(&id).is_some_and(|entry| bool::from(entry.secret.ct_eq(&secret))) {
+        if tokens
+            .get(&id)
+            .is_some_and(|entry| bool::from(entry.secret.ct_eq(&secret)))
+        {
             tokens.remove(&id);
         }
     }
@@ -215,7 +230,10 @@ impl TokenStore for MemoryTokenStore {
         ready(self.issue_now(grant))
     }
 
-    fn resolve(&self, token: &str) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
+    fn resolve(
+        &self,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
         ready(Ok(self.resolve_now(token)))
     }
 
@@ -244,7 +262,10 @@ mod tests {
         let a = store.issue_now(grant(Duration::from_secs(60))).unwrap();
         let b = store.issue_now(grant(Duration::from_secs(60))).unwrap();
         assert_eq!(a.as_str().len(), 43);
-        assert!(a.as_str().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a
+            .as_str()
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_ne!(a, b);
     }
 

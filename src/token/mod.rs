@@ -25,7 +25,10 @@ pub trait TokenStore: Send + Sync + 'static {
     ///
     /// `token` comes straight from the client: implementations must compare secrets
     /// in constant time and look tokens up, never scan.
-    fn resolve(&self, token: &str) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
+    fn resolve(
+        &self,
+        token: &str,
+    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
 
     /// Revokes `token`; unknown tokens are not an error.
     fn revoke(&self, token: &str) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -44,7 +44,9 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().expect("ASCII header"))
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header"))
     }
 
     /// Asserts a JSON error answer: status, `detail`, `error`, content type.
@@ -113,8 +115,12 @@ impl Server {
 
     /// `POST /token` with a urlencoded body.
     pub async fn post_form(&self, body: &str) -> Reply {
-        self.post("/token", "application/x-www-form-urlencoded", body.as_bytes().to_vec())
-            .await
+        self.post(
+            "/token",
+            "application/x-www-form-urlencoded",
+            body.as_bytes().to_vec(),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
@@ -130,8 +136,16 @@ impl Server {
         let reply = self
             .post_form(&format!("username={username}&password={password}"))
             .await;
-        assert_eq!(reply.status, StatusCode::OK, "login failed: {:?}", reply.body);
-        reply.json()["access_token"].as_str().expect("token").to_owned()
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "login failed: {:?}",
+            reply.body
+        );
+        reply.json()["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
     }
 
     /// `GET path` with the given `Authorization` header values (any bytes).
@@ -142,15 +156,17 @@ impl Server {
             .body(Full::default())
             .expect("request");
         for value in authorization {
-            request
-                .headers_mut()
-                .append("authorization", HeaderValue::from_bytes(value).expect("header value"));
+            request.headers_mut().append(
+                "authorization",
+                HeaderValue::from_bytes(value).expect("header value"),
+            );
         }
         self.send(request).await
     }
 
     pub async fn me(&self, token: &str) -> Reply {
-        self.get("/users/me", &[format!("Bearer {token}").as_bytes()]).await
+        self.get("/users/me", &[format!("Bearer {token}").as_bytes()])
+            .await
     }
 
     /// Writes `bytes` on a fresh connection, then reads until the server closes it
