@@ -1,7 +1,7 @@
 //! `Authorization: Bearer <token>` parsing (RFC 6750 §2.1, RFC 9110 §11.6.2).
 
 use http::header::AUTHORIZATION;
-use http::HeaderMap;
+use http::{HeaderMap, Uri};
 
 use crate::error::Rejection;
 
@@ -39,6 +39,20 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<&str, Rejection> {
     }
     // b64token is ASCII, so this never fails.
     std::str::from_utf8(token).map_err(|_| Rejection::InvalidToken)
+}
+
+/// Whether the URL carries RFC 6750 §2.3's `access_token` query parameter.
+///
+/// That way of sending a token is not supported (URLs end up in logs, proxies and
+/// browser history), and a request using it is rejected rather than treated as
+/// anonymous: the client is told what to fix, and a token in both the URL and the
+/// header is never ambiguous.
+pub(crate) fn token_in_query(uri: &Uri) -> bool {
+    uri.query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("access_token"))
+    })
 }
 
 fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
@@ -151,9 +165,43 @@ mod tests {
     }
 
     #[test]
+    fn access_token_in_the_query_is_detected() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        assert!(token_in_query(&uri("/users/me?access_token=abc")));
+        assert!(token_in_query(&uri("/users/me?x=1&access_token")));
+        assert!(!token_in_query(&uri("/users/me?x=access_token")));
+        assert!(!token_in_query(&uri("/users/me?my_access_token=1")));
+        assert!(!token_in_query(&uri("/users/me")));
+    }
+
+    #[test]
     fn very_long_token_is_accepted_by_the_parser() {
         // Length limits belong to the token store; the parser only checks syntax.
         let value = format!("Bearer {}", "a".repeat(64 * 1024));
         assert_eq!(parse(&[value.as_bytes()]).unwrap().len(), 64 * 1024);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_header_value_parses_or_fails_cleanly(value in proptest::collection::vec(any::<u8>(), 0..128)) {
+                if let Ok(value) = HeaderValue::from_bytes(&value) {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(AUTHORIZATION, value);
+                    if let Ok(token) = token(&headers) {
+                        prop_assert!(is_b64token(token.as_bytes()));
+                    }
+                }
+            }
+
+            #[test]
+            fn b64tokens_come_back_unchanged(token in "[A-Za-z0-9._~+/-]{1,64}={0,2}", spaces in 1usize..4) {
+                let value = format!("Bearer{}{token}", " ".repeat(spaces));
+                prop_assert_eq!(parse(&[value.as_bytes()]).unwrap(), token);
+            }
+        }
     }
 }

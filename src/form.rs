@@ -420,4 +420,38 @@ mod tests {
         let garbage = parse_multipart_now(Bytes::from_static(b"--B\r\nno headers end"));
         assert!(matches!(garbage, Err(Rejection::InvalidRequest(_))));
     }
+
+    mod properties {
+        use super::*;
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_bytes_parse_or_fail_cleanly(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+                match parse_urlencoded(&body).and_then(|fields| fields.finish(false)) {
+                    Ok(form) => {
+                        prop_assert!(!form.username.is_empty() && form.username.len() <= MAX_USERNAME_LEN);
+                        prop_assert!(!form.password.is_empty() && form.password.len() <= MAX_PASSWORD_LEN);
+                    }
+                    Err(rejection) => prop_assert!(matches!(
+                        rejection,
+                        Rejection::InvalidRequest(_) | Rejection::UnsupportedGrantType
+                    )),
+                }
+            }
+
+            #[test]
+            fn encoded_credentials_round_trip(username in "\\PC{1,40}", password in "\\PC{1,80}") {
+                let body = format!(
+                    "username={}&password={}",
+                    utf8_percent_encode(&username, NON_ALPHANUMERIC),
+                    utf8_percent_encode(&password, NON_ALPHANUMERIC),
+                );
+                let form = urlencoded(body.as_bytes()).unwrap();
+                prop_assert_eq!(form.username, username);
+                prop_assert_eq!(form.password, password);
+            }
+        }
+    }
 }

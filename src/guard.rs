@@ -27,7 +27,14 @@ where
     Us: UserStore,
     Ts: TokenStore,
 {
-    match authenticate(&shared, request.headers()).await {
+    let outcome = if bearer::token_in_query(request.uri()) {
+        Err(Rejection::InvalidRequest(
+            "Send the access token in the Authorization header, not in the URL".into(),
+        ))
+    } else {
+        authenticate(&shared, request.headers()).await
+    };
+    match outcome {
         Ok((user, scopes)) => {
             let extensions = request.extensions_mut();
             extensions.insert(user);

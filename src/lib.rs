@@ -95,7 +95,7 @@
 //! |---|---|---|
 //! | no `Authorization`, another scheme, empty token | 401 | `{"detail": "Not authenticated"}`, `WWW-Authenticate: Bearer` |
 //! | unknown, expired, revoked, malformed token | 401 | `{"detail": "Invalid authentication credentials", "error": "invalid_token"}`, `WWW-Authenticate: Bearer error="invalid_token"` |
-//! | several `Authorization` headers | 400 | `"error": "invalid_request"` |
+//! | several `Authorization` headers, or an `access_token` query parameter | 400 | `"error": "invalid_request"` |
 //! | token fine, user disabled | 400 | `{"detail": "Inactive user"}` |
 //! | user or token store down | 503 | never let through |
 //! | all good | — | inner service called with [`CurrentUser<U>`] and [`Scopes`] in the extensions |
@@ -151,6 +151,11 @@ pub use crate::service::OAuth2Password;
 pub use crate::store::MemoryUserStore;
 pub use crate::token::{AccessToken, Grant, MemoryTokenStore, TokenStore};
 pub use crate::user::{CurrentUser, StoredUser, UserStore};
+
+/// Compiles the README's Rust snippets as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// The error type inner services' bodies may fail with.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -238,3 +238,21 @@ async fn many_concurrent_requests_on_one_server() {
         assert_eq!(task.await.unwrap(), expected);
     }
 }
+
+#[tokio::test]
+async fn a_token_in_the_url_is_refused_with_a_clear_message() {
+    let server = Server::start().await;
+    let token = server.login("johndoe", "secret").await;
+    let path = format!("/users/me?access_token={token}");
+    let header = format!("Bearer {token}");
+    for reply in [
+        server.get(&path, &[]).await,
+        server.get(&path, &[header.as_bytes()]).await,
+    ] {
+        reply.assert_error(
+            400,
+            "Send the access token in the Authorization header, not in the URL",
+            Some("invalid_request"),
+        );
+    }
+}
