@@ -1,7 +1,7 @@
 //! FastAPI's "Simple OAuth2 with Password and Bearer" tutorial app, on hyper.
 //!
 //! ```text
-//! cargo run --release --example tutorial        # listens on 127.0.0.1:8000 (ADDR=… to change)
+//! cargo run --release --example tutorial   # on 127.0.0.1:8000; ADDR=… to move it, LOG=off for silence
 //!
 //! curl -s -X POST localhost:8000/token -d 'username=johndoe&password=secret'
 //! curl -s localhost:8000/users/me -H "Authorization: Bearer $TOKEN"
@@ -198,11 +198,14 @@ pub async fn serve<Us, Ts>(
 
 #[tokio::main]
 async fn main() {
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt()
-        .with_target(false)
-        .with_ansi(ansi)
-        .init();
+    // `LOG=off` silences the per-request lines (for load tests).
+    if std::env::var("LOG").as_deref() != Ok("off") {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        tracing_subscriber::fmt()
+            .with_target(false)
+            .with_ansi(ansi)
+            .init();
+    }
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());
     let addr: SocketAddr = match addr.parse() {
         Ok(addr) => addr,
