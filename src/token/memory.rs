@@ -277,8 +277,8 @@ mod tests {
         assert!(store.resolve_now(token).is_some());
         // Same id, different secret.
         let mut tampered = token.to_owned();
-        let last = if tampered.ends_with('A') { "B" } else { "A" };
-        tampered.replace_range(40..41, last);
+        let other = if &tampered[40..41] == "A" { "B" } else { "A" };
+        tampered.replace_range(40..41, other);
         assert_eq!(store.resolve_now(&tampered), None);
         for other in ["", "x", &token[..42], &format!("{token}A"), &"!".repeat(43)] {
             assert_eq!(store.resolve_now(other), None, "{other}");
