@@ -27,55 +27,12 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2_password::{
-    Builder, CurrentUser, HashedPassword, MemoryUserStore, OAuth2PasswordLayer, StoredUser,
-    TokenStore, UserStore,
+    Builder, CurrentUser, MemoryUserStore, OAuth2PasswordLayer, TokenStore, UserStore,
 };
 use tracing::Instrument;
 
-/// The application's user model: what `/users/me` shows. No password hash in it.
-#[derive(Debug, Clone, Serialize)]
-pub struct User {
-    pub username: String,
-    pub email: String,
-    pub full_name: String,
-    pub disabled: bool,
-}
-
-/// The tutorial's "fake database", with real Argon2id hashes (OWASP parameters) of
-/// `secret` and `secret2`.
-pub fn users() -> MemoryUserStore<User> {
-    let users = MemoryUserStore::new();
-    for (username, full_name, email, disabled, phc) in [
-        (
-            "johndoe",
-            "John Doe",
-            "johndoe@example.com",
-            false,
-            "$argon2id$v=19$m=19456,t=2,p=1$QlGICJv0VkLd2pqAa9i9+Q$8jVAeYmJi0SJhtpkUv7OIxBaTEMmu/PL5yjLUR5dcQ8",
-        ),
-        (
-            "alice",
-            "Alice Wonderson",
-            "alice@example.com",
-            true,
-            "$argon2id$v=19$m=19456,t=2,p=1$ULSzqw7j/GVfyggtyAXgnA$gYVa1ad7EgzgNyXlmytUKD6vLLXqwCPLKEMvniAxwXc",
-        ),
-    ] {
-        let Ok(hash) = HashedPassword::parse(phc) else {
-            unreachable!("the embedded hashes are valid PHC strings")
-        };
-        let user = User {
-            username: username.to_owned(),
-            email: email.to_owned(),
-            full_name: full_name.to_owned(),
-            disabled,
-        };
-        let mut stored = StoredUser::new(user, hash);
-        stored.active = !disabled;
-        users.insert(username, stored);
-    }
-    users
-}
+mod seed;
+pub use seed::{users, User};
 
 /// The tutorial's layer configuration (tests shorten lifetimes through it).
 pub fn layer_builder() -> Builder<MemoryUserStore<User>> {

@@ -48,6 +48,14 @@ impl<B> ResponseBody<B> {
     }
 }
 
+/// An empty body, so that layers that answer on their own (tower-http's
+/// `TimeoutLayer`, say) can sit outside this one.
+impl<B> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 impl<B> Body for ResponseBody<B>
 where
     B: Body,

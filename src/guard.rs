@@ -50,6 +50,28 @@ where
     }
 }
 
+/// On a public path: adds the user and scopes if the request carries a valid token of
+/// an active user, and calls `inner` in every case. A bad token or a store failure
+/// leaves the request anonymous; it never turns a public page into an error.
+pub(crate) async fn identify<S, ReqBody, ResBody, Us, Ts, H>(
+    shared: Arc<Shared<Us, Ts, H>>,
+    mut inner: S,
+    mut request: Request<ReqBody>,
+) -> Result<Response<ResponseBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    Us: UserStore,
+    Ts: TokenStore,
+{
+    if let Ok((user, scopes)) = authenticate(&shared, request.headers()).await {
+        let extensions = request.extensions_mut();
+        extensions.insert(user);
+        extensions.insert(scopes);
+    }
+    let response = inner.call(request).await?;
+    Ok(response.map(ResponseBody::inner))
+}
+
 /// Resolves the bearer token in `headers` to an active user and the granted scopes.
 ///
 /// On success the username is recorded in the current tracing span's `user` field,

@@ -104,6 +104,20 @@
 //! statuses (UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE) in a trailers-only
 //! response.
 //!
+//! Public paths (see [`Builder::public_path`]) go straight to the inner service; if
+//! such a request carries a valid token of an active user, the user is added to its
+//! extensions anyway (for pages that work with or without a login), and a bad token
+//! leaves it anonymous.
+//!
+//! # Stacks
+//!
+//! - **hyper**: wrap your service and serve it (`examples/tutorial.rs`).
+//! - **axum** (feature `axum`): [`CurrentUser`], `Option<CurrentUser>` and [`Scopes`]
+//!   are extractors; wrap the whole `Router` with `Router::layer` (see the
+//!   [`axum`](crate::axum) module).
+//! - **tonic**: `Server::builder().layer(…)`; rejections become gRPC statuses and
+//!   handlers read the user from `request.extensions()` (`examples/grpc.rs`).
+//!
 //! # Extension points
 //!
 //! - [`UserStore`]: where users live ([`MemoryUserStore`] included).
@@ -116,6 +130,7 @@
 //! sets up): the token endpoint times out slow bodies, and verifies passwords on
 //! tokio's blocking pool.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -123,6 +138,9 @@
     unreachable_pub
 )]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod bearer;
 mod body;
 mod endpoint;

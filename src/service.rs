@@ -4,13 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use crate::endpoint::token_endpoint;
 use crate::future::ResponseFuture;
-use crate::guard::guard;
+use crate::guard::{guard, identify};
 use crate::layer::Shared;
 use crate::password::PasswordHasher;
 use crate::token::TokenStore;
@@ -86,24 +87,28 @@ where
         if path == &*config.token_url {
             return ResponseFuture::boxed(token_endpoint(Arc::clone(&self.shared), request));
         }
-        if config.public.matches_path(path) {
-            return ResponseFuture::inner(self.inner.call(request));
-        }
-        let request = if config.public.has_predicate() {
+        let (public, request) = if config.public.matches_path(path) {
+            (true, request)
+        } else if config.public.has_predicate() {
             let (parts, body) = request.into_parts();
             let public = config.public.matches_predicate(&parts);
-            let request = Request::from_parts(parts, body);
-            if public {
-                return ResponseFuture::inner(self.inner.call(request));
-            }
-            request
+            (public, Request::from_parts(parts, body))
         } else {
-            request
+            (false, request)
         };
+        // Public and without credentials: nothing to do, no allocation.
+        if public && !request.headers().contains_key(AUTHORIZATION) {
+            return ResponseFuture::inner(self.inner.call(request));
+        }
         // `poll_ready` readied `self.inner`, not a clone of it: take the ready one
         // into the future and leave the clone for the next `poll_ready`.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::boxed(guard(Arc::clone(&self.shared), inner, request))
+        let shared = Arc::clone(&self.shared);
+        if public {
+            ResponseFuture::boxed(identify(shared, inner, request))
+        } else {
+            ResponseFuture::boxed(guard(shared, inner, request))
+        }
     }
 }

@@ -2,37 +2,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use common::{tutorial, Server};
+use common::{tutorial, Captured, Server};
 use tower_oauth2_password::{
     Argon2Hasher, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, StoredUser,
 };
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_secret_in_logs_at_trace_level() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = Captured::install();
 
     const PASSWORD: &str = "pw-Zq9-unique";
     const WRONG: &str = "wrong-Xy7-unique";
@@ -68,7 +45,7 @@ async fn no_secret_in_logs_at_trace_level() {
     assert_eq!(server.me(&forged).await.status, 401);
     server.stop().await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     // The capture works: one line per request, with the user when known.
     assert!(logs.contains("status=200"), "{logs}");
     assert!(logs.contains("user=\"carol\""), "{logs}");

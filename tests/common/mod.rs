@@ -68,6 +68,16 @@ impl Server {
         Self::start_with(tutorial::layer_builder().build()).await
     }
 
+    /// A client for a server started elsewhere (another example's).
+    pub fn client_for(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            stop: None,
+            task: None,
+        }
+    }
+
     pub async fn start_with<Us, Ts>(layer: OAuth2PasswordLayer<Us, Ts>) -> Self
     where
         Us: UserStore<User = tutorial::User>,
@@ -79,12 +89,10 @@ impl Server {
         let task = tokio::spawn(tutorial::serve(listener, layer, async {
             let _ = stopped.await;
         }));
-        let client = Client::builder(TokioExecutor::new()).build_http();
         Self {
-            addr,
-            client,
             stop: Some(stop),
             task: Some(task),
+            ..Self::client_for(addr)
         }
     }
 
@@ -177,5 +185,38 @@ impl Server {
         let mut out = Vec::new();
         let _ = tokio::time::timeout(wait, stream.read_to_end(&mut out)).await;
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Log output captured in memory, to check what the logs say (and do not say).
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Installs a global subscriber at TRACE level writing here; once per test binary.
+    pub fn install() -> Self {
+        let captured = Self::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        captured
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -1,0 +1,97 @@
+//! The tutorial app on axum: `POST /token`, `GET /users/me`, a public `GET /health`,
+//! and a public `GET /` that greets logged-in users by name.
+//!
+//! ```text
+//! cargo run --release --example axum      # on 127.0.0.1:8000; ADDR=… to move it
+//!
+//! curl -s -X POST localhost:8000/token -d 'username=johndoe&password=secret'
+//! curl -s localhost:8000/users/me -H "Authorization: Bearer $TOKEN"
+//! curl -s localhost:8000/health
+//! ```
+//!
+//! The layer wraps the *whole* `Router` (`Router::layer`): with `route_layer` it
+//! would never see `POST /token`, which is not one of the router's routes, and inside
+//! a nested router it would see paths with the prefix stripped.
+
+use std::net::SocketAddr;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tower_oauth2_password::{Builder, CurrentUser, MemoryUserStore, OAuth2PasswordLayer};
+
+mod seed;
+pub use seed::{users, User};
+
+/// Only reachable with a valid token of an active user.
+async fn me(user: CurrentUser<User>) -> Json<User> {
+    Json(user.into_inner())
+}
+
+/// Public, with or without a login.
+async fn home(user: Option<CurrentUser<User>>) -> Json<Value> {
+    let name = user.map_or_else(|| "stranger".to_owned(), |user| user.full_name.clone());
+    Json(json!({ "message": format!("Hello, {name}") }))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn not_found() -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "detail": "Not Found" })),
+    )
+}
+
+/// The layer of this app: the tutorial's users, `/` and `/health` public.
+pub fn layer_builder() -> Builder<MemoryUserStore<User>> {
+    OAuth2PasswordLayer::builder(users())
+        .public_path("/")
+        .public_path("/health")
+}
+
+/// The app: routes first, then the layer around the whole router.
+pub fn app(layer: OAuth2PasswordLayer<MemoryUserStore<User>>) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/users/me", get(me))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .layer(layer)
+}
+
+#[tokio::main]
+async fn main() {
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());
+    let addr: SocketAddr = match addr.parse() {
+        Ok(addr) => addr,
+        Err(error) => {
+            eprintln!("ADDR={addr:?} is not a socket address like 127.0.0.1:8000: {error}");
+            std::process::exit(2);
+        }
+    };
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("cannot listen on {addr}: {error}");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "listening on http://{addr} (POST /token, GET /users/me, GET /health; Ctrl-C to stop)"
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let served = axum::serve(listener, app(layer_builder().build()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Err(error) = served {
+        eprintln!("server error: {error}");
+        std::process::exit(1);
+    }
+}
