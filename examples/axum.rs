@@ -13,17 +13,14 @@
 //! would never see `POST /token`, which is not one of the router's routes, and inside
 //! a nested router it would see paths with the prefix stripped.
 
-use std::net::SocketAddr;
-
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tower_oauth2_password::{Builder, CurrentUser, MemoryUserStore, OAuth2PasswordLayer};
 
-mod seed;
-pub use seed::{users, User};
+mod common;
+pub use common::{users, User};
 
 /// Only reachable with a valid token of an active user.
 async fn me(user: CurrentUser<User>) -> Json<User> {
@@ -66,21 +63,7 @@ pub fn app(layer: OAuth2PasswordLayer<MemoryUserStore<User>>) -> Router {
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());
-    let addr: SocketAddr = match addr.parse() {
-        Ok(addr) => addr,
-        Err(error) => {
-            eprintln!("ADDR={addr:?} is not a socket address like 127.0.0.1:8000: {error}");
-            std::process::exit(2);
-        }
-    };
-    let listener = match TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("cannot listen on {addr}: {error}");
-            std::process::exit(1);
-        }
-    };
+    let (listener, addr) = common::listen("127.0.0.1:8000").await;
     println!(
         "listening on http://{addr} (POST /token, GET /users/me, GET /health; Ctrl-C to stop)"
     );

@@ -13,7 +13,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,8 +30,8 @@ use tower_oauth2_password::{
 };
 use tracing::Instrument;
 
-mod seed;
-pub use seed::{users, User};
+mod common;
+pub use common::{users, User};
 
 /// The tutorial's layer configuration (tests shorten lifetimes through it).
 pub fn layer_builder() -> Builder<MemoryUserStore<User>> {
@@ -163,21 +162,7 @@ async fn main() {
             .with_ansi(ansi)
             .init();
     }
-    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());
-    let addr: SocketAddr = match addr.parse() {
-        Ok(addr) => addr,
-        Err(error) => {
-            eprintln!("ADDR={addr:?} is not a socket address like 127.0.0.1:8000: {error}");
-            std::process::exit(2);
-        }
-    };
-    let listener = match TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("cannot listen on {addr}: {error}");
-            std::process::exit(1);
-        }
-    };
+    let (listener, addr) = common::listen("127.0.0.1:8000").await;
     tracing::info!("listening on http://{addr} (POST /token, GET /users/me; Ctrl-C to stop)");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -1,5 +1,5 @@
 //! axum extractors (feature `axum`): [`CurrentUser`], `Option<CurrentUser>` and
-//! [`Scopes`].
+//! [`Scopes`], and [`InsufficientScope`] as a response.
 //!
 //! ```
 //! use axum::{routing::get, Json, Router};
@@ -44,7 +44,7 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::request::Parts;
 use http::StatusCode;
 
-use crate::scope::Scopes;
+use crate::scope::{InsufficientScope, Scopes};
 use crate::user::CurrentUser;
 
 /// Rejection of the [`CurrentUser`] and [`Scopes`] extractors: the value is not in the
@@ -140,5 +140,23 @@ where
             .get::<Self>()
             .cloned()
             .ok_or_else(MissingAuthLayer::of::<Self>)
+    }
+}
+
+/// 403 `insufficient_scope`, for handlers that check scopes themselves:
+///
+/// ```
+/// use tower_oauth2_password::{InsufficientScope, Scopes};
+///
+/// async fn items(scopes: Scopes) -> Result<&'static str, InsufficientScope> {
+///     scopes.require_all(["items"])?;
+///     Ok("the items")
+/// }
+/// # let _: axum::routing::MethodRouter = axum::routing::get(items);
+/// ```
+impl IntoResponse for InsufficientScope {
+    fn into_response(self) -> Response {
+        self.into_http::<http_body_util::Empty<bytes::Bytes>>()
+            .map(axum_core::body::Body::new)
     }
 }

@@ -13,9 +13,9 @@ use serde::Serialize;
 use crate::body::ResponseBody;
 use crate::error::{Protocol, Rejection};
 use crate::form::{Encoding, PasswordForm};
-use crate::layer::Shared;
+use crate::layer::{Config, Shared};
 use crate::password::{HashedPassword, PasswordHasher};
-use crate::scope::Scopes;
+use crate::scope::{is_scope_token, Scopes};
 use crate::token::{Grant, TokenStore};
 use crate::user::UserStore;
 use crate::BoxError;
@@ -100,6 +100,7 @@ where
     }
     let body = read_body(request.into_body(), config.body_limit, config.body_timeout).await?;
     let form = encoding.parse(body, config.require_grant_type).await?;
+    check_scopes(config, &form.scopes)?;
 
     let stored = shared.users.find(&form.username).await.map_err(|error| {
         tracing::error!(%error, "user store failed");
@@ -142,6 +143,29 @@ where
     serde_json::to_vec(&response)
         .map(Bytes::from)
         .map_err(|_| Rejection::Internal)
+}
+
+/// Rejects malformed scopes, and undeclared ones when scopes were declared.
+fn check_scopes(config: &Config, requested: &[String]) -> Result<(), Rejection> {
+    for scope in requested {
+        // Echo the scope back only when it is short and printable.
+        let shown = if scope.len() <= 64 && is_scope_token(scope) {
+            scope.as_str()
+        } else {
+            "(not shown)"
+        };
+        if !is_scope_token(scope) {
+            return Err(Rejection::InvalidScope(
+                format!("Malformed scope: {shown}").into(),
+            ));
+        }
+        if !config.knows_scope(scope) {
+            return Err(Rejection::InvalidScope(
+                format!("Unknown scope: {shown}").into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads the whole body, up to `limit` bytes and within `timeout`.

@@ -10,6 +10,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Serialize;
 
 use crate::body::ResponseBody;
+use crate::scope::ScopeRequirement;
 
 /// Why the layer answered a request itself instead of passing it on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,10 @@ pub(crate) enum Rejection {
     InvalidToken,
     /// The token is fine but the user it names is disabled.
     InactiveUser,
+    /// The token lacks a scope the route needs (RFC 6750 `insufficient_scope`).
+    InsufficientScope(ScopeRequirement),
+    /// The token endpoint was asked for an unknown or malformed scope.
+    InvalidScope(Cow<'static, str>),
     /// The request is malformed (RFC 6749 / 6750 `invalid_request`).
     InvalidRequest(Cow<'static, str>),
     /// Unknown user or wrong password: one answer for both, on purpose.
@@ -45,6 +50,7 @@ pub(crate) enum Rejection {
 pub(crate) struct Messages {
     pub(crate) invalid_token_detail: Cow<'static, str>,
     pub(crate) inactive_user_status: StatusCode,
+    pub(crate) insufficient_scope_status: StatusCode,
 }
 
 impl Default for Messages {
@@ -52,6 +58,7 @@ impl Default for Messages {
         Self {
             invalid_token_detail: Cow::Borrowed("Invalid authentication credentials"),
             inactive_user_status: StatusCode::BAD_REQUEST,
+            insufficient_scope_status: StatusCode::FORBIDDEN,
         }
     }
 }
@@ -63,6 +70,20 @@ pub(crate) enum Protocol {
     /// `content-type: application/grpc…`: answer with a gRPC status, since tonic maps a
     /// bare HTTP 4xx without `grpc-status` to `Internal`/`Unknown`.
     Grpc,
+}
+
+impl Protocol {
+    /// gRPC clients get gRPC statuses; everyone else JSON.
+    pub(crate) fn of(headers: &http::HeaderMap) -> Self {
+        let grpc = headers
+            .get(CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+        if grpc {
+            Self::Grpc
+        } else {
+            Self::Http
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -89,9 +110,11 @@ impl Rejection {
         match self {
             Self::MissingCredentials | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::InactiveUser => messages.inactive_user_status,
-            Self::InvalidRequest(_) | Self::InvalidGrant | Self::UnsupportedGrantType => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InsufficientScope(_) => messages.insufficient_scope_status,
+            Self::InvalidRequest(_)
+            | Self::InvalidGrant
+            | Self::InvalidScope(_)
+            | Self::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -106,6 +129,8 @@ impl Rejection {
         match self {
             Self::MissingCredentials | Self::InactiveUser | Self::MethodNotAllowed => None,
             Self::InvalidToken => Some("invalid_token"),
+            Self::InsufficientScope(_) => Some("insufficient_scope"),
+            Self::InvalidScope(_) => Some("invalid_scope"),
             Self::InvalidRequest(_)
             | Self::UnsupportedMediaType
             | Self::PayloadTooLarge(_)
@@ -122,7 +147,8 @@ impl Rejection {
             Self::MissingCredentials => "Not authenticated",
             Self::InvalidToken => &messages.invalid_token_detail,
             Self::InactiveUser => "Inactive user",
-            Self::InvalidRequest(detail) => detail,
+            Self::InsufficientScope(_) => "Not enough permissions",
+            Self::InvalidRequest(detail) | Self::InvalidScope(detail) => detail,
             Self::InvalidGrant => "Incorrect username or password",
             Self::UnsupportedGrantType => "Unsupported grant_type: only \"password\" is supported",
             Self::UnsupportedMediaType => {
@@ -150,7 +176,7 @@ impl Rejection {
     fn grpc_code(&self) -> u8 {
         match self {
             Self::MissingCredentials | Self::InvalidToken => grpc_code::UNAUTHENTICATED,
-            Self::InactiveUser => grpc_code::PERMISSION_DENIED,
+            Self::InactiveUser | Self::InsufficientScope(_) => grpc_code::PERMISSION_DENIED,
             Self::Unavailable => grpc_code::UNAVAILABLE,
             Self::Internal => grpc_code::INTERNAL,
             _ => grpc_code::INVALID_ARGUMENT,
@@ -184,6 +210,9 @@ impl Rejection {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         match self {
+            Self::InsufficientScope(requirement) => {
+                headers.insert(WWW_AUTHENTICATE, requirement.challenge().clone());
+            }
             Self::MethodNotAllowed => {
                 headers.insert(ALLOW, HeaderValue::from_static("POST"));
             }
@@ -261,6 +290,22 @@ mod tests {
         assert_eq!(
             body_of(response),
             r#"{"detail":"Incorrect username or password","error":"invalid_grant"}"#
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_scopes() {
+        let requirement = ScopeRequirement::all(["me", "items"]);
+        let response = Rejection::InsufficientScope(requirement)
+            .into_response::<http_body_util::Empty<Bytes>>(&Messages::default(), Protocol::Http);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            r#"Bearer error="insufficient_scope", scope="me items""#
+        );
+        assert_eq!(
+            body_of(response),
+            r#"{"detail":"Not enough permissions","error":"insufficient_scope"}"#
         );
     }
 

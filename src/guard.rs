@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request, Response};
 use tower_service::Service;
 
@@ -32,7 +31,17 @@ where
             "Send the access token in the Authorization header, not in the URL".into(),
         ))
     } else {
-        authenticate(&shared, request.headers()).await
+        authenticate(&shared, request.headers())
+            .await
+            .and_then(|(user, scopes)| {
+                let (method, path) = (request.method(), request.uri().path());
+                match shared.config.scope_rules.iter().find(|rule| {
+                    rule.applies_to(method, path) && !rule.requirement.is_met_by(&scopes)
+                }) {
+                    Some(rule) => Err(Rejection::InsufficientScope(rule.requirement.clone())),
+                    None => Ok((user, scopes)),
+                }
+            })
     };
     match outcome {
         Ok((user, scopes)) => {
@@ -44,7 +53,7 @@ where
         }
         Err(rejection) => {
             tracing::debug!(?rejection, "request rejected");
-            let protocol = protocol(request.headers());
+            let protocol = Protocol::of(request.headers());
             Ok(rejection.into_response(&shared.config.messages, protocol))
         }
     }
@@ -107,16 +116,4 @@ where
         return Err(Rejection::InactiveUser);
     }
     Ok((CurrentUser::new(grant.subject, stored.user), grant.scopes))
-}
-
-/// gRPC clients get gRPC statuses; everyone else JSON.
-fn protocol(headers: &HeaderMap) -> Protocol {
-    let grpc = headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
-    if grpc {
-        Protocol::Grpc
-    } else {
-        Protocol::Http
-    }
 }

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use tower_layer::Layer;
 
 use crate::error::Messages;
 use crate::password::{Argon2Hasher, PasswordHasher};
-use crate::public::PublicRoutes;
+use crate::public::{has_dot_segment, under, PublicRoutes};
+use crate::scope::ScopeRequirement;
 use crate::service::OAuth2Password;
 use crate::token::{MemoryTokenStore, TokenStore};
 use crate::user::UserStore;
@@ -52,6 +53,41 @@ pub(crate) struct Config {
     pub(crate) body_timeout: Duration,
     pub(crate) require_grant_type: bool,
     pub(crate) messages: Messages,
+    /// The scopes this service knows, with a description each.
+    pub(crate) scopes: Vec<(Box<str>, Box<str>)>,
+    pub(crate) scope_rules: Vec<ScopeRule>,
+}
+
+/// "Requests for this method and path need these scopes."
+#[derive(Debug, Clone)]
+pub(crate) struct ScopeRule {
+    method: Option<Method>,
+    /// An exact path, or with `prefix` a path and everything below it.
+    path: Box<str>,
+    prefix: bool,
+    pub(crate) requirement: ScopeRequirement,
+}
+
+impl ScopeRule {
+    pub(crate) fn applies_to(&self, method: &Method, path: &str) -> bool {
+        if self.method.as_ref().is_some_and(|m| m != method) {
+            return false;
+        }
+        if self.prefix {
+            // Fail closed: a path with dot segments might be normalised into the
+            // prefix by something downstream, so it needs the prefix's scopes too.
+            under(path, &self.path) || has_dot_segment(path)
+        } else {
+            *self.path == *path
+        }
+    }
+}
+
+impl Config {
+    /// Whether `scope` was declared (any scope is, when none were).
+    pub(crate) fn knows_scope(&self, scope: &str) -> bool {
+        self.scopes.is_empty() || self.scopes.iter().any(|(name, _)| **name == *scope)
+    }
 }
 
 impl<Us: UserStore> OAuth2PasswordLayer<Us> {
@@ -75,6 +111,8 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
                 body_timeout: DEFAULT_BODY_TIMEOUT,
                 require_grant_type: false,
                 messages: Messages::default(),
+                scopes: Vec::new(),
+                scope_rules: Vec::new(),
             },
         }
     }
@@ -94,6 +132,16 @@ impl<Us, Ts, H> OAuth2PasswordLayer<Us, Ts, H> {
     /// The password hasher, e.g. to hash the password of a new user.
     pub fn password_hasher(&self) -> &H {
         &self.shared.hasher
+    }
+
+    /// The declared scopes and their descriptions, in declaration order (for docs
+    /// and OpenAPI).
+    pub fn scopes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.shared
+            .config
+            .scopes
+            .iter()
+            .map(|(name, description)| (&**name, &**description))
     }
 }
 
@@ -223,6 +271,60 @@ where
     /// tutorial answers; 403 is the other common choice).
     pub fn inactive_user_status(mut self, status: StatusCode) -> Self {
         self.config.messages.inactive_user_status = status;
+        self
+    }
+
+    /// Declares a scope the token endpoint may grant, with a description for people
+    /// (docs, OpenAPI). Once any scope is declared, asking for an undeclared one is a
+    /// 400 `invalid_scope`; with none declared, unknown scopes are simply not granted.
+    pub fn scope(mut self, name: &str, description: &str) -> Self {
+        self.config.scopes.push((name.into(), description.into()));
+        self
+    }
+
+    /// Requests for `path` need `requirement`, whatever their method. A path ending
+    /// in `/*` covers everything below it (`/admin/*`: `/admin` and `/admin/…`).
+    ///
+    /// Rules match the path as it arrives; for a check tied to the route itself, put
+    /// a [`RequireScopesLayer`](crate::RequireScopesLayer) on the route.
+    pub fn require_scopes(self, path: &str, requirement: ScopeRequirement) -> Self {
+        self.add_scope_rule(None, path, requirement)
+    }
+
+    /// Requests with `method` for `path` need `requirement` (see
+    /// [`require_scopes`](Self::require_scopes)).
+    pub fn require_scopes_on(
+        self,
+        method: Method,
+        path: &str,
+        requirement: ScopeRequirement,
+    ) -> Self {
+        self.add_scope_rule(Some(method), path, requirement)
+    }
+
+    fn add_scope_rule(
+        mut self,
+        method: Option<Method>,
+        path: &str,
+        requirement: ScopeRequirement,
+    ) -> Self {
+        let (path, prefix) = match path.strip_suffix("/*") {
+            Some(prefix) => (prefix, true),
+            None => (path, false),
+        };
+        self.config.scope_rules.push(ScopeRule {
+            method,
+            path: path.into(),
+            prefix,
+            requirement,
+        });
+        self
+    }
+
+    /// The status for a token that lacks a required scope (default 403, as RFC 6750
+    /// says; 401 is what FastAPI's scopes tutorial answers).
+    pub fn insufficient_scope_status(mut self, status: StatusCode) -> Self {
+        self.config.messages.insufficient_scope_status = status;
         self
     }
 

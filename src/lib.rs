@@ -83,6 +83,7 @@
 //! | unknown user or wrong password | 400 | `{"detail": "Incorrect username or password", "error": "invalid_grant"}`, identical for both |
 //! | missing, empty, duplicated or non-UTF-8 field | 400 | `"error": "invalid_request"`, `detail` names the field |
 //! | `grant_type` other than `password` | 400 | `"error": "unsupported_grant_type"` |
+//! | malformed or undeclared `scope` | 400 | `"error": "invalid_scope"` |
 //! | strict mode and no `grant_type` | 400 | `"error": "invalid_request"` |
 //! | not a form (JSON, no `Content-Type`) | 415 | `"error": "invalid_request"` |
 //! | body over the limit (16 KiB) / too slow (10 s) | 413 / 408 | `"error": "invalid_request"` |
@@ -97,6 +98,7 @@
 //! | unknown, expired, revoked, malformed token | 401 | `{"detail": "Invalid authentication credentials", "error": "invalid_token"}`, `WWW-Authenticate: Bearer error="invalid_token"` |
 //! | several `Authorization` headers, or an `access_token` query parameter | 400 | `"error": "invalid_request"` |
 //! | token fine, user disabled | 400 | `{"detail": "Inactive user"}` |
+//! | token lacks a required scope | 403 | `{"detail": "Not enough permissions", "error": "insufficient_scope"}`, `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` |
 //! | user or token store down | 503 | never let through |
 //! | all good | — | inner service called with [`CurrentUser<U>`] and [`Scopes`] in the extensions |
 //!
@@ -117,6 +119,13 @@
 //!   [`axum`](crate::axum) module).
 //! - **tonic**: `Server::builder().layer(…)`; rejections become gRPC statuses and
 //!   handlers read the user from `request.extensions()` (`examples/grpc.rs`).
+//!
+//! # Scopes
+//!
+//! The token endpoint grants the requested scopes the user may have
+//! ([`StoredUser::with_scopes`]) and says so in `"scope"` when that differs from the
+//! request; routes require them with [`RequireScopesLayer`], [`Scopes::require_all`]
+//! or [`Builder::require_scopes`]. See `examples/scopes.rs`.
 //!
 //! # Extension points
 //!
@@ -151,6 +160,7 @@ mod guard;
 mod layer;
 mod password;
 mod public;
+pub mod require;
 mod scope;
 mod service;
 pub mod store;
@@ -164,7 +174,8 @@ pub use crate::layer::{
     Builder, OAuth2PasswordLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_TOKEN_LIFETIME,
 };
 pub use crate::password::{Argon2Hasher, HashedPassword, PasswordError, PasswordHasher};
-pub use crate::scope::Scopes;
+pub use crate::require::{RequireScopes, RequireScopesLayer};
+pub use crate::scope::{InsufficientScope, ScopeRequirement, Scopes};
 pub use crate::service::OAuth2Password;
 pub use crate::store::MemoryUserStore;
 pub use crate::token::{AccessToken, Grant, MemoryTokenStore, TokenStore};

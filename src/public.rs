@@ -54,14 +54,14 @@ impl PublicRoutes {
 }
 
 /// `/docs` covers `/docs` and `/docs/…`, not `/docsecret`.
-fn under(path: &str, prefix: &str) -> bool {
+pub(crate) fn under(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.is_empty(),
         None => false,
     }
 }
 
-fn has_dot_segment(path: &str) -> bool {
+pub(crate) fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|segment| {
         let lower = segment.to_ascii_lowercase();
         let decoded = lower.replace("%2e", ".");

@@ -1,7 +1,10 @@
-//! The scopes granted to a token.
+//! Scopes: what a token was granted ([`Scopes`]) and what a route needs
+//! ([`ScopeRequirement`]).
 
 use std::fmt;
 use std::sync::Arc;
+
+use http::HeaderValue;
 
 /// The scopes a token was granted, as a cheap-to-clone set.
 ///
@@ -43,6 +46,53 @@ impl Scopes {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// `Ok` if every one of `scopes` was granted; the error renders as RFC 6750's
+    /// 403 `insufficient_scope` (with the `axum` feature, it is an `IntoResponse`).
+    ///
+    /// ```
+    /// use tower_oauth2_password::Scopes;
+    ///
+    /// let granted: Scopes = ["me"].into_iter().collect();
+    /// assert!(granted.require_all(["me"]).is_ok());
+    /// assert!(granted.require_all(["me", "items"]).is_err());
+    /// ```
+    pub fn require_all<I, S>(&self, scopes: I) -> Result<(), InsufficientScope>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.require(&ScopeRequirement::all(scopes))
+    }
+
+    /// `Ok` if at least one of `scopes` was granted.
+    pub fn require_any<I, S>(&self, scopes: I) -> Result<(), InsufficientScope>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.require(&ScopeRequirement::any(scopes))
+    }
+
+    /// `Ok` if `requirement` is met.
+    pub fn require(&self, requirement: &ScopeRequirement) -> Result<(), InsufficientScope> {
+        if requirement.is_met_by(self) {
+            Ok(())
+        } else {
+            Err(InsufficientScope {
+                requirement: requirement.clone(),
+            })
+        }
+    }
+}
+
+/// Whether a scope is RFC 6749 §3.3 `scope-token` syntax: printable ASCII but
+/// space, `"` and `\`.
+pub(crate) fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 impl Default for Scopes {
@@ -83,3 +133,124 @@ impl fmt::Debug for Scopes {
         f.debug_set().entries(self.iter()).finish()
     }
 }
+
+/// What a route needs: all of some scopes, or any one of them.
+///
+/// ```
+/// use tower_oauth2_password::{ScopeRequirement, Scopes};
+///
+/// let granted: Scopes = ["items"].into_iter().collect();
+/// assert!(ScopeRequirement::any(["me", "items"]).is_met_by(&granted));
+/// assert!(!ScopeRequirement::all(["me", "items"]).is_met_by(&granted));
+/// assert!(ScopeRequirement::all(Vec::<String>::new()).is_met_by(&granted));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScopeRequirement {
+    any: bool,
+    scopes: Scopes,
+    /// `Bearer error="insufficient_scope", scope="…"`, built once.
+    challenge: HeaderValue,
+}
+
+impl ScopeRequirement {
+    /// Every one of `scopes` (none: always met).
+    pub fn all<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::new(false, scopes.into_iter().collect())
+    }
+
+    /// At least one of `scopes` (none: never met).
+    pub fn any<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::new(true, scopes.into_iter().collect())
+    }
+
+    fn new(any: bool, scopes: Scopes) -> Self {
+        // RFC 6750 §3: the scopes needed, space-separated. A scope that is not
+        // valid `scope-token` syntax can never be granted; leave it out of the header
+        // rather than produce a broken one.
+        let listed: Scopes = scopes.iter().filter(|s| is_scope_token(s)).collect();
+        let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{listed}\"");
+        let challenge = HeaderValue::try_from(challenge).unwrap_or(HeaderValue::from_static(
+            "Bearer error=\"insufficient_scope\"",
+        ));
+        Self {
+            any,
+            scopes,
+            challenge,
+        }
+    }
+
+    /// Whether `granted` satisfies the requirement.
+    pub fn is_met_by(&self, granted: &Scopes) -> bool {
+        if self.any {
+            self.scopes.iter().any(|scope| granted.contains(scope))
+        } else {
+            self.scopes.iter().all(|scope| granted.contains(scope))
+        }
+    }
+
+    /// The scopes it names.
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
+    }
+
+    pub(crate) fn challenge(&self) -> &HeaderValue {
+        &self.challenge
+    }
+}
+
+impl fmt::Debug for ScopeRequirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.any { "any" } else { "all" };
+        f.debug_tuple("ScopeRequirement")
+            .field(&mode)
+            .field(&self.scopes)
+            .finish()
+    }
+}
+
+/// A token lacks a scope the route needs: 403 `insufficient_scope` (RFC 6750 §3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsufficientScope {
+    requirement: ScopeRequirement,
+}
+
+impl InsufficientScope {
+    /// What was required.
+    pub fn requirement(&self) -> &ScopeRequirement {
+        &self.requirement
+    }
+
+    /// The response: 403 JSON `{"detail": "Not enough permissions", "error":
+    /// "insufficient_scope"}` with the `WWW-Authenticate` challenge naming the scopes.
+    pub fn into_http<B>(self) -> http::Response<crate::ResponseBody<B>> {
+        crate::error::Rejection::InsufficientScope(self.requirement).into_response(
+            &crate::error::Messages::default(),
+            crate::error::Protocol::Http,
+        )
+    }
+}
+
+impl fmt::Display for InsufficientScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.requirement.any {
+            "any of"
+        } else {
+            "all of"
+        };
+        write!(
+            f,
+            "not enough permissions: needs {mode} `{}`",
+            self.requirement.scopes
+        )
+    }
+}
+
+impl std::error::Error for InsufficientScope {}

@@ -1,8 +1,11 @@
-//! The tutorial's "fake database", shared by the tutorial, axum and gRPC examples:
-//! `johndoe` / `secret` (active) and `alice` / `secret2` (disabled), with real
-//! Argon2id hashes.
+//! What the examples share: the tutorial's "fake database" — `johndoe` / `secret`
+//! (active) and `alice` / `secret2` (disabled), with real Argon2id hashes — and
+//! the `ADDR` handling.
+
+use std::net::SocketAddr;
 
 use serde::Serialize;
+use tokio::net::TcpListener;
 use tower_oauth2_password::{HashedPassword, MemoryUserStore, StoredUser};
 
 /// The application's user model: what `/users/me` shows. No password hash in it.
@@ -43,9 +46,29 @@ pub fn users() -> MemoryUserStore<User> {
             full_name: full_name.to_owned(),
             disabled,
         };
-        let mut stored = StoredUser::new(user, hash);
+        // The scopes of FastAPI's "OAuth2 scopes" tutorial (examples/scopes.rs).
+        let mut stored = StoredUser::new(user, hash).with_scopes(["me", "items"]);
         stored.active = !disabled;
         users.insert(username, stored);
     }
     users
+}
+
+/// Binds `$ADDR` (or `default`), or exits with a message that says what is wrong.
+pub async fn listen(default: &str) -> (TcpListener, SocketAddr) {
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| default.to_owned());
+    let addr: SocketAddr = match addr.parse() {
+        Ok(addr) => addr,
+        Err(error) => {
+            eprintln!("ADDR={addr:?} is not a socket address like {default}: {error}");
+            std::process::exit(2);
+        }
+    };
+    match TcpListener::bind(addr).await {
+        Ok(listener) => (listener, addr),
+        Err(error) => {
+            eprintln!("cannot listen on {addr}: {error}");
+            std::process::exit(1);
+        }
+    }
 }

@@ -1,0 +1,243 @@
+//! [`RequireScopes`]: a per-route scope check, for routes behind
+//! [`OAuth2PasswordLayer`](crate::OAuth2PasswordLayer).
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer, RequireScopesLayer};
+//!
+//! let users = MemoryUserStore::<String>::new();
+//! let app: Router = Router::new()
+//!     .route(
+//!         "/users/me/items",
+//!         get(|| async { "items" }).route_layer(RequireScopesLayer::all(["items"])),
+//!     )
+//!     .route("/status", get(|| async { "ok" }))
+//!     .layer(OAuth2PasswordLayer::new(users));
+//! ```
+//!
+//! It reads the [`Scopes`] the guard put in the request extensions, so it goes
+//! *inside* the main layer (axum's `route_layer`, or around one tonic service). A
+//! request without them (no main layer, or a public path) gets 401 "Not
+//! authenticated"; one whose token lacks a scope gets 403 `insufficient_scope` with
+//! `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` (gRPC:
+//! PERMISSION_DENIED).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::{Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::error::{Messages, Protocol, Rejection};
+use crate::scope::{ScopeRequirement, Scopes};
+
+/// Layer that wraps a service in [`RequireScopes`].
+#[derive(Debug, Clone)]
+pub struct RequireScopesLayer {
+    requirement: ScopeRequirement,
+    status: StatusCode,
+}
+
+impl RequireScopesLayer {
+    /// Requires `requirement`.
+    pub fn new(requirement: ScopeRequirement) -> Self {
+        Self {
+            requirement,
+            status: StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// Requires every one of `scopes`.
+    pub fn all<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::new(ScopeRequirement::all(scopes))
+    }
+
+    /// Requires at least one of `scopes`.
+    pub fn any<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::new(ScopeRequirement::any(scopes))
+    }
+
+    /// Answers a missing scope with `status` instead of 403; `401` reproduces
+    /// FastAPI's scopes tutorial bug for bug.
+    pub fn insufficient_scope_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+}
+
+impl<S> Layer<S> for RequireScopesLayer {
+    type Service = RequireScopes<S>;
+
+    fn layer(&self, inner: S) -> RequireScopes<S> {
+        RequireScopes {
+            inner,
+            requirement: self.requirement.clone(),
+            status: self.status,
+        }
+    }
+}
+
+/// Passes requests whose token has the required scopes to the inner service, and
+/// answers the others itself. Made by [`RequireScopesLayer`].
+#[derive(Debug, Clone)]
+pub struct RequireScopes<S> {
+    inner: S,
+    requirement: ScopeRequirement,
+    status: StatusCode,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopes<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let rejection = match request.extensions().get::<Scopes>() {
+            Some(granted) if self.requirement.is_met_by(granted) => {
+                return ResponseFuture {
+                    kind: Kind::Inner {
+                        future: self.inner.call(request),
+                    },
+                };
+            }
+            Some(_) => Rejection::InsufficientScope(self.requirement.clone()),
+            None => Rejection::MissingCredentials,
+        };
+        let messages = Messages {
+            insufficient_scope_status: self.status,
+            ..Messages::default()
+        };
+        let response = rejection.into_response(&messages, Protocol::of(request.headers()));
+        ResponseFuture {
+            kind: Kind::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`RequireScopes`].
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        kind: Kind<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B> {
+        Inner { #[pin] future: F },
+        Rejected { response: Option<Response<ResponseBody<B>>> },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => {
+                let response = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+            }
+            // Polled again after completion: an empty 500 rather than a panic.
+            KindProj::Rejected { response } => {
+                Poll::Ready(Ok(response.take().unwrap_or_else(|| {
+                    let mut response = Response::new(ResponseBody::empty());
+                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    response
+                })))
+            }
+        }
+    }
+}
+
+impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::ServiceExt;
+
+    async fn run(layer: RequireScopesLayer, granted: Option<&[&str]>, grpc: bool) -> Response<ResponseBody<Full<Bytes>>> {
+        let service = layer.layer(tower::service_fn(|_request: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("inner"))))
+        }));
+        let mut request = Request::new(());
+        if let Some(granted) = granted {
+            request.extensions_mut().insert(granted.iter().collect::<Scopes>());
+        }
+        if grpc {
+            request
+                .headers_mut()
+                .insert("content-type", http::HeaderValue::from_static("application/grpc+proto"));
+        }
+        service.oneshot(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn all_of_and_any_of() {
+        let all = || RequireScopesLayer::all(["me", "items"]);
+        assert_eq!(run(all(), Some(&["items", "me"]), false).await.status(), StatusCode::OK);
+        let response = run(all(), Some(&["me"]), false).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer error="insufficient_scope", scope="me items""#
+        );
+        let any = || RequireScopesLayer::any(["me", "items"]);
+        assert_eq!(run(any(), Some(&["items"]), false).await.status(), StatusCode::OK);
+        assert_eq!(run(any(), Some(&[]), false).await.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn without_the_main_layer_it_is_not_authenticated() {
+        let response = run(RequireScopesLayer::all(["me"]), None, false).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    }
+
+    #[tokio::test]
+    async fn grpc_gets_permission_denied() {
+        let response = run(RequireScopesLayer::all(["me"]), Some(&[]), true).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["grpc-status"], "7");
+        assert_eq!(response.headers()["grpc-message"], "Not enough permissions");
+    }
+
+    #[tokio::test]
+    async fn fastapi_status_option() {
+        let layer = RequireScopesLayer::all(["me"]).insufficient_scope_status(StatusCode::UNAUTHORIZED);
+        assert_eq!(run(layer, Some(&[]), false).await.status(), StatusCode::UNAUTHORIZED);
+    }
+}

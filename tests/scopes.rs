@@ -1,0 +1,173 @@
+//! Scopes over a real socket: examples/scopes.rs (axum: a route layer and the
+//! extractor form), and path rules in the main layer on the hyper tutorial app.
+
+// `common` includes the tutorial example and this test includes another example;
+// both bring the examples' shared module along.
+#![allow(clippy::duplicate_mod)]
+
+mod common;
+
+use common::{tutorial, Reply, Server};
+use http::{Method, StatusCode};
+use tokio::net::TcpListener;
+use tower_oauth2_password::{Argon2Hasher, PasswordHasher, ScopeRequirement, StoredUser};
+
+#[path = "../examples/scopes.rs"]
+#[allow(dead_code)]
+mod scopes_example;
+
+async fn start() -> Server {
+    let layer = scopes_example::layer_builder().build();
+    // bob may only be granted `me`.
+    let hash = Argon2Hasher::new().hash("hunter2").unwrap();
+    let bob = scopes_example::User {
+        username: "bob".into(),
+        email: "bob@example.com".into(),
+        full_name: "Bob".into(),
+        disabled: false,
+    };
+    layer
+        .user_store()
+        .insert("bob", StoredUser::new(bob, hash).with_scopes(["me"]));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, scopes_example::app(layer)).await });
+    Server::client_for(addr)
+}
+
+/// Logs in asking for `scope`; returns the token and the whole JSON answer.
+async fn login(server: &Server, user: &str, password: &str, scope: &str) -> (String, serde_json::Value) {
+    let body = format!("username={user}&password={password}&scope={scope}");
+    let reply = server.post_form(&body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let json = reply.json();
+    (json["access_token"].as_str().unwrap().to_owned(), json)
+}
+
+#[track_caller]
+fn assert_insufficient(reply: &Reply, status: u16, scope: &str) {
+    reply.assert_error(status, "Not enough permissions", Some("insufficient_scope"));
+    let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+    assert_eq!(reply.header("www-authenticate"), Some(challenge.as_str()));
+}
+
+#[tokio::test]
+async fn both_scopes_open_every_route() {
+    let server = start().await;
+    let (token, json) = login(&server, "johndoe", "secret", "me+items").await;
+    assert!(json.get("scope").is_none(), "granted as asked: no scope key: {json}");
+    let me = server.me(&token).await;
+    assert_eq!((me.status.as_u16(), me.json()["username"].as_str()), (200, Some("johndoe")));
+    let items = server.get("/users/me/items", &[format!("Bearer {token}").as_bytes()]).await;
+    assert_eq!(items.status, 200);
+    assert_eq!(items.json(), serde_json::json!([{"item_id": "Foo", "owner": "johndoe"}]));
+    let status = server.get("/status", &[format!("Bearer {token}").as_bytes()]).await;
+    assert_eq!(status.json(), serde_json::json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn a_missing_scope_is_403_naming_it() {
+    let server = start().await;
+    let (token, _) = login(&server, "johndoe", "secret", "me").await;
+    let bearer = format!("Bearer {token}");
+    assert_eq!(server.me(&token).await.status, 200);
+    // The extractor form.
+    assert_insufficient(&server.get("/users/me/items", &[bearer.as_bytes()]).await, 403, "items");
+    assert_eq!(server.get("/status", &[bearer.as_bytes()]).await.status, 200);
+
+    let (token, json) = login(&server, "johndoe", "secret", "items").await;
+    assert!(json.get("scope").is_none());
+    // The route layer.
+    assert_insufficient(&server.me(&token).await, 403, "me");
+}
+
+#[tokio::test]
+async fn no_scope_asked_means_a_token_for_scope_free_routes_only() {
+    let server = start().await;
+    for scope in ["", "+", "%20%09"] {
+        let (token, json) = login(&server, "johndoe", "secret", scope).await;
+        assert!(json.get("scope").is_none(), "{scope:?}: {json}");
+        assert_insufficient(&server.me(&token).await, 403, "me");
+        let status = server.get("/status", &[format!("Bearer {token}").as_bytes()]).await;
+        assert_eq!(status.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn repeated_scopes_and_extra_whitespace() {
+    let server = start().await;
+    let (token, json) = login(&server, "johndoe", "secret", "+items++items%09me+me+").await;
+    assert!(json.get("scope").is_none(), "{json}");
+    assert_eq!(server.me(&token).await.status, 200);
+    let items = server.get("/users/me/items", &[format!("Bearer {token}").as_bytes()]).await;
+    assert_eq!(items.status, 200);
+}
+
+#[tokio::test]
+async fn only_allowed_scopes_are_granted_and_the_answer_says_so() {
+    let server = start().await;
+    let (token, json) = login(&server, "bob", "hunter2", "me+items").await;
+    assert_eq!(json["scope"], "me", "{json}");
+    assert_eq!(server.me(&token).await.json()["username"], "bob");
+    let items = server.get("/users/me/items", &[format!("Bearer {token}").as_bytes()]).await;
+    assert_insufficient(&items, 403, "items");
+    // Asking only for what bob may not have: a token with no scope, said plainly.
+    let (token, json) = login(&server, "bob", "hunter2", "items").await;
+    assert_eq!(json["scope"], "", "{json}");
+    assert_insufficient(&server.me(&token).await, 403, "me");
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_scopes_are_invalid_scope() {
+    let server = start().await;
+    let reply = server.post_form("username=johndoe&password=secret&scope=me+admin").await;
+    reply.assert_error(400, "Unknown scope: admin", Some("invalid_scope"));
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    let reply = server.post_form("username=johndoe&password=secret&scope=%22me%22").await;
+    reply.assert_error(400, "Malformed scope: (not shown)", Some("invalid_scope"));
+    let reply = server.post_form("username=johndoe&password=secret&scope=m%C3%A9").await;
+    reply.assert_error(400, "Malformed scope: (not shown)", Some("invalid_scope"));
+}
+
+#[tokio::test]
+async fn inactive_user_is_still_400_with_every_scope() {
+    let server = start().await;
+    let (token, _) = login(&server, "alice", "secret2", "me+items").await;
+    server.me(&token).await.assert_error(400, "Inactive user", None);
+}
+
+#[tokio::test]
+async fn path_rules_in_the_main_layer_for_hyper_apps() {
+    let layer = tutorial::layer_builder()
+        .scope("me", "Read information about the current user.")
+        .scope("items", "Read items.")
+        .require_scopes_on(Method::GET, "/users/me", ScopeRequirement::all(["me"]))
+        .require_scopes("/users/*", ScopeRequirement::any(["me", "items"]))
+        .build();
+    let server = Server::start_with(layer).await;
+
+    let (me, _) = login(&server, "johndoe", "secret", "me").await;
+    assert_eq!(server.me(&me).await.status, 200);
+    let (items, _) = login(&server, "johndoe", "secret", "items").await;
+    assert_insufficient(&server.me(&items).await, 403, "me");
+    // Any-of on the prefix: `items` is enough for other paths below /users.
+    let other = server.get("/users/other", &[format!("Bearer {items}").as_bytes()]).await;
+    other.assert_error(404, "Not Found", None);
+    let (none, _) = login(&server, "johndoe", "secret", "").await;
+    let other = server.get("/users/other", &[format!("Bearer {none}").as_bytes()]).await;
+    assert_insufficient(&other, 403, "me items");
+    // Dot segments never slip past a prefix rule.
+    let sneaky = server.get("/x/../users/other", &[format!("Bearer {none}").as_bytes()]).await;
+    assert_insufficient(&sneaky, 403, "me items");
+}
+
+#[tokio::test]
+async fn fastapi_compatible_401_for_a_missing_scope() {
+    let layer = tutorial::layer_builder()
+        .require_scopes("/users/me", ScopeRequirement::all(["me"]))
+        .insufficient_scope_status(StatusCode::UNAUTHORIZED)
+        .build();
+    let server = Server::start_with(layer).await;
+    let (token, _) = login(&server, "johndoe", "secret", "").await;
+    assert_insufficient(&server.me(&token).await, 401, "me");
+}
