@@ -122,7 +122,7 @@ where
     // Grant what was asked for and is allowed, nothing more (RFC 6749 §3.3).
     let granted: Scopes = requested
         .iter()
-        .filter(|scope| stored.scopes.contains(scope))
+        .filter(|scope| stored.scopes.contains(scope.as_str()))
         .collect();
     let lifetime = config.token_lifetime;
     let grant = Grant {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::error::StoreError;
 use crate::password::HashedPassword;
+use crate::scope::Scopes;
 
 /// Where the layer finds users, by username: a database, a directory, a map.
 ///
@@ -55,8 +56,9 @@ pub struct StoredUser<U> {
     /// Whether the user may use the service. Tokens of an inactive user are refused
     /// on every request, so disabling a user takes effect at once.
     pub active: bool,
-    /// The scopes this user may be granted at login.
-    pub scopes: Vec<String>,
+    /// The scopes this user may be granted at login (cheap to clone: the guard
+    /// fetches users on every request).
+    pub scopes: Scopes,
 }
 
 impl<U> StoredUser<U> {
@@ -66,7 +68,7 @@ impl<U> StoredUser<U> {
             user,
             password_hash,
             active: true,
-            scopes: Vec::new(),
+            scopes: Scopes::empty(),
         }
     }
 
@@ -81,9 +83,9 @@ impl<U> StoredUser<U> {
     pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<str>,
     {
-        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self.scopes = scopes.into_iter().collect();
         self
     }
 }
