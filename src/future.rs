@@ -16,9 +16,9 @@ type BoxedResponse<B, E> =
 pin_project! {
     /// Response future of [`OAuth2Password`](crate::OAuth2Password).
     ///
-    /// Public paths run the inner service's future as is; guarded requests and the
-    /// token endpoint run one boxed future, since they await the (async, pluggable)
-    /// user and token stores.
+    /// Requests the guard could decide at once (in-memory stores) run the inner
+    /// service's future as is, or return the rejection; the token endpoint, and
+    /// guarded requests whose stores must be awaited, run one boxed future.
     pub struct ResponseFuture<F, B, E> {
         #[pin]
         kind: Kind<F, B, E>,
@@ -29,6 +29,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
         Inner { #[pin] future: F },
+        Rejected { response: Option<Response<ResponseBody<B>>> },
         Boxed { future: BoxedResponse<B, E> },
     }
 }
@@ -37,6 +38,14 @@ impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn inner(future: F) -> Self {
         Self {
             kind: Kind::Inner { future },
+        }
+    }
+
+    pub(crate) fn rejected(response: Response<ResponseBody<B>>) -> Self {
+        Self {
+            kind: Kind::Rejected {
+                response: Some(response),
+            },
         }
     }
 
@@ -64,6 +73,11 @@ where
                 let response = ready!(future.poll(cx))?;
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
+            KindProj::Rejected { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled after completion: an empty 500 rather than a panic.
+                None => Poll::Ready(Ok(crate::body::internal_error())),
+            },
             KindProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }

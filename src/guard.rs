@@ -1,4 +1,9 @@
 //! The bearer-token guard in front of protected routes.
+//!
+//! Each decision is a chain of small steps (bearer token → grant → user → scope
+//! rules) shared by two drivers: [`decide_now`] runs them in `call` when both stores
+//! can answer without waiting (in-memory stores: no future is boxed), and the async
+//! [`guard`] / [`identify`] run them for every other store.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -8,11 +13,14 @@ use tower_service::Service;
 
 use crate::bearer;
 use crate::body::ResponseBody;
-use crate::error::{Protocol, Rejection};
+use crate::error::{Protocol, Rejection, StoreError};
 use crate::layer::Shared;
 use crate::scope::Scopes;
-use crate::token::TokenStore;
-use crate::user::{CurrentUser, UserStore};
+use crate::token::{Grant, TokenStore};
+use crate::user::{CurrentUser, StoredUser, UserStore};
+
+/// What the guard lets through: the user and the scopes to put in the extensions.
+pub(crate) type Authenticated<U> = (CurrentUser<U>, Scopes);
 
 /// Authenticates `request`; on success calls `inner` with the user and scopes in the
 /// extensions, otherwise answers with the rejection.
@@ -26,36 +34,19 @@ where
     Us: UserStore,
     Ts: TokenStore,
 {
-    let outcome = if bearer::token_in_query(request.uri()) {
-        Err(Rejection::InvalidRequest(
-            "Send the access token in the Authorization header, not in the URL".into(),
-        ))
-    } else {
-        authenticate(&shared, request.headers())
+    let outcome = match reject_token_in_url(&request) {
+        Err(rejection) => Err(rejection),
+        Ok(()) => authenticate(&shared, request.headers())
             .await
-            .and_then(|(user, scopes)| {
-                let (method, path) = (request.method(), request.uri().path());
-                match shared.config.scope_rules.iter().find(|rule| {
-                    rule.applies_to(method, path) && !rule.requirement.is_met_by(&scopes)
-                }) {
-                    Some(rule) => Err(Rejection::InsufficientScope(rule.requirement.clone())),
-                    None => Ok((user, scopes)),
-                }
-            })
+            .and_then(|authenticated| check_rules(&shared, &request, authenticated)),
     };
     match outcome {
-        Ok((user, scopes)) => {
-            let extensions = request.extensions_mut();
-            extensions.insert(user);
-            extensions.insert(scopes);
+        Ok(authenticated) => {
+            insert(&mut request, authenticated);
             let response = inner.call(request).await?;
             Ok(response.map(ResponseBody::inner))
         }
-        Err(rejection) => {
-            tracing::debug!(?rejection, "request rejected");
-            let protocol = Protocol::of(request.headers());
-            Ok(rejection.into_response(&shared.config.messages, protocol))
-        }
+        Err(rejection) => Ok(reject(&shared, &request, rejection)),
     }
 }
 
@@ -72,37 +63,91 @@ where
     Us: UserStore,
     Ts: TokenStore,
 {
-    if let Ok((user, scopes)) = authenticate(&shared, request.headers()).await {
-        let extensions = request.extensions_mut();
-        extensions.insert(user);
-        extensions.insert(scopes);
+    if let Ok(authenticated) = authenticate(&shared, request.headers()).await {
+        insert(&mut request, authenticated);
     }
     let response = inner.call(request).await?;
     Ok(response.map(ResponseBody::inner))
 }
 
+/// The guard's decision for `request` made without waiting, or `None` when a store
+/// needs to be awaited. `public` requests are only identified, never rejected.
+pub(crate) fn decide_now<B, Us, Ts, H>(
+    shared: &Shared<Us, Ts, H>,
+    request: &Request<B>,
+    public: bool,
+) -> Option<Result<Authenticated<Us::User>, Rejection>>
+where
+    Us: UserStore,
+    Ts: TokenStore,
+{
+    if !public {
+        if let Err(rejection) = reject_token_in_url(request) {
+            return Some(Err(rejection));
+        }
+    }
+    let token = match bearer::token(request.headers()) {
+        Ok(token) => token,
+        Err(rejection) => return Some(Err(rejection)),
+    };
+    let grant = match accept_grant(shared.tokens.resolve_now(token)?) {
+        Ok(grant) => grant,
+        Err(rejection) => return Some(Err(rejection)),
+    };
+    let found = shared.users.find_now(&grant.subject)?;
+    let authenticated = accept_user(grant, found);
+    Some(if public {
+        authenticated
+    } else {
+        authenticated.and_then(|authenticated| check_rules(shared, request, authenticated))
+    })
+}
+
 /// Resolves the bearer token in `headers` to an active user and the granted scopes.
-///
-/// On success the username is recorded in the current tracing span's `user` field,
-/// when the span declares one.
 pub(crate) async fn authenticate<Us, Ts, H>(
     shared: &Shared<Us, Ts, H>,
     headers: &HeaderMap,
-) -> Result<(CurrentUser<Us::User>, Scopes), Rejection>
+) -> Result<Authenticated<Us::User>, Rejection>
 where
     Us: UserStore,
     Ts: TokenStore,
 {
     let token = bearer::token(headers)?;
-    let grant = match shared.tokens.resolve(token).await {
-        Ok(Some(grant)) if grant.is_live(SystemTime::now()) => grant,
-        Ok(_) => return Err(Rejection::InvalidToken),
+    let grant = accept_grant(shared.tokens.resolve(token).await)?;
+    let found = shared.users.find(&grant.subject).await;
+    accept_user(grant, found)
+}
+
+/// RFC 6750 §2.3 query tokens are refused (see [`bearer::token_in_query`]).
+fn reject_token_in_url<B>(request: &Request<B>) -> Result<(), Rejection> {
+    if bearer::token_in_query(request.uri()) {
+        return Err(Rejection::InvalidRequest(
+            "Send the access token in the Authorization header, not in the URL".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A live grant, or why the token is refused. Expiry is checked here too, so a
+/// store that forgets it still fails closed.
+fn accept_grant(resolved: Result<Option<Grant>, StoreError>) -> Result<Grant, Rejection> {
+    match resolved {
+        Ok(Some(grant)) if grant.is_live(SystemTime::now()) => Ok(grant),
+        Ok(_) => Err(Rejection::InvalidToken),
         Err(error) => {
             tracing::error!(%error, "token store failed");
-            return Err(Rejection::Unavailable);
+            Err(Rejection::Unavailable)
         }
-    };
-    let stored = match shared.users.find(&grant.subject).await {
+    }
+}
+
+/// The active user the grant names, or why not. On success the username is
+/// recorded in the current tracing span's `user` field, when the span declares one.
+fn accept_user<U>(
+    grant: Grant,
+    found: Result<Option<StoredUser<U>>, StoreError>,
+) -> Result<Authenticated<U>, Rejection> {
+    let stored = match found {
         Ok(Some(stored)) => stored,
         // The user was deleted after the token was issued.
         Ok(None) => return Err(Rejection::InvalidToken),
@@ -116,4 +161,40 @@ where
         return Err(Rejection::InactiveUser);
     }
     Ok((CurrentUser::new(grant.subject, stored.user), grant.scopes))
+}
+
+/// The builder's path rules: every rule that applies must be met.
+fn check_rules<B, U, Us, Ts, H>(
+    shared: &Shared<Us, Ts, H>,
+    request: &Request<B>,
+    authenticated: Authenticated<U>,
+) -> Result<Authenticated<U>, Rejection> {
+    let (method, path) = (request.method(), request.uri().path());
+    let unmet = shared.config.scope_rules.iter().find(|rule| {
+        rule.applies_to(method, path) && !rule.requirement.is_met_by(&authenticated.1)
+    });
+    match unmet {
+        Some(rule) => Err(Rejection::InsufficientScope(rule.requirement.clone())),
+        None => Ok(authenticated),
+    }
+}
+
+/// Puts the user and the scopes where handlers and `RequireScopes` look.
+pub(crate) fn insert<B, U>(request: &mut Request<B>, (user, scopes): Authenticated<U>)
+where
+    U: Clone + Send + Sync + 'static,
+{
+    let extensions = request.extensions_mut();
+    extensions.insert(user);
+    extensions.insert(scopes);
+}
+
+/// The response for a rejected request, in the request's protocol.
+pub(crate) fn reject<B, ResBody, Us, Ts, H>(
+    shared: &Shared<Us, Ts, H>,
+    request: &Request<B>,
+    rejection: Rejection,
+) -> Response<ResponseBody<ResBody>> {
+    tracing::debug!(?rejection, "request rejected");
+    rejection.into_response(&shared.config.messages, Protocol::of(request.headers()))
 }

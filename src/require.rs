@@ -189,18 +189,25 @@ mod tests {
     use http_body_util::Full;
     use tower::ServiceExt;
 
-    async fn run(layer: RequireScopesLayer, granted: Option<&[&str]>, grpc: bool) -> Response<ResponseBody<Full<Bytes>>> {
+    async fn run(
+        layer: RequireScopesLayer,
+        granted: Option<&[&str]>,
+        grpc: bool,
+    ) -> Response<ResponseBody<Full<Bytes>>> {
         let service = layer.layer(tower::service_fn(|_request: Request<()>| async {
             Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("inner"))))
         }));
         let mut request = Request::new(());
         if let Some(granted) = granted {
-            request.extensions_mut().insert(granted.iter().collect::<Scopes>());
+            request
+                .extensions_mut()
+                .insert(granted.iter().collect::<Scopes>());
         }
         if grpc {
-            request
-                .headers_mut()
-                .insert("content-type", http::HeaderValue::from_static("application/grpc+proto"));
+            request.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/grpc+proto"),
+            );
         }
         service.oneshot(request).await.unwrap()
     }
@@ -208,7 +215,10 @@ mod tests {
     #[tokio::test]
     async fn all_of_and_any_of() {
         let all = || RequireScopesLayer::all(["me", "items"]);
-        assert_eq!(run(all(), Some(&["items", "me"]), false).await.status(), StatusCode::OK);
+        assert_eq!(
+            run(all(), Some(&["items", "me"]), false).await.status(),
+            StatusCode::OK
+        );
         let response = run(all(), Some(&["me"]), false).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         assert_eq!(
@@ -216,8 +226,14 @@ mod tests {
             r#"Bearer error="insufficient_scope", scope="me items""#
         );
         let any = || RequireScopesLayer::any(["me", "items"]);
-        assert_eq!(run(any(), Some(&["items"]), false).await.status(), StatusCode::OK);
-        assert_eq!(run(any(), Some(&[]), false).await.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            run(any(), Some(&["items"]), false).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            run(any(), Some(&[]), false).await.status(),
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[tokio::test]
@@ -237,7 +253,11 @@ mod tests {
 
     #[tokio::test]
     async fn fastapi_status_option() {
-        let layer = RequireScopesLayer::all(["me"]).insufficient_scope_status(StatusCode::UNAUTHORIZED);
-        assert_eq!(run(layer, Some(&[]), false).await.status(), StatusCode::UNAUTHORIZED);
+        let layer =
+            RequireScopesLayer::all(["me"]).insufficient_scope_status(StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            run(layer, Some(&[]), false).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
 }

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use crate::endpoint::token_endpoint;
 use crate::future::ResponseFuture;
-use crate::guard::{guard, identify};
+use crate::guard::{decide_now, guard, identify, insert, reject};
 use crate::layer::Shared;
 use crate::password::PasswordHasher;
 use crate::token::TokenStore;
@@ -96,12 +96,25 @@ where
         } else {
             (false, request)
         };
-        // Public and without credentials: nothing to do, no allocation.
+        // Public and without credentials: nothing to do.
         if public && !request.headers().contains_key(AUTHORIZATION) {
             return ResponseFuture::inner(self.inner.call(request));
         }
-        // `poll_ready` readied `self.inner`, not a clone of it: take the ready one
-        // into the future and leave the clone for the next `poll_ready`.
+        let mut request = request;
+        match decide_now(&self.shared, &request, public) {
+            Some(Ok(authenticated)) => {
+                insert(&mut request, authenticated);
+                return ResponseFuture::inner(self.inner.call(request));
+            }
+            Some(Err(_)) if public => return ResponseFuture::inner(self.inner.call(request)),
+            Some(Err(rejection)) => {
+                return ResponseFuture::rejected(reject(&self.shared, &request, rejection));
+            }
+            None => {}
+        }
+        // A store must be awaited. `poll_ready` readied `self.inner`, not a clone of
+        // it: take the ready one into the future and leave the clone for the next
+        // `poll_ready`.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(&self.shared);

@@ -43,6 +43,17 @@ pub trait UserStore: Send + Sync + 'static {
         &self,
         username: &str,
     ) -> impl Future<Output = Result<Option<StoredUser<Self::User>>, StoreError>> + Send;
+
+    /// The same as [`find`](Self::find), for stores that can answer without waiting
+    /// (in memory); `None` (the default) means "call `find`". The guard uses it to
+    /// decide in `call` without allocating a future.
+    fn find_now(
+        &self,
+        username: &str,
+    ) -> Option<Result<Option<StoredUser<Self::User>>, StoreError>> {
+        let _ = username;
+        None
+    }
 }
 
 /// What a [`UserStore`] knows of a user: the model handed to handlers, and what only

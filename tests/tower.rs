@@ -94,6 +94,30 @@ async fn inner_service_behind_a_buffer() {
 }
 
 #[tokio::test]
+async fn inner_service_behind_a_buffer_with_async_stores() {
+    // Stores that must be awaited take the boxed path, which moves the readied
+    // service into its future.
+    let (tokens, _) = flaky(MemoryTokenStore::new());
+    let inner = Buffer::new(tower::service_fn(handler), 2);
+    let service = ServiceBuilder::new()
+        .layer(tutorial::layer_builder().token_store(tokens).build())
+        .service(inner);
+    let token = token_from(service.clone()).await;
+    drive(service, &token, 64).await;
+}
+
+#[tokio::test]
+async fn inner_service_behind_a_concurrency_limit_with_async_stores() {
+    let (users, _) = flaky(tutorial::users());
+    let inner = ConcurrencyLimit::new(tower::service_fn(handler), 2);
+    let service = ServiceBuilder::new()
+        .layer(OAuth2PasswordLayer::builder(users).build())
+        .service(inner);
+    let token = token_from(service.clone()).await;
+    drive(service, &token, 64).await;
+}
+
+#[tokio::test]
 async fn inner_service_behind_a_concurrency_limit() {
     let inner = ConcurrencyLimit::new(tower::service_fn(handler), 2);
     let service = ServiceBuilder::new()

@@ -56,6 +56,14 @@ impl<U> MemoryUserStore<U> {
             .is_some()
     }
 
+    fn get(&self, username: &str) -> Option<StoredUser<U>>
+    where
+        U: Clone,
+    {
+        let users = self.users.read().unwrap_or_else(PoisonError::into_inner);
+        users.get(username).cloned()
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, StoredUser<U>>> {
         // The map is never left half-updated, so a poisoned lock is still consistent.
         self.users.write().unwrap_or_else(PoisonError::into_inner)
@@ -92,7 +100,10 @@ impl<U: Clone + Send + Sync + 'static> UserStore for MemoryUserStore<U> {
         &self,
         username: &str,
     ) -> impl Future<Output = Result<Option<StoredUser<U>>, StoreError>> + Send {
-        let users = self.users.read().unwrap_or_else(PoisonError::into_inner);
-        ready(Ok(users.get(username).cloned()))
+        ready(Ok(self.get(username)))
+    }
+
+    fn find_now(&self, username: &str) -> Option<Result<Option<StoredUser<U>>, StoreError>> {
+        Some(Ok(self.get(username)))
     }
 }

@@ -163,7 +163,7 @@ impl MemoryTokenStore {
         Ok(AccessToken::new(URL_SAFE_NO_PAD.encode(bytes)))
     }
 
-    fn resolve_now(&self, token: &str) -> Option<Grant> {
+    fn lookup(&self, token: &str) -> Option<Grant> {
         let bytes = decode(token)?;
         let (id, secret) = split(&bytes);
         let tokens = self
@@ -234,7 +234,11 @@ impl TokenStore for MemoryTokenStore {
         &self,
         token: &str,
     ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
-        ready(Ok(self.resolve_now(token)))
+        ready(Ok(self.lookup(token)))
+    }
+
+    fn resolve_now(&self, token: &str) -> Option<Result<Option<Grant>, StoreError>> {
+        Some(Ok(self.lookup(token)))
     }
 
     fn revoke(&self, token: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
@@ -274,25 +278,25 @@ mod tests {
         let store = MemoryTokenStore::new();
         let token = store.issue_now(grant(Duration::from_secs(60))).unwrap();
         let token = token.as_str();
-        assert!(store.resolve_now(token).is_some());
+        assert!(store.lookup(token).is_some());
         // Same id, different secret.
         let mut tampered = token.to_owned();
         let other = if &tampered[40..41] == "A" { "B" } else { "A" };
         tampered.replace_range(40..41, other);
-        assert_eq!(store.resolve_now(&tampered), None);
+        assert_eq!(store.lookup(&tampered), None);
         for other in ["", "x", &token[..42], &format!("{token}A"), &"!".repeat(43)] {
-            assert_eq!(store.resolve_now(other), None, "{other}");
+            assert_eq!(store.lookup(other), None, "{other}");
         }
         // A revoke with the wrong secret does nothing.
         store.revoke_now(&tampered);
-        assert!(store.resolve_now(token).is_some());
+        assert!(store.lookup(token).is_some());
     }
 
     #[test]
     fn expired_tokens_do_not_resolve_and_are_swept() {
         let store = MemoryTokenStore::with_sweep_interval(Duration::ZERO);
         let expired = store.issue_now(grant(Duration::ZERO)).unwrap();
-        assert_eq!(store.resolve_now(expired.as_str()), None);
+        assert_eq!(store.lookup(expired.as_str()), None);
         for _ in 0..100 {
             store.issue_now(grant(Duration::ZERO)).unwrap();
         }

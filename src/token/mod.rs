@@ -30,6 +30,14 @@ pub trait TokenStore: Send + Sync + 'static {
         token: &str,
     ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
 
+    /// The same as [`resolve`](Self::resolve), for stores that can answer without
+    /// waiting (in memory); `None` (the default) means "call `resolve`". The guard
+    /// uses it to decide in `call` without allocating a future.
+    fn resolve_now(&self, token: &str) -> Option<Result<Option<Grant>, StoreError>> {
+        let _ = token;
+        None
+    }
+
     /// Revokes `token`; unknown tokens are not an error.
     fn revoke(&self, token: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
