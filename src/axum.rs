@@ -93,6 +93,17 @@ impl IntoResponse for MissingAuthLayer {
     }
 }
 
+/// An extension the guard inserts, or the rejection that names the missing layer.
+fn set_by_the_layer<T: Clone + Send + Sync + 'static>(
+    parts: &Parts,
+) -> Result<T, MissingAuthLayer> {
+    parts
+        .extensions
+        .get::<T>()
+        .cloned()
+        .ok_or_else(MissingAuthLayer::of::<T>)
+}
+
 /// The authenticated, active user: the guard put it there.
 impl<S, U> FromRequestParts<S> for CurrentUser<U>
 where
@@ -102,11 +113,7 @@ where
     type Rejection = MissingAuthLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Self>()
-            .cloned()
-            .ok_or_else(MissingAuthLayer::of::<Self>)
+        set_by_the_layer(parts)
     }
 }
 
@@ -135,11 +142,7 @@ where
     type Rejection = MissingAuthLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Self>()
-            .cloned()
-            .ok_or_else(MissingAuthLayer::of::<Self>)
+        set_by_the_layer(parts)
     }
 }
 

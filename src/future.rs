@@ -14,7 +14,8 @@ type BoxedResponse<B, E> =
     Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
 
 pin_project! {
-    /// Response future of [`OAuth2Password`](crate::OAuth2Password).
+    /// Response future of [`OAuth2Password`](crate::OAuth2Password) and
+    /// [`RequireScopes`](crate::RequireScopes).
     ///
     /// Requests the guard could decide at once (in-memory stores) run the inner
     /// service's future as is, or return the rejection; the token endpoint, and

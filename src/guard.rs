@@ -3,7 +3,7 @@
 //! Each decision is a chain of small steps (bearer token → grant → user → scope
 //! rules) shared by two drivers: [`decide_now`] runs them in `call` when both stores
 //! can answer without waiting (in-memory stores: no future is boxed), and the async
-//! [`guard`] / [`identify`] run them for every other store.
+//! [`guard`] runs them for every other store.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -22,12 +22,15 @@ use crate::user::{CurrentUser, StoredUser, UserStore};
 /// What the guard lets through: the user and the scopes to put in the extensions.
 pub(crate) type Authenticated<U> = (CurrentUser<U>, Scopes);
 
-/// Authenticates `request`; on success calls `inner` with the user and scopes in the
-/// extensions, otherwise answers with the rejection.
+/// The async driver. Guarded requests: on success calls `inner` with the user and
+/// scopes in the extensions, otherwise answers with the rejection. `public`
+/// requests: adds the user if the token is good, and calls `inner` in every case —
+/// a bad token or a store failure never turns a public page into an error.
 pub(crate) async fn guard<S, ReqBody, ResBody, Us, Ts, H>(
     shared: Arc<Shared<Us, Ts, H>>,
     mut inner: S,
     mut request: Request<ReqBody>,
+    public: bool,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -35,36 +38,15 @@ where
     Ts: TokenStore,
 {
     let outcome = match reject_token_in_url(&request) {
-        Err(rejection) => Err(rejection),
-        Ok(()) => authenticate(&shared, request.headers())
+        Err(rejection) if !public => Err(rejection),
+        _ => authenticate(&shared, request.headers())
             .await
-            .and_then(|authenticated| check_rules(&shared, &request, authenticated)),
+            .and_then(|authenticated| check_rules(&shared, &request, authenticated, public)),
     };
     match outcome {
-        Ok(authenticated) => {
-            insert(&mut request, authenticated);
-            let response = inner.call(request).await?;
-            Ok(response.map(ResponseBody::inner))
-        }
-        Err(rejection) => Ok(reject(&shared, &request, rejection)),
-    }
-}
-
-/// On a public path: adds the user and scopes if the request carries a valid token of
-/// an active user, and calls `inner` in every case. A bad token or a store failure
-/// leaves the request anonymous; it never turns a public page into an error.
-pub(crate) async fn identify<S, ReqBody, ResBody, Us, Ts, H>(
-    shared: Arc<Shared<Us, Ts, H>>,
-    mut inner: S,
-    mut request: Request<ReqBody>,
-) -> Result<Response<ResponseBody<ResBody>>, S::Error>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    Us: UserStore,
-    Ts: TokenStore,
-{
-    if let Ok(authenticated) = authenticate(&shared, request.headers()).await {
-        insert(&mut request, authenticated);
+        Ok(authenticated) => insert(&mut request, authenticated),
+        Err(rejection) if !public => return Ok(reject(&shared, &request, rejection)),
+        Err(_) => {}
     }
     let response = inner.call(request).await?;
     Ok(response.map(ResponseBody::inner))
@@ -95,12 +77,10 @@ where
         Err(rejection) => return Some(Err(rejection)),
     };
     let found = shared.users.find_now(&grant.subject)?;
-    let authenticated = accept_user(grant, found);
-    Some(if public {
-        authenticated
-    } else {
-        authenticated.and_then(|authenticated| check_rules(shared, request, authenticated))
-    })
+    Some(
+        accept_user(grant, found)
+            .and_then(|authenticated| check_rules(shared, request, authenticated, public)),
+    )
 }
 
 /// Resolves the bearer token in `headers` to an active user and the granted scopes.
@@ -163,12 +143,17 @@ fn accept_user<U>(
     Ok((CurrentUser::new(grant.subject, stored.user), grant.scopes))
 }
 
-/// The builder's path rules: every rule that applies must be met.
+/// The builder's path rules: every rule that applies must be met (public paths
+/// have none).
 fn check_rules<B, U, Us, Ts, H>(
     shared: &Shared<Us, Ts, H>,
     request: &Request<B>,
     authenticated: Authenticated<U>,
+    public: bool,
 ) -> Result<Authenticated<U>, Rejection> {
+    if public {
+        return Ok(authenticated);
+    }
     let (method, path) = (request.method(), request.uri().path());
     let unmet = shared.config.scope_rules.iter().find(|rule| {
         rule.applies_to(method, path) && !rule.requirement.is_met_by(&authenticated.1)

@@ -116,7 +116,7 @@
 //! - **hyper**: wrap your service and serve it (`examples/tutorial.rs`).
 //! - **axum** (feature `axum`): [`CurrentUser`], `Option<CurrentUser>` and [`Scopes`]
 //!   are extractors; wrap the whole `Router` with `Router::layer` (see the
-//!   [`axum`](crate::axum) module).
+//!   [`axum`] module).
 //! - **tonic**: `Server::builder().layer(…)`; rejections become gRPC statuses and
 //!   handlers read the user from `request.extensions()` (`examples/grpc.rs`).
 //!
@@ -160,7 +160,7 @@ mod guard;
 mod layer;
 mod password;
 mod public;
-pub mod require;
+mod require;
 mod scope;
 mod service;
 pub mod store;

@@ -1,42 +1,39 @@
-//! [`RequireScopes`]: a per-route scope check, for routes behind
-//! [`OAuth2PasswordLayer`](crate::OAuth2PasswordLayer).
-//!
-//! ```
-//! use axum::{routing::get, Router};
-//! use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer, RequireScopesLayer};
-//!
-//! let users = MemoryUserStore::<String>::new();
-//! let app: Router = Router::new()
-//!     .route(
-//!         "/users/me/items",
-//!         get(|| async { "items" }).route_layer(RequireScopesLayer::all(["items"])),
-//!     )
-//!     .route("/status", get(|| async { "ok" }))
-//!     .layer(OAuth2PasswordLayer::new(users));
-//! ```
-//!
-//! It reads the [`Scopes`] the guard put in the request extensions, so it goes
-//! *inside* the main layer (axum's `route_layer`, or around one tonic service). A
-//! request without them (no main layer, or a public path) gets 401 "Not
-//! authenticated"; one whose token lacks a scope gets 403 `insufficient_scope` with
-//! `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` (gRPC:
-//! PERMISSION_DENIED).
+//! [`RequireScopesLayer`]: a per-route scope check.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::error::{Messages, Protocol, Rejection};
+use crate::future::ResponseFuture;
 use crate::scope::{ScopeRequirement, Scopes};
 
-/// Layer that wraps a service in [`RequireScopes`].
+/// Layer that wraps a service in [`RequireScopes`]: a per-route scope check, for
+/// routes behind [`OAuth2PasswordLayer`](crate::OAuth2PasswordLayer).
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer, RequireScopesLayer};
+///
+/// let users = MemoryUserStore::<String>::new();
+/// let app: Router = Router::new()
+///     .route(
+///         "/users/me/items",
+///         get(|| async { "items" }).route_layer(RequireScopesLayer::all(["items"])),
+///     )
+///     .route("/status", get(|| async { "ok" }))
+///     .layer(OAuth2PasswordLayer::new(users));
+/// ```
+///
+/// It reads the [`Scopes`] the guard put in the request extensions, so it goes
+/// *inside* the main layer (axum's `route_layer`, or around one tonic service). A
+/// request without them (no main layer, or a public path) gets 401 "Not
+/// authenticated"; one whose token lacks a scope gets 403 `insufficient_scope` with
+/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` (gRPC:
+/// PERMISSION_DENIED).
 #[derive(Debug, Clone)]
 pub struct RequireScopesLayer {
     requirement: ScopeRequirement,
@@ -105,7 +102,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -114,11 +111,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let rejection = match request.extensions().get::<Scopes>() {
             Some(granted) if self.requirement.is_met_by(granted) => {
-                return ResponseFuture {
-                    kind: Kind::Inner {
-                        future: self.inner.call(request),
-                    },
-                };
+                return ResponseFuture::inner(self.inner.call(request));
             }
             Some(_) => Rejection::InsufficientScope(self.requirement.clone()),
             None => Rejection::MissingCredentials,
@@ -128,57 +121,7 @@ where
             ..Messages::default()
         };
         let response = rejection.into_response(&messages, Protocol::of(request.headers()));
-        ResponseFuture {
-            kind: Kind::Rejected {
-                response: Some(response),
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// Response future of [`RequireScopes`].
-    pub struct ResponseFuture<F, B> {
-        #[pin]
-        kind: Kind<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, B> {
-        Inner { #[pin] future: F },
-        Rejected { response: Option<Response<ResponseBody<B>>> },
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => {
-                let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
-            }
-            // Polled again after completion: an empty 500 rather than a panic.
-            KindProj::Rejected { response } => {
-                Poll::Ready(Ok(response.take().unwrap_or_else(|| {
-                    let mut response = Response::new(ResponseBody::empty());
-                    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                    response
-                })))
-            }
-        }
-    }
-}
-
-impl<F, B> fmt::Debug for ResponseFuture<F, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        ResponseFuture::rejected(response)
     }
 }
 

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use crate::endpoint::token_endpoint;
 use crate::future::ResponseFuture;
-use crate::guard::{decide_now, guard, identify, insert, reject};
+use crate::guard::{decide_now, guard, insert, reject};
 use crate::layer::Shared;
 use crate::password::PasswordHasher;
 use crate::token::TokenStore;
@@ -117,11 +117,6 @@ where
         // `poll_ready`.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
-        if public {
-            ResponseFuture::boxed(identify(shared, inner, request))
-        } else {
-            ResponseFuture::boxed(guard(shared, inner, request))
-        }
+        ResponseFuture::boxed(guard(Arc::clone(&self.shared), inner, request, public))
     }
 }
