@@ -36,7 +36,12 @@ async fn start() -> Server {
 }
 
 /// Logs in asking for `scope`; returns the token and the whole JSON answer.
-async fn login(server: &Server, user: &str, password: &str, scope: &str) -> (String, serde_json::Value) {
+async fn login(
+    server: &Server,
+    user: &str,
+    password: &str,
+    scope: &str,
+) -> (String, serde_json::Value) {
     let body = format!("username={user}&password={password}&scope={scope}");
     let reply = server.post_form(&body).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
@@ -55,13 +60,26 @@ fn assert_insufficient(reply: &Reply, status: u16, scope: &str) {
 async fn both_scopes_open_every_route() {
     let server = start().await;
     let (token, json) = login(&server, "johndoe", "secret", "me+items").await;
-    assert!(json.get("scope").is_none(), "granted as asked: no scope key: {json}");
+    assert!(
+        json.get("scope").is_none(),
+        "granted as asked: no scope key: {json}"
+    );
     let me = server.me(&token).await;
-    assert_eq!((me.status.as_u16(), me.json()["username"].as_str()), (200, Some("johndoe")));
-    let items = server.get("/users/me/items", &[format!("Bearer {token}").as_bytes()]).await;
+    assert_eq!(
+        (me.status.as_u16(), me.json()["username"].as_str()),
+        (200, Some("johndoe"))
+    );
+    let items = server
+        .get("/users/me/items", &[format!("Bearer {token}").as_bytes()])
+        .await;
     assert_eq!(items.status, 200);
-    assert_eq!(items.json(), serde_json::json!([{"item_id": "Foo", "owner": "johndoe"}]));
-    let status = server.get("/status", &[format!("Bearer {token}").as_bytes()]).await;
+    assert_eq!(
+        items.json(),
+        serde_json::json!([{"item_id": "Foo", "owner": "johndoe"}])
+    );
+    let status = server
+        .get("/status", &[format!("Bearer {token}").as_bytes()])
+        .await;
     assert_eq!(status.json(), serde_json::json!({"status": "ok"}));
 }
 
@@ -72,8 +90,15 @@ async fn a_missing_scope_is_403_naming_it() {
     let bearer = format!("Bearer {token}");
     assert_eq!(server.me(&token).await.status, 200);
     // The extractor form.
-    assert_insufficient(&server.get("/users/me/items", &[bearer.as_bytes()]).await, 403, "items");
-    assert_eq!(server.get("/status", &[bearer.as_bytes()]).await.status, 200);
+    assert_insufficient(
+        &server.get("/users/me/items", &[bearer.as_bytes()]).await,
+        403,
+        "items",
+    );
+    assert_eq!(
+        server.get("/status", &[bearer.as_bytes()]).await.status,
+        200
+    );
 
     let (token, json) = login(&server, "johndoe", "secret", "items").await;
     assert!(json.get("scope").is_none());
@@ -88,7 +113,9 @@ async fn no_scope_asked_means_a_token_for_scope_free_routes_only() {
         let (token, json) = login(&server, "johndoe", "secret", scope).await;
         assert!(json.get("scope").is_none(), "{scope:?}: {json}");
         assert_insufficient(&server.me(&token).await, 403, "me");
-        let status = server.get("/status", &[format!("Bearer {token}").as_bytes()]).await;
+        let status = server
+            .get("/status", &[format!("Bearer {token}").as_bytes()])
+            .await;
         assert_eq!(status.status, 200);
     }
 }
@@ -99,7 +126,9 @@ async fn repeated_scopes_and_extra_whitespace() {
     let (token, json) = login(&server, "johndoe", "secret", "+items++items%09me+me+").await;
     assert!(json.get("scope").is_none(), "{json}");
     assert_eq!(server.me(&token).await.status, 200);
-    let items = server.get("/users/me/items", &[format!("Bearer {token}").as_bytes()]).await;
+    let items = server
+        .get("/users/me/items", &[format!("Bearer {token}").as_bytes()])
+        .await;
     assert_eq!(items.status, 200);
 }
 
@@ -109,7 +138,9 @@ async fn only_allowed_scopes_are_granted_and_the_answer_says_so() {
     let (token, json) = login(&server, "bob", "hunter2", "me+items").await;
     assert_eq!(json["scope"], "me", "{json}");
     assert_eq!(server.me(&token).await.json()["username"], "bob");
-    let items = server.get("/users/me/items", &[format!("Bearer {token}").as_bytes()]).await;
+    let items = server
+        .get("/users/me/items", &[format!("Bearer {token}").as_bytes()])
+        .await;
     assert_insufficient(&items, 403, "items");
     // Asking only for what bob may not have: a token with no scope, said plainly.
     let (token, json) = login(&server, "bob", "hunter2", "items").await;
@@ -120,12 +151,18 @@ async fn only_allowed_scopes_are_granted_and_the_answer_says_so() {
 #[tokio::test]
 async fn unknown_and_malformed_scopes_are_invalid_scope() {
     let server = start().await;
-    let reply = server.post_form("username=johndoe&password=secret&scope=me+admin").await;
+    let reply = server
+        .post_form("username=johndoe&password=secret&scope=me+admin")
+        .await;
     reply.assert_error(400, "Unknown scope: admin", Some("invalid_scope"));
     assert_eq!(reply.header("cache-control"), Some("no-store"));
-    let reply = server.post_form("username=johndoe&password=secret&scope=%22me%22").await;
+    let reply = server
+        .post_form("username=johndoe&password=secret&scope=%22me%22")
+        .await;
     reply.assert_error(400, "Malformed scope: (not shown)", Some("invalid_scope"));
-    let reply = server.post_form("username=johndoe&password=secret&scope=m%C3%A9").await;
+    let reply = server
+        .post_form("username=johndoe&password=secret&scope=m%C3%A9")
+        .await;
     reply.assert_error(400, "Malformed scope: (not shown)", Some("invalid_scope"));
 }
 
@@ -133,7 +170,10 @@ async fn unknown_and_malformed_scopes_are_invalid_scope() {
 async fn inactive_user_is_still_400_with_every_scope() {
     let server = start().await;
     let (token, _) = login(&server, "alice", "secret2", "me+items").await;
-    server.me(&token).await.assert_error(400, "Inactive user", None);
+    server
+        .me(&token)
+        .await
+        .assert_error(400, "Inactive user", None);
 }
 
 #[tokio::test]
@@ -151,13 +191,19 @@ async fn path_rules_in_the_main_layer_for_hyper_apps() {
     let (items, _) = login(&server, "johndoe", "secret", "items").await;
     assert_insufficient(&server.me(&items).await, 403, "me");
     // Any-of on the prefix: `items` is enough for other paths below /users.
-    let other = server.get("/users/other", &[format!("Bearer {items}").as_bytes()]).await;
+    let other = server
+        .get("/users/other", &[format!("Bearer {items}").as_bytes()])
+        .await;
     other.assert_error(404, "Not Found", None);
     let (none, _) = login(&server, "johndoe", "secret", "").await;
-    let other = server.get("/users/other", &[format!("Bearer {none}").as_bytes()]).await;
+    let other = server
+        .get("/users/other", &[format!("Bearer {none}").as_bytes()])
+        .await;
     assert_insufficient(&other, 403, "me items");
     // Dot segments never slip past a prefix rule.
-    let sneaky = server.get("/x/../users/other", &[format!("Bearer {none}").as_bytes()]).await;
+    let sneaky = server
+        .get("/x/../users/other", &[format!("Bearer {none}").as_bytes()])
+        .await;
     assert_insufficient(&sneaky, 403, "me items");
 }
 
