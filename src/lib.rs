@@ -4,7 +4,7 @@
 //! active user to the handler.
 //!
 //! It is the production-grade version of FastAPI's "Simple OAuth2 with Password and
-//! Bearer" tutorial: random 256-bit tokens that expire and can be revoked, Argon2id
+//! Bearer" tutorial: random 264-bit tokens that expire and can be revoked, Argon2id
 //! hashes verified off the async workers, the same answer (and the same time) for an
 //! unknown user and a wrong password, limits on every input.
 //!

@@ -104,7 +104,7 @@ async fn no_token_is_unauthenticated() {
 #[tokio::test]
 async fn bad_token_is_unauthenticated() {
     let (_, channel) = start().await;
-    for token in ["Bearer nope", &format!("Bearer {}", "A".repeat(43))] {
+    for token in ["Bearer nope", &format!("Bearer {}", "A".repeat(44))] {
         assert_status(
             who_am_i(&channel, Some(token)).await,
             Code::Unauthenticated,

@@ -97,15 +97,15 @@ async fn unknown_malformed_forged_and_tampered_tokens_are_invalid() {
     let server = Server::start().await;
     let token = server.login("johndoe", "secret").await;
     let mut tampered = token.clone().into_bytes();
-    tampered[42] = if tampered[42] == b'A' { b'Q' } else { b'A' };
+    tampered[43] = if tampered[43] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    let forged = "A".repeat(43);
+    let forged = "A".repeat(44);
     for value in [
         "Bearer nope".to_owned(),
         format!("Bearer {forged}"),
         format!("Bearer {tampered}"),
         format!("Bearer {token}x"),
-        format!("Bearer {}", &token[..42]),
+        format!("Bearer {}", &token[..43]),
         format!("Bearer {token} extra"),
         "Bearer a\"b".to_owned(),
         format!("Bearer {}", "a".repeat(8000)),

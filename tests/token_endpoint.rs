@@ -18,7 +18,7 @@ async fn good_credentials_issue_a_bearer_token() {
     let json = reply.json();
     let object = json.as_object().expect("object");
     let token = json["access_token"].as_str().expect("access_token");
-    assert_eq!(token.len(), 43, "256 bits, base64url");
+    assert_eq!(token.len(), 44, "264 random bits, base64url");
     assert!(token
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));

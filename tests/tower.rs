@@ -264,7 +264,7 @@ async fn rejected_requests_never_reach_the_inner_service() {
     for request in [
         Request::get("/users/me").body(Full::default()).unwrap(),
         me_request("forged"),
-        me_request(&"A".repeat(43)),
+        me_request(&"A".repeat(44)),
         login_request(),
     ] {
         let response = service.clone().oneshot(request).await.unwrap();

@@ -15,10 +15,11 @@ use crate::error::StoreError;
 
 /// Opaque tokens in process memory: the embedded default, for one process.
 ///
-/// A token is 256 random bits from the operating system, base64url-encoded
-/// (43 characters). Its first half is a lookup key and its second half a secret
-/// compared in constant time, so neither a hash-table probe nor a comparison leaks
-/// how much of a guessed token is right.
+/// A token is 264 random bits from the operating system, base64url-encoded
+/// (44 characters). Its first 22 characters (132 bits) are a lookup key and its last
+/// 22 a secret compared in constant time, so neither a hash-table probe nor a
+/// comparison leaks how much of a guessed token is right. Tokens are looked up as
+/// the text they are, with no decoding on the request path.
 ///
 /// Expired tokens are dropped by a sweep that runs at most once per sweep interval
 /// (default one minute) when a token is issued, so memory holds at most the tokens
@@ -59,26 +60,30 @@ struct Inner {
 }
 
 struct Entry {
-    secret: [u8; SECRET_LEN],
+    secret: [u8; HALF],
     grant: Grant,
 }
 
-const ID_LEN: usize = 16;
-const SECRET_LEN: usize = 16;
-const TOKEN_BYTES: usize = ID_LEN + SECRET_LEN;
-/// base64url without padding of 32 bytes.
-const TOKEN_CHARS: usize = 43;
+/// Random bytes per token: a multiple of 3, so that base64 has no partial character
+/// and the text splits into two halves of equal strength.
+const TOKEN_BYTES: usize = 33;
+/// Characters per token, and per half.
+const TOKEN_CHARS: usize = 44;
+const HALF: usize = TOKEN_CHARS / 2;
 
-/// The public half of a token. Ids are uniformly random and only the store inserts
-/// them, so their own bits are a perfect hash: no hashing work, no flooding risk.
+/// The public half of a token, as text. Ids are random and only the store inserts
+/// them, so a few of their own bytes make a good hash: no hashing work, no flooding
+/// risk.
 #[derive(PartialEq, Eq, Clone, Copy)]
-struct TokenId([u8; ID_LEN]);
+struct TokenId([u8; HALF]);
 
 impl Hash for TokenId {
     fn hash<H: Hasher>(&self, state: &mut H) {
         let mut word = [0u8; 8];
         word.copy_from_slice(&self.0[..8]);
-        state.write_u64(u64::from_ne_bytes(word));
+        // Spread the 48 random bits of 8 base64 characters over the whole word
+        // (hashbrown reads its control byte from the top bits).
+        state.write_u64(u64::from_ne_bytes(word).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     }
 }
 
@@ -150,7 +155,10 @@ impl MemoryTokenStore {
     fn issue_now(&self, grant: Grant) -> Result<AccessToken, StoreError> {
         let mut bytes = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| StoreError::new(e.to_string()))?;
-        let (id, secret) = split(&bytes);
+        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let Some((id, secret)) = split(&token) else {
+            return Err(StoreError::new("base64 of 33 bytes is not 44 characters"));
+        };
         let now = SystemTime::now();
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut tokens = self.write();
@@ -160,12 +168,11 @@ impl MemoryTokenStore {
             self.inner.next_sweep.store(next, Ordering::Relaxed);
         }
         tokens.insert(id, Entry { secret, grant });
-        Ok(AccessToken::new(URL_SAFE_NO_PAD.encode(bytes)))
+        Ok(AccessToken::new(token))
     }
 
     fn lookup(&self, token: &str) -> Option<Grant> {
-        let bytes = decode(token)?;
-        let (id, secret) = split(&bytes);
+        let (id, secret) = split(token)?;
         let tokens = self
             .inner
             .tokens
@@ -178,8 +185,9 @@ impl MemoryTokenStore {
     }
 
     fn revoke_now(&self, token: &str) {
-        let Some(bytes) = decode(token) else { return };
-        let (id, secret) = split(&bytes);
+        let Some((id, secret)) = split(token) else {
+            return;
+        };
         let mut tokens = self.write();
         if tokens
             .get(&id)
@@ -190,24 +198,12 @@ impl MemoryTokenStore {
     }
 }
 
-/// A token's bytes, if it has the shape of one of ours (canonical base64url).
-fn decode(token: &str) -> Option<[u8; TOKEN_BYTES]> {
-    if token.len() != TOKEN_CHARS {
-        return None;
-    }
-    let mut bytes = [0u8; TOKEN_BYTES];
-    match URL_SAFE_NO_PAD.decode_slice(token, &mut bytes) {
-        Ok(TOKEN_BYTES) => Some(bytes),
-        _ => None,
-    }
-}
-
-fn split(bytes: &[u8; TOKEN_BYTES]) -> (TokenId, [u8; SECRET_LEN]) {
-    let mut id = [0u8; ID_LEN];
-    let mut secret = [0u8; SECRET_LEN];
-    id.copy_from_slice(&bytes[..ID_LEN]);
-    secret.copy_from_slice(&bytes[ID_LEN..]);
-    (TokenId(id), secret)
+/// A token's id and secret, if it has the length of one of ours. Anything else in
+/// it simply matches no id, or no secret.
+fn split(token: &str) -> Option<(TokenId, [u8; HALF])> {
+    let bytes: &[u8; TOKEN_CHARS] = token.as_bytes().try_into().ok()?;
+    let (id, secret) = bytes.split_at(HALF);
+    Some((TokenId(id.try_into().ok()?), secret.try_into().ok()?))
 }
 
 impl Default for MemoryTokenStore {
@@ -261,11 +257,11 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_43_char_base64url_and_unique() {
+    fn tokens_are_44_char_base64url_and_unique() {
         let store = MemoryTokenStore::new();
         let a = store.issue_now(grant(Duration::from_secs(60))).unwrap();
         let b = store.issue_now(grant(Duration::from_secs(60))).unwrap();
-        assert_eq!(a.as_str().len(), 43);
+        assert_eq!(a.as_str().len(), 44);
         assert!(a
             .as_str()
             .bytes()
@@ -284,7 +280,7 @@ mod tests {
         let other = if &tampered[40..41] == "A" { "B" } else { "A" };
         tampered.replace_range(40..41, other);
         assert_eq!(store.lookup(&tampered), None);
-        for other in ["", "x", &token[..42], &format!("{token}A"), &"!".repeat(43)] {
+        for other in ["", "x", &token[..43], &format!("{token}A"), &"!".repeat(44)] {
             assert_eq!(store.lookup(other), None, "{other}");
         }
         // A revoke with the wrong secret does nothing.
