@@ -1,0 +1,430 @@
+//! What one guarded request costs, in process, next to what users would otherwise use.
+//!
+//! ```text
+//! cargo bench --bench guard -- --measurement-time 3 --warm-up-time 1
+//! ```
+//!
+//! Every case sends the same `GET /users/me` (with `Authorization: Bearer …`) through
+//! `tower::ServiceExt::oneshot` to the same handler:
+//!
+//! - `bare`: the handler alone;
+//! - `tower_http_bearer`: tower-http's `ValidateRequestHeaderLayer::bearer`, one
+//!   header comparison: the cheapest bearer check there is;
+//! - `map_lookup`: a minimal hand-written guard (parse the header, look the token up
+//!   in a `HashMap` behind an `RwLock`, put the user in the extensions): the least
+//!   work any opaque-token guard does;
+//! - `memory`: our layer with the memory stores and a valid token;
+//! - `missing_header`, `invalid_token`: our layer's rejections.
+//!
+//! Criterion measures each case on its own; its means drift by up to 1.5x between
+//! runs on small shared machines, so after criterion the bench runs all cases again
+//! in *interleaved rounds* (each round times every case once, in rotating order) and
+//! prints medians and the target ratio from those. `BENCH_OUT=file` also writes them
+//! as TSV (for `scripts/bench.sh`).
+//!
+//! `BENCH_CASE=memory BENCH_ITERS=10000` runs only that case that many times (after a
+//! warm-up) and exits: `scripts/bench.sh` runs it under callgrind for instruction
+//! counts. `BENCH_LIST=1` prints the case names.
+//!
+//! A new token store (JWT, Redis) is one more `ours(…)` line in `cases()`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use criterion::Criterion;
+use futures_util::future::{ready, Either, Ready};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::Full;
+use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
+use tower_oauth2_password::{
+    Grant, HashedPassword, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer, Scopes,
+    StoredUser, TokenStore,
+};
+
+/// The user model handed to handlers: a name, as in the crate's quick start.
+type User = String;
+
+/// Argon2id hash of "secret" (the guard never verifies it).
+const PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$QlGICJv0VkLd2pqAa9i9+Q$8jVAeYmJi0SJhtpkUv7OIxBaTEMmu/PL5yjLUR5dcQ8";
+
+/// Every case, in the order they are reported. `bare` must stay first.
+fn cases() -> Vec<Box<dyn Case>> {
+    let token = random_token();
+    let mut cases = vec![
+        oneshot("bare", handler(), Some(&token)),
+        tower_http_bearer(&token),
+        map_lookup(&token),
+        // Our layer, one line per token store, each with a token it issued:
+        ours("memory", MemoryTokenStore::new()),
+        // ours("jwt", JwtTokenStore::new(KEY)),
+        // ours("redis", RedisTokenStore::new(client)),
+    ];
+    // Our rejections (they do not depend on the store much; measured with memory).
+    let layer = layer(MemoryTokenStore::new());
+    let app = ServiceBuilder::new().layer(layer).service(handler());
+    cases.push(oneshot("missing_header", app.clone(), None));
+    cases.push(oneshot("invalid_token", app, Some(&token)));
+    cases
+}
+
+type Body = Full<Bytes>;
+type Answer = Ready<Result<Response<Body>, Infallible>>;
+
+/// The handler every case ends in: a fixed 200 response.
+fn handler(
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future = Answer>
+       + Clone
+       + Send
+       + 'static {
+    service_fn(|_request: Request<Body>| {
+        ready(Ok(Response::new(Full::new(Bytes::from_static(b"{}")))))
+    })
+}
+
+fn users() -> MemoryUserStore<User> {
+    let hash = HashedPassword::parse(PHC).expect("valid PHC string");
+    MemoryUserStore::new().with_user("johndoe", StoredUser::new("John Doe".to_owned(), hash))
+}
+
+fn layer<Ts: TokenStore>(tokens: Ts) -> OAuth2PasswordLayer<MemoryUserStore<User>, Ts> {
+    OAuth2PasswordLayer::builder(users())
+        .token_store(tokens)
+        .build()
+}
+
+/// Our layer in front of the handler, with `tokens` as token store, called with a
+/// token that store issued.
+fn ours<Ts: TokenStore>(name: &'static str, tokens: Ts) -> Box<dyn Case> {
+    let layer = layer(tokens);
+    let grant = Grant {
+        subject: "johndoe".into(),
+        scopes: Scopes::empty(),
+        expires_at: SystemTime::now() + Duration::from_secs(24 * 3600),
+    };
+    let token = drive(layer.token_store().issue(grant)).expect("token issued");
+    let app = ServiceBuilder::new().layer(layer).service(handler());
+    oneshot(name, app, Some(token.as_str()))
+}
+
+#[allow(deprecated)] // "too basic to be useful in real applications": it is the floor.
+fn tower_http_bearer(token: &str) -> Box<dyn Case> {
+    let layer = tower_http::validate_request::ValidateRequestHeaderLayer::<
+        tower_http::auth::require_authorization::Bearer<Full<Bytes>>,
+    >::bearer(token);
+    oneshot("tower_http_bearer", layer.layer(handler()), Some(token))
+}
+
+fn map_lookup(token: &str) -> Box<dyn Case> {
+    let tokens = Arc::new(RwLock::new(HashMap::from([(
+        token.to_owned(),
+        "John Doe".to_owned(),
+    )])));
+    oneshot(
+        "map_lookup",
+        MapLookupLayer { tokens }.layer(handler()),
+        Some(token),
+    )
+}
+
+/// The least an opaque-token guard can do: parse `Authorization: Bearer <token>`,
+/// look the token up in a map behind an `RwLock`, put the user in the extensions.
+#[derive(Clone)]
+struct MapLookupLayer {
+    tokens: Arc<RwLock<HashMap<String, User>>>,
+}
+
+impl<S> Layer<S> for MapLookupLayer {
+    type Service = MapLookup<S>;
+
+    fn layer(&self, inner: S) -> MapLookup<S> {
+        MapLookup {
+            inner,
+            tokens: Arc::clone(&self.tokens),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct MapLookup<S> {
+    inner: S,
+    tokens: Arc<RwLock<HashMap<String, User>>>,
+}
+
+impl<S, B, ResBody> Service<Request<B>> for MapLookup<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Response<ResBody>, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let user = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(|token| {
+                let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
+                tokens.get(token).cloned()
+            });
+        match user {
+            Some(user) => {
+                request.extensions_mut().insert(user);
+                Either::Left(self.inner.call(request))
+            }
+            None => {
+                let mut response = Response::new(ResBody::default());
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+                Either::Right(ready(Ok(response)))
+            }
+        }
+    }
+}
+
+/// One benchmark case: a service and the request it gets.
+trait Case {
+    fn name(&self) -> &'static str;
+    /// Sends one request; its status.
+    fn status(&mut self) -> StatusCode;
+    /// Sends `iters` requests; how long they took.
+    fn run(&mut self, iters: u64) -> Duration;
+}
+
+struct Oneshot<S> {
+    name: &'static str,
+    service: S,
+    uri: Uri,
+    authorization: Option<HeaderValue>,
+}
+
+fn oneshot<S, ResBody>(name: &'static str, service: S, token: Option<&str>) -> Box<dyn Case>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + 'static,
+    S::Error: std::fmt::Debug,
+{
+    Box::new(Oneshot {
+        name,
+        service,
+        uri: Uri::from_static("/users/me"),
+        authorization: token.map(|token| {
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("valid header value")
+        }),
+    })
+}
+
+impl<S> Oneshot<S> {
+    /// A fresh request, as a server would hand it over.
+    fn request(&self) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::default());
+        *request.uri_mut() = self.uri.clone();
+        if let Some(value) = &self.authorization {
+            request.headers_mut().insert(AUTHORIZATION, value.clone());
+        }
+        request
+    }
+}
+
+impl<S, ResBody> Case for Oneshot<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn status(&mut self) -> StatusCode {
+        let response = drive(self.service.clone().oneshot(self.request())).expect("infallible");
+        response.status()
+    }
+
+    fn run(&mut self, iters: u64) -> Duration {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let request = black_box(self.request());
+            let response = drive(self.service.clone().oneshot(request)).expect("infallible");
+            black_box(response);
+        }
+        start.elapsed()
+    }
+}
+
+/// Polls `future` once in place (the memory stores never wait); a future that does
+/// wait (a network store) is finished on a tokio runtime.
+fn drive<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => runtime().block_on(future),
+    }
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+/// A token of the memory store's shape (43 base64url characters) for the other
+/// cases; ours are issued by the store under test.
+fn random_token() -> String {
+    let store = MemoryTokenStore::new();
+    let grant = Grant {
+        subject: "nobody".into(),
+        scopes: Scopes::empty(),
+        expires_at: SystemTime::now(),
+    };
+    drive(store.issue(grant))
+        .expect("token issued")
+        .as_str()
+        .to_owned()
+}
+
+fn main() {
+    let mut cases = cases();
+    if std::env::var_os("BENCH_LIST").is_some() {
+        for case in &cases {
+            println!("{}", case.name());
+        }
+        return;
+    }
+    for case in &mut cases {
+        let expected = match case.name() {
+            "missing_header" | "invalid_token" => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::OK,
+        };
+        assert_eq!(case.status(), expected, "{}", case.name());
+    }
+
+    if let Ok(name) = std::env::var("BENCH_CASE") {
+        let iters = std::env::var("BENCH_ITERS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10_000);
+        let case = cases
+            .iter_mut()
+            .find(|case| case.name() == name)
+            .unwrap_or_else(|| panic!("no case named {name:?}"));
+        case.run(1_000); // warm-up: one-time initialisation is not per request
+        case.run(iters);
+        return;
+    }
+
+    let args: Vec<String> = std::env::args().collect();
+    let benchmarking = args.iter().any(|arg| arg == "--bench");
+    let listing = args.iter().any(|arg| arg == "--list");
+    if std::env::var_os("BENCH_INTERLEAVED_ONLY").is_none() {
+        let mut criterion = Criterion::default().configure_from_args();
+        let mut group = criterion.benchmark_group("guard");
+        for case in &mut cases {
+            group.bench_function(case.name(), |b| b.iter_custom(|iters| case.run(iters)));
+        }
+        group.finish();
+        criterion.final_summary();
+    }
+    if benchmarking && !listing {
+        interleaved(&mut cases);
+    }
+}
+
+/// Times every case in rounds (each round runs each case for ~10 ms, in rotating
+/// order), so that drift hits all cases alike; prints medians and ratios.
+fn interleaved(cases: &mut [Box<dyn Case>]) {
+    const ROUNDS: usize = 41;
+    const SLICE: Duration = Duration::from_millis(10);
+    // Iterations per slice, per case.
+    let iters: Vec<u64> = cases
+        .iter_mut()
+        .map(|case| {
+            let mut n = 64;
+            loop {
+                let took = case.run(n);
+                if took >= SLICE / 4 {
+                    break (n as f64 * SLICE.as_secs_f64() / took.as_secs_f64()).ceil() as u64;
+                }
+                n *= 2;
+            }
+        })
+        .collect();
+    let mut samples = vec![Vec::with_capacity(ROUNDS); cases.len()];
+    for round in 0..=ROUNDS {
+        for k in 0..cases.len() {
+            let i = (k + round) % cases.len();
+            let ns = cases[i].run(iters[i]).as_nanos() as f64 / iters[i] as f64;
+            if round > 0 {
+                samples[i].push(ns); // round 0 is a warm-up
+            }
+        }
+    }
+    let bare = &samples[0];
+    let index = |name: &str| cases.iter().position(|case| case.name() == name);
+    // Added cost over `bare`, per round; the ratio is taken within each round.
+    let added =
+        |i: usize| -> Vec<f64> { samples[i].iter().zip(bare).map(|(c, b)| c - b).collect() };
+
+    println!(
+        "\ninterleaved: {ROUNDS} rounds, ~{} ms per case per round; ns per request",
+        SLICE.as_millis()
+    );
+    println!(
+        "{:<18} {:>9} {:>9} {:>9} {:>11}",
+        "case", "median", "p25", "p75", "added(med)"
+    );
+    let mut tsv = String::from("case\tmedian_ns\tp25_ns\tp75_ns\tadded_ns\n");
+    for (i, case) in cases.iter().enumerate() {
+        let (p25, median, p75) = quartiles(&samples[i]);
+        let (_, added_median, _) = quartiles(&added(i));
+        println!(
+            "{:<18} {median:>9.1} {p25:>9.1} {p75:>9.1} {added_median:>11.1}",
+            case.name()
+        );
+        tsv += &format!(
+            "{}\t{median:.1}\t{p25:.1}\t{p75:.1}\t{added_median:.1}\n",
+            case.name()
+        );
+    }
+    if let (Some(memory), Some(map)) = (index("memory"), index("map_lookup")) {
+        let ratios: Vec<f64> = added(memory)
+            .iter()
+            .zip(added(map))
+            .map(|(ours, floor)| ours / floor)
+            .collect();
+        let (p25, ratio, p75) = quartiles(&ratios);
+        println!(
+            "memory added cost / map_lookup added cost: {ratio:.2}x (p25 {p25:.2}, p75 {p75:.2}; target <= 1.20)"
+        );
+        tsv += &format!("ratio:memory/map_lookup\t{ratio:.3}\t{p25:.3}\t{p75:.3}\t\n");
+    }
+    if let Some(path) = std::env::var_os("BENCH_OUT") {
+        std::fs::write(&path, tsv).expect("write BENCH_OUT");
+    }
+}
+
+/// (p25, median, p75) of `values`.
+fn quartiles(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    (at(0.25), at(0.5), at(0.75))
+}

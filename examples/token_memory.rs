@@ -1,0 +1,206 @@
+//! What the memory token store costs in memory: bytes per live token at 1 million
+//! tokens, and whether expired tokens are given back.
+//!
+//! ```text
+//! cargo run --release --example token_memory            # 1 million tokens
+//! TOKENS=100000 cargo run --release --example token_memory
+//! ```
+//!
+//! Tokens are issued as the token endpoint issues them (a fresh subject string and
+//! empty scopes per grant). Heap bytes are counted exactly by a counting global
+//! allocator (bytes requested, without the allocator's own overhead); RSS is read from
+//! `/proc/self/status` (what the operating system sees, allocator overhead included).
+//! All tokens expire at the same instant; the program then waits for it, issues one
+//! more token (which sweeps), and reports what is left.
+//!
+//! `BENCH_OUT=file` also writes the results as TSV (for `scripts/bench.sh`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime};
+
+use tower_oauth2_password::{Grant, MemoryTokenStore, TokenStore};
+
+/// The system allocator, counting the bytes currently allocated.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            LIVE.fetch_add(new_size, Ordering::Relaxed);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn heap() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Resident set size in bytes, from `/proc/self/status` (0 where there is none).
+fn rss() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// The memory store's futures are ready at once.
+fn now<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("the memory token store never waits"),
+    }
+}
+
+/// A grant as the token endpoint makes it: a fresh subject, scopes collected from
+/// the (empty) request.
+fn grant(expires_at: SystemTime) -> Grant {
+    Grant {
+        subject: String::from("johndoe").into(),
+        scopes: std::iter::empty::<&str>().collect(),
+        expires_at,
+    }
+}
+
+fn main() {
+    let count: usize = std::env::var("TOKENS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let sweep_interval = Duration::from_secs(1);
+    let store = MemoryTokenStore::with_sweep_interval(sweep_interval);
+
+    // How fast tokens are issued here, to pick an expiry the whole batch outlives.
+    let probe = MemoryTokenStore::new();
+    let start = Instant::now();
+    for _ in 0..10_000 {
+        now(probe.issue(grant(SystemTime::now() + Duration::from_secs(60)))).expect("issue");
+    }
+    let per_token = start.elapsed() / 10_000;
+    drop(probe);
+    let issuing = per_token * u32::try_from(count).expect("token count fits in u32");
+    let expires_at = SystemTime::now() + issuing * 2 + Duration::from_secs(1);
+
+    let (heap0, rss0) = (heap(), rss());
+    let start = Instant::now();
+    let mut last = None;
+    for _ in 0..count {
+        last = Some(now(store.issue(grant(expires_at))).expect("issue"));
+    }
+    let took = start.elapsed();
+    let (heap1, rss1) = (heap(), rss());
+    let live = store.len();
+    assert_eq!(live, count, "every token still live");
+    let last = last.expect("at least one token");
+    assert!(now(store.resolve(last.as_str()))
+        .expect("resolve")
+        .is_some());
+    drop(last);
+
+    let heap_per_token = (heap1 - heap0) as f64 / count as f64;
+    let rss_per_token = rss1.saturating_sub(rss0) as f64 / count as f64;
+    println!(
+        "memory token store, {count} live tokens (issued in {took:.2?}, {per_token:.2?} each):"
+    );
+    println!(
+        "  heap: {:>8.1} MiB, {heap_per_token:6.1} bytes per token (requested from the allocator)",
+        mib(heap1 - heap0)
+    );
+    println!(
+        "  RSS:  {:>8.1} MiB, {rss_per_token:6.1} bytes per token (allocator overhead included)",
+        mib(rss1.saturating_sub(rss0))
+    );
+
+    // Let them all expire, then issue one more: the issue sweeps.
+    let wait = expires_at
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        + sweep_interval
+        + Duration::from_millis(100);
+    println!("waiting {wait:.1?} for every token to expire...");
+    std::thread::sleep(wait);
+    let expired_still_held = store.len();
+    let start = Instant::now();
+    now(store.issue(grant(SystemTime::now() + Duration::from_secs(60)))).expect("issue");
+    let sweep = start.elapsed();
+    let (heap2, rss2) = (heap(), rss());
+    let after = store.len();
+    println!(
+        "  after expiry, before any issue: {expired_still_held} tokens held (sweeps run on issue)"
+    );
+    println!(
+        "  after one more issue (swept in {sweep:.2?}): {after} token(s) held; heap {:.1} MiB above the start \
+         ({:.1} bytes per token issued), RSS {:.1} MiB above the start",
+        mib(heap2.saturating_sub(heap0)),
+        heap2.saturating_sub(heap0) as f64 / count as f64,
+        mib(rss2.saturating_sub(rss0)),
+    );
+    store.purge_expired();
+    drop(store);
+    let (heap3, rss3) = (heap(), rss());
+    println!(
+        "  store dropped: heap {:.1} MiB above the start, RSS {:.1} MiB above the start",
+        mib(heap3.saturating_sub(heap0)),
+        mib(rss3.saturating_sub(rss0)),
+    );
+
+    if let Some(path) = std::env::var_os("BENCH_OUT") {
+        let tsv = format!(
+            "tokens\t{count}\n\
+             heap_bytes_per_token\t{heap_per_token:.1}\n\
+             rss_bytes_per_token\t{rss_per_token:.1}\n\
+             issue_ns\t{}\n\
+             held_after_expiry_before_issue\t{expired_still_held}\n\
+             held_after_sweep\t{after}\n\
+             heap_bytes_after_sweep\t{}\n\
+             rss_bytes_after_sweep\t{}\n\
+             sweep_ms\t{:.1}\n",
+            per_token.as_nanos(),
+            heap2.saturating_sub(heap0),
+            rss2.saturating_sub(rss0),
+            sweep.as_secs_f64() * 1e3,
+        );
+        std::fs::write(&path, tsv).expect("write BENCH_OUT");
+    }
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Measures what the layer costs, next to what users would otherwise use, in one run:
+#
+#   1. in process: criterion + interleaved rounds (benches/guard.rs), and callgrind
+#      instruction counts per request (if valgrind is installed);
+#   2. login: the token endpoint next to a raw Argon2id verify (benches/login.rs);
+#   3. memory: bytes per live token at 1M tokens, and the sweep (examples/token_memory.rs);
+#   4. end to end: wrk against examples/tutorial.rs and examples/bare.rs on loopback,
+#      in interleaved rounds (bare, tutorial, tutorial, bare), then in paired rounds
+#      (both loaded at once on the same core: each one's CPU time per request);
+#
+# then prints the README tables and regenerates docs/perf/overhead.svg.
+#
+#   scripts/bench.sh                 # everything, about 5 minutes on 2 cores (after the build)
+#   ONLY="guard e2e" scripts/bench.sh
+#
+# Environment: ONLY (subset of: guard callgrind login memory e2e), ROUNDS (e2e rounds,
+# default 8), PAIRED_ROUNDS (default 8), DURATION (seconds per wrk run, default 3), CONNECTIONS (default 32),
+# TOKENS (default 1000000), CRITERION_ARGS, OUT (results directory, default
+# target/perf), CARGO_TARGET_DIR. Needs: a Rust toolchain, python3, curl, wrk
+# (`apt-get install wrk`); valgrind is optional.
+#
+# Load tests only ever target 127.0.0.1, last DURATION seconds each, and every
+# server this script starts is stopped when it exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ONLY=${ONLY:-"guard callgrind login memory e2e"}
+ROUNDS=${ROUNDS:-8}
+PAIRED_ROUNDS=${PAIRED_ROUNDS:-8}
+DURATION=${DURATION:-3}
+CONNECTIONS=${CONNECTIONS:-32}
+CRITERION_ARGS=${CRITERION_ARGS:-"--measurement-time 3 --warm-up-time 1"}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-$CARGO_TARGET_DIR/perf}
+TUTORIAL_PORT=${TUTORIAL_PORT:-18000}
+BARE_PORT=${BARE_PORT:-18001}
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+die() { echo "error: $*" >&2; exit 1; }
+
+command -v python3 >/dev/null || die "python3 is needed"
+if wants e2e; then
+    command -v curl >/dev/null || die "curl is needed for the end-to-end test"
+    command -v wrk >/dev/null || die "wrk is needed for the end-to-end test: apt-get install wrk (or ONLY without e2e)"
+fi
+
+mkdir -p "$OUT"
+{
+    echo "date	$(date -u +%Y-%m-%d)"
+    echo "cpu	$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "cores	$(nproc)"
+    echo "memory	$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+    echo "rustc	$(rustc --version)"
+    echo "rounds	$ROUNDS"
+    echo "duration	$DURATION"
+    echo "connections	$CONNECTIONS"
+    echo "paired_rounds	$PAIRED_ROUNDS"
+} > "$OUT/machine.tsv"
+
+step "build (release): benches and examples"
+cargo bench --no-run --bench guard --bench login
+cargo build --release --example tutorial --example bare --example token_memory
+
+if wants guard; then
+    step "in process: cargo bench --bench guard -- $CRITERION_ARGS"
+    # shellcheck disable=SC2086
+    BENCH_OUT="$OUT/guard.tsv" cargo bench --bench guard -- $CRITERION_ARGS | tee "$OUT/guard.log"
+fi
+
+if wants callgrind; then
+    if command -v valgrind >/dev/null; then
+        step "in process: callgrind instructions per request"
+        guard_bin=$(cargo bench --no-run --bench guard --message-format=json 2>/dev/null |
+            python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "guard":
+        print(m["executable"])')
+        cases=$(BENCH_LIST=1 "$guard_bin")
+        printf 'case\tinstructions_per_request\n' > "$OUT/callgrind.tsv"
+        for case in $cases; do
+            ir() {
+                BENCH_CASE=$case BENCH_ITERS=$1 valgrind --tool=callgrind \
+                    --callgrind-out-file="$OUT/callgrind.$case.$1.out" "$guard_bin" >/dev/null 2>&1
+                awk '/^summary:/ {print $2}' "$OUT/callgrind.$case.$1.out"
+            }
+            small=$(ir 1000)
+            large=$(ir 11000)
+            per=$(( (large - small) / 10000 ))
+            printf '%s\t%s\n' "$case" "$per" | tee -a "$OUT/callgrind.tsv"
+        done
+        rm -f "$OUT"/callgrind.*.out
+    else
+        echo "valgrind not installed: skipping instruction counts" >&2
+    fi
+fi
+
+if wants login; then
+    step "login: cargo bench --bench login -- $CRITERION_ARGS"
+    # shellcheck disable=SC2086
+    BENCH_OUT="$OUT/login.tsv" cargo bench --bench login -- $CRITERION_ARGS | tee "$OUT/login.log"
+fi
+
+if wants memory; then
+    step "memory: cargo run --release --example token_memory"
+    BENCH_OUT="$OUT/memory.tsv" "$CARGO_TARGET_DIR/release/examples/token_memory" | tee "$OUT/memory.log"
+fi
+
+if wants e2e; then
+    step "end to end: wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds of bare, tutorial, tutorial, bare"
+    # Each server gets one core and one tokio worker, wrk the other core: req/s is
+    # then the server's cost per request, not the scheduler's mood.
+    server_cpu=() client_cpu=()
+    if command -v taskset >/dev/null && (($(nproc) >= 2)); then
+        server_cpu=(taskset -c 0) client_cpu=(taskset -c 1)
+        echo "pinning: servers on CPU 0 (TOKIO_WORKER_THREADS=1), wrk on CPU 1" >&2
+        echo "pinning	servers on CPU 0 with 1 tokio worker, wrk on CPU 1" >> "$OUT/machine.tsv"
+    fi
+    pids=()
+    cleanup() {
+        for pid in "${pids[@]}"; do
+            kill "$pid" 2>/dev/null || true
+        done
+        for pid in "${pids[@]}"; do
+            wait "$pid" 2>/dev/null || true
+        done
+    }
+    trap cleanup EXIT INT TERM
+    TOKIO_WORKER_THREADS=1 LOG=off ADDR="127.0.0.1:$TUTORIAL_PORT" "${server_cpu[@]}" "$CARGO_TARGET_DIR/release/examples/tutorial" &
+    pids+=($!)
+    tutorial_pid=$!
+    TOKIO_WORKER_THREADS=1 LOG=off ADDR="127.0.0.1:$BARE_PORT" "${server_cpu[@]}" "$CARGO_TARGET_DIR/release/examples/bare" &
+    pids+=($!)
+    bare_pid=$!
+    for port in "$TUTORIAL_PORT" "$BARE_PORT"; do
+        for _ in $(seq 50); do
+            curl -s -o /dev/null "127.0.0.1:$port/" && break
+            sleep 0.1
+        done
+    done
+    token=$(curl -s -X POST "127.0.0.1:$TUTORIAL_PORT/token" -d 'username=johndoe&password=secret' |
+        sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+    [[ -n $token ]] || die "no token from the tutorial app"
+    me_tutorial=$(curl -s "127.0.0.1:$TUTORIAL_PORT/users/me" -H "Authorization: Bearer $token")
+    me_bare=$(curl -s "127.0.0.1:$BARE_PORT/users/me" -H "Authorization: Bearer $token")
+    [[ $me_tutorial == "$me_bare" ]] || die "different answers: $me_tutorial vs $me_bare"
+    echo "both answer: $me_tutorial" >&2
+
+    # CPU time (ns, all threads) the server has used so far.
+    cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
+    load() { # name port pid round
+        local before after
+        before=$(cpu_ns "$3")
+        "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+            -H "Authorization: Bearer $token" "http://127.0.0.1:$2/users/me" > "$OUT/wrk.$1.$4.txt"
+        after=$(cpu_ns "$3")
+        echo "cpu_ns $((after - before))" >> "$OUT/wrk.$1.$4.txt"
+        printf '%-9s round %s: %s\n' "$1" "$4" "$(grep 'Requests/sec' "$OUT/wrk.$1.$4.txt")" >&2
+    }
+    rm -f "$OUT"/wrk.*.txt
+    # Warm-up (not recorded).
+    for port in "$BARE_PORT" "$TUTORIAL_PORT"; do
+        "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/users/me" >/dev/null
+    done
+    for round in $(seq "$ROUNDS"); do
+        load bare "$BARE_PORT" "$bare_pid" "$round.a"
+        load tutorial "$TUTORIAL_PORT" "$tutorial_pid" "$round.a"
+        load tutorial "$TUTORIAL_PORT" "$tutorial_pid" "$round.b"
+        load bare "$BARE_PORT" "$bare_pid" "$round.b"
+    done
+
+    # Paired rounds: both servers loaded at the same time, on the same core, by two
+    # wrk processes; drift and noise from the host hit both alike, and each server's
+    # CPU time per request (from /proc/PID/task/*/schedstat) is its cost.
+    step "end to end, paired: $PAIRED_ROUNDS rounds of both servers loaded at once for ${DURATION}s"
+    for round in $(seq "$PAIRED_ROUNDS"); do
+        bare_before=$(cpu_ns "$bare_pid")
+        tutorial_before=$(cpu_ns "$tutorial_pid")
+        "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+            -H "Authorization: Bearer $token" "http://127.0.0.1:$BARE_PORT/users/me" > "$OUT/wrk.paired-bare.$round.p.txt" &
+        wrk_pid=$!
+        "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+            -H "Authorization: Bearer $token" "http://127.0.0.1:$TUTORIAL_PORT/users/me" > "$OUT/wrk.paired-tutorial.$round.p.txt"
+        wait "$wrk_pid"
+        echo "cpu_ns $(($(cpu_ns "$bare_pid") - bare_before))" >> "$OUT/wrk.paired-bare.$round.p.txt"
+        echo "cpu_ns $(($(cpu_ns "$tutorial_pid") - tutorial_before))" >> "$OUT/wrk.paired-tutorial.$round.p.txt"
+        printf 'paired round %s: bare %s, tutorial %s\n' "$round" \
+            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-bare.$round.p.txt")" \
+            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-tutorial.$round.p.txt")" >&2
+    done
+    cleanup
+    pids=()
+fi
+
+step "report: python3 scripts/chart.py $OUT docs/perf/overhead.svg"
+python3 scripts/chart.py "$OUT" docs/perf/overhead.svg | tee "$OUT/summary.md"
