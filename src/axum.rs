@@ -108,7 +108,7 @@ fn set_by_the_layer<T: Clone + Send + Sync + 'static>(
 impl<S, U> FromRequestParts<S> for CurrentUser<U>
 where
     S: Send + Sync,
-    U: Clone + Send + Sync + 'static,
+    U: Send + Sync + 'static,
 {
     type Rejection = MissingAuthLayer;
 
@@ -122,7 +122,7 @@ where
 impl<S, U> OptionalFromRequestParts<S> for CurrentUser<U>
 where
     S: Send + Sync,
-    U: Clone + Send + Sync + 'static,
+    U: Send + Sync + 'static,
 {
     type Rejection = Infallible;
 

@@ -151,7 +151,7 @@ fn check_rules<B, U, Us, Ts, H>(
     authenticated: Authenticated<U>,
     public: bool,
 ) -> Result<Authenticated<U>, Rejection> {
-    if public {
+    if public || shared.config.scope_rules.is_empty() {
         return Ok(authenticated);
     }
     let (method, path) = (request.method(), request.uri().path());
@@ -167,7 +167,7 @@ fn check_rules<B, U, Us, Ts, H>(
 /// Puts the user and the scopes where handlers and `RequireScopes` look.
 pub(crate) fn insert<B, U>(request: &mut Request<B>, (user, scopes): Authenticated<U>)
 where
-    U: Clone + Send + Sync + 'static,
+    U: Send + Sync + 'static,
 {
     let extensions = request.extensions_mut();
     extensions.insert(user);

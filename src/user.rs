@@ -36,7 +36,7 @@ use crate::scope::Scopes;
 pub trait UserStore: Send + Sync + 'static {
     /// The application's own user model, handed to handlers in [`CurrentUser`].
     /// Keep secrets out of it: it is what handlers see and may serialise.
-    type User: Clone + Send + Sync + 'static;
+    type User: Send + Sync + 'static;
 
     /// Looks a user up by the exact username they log in with.
     fn find(
@@ -58,10 +58,11 @@ pub trait UserStore: Send + Sync + 'static {
 
 /// What a [`UserStore`] knows of a user: the model handed to handlers, and what only
 /// the layer reads (password hash, active flag, allowed scopes).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StoredUser<U> {
-    /// The application's model.
-    pub user: U,
+    /// The application's model, shared: the guard hands it to every request of the
+    /// user without copying it.
+    pub user: Arc<U>,
     /// The user's password hash (PHC string).
     pub password_hash: HashedPassword,
     /// Whether the user may use the service. Tokens of an inactive user are refused
@@ -72,11 +73,23 @@ pub struct StoredUser<U> {
     pub scopes: Scopes,
 }
 
+/// Cheap: three reference counts and a flag.
+impl<U> Clone for StoredUser<U> {
+    fn clone(&self) -> Self {
+        Self {
+            user: Arc::clone(&self.user),
+            password_hash: self.password_hash.clone(),
+            active: self.active,
+            scopes: self.scopes.clone(),
+        }
+    }
+}
+
 impl<U> StoredUser<U> {
     /// An active user with no scopes.
     pub fn new(user: U, password_hash: HashedPassword) -> Self {
         Self {
-            user,
+            user: Arc::new(user),
             password_hash,
             active: true,
             scopes: Scopes::empty(),
@@ -116,14 +129,14 @@ impl<U> StoredUser<U> {
 ///     }
 /// }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CurrentUser<U> {
     username: Arc<str>,
-    user: U,
+    user: Arc<U>,
 }
 
 impl<U> CurrentUser<U> {
-    pub(crate) fn new(username: Arc<str>, user: U) -> Self {
+    pub(crate) fn new(username: Arc<str>, user: Arc<U>) -> Self {
         Self { username, user }
     }
 
@@ -132,9 +145,26 @@ impl<U> CurrentUser<U> {
         &self.username
     }
 
-    /// The application's user model.
-    pub fn into_inner(self) -> U {
-        self.user
+    /// The application's user model, shared with the user store.
+    pub fn shared(&self) -> &Arc<U> {
+        &self.user
+    }
+
+    /// The application's user model, owned (cloned unless this is its last handle).
+    pub fn into_inner(self) -> U
+    where
+        U: Clone,
+    {
+        Arc::unwrap_or_clone(self.user)
+    }
+}
+
+impl<U> Clone for CurrentUser<U> {
+    fn clone(&self) -> Self {
+        Self {
+            username: Arc::clone(&self.username),
+            user: Arc::clone(&self.user),
+        }
     }
 }
 

@@ -56,10 +56,7 @@ impl<U> MemoryUserStore<U> {
             .is_some()
     }
 
-    fn get(&self, username: &str) -> Option<StoredUser<U>>
-    where
-        U: Clone,
-    {
+    fn get(&self, username: &str) -> Option<StoredUser<U>> {
         let users = self.users.read().unwrap_or_else(PoisonError::into_inner);
         users.get(username).cloned()
     }
@@ -93,7 +90,7 @@ impl<U> fmt::Debug for MemoryUserStore<U> {
     }
 }
 
-impl<U: Clone + Send + Sync + 'static> UserStore for MemoryUserStore<U> {
+impl<U: Send + Sync + 'static> UserStore for MemoryUserStore<U> {
     type User = U;
 
     fn find(

@@ -60,8 +60,35 @@ struct Inner {
 }
 
 struct Entry {
-    secret: [u8; HALF],
+    secret: Secret,
     grant: Grant,
+}
+
+/// The secret half of a token, as machine words: compared in constant time with
+/// one fold and one `subtle` comparison instead of one per byte.
+#[derive(Clone, Copy)]
+struct Secret([u64; 3]);
+
+impl Secret {
+    fn new(text: &[u8; HALF]) -> Self {
+        let mut bytes = [0u8; 24];
+        bytes[..HALF].copy_from_slice(text);
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+            u64::from_ne_bytes(w)
+        };
+        Self([word(0), word(1), word(2)])
+    }
+
+    fn matches(&self, other: &Self) -> bool {
+        let diff = self
+            .0
+            .iter()
+            .zip(other.0)
+            .fold(0u64, |diff, (a, b)| diff | (a ^ b));
+        diff.ct_eq(&0).into()
+    }
 }
 
 /// Random bytes per token: a multiple of 3, so that base64 has no partial character
@@ -164,6 +191,10 @@ impl MemoryTokenStore {
         let mut tokens = self.write();
         if now_secs >= self.inner.next_sweep.load(Ordering::Relaxed) {
             tokens.retain(|_, entry| entry.grant.is_live(now));
+            // Give memory back after a mass expiry.
+            if tokens.len() < tokens.capacity() / 4 {
+                tokens.shrink_to_fit();
+            }
             let next = now_secs.saturating_add(self.inner.sweep_interval.as_secs());
             self.inner.next_sweep.store(next, Ordering::Relaxed);
         }
@@ -171,6 +202,7 @@ impl MemoryTokenStore {
         Ok(AccessToken::new(token))
     }
 
+    /// The grant behind `token` if its secret matches, expired or not.
     fn lookup(&self, token: &str) -> Option<Grant> {
         let (id, secret) = split(token)?;
         let tokens = self
@@ -179,9 +211,13 @@ impl MemoryTokenStore {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         let entry = tokens.get(&id)?;
-        let live =
-            bool::from(entry.secret.ct_eq(&secret)) && entry.grant.is_live(SystemTime::now());
-        live.then(|| entry.grant.clone())
+        entry.secret.matches(&secret).then(|| entry.grant.clone())
+    }
+
+    /// The grant behind `token` if its secret matches and it is live.
+    fn lookup_live(&self, token: &str) -> Option<Grant> {
+        self.lookup(token)
+            .filter(|grant| grant.is_live(SystemTime::now()))
     }
 
     fn revoke_now(&self, token: &str) {
@@ -191,7 +227,7 @@ impl MemoryTokenStore {
         let mut tokens = self.write();
         if tokens
             .get(&id)
-            .is_some_and(|entry| bool::from(entry.secret.ct_eq(&secret)))
+            .is_some_and(|entry| entry.secret.matches(&secret))
         {
             tokens.remove(&id);
         }
@@ -200,10 +236,13 @@ impl MemoryTokenStore {
 
 /// A token's id and secret, if it has the length of one of ours. Anything else in
 /// it simply matches no id, or no secret.
-fn split(token: &str) -> Option<(TokenId, [u8; HALF])> {
+fn split(token: &str) -> Option<(TokenId, Secret)> {
     let bytes: &[u8; TOKEN_CHARS] = token.as_bytes().try_into().ok()?;
     let (id, secret) = bytes.split_at(HALF);
-    Some((TokenId(id.try_into().ok()?), secret.try_into().ok()?))
+    Some((
+        TokenId(id.try_into().ok()?),
+        Secret::new(secret.try_into().ok()?),
+    ))
 }
 
 impl Default for MemoryTokenStore {
@@ -230,9 +269,11 @@ impl TokenStore for MemoryTokenStore {
         &self,
         token: &str,
     ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
-        ready(Ok(self.lookup(token)))
+        ready(Ok(self.lookup_live(token)))
     }
 
+    /// Leaves the expiry check to the guard, which makes it anyway: one clock read
+    /// per request instead of two.
     fn resolve_now(&self, token: &str) -> Option<Result<Option<Grant>, StoreError>> {
         Some(Ok(self.lookup(token)))
     }
@@ -292,7 +333,11 @@ mod tests {
     fn expired_tokens_do_not_resolve_and_are_swept() {
         let store = MemoryTokenStore::with_sweep_interval(Duration::ZERO);
         let expired = store.issue_now(grant(Duration::ZERO)).unwrap();
-        assert_eq!(store.lookup(expired.as_str()), None);
+        assert_eq!(store.lookup_live(expired.as_str()), None);
+        assert!(
+            store.lookup(expired.as_str()).is_some(),
+            "the guard checks expiry"
+        );
         for _ in 0..100 {
             store.issue_now(grant(Duration::ZERO)).unwrap();
         }

@@ -32,7 +32,8 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// The same as [`resolve`](Self::resolve), for stores that can answer without
     /// waiting (in memory); `None` (the default) means "call `resolve`". The guard
-    /// uses it to decide in `call` without allocating a future.
+    /// uses it to decide in `call` without allocating a future. It checks
+    /// `expires_at` itself afterwards, so this method may return expired grants.
     fn resolve_now(&self, token: &str) -> Option<Result<Option<Grant>, StoreError>> {
         let _ = token;
         None
