@@ -13,22 +13,16 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use serde::Serialize;
 use tokio::net::TcpListener;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::ServiceBuilder;
 use tower_oauth2_password::{
     Builder, CurrentUser, MemoryUserStore, OAuth2PasswordLayer, TokenStore, UserStore,
 };
-use tracing::Instrument;
 
 mod common;
 pub use common::{users, User};
@@ -42,45 +36,29 @@ pub fn layer_builder() -> Builder<MemoryUserStore<User>> {
 async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/users/me") => match request.extensions().get::<CurrentUser<User>>() {
-            Some(user) => json(StatusCode::OK, &**user),
+            Some(user) => common::json(StatusCode::OK, &**user),
             // Only reachable if the layer were missing: fail closed.
-            None => json(
+            None => common::json(
                 StatusCode::UNAUTHORIZED,
-                &Detail {
+                &common::Detail {
                     detail: "Not authenticated",
                 },
             ),
         },
-        (_, "/users/me") => json(
+        (_, "/users/me") => common::json(
             StatusCode::METHOD_NOT_ALLOWED,
-            &Detail {
+            &common::Detail {
                 detail: "Method Not Allowed",
             },
         ),
-        _ => json(
+        _ => common::json(
             StatusCode::NOT_FOUND,
-            &Detail {
+            &common::Detail {
                 detail: "Not Found",
             },
         ),
     };
     Ok(response)
-}
-
-#[derive(Serialize)]
-struct Detail {
-    detail: &'static str,
-}
-
-fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(Full::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// Serves the app on `listener` until `shutdown` completes, then lets open
@@ -94,74 +72,12 @@ pub async fn serve<Us, Ts>(
     Ts: TokenStore,
 {
     let app = ServiceBuilder::new().layer(layer).service_fn(handle);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Slowloris protection for headers; the layer bounds the token endpoint's body.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(error) => {
-                    // E.g. out of file descriptors: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let span = tracing::info_span!(
-                "request",
-                method = %request.method(),
-                path = %request.uri().path(),
-                user = tracing::field::Empty,
-            );
-            let app = app.clone();
-            async move {
-                let response = app.oneshot(request).await;
-                if let Ok(response) = &response {
-                    tracing::info!(status = response.status().as_u16());
-                }
-                response
-            }
-            .instrument(span)
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "connection ended with an error");
-            }
-        });
-    }
-    tracing::info!("shutting down");
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after 10 s; closing them");
-    }
+    common::serve(listener, app, shutdown).await;
 }
 
 #[tokio::main]
 async fn main() {
-    // `LOG=off` silences the per-request lines (for load tests).
-    if std::env::var("LOG").as_deref() != Ok("off") {
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-        tracing_subscriber::fmt()
-            .with_target(false)
-            .with_ansi(ansi)
-            .init();
-    }
+    common::init_logging();
     let (listener, addr) = common::listen("127.0.0.1:8000").await;
     tracing::info!("listening on http://{addr} (POST /token, GET /users/me; Ctrl-C to stop)");
     let shutdown = async {

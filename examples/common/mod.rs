@@ -2,11 +2,26 @@
 //! (active) and `alice` / `secret2` (disabled), with real Argon2id hashes — and
 //! the `ADDR` handling.
 
-use std::net::SocketAddr;
+// Each example uses its own part of this module.
+#![allow(dead_code)]
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tower_oauth2_password::{HashedPassword, MemoryUserStore, StoredUser};
+use tracing::Instrument;
 
 /// The application's user model: what `/users/me` shows. No password hash in it.
 #[derive(Debug, Clone, Serialize)]
@@ -70,5 +85,104 @@ pub async fn listen(default: &str) -> (TcpListener, SocketAddr) {
             eprintln!("cannot listen on {addr}: {error}");
             std::process::exit(1);
         }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Detail {
+    pub detail: &'static str,
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Full::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// One log line per request unless `LOG=off` (for load tests).
+pub fn init_logging() {
+    if std::env::var("LOG").as_deref() != Ok("off") {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        tracing_subscriber::fmt()
+            .with_target(false)
+            .with_ansi(ansi)
+            .init();
+    }
+}
+
+/// Serves `app` with hyper on `listener` until `shutdown` completes, then lets open
+/// connections finish (up to 10 s). One span per request (method, path, and the
+/// `user` the guard records), one log line with the status.
+pub async fn serve<S, B>(listener: TcpListener, app: S, shutdown: impl Future<Output = ()>)
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Slowloris protection for headers; the layer bounds the token endpoint's body.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    // E.g. out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let span = tracing::info_span!(
+                "request",
+                method = %request.method(),
+                path = %request.uri().path(),
+                user = tracing::field::Empty,
+            );
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await;
+                if let Ok(response) = &response {
+                    tracing::info!(status = response.status().as_u16());
+                }
+                response
+            }
+            .instrument(span)
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down");
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s; closing them");
     }
 }
