@@ -28,6 +28,9 @@
 //!
 //! A new token store (JWT, Redis) is one more `ours(…)` line in `cases()`.
 
+mod support;
+use support::quartiles;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -419,12 +422,4 @@ fn interleaved(cases: &mut [Box<dyn Case>]) {
     if let Some(path) = std::env::var_os("BENCH_OUT") {
         std::fs::write(&path, tsv).expect("write BENCH_OUT");
     }
-}
-
-/// (p25, median, p75) of `values`.
-fn quartiles(values: &[f64]) -> (f64, f64, f64) {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-    (at(0.25), at(0.5), at(0.75))
 }

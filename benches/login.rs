@@ -17,6 +17,9 @@
 //! and the bench prints medians and the ratio to the floor; `BENCH_OUT=file` also
 //! writes them as TSV (for `scripts/bench.sh`).
 
+mod support;
+use support::quartiles;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -154,12 +157,4 @@ fn interleaved(cases: &mut [Case]) {
     if let Some(path) = std::env::var_os("BENCH_OUT") {
         std::fs::write(&path, tsv).expect("write BENCH_OUT");
     }
-}
-
-/// (p25, median, p75) of `values`.
-fn quartiles(values: &[f64]) -> (f64, f64, f64) {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-    (at(0.25), at(0.5), at(0.75))
 }
