@@ -198,18 +198,28 @@ where
     Ts: Send + Sync + 'static,
     H: PasswordHasher,
 {
-    let check = move || match hash {
-        Some(hash) => shared
-            .hasher
-            .verify(&password, &hash)
-            .unwrap_or_else(|error| {
-                // Answer as for a wrong password: a broken record must not reveal itself.
-                tracing::error!(%error, "stored password hash cannot be verified");
+    // At most `max_concurrent_hashes` verifications at once: each takes ~19 MiB and a
+    // core, so a flood of logins queues here instead of exhausting memory. The permit
+    // moves into the blocking task: a client that hangs up does not free it early.
+    let permit = Arc::clone(&shared.hashing)
+        .acquire_owned()
+        .await
+        .map_err(|_| Rejection::Internal)?;
+    let check = move || {
+        let _permit = permit;
+        match hash {
+            Some(hash) => shared
+                .hasher
+                .verify(&password, &hash)
+                .unwrap_or_else(|error| {
+                    // Answer as for a wrong password: a broken record must not reveal itself.
+                    tracing::error!(%error, "stored password hash cannot be verified");
+                    false
+                }),
+            None => {
+                shared.hasher.verify_dummy(&password);
                 false
-            }),
-        None => {
-            shared.hasher.verify_dummy(&password);
-            false
+            }
         }
     };
     match tokio::runtime::Handle::try_current() {

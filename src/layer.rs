@@ -42,6 +42,8 @@ pub(crate) struct Shared<Us, Ts, H> {
     pub(crate) tokens: Ts,
     pub(crate) hasher: H,
     pub(crate) config: Config,
+    /// Permits for password verifications running at once.
+    pub(crate) hashing: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +54,7 @@ pub(crate) struct Config {
     pub(crate) body_limit: usize,
     pub(crate) body_timeout: Duration,
     pub(crate) require_grant_type: bool,
+    pub(crate) max_concurrent_hashes: usize,
     pub(crate) messages: Messages,
     /// The scopes this service knows, with a description each.
     pub(crate) scopes: Vec<(Box<str>, Box<str>)>,
@@ -110,6 +113,7 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
                 body_limit: DEFAULT_BODY_LIMIT,
                 body_timeout: DEFAULT_BODY_TIMEOUT,
                 require_grant_type: false,
+                max_concurrent_hashes: std::thread::available_parallelism().map_or(1, usize::from),
                 messages: Messages::default(),
                 scopes: Vec::new(),
                 scope_rules: Vec::new(),
@@ -253,6 +257,15 @@ where
         self
     }
 
+    /// How many password verifications may run at once (default: the number of
+    /// CPUs). Argon2id with the default parameters takes ~19 MiB and one core for
+    /// tens of milliseconds; further logins wait their turn (their body timeout no
+    /// longer runs) rather than exhausting memory. At least 1.
+    pub fn max_concurrent_hashes(mut self, limit: usize) -> Self {
+        self.config.max_concurrent_hashes = limit.max(1);
+        self
+    }
+
     /// Requires `grant_type=password` in the form, as FastAPI's
     /// `OAuth2PasswordRequestFormStrict` and RFC 6749 do (default: optional).
     pub fn require_grant_type(mut self, required: bool) -> Self {
@@ -350,11 +363,16 @@ where
 
     /// The layer.
     pub fn build(self) -> OAuth2PasswordLayer<Us, Ts, H> {
+        let permits = self
+            .config
+            .max_concurrent_hashes
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         OAuth2PasswordLayer {
             shared: Arc::new(Shared {
                 users: self.users,
                 tokens: self.tokens,
                 hasher: self.hasher,
+                hashing: Arc::new(tokio::sync::Semaphore::new(permits)),
                 config: self.config,
             }),
         }
