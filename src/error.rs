@@ -49,17 +49,30 @@ pub(crate) enum Rejection {
 #[derive(Debug, Clone)]
 pub(crate) struct Messages {
     pub(crate) invalid_token_detail: Cow<'static, str>,
+    /// The 401 `invalid_token` body, serialised once: bad tokens are the common
+    /// rejection under attack.
+    pub(crate) invalid_token_body: Bytes,
     pub(crate) inactive_user_status: StatusCode,
     pub(crate) insufficient_scope_status: StatusCode,
 }
 
 impl Default for Messages {
     fn default() -> Self {
-        Self {
-            invalid_token_detail: Cow::Borrowed("Invalid authentication credentials"),
+        let mut messages = Self {
+            invalid_token_detail: Cow::Borrowed(""),
+            invalid_token_body: Bytes::new(),
             inactive_user_status: StatusCode::BAD_REQUEST,
             insufficient_scope_status: StatusCode::FORBIDDEN,
-        }
+        };
+        messages.set_invalid_token_detail(Cow::Borrowed("Invalid authentication credentials"));
+        messages
+    }
+}
+
+impl Messages {
+    pub(crate) fn set_invalid_token_detail(&mut self, detail: Cow<'static, str>) {
+        self.invalid_token_detail = detail;
+        self.invalid_token_body = Rejection::InvalidToken.serialize(self);
     }
 }
 
@@ -195,14 +208,35 @@ impl Rejection {
         }
     }
 
-    fn into_http<B>(self, messages: &Messages) -> Response<ResponseBody<B>> {
+    /// The JSON body.
+    fn serialize(&self, messages: &Messages) -> Bytes {
         let body = ErrorBody {
             detail: &self.detail(messages),
             error: self.error_code(),
         };
         // Serialising a struct of two strings cannot fail.
-        let json = serde_json::to_vec(&body).unwrap_or_default();
-        let mut response = Response::new(ResponseBody::full(Bytes::from(json)));
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// The JSON body; the frequent fixed ones are not serialised per request (a unit
+    /// test checks they equal what `serialize` makes).
+    fn body(&self, messages: &Messages) -> Bytes {
+        match self {
+            Self::MissingCredentials => Bytes::from_static(br#"{"detail":"Not authenticated"}"#),
+            Self::InvalidToken => messages.invalid_token_body.clone(),
+            Self::InactiveUser => Bytes::from_static(br#"{"detail":"Inactive user"}"#),
+            Self::InvalidGrant => Bytes::from_static(
+                br#"{"detail":"Incorrect username or password","error":"invalid_grant"}"#,
+            ),
+            Self::InsufficientScope(_) => Bytes::from_static(
+                br#"{"detail":"Not enough permissions","error":"insufficient_scope"}"#,
+            ),
+            _ => self.serialize(messages),
+        }
+    }
+
+    fn into_http<B>(self, messages: &Messages) -> Response<ResponseBody<B>> {
+        let mut response = Response::new(ResponseBody::full(self.body(messages)));
         *response.status_mut() = self.status(messages);
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -294,6 +328,27 @@ mod tests {
     }
 
     #[test]
+    fn prebuilt_bodies_are_what_serialisation_makes() {
+        let mut custom = Messages::default();
+        custom.set_invalid_token_detail(Cow::Borrowed("Not authenticated"));
+        for messages in [Messages::default(), custom] {
+            for rejection in [
+                Rejection::MissingCredentials,
+                Rejection::InvalidToken,
+                Rejection::InactiveUser,
+                Rejection::InvalidGrant,
+                Rejection::InsufficientScope(ScopeRequirement::all(["me"])),
+            ] {
+                assert_eq!(
+                    rejection.body(&messages),
+                    rejection.serialize(&messages),
+                    "{rejection:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn insufficient_scope_names_the_scopes() {
         let requirement = ScopeRequirement::all(["me", "items"]);
         let response = Rejection::InsufficientScope(requirement)
@@ -311,10 +366,8 @@ mod tests {
 
     #[test]
     fn grpc_rejection_is_trailers_only_with_encoded_message() {
-        let messages = Messages {
-            invalid_token_detail: Cow::Borrowed("100% bad\ntoken é"),
-            ..Messages::default()
-        };
+        let mut messages = Messages::default();
+        messages.set_invalid_token_detail(Cow::Borrowed("100% bad\ntoken é"));
         let response = Rejection::InvalidToken.into_response(&messages, Protocol::Grpc);
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["grpc-status"], "16");

@@ -276,7 +276,7 @@ where
     /// The `detail` of the 401 for a bad token (default "Invalid authentication
     /// credentials"; FastAPI 0.122 and later say "Not authenticated").
     pub fn invalid_token_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
-        self.config.messages.invalid_token_detail = detail.into();
+        self.config.messages.set_invalid_token_detail(detail.into());
         self
     }
 

@@ -37,7 +37,7 @@ use crate::scope::{ScopeRequirement, Scopes};
 #[derive(Debug, Clone)]
 pub struct RequireScopesLayer {
     requirement: ScopeRequirement,
-    status: StatusCode,
+    messages: Messages,
 }
 
 impl RequireScopesLayer {
@@ -45,7 +45,7 @@ impl RequireScopesLayer {
     pub fn new(requirement: ScopeRequirement) -> Self {
         Self {
             requirement,
-            status: StatusCode::FORBIDDEN,
+            messages: Messages::default(),
         }
     }
 
@@ -70,7 +70,7 @@ impl RequireScopesLayer {
     /// Answers a missing scope with `status` instead of 403; `401` reproduces
     /// FastAPI's scopes tutorial bug for bug.
     pub fn insufficient_scope_status(mut self, status: StatusCode) -> Self {
-        self.status = status;
+        self.messages.insufficient_scope_status = status;
         self
     }
 }
@@ -82,7 +82,7 @@ impl<S> Layer<S> for RequireScopesLayer {
         RequireScopes {
             inner,
             requirement: self.requirement.clone(),
-            status: self.status,
+            messages: self.messages.clone(),
         }
     }
 }
@@ -93,7 +93,7 @@ impl<S> Layer<S> for RequireScopesLayer {
 pub struct RequireScopes<S> {
     inner: S,
     requirement: ScopeRequirement,
-    status: StatusCode,
+    messages: Messages,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireScopes<S>
@@ -116,11 +116,7 @@ where
             Some(_) => Rejection::InsufficientScope(self.requirement.clone()),
             None => Rejection::MissingCredentials,
         };
-        let messages = Messages {
-            insufficient_scope_status: self.status,
-            ..Messages::default()
-        };
-        let response = rejection.into_response(&messages, Protocol::of(request.headers()));
+        let response = rejection.into_response(&self.messages, Protocol::of(request.headers()));
         ResponseFuture::rejected(response)
     }
 }
