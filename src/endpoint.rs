@@ -148,13 +148,14 @@ where
 /// Rejects malformed scopes, and undeclared ones when scopes were declared.
 fn check_scopes(config: &Config, requested: &[String]) -> Result<(), Rejection> {
     for scope in requested {
+        let well_formed = is_scope_token(scope);
         // Echo the scope back only when it is short and printable.
-        let shown = if scope.len() <= 64 && is_scope_token(scope) {
+        let shown = if well_formed && scope.len() <= 64 {
             scope.as_str()
         } else {
             "(not shown)"
         };
-        if !is_scope_token(scope) {
+        if !well_formed {
             return Err(Rejection::InvalidScope(
                 format!("Malformed scope: {shown}").into(),
             ));

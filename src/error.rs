@@ -58,14 +58,14 @@ pub(crate) struct Messages {
 
 impl Default for Messages {
     fn default() -> Self {
-        let mut messages = Self {
-            invalid_token_detail: Cow::Borrowed(""),
-            invalid_token_body: Bytes::new(),
+        Self {
+            invalid_token_detail: Cow::Borrowed("Invalid authentication credentials"),
+            invalid_token_body: Bytes::from_static(
+                br#"{"detail":"Invalid authentication credentials","error":"invalid_token"}"#,
+            ),
             inactive_user_status: StatusCode::BAD_REQUEST,
             insufficient_scope_status: StatusCode::FORBIDDEN,
-        };
-        messages.set_invalid_token_detail(Cow::Borrowed("Invalid authentication credentials"));
-        messages
+        }
     }
 }
 
@@ -178,10 +178,11 @@ impl Rejection {
     }
 
     /// The `WWW-Authenticate` challenge (RFC 6750 §3) for guard rejections.
-    fn challenge(&self) -> Option<&'static str> {
+    fn challenge(&self) -> Option<HeaderValue> {
         match self {
-            Self::MissingCredentials => Some("Bearer"),
-            Self::InvalidToken => Some("Bearer error=\"invalid_token\""),
+            Self::MissingCredentials => Some(HeaderValue::from_static("Bearer")),
+            Self::InvalidToken => Some(HeaderValue::from_static("Bearer error=\"invalid_token\"")),
+            Self::InsufficientScope(requirement) => Some(requirement.challenge().clone()),
             _ => None,
         }
     }
@@ -241,12 +242,9 @@ impl Rejection {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(challenge) = self.challenge() {
-            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            headers.insert(WWW_AUTHENTICATE, challenge);
         }
         match self {
-            Self::InsufficientScope(requirement) => {
-                headers.insert(WWW_AUTHENTICATE, requirement.challenge().clone());
-            }
             Self::MethodNotAllowed => {
                 headers.insert(ALLOW, HeaderValue::from_static("POST"));
             }

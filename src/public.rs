@@ -62,11 +62,23 @@ pub(crate) fn under(path: &str, prefix: &str) -> bool {
 }
 
 pub(crate) fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let lower = segment.to_ascii_lowercase();
-        let decoded = lower.replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    }) || path.contains('\\')
+    path.contains('\\') || path.split('/').any(is_dot_segment)
+}
+
+/// `.` or `..`, each dot possibly percent-encoded (`%2e`, `%2E`); no allocation, as
+/// this runs on guarded requests whenever prefix rules exist.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    matches!(dots, 1 | 2)
 }
 
 impl fmt::Debug for PublicRoutes {

@@ -59,18 +59,34 @@ impl Scopes {
     /// ```
     pub fn require_all<I, S>(&self, scopes: I) -> Result<(), InsufficientScope>
     where
-        I: IntoIterator<Item = S>,
+        I: IntoIterator<Item = S> + Clone,
         S: AsRef<str>,
     {
+        // Checked before any `ScopeRequirement` is built: handlers call this per
+        // request, and the requirement (with its header) is only needed to refuse.
+        if scopes
+            .clone()
+            .into_iter()
+            .all(|s| self.contains(s.as_ref()))
+        {
+            return Ok(());
+        }
         self.require(&ScopeRequirement::all(scopes))
     }
 
     /// `Ok` if at least one of `scopes` was granted.
     pub fn require_any<I, S>(&self, scopes: I) -> Result<(), InsufficientScope>
     where
-        I: IntoIterator<Item = S>,
+        I: IntoIterator<Item = S> + Clone,
         S: AsRef<str>,
     {
+        if scopes
+            .clone()
+            .into_iter()
+            .any(|s| self.contains(s.as_ref()))
+        {
+            return Ok(());
+        }
         self.require(&ScopeRequirement::any(scopes))
     }
 

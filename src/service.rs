@@ -87,7 +87,7 @@ where
         if path == &*config.token_url {
             return ResponseFuture::boxed(token_endpoint(Arc::clone(&self.shared), request));
         }
-        let (public, request) = if config.public.matches_path(path) {
+        let (public, mut request) = if config.public.matches_path(path) {
             (true, request)
         } else if config.public.has_predicate() {
             let (parts, body) = request.into_parts();
@@ -100,7 +100,6 @@ where
         if public && !request.headers().contains_key(AUTHORIZATION) {
             return ResponseFuture::inner(self.inner.call(request));
         }
-        let mut request = request;
         match decide_now(&self.shared, &request, public) {
             Some(Ok(authenticated)) => {
                 insert(&mut request, authenticated);
