@@ -74,7 +74,11 @@ impl fmt::Display for MissingAuthLayer {
              OAuth2PasswordLayer (Router::layer, not route_layer), and use \
              Option<CurrentUser<_>> on public paths",
             self.extension
-        )
+        )?;
+        if self.extension == type_name::<Scopes>() {
+            f.write_str("; scopes must be declared with Builder::scope")?;
+        }
+        Ok(())
     }
 }
 
@@ -134,7 +138,7 @@ where
     }
 }
 
-/// The scopes granted to the request's token.
+/// The scopes granted to the request's token (the layer must declare its scopes).
 impl<S> FromRequestParts<S> for Scopes
 where
     S: Send + Sync,

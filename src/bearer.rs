@@ -9,12 +9,15 @@ use crate::error::Rejection;
 ///
 /// - no `Authorization`, another scheme, or an empty token: `MissingCredentials`
 ///   (401 "Not authenticated"), as FastAPI's `OAuth2PasswordBearer` answers;
-/// - several `Authorization` headers: ambiguous, `invalid_request`;
-/// - a token that is not RFC 6750 `b64token` syntax: `InvalidToken`.
+/// - several `Authorization` headers: ambiguous, `invalid_request`.
 ///
 /// The scheme is case-insensitive; one or more spaces separate it from the token,
 /// and trailing spaces or tabs (optional whitespace) are ignored.
-pub(crate) fn token(headers: &HeaderMap) -> Result<&str, Rejection> {
+///
+/// The token's bytes are left to [`b64token`]: a store that answers at once
+/// rejects a malformed token by not finding it, more cheaply than the check would,
+/// so only tokens on their way to a store that must be awaited are checked first.
+pub(crate) fn token(headers: &HeaderMap) -> Result<&[u8], Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or(Rejection::MissingCredentials)?;
     if values.next().is_some() {
@@ -34,6 +37,11 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<&str, Rejection> {
     if token.is_empty() {
         return Err(Rejection::MissingCredentials);
     }
+    Ok(token)
+}
+
+/// `token` as text if it is RFC 6750 `b64token` syntax, else `InvalidToken`.
+pub(crate) fn b64token(token: &[u8]) -> Result<&str, Rejection> {
     if !is_b64token(token) {
         return Err(Rejection::InvalidToken);
     }
@@ -71,10 +79,11 @@ fn trim_trailing_ows(bytes: &[u8]) -> &[u8] {
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
 fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
+    // A branch-free fold: the compiler unrolls it, where `all` stops at each byte.
     body_len > 0
         && token[..body_len]
             .iter()
-            .all(|&b| B64TOKEN_CHAR[usize::from(b)])
+            .fold(true, |valid, &b| valid & B64TOKEN_CHAR[usize::from(b)])
 }
 
 /// The characters of a `b64token` body, as a table: this runs on every request.
@@ -100,7 +109,7 @@ mod tests {
         for value in values {
             headers.append(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
         }
-        token(&headers).map(str::to_owned)
+        token(&headers).and_then(b64token).map(str::to_owned)
     }
 
     #[test]
@@ -166,6 +175,20 @@ mod tests {
     }
 
     #[test]
+    fn syntax_is_checked_apart_from_parsing() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer a b"));
+        assert_eq!(token(&headers), Ok(&b"a b"[..]));
+        assert_eq!(b64token(b"a b"), Err(Rejection::InvalidToken));
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
+        );
+        assert_eq!(token(&headers), Ok(&b"\xff"[..]));
+        assert_eq!(b64token(b"\xff"), Err(Rejection::InvalidToken));
+    }
+
+    #[test]
     fn several_authorization_headers_are_ambiguous() {
         assert!(matches!(
             parse(&[b"Bearer a", b"Bearer a"]),
@@ -204,7 +227,7 @@ mod tests {
                 if let Ok(value) = HeaderValue::from_bytes(&value) {
                     let mut headers = HeaderMap::new();
                     headers.insert(AUTHORIZATION, value);
-                    if let Ok(token) = token(&headers) {
+                    if let Ok(token) = token(&headers).and_then(b64token) {
                         prop_assert!(is_b64token(token.as_bytes()));
                     }
                 }

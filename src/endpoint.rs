@@ -120,10 +120,14 @@ where
     };
 
     // Grant what was asked for and is allowed, nothing more (RFC 6749 §3.3).
-    let granted: Scopes = requested
-        .iter()
-        .filter(|scope| stored.scopes.contains(scope.as_str()))
-        .collect();
+    let granted: Scopes = if config.uses_scopes() {
+        requested
+            .iter()
+            .filter(|scope| stored.scopes.contains(scope.as_str()))
+            .collect()
+    } else {
+        Scopes::empty()
+    };
     let lifetime = config.token_lifetime;
     let grant = Grant {
         subject: username.into(),

@@ -6,13 +6,13 @@
 //! [`guard`] runs them for every other store.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use http::{HeaderMap, Request, Response};
 use tower_service::Service;
 
 use crate::bearer;
 use crate::body::ResponseBody;
+use crate::clock;
 use crate::error::{Protocol, Rejection, StoreError};
 use crate::layer::Shared;
 use crate::scope::Scopes;
@@ -41,10 +41,13 @@ where
         Err(rejection) if !public => Err(rejection),
         _ => authenticate(&shared, request.headers())
             .await
-            .and_then(|authenticated| check_rules(&shared, &request, authenticated, public)),
+            .and_then(|authenticated| {
+                check_rules(&shared, &request, &authenticated.1, public)?;
+                Ok(authenticated)
+            }),
     };
     match outcome {
-        Ok(authenticated) => insert(&mut request, authenticated),
+        Ok(authenticated) => insert(&shared, &mut request, authenticated),
         Err(rejection) if !public => return Ok(reject(&shared, &request, rejection)),
         Err(_) => {}
     }
@@ -77,10 +80,10 @@ where
         Err(rejection) => return Some(Err(rejection)),
     };
     let found = shared.users.find_now(&grant.subject)?;
-    Some(
-        accept_user(grant, found)
-            .and_then(|authenticated| check_rules(shared, request, authenticated, public)),
-    )
+    Some(accept_user(grant, found).and_then(|authenticated| {
+        check_rules(shared, request, &authenticated.1, public)?;
+        Ok(authenticated)
+    }))
 }
 
 /// Resolves the bearer token in `headers` to an active user and the granted scopes.
@@ -92,7 +95,8 @@ where
     Us: UserStore,
     Ts: TokenStore,
 {
-    let token = bearer::token(headers)?;
+    // Malformed tokens need no round trip to the store.
+    let token = bearer::token(headers).and_then(bearer::b64token)?;
     let grant = accept_grant(shared.tokens.resolve(token).await)?;
     let found = shared.users.find(&grant.subject).await;
     accept_user(grant, found)
@@ -109,10 +113,12 @@ fn reject_token_in_url<B>(request: &Request<B>) -> Result<(), Rejection> {
 }
 
 /// A live grant, or why the token is refused. Expiry is checked here too, so a
-/// store that forgets it still fails closed.
+/// store that forgets it still fails closed (against the coarse clock: a token may
+/// be refused up to [`clock::TICK`] early).
+#[inline]
 fn accept_grant(resolved: Result<Option<Grant>, StoreError>) -> Result<Grant, Rejection> {
     match resolved {
-        Ok(Some(grant)) if grant.is_live(SystemTime::now()) => Ok(grant),
+        Ok(Some(grant)) if grant.is_live(clock::now()) => Ok(grant),
         Ok(_) => Err(Rejection::InvalidToken),
         Err(error) => {
             tracing::error!(%error, "token store failed");
@@ -123,6 +129,7 @@ fn accept_grant(resolved: Result<Option<Grant>, StoreError>) -> Result<Grant, Re
 
 /// The active user the grant names, or why not. On success the username is
 /// recorded in the current tracing span's `user` field, when the span declares one.
+#[inline]
 fn accept_user<U>(
     grant: Grant,
     found: Result<Option<StoredUser<U>>, StoreError>,
@@ -136,7 +143,11 @@ fn accept_user<U>(
             return Err(Rejection::Unavailable);
         }
     };
-    tracing::Span::current().record("user", &*grant.subject);
+    // Without a subscriber there is no span to record into (and looking for one
+    // is a measurable part of the guard's cost).
+    if tracing::dispatcher::has_been_set() {
+        tracing::Span::current().record("user", &*grant.subject);
+    }
     if !stored.active {
         return Err(Rejection::InactiveUser);
     }
@@ -145,33 +156,42 @@ fn accept_user<U>(
 
 /// The builder's path rules: every rule that applies must be met (public paths
 /// have none).
-fn check_rules<B, U, Us, Ts, H>(
+#[inline]
+fn check_rules<B, Us, Ts, H>(
     shared: &Shared<Us, Ts, H>,
     request: &Request<B>,
-    authenticated: Authenticated<U>,
+    granted: &Scopes,
     public: bool,
-) -> Result<Authenticated<U>, Rejection> {
+) -> Result<(), Rejection> {
     if public || shared.config.scope_rules.is_empty() {
-        return Ok(authenticated);
+        return Ok(());
     }
     let (method, path) = (request.method(), request.uri().path());
-    let unmet = shared.config.scope_rules.iter().find(|rule| {
-        rule.applies_to(method, path) && !rule.requirement.is_met_by(&authenticated.1)
-    });
+    let unmet = shared
+        .config
+        .scope_rules
+        .iter()
+        .find(|rule| rule.applies_to(method, path) && !rule.requirement.is_met_by(granted));
     match unmet {
         Some(rule) => Err(Rejection::InsufficientScope(rule.requirement.clone())),
-        None => Ok(authenticated),
+        None => Ok(()),
     }
 }
 
-/// Puts the user and the scopes where handlers and `RequireScopes` look.
-pub(crate) fn insert<B, U>(request: &mut Request<B>, (user, scopes): Authenticated<U>)
-where
+/// Puts the user, and the scopes if the layer uses any, where handlers and
+/// `RequireScopes` look.
+pub(crate) fn insert<B, U, Us, Ts, H>(
+    shared: &Shared<Us, Ts, H>,
+    request: &mut Request<B>,
+    (user, scopes): Authenticated<U>,
+) where
     U: Send + Sync + 'static,
 {
     let extensions = request.extensions_mut();
     extensions.insert(user);
-    extensions.insert(scopes);
+    if shared.config.uses_scopes() {
+        extensions.insert(scopes);
+    }
 }
 
 /// The response for a rejected request, in the request's protocol.

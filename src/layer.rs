@@ -91,6 +91,12 @@ impl Config {
     pub(crate) fn knows_scope(&self, scope: &str) -> bool {
         self.scopes.is_empty() || self.scopes.iter().any(|(name, _)| **name == *scope)
     }
+
+    /// Whether scopes are in use: only then are they granted and put in the request
+    /// extensions (an extension is an allocation per request; most apps have none).
+    pub(crate) fn uses_scopes(&self) -> bool {
+        !self.scopes.is_empty()
+    }
 }
 
 impl<Us: UserStore> OAuth2PasswordLayer<Us> {
@@ -288,8 +294,12 @@ where
     }
 
     /// Declares a scope the token endpoint may grant, with a description for people
-    /// (docs, OpenAPI). Once any scope is declared, asking for an undeclared one is a
-    /// 400 `invalid_scope`; with none declared, unknown scopes are simply not granted.
+    /// (docs, OpenAPI). Scopes are off until one is declared (here or by
+    /// [`require_scopes`](Self::require_scopes)): then asking for an undeclared one is
+    /// a 400 `invalid_scope`, and guarded requests carry [`Scopes`](crate::Scopes) in
+    /// their extensions. With none declared, as in FastAPI's plain tutorial, no scope
+    /// is ever granted (the answer says `"scope": ""` to a client that asked for
+    /// some) and requests carry no `Scopes`.
     pub fn scope(mut self, name: &str, description: &str) -> Self {
         self.config.scopes.push((name.into(), description.into()));
         self
@@ -297,6 +307,7 @@ where
 
     /// Requests for `path` need `requirement`, whatever their method. A path ending
     /// in `/*` covers everything below it (`/admin/*`: `/admin` and `/admin/…`).
+    /// The scopes it names are declared (without a description) if they were not.
     ///
     /// Rules match the path as it arrives; for a check tied to the route itself, put
     /// a [`RequireScopesLayer`](crate::RequireScopesLayer) on the route.
@@ -321,6 +332,16 @@ where
         path: &str,
         requirement: ScopeRequirement,
     ) -> Self {
+        for name in requirement.scopes().iter() {
+            if !self
+                .config
+                .scopes
+                .iter()
+                .any(|(declared, _)| **declared == *name)
+            {
+                self.config.scopes.push((name.into(), "".into()));
+            }
+        }
         let (path, prefix) = match path.strip_suffix("/*") {
             Some(prefix) => (prefix, true),
             None => (path, false),

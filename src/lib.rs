@@ -100,7 +100,7 @@
 //! | token fine, user disabled | 400 | `{"detail": "Inactive user"}` |
 //! | token lacks a required scope | 403 | `{"detail": "Not enough permissions", "error": "insufficient_scope"}`, `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` |
 //! | user or token store down | 503 | never let through |
-//! | all good | — | inner service called with [`CurrentUser<U>`] and [`Scopes`] in the extensions |
+//! | all good | — | inner service called with [`CurrentUser<U>`] (and [`Scopes`], if the layer declares scopes) in the extensions |
 //!
 //! gRPC requests (`content-type: application/grpc…`) get the same decisions as gRPC
 //! statuses (UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE) in a trailers-only
@@ -122,10 +122,12 @@
 //!
 //! # Scopes
 //!
-//! The token endpoint grants the requested scopes the user may have
+//! Scopes are off until the layer declares them ([`Builder::scope`]): then the token
+//! endpoint grants the requested scopes the user may have
 //! ([`StoredUser::with_scopes`]) and says so in `"scope"` when that differs from the
-//! request; routes require them with [`RequireScopesLayer`], [`Scopes::require_all`]
-//! or [`Builder::require_scopes`]. See `examples/scopes.rs`.
+//! request, and guarded requests carry [`Scopes`]; routes require them with
+//! [`RequireScopesLayer`], [`Scopes::require_all`] or [`Builder::require_scopes`].
+//! See `examples/scopes.rs`.
 //!
 //! # Extension points
 //!
@@ -152,6 +154,7 @@
 pub mod axum;
 mod bearer;
 mod body;
+mod clock;
 mod endpoint;
 mod error;
 mod form;

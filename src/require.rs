@@ -29,9 +29,12 @@ use crate::scope::{ScopeRequirement, Scopes};
 /// ```
 ///
 /// It reads the [`Scopes`] the guard put in the request extensions, so it goes
-/// *inside* the main layer (axum's `route_layer`, or around one tonic service). A
-/// request without them (no main layer, or a public path) gets 401 "Not
-/// authenticated"; one whose token lacks a scope gets 403 `insufficient_scope` with
+/// *inside* the main layer (axum's `route_layer`, or around one tonic service), and
+/// the main layer must declare its scopes
+/// ([`Builder::scope`](crate::Builder::scope)): without any, no scope is granted
+/// and none is put in the extensions. A request without them (no main layer, no
+/// declared scope, or a public path) gets 401 "Not authenticated"; one whose
+/// token lacks a scope gets 403 `insufficient_scope` with
 /// `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` (gRPC:
 /// PERMISSION_DENIED).
 #[derive(Debug, Clone)]

@@ -8,7 +8,8 @@ use http::HeaderValue;
 
 /// The scopes a token was granted, as a cheap-to-clone set.
 ///
-/// The guard inserts it into the request extensions beside
+/// When the layer declares scopes ([`Builder::scope`](crate::Builder::scope)), the
+/// guard inserts it into the request extensions beside
 /// [`CurrentUser`](crate::CurrentUser), so handlers can check what the caller may do:
 ///
 /// ```
@@ -19,32 +20,40 @@ use http::HeaderValue;
 /// assert_eq!(scopes.to_string(), "me items");
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Scopes(Arc<[Box<str>]>);
+pub struct Scopes(
+    /// `None` when empty, never `Some` of an empty slice: most tokens have no scope,
+    /// and this way they cost no allocation and no reference count.
+    Option<Arc<[Box<str>]>>,
+);
 
 impl Scopes {
     /// No scope at all.
-    pub fn empty() -> Self {
-        Self(Arc::new([]))
+    pub const fn empty() -> Self {
+        Self(None)
+    }
+
+    fn as_slice(&self) -> &[Box<str>] {
+        self.0.as_deref().unwrap_or_default()
     }
 
     /// Whether `scope` was granted.
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.iter().any(|granted| &**granted == scope)
+        self.as_slice().iter().any(|granted| &**granted == scope)
     }
 
     /// The granted scopes, in the order they were requested.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|scope| &**scope)
+        self.as_slice().iter().map(|scope| &**scope)
     }
 
     /// How many scopes were granted.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_slice().len()
     }
 
     /// Whether no scope was granted.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
     /// `Ok` if every one of `scopes` was granted; the error renders as RFC 6750's
@@ -127,7 +136,7 @@ impl<S: AsRef<str>> FromIterator<S> for Scopes {
                 scopes.push(scope.into());
             }
         }
-        Self(scopes.into())
+        Self((!scopes.is_empty()).then(|| scopes.into()))
     }
 }
 

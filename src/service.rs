@@ -81,20 +81,22 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &self.shared.config;
         let path = request.uri().path();
         if path == &*config.token_url {
             return ResponseFuture::boxed(token_endpoint(Arc::clone(&self.shared), request));
         }
-        let (public, mut request) = if config.public.matches_path(path) {
-            (true, request)
+        // `request` is only taken apart for a predicate: moving it costs a copy.
+        let public = if config.public.matches_path(path) {
+            true
         } else if config.public.has_predicate() {
             let (parts, body) = request.into_parts();
             let public = config.public.matches_predicate(&parts);
-            (public, Request::from_parts(parts, body))
+            request = Request::from_parts(parts, body);
+            public
         } else {
-            (false, request)
+            false
         };
         // Public and without credentials: nothing to do.
         if public && !request.headers().contains_key(AUTHORIZATION) {
@@ -102,7 +104,7 @@ where
         }
         match decide_now(&self.shared, &request, public) {
             Some(Ok(authenticated)) => {
-                insert(&mut request, authenticated);
+                insert(&self.shared, &mut request, authenticated);
                 return ResponseFuture::inner(self.inner.call(request));
             }
             Some(Err(_)) if public => return ResponseFuture::inner(self.inner.call(request)),

@@ -169,3 +169,43 @@ async fn route_layer_does_not_see_the_token_url() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn scopes_extractor_needs_declared_scopes() {
+    async fn app(
+        layer: OAuth2PasswordLayer<MemoryUserStore<axum_example::User>>,
+    ) -> (StatusCode, String) {
+        let app: Router = Router::new()
+            .route(
+                "/scopes",
+                get(|scopes: Scopes| async move { scopes.to_string() }),
+            )
+            .layer(layer);
+        let login = Request::post("/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from("username=johndoe&password=secret&scope=me"))
+            .unwrap();
+        let (_, body) = body_text(app.clone().oneshot(login).await.unwrap()).await;
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let request = Request::get("/scopes")
+            .header(
+                "authorization",
+                format!("Bearer {}", json["access_token"].as_str().unwrap()),
+            )
+            .body(Body::empty())
+            .unwrap();
+        body_text(app.oneshot(request).await.unwrap()).await
+    }
+    let declared =
+        axum_example::layer_builder().scope("me", "Read information about the current user.");
+    assert_eq!(
+        app(declared.build()).await,
+        (StatusCode::OK, "me".to_owned())
+    );
+    let (status, body) = app(axum_example::layer_builder().build()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        body.contains("scopes must be declared with Builder::scope"),
+        "{body}"
+    );
+}

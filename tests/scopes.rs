@@ -217,3 +217,36 @@ async fn fastapi_compatible_401_for_a_missing_scope() {
     let (token, _) = login(&server, "johndoe", "secret", "").await;
     assert_insufficient(&server.me(&token).await, 401, "me");
 }
+
+#[tokio::test]
+async fn without_declared_scopes_none_is_granted() {
+    // The plain tutorial declares no scope: johndoe may have `me`, but scopes are off.
+    let server = Server::start_with(tutorial::layer_builder().build()).await;
+    let (token, json) = login(&server, "johndoe", "secret", "me").await;
+    assert_eq!(json["scope"], "", "{json}");
+    assert_eq!(server.me(&token).await.status, 200);
+    let (_, json) = login(&server, "johndoe", "secret", "").await;
+    assert!(json.get("scope").is_none(), "{json}");
+    // Syntax is still checked.
+    let reply = server
+        .post_form("username=johndoe&password=secret&scope=%22me%22")
+        .await;
+    reply.assert_error(400, "Malformed scope: (not shown)", Some("invalid_scope"));
+}
+
+#[tokio::test]
+async fn rules_declare_the_scopes_they_name() {
+    let layer = tutorial::layer_builder()
+        .require_scopes("/users/me", ScopeRequirement::all(["me"]))
+        .build();
+    let names: Vec<&str> = layer.scopes().map(|(name, _)| name).collect();
+    assert_eq!(names, ["me"]);
+    let server = Server::start_with(layer).await;
+    let (token, json) = login(&server, "johndoe", "secret", "me").await;
+    assert!(json.get("scope").is_none(), "{json}");
+    assert_eq!(server.me(&token).await.status, 200);
+    let reply = server
+        .post_form("username=johndoe&password=secret&scope=items")
+        .await;
+    reply.assert_error(400, "Unknown scope: items", Some("invalid_scope"));
+}

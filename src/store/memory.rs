@@ -6,6 +6,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crate::error::StoreError;
 use crate::user::{StoredUser, UserStore};
 
+/// foldhash with a random seed per map: SipHash (std's default) was the guard's
+/// largest single cost after the token lookup, and this store holds a small set of
+/// accounts chosen by the application, not keys an attacker can flood it with.
+type Users<U> = HashMap<Box<str>, StoredUser<U>, foldhash::fast::RandomState>;
+
 /// Users held in memory: for demos, tests, and small fixed sets of accounts.
 ///
 /// Clones share the same users, so a handle kept by the application sees (and makes)
@@ -21,7 +26,7 @@ use crate::user::{StoredUser, UserStore};
 /// # Ok::<(), tower_oauth2_password::PasswordError>(())
 /// ```
 pub struct MemoryUserStore<U> {
-    users: Arc<RwLock<HashMap<Box<str>, StoredUser<U>>>>,
+    users: Arc<RwLock<Users<U>>>,
 }
 
 impl<U> MemoryUserStore<U> {
@@ -56,12 +61,13 @@ impl<U> MemoryUserStore<U> {
             .is_some()
     }
 
+    #[inline]
     fn get(&self, username: &str) -> Option<StoredUser<U>> {
         let users = self.users.read().unwrap_or_else(PoisonError::into_inner);
         users.get(username).cloned()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<str>, StoredUser<U>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Users<U>> {
         // The map is never left half-updated, so a poisoned lock is still consistent.
         self.users.write().unwrap_or_else(PoisonError::into_inner)
     }

@@ -23,8 +23,9 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// The grant behind `token`, if it is known, unexpired and not revoked.
     ///
-    /// `token` comes straight from the client: implementations must compare secrets
-    /// in constant time and look tokens up, never scan.
+    /// `token` comes straight from the client (checked to be RFC 6750 `b64token`
+    /// syntax, nothing more): implementations must compare secrets in constant time
+    /// and look tokens up, never scan.
     fn resolve(
         &self,
         token: &str,
@@ -34,7 +35,12 @@ pub trait TokenStore: Send + Sync + 'static {
     /// waiting (in memory); `None` (the default) means "call `resolve`". The guard
     /// uses it to decide in `call` without allocating a future. It checks
     /// `expires_at` itself afterwards, so this method may return expired grants.
-    fn resolve_now(&self, token: &str) -> Option<Result<Option<Grant>, StoreError>> {
+    ///
+    /// Unlike `resolve`'s, `token` here is the header's bytes as sent, without
+    /// whitespace at either end but otherwise unchecked (not even UTF-8): checking
+    /// first would cost as much as the lookup, and anything the store did not issue
+    /// is simply not found.
+    fn resolve_now(&self, token: &[u8]) -> Option<Result<Option<Grant>, StoreError>> {
         let _ = token;
         None
     }
