@@ -25,14 +25,11 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<&[u8], Rejection> {
             "Several Authorization headers: send exactly one".into(),
         ));
     }
-    let value = value.as_bytes();
-    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
-        Some(space) => (&value[..space], &value[space..]),
-        None => (value, &b""[..]),
-    };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
+    // Anything but `Bearer` and a space (`Basic …`, `Bearer` alone, `Bearertok`)
+    // is no bearer credentials.
+    let Some(rest) = strip_bearer_scheme(value.as_bytes()) else {
         return Err(Rejection::MissingCredentials);
-    }
+    };
     let token = trim_trailing_ows(trim_leading_spaces(rest));
     if token.is_empty() {
         return Err(Rejection::MissingCredentials);
@@ -61,6 +58,18 @@ pub(crate) fn token_in_query(uri: &Uri) -> bool {
             .split('&')
             .any(|pair| pair.split('=').next() == Some("access_token"))
     })
+}
+
+/// What follows `Bearer ` (scheme in any case), if the value starts with it.
+fn strip_bearer_scheme(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_first_chunk::<7>()?;
+    // `eq_ignore_ascii_case` as one word operation, for every request: setting bit
+    // 0x20 lowercases the letters and leaves the space a space; it could only make
+    // a space of NUL, which header values cannot contain.
+    let mut word = [0u8; 8];
+    word[..7].copy_from_slice(scheme);
+    let lowered = u64::from_le_bytes(word) | 0x0020_2020_2020_2020;
+    (lowered == u64::from_le_bytes(*b"bearer \0")).then_some(rest)
 }
 
 fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
@@ -231,6 +240,18 @@ mod tests {
                         prop_assert!(is_b64token(token.as_bytes()));
                     }
                 }
+            }
+
+            #[test]
+            fn scheme_check_is_eq_ignore_ascii_case(value in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..10),
+                "[bB@][eE%][aA!][rR2][eE][rR][ \t@`\u{7f}]?[a-z ]{0,3}".prop_map(String::into_bytes),
+            ]) {
+                // Header values never contain NUL, the one byte the word trick
+                // would confuse with a space.
+                prop_assume!(!value.contains(&0));
+                let expected = value.len() >= 7 && value[..7].eq_ignore_ascii_case(b"bearer ");
+                prop_assert_eq!(strip_bearer_scheme(&value).is_some(), expected);
             }
 
             #[test]

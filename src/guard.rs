@@ -57,6 +57,7 @@ where
 
 /// The guard's decision for `request` made without waiting, or `None` when a store
 /// needs to be awaited. `public` requests are only identified, never rejected.
+#[inline]
 pub(crate) fn decide_now<B, Us, Ts, H>(
     shared: &Shared<Us, Ts, H>,
     request: &Request<B>,
@@ -180,6 +181,7 @@ fn check_rules<B, Us, Ts, H>(
 
 /// Puts the user, and the scopes if the layer uses any, where handlers and
 /// `RequireScopes` look.
+#[inline]
 pub(crate) fn insert<B, U, Us, Ts, H>(
     shared: &Shared<Us, Ts, H>,
     request: &mut Request<B>,

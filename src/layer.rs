@@ -244,6 +244,11 @@ where
     }
 
     /// How long issued tokens are valid (default 30 minutes).
+    ///
+    /// The guard checks expiry against a clock that one background thread (started
+    /// on the first guarded request) advances every 100 ms, a cheap read instead of
+    /// a system call per request; it runs a tick ahead, so a token is refused up to
+    /// 100 ms early, never late.
     pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
         self.config.token_lifetime = lifetime;
         self

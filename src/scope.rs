@@ -170,7 +170,14 @@ impl fmt::Debug for Scopes {
 /// assert!(ScopeRequirement::all(Vec::<String>::new()).is_met_by(&granted));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct ScopeRequirement {
+pub struct ScopeRequirement(
+    /// Shared: one pointer keeps the guard's rejection type small, and every route
+    /// a layer wraps shares the precomputed challenge.
+    Arc<Requirement>,
+);
+
+#[derive(PartialEq, Eq)]
+struct Requirement {
     any: bool,
     scopes: Scopes,
     /// `Bearer error="insufficient_scope", scope="…"`, built once.
@@ -205,38 +212,39 @@ impl ScopeRequirement {
         let challenge = HeaderValue::try_from(challenge).unwrap_or(HeaderValue::from_static(
             "Bearer error=\"insufficient_scope\"",
         ));
-        Self {
+        Self(Arc::new(Requirement {
             any,
             scopes,
             challenge,
-        }
+        }))
     }
 
     /// Whether `granted` satisfies the requirement.
     pub fn is_met_by(&self, granted: &Scopes) -> bool {
-        if self.any {
-            self.scopes.iter().any(|scope| granted.contains(scope))
+        let Requirement { any, scopes, .. } = &*self.0;
+        if *any {
+            scopes.iter().any(|scope| granted.contains(scope))
         } else {
-            self.scopes.iter().all(|scope| granted.contains(scope))
+            scopes.iter().all(|scope| granted.contains(scope))
         }
     }
 
     /// The scopes it names.
     pub fn scopes(&self) -> &Scopes {
-        &self.scopes
+        &self.0.scopes
     }
 
     pub(crate) fn challenge(&self) -> &HeaderValue {
-        &self.challenge
+        &self.0.challenge
     }
 }
 
 impl fmt::Debug for ScopeRequirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = if self.any { "any" } else { "all" };
+        let mode = if self.0.any { "any" } else { "all" };
         f.debug_tuple("ScopeRequirement")
             .field(&mode)
-            .field(&self.scopes)
+            .field(&self.0.scopes)
             .finish()
     }
 }
@@ -265,7 +273,7 @@ impl InsufficientScope {
 
 impl fmt::Display for InsufficientScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = if self.requirement.any {
+        let mode = if self.requirement.0.any {
             "any of"
         } else {
             "all of"
@@ -273,7 +281,7 @@ impl fmt::Display for InsufficientScope {
         write!(
             f,
             "not enough permissions: needs {mode} `{}`",
-            self.requirement.scopes
+            self.requirement.0.scopes
         )
     }
 }
