@@ -12,7 +12,8 @@
 //!   header comparison: the cheapest bearer check there is;
 //! - `map_lookup`: a minimal hand-written guard (parse the header, look the token up
 //!   in a `HashMap` behind an `RwLock`, put the user in the extensions): the least
-//!   work any opaque-token guard does;
+//!   work any opaque-token guard does (`examples/common/map_lookup.rs`);
+//!   `map_lookup_arc` is the same with the user cloned as an `Arc`, not a `String`;
 //! - `memory`: our layer with the memory stores and a valid token;
 //! - `missing_header`, `invalid_token`: our layer's rejections.
 //!
@@ -31,18 +32,21 @@
 mod support;
 use support::quartiles;
 
-use std::collections::HashMap;
+#[path = "../examples/common/map_lookup.rs"]
+mod map_lookup;
+use map_lookup::MapLookupLayer;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use criterion::Criterion;
-use futures_util::future::{ready, Either, Ready};
+use futures_util::future::{ready, Ready};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
@@ -61,10 +65,12 @@ const PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$QlGICJv0VkLd2pqAa9i9+Q$8jVAeYm
 /// Every case, in the order they are reported. `bare` must stay first.
 fn cases() -> Vec<Box<dyn Case>> {
     let token = random_token();
+    let [map_lookup, map_lookup_arc] = map_lookups(&token);
     let mut cases = vec![
         oneshot("bare", handler(), Some(&token)),
         tower_http_bearer(&token),
-        map_lookup(&token),
+        map_lookup,
+        map_lookup_arc,
         // Our layer, one line per token store, each with a token it issued:
         ours("memory", MemoryTokenStore::new()),
         // ours("jwt", JwtTokenStore::new(KEY)),
@@ -125,77 +131,23 @@ fn tower_http_bearer(token: &str) -> Box<dyn Case> {
     oneshot("tower_http_bearer", layer.layer(handler()), Some(token))
 }
 
-fn map_lookup(token: &str) -> Box<dyn Case> {
-    let tokens = Arc::new(RwLock::new(HashMap::from([(
-        token.to_owned(),
-        "John Doe".to_owned(),
-    )])));
-    oneshot(
-        "map_lookup",
-        MapLookupLayer { tokens }.layer(handler()),
-        Some(token),
-    )
-}
-
-/// The least an opaque-token guard can do: parse `Authorization: Bearer <token>`,
-/// look the token up in a map behind an `RwLock`, put the user in the extensions.
-#[derive(Clone)]
-struct MapLookupLayer {
-    tokens: Arc<RwLock<HashMap<String, User>>>,
-}
-
-impl<S> Layer<S> for MapLookupLayer {
-    type Service = MapLookup<S>;
-
-    fn layer(&self, inner: S) -> MapLookup<S> {
-        MapLookup {
-            inner,
-            tokens: Arc::clone(&self.tokens),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct MapLookup<S> {
-    inner: S,
-    tokens: Arc<RwLock<HashMap<String, User>>>,
-}
-
-impl<S, B, ResBody> Service<Request<B>> for MapLookup<S>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-    ResBody: Default,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<Response<ResBody>, S::Error>>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let user = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .and_then(|token| {
-                let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
-                tokens.get(token).cloned()
-            });
-        match user {
-            Some(user) => {
-                request.extensions_mut().insert(user);
-                Either::Left(self.inner.call(request))
-            }
-            None => {
-                let mut response = Response::new(ResBody::default());
-                *response.status_mut() = StatusCode::UNAUTHORIZED;
-                Either::Right(ready(Ok(response)))
-            }
-        }
-    }
+/// The floor, twice: with the user cloned as a `String` (what a hand-written guard
+/// over a `HashMap<String, String>` does) and as an `Arc` (the cheapest clone
+/// there is, as the layer's `CurrentUser` shares its user).
+fn map_lookups(token: &str) -> [Box<dyn Case>; 2] {
+    let user = "John Doe".to_owned();
+    [
+        oneshot(
+            "map_lookup",
+            MapLookupLayer::new(token, user.clone()).layer(handler()),
+            Some(token),
+        ),
+        oneshot(
+            "map_lookup_arc",
+            MapLookupLayer::new(token, Arc::new(user)).layer(handler()),
+            Some(token),
+        ),
+    ]
 }
 
 /// One benchmark case: a service and the request it gets.
@@ -407,7 +359,10 @@ fn interleaved(cases: &mut [Box<dyn Case>]) {
             case.name()
         );
     }
-    if let (Some(memory), Some(map)) = (index("memory"), index("map_lookup")) {
+    for floor in ["map_lookup", "map_lookup_arc"] {
+        let (Some(memory), Some(map)) = (index("memory"), index(floor)) else {
+            continue;
+        };
         let ratios: Vec<f64> = added(memory)
             .iter()
             .zip(added(map))
@@ -415,9 +370,9 @@ fn interleaved(cases: &mut [Box<dyn Case>]) {
             .collect();
         let (p25, ratio, p75) = quartiles(&ratios);
         println!(
-            "memory added cost / map_lookup added cost: {ratio:.2}x (p25 {p25:.2}, p75 {p75:.2}; target <= 1.20)"
+            "memory added cost / {floor} added cost: {ratio:.2}x (p25 {p25:.2}, p75 {p75:.2}; target <= 1.20)"
         );
-        tsv += &format!("ratio:memory/map_lookup\t{ratio:.3}\t{p25:.3}\t{p75:.3}\t\n");
+        tsv += &format!("ratio:memory/{floor}\t{ratio:.3}\t{p25:.3}\t{p75:.3}\t\n");
     }
     if let Some(path) = std::env::var_os("BENCH_OUT") {
         std::fs::write(&path, tsv).expect("write BENCH_OUT");

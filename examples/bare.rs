@@ -1,7 +1,12 @@
-//! The baseline for the end-to-end load test: `examples/tutorial.rs` without the
+//! The baselines for the end-to-end load test: `examples/tutorial.rs` without the
 //! layer. The same serving loop (`examples/common`: hyper's auto builder, header
 //! timeout, graceful shutdown, one tracing span and one `oneshot` per request), and
 //! `GET /users/me` answers johndoe's JSON with no check at all.
+//!
+//! With `MAP_TOKEN=<token>`, the floor of every opaque-token guard sits in front
+//! instead (`examples/common/map_lookup.rs`: the token looked up in a map, the
+//! user put in the extensions, an empty 401 otherwise), and the handler answers
+//! with the user it finds there, as the tutorial's does.
 //!
 //! ```text
 //! LOG=off ADDR=127.0.0.1:8001 cargo run --release --example bare
@@ -9,7 +14,7 @@
 //! # {"username":"johndoe","email":"johndoe@example.com","full_name":"John Doe","disabled":false}
 //! ```
 //!
-//! `scripts/bench.sh` load-tests it and the tutorial app in interleaved rounds.
+//! `scripts/bench.sh` load-tests both and the tutorial app in interleaved rounds.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,14 +25,19 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 mod common;
+use common::map_lookup::MapLookupLayer;
 use common::{json, Detail, User};
+use tower::Layer;
 
 async fn handle(
     user: Arc<User>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/users/me") => json(StatusCode::OK, &*user),
+        (&Method::GET, "/users/me") => match request.extensions().get::<Arc<User>>() {
+            Some(found) => json(StatusCode::OK, &**found),
+            None => json(StatusCode::OK, &*user),
+        },
         (_, "/users/me") => json(
             StatusCode::METHOD_NOT_ALLOWED,
             &Detail {
@@ -55,9 +65,18 @@ async fn main() {
         full_name: "John Doe".to_owned(),
         disabled: false,
     });
-    let app = tower::service_fn(move |request| handle(Arc::clone(&user), request));
+    let app = tower::service_fn({
+        let user = Arc::clone(&user);
+        move |request| handle(Arc::clone(&user), request)
+    });
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    common::serve(listener, app, shutdown).await;
+    match std::env::var("MAP_TOKEN") {
+        Ok(token) => {
+            let app = MapLookupLayer::new(&token, user).layer(app);
+            common::serve(listener, app, shutdown).await;
+        }
+        Err(_) => common::serve(listener, app, shutdown).await,
+    }
 }

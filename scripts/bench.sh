@@ -5,9 +5,11 @@
 #      instruction counts per request (if valgrind is installed);
 #   2. login: the token endpoint next to a raw Argon2id verify (benches/login.rs);
 #   3. memory: bytes per live token at 1M tokens, and the sweep (examples/token_memory.rs);
-#   4. end to end: wrk against examples/tutorial.rs and examples/bare.rs on loopback,
-#      in interleaved rounds (bare, tutorial, tutorial, bare), then in paired rounds
-#      (both loaded at once on the same core: each one's CPU time per request);
+#   4. end to end: wrk against examples/tutorial.rs, examples/bare.rs, and bare.rs
+#      behind the minimal map-lookup guard (MAP_TOKEN: the floor any opaque-token
+#      guard pays) on loopback, in interleaved rounds (bare, tutorial, map, map,
+#      tutorial, bare), then in paired rounds (all three loaded at once on the same
+#      core: each one's CPU time per request);
 #
 # then prints the README tables and regenerates docs/perf/overhead.svg.
 #
@@ -35,6 +37,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$CARGO_TARGET_DIR/perf}
 TUTORIAL_PORT=${TUTORIAL_PORT:-18000}
 BARE_PORT=${BARE_PORT:-18001}
+MAP_PORT=${MAP_PORT:-18002}
 export CARGO_TERM_COLOR=never
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -110,7 +113,7 @@ if wants memory; then
 fi
 
 if wants e2e; then
-    step "end to end: wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds of bare, tutorial, tutorial, bare"
+    step "end to end: wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds of bare, tutorial, map, map, tutorial, bare"
     # Each server gets one core and one tokio worker, wrk the other core: req/s is
     # then the server's cost per request, not the scheduler's mood.
     server_cpu=() client_cpu=()
@@ -144,10 +147,22 @@ if wants e2e; then
     token=$(curl -s -X POST "127.0.0.1:$TUTORIAL_PORT/token" -d 'username=johndoe&password=secret' |
         sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
     [[ -n $token ]] || die "no token from the tutorial app"
+    # The floor: bare.rs behind the minimal map-lookup guard, knowing that token.
+    MAP_TOKEN=$token TOKIO_WORKER_THREADS=1 LOG=off ADDR="127.0.0.1:$MAP_PORT" "${server_cpu[@]}" "$CARGO_TARGET_DIR/release/examples/bare" &
+    pids+=($!)
+    map_pid=$!
+    for _ in $(seq 50); do
+        curl -s -o /dev/null "127.0.0.1:$MAP_PORT/" && break
+        sleep 0.1
+    done
     me_tutorial=$(curl -s "127.0.0.1:$TUTORIAL_PORT/users/me" -H "Authorization: Bearer $token")
-    me_bare=$(curl -s "127.0.0.1:$BARE_PORT/users/me" -H "Authorization: Bearer $token")
-    [[ $me_tutorial == "$me_bare" ]] || die "different answers: $me_tutorial vs $me_bare"
-    echo "both answer: $me_tutorial" >&2
+    for port in "$BARE_PORT" "$MAP_PORT"; do
+        me=$(curl -s "127.0.0.1:$port/users/me" -H "Authorization: Bearer $token")
+        [[ $me_tutorial == "$me" ]] || die "different answers: $me_tutorial vs $me (port $port)"
+    done
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$MAP_PORT/users/me") == 401 ]] ||
+        die "the map-lookup guard let a request without a token through"
+    echo "all three answer: $me_tutorial" >&2
 
     # CPU time (ns, all threads) the server has used so far.
     cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
@@ -162,34 +177,45 @@ if wants e2e; then
     }
     rm -f "$OUT"/wrk.*.txt
     # Warm-up (not recorded).
-    for port in "$BARE_PORT" "$TUTORIAL_PORT"; do
+    for port in "$BARE_PORT" "$TUTORIAL_PORT" "$MAP_PORT"; do
         "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/users/me" >/dev/null
     done
     for round in $(seq "$ROUNDS"); do
         load bare "$BARE_PORT" "$bare_pid" "$round.a"
         load tutorial "$TUTORIAL_PORT" "$tutorial_pid" "$round.a"
+        load map "$MAP_PORT" "$map_pid" "$round.a"
+        load map "$MAP_PORT" "$map_pid" "$round.b"
         load tutorial "$TUTORIAL_PORT" "$tutorial_pid" "$round.b"
         load bare "$BARE_PORT" "$bare_pid" "$round.b"
     done
 
-    # Paired rounds: both servers loaded at the same time, on the same core, by two
-    # wrk processes; drift and noise from the host hit both alike, and each server's
-    # CPU time per request (from /proc/PID/task/*/schedstat) is its cost.
-    step "end to end, paired: $PAIRED_ROUNDS rounds of both servers loaded at once for ${DURATION}s"
+    # Paired rounds: all servers loaded at the same time, on the same core, by one
+    # wrk process each; drift and noise from the host hit them alike, and each
+    # server's CPU time per request (from /proc/PID/task/*/schedstat) is its cost.
+    step "end to end, paired: $PAIRED_ROUNDS rounds of the three servers loaded at once for ${DURATION}s"
     for round in $(seq "$PAIRED_ROUNDS"); do
-        bare_before=$(cpu_ns "$bare_pid")
-        tutorial_before=$(cpu_ns "$tutorial_pid")
-        "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-            -H "Authorization: Bearer $token" "http://127.0.0.1:$BARE_PORT/users/me" > "$OUT/wrk.paired-bare.$round.p.txt" &
-        wrk_pid=$!
-        "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-            -H "Authorization: Bearer $token" "http://127.0.0.1:$TUTORIAL_PORT/users/me" > "$OUT/wrk.paired-tutorial.$round.p.txt"
-        wait "$wrk_pid"
-        echo "cpu_ns $(($(cpu_ns "$bare_pid") - bare_before))" >> "$OUT/wrk.paired-bare.$round.p.txt"
-        echo "cpu_ns $(($(cpu_ns "$tutorial_pid") - tutorial_before))" >> "$OUT/wrk.paired-tutorial.$round.p.txt"
-        printf 'paired round %s: bare %s, tutorial %s\n' "$round" \
+        wrk_pids=()
+        declare -A before=()
+        for server in bare tutorial map; do
+            pid_var=${server}_pid
+            before[$server]=$(cpu_ns "${!pid_var}")
+        done
+        for server in bare tutorial map; do
+            port_var=${server^^}_PORT
+            "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+                -H "Authorization: Bearer $token" "http://127.0.0.1:${!port_var}/users/me" \
+                > "$OUT/wrk.paired-$server.$round.p.txt" &
+            wrk_pids+=($!)
+        done
+        wait "${wrk_pids[@]}"
+        for server in bare tutorial map; do
+            pid_var=${server}_pid
+            echo "cpu_ns $(($(cpu_ns "${!pid_var}") - before[$server]))" >> "$OUT/wrk.paired-$server.$round.p.txt"
+        done
+        printf 'paired round %s: bare %s, tutorial %s, map %s\n' "$round" \
             "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-bare.$round.p.txt")" \
-            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-tutorial.$round.p.txt")" >&2
+            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-tutorial.$round.p.txt")" \
+            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-map.$round.p.txt")" >&2
     done
     cleanup
     pids=()

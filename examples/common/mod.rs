@@ -5,6 +5,8 @@
 // Each example uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod map_lookup;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
