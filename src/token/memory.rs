@@ -3,7 +3,7 @@ use std::fmt;
 use std::future::{ready, Future};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,10 +21,12 @@ use crate::error::StoreError;
 /// comparison leaks how much of a guessed token is right. Tokens are looked up as
 /// the text they are, with no decoding on the request path.
 ///
-/// Expired tokens are dropped by a sweep that runs at most once per sweep interval
-/// (default one minute) when a token is issued, so memory holds at most the tokens
-/// issued within one lifetime plus one interval. Clones share the same tokens: keep
-/// one to [`revoke`](TokenStore::revoke) tokens on logout.
+/// Tokens live in 16 shards, each behind its own lock, picked by the token's id.
+/// Expired tokens are dropped by a sweep of a shard when a token is issued into it,
+/// at most once per sweep interval (default one minute) per shard, so memory holds
+/// at most the tokens issued within one lifetime plus one interval, and a sweep
+/// blocks only the sixteenth of the tokens it covers. Clones share the same
+/// tokens: keep one to [`revoke`](TokenStore::revoke) tokens on logout.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -53,10 +55,32 @@ pub struct MemoryTokenStore {
 }
 
 struct Inner {
-    tokens: RwLock<HashMap<TokenId, Entry, BuildHasherDefault<IdHasher>>>,
+    shards: [Shard; SHARDS],
     sweep_interval: Duration,
-    /// Seconds since the epoch after which the next `issue` sweeps expired tokens.
+}
+
+/// Shards: enough that a sweep of a million tokens stalls no lookup for long, few
+/// enough that an empty store stays small.
+const SHARDS: usize = 16;
+
+type Tokens = HashMap<TokenId, Entry, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct Shard {
+    tokens: RwLock<Tokens>,
+    /// Seconds since the epoch after which the next `issue` here sweeps.
     next_sweep: AtomicU64,
+}
+
+impl Shard {
+    fn read(&self) -> RwLockReadGuard<'_, Tokens> {
+        // Every update is a single map operation: a poisoned map is still consistent.
+        self.tokens.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tokens> {
+        self.tokens.write().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 struct Entry {
@@ -104,13 +128,24 @@ const HALF: usize = TOKEN_CHARS / 2;
 #[derive(PartialEq, Eq, Clone, Copy)]
 struct TokenId([u8; HALF]);
 
-impl Hash for TokenId {
-    fn hash<H: Hasher>(&self, state: &mut H) {
+impl TokenId {
+    /// 48 random bits (8 base64 characters) spread over the whole word: hashbrown
+    /// reads its control byte from the top bits and its bucket from the low ones.
+    fn mixed(&self) -> u64 {
         let mut word = [0u8; 8];
         word.copy_from_slice(&self.0[..8]);
-        // Spread the 48 random bits of 8 base64 characters over the whole word
-        // (hashbrown reads its control byte from the top bits).
-        state.write_u64(u64::from_ne_bytes(word).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        u64::from_ne_bytes(word).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// The shard, from bits the hash table does not favour.
+    fn shard(&self) -> usize {
+        (self.mixed() >> 40) as usize % SHARDS
+    }
+}
+
+impl Hash for TokenId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.mixed());
     }
 }
 
@@ -144,9 +179,8 @@ impl MemoryTokenStore {
     pub fn with_sweep_interval(interval: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                tokens: RwLock::default(),
+                shards: Default::default(),
                 sweep_interval: interval,
-                next_sweep: AtomicU64::new(0),
             }),
         }
     }
@@ -154,10 +188,10 @@ impl MemoryTokenStore {
     /// How many tokens are held, expired ones not yet swept included.
     pub fn len(&self) -> usize {
         self.inner
-            .tokens
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+            .shards
+            .iter()
+            .map(|shard| shard.read().len())
+            .sum()
     }
 
     /// Whether no token is held.
@@ -165,18 +199,16 @@ impl MemoryTokenStore {
         self.len() == 0
     }
 
-    /// Drops every expired token now.
+    /// Drops every expired token now, one shard at a time.
     pub fn purge_expired(&self) {
         let now = SystemTime::now();
-        self.write().retain(|_, entry| entry.grant.is_live(now));
+        for shard in &self.inner.shards {
+            sweep(&mut shard.write(), now);
+        }
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<TokenId, Entry, BuildHasherDefault<IdHasher>>> {
-        // Every update is a single map operation: a poisoned map is still consistent.
-        self.inner
-            .tokens
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn shard(&self, id: &TokenId) -> &Shard {
+        &self.inner.shards[id.shard()]
     }
 
     fn issue_now(&self, grant: Grant) -> Result<AccessToken, StoreError> {
@@ -188,15 +220,12 @@ impl MemoryTokenStore {
         };
         let now = SystemTime::now();
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let mut tokens = self.write();
-        if now_secs >= self.inner.next_sweep.load(Ordering::Relaxed) {
-            tokens.retain(|_, entry| entry.grant.is_live(now));
-            // Give memory back after a mass expiry.
-            if tokens.len() < tokens.capacity() / 4 {
-                tokens.shrink_to_fit();
-            }
+        let shard = self.shard(&id);
+        let mut tokens = shard.write();
+        if now_secs >= shard.next_sweep.load(Ordering::Relaxed) {
+            sweep(&mut tokens, now);
             let next = now_secs.saturating_add(self.inner.sweep_interval.as_secs());
-            self.inner.next_sweep.store(next, Ordering::Relaxed);
+            shard.next_sweep.store(next, Ordering::Relaxed);
         }
         tokens.insert(id, Entry { secret, grant });
         Ok(AccessToken::new(token))
@@ -206,11 +235,7 @@ impl MemoryTokenStore {
     #[inline]
     fn lookup(&self, token: &[u8]) -> Option<Grant> {
         let (id, secret) = split(token)?;
-        let tokens = self
-            .inner
-            .tokens
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let tokens = self.shard(&id).read();
         let entry = tokens.get(&id)?;
         entry.secret.matches(&secret).then(|| entry.grant.clone())
     }
@@ -225,13 +250,21 @@ impl MemoryTokenStore {
         let Some((id, secret)) = split(token.as_bytes()) else {
             return;
         };
-        let mut tokens = self.write();
+        let mut tokens = self.shard(&id).write();
         if tokens
             .get(&id)
             .is_some_and(|entry| entry.secret.matches(&secret))
         {
             tokens.remove(&id);
         }
+    }
+}
+
+/// Drops the expired tokens of one shard, and gives memory back after a mass expiry.
+fn sweep(tokens: &mut Tokens, now: SystemTime) {
+    tokens.retain(|_, entry| entry.grant.is_live(now));
+    if tokens.len() < tokens.capacity() / 4 {
+        tokens.shrink_to_fit();
     }
 }
 
@@ -342,9 +375,15 @@ mod tests {
         for _ in 0..100 {
             store.issue_now(grant(Duration::ZERO)).unwrap();
         }
+        // Each issue first sweeps the shard it lands in: every shard holds at most
+        // the last (expired) token issued into it.
+        for shard in &store.inner.shards {
+            assert!(
+                shard.read().len() <= 1,
+                "expired tokens are reclaimed on issue"
+            );
+        }
         store.issue_now(grant(Duration::from_secs(60))).unwrap();
-        assert_eq!(store.len(), 1, "expired tokens are reclaimed on issue");
-        store.issue_now(grant(Duration::ZERO)).unwrap();
         store.purge_expired();
         assert_eq!(store.len(), 1);
     }
