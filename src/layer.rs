@@ -97,6 +97,14 @@ impl Config {
     pub(crate) fn uses_scopes(&self) -> bool {
         !self.scopes.is_empty()
     }
+
+    /// The description of `name`, if it is declared.
+    fn description_mut(&mut self, name: &str) -> Option<&mut Box<str>> {
+        self.scopes
+            .iter_mut()
+            .find(|(declared, _)| **declared == *name)
+            .map(|(_, description)| description)
+    }
 }
 
 impl<Us: UserStore> OAuth2PasswordLayer<Us> {
@@ -306,7 +314,11 @@ where
     /// is ever granted (the answer says `"scope": ""` to a client that asked for
     /// some) and requests carry no `Scopes`.
     pub fn scope(mut self, name: &str, description: &str) -> Self {
-        self.config.scopes.push((name.into(), description.into()));
+        match self.config.description_mut(name) {
+            // Declared by a rule already: give it its description.
+            Some(known) => *known = description.into(),
+            None => self.config.scopes.push((name.into(), description.into())),
+        }
         self
     }
 
@@ -338,12 +350,7 @@ where
         requirement: ScopeRequirement,
     ) -> Self {
         for name in requirement.scopes().iter() {
-            if !self
-                .config
-                .scopes
-                .iter()
-                .any(|(declared, _)| **declared == *name)
-            {
+            if self.config.description_mut(name).is_none() {
                 self.config.scopes.push((name.into(), "".into()));
             }
         }

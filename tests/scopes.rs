@@ -238,15 +238,17 @@ async fn without_declared_scopes_none_is_granted() {
 async fn rules_declare_the_scopes_they_name() {
     let layer = tutorial::layer_builder()
         .require_scopes("/users/me", ScopeRequirement::all(["me"]))
+        .require_scopes("/users/*", ScopeRequirement::any(["me", "items"]))
+        .scope("items", "Read items.")
         .build();
-    let names: Vec<&str> = layer.scopes().map(|(name, _)| name).collect();
-    assert_eq!(names, ["me"]);
+    let declared: Vec<(&str, &str)> = layer.scopes().collect();
+    assert_eq!(declared, [("me", ""), ("items", "Read items.")]);
     let server = Server::start_with(layer).await;
     let (token, json) = login(&server, "johndoe", "secret", "me").await;
     assert!(json.get("scope").is_none(), "{json}");
     assert_eq!(server.me(&token).await.status, 200);
     let reply = server
-        .post_form("username=johndoe&password=secret&scope=items")
+        .post_form("username=johndoe&password=secret&scope=admin")
         .await;
-    reply.assert_error(400, "Unknown scope: items", Some("invalid_scope"));
+    reply.assert_error(400, "Unknown scope: admin", Some("invalid_scope"));
 }
