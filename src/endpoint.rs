@@ -102,10 +102,11 @@ where
     let form = encoding.parse(body, config.require_grant_type).await?;
     check_scopes(config, &form.scopes)?;
 
-    let stored = shared.users.find(&form.username).await.map_err(|error| {
-        tracing::error!(%error, "user store failed");
-        Rejection::Unavailable
-    })?;
+    let stored = shared
+        .users
+        .find(&form.username)
+        .await
+        .map_err(|error| Rejection::store_failed("user", error))?;
     let hash = stored.as_ref().map(|stored| stored.password_hash.clone());
     let PasswordForm {
         username,
@@ -134,10 +135,11 @@ where
         scopes: granted.clone(),
         expires_at: SystemTime::now() + lifetime,
     };
-    let token = shared.tokens.issue(grant).await.map_err(|error| {
-        tracing::error!(%error, "token store failed");
-        Rejection::Unavailable
-    })?;
+    let token = shared
+        .tokens
+        .issue(grant)
+        .await
+        .map_err(|error| Rejection::store_failed("token", error))?;
     let response = TokenResponse {
         access_token: token.as_str(),
         token_type: "bearer",

@@ -119,6 +119,15 @@ mod grpc_code {
 const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
 
 impl Rejection {
+    /// A store failed (`store` says which): logged, and answered 503. Out of line
+    /// and cold, so the guard's success path stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn store_failed(store: &'static str, error: StoreError) -> Self {
+        tracing::error!(%error, "{store} store failed");
+        Self::Unavailable
+    }
+
     fn status(&self, messages: &Messages) -> StatusCode {
         match self {
             Self::MissingCredentials | Self::InvalidToken => StatusCode::UNAUTHORIZED,

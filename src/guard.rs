@@ -121,10 +121,7 @@ fn accept_grant(resolved: Result<Option<Grant>, StoreError>) -> Result<Grant, Re
     match resolved {
         Ok(Some(grant)) if grant.is_live(clock::now()) => Ok(grant),
         Ok(_) => Err(Rejection::InvalidToken),
-        Err(error) => {
-            tracing::error!(%error, "token store failed");
-            Err(Rejection::Unavailable)
-        }
+        Err(error) => Err(Rejection::store_failed("token", error)),
     }
 }
 
@@ -139,20 +136,22 @@ fn accept_user<U>(
         Ok(Some(stored)) => stored,
         // The user was deleted after the token was issued.
         Ok(None) => return Err(Rejection::InvalidToken),
-        Err(error) => {
-            tracing::error!(%error, "user store failed");
-            return Err(Rejection::Unavailable);
-        }
+        Err(error) => return Err(Rejection::store_failed("user", error)),
     };
     // Without a subscriber there is no span to record into (and looking for one
     // is a measurable part of the guard's cost).
     if tracing::dispatcher::has_been_set() {
-        tracing::Span::current().record("user", &*grant.subject);
+        record_user(&grant.subject);
     }
     if !stored.active {
         return Err(Rejection::InactiveUser);
     }
     Ok((CurrentUser::new(grant.subject, stored.user), grant.scopes))
+}
+
+#[inline(never)]
+fn record_user(username: &str) {
+    tracing::Span::current().record("user", username);
 }
 
 /// The builder's path rules: every rule that applies must be met (public paths

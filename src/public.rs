@@ -34,6 +34,7 @@ impl PublicRoutes {
     }
 
     /// Whether `path` is public by the path rules (the predicate aside).
+    #[inline]
     pub(crate) fn matches_path(&self, path: &str) -> bool {
         if self.exact.iter().any(|exact| **exact == *path) {
             return true;
