@@ -19,9 +19,9 @@
 //!
 //! Criterion measures each case on its own; its means drift by up to 1.5x between
 //! runs on small shared machines, so after criterion the bench runs all cases again
-//! in *interleaved rounds* (each round times every case once, in rotating order) and
-//! prints medians and the target ratio from those. `BENCH_OUT=file` also writes them
-//! as TSV (for `scripts/bench.sh`).
+//! in *interleaved rounds* (each round times every case once, in rotating order;
+//! `BENCH_ROUNDS`, default 101) and prints medians and the target ratio from those.
+//! `BENCH_OUT=file` also writes them as TSV (for `scripts/bench.sh`).
 //!
 //! `BENCH_CASE=memory BENCH_ITERS=10000` runs only that case that many times (after a
 //! warm-up) and exits: `scripts/bench.sh` runs it under callgrind for instruction
@@ -306,7 +306,12 @@ fn main() {
 /// Times every case in rounds (each round runs each case for ~10 ms, in rotating
 /// order), so that drift hits all cases alike; prints medians and ratios.
 fn interleaved(cases: &mut [Box<dyn Case>]) {
-    const ROUNDS: usize = 41;
+    // This VM's noise comes in phases of seconds: enough rounds to span several
+    // (about 8 s for eight cases), `BENCH_ROUNDS` to change it.
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(101);
     const SLICE: Duration = Duration::from_millis(10);
     // Iterations per slice, per case.
     let iters: Vec<u64> = cases
@@ -322,8 +327,8 @@ fn interleaved(cases: &mut [Box<dyn Case>]) {
             }
         })
         .collect();
-    let mut samples = vec![Vec::with_capacity(ROUNDS); cases.len()];
-    for round in 0..=ROUNDS {
+    let mut samples = vec![Vec::with_capacity(rounds); cases.len()];
+    for round in 0..=rounds {
         for k in 0..cases.len() {
             let i = (k + round) % cases.len();
             let ns = cases[i].run(iters[i]).as_nanos() as f64 / iters[i] as f64;
@@ -339,7 +344,7 @@ fn interleaved(cases: &mut [Box<dyn Case>]) {
         |i: usize| -> Vec<f64> { samples[i].iter().zip(bare).map(|(c, b)| c - b).collect() };
 
     println!(
-        "\ninterleaved: {ROUNDS} rounds, ~{} ms per case per round; ns per request",
+        "\ninterleaved: {rounds} rounds, ~{} ms per case per round; ns per request",
         SLICE.as_millis()
     );
     println!(
