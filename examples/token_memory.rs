@@ -12,19 +12,24 @@
 //! `/proc/self/status` (what the operating system sees, allocator overhead included).
 //! All tokens expire at the same instant; the program then waits for it and issues
 //! fresh tokens until no expired one is left (each issue sweeps the shard it lands
-//! in), and reports how many issues that took, the longest one (a shard's sweep,
-//! under that shard's write lock), and what is left.
+//! in), and reports how many issues that took, the longest one, and what is left.
+//! Meanwhile a second thread keeps resolving a few live tokens (one or more per
+//! shard) and reports its longest wait: what a guarded request saw of the sweeps.
 //!
 //! `BENCH_OUT=file` also writes the results as TSV (for `scripts/bench.sh`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use tower_oauth2_password::{Grant, MemoryTokenStore, TokenStore};
+
+/// Live tokens looked up during the sweeps: enough to land in every shard.
+const PROBES: usize = 64;
 
 /// The system allocator, counting the bytes currently allocated.
 struct Counting;
@@ -150,7 +155,15 @@ fn main() {
         mib(rss1.saturating_sub(rss0))
     );
 
-    // Let them all expire, then issue one more: the issue sweeps.
+    // Live tokens spread over every shard, for a reader to look up during the sweeps.
+    let probes: Vec<String> = (0..PROBES)
+        .map(|_| {
+            let token = now(store.issue(grant(SystemTime::now() + Duration::from_secs(3600))));
+            token.expect("issue").as_str().to_owned()
+        })
+        .collect();
+
+    // Let the batch expire, then issue until it is gone: each issue sweeps its shard.
     let wait = expires_at
         .duration_since(SystemTime::now())
         .unwrap_or_default()
@@ -158,21 +171,40 @@ fn main() {
         + Duration::from_millis(100);
     println!("waiting {wait:.1?} for every token to expire...");
     std::thread::sleep(wait);
-    let expired_still_held = store.len();
+    let expired_still_held = store.len() - PROBES;
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let (store, stop) = (store.clone(), Arc::clone(&stop));
+        move || {
+            let mut worst = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                for token in &probes {
+                    let start = Instant::now();
+                    let found = now(store.resolve(token)).expect("resolve");
+                    worst = worst.max(start.elapsed());
+                    assert!(found.is_some(), "a live token was swept");
+                }
+            }
+            worst
+        }
+    });
     let (mut issues, mut longest, mut sweeping) = (0, Duration::ZERO, Duration::ZERO);
-    while store.len() > issues {
+    while store.len() > issues + PROBES {
         let start = Instant::now();
         now(store.issue(grant(SystemTime::now() + Duration::from_secs(60)))).expect("issue");
         let took = start.elapsed();
         (issues, longest, sweeping) = (issues + 1, longest.max(took), sweeping + took);
     }
+    stop.store(true, Ordering::Relaxed);
+    let worst_lookup = reader.join().expect("reader thread");
     let (heap2, rss2) = (heap(), rss());
-    let after = store.len();
+    let after = store.len() - PROBES;
     println!(
         "  after expiry, before any issue: {expired_still_held} tokens held (sweeps run on issue)"
     );
+    println!("  longest lookup of a live token meanwhile: {worst_lookup:.2?}");
     println!(
-        "  after {issues} more issues ({sweeping:.2?} in all, the longest {longest:.2?}: one shard's sweep): \
+        "  after {issues} more issues ({sweeping:.2?} in all, the longest {longest:.2?}): \
          {after} live token(s) held; heap {:.1} MiB above the start ({:.1} bytes per token issued), \
          RSS {:.1} MiB above the start",
         mib(heap2.saturating_sub(heap0)),
@@ -200,12 +232,14 @@ fn main() {
              heap_bytes_after_sweep\t{}\n\
              rss_bytes_after_sweep\t{}\n\
              sweep_ms\t{:.1}\n\
-             sweep_total_ms\t{:.1}\n",
+             sweep_total_ms\t{:.1}\n\
+             worst_lookup_ms\t{:.2}\n",
             per_token.as_nanos(),
             heap2.saturating_sub(heap0),
             rss2.saturating_sub(rss0),
             longest.as_secs_f64() * 1e3,
             sweeping.as_secs_f64() * 1e3,
+            worst_lookup.as_secs_f64() * 1e3,
         );
         std::fs::write(&path, tsv).expect("write BENCH_OUT");
     }

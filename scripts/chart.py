@@ -136,8 +136,10 @@ def main():
         say(f"| RSS per live token | {float(memory['rss_bytes_per_token']):.0f} B |")
         say(f"| issue (random bytes from the OS, insert) | {int(memory['issue_ns']):,} ns |")
         say(f"| all expired, before the next issue | {int(memory['held_after_expiry_before_issue']):,} tokens held |")
-        say(f"| after {int(memory['issues_to_reclaim']):,} more issues (sweeps: {float(memory['sweep_total_ms']):.0f} ms in all, "
-            f"the longest {float(memory['sweep_ms']):.0f} ms under one shard's write lock) | {int(memory['held_after_sweep']):,} live tokens held |")
+        say(f"| after {int(memory['issues_to_reclaim']):,} more issues ({float(memory['sweep_total_ms']):.0f} ms in all, "
+            f"the longest {float(memory['sweep_ms']):.0f} ms) | {int(memory['held_after_sweep']):,} live tokens held |")
+        if "worst_lookup_ms" in memory:
+            say(f"| longest lookup of a live token during those sweeps (another thread) | {float(memory['worst_lookup_ms']):.1f} ms |")
         say(f"| heap still held after the sweep (the map's capacity) | {int(memory['heap_bytes_after_sweep']) / 2**20:.0f} MiB |")
 
     # --- end to end -------------------------------------------------------------

@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::{AccessToken, Grant, TokenStore};
 use crate::error::StoreError;
+use crate::scope::Scopes;
 
 /// Opaque tokens in process memory: the embedded default, for one process.
 ///
@@ -203,7 +204,8 @@ impl MemoryTokenStore {
     pub fn purge_expired(&self) {
         let now = SystemTime::now();
         for shard in &self.inner.shards {
-            sweep(&mut shard.write(), now);
+            let swept = sweep(&mut shard.write(), now);
+            drop(swept);
         }
     }
 
@@ -222,12 +224,14 @@ impl MemoryTokenStore {
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let shard = self.shard(&id);
         let mut tokens = shard.write();
-        if now_secs >= shard.next_sweep.load(Ordering::Relaxed) {
-            sweep(&mut tokens, now);
+        let swept = (now_secs >= shard.next_sweep.load(Ordering::Relaxed)).then(|| {
             let next = now_secs.saturating_add(self.inner.sweep_interval.as_secs());
             shard.next_sweep.store(next, Ordering::Relaxed);
-        }
+            sweep(&mut tokens, now)
+        });
         tokens.insert(id, Entry { secret, grant });
+        drop(tokens);
+        drop(swept);
         Ok(AccessToken::new(token))
     }
 
@@ -260,12 +264,34 @@ impl MemoryTokenStore {
     }
 }
 
-/// Drops the expired tokens of one shard, and gives memory back after a mass expiry.
-fn sweep(tokens: &mut Tokens, now: SystemTime) {
-    tokens.retain(|_, entry| entry.grant.is_live(now));
-    if tokens.len() < tokens.capacity() / 4 {
-        tokens.shrink_to_fit();
-    }
+/// Takes the expired tokens out of one shard, and after a mass expiry moves the
+/// live ones to a table of their size. Returns what was taken out, for the caller
+/// to drop once it has released the shard's lock: freeing tens of thousands of
+/// allocations (and the allocator handing memory back to the system) takes longer
+/// than finding them, and lookups must not wait for it.
+fn sweep(tokens: &mut Tokens, now: SystemTime) -> (Vec<Grant>, Tokens) {
+    // Left in each expired entry instead of its grant: dropping it frees nothing.
+    let spent = Grant {
+        subject: Arc::from(""),
+        scopes: Scopes::empty(),
+        expires_at: UNIX_EPOCH,
+    };
+    let mut expired = Vec::new();
+    tokens.retain(|_, entry| {
+        let live = entry.grant.is_live(now);
+        if !live {
+            expired.push(std::mem::replace(&mut entry.grant, spent.clone()));
+        }
+        live
+    });
+    let old_table = if tokens.len() < tokens.capacity() / 4 {
+        let mut fitted = Tokens::with_capacity_and_hasher(tokens.len(), Default::default());
+        fitted.extend(tokens.drain());
+        std::mem::replace(tokens, fitted)
+    } else {
+        Tokens::default()
+    };
+    (expired, old_table)
 }
 
 /// A token's id and secret, if it has the length of one of ours. Anything else in
