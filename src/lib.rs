@@ -140,6 +140,11 @@
 //! The layer needs a tokio runtime with the time driver enabled (as `#[tokio::main]`
 //! sets up): the token endpoint times out slow bodies, and verifies passwords on
 //! tokio's blocking pool.
+//!
+//! The first guarded request starts one background thread for the whole process
+//! (`oauth2-password-clock`): it advances, every 100 ms, the coarse clock the guard
+//! checks expiry against — a memory read instead of a clock call per request. Tokens
+//! are refused up to 100 ms early, never late.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
