@@ -71,16 +71,7 @@ impl Scopes {
         I: IntoIterator<Item = S> + Clone,
         S: AsRef<str>,
     {
-        // Checked before any `ScopeRequirement` is built: handlers call this per
-        // request, and the requirement (with its header) is only needed to refuse.
-        if scopes
-            .clone()
-            .into_iter()
-            .all(|s| self.contains(s.as_ref()))
-        {
-            return Ok(());
-        }
-        self.require(&ScopeRequirement::all(scopes))
+        self.require_scopes(false, scopes)
     }
 
     /// `Ok` if at least one of `scopes` was granted.
@@ -89,14 +80,37 @@ impl Scopes {
         I: IntoIterator<Item = S> + Clone,
         S: AsRef<str>,
     {
-        if scopes
-            .clone()
-            .into_iter()
-            .any(|s| self.contains(s.as_ref()))
-        {
+        self.require_scopes(true, scopes)
+    }
+
+    fn require_scopes<I, S>(&self, any: bool, scopes: I) -> Result<(), InsufficientScope>
+    where
+        I: IntoIterator<Item = S> + Clone,
+        S: AsRef<str>,
+    {
+        // Checked before any `ScopeRequirement` is built: handlers call this per
+        // request, and the requirement (with its header) is only needed to refuse.
+        if self.meets(any, scopes.clone()) {
             return Ok(());
         }
-        self.require(&ScopeRequirement::any(scopes))
+        Err(InsufficientScope {
+            requirement: ScopeRequirement::new(any, scopes.into_iter().collect()),
+        })
+    }
+
+    /// Whether any (or all) of `scopes` were granted: the one definition of a met
+    /// requirement.
+    fn meets<I, S>(&self, any: bool, scopes: I) -> bool
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut scopes = scopes.into_iter();
+        if any {
+            scopes.any(|s| self.contains(s.as_ref()))
+        } else {
+            scopes.all(|s| self.contains(s.as_ref()))
+        }
     }
 
     /// `Ok` if `requirement` is met.
@@ -221,12 +235,7 @@ impl ScopeRequirement {
 
     /// Whether `granted` satisfies the requirement.
     pub fn is_met_by(&self, granted: &Scopes) -> bool {
-        let Requirement { any, scopes, .. } = &*self.0;
-        if *any {
-            scopes.iter().any(|scope| granted.contains(scope))
-        } else {
-            scopes.iter().all(|scope| granted.contains(scope))
-        }
+        granted.meets(self.0.any, self.0.scopes.iter())
     }
 
     /// The scopes it names.
