@@ -154,19 +154,19 @@ where
 /// Rejects malformed scopes, and undeclared ones when scopes were declared.
 fn check_scopes(config: &Config, requested: &[String]) -> Result<(), Rejection> {
     for scope in requested {
-        let well_formed = is_scope_token(scope);
-        // Echo the scope back only when it is short and printable.
-        let shown = if well_formed && scope.len() <= 64 {
-            scope.as_str()
-        } else {
-            "(not shown)"
-        };
-        if !well_formed {
+        if !is_scope_token(scope) {
+            // Not echoed: it may hold anything.
             return Err(Rejection::InvalidScope(
-                format!("Malformed scope: {shown}").into(),
+                "Malformed scope: (not shown)".into(),
             ));
         }
         if !config.knows_scope(scope) {
+            // Echoed only when short (it is printable: scope-token syntax).
+            let shown = if scope.len() <= 64 {
+                scope
+            } else {
+                "(not shown)"
+            };
             return Err(Rejection::InvalidScope(
                 format!("Unknown scope: {shown}").into(),
             ));
