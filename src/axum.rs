@@ -56,14 +56,8 @@ use crate::user::CurrentUser;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingAuthLayer {
     extension: &'static str,
-}
-
-impl MissingAuthLayer {
-    fn of<T>() -> Self {
-        Self {
-            extension: type_name::<T>(),
-        }
-    }
+    /// What else the extension needs, said after the common advice.
+    hint: &'static str,
 }
 
 impl fmt::Display for MissingAuthLayer {
@@ -75,10 +69,7 @@ impl fmt::Display for MissingAuthLayer {
              Option<CurrentUser<_>> on public paths",
             self.extension
         )?;
-        if self.extension == type_name::<Scopes>() {
-            f.write_str("; scopes must be declared with Builder::scope")?;
-        }
-        Ok(())
+        f.write_str(self.hint)
     }
 }
 
@@ -97,15 +88,20 @@ impl IntoResponse for MissingAuthLayer {
     }
 }
 
-/// An extension the guard inserts, or the rejection that names the missing layer.
+/// An extension the guard inserts, or the rejection that names the missing layer
+/// (and adds `hint`).
 fn set_by_the_layer<T: Clone + Send + Sync + 'static>(
     parts: &Parts,
+    hint: &'static str,
 ) -> Result<T, MissingAuthLayer> {
     parts
         .extensions
         .get::<T>()
         .cloned()
-        .ok_or_else(MissingAuthLayer::of::<T>)
+        .ok_or(MissingAuthLayer {
+            extension: type_name::<T>(),
+            hint,
+        })
 }
 
 /// The authenticated, active user: the guard put it there.
@@ -117,7 +113,7 @@ where
     type Rejection = MissingAuthLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        set_by_the_layer(parts)
+        set_by_the_layer(parts, "")
     }
 }
 
@@ -146,7 +142,7 @@ where
     type Rejection = MissingAuthLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        set_by_the_layer(parts)
+        set_by_the_layer(parts, "; scopes must be declared with Builder::scope")
     }
 }
 
