@@ -93,27 +93,35 @@ async fn body_text(response: axum::response::Response) -> (StatusCode, String) {
     (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
+/// Logs in through `app` in process (`POST /token` with `form`); the access token.
+async fn oneshot_login(app: &Router, form: &'static str) -> String {
+    let login = Request::post("/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form))
+        .unwrap();
+    let (status, body) = body_text(app.clone().oneshot(login).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    json["access_token"].as_str().unwrap().to_owned()
+}
+
+/// `GET path` through `app` in process with `token` as bearer.
+async fn oneshot_get(app: Router, path: &str, token: &str) -> (StatusCode, String) {
+    let request = Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    body_text(app.oneshot(request).await.unwrap()).await
+}
+
 #[tokio::test]
 async fn oneshot_through_the_router() {
     let app = axum_example::app(axum_example::layer_builder().build());
     let request = Request::get("/users/me").body(Body::empty()).unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let login = Request::post("/token")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Body::from("username=johndoe&password=secret"))
-        .unwrap();
-    let (status, body) = body_text(app.clone().oneshot(login).await.unwrap()).await;
-    assert_eq!(status, StatusCode::OK);
-    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let request = Request::get("/users/me")
-        .header(
-            "authorization",
-            format!("Bearer {}", json["access_token"].as_str().unwrap()),
-        )
-        .body(Body::empty())
-        .unwrap();
-    let (status, body) = body_text(app.oneshot(request).await.unwrap()).await;
+    let token = oneshot_login(&app, "username=johndoe&password=secret").await;
+    let (status, body) = oneshot_get(app, "/users/me", &token).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("\"full_name\":\"John Doe\""), "{body}");
 }
@@ -181,20 +189,8 @@ async fn scopes_extractor_needs_declared_scopes() {
                 get(|scopes: Scopes| async move { scopes.to_string() }),
             )
             .layer(layer);
-        let login = Request::post("/token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Body::from("username=johndoe&password=secret&scope=me"))
-            .unwrap();
-        let (_, body) = body_text(app.clone().oneshot(login).await.unwrap()).await;
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let request = Request::get("/scopes")
-            .header(
-                "authorization",
-                format!("Bearer {}", json["access_token"].as_str().unwrap()),
-            )
-            .body(Body::empty())
-            .unwrap();
-        body_text(app.oneshot(request).await.unwrap()).await
+        let token = oneshot_login(&app, "username=johndoe&password=secret&scope=me").await;
+        oneshot_get(app, "/scopes", &token).await
     }
     let declared =
         axum_example::layer_builder().scope("me", "Read information about the current user.");
