@@ -30,7 +30,7 @@
 //! A new token store (JWT, Redis) is one more `ours(…)` line in `cases()`.
 
 mod support;
-use support::quartiles;
+use support::{quartiles, Mode};
 
 #[path = "../examples/common/map_lookup.rs"]
 mod map_lookup;
@@ -286,10 +286,8 @@ fn main() {
         return;
     }
 
-    let args: Vec<String> = std::env::args().collect();
-    let benchmarking = args.iter().any(|arg| arg == "--bench");
-    let listing = args.iter().any(|arg| arg == "--list");
-    if std::env::var_os("BENCH_INTERLEAVED_ONLY").is_none() {
+    let mode = Mode::from_env();
+    if mode.criterion {
         let mut criterion = Criterion::default().configure_from_args();
         let mut group = criterion.benchmark_group("guard");
         for case in &mut cases {
@@ -298,7 +296,7 @@ fn main() {
         group.finish();
         criterion.final_summary();
     }
-    if benchmarking && !listing {
+    if mode.interleaved {
         interleaved(&mut cases);
     }
 }

@@ -18,7 +18,7 @@
 //! writes them as TSV (for `scripts/bench.sh`).
 
 mod support;
-use support::quartiles;
+use support::{quartiles, Mode};
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -95,10 +95,8 @@ fn cases() -> Vec<Case> {
 
 fn main() {
     let mut cases = cases();
-    let args: Vec<String> = std::env::args().collect();
-    let benchmarking = args.iter().any(|arg| arg == "--bench");
-    let listing = args.iter().any(|arg| arg == "--list");
-    if std::env::var_os("BENCH_INTERLEAVED_ONLY").is_none() {
+    let mode = Mode::from_env();
+    if mode.criterion {
         let mut criterion = Criterion::default().configure_from_args();
         let mut group = criterion.benchmark_group("login");
         group.sampling_mode(SamplingMode::Flat).sample_size(10);
@@ -108,7 +106,7 @@ fn main() {
         group.finish();
         criterion.final_summary();
     }
-    if benchmarking && !listing {
+    if mode.interleaved {
         interleaved(&mut cases);
     }
 }
