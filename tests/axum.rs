@@ -69,9 +69,7 @@ async fn public_routes_with_and_without_a_login() {
     let anonymous = server.get("/", &[]).await;
     assert_eq!(anonymous.json()["message"], "Hello, stranger");
     let token = server.login("johndoe", "secret").await;
-    let known = server
-        .get("/", &[format!("Bearer {token}").as_bytes()])
-        .await;
+    let known = server.get_as("/", &token).await;
     assert_eq!(known.json()["message"], "Hello, John Doe");
     // A bad token on a public page: still served, anonymously.
     let stale = server.get("/", &[b"Bearer stale"]).await;
@@ -81,9 +79,7 @@ async fn public_routes_with_and_without_a_login() {
     );
     // Unknown paths are guarded; with a token they reach the router's fallback.
     assert_eq!(server.get("/nowhere", &[]).await.status, 401);
-    let reply = server
-        .get("/nowhere", &[format!("Bearer {token}").as_bytes()])
-        .await;
+    let reply = server.get_as("/nowhere", &token).await;
     reply.assert_error(404, "Not Found", None);
 }
 

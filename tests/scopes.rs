@@ -69,17 +69,13 @@ async fn both_scopes_open_every_route() {
         (me.status.as_u16(), me.json()["username"].as_str()),
         (200, Some("johndoe"))
     );
-    let items = server
-        .get("/users/me/items", &[format!("Bearer {token}").as_bytes()])
-        .await;
+    let items = server.get_as("/users/me/items", &token).await;
     assert_eq!(items.status, 200);
     assert_eq!(
         items.json(),
         serde_json::json!([{"item_id": "Foo", "owner": "johndoe"}])
     );
-    let status = server
-        .get("/status", &[format!("Bearer {token}").as_bytes()])
-        .await;
+    let status = server.get_as("/status", &token).await;
     assert_eq!(status.json(), serde_json::json!({"status": "ok"}));
 }
 
@@ -113,9 +109,7 @@ async fn no_scope_asked_means_a_token_for_scope_free_routes_only() {
         let (token, json) = login(&server, "johndoe", "secret", scope).await;
         assert!(json.get("scope").is_none(), "{scope:?}: {json}");
         assert_insufficient(&server.me(&token).await, 403, "me");
-        let status = server
-            .get("/status", &[format!("Bearer {token}").as_bytes()])
-            .await;
+        let status = server.get_as("/status", &token).await;
         assert_eq!(status.status, 200);
     }
 }
@@ -126,9 +120,7 @@ async fn repeated_scopes_and_extra_whitespace() {
     let (token, json) = login(&server, "johndoe", "secret", "+items++items%09me+me+").await;
     assert!(json.get("scope").is_none(), "{json}");
     assert_eq!(server.me(&token).await.status, 200);
-    let items = server
-        .get("/users/me/items", &[format!("Bearer {token}").as_bytes()])
-        .await;
+    let items = server.get_as("/users/me/items", &token).await;
     assert_eq!(items.status, 200);
 }
 
@@ -138,9 +130,7 @@ async fn only_allowed_scopes_are_granted_and_the_answer_says_so() {
     let (token, json) = login(&server, "bob", "hunter2", "me+items").await;
     assert_eq!(json["scope"], "me", "{json}");
     assert_eq!(server.me(&token).await.json()["username"], "bob");
-    let items = server
-        .get("/users/me/items", &[format!("Bearer {token}").as_bytes()])
-        .await;
+    let items = server.get_as("/users/me/items", &token).await;
     assert_insufficient(&items, 403, "items");
     // Asking only for what bob may not have: a token with no scope, said plainly.
     let (token, json) = login(&server, "bob", "hunter2", "items").await;
@@ -191,19 +181,13 @@ async fn path_rules_in_the_main_layer_for_hyper_apps() {
     let (items, _) = login(&server, "johndoe", "secret", "items").await;
     assert_insufficient(&server.me(&items).await, 403, "me");
     // Any-of on the prefix: `items` is enough for other paths below /users.
-    let other = server
-        .get("/users/other", &[format!("Bearer {items}").as_bytes()])
-        .await;
+    let other = server.get_as("/users/other", &items).await;
     other.assert_error(404, "Not Found", None);
     let (none, _) = login(&server, "johndoe", "secret", "").await;
-    let other = server
-        .get("/users/other", &[format!("Bearer {none}").as_bytes()])
-        .await;
+    let other = server.get_as("/users/other", &none).await;
     assert_insufficient(&other, 403, "me items");
     // Dot segments never slip past a prefix rule.
-    let sneaky = server
-        .get("/x/../users/other", &[format!("Bearer {none}").as_bytes()])
-        .await;
+    let sneaky = server.get_as("/x/../users/other", &none).await;
     assert_insufficient(&sneaky, 403, "me items");
 }
 

@@ -173,7 +173,12 @@ impl Server {
     }
 
     pub async fn me(&self, token: &str) -> Reply {
-        self.get("/users/me", &[format!("Bearer {token}").as_bytes()])
+        self.get_as("/users/me", token).await
+    }
+
+    /// `GET path` with `token` as the bearer.
+    pub async fn get_as(&self, path: &str, token: &str) -> Reply {
+        self.get(path, &[format!("Bearer {token}").as_bytes()])
             .await
     }
 
