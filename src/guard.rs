@@ -22,30 +22,40 @@ use crate::user::{CurrentUser, StoredUser, UserStore};
 /// What the guard lets through: the user and the scopes to put in the extensions.
 pub(crate) type Authenticated<U> = (CurrentUser<U>, Scopes);
 
+/// How far [`decide_now`] got without waiting.
+pub(crate) enum Progress<U> {
+    /// Let through with this user and scopes, or refused.
+    Decided(Result<Authenticated<U>, Rejection>),
+    /// A store must be awaited; the live grant if the token store answered already
+    /// (memory tokens, users in a database), so it is not asked twice.
+    Pending(Option<Grant>),
+}
+
 /// The async driver. Guarded requests: on success calls `inner` with the user and
 /// scopes in the extensions, otherwise answers with the rejection. `public`
 /// requests: adds the user if the token is good, and calls `inner` in every case —
 /// a bad token or a store failure never turns a public page into an error.
+/// It runs after [`decide_now`] returned [`Progress::Pending`]; `known` is the grant
+/// that already resolved, if it did.
 pub(crate) async fn guard<S, ReqBody, ResBody, Us, Ts, H>(
     shared: Arc<Shared<Us, Ts, H>>,
     mut inner: S,
     mut request: Request<ReqBody>,
     public: bool,
+    known: Option<Grant>,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     Us: UserStore,
     Ts: TokenStore,
 {
-    let outcome = match reject_token_in_url(&request) {
-        Err(rejection) if !public => Err(rejection),
-        _ => authenticate(&shared, request.headers())
-            .await
-            .and_then(|authenticated| {
-                check_rules(&shared, &request, &authenticated.1, public)?;
-                Ok(authenticated)
-            }),
-    };
+    // `decide_now` ran first and refused what needs no store (a token in the URL).
+    let outcome = authenticate(&shared, request.headers(), known)
+        .await
+        .and_then(|authenticated| {
+            check_rules(&shared, &request, &authenticated.1, public)?;
+            Ok(authenticated)
+        });
     match outcome {
         Ok(authenticated) => insert(&shared, &mut request, authenticated),
         Err(rejection) if !public => return Ok(reject(&shared, &request, rejection)),
@@ -55,50 +65,62 @@ where
     Ok(response.map(ResponseBody::inner))
 }
 
-/// The guard's decision for `request` made without waiting, or `None` when a store
-/// needs to be awaited. `public` requests are only identified, never rejected.
+/// The guard's decision for `request` as far as it can be made without waiting.
+/// `public` requests are only identified, never rejected.
 #[inline]
 pub(crate) fn decide_now<B, Us, Ts, H>(
     shared: &Shared<Us, Ts, H>,
     request: &Request<B>,
     public: bool,
-) -> Option<Result<Authenticated<Us::User>, Rejection>>
+) -> Progress<Us::User>
 where
     Us: UserStore,
     Ts: TokenStore,
 {
     if !public {
         if let Err(rejection) = reject_token_in_url(request) {
-            return Some(Err(rejection));
+            return Progress::Decided(Err(rejection));
         }
     }
     let token = match bearer::token(request.headers()) {
         Ok(token) => token,
-        Err(rejection) => return Some(Err(rejection)),
+        Err(rejection) => return Progress::Decided(Err(rejection)),
     };
-    let grant = match accept_grant(shared.tokens.resolve_now(token)?) {
+    let Some(resolved) = shared.tokens.resolve_now(token) else {
+        return Progress::Pending(None);
+    };
+    let grant = match accept_grant(resolved) {
         Ok(grant) => grant,
-        Err(rejection) => return Some(Err(rejection)),
+        Err(rejection) => return Progress::Decided(Err(rejection)),
     };
-    let found = shared.users.find_now(&grant.subject)?;
-    Some(accept_user(grant, found).and_then(|authenticated| {
+    let Some(found) = shared.users.find_now(&grant.subject) else {
+        return Progress::Pending(Some(grant));
+    };
+    Progress::Decided(accept_user(grant, found).and_then(|authenticated| {
         check_rules(shared, request, &authenticated.1, public)?;
         Ok(authenticated)
     }))
 }
 
-/// Resolves the bearer token in `headers` to an active user and the granted scopes.
+/// Resolves the bearer token in `headers` (unless `known` is its grant already) to
+/// an active user and the granted scopes.
 pub(crate) async fn authenticate<Us, Ts, H>(
     shared: &Shared<Us, Ts, H>,
     headers: &HeaderMap,
+    known: Option<Grant>,
 ) -> Result<Authenticated<Us::User>, Rejection>
 where
     Us: UserStore,
     Ts: TokenStore,
 {
-    // Malformed tokens need no round trip to the store.
-    let token = bearer::token(headers).and_then(bearer::b64token)?;
-    let grant = accept_grant(shared.tokens.resolve(token).await)?;
+    let grant = match known {
+        Some(grant) => grant,
+        None => {
+            // Malformed tokens need no round trip to the store.
+            let token = bearer::token(headers).and_then(bearer::b64token)?;
+            accept_grant(shared.tokens.resolve(token).await)?
+        }
+    };
     let found = shared.users.find(&grant.subject).await;
     accept_user(grant, found)
 }

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use crate::endpoint::token_endpoint;
 use crate::future::ResponseFuture;
-use crate::guard::{decide_now, guard, insert, reject};
+use crate::guard::{decide_now, guard, insert, reject, Progress};
 use crate::layer::Shared;
 use crate::password::PasswordHasher;
 use crate::token::TokenStore;
@@ -102,22 +102,30 @@ where
         if public && !request.headers().contains_key(AUTHORIZATION) {
             return ResponseFuture::inner(self.inner.call(request));
         }
-        match decide_now(&self.shared, &request, public) {
-            Some(Ok(authenticated)) => {
+        let known = match decide_now(&self.shared, &request, public) {
+            Progress::Decided(Ok(authenticated)) => {
                 insert(&self.shared, &mut request, authenticated);
                 return ResponseFuture::inner(self.inner.call(request));
             }
-            Some(Err(_)) if public => return ResponseFuture::inner(self.inner.call(request)),
-            Some(Err(rejection)) => {
+            Progress::Decided(Err(_)) if public => {
+                return ResponseFuture::inner(self.inner.call(request));
+            }
+            Progress::Decided(Err(rejection)) => {
                 return ResponseFuture::rejected(reject(&self.shared, &request, rejection));
             }
-            None => {}
-        }
+            Progress::Pending(known) => known,
+        };
         // A store must be awaited. `poll_ready` readied `self.inner`, not a clone of
         // it: take the ready one into the future and leave the clone for the next
         // `poll_ready`.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::boxed(guard(Arc::clone(&self.shared), inner, request, public))
+        ResponseFuture::boxed(guard(
+            Arc::clone(&self.shared),
+            inner,
+            request,
+            public,
+            known,
+        ))
     }
 }
