@@ -53,7 +53,7 @@ use http_body_util::Full;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_oauth2_password::{
     Grant, HashedPassword, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer, Scopes,
-    StoredUser, TokenStore,
+    StoredUser, TokenStore, UserStore,
 };
 
 /// The user model handed to handlers: a name, as in the crate's quick start.
@@ -110,17 +110,21 @@ fn layer<Ts: TokenStore>(tokens: Ts) -> OAuth2PasswordLayer<MemoryUserStore<User
 }
 
 /// Our layer in front of the handler, with `tokens` as token store, called with a
-/// token that store issued.
+/// token that store issued (as the token endpoint would: with the user's stamp).
 fn ours<Ts: TokenStore>(name: &'static str, tokens: Ts) -> Box<dyn Case> {
     let layer = layer(tokens);
-    let grant = Grant {
-        subject: "johndoe".into(),
-        scopes: Scopes::empty(),
-        expires_at: SystemTime::now() + Duration::from_secs(24 * 3600),
-    };
+    let johndoe = drive(layer.user_store().credentials("johndoe"))
+        .expect("user store answers")
+        .expect("johndoe exists");
+    let grant = Grant::new(
+        johndoe.subject,
+        Scopes::empty(),
+        SystemTime::now() + Duration::from_secs(24 * 3600),
+    )
+    .with_stamp(johndoe.stamp);
     let token = drive(layer.token_store().issue(grant)).expect("token issued");
     let app = ServiceBuilder::new().layer(layer).service(handler());
-    oneshot(name, app, Some(token.as_str()))
+    oneshot(name, app, Some(token.access_token.as_str()))
 }
 
 #[allow(deprecated)] // "too basic to be useful in real applications": it is the floor.
@@ -245,13 +249,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 /// cases; ours are issued by the store under test.
 fn random_token() -> String {
     let store = MemoryTokenStore::new();
-    let grant = Grant {
-        subject: "nobody".into(),
-        scopes: Scopes::empty(),
-        expires_at: SystemTime::now(),
-    };
+    let grant = Grant::new("nobody", Scopes::empty(), SystemTime::now());
     drive(store.issue(grant))
         .expect("token issued")
+        .access_token
         .as_str()
         .to_owned()
 }

@@ -43,8 +43,13 @@ fn app() -> impl Service<
     ServiceBuilder::new().layer(layer).service_fn(hello)
 }
 
-/// Logs in through the token endpoint, as a client would, and returns the token.
-async fn log_in<S>(app: S, username: &str, password: &str) -> Option<String>
+/// Logs in through the token endpoint, as a client would: the token, or the status
+/// and JSON body of the refusal (so a test can tell a wrong password from a 500).
+async fn log_in<S>(
+    app: S,
+    username: &str,
+    password: &str,
+) -> Result<String, (StatusCode, serde_json::Value)>
 where
     S: Service<
         Request<Full<Bytes>>,
@@ -57,11 +62,16 @@ where
         .body(Full::from(format!(
             "username={username}&password={password}"
         )))
-        .ok()?;
-    let response = app.oneshot(request).await.ok()?;
-    let body = response.into_body().collect().await.ok()?.to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    json["access_token"].as_str().map(str::to_owned)
+        .expect("valid request");
+    let Ok(response) = app.oneshot(request).await;
+    let status = response.status();
+    let Ok(body) = response.into_body().collect().await;
+    let json: serde_json::Value =
+        serde_json::from_slice(&body.to_bytes()).expect("the token endpoint answers JSON");
+    match json["access_token"].as_str() {
+        Some(token) if status == StatusCode::OK => Ok(token.to_owned()),
+        _ => Err((status, json)),
+    }
 }
 
 async fn get(
@@ -86,15 +96,16 @@ async fn get(
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let app = app();
-    let token = log_in(app.clone(), "ada", "secret").await;
-    println!(
-        "log in as ada: {}",
-        if token.is_some() {
-            "got a token"
-        } else {
-            "failed"
+    let token = match log_in(app.clone(), "ada", "secret").await {
+        Ok(token) => {
+            println!("log in as ada: got a token");
+            Some(token)
         }
-    );
+        Err((status, body)) => {
+            println!("log in as ada: {status} {body}");
+            None
+        }
+    };
     let (status, body) = get(app.clone(), token.as_deref()).await;
     println!("GET /hello with the token: {status} {body:?}");
     let (status, body) = get(app, None).await;
@@ -123,6 +134,8 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_password_gets_no_token() {
-        assert_eq!(log_in(app(), "ada", "guess").await, None);
+        let (status, body) = log_in(app(), "ada", "guess").await.unwrap_err();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], "invalid_grant");
     }
 }

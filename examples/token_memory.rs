@@ -99,11 +99,11 @@ fn now<F: Future>(future: F) -> F::Output {
 /// A grant as the token endpoint makes it: a fresh subject, scopes collected from
 /// the (empty) request.
 fn grant(expires_at: SystemTime) -> Grant {
-    Grant {
-        subject: String::from("johndoe").into(),
-        scopes: std::iter::empty::<&str>().collect(),
+    Grant::new(
+        String::from("johndoe"),
+        std::iter::empty::<&str>().collect(),
         expires_at,
-    }
+    )
 }
 
 fn main() {
@@ -136,7 +136,7 @@ fn main() {
     let live = store.len();
     assert_eq!(live, count, "every token still live");
     let last = last.expect("at least one token");
-    assert!(now(store.resolve(last.as_str()))
+    assert!(now(store.resolve(last.access_token.as_str().into()))
         .expect("resolve")
         .is_some());
     drop(last);
@@ -159,7 +159,7 @@ fn main() {
     let probes: Vec<String> = (0..PROBES)
         .map(|_| {
             let token = now(store.issue(grant(SystemTime::now() + Duration::from_secs(3600))));
-            token.expect("issue").as_str().to_owned()
+            token.expect("issue").access_token.as_str().to_owned()
         })
         .collect();
 
@@ -180,7 +180,7 @@ fn main() {
             while !stop.load(Ordering::Relaxed) {
                 for token in &probes {
                     let start = Instant::now();
-                    let found = now(store.resolve(token)).expect("resolve");
+                    let found = now(store.resolve(token.as_str().into())).expect("resolve");
                     worst = worst.max(start.elapsed());
                     assert!(found.is_some(), "a live token was swept");
                 }

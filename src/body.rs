@@ -48,14 +48,6 @@ impl<B> ResponseBody<B> {
     }
 }
 
-/// An empty 500, for a response future polled again after it completed (a caller
-/// bug that must not become a panic).
-pub(crate) fn internal_error<B>() -> http::Response<ResponseBody<B>> {
-    let mut response = http::Response::new(ResponseBody::empty());
-    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-    response
-}
-
 /// An empty body, so that layers that answer on their own (tower-http's
 /// `TimeoutLayer`, say) can sit outside this one.
 impl<B> Default for ResponseBody<B> {

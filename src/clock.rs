@@ -4,9 +4,12 @@
 //! vDSO call; far more where the hypervisor offers no stable TSC): a sixth of what
 //! the whole guard costs. Tokens live for minutes, so the guard reads a clock that
 //! one background thread advances every [`TICK`], and takes "now" to be one tick
-//! *after* that reading: a token is refused up to one tick early, never late while
-//! the thread runs. Where no thread can be started, every read is a real one.
+//! *after* that reading: a token is refused up to one tick early. If the thread is
+//! starved of CPU, the clock lags by as long as it waits beyond its tick, and a
+//! token may be accepted that long after its expiry. Where no thread can be
+//! started, every read is a real one.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,13 +23,29 @@ static NOW: AtomicU64 = AtomicU64::new(0);
 /// Whether the ticking thread runs (set once, on first use).
 static TICKING: OnceLock<bool> = OnceLock::new();
 
-/// The current time, at most [`TICK`] ahead of the real one (later while the ticking
-/// thread is starved of CPU).
+thread_local! {
+    /// The last reading this thread turned into a `SystemTime`: a tick lasts 100 ms,
+    /// so most reads reuse it instead of building one (two checked additions).
+    static LAST: Cell<(u64, SystemTime)> = const { Cell::new((0, UNIX_EPOCH)) };
+}
+
+/// The current time, at most [`TICK`] ahead of the real one (behind it while the
+/// ticking thread is starved of CPU).
+#[inline]
 pub(crate) fn now() -> SystemTime {
     if !*TICKING.get_or_init(start_ticking) {
         return SystemTime::now();
     }
-    UNIX_EPOCH + Duration::from_millis(NOW.load(Ordering::Relaxed))
+    let millis = NOW.load(Ordering::Relaxed);
+    LAST.with(|last| {
+        let (seen, time) = last.get();
+        if seen == millis {
+            return time;
+        }
+        let time = UNIX_EPOCH + Duration::from_millis(millis);
+        last.set((millis, time));
+        time
+    })
 }
 
 fn start_ticking() -> bool {

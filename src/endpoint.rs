@@ -11,13 +11,16 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 
 use crate::body::ResponseBody;
+use crate::config::{Config, Shared};
 use crate::error::{Protocol, Rejection};
 use crate::form::{Encoding, PasswordForm};
-use crate::layer::{Config, Shared};
-use crate::password::{HashedPassword, PasswordHasher};
+use crate::lookup::Lookup;
+use crate::password::{HashedPassword, Verification};
+use crate::policy::{LoginAttempt, LoginDecision};
 use crate::scope::{is_scope_token, Scopes};
+use crate::subject::Subject;
 use crate::token::{Grant, TokenStore};
-use crate::user::UserStore;
+use crate::user::{Credentials, UserStore};
 use crate::BoxError;
 
 #[derive(Serialize)]
@@ -25,6 +28,8 @@ struct TokenResponse<'a> {
     access_token: &'a str,
     token_type: &'static str,
     expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
     /// Present only when the granted scopes differ from the requested ones
     /// (RFC 6749 §5.1).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,8 +38,8 @@ struct TokenResponse<'a> {
 
 /// Answers a request for the token URL. Every answer, success or error, carries
 /// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
-pub(crate) async fn token_endpoint<ReqBody, ResBody, E, Us, Ts, H>(
-    shared: Arc<Shared<Us, Ts, H>>,
+pub(crate) async fn token_endpoint<ReqBody, ResBody, E, Us, Ts>(
+    shared: Arc<Shared<Us, Ts>>,
     request: Request<ReqBody>,
 ) -> Result<Response<ResponseBody<ResBody>>, E>
 where
@@ -42,7 +47,6 @@ where
     ReqBody::Error: Into<BoxError>,
     Us: UserStore,
     Ts: TokenStore,
-    H: PasswordHasher,
 {
     let version = request.version();
     let mut response = match login(&shared, request).await {
@@ -75,8 +79,8 @@ where
     Ok(response)
 }
 
-async fn login<ReqBody, Us, Ts, H>(
-    shared: &Arc<Shared<Us, Ts, H>>,
+async fn login<ReqBody, Us, Ts>(
+    shared: &Arc<Shared<Us, Ts>>,
     request: Request<ReqBody>,
 ) -> Result<Bytes, Rejection>
 where
@@ -84,7 +88,6 @@ where
     ReqBody::Error: Into<BoxError>,
     Us: UserStore,
     Ts: TokenStore,
-    H: PasswordHasher,
 {
     let config = &shared.config;
     if request.method() != Method::POST {
@@ -98,57 +101,108 @@ where
     if declared_len.is_some_and(|len| len > config.body_limit as u64) {
         return Err(Rejection::PayloadTooLarge(config.body_limit));
     }
-    let body = read_body(request.into_body(), config.body_limit, config.body_timeout).await?;
-    let form = encoding.parse(body, config.require_grant_type).await?;
-    check_scopes(config, &form.scopes)?;
-
-    let stored = shared
-        .users
-        .find(&form.username)
-        .await
-        .map_err(|error| Rejection::store_failed("user", error))?;
-    let hash = stored.as_ref().map(|stored| stored.password_hash.clone());
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, config.body_limit, config.body_timeout).await?;
     let PasswordForm {
         username,
         password,
         scopes: requested,
-    } = form;
-    if !verify(Arc::clone(shared), password, hash).await? {
-        return Err(Rejection::InvalidGrant);
-    }
-    let Some(stored) = stored else {
-        return Err(Rejection::InvalidGrant);
-    };
+    } = encoding.parse(body, config.require_grant_type).await?;
+    check_scopes(config, &requested)?;
+    let attempt = LoginAttempt::new(&username, &parts.headers, &parts.extensions);
 
+    // Before any hash is computed: a refused attempt costs nothing.
+    if let Some(policy) = &shared.policy {
+        match policy.check(&attempt).await {
+            Ok(LoginDecision::Allow) => {}
+            Ok(LoginDecision::Refuse { retry_after }) => {
+                return Err(Rejection::TooManyAttempts(retry_after))
+            }
+            Err(error) => return Err(Rejection::store_failed("login policy", error)),
+        }
+    }
+    let found = shared
+        .users
+        .credentials(&username)
+        .await
+        .map_err(|error| Rejection::store_failed("user", error))?;
+    let hash = found.as_ref().map(|found| found.password_hash.clone());
+    let (verification, password) = verify(Arc::clone(shared), password, hash).await?;
+    let credentials = match found {
+        Some(credentials) if verification.is_match() => credentials,
+        _ => {
+            if let Some(policy) = &shared.policy {
+                tell(policy.failed(&attempt), "failed login").await;
+            }
+            return Err(Rejection::InvalidGrant);
+        }
+    };
+    if let Some(policy) = &shared.policy {
+        tell(
+            policy.succeeded(&attempt, &credentials.subject),
+            "successful login",
+        )
+        .await;
+    }
+    if verification == Verification::MatchNeedsRehash {
+        rehash_later(Arc::clone(shared), &credentials, password);
+    }
+    issue(shared, credentials, &requested).await
+}
+
+/// Issues the token for a successful login and writes the token response.
+async fn issue<Us, Ts: TokenStore>(
+    shared: &Shared<Us, Ts>,
+    credentials: Credentials,
+    requested: &[String],
+) -> Result<Bytes, Rejection> {
     // Grant what was asked for and is allowed, nothing more (RFC 6749 §3.3).
-    let granted: Scopes = if config.uses_scopes() {
+    let granted: Scopes = if shared.config.uses_scopes() {
         requested
             .iter()
-            .filter(|scope| stored.scopes.contains(scope.as_str()))
+            .filter(|scope| credentials.scopes.contains(scope))
             .collect()
     } else {
         Scopes::empty()
     };
-    let lifetime = config.token_lifetime;
+    let now = SystemTime::now();
+    // The builder bounds the lifetime to a year: this cannot overflow.
+    let expires_at = now
+        .checked_add(shared.config.token_lifetime)
+        .ok_or(Rejection::Internal)?;
     let grant = Grant {
-        subject: username.into(),
+        subject: credentials.subject,
         scopes: granted.clone(),
-        expires_at: SystemTime::now() + lifetime,
+        expires_at,
+        stamp: credentials.stamp,
     };
-    let token = shared
+    let issued = shared
         .tokens
         .issue(grant)
         .await
         .map_err(|error| Rejection::store_failed("token", error))?;
     let response = TokenResponse {
-        access_token: token.as_str(),
+        access_token: issued.access_token.as_str(),
         token_type: "bearer",
-        expires_in: lifetime.as_secs(),
+        // To the nearest second: a store may keep expiries to the millisecond.
+        expires_in: issued
+            .expires_at
+            .duration_since(now)
+            .map_or(0, |left| (left + Duration::from_millis(500)).as_secs()),
+        refresh_token: issued.refresh_token.as_ref().map(|token| token.as_str()),
         scope: (granted.len() != requested.len()).then(|| granted.to_string()),
     };
     serde_json::to_vec(&response)
         .map(Bytes::from)
         .map_err(|_| Rejection::Internal)
+}
+
+/// Awaits a login policy's notification; its failure changes no answer, so it is
+/// only logged.
+async fn tell(notification: Lookup<()>, what: &str) {
+    if let Err(error) = notification.await {
+        tracing::error!(%error, "login policy failed to record a {what}");
+    }
 }
 
 /// Rejects malformed scopes, and undeclared ones when scopes were declared.
@@ -193,48 +247,80 @@ where
     }
 }
 
-/// Checks the password on tokio's blocking pool. An unknown user is checked against
-/// the hasher's dummy hash, so both failures cost the same time.
-async fn verify<Us, Ts, H>(
-    shared: Arc<Shared<Us, Ts, H>>,
+/// Checks the password on tokio's blocking pool, and hands it back (for a rehash).
+/// An unknown user, and a stored hash the hasher cannot check, are checked against
+/// the hasher's dummy hash: every failure costs the time of a real verification.
+async fn verify<Us, Ts>(
+    shared: Arc<Shared<Us, Ts>>,
     password: String,
     hash: Option<HashedPassword>,
-) -> Result<bool, Rejection>
+) -> Result<(Verification, String), Rejection>
 where
     Us: Send + Sync + 'static,
     Ts: Send + Sync + 'static,
-    H: PasswordHasher,
 {
-    // At most `max_concurrent_hashes` verifications at once: each takes ~19 MiB and a
-    // core, so a flood of logins queues here instead of exhausting memory. The permit
-    // moves into the blocking task: a client that hangs up does not free it early.
+    // At most `max_concurrent_hashes` at once: each takes ~19 MiB and a core, so a
+    // flood of logins queues here instead of exhausting memory. The permit moves
+    // into the blocking task: a client that hangs up does not free it early.
     let permit = Arc::clone(&shared.hashing)
         .acquire_owned()
         .await
         .map_err(|_| Rejection::Internal)?;
     let check = move || {
         let _permit = permit;
-        match hash {
-            Some(hash) => shared
-                .hasher
-                .verify(&password, &hash)
-                .unwrap_or_else(|error| {
-                    // Answer as for a wrong password: a broken record must not reveal itself.
-                    tracing::error!(%error, "stored password hash cannot be verified");
-                    false
-                }),
+        let hasher = &shared.hasher;
+        let verification = match hash {
+            Some(hash) => hasher.verify(&password, &hash).unwrap_or_else(|error| {
+                // Answer as for a wrong password, in the same time: a broken record
+                // must not reveal itself.
+                tracing::error!(%error, "stored password hash cannot be verified");
+                hasher.verify_dummy(&password);
+                Verification::Mismatch
+            }),
             None => {
-                shared.hasher.verify_dummy(&password);
-                false
+                hasher.verify_dummy(&password);
+                Verification::Mismatch
             }
-        }
+        };
+        (verification, password)
     };
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => runtime
-            .spawn_blocking(check)
-            .await
-            .map_err(|_| Rejection::Internal),
-        // Outside tokio there is no blocking pool: verify in place rather than panic.
-        Err(_) => Ok(check()),
-    }
+    tokio::task::spawn_blocking(check)
+        .await
+        .map_err(|_| Rejection::Internal)
+}
+
+/// Stores a fresh hash of `password` for a user whose stored hash is outdated, in
+/// the background: the token response does not wait for it.
+fn rehash_later<Us, Ts>(shared: Arc<Shared<Us, Ts>>, credentials: &Credentials, password: String)
+where
+    Us: UserStore,
+    Ts: Send + Sync + 'static,
+{
+    let subject: Subject = credentials.subject.clone();
+    let old = credentials.password_hash.clone();
+    tokio::spawn(async move {
+        // Hashing takes a permit like any verification.
+        let Ok(permit) = Arc::clone(&shared.hashing).acquire_owned().await else {
+            return;
+        };
+        let hashing = Arc::clone(&shared);
+        let new = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            hashing.hasher.hash(&password)
+        })
+        .await;
+        let stored = match new {
+            Ok(Ok(new)) => shared
+                .users
+                .update_password_hash(&subject, &old, new)
+                .await
+                .map_err(|error| error.to_string()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match stored {
+            Ok(()) => tracing::info!(user = %subject, "password hash renewed"),
+            Err(error) => tracing::error!(user = %subject, %error, "password hash not renewed"),
+        }
+    });
 }

@@ -2,6 +2,7 @@
 //! document over HTTP, or as a trailers-only response for gRPC clients.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -10,7 +11,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Serialize;
 
 use crate::body::ResponseBody;
-use crate::scope::ScopeRequirement;
+use crate::scope::{InsufficientScope, ScopeRequirement};
 
 /// Why the layer answered a request itself instead of passing it on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,8 @@ pub(crate) enum Rejection {
     RequestTimeout,
     /// A method other than `POST` on the token endpoint.
     MethodNotAllowed,
+    /// The login policy refused the attempt; retry after this long.
+    TooManyAttempts(Duration),
     /// A user or token store failed; never treated as "not found".
     Unavailable,
     /// A bug or a panic in a password hasher: nothing the client did.
@@ -110,6 +113,7 @@ struct ErrorBody<'a> {
 mod grpc_code {
     pub(super) const INVALID_ARGUMENT: u8 = 3;
     pub(super) const PERMISSION_DENIED: u8 = 7;
+    pub(super) const RESOURCE_EXHAUSTED: u8 = 8;
     pub(super) const INTERNAL: u8 = 13;
     pub(super) const UNAVAILABLE: u8 = 14;
     pub(super) const UNAUTHENTICATED: u8 = 16;
@@ -141,6 +145,7 @@ impl Rejection {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -159,7 +164,8 @@ impl Rejection {
             | Self::RequestTimeout => Some("invalid_request"),
             Self::InvalidGrant => Some("invalid_grant"),
             Self::UnsupportedGrantType => Some("unsupported_grant_type"),
-            Self::Unavailable => Some("temporarily_unavailable"),
+            // RFC 6749 has no code for it: the client should retry later.
+            Self::TooManyAttempts(_) | Self::Unavailable => Some("temporarily_unavailable"),
             Self::Internal => Some("server_error"),
         }
     }
@@ -181,6 +187,7 @@ impl Rejection {
             }
             Self::RequestTimeout => "Request body did not arrive in time",
             Self::MethodNotAllowed => "Method Not Allowed",
+            Self::TooManyAttempts(_) => "Too many login attempts, try again later",
             Self::Unavailable => "Service temporarily unavailable, try again later",
             Self::Internal => "Internal server error",
         })
@@ -200,6 +207,7 @@ impl Rejection {
         match self {
             Self::MissingCredentials | Self::InvalidToken => grpc_code::UNAUTHENTICATED,
             Self::InactiveUser | Self::InsufficientScope(_) => grpc_code::PERMISSION_DENIED,
+            Self::TooManyAttempts(_) => grpc_code::RESOURCE_EXHAUSTED,
             Self::Unavailable => grpc_code::UNAVAILABLE,
             Self::Internal => grpc_code::INTERNAL,
             _ => grpc_code::INVALID_ARGUMENT,
@@ -260,6 +268,11 @@ impl Rejection {
             Self::Unavailable => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Self::TooManyAttempts(retry_after) => {
+                // Whole seconds, rounded up, at least 1.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                headers.insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            }
             _ => {}
         }
         response
@@ -278,6 +291,36 @@ impl Rejection {
             headers.insert("grpc-message", value);
         }
         response
+    }
+}
+
+impl InsufficientScope {
+    /// The response: 403 JSON `{"detail": "Not enough permissions", "error":
+    /// "insufficient_scope"}` with the `WWW-Authenticate` challenge naming the scopes.
+    ///
+    /// Behind [`OAuth2PasswordLayer`](crate::OAuth2PasswordLayer), the layer gives it
+    /// the status set with
+    /// [`Builder::insufficient_scope_status`](crate::Builder::insufficient_scope_status).
+    pub fn into_http<B>(self) -> http::Response<crate::ResponseBody<B>> {
+        let mut response = Rejection::InsufficientScope(self.requirement)
+            .into_response(&Messages::default(), Protocol::Http);
+        response.extensions_mut().insert(ScopeRefused);
+        response
+    }
+}
+
+/// Marks a response made by [`InsufficientScope::into_http`], so that the layer it
+/// passes back through can give it the layer's status.
+#[derive(Debug, Clone, Copy)]
+struct ScopeRefused;
+
+/// Gives a scope refusal made inside the layer the layer's configured status.
+#[inline]
+pub(crate) fn restate_scope_refusal<B>(response: &mut Response<B>, status: Option<StatusCode>) {
+    if let Some(status) = status {
+        if response.extensions().get::<ScopeRefused>().is_some() {
+            *response.status_mut() = status;
+        }
     }
 }
 

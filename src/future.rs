@@ -5,10 +5,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::Response;
+use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 
 use crate::body::ResponseBody;
+use crate::error::restate_scope_refusal;
 
 type BoxedResponse<B, E> =
     Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
@@ -29,7 +30,12 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
-        Inner { #[pin] future: F },
+        Inner {
+            #[pin]
+            future: F,
+            // The layer's status for a scope the inner service refused, if not 403.
+            scope_status: Option<StatusCode>,
+        },
         Rejected { response: Option<Response<ResponseBody<B>>> },
         Boxed { future: BoxedResponse<B, E> },
     }
@@ -37,8 +43,17 @@ pin_project! {
 
 impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn inner(future: F) -> Self {
+        Self::inner_guarded(future, None)
+    }
+
+    /// The inner service's future for a request the guard let through: a scope
+    /// refusal in its response gets `scope_status`, if given.
+    pub(crate) fn inner_guarded(future: F, scope_status: Option<StatusCode>) -> Self {
         Self {
-            kind: Kind::Inner { future },
+            kind: Kind::Inner {
+                future,
+                scope_status,
+            },
         }
     }
 
@@ -70,15 +85,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future } => {
-                let response = ready!(future.poll(cx))?;
+            KindProj::Inner {
+                future,
+                scope_status,
+            } => {
+                let mut response = ready!(future.poll(cx))?;
+                restate_scope_refusal(&mut response, *scope_status);
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
-            KindProj::Rejected { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                // Polled after completion: an empty 500 rather than a panic.
-                None => Poll::Ready(Ok(crate::body::internal_error())),
-            },
+            KindProj::Rejected { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
             KindProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }

@@ -1,23 +1,22 @@
 //! The bearer-token guard in front of protected routes.
 //!
 //! Each decision is a chain of small steps (bearer token → grant → user → scope
-//! rules) shared by two drivers: [`decide_now`] runs them in `call` when both stores
-//! can answer without waiting (in-memory stores: no future is boxed), and the async
-//! [`guard`] runs them for every other store.
+//! rules) shared by two drivers: [`decide_now`] runs them in `call` as far as the
+//! stores answer at once (in-memory stores: all the way, and no future is boxed),
+//! and the async [`guard`] finishes what is left when a store must be awaited.
 
-use std::sync::Arc;
-
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use tower_service::Service;
 
 use crate::bearer;
 use crate::body::ResponseBody;
 use crate::clock;
-use crate::error::{Protocol, Rejection, StoreError};
-use crate::layer::Shared;
+use crate::config::Shared;
+use crate::error::{restate_scope_refusal, Protocol, Rejection, StoreError};
+use crate::lookup::Lookup;
 use crate::scope::Scopes;
-use crate::token::{Grant, TokenStore};
-use crate::user::{CurrentUser, StoredUser, UserStore};
+use crate::token::{BearerToken, Grant, TokenStore};
+use crate::user::{CurrentUser, Principal, UserStore};
 
 /// What the guard lets through: the user and the scopes to put in the extensions.
 pub(crate) type Authenticated<U> = (CurrentUser<U>, Scopes);
@@ -26,31 +25,38 @@ pub(crate) type Authenticated<U> = (CurrentUser<U>, Scopes);
 pub(crate) enum Progress<U> {
     /// Let through with this user and scopes, or refused.
     Decided(Result<Authenticated<U>, Rejection>),
-    /// A store must be awaited; the live grant if the token store answered already
-    /// (memory tokens, users in a database), so it is not asked twice.
-    Pending(Option<Grant>),
+    /// A store must be awaited. Boxed: that path allocates anyway, and a small
+    /// `Progress` is returned in registers on the path that decides at once.
+    Pending(Box<Pending<U>>),
 }
 
-/// The async driver. Guarded requests: on success calls `inner` with the user and
-/// scopes in the extensions, otherwise answers with the rejection. `public`
-/// requests: adds the user if the token is good, and calls `inner` in every case —
-/// a bad token or a store failure never turns a public page into an error.
-/// It runs after [`decide_now`] returned [`Progress::Pending`]; `known` is the grant
-/// that already resolved, if it did.
-pub(crate) async fn guard<S, ReqBody, ResBody, Us, Ts, H>(
-    shared: Arc<Shared<Us, Ts, H>>,
+/// The lookup to await, and what is known already.
+pub(crate) enum Pending<U> {
+    /// The token store's answer (users in memory or not).
+    Grant(Lookup<Option<Grant>>),
+    /// The token resolved at once (memory tokens) and the user store's answer is
+    /// on its way (users in a database).
+    Principal(Grant, Lookup<Option<Principal<U>>>),
+}
+
+/// The async driver, after [`decide_now`] returned [`Progress::Pending`]. Guarded
+/// requests: on success calls `inner` with the user and scopes in the extensions,
+/// otherwise answers with the rejection. `public` requests: adds the user if the
+/// token is good, and calls `inner` in every case — a bad token or a store failure
+/// never turns a public page into an error.
+pub(crate) async fn guard<S, ReqBody, ResBody, Us, Ts>(
+    shared: std::sync::Arc<Shared<Us, Ts>>,
     mut inner: S,
     mut request: Request<ReqBody>,
     public: bool,
-    known: Option<Grant>,
+    pending: Box<Pending<Us::User>>,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     Us: UserStore,
     Ts: TokenStore,
 {
-    // `decide_now` ran first and refused what needs no store (a token in the URL).
-    let outcome = authenticate(&shared, request.headers(), known)
+    let outcome = authenticate(&shared, *pending)
         .await
         .and_then(|authenticated| {
             check_rules(&shared, &request, &authenticated.1, public)?;
@@ -61,15 +67,36 @@ where
         Err(rejection) if !public => return Ok(reject(&shared, &request, rejection)),
         Err(_) => {}
     }
-    let response = inner.call(request).await?;
+    let mut response = inner.call(request).await?;
+    restate_scope_refusal(&mut response, shared.config.custom_scope_status());
     Ok(response.map(ResponseBody::inner))
+}
+
+/// Awaits what [`decide_now`] left pending, up to an active user and the granted
+/// scopes.
+async fn authenticate<Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    pending: Pending<Us::User>,
+) -> Result<Authenticated<Us::User>, Rejection>
+where
+    Us: UserStore,
+{
+    let (grant, found) = match pending {
+        Pending::Grant(resolved) => {
+            let grant = accept_grant(resolved.await)?;
+            let found = shared.users.principal(&grant.subject);
+            (grant, found)
+        }
+        Pending::Principal(grant, found) => (grant, found),
+    };
+    accept_user(grant, found.await)
 }
 
 /// The guard's decision for `request` as far as it can be made without waiting.
 /// `public` requests are only identified, never rejected.
 #[inline]
-pub(crate) fn decide_now<B, Us, Ts, H>(
-    shared: &Shared<Us, Ts, H>,
+pub(crate) fn decide_now<B, Us, Ts>(
+    shared: &Shared<Us, Ts>,
     request: &Request<B>,
     public: bool,
 ) -> Progress<Us::User>
@@ -86,43 +113,23 @@ where
         Ok(token) => token,
         Err(rejection) => return Progress::Decided(Err(rejection)),
     };
-    let Some(resolved) = shared.tokens.resolve_now(token) else {
-        return Progress::Pending(None);
+    let grant = match shared.tokens.resolve(BearerToken::new(token)).into_ready() {
+        Ok(resolved) => match accept_grant(resolved) {
+            Ok(grant) => grant,
+            Err(rejection) => return Progress::Decided(Err(rejection)),
+        },
+        Err(pending) => return Progress::Pending(Box::new(Pending::Grant(pending))),
     };
-    let grant = match accept_grant(resolved) {
-        Ok(grant) => grant,
-        Err(rejection) => return Progress::Decided(Err(rejection)),
-    };
-    let Some(found) = shared.users.find_now(&grant.subject) else {
-        return Progress::Pending(Some(grant));
+    let found = match shared.users.principal(&grant.subject).into_ready() {
+        Ok(found) => found,
+        Err(pending) => {
+            return Progress::Pending(Box::new(Pending::Principal(grant, pending)));
+        }
     };
     Progress::Decided(accept_user(grant, found).and_then(|authenticated| {
         check_rules(shared, request, &authenticated.1, public)?;
         Ok(authenticated)
     }))
-}
-
-/// Resolves the bearer token in `headers` (unless `known` is its grant already) to
-/// an active user and the granted scopes.
-pub(crate) async fn authenticate<Us, Ts, H>(
-    shared: &Shared<Us, Ts, H>,
-    headers: &HeaderMap,
-    known: Option<Grant>,
-) -> Result<Authenticated<Us::User>, Rejection>
-where
-    Us: UserStore,
-    Ts: TokenStore,
-{
-    let grant = match known {
-        Some(grant) => grant,
-        None => {
-            // Malformed tokens need no round trip to the store.
-            let token = bearer::token(headers).and_then(bearer::b64token)?;
-            accept_grant(shared.tokens.resolve(token).await)?
-        }
-    };
-    let found = shared.users.find(&grant.subject).await;
-    accept_user(grant, found)
 }
 
 /// RFC 6750 §2.3 query tokens are refused (see [`bearer::token_in_query`]).
@@ -152,23 +159,31 @@ fn accept_grant(resolved: Result<Option<Grant>, StoreError>) -> Result<Grant, Re
 #[inline]
 fn accept_user<U>(
     grant: Grant,
-    found: Result<Option<StoredUser<U>>, StoreError>,
+    found: Result<Option<Principal<U>>, StoreError>,
 ) -> Result<Authenticated<U>, Rejection> {
-    let stored = match found {
-        Ok(Some(stored)) => stored,
-        // The user was deleted after the token was issued.
+    let principal = match found {
+        Ok(Some(principal)) => principal,
+        // The user was removed after the token was issued.
         Ok(None) => return Err(Rejection::InvalidToken),
         Err(error) => return Err(Rejection::store_failed("user", error)),
     };
+    // The password changed, a scope was taken away, or this is another user of
+    // the same name: the token's login no longer stands.
+    if principal.stamp != grant.stamp {
+        return Err(Rejection::InvalidToken);
+    }
     // Without a subscriber there is no span to record into (and looking for one
     // is a measurable part of the guard's cost).
     if tracing::dispatcher::has_been_set() {
         record_user(&grant.subject);
     }
-    if !stored.active {
+    if !principal.active {
         return Err(Rejection::InactiveUser);
     }
-    Ok((CurrentUser::new(grant.subject, stored.user), grant.scopes))
+    Ok((
+        CurrentUser::new(grant.subject, principal.user),
+        grant.scopes,
+    ))
 }
 
 #[inline(never)]
@@ -179,8 +194,8 @@ fn record_user(username: &str) {
 /// The builder's path rules: every rule that applies must be met (public paths
 /// have none).
 #[inline]
-fn check_rules<B, Us, Ts, H>(
-    shared: &Shared<Us, Ts, H>,
+fn check_rules<B, Us, Ts>(
+    shared: &Shared<Us, Ts>,
     request: &Request<B>,
     granted: &Scopes,
     public: bool,
@@ -203,8 +218,8 @@ fn check_rules<B, Us, Ts, H>(
 /// Puts the user, and the scopes if the layer uses any, where handlers and
 /// `RequireScopes` look.
 #[inline]
-pub(crate) fn insert<B, U, Us, Ts, H>(
-    shared: &Shared<Us, Ts, H>,
+pub(crate) fn insert<B, U, Us, Ts>(
+    shared: &Shared<Us, Ts>,
     request: &mut Request<B>,
     (user, scopes): Authenticated<U>,
 ) where
@@ -218,8 +233,8 @@ pub(crate) fn insert<B, U, Us, Ts, H>(
 }
 
 /// The response for a rejected request, in the request's protocol.
-pub(crate) fn reject<B, ResBody, Us, Ts, H>(
-    shared: &Shared<Us, Ts, H>,
+pub(crate) fn reject<B, ResBody, Us, Ts>(
+    shared: &Shared<Us, Ts>,
     request: &Request<B>,
     rejection: Rejection,
 ) -> Response<ResponseBody<ResBody>> {

@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use http::request::Parts;
 use http::{Method, StatusCode};
+use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
+use crate::config::{Config, ScopeRule, Shared};
 use crate::error::Messages;
 use crate::password::{Argon2Hasher, PasswordHasher};
-use crate::public::{has_dot_segment, under, PublicRoutes};
+use crate::policy::LoginPolicy;
+use crate::public::PublicRoutes;
 use crate::scope::ScopeRequirement;
 use crate::service::OAuth2Password;
 use crate::token::{MemoryTokenStore, TokenStore};
@@ -23,6 +26,10 @@ pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 /// Default time the token endpoint waits for its whole request body: 10 seconds.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest token lifetime the builder accepts: one year. Access tokens should
+/// live minutes (RFC 9700 §2.2); this bound keeps expiry arithmetic far from
+/// overflowing.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Adds the OAuth2 password flow to a service: a token endpoint, and a bearer-token
 /// guard on every other path.
@@ -31,80 +38,13 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// defaults) and wrap the *whole* service with it, so that it sees the token URL.
 /// Cloning is cheap: the configuration and the stores sit behind one `Arc`.
 ///
+/// Its type names the two stores the guard calls on every request (`Us` for users,
+/// `Ts` for tokens), so that their lookups are inlined; the parts used only at
+/// login (password hasher, login policy) are trait objects and not part of it.
+///
 /// See the [crate documentation](crate) for the wire contract and a complete example.
-pub struct OAuth2PasswordLayer<Us, Ts = MemoryTokenStore, H = Argon2Hasher> {
-    shared: Arc<Shared<Us, Ts, H>>,
-}
-
-/// Everything the service needs, shared by every clone of the layer and service.
-pub(crate) struct Shared<Us, Ts, H> {
-    pub(crate) users: Us,
-    pub(crate) tokens: Ts,
-    pub(crate) hasher: H,
-    pub(crate) config: Config,
-    /// Permits for password verifications running at once.
-    pub(crate) hashing: Arc<tokio::sync::Semaphore>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) token_url: Box<str>,
-    pub(crate) public: PublicRoutes,
-    pub(crate) token_lifetime: Duration,
-    pub(crate) body_limit: usize,
-    pub(crate) body_timeout: Duration,
-    pub(crate) require_grant_type: bool,
-    pub(crate) max_concurrent_hashes: usize,
-    pub(crate) messages: Messages,
-    /// The scopes this service knows, with a description each.
-    pub(crate) scopes: Vec<(Box<str>, Box<str>)>,
-    pub(crate) scope_rules: Vec<ScopeRule>,
-}
-
-/// "Requests for this method and path need these scopes."
-#[derive(Debug, Clone)]
-pub(crate) struct ScopeRule {
-    method: Option<Method>,
-    /// An exact path, or with `prefix` a path and everything below it.
-    path: Box<str>,
-    prefix: bool,
-    pub(crate) requirement: ScopeRequirement,
-}
-
-impl ScopeRule {
-    pub(crate) fn applies_to(&self, method: &Method, path: &str) -> bool {
-        if self.method.as_ref().is_some_and(|m| m != method) {
-            return false;
-        }
-        if self.prefix {
-            // Fail closed: a path with dot segments might be normalised into the
-            // prefix by something downstream, so it needs the prefix's scopes too.
-            under(path, &self.path) || has_dot_segment(path)
-        } else {
-            *self.path == *path
-        }
-    }
-}
-
-impl Config {
-    /// Whether `scope` was declared (any scope is, when none were).
-    pub(crate) fn knows_scope(&self, scope: &str) -> bool {
-        self.scopes.is_empty() || self.scopes.iter().any(|(name, _)| **name == *scope)
-    }
-
-    /// Whether scopes are in use: only then are they granted and put in the request
-    /// extensions (an extension is an allocation per request; most apps have none).
-    pub(crate) fn uses_scopes(&self) -> bool {
-        !self.scopes.is_empty()
-    }
-
-    /// The description of `name`, if it is declared.
-    fn description_mut(&mut self, name: &str) -> Option<&mut Box<str>> {
-        self.scopes
-            .iter_mut()
-            .find(|(declared, _)| **declared == *name)
-            .map(|(_, description)| description)
-    }
+pub struct OAuth2PasswordLayer<Us, Ts = MemoryTokenStore> {
+    shared: Arc<Shared<Us, Ts>>,
 }
 
 impl<Us: UserStore> OAuth2PasswordLayer<Us> {
@@ -119,7 +59,8 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
         Builder {
             users,
             tokens: MemoryTokenStore::new(),
-            hasher: Argon2Hasher::new(),
+            hasher: Box::new(Argon2Hasher::new()),
+            policy: None,
             config: Config {
                 token_url: "/token".into(),
                 public: PublicRoutes::default(),
@@ -136,7 +77,7 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
     }
 }
 
-impl<Us, Ts, H> OAuth2PasswordLayer<Us, Ts, H> {
+impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
     /// The user store, e.g. to add or disable users at run time.
     pub fn user_store(&self) -> &Us {
         &self.shared.users
@@ -148,8 +89,8 @@ impl<Us, Ts, H> OAuth2PasswordLayer<Us, Ts, H> {
     }
 
     /// The password hasher, e.g. to hash the password of a new user.
-    pub fn password_hasher(&self) -> &H {
-        &self.shared.hasher
+    pub fn password_hasher(&self) -> &dyn PasswordHasher {
+        &*self.shared.hasher
     }
 
     /// The declared scopes and their descriptions, in declaration order (for docs
@@ -163,7 +104,7 @@ impl<Us, Ts, H> OAuth2PasswordLayer<Us, Ts, H> {
     }
 }
 
-impl<Us, Ts, H> Clone for OAuth2PasswordLayer<Us, Ts, H> {
+impl<Us, Ts> Clone for OAuth2PasswordLayer<Us, Ts> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
@@ -171,7 +112,7 @@ impl<Us, Ts, H> Clone for OAuth2PasswordLayer<Us, Ts, H> {
     }
 }
 
-impl<Us, Ts, H> fmt::Debug for OAuth2PasswordLayer<Us, Ts, H> {
+impl<Us, Ts> fmt::Debug for OAuth2PasswordLayer<Us, Ts> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuth2PasswordLayer")
             .field("config", &self.shared.config)
@@ -179,8 +120,8 @@ impl<Us, Ts, H> fmt::Debug for OAuth2PasswordLayer<Us, Ts, H> {
     }
 }
 
-impl<S, Us, Ts, H> Layer<S> for OAuth2PasswordLayer<Us, Ts, H> {
-    type Service = OAuth2Password<S, Us, Ts, H>;
+impl<S, Us, Ts> Layer<S> for OAuth2PasswordLayer<Us, Ts> {
+    type Service = OAuth2Password<S, Us, Ts>;
 
     fn layer(&self, inner: S) -> Self::Service {
         OAuth2Password::new(inner, Arc::clone(&self.shared))
@@ -202,18 +143,18 @@ impl<S, Us, Ts, H> Layer<S> for OAuth2PasswordLayer<Us, Ts, H> {
 ///     .build();
 /// ```
 #[must_use = "call `.build()` to get the layer"]
-pub struct Builder<Us, Ts = MemoryTokenStore, H = Argon2Hasher> {
+pub struct Builder<Us, Ts = MemoryTokenStore> {
     users: Us,
     tokens: Ts,
-    hasher: H,
+    hasher: Box<dyn PasswordHasher>,
+    policy: Option<Box<dyn LoginPolicy>>,
     config: Config,
 }
 
-impl<Us, Ts, H> Builder<Us, Ts, H>
+impl<Us, Ts> Builder<Us, Ts>
 where
     Us: UserStore,
     Ts: TokenStore,
-    H: PasswordHasher,
 {
     /// Serves the token endpoint at `path` (default `/token`). A missing leading `/`
     /// is added.
@@ -255,9 +196,20 @@ where
     ///
     /// The guard checks expiry against a clock that one background thread (started
     /// on the first guarded request) advances every 100 ms, a cheap read instead of
-    /// a system call per request; it runs a tick ahead, so a token is refused up to
-    /// 100 ms early, never late.
+    /// a system call per request. It runs a tick ahead, so a token is refused up to
+    /// 100 ms early; if that thread is starved of CPU, the clock lags and a token
+    /// may be accepted for as long as the thread waits beyond its tick.
+    ///
+    /// # Panics
+    ///
+    /// If `lifetime` is zero or longer than [`MAX_TOKEN_LIFETIME`] (one year): a
+    /// configuration mistake, refused when the layer is configured rather than on
+    /// every login.
     pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        assert!(
+            !lifetime.is_zero() && lifetime <= MAX_TOKEN_LIFETIME,
+            "token_lifetime must be more than zero and at most one year (MAX_TOKEN_LIFETIME), got {lifetime:?}"
+        );
         self.config.token_lifetime = lifetime;
         self
     }
@@ -354,16 +306,9 @@ where
                 self.config.scopes.push((name.into(), "".into()));
             }
         }
-        let (path, prefix) = match path.strip_suffix("/*") {
-            Some(prefix) => (prefix, true),
-            None => (path, false),
-        };
-        self.config.scope_rules.push(ScopeRule {
-            method,
-            path: path.into(),
-            prefix,
-            requirement,
-        });
+        self.config
+            .scope_rules
+            .push(ScopeRule::new(method, path, requirement));
         self
     }
 
@@ -375,44 +320,51 @@ where
     }
 
     /// Keeps tokens in `tokens` instead of process memory.
-    pub fn token_store<T: TokenStore>(self, tokens: T) -> Builder<Us, T, H> {
+    pub fn token_store<T: TokenStore>(self, tokens: T) -> Builder<Us, T> {
         Builder {
             users: self.users,
             tokens,
             hasher: self.hasher,
+            policy: self.policy,
             config: self.config,
         }
     }
 
-    /// Verifies passwords with `hasher` instead of the default Argon2id.
-    pub fn password_hasher<P: PasswordHasher>(self, hasher: P) -> Builder<Us, Ts, P> {
-        Builder {
-            users: self.users,
-            tokens: self.tokens,
-            hasher,
-            config: self.config,
-        }
+    /// Verifies passwords with `hasher` instead of the default Argon2id (and hashes
+    /// with it the passwords whose stored hash it wants renewed).
+    pub fn password_hasher(mut self, hasher: impl PasswordHasher) -> Self {
+        self.hasher = Box::new(hasher);
+        self
+    }
+
+    /// Asks `policy` before every password check, and tells it how each login
+    /// ended (see [`LoginPolicy`]). Without one, every well-formed attempt goes on
+    /// to the password check.
+    pub fn login_policy(mut self, policy: impl LoginPolicy) -> Self {
+        self.policy = Some(Box::new(policy));
+        self
     }
 
     /// The layer.
-    pub fn build(self) -> OAuth2PasswordLayer<Us, Ts, H> {
+    pub fn build(self) -> OAuth2PasswordLayer<Us, Ts> {
         let permits = self
             .config
             .max_concurrent_hashes
-            .min(tokio::sync::Semaphore::MAX_PERMITS);
+            .min(Semaphore::MAX_PERMITS);
         OAuth2PasswordLayer {
             shared: Arc::new(Shared {
                 users: self.users,
                 tokens: self.tokens,
                 hasher: self.hasher,
-                hashing: Arc::new(tokio::sync::Semaphore::new(permits)),
+                policy: self.policy,
+                hashing: Arc::new(Semaphore::new(permits)),
                 config: self.config,
             }),
         }
     }
 }
 
-impl<Us, Ts, H> fmt::Debug for Builder<Us, Ts, H> {
+impl<Us, Ts> fmt::Debug for Builder<Us, Ts> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("config", &self.config)

@@ -160,34 +160,50 @@ pub mod axum;
 mod bearer;
 mod body;
 mod clock;
+mod config;
 mod endpoint;
 mod error;
 mod form;
 mod future;
 mod guard;
 mod layer;
+mod lookup;
 mod password;
+mod policy;
 mod public;
 mod require;
 mod scope;
 mod service;
-pub mod store;
+mod subject;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod token;
-mod user;
+pub mod user;
 
 pub use crate::body::ResponseBody;
 pub use crate::error::StoreError;
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{
     Builder, OAuth2PasswordLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_TOKEN_LIFETIME,
+    MAX_TOKEN_LIFETIME,
 };
-pub use crate::password::{Argon2Hasher, HashedPassword, PasswordError, PasswordHasher};
+pub use crate::lookup::Lookup;
+pub use crate::password::{
+    Argon2Hasher, HashedPassword, PasswordError, PasswordHasher, Verification,
+};
+pub use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy};
 pub use crate::require::{RequireScopes, RequireScopesLayer};
 pub use crate::scope::{InsufficientScope, ScopeRequirement, Scopes};
 pub use crate::service::OAuth2Password;
-pub use crate::store::MemoryUserStore;
-pub use crate::token::{AccessToken, Grant, MemoryTokenStore, TokenStore};
-pub use crate::user::{CurrentUser, StoredUser, UserStore};
+pub use crate::subject::Subject;
+pub use crate::token::{
+    AccessToken, BearerToken, Grant, IssuedToken, MemoryTokenStore, RefreshToken, Revocation,
+    TokenStore, TokenTypeHint,
+};
+pub use crate::user::{
+    Credentials, CurrentUser, MemoryUserStore, Principal, StoredUser, UserStore,
+};
 
 /// Compiles the README's Rust snippets as doc tests.
 #[cfg(doctest)]

@@ -60,17 +60,43 @@ impl fmt::Display for PasswordError {
 
 impl std::error::Error for PasswordError {}
 
+/// The outcome of [`PasswordHasher::verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verification {
+    /// Wrong password.
+    Mismatch,
+    /// Right password.
+    Match,
+    /// Right password, but the stored hash uses older parameters or another
+    /// algorithm: the layer stores a fresh hash
+    /// ([`UserStore::update_password_hash`](crate::UserStore::update_password_hash)).
+    MatchNeedsRehash,
+}
+
+impl Verification {
+    /// Whether the password is right.
+    pub fn is_match(self) -> bool {
+        !matches!(self, Self::Mismatch)
+    }
+}
+
 /// Hashes and verifies passwords.
 ///
 /// The layer calls [`verify`](Self::verify) and [`verify_dummy`](Self::verify_dummy)
 /// on tokio's blocking thread pool, never on the async workers: they are meant to be
-/// slow.
+/// slow. It holds the hasher as a trait object (it is only used at login), so
+/// choosing another one does not change the layer's type.
 pub trait PasswordHasher: Send + Sync + 'static {
     /// Hashes a new password into a PHC string, with a fresh random salt.
     fn hash(&self, password: &str) -> Result<HashedPassword, PasswordError>;
 
-    /// Whether `password` matches `hash`. A mismatch is `Ok(false)`, not an error.
-    fn verify(&self, password: &str, hash: &HashedPassword) -> Result<bool, PasswordError>;
+    /// Whether `password` matches `hash`. A mismatch is
+    /// [`Verification::Mismatch`], not an error; a hash this hasher cannot check
+    /// is an error (the layer then does the work of
+    /// [`verify_dummy`](Self::verify_dummy), answers as for a wrong password, and
+    /// logs it).
+    fn verify(&self, password: &str, hash: &HashedPassword) -> Result<Verification, PasswordError>;
 
     /// Does the work of [`verify`](Self::verify) against a hash that matches no
     /// password, so that "unknown user" takes as long as "wrong password" and the
@@ -87,8 +113,8 @@ pub trait PasswordHasher: Send + Sync + 'static {
 /// let hasher = Argon2Hasher::new();
 /// let hash = hasher.hash("correct horse battery staple")?;
 /// assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-/// assert!(hasher.verify("correct horse battery staple", &hash)?);
-/// assert!(!hasher.verify("Tr0ub4dor&3", &hash)?);
+/// assert!(hasher.verify("correct horse battery staple", &hash)?.is_match());
+/// assert!(!hasher.verify("Tr0ub4dor&3", &hash)?.is_match());
 /// # Ok::<(), tower_oauth2_password::PasswordError>(())
 /// ```
 #[derive(Clone)]
@@ -161,17 +187,50 @@ impl PasswordHasher for Argon2Hasher {
         hash_with_salt(&self.argon2, password, salt.as_str())
     }
 
-    fn verify(&self, password: &str, hash: &HashedPassword) -> Result<bool, PasswordError> {
-        let parsed = PasswordHash::new(hash.as_str()).map_err(|_| PasswordError::MalformedHash)?;
-        match self.argon2.verify_password(password.as_bytes(), &parsed) {
-            Ok(()) => Ok(true),
-            Err(password_hash::Error::Password) => Ok(false),
-            Err(_) => Err(PasswordError::MalformedHash),
+    /// Hashes stored with other parameters verify with their own, and answer
+    /// [`Verification::MatchNeedsRehash`]. One cheaper than this hasher's is also
+    /// followed by a dummy verification, so that a weak legacy hash does not tell
+    /// an attacker in microseconds that its user exists.
+    fn verify(&self, password: &str, hash: &HashedPassword) -> Result<Verification, PasswordError> {
+        let (verification, cheaper) = self.verify_with_own_params(password, hash)?;
+        if cheaper {
+            self.verify_dummy(password);
         }
+        Ok(verification)
     }
 
     fn verify_dummy(&self, password: &str) {
-        let _ = self.verify(password, &self.dummy);
+        let _ = self.verify_with_own_params(password, &self.dummy);
+    }
+}
+
+impl Argon2Hasher {
+    /// Verifies against `hash` with the parameters it names; also says whether they
+    /// cost less than this hasher's.
+    fn verify_with_own_params(
+        &self,
+        password: &str,
+        hash: &HashedPassword,
+    ) -> Result<(Verification, bool), PasswordError> {
+        let parsed = PasswordHash::new(hash.as_str()).map_err(|_| PasswordError::MalformedHash)?;
+        // `verify_password` calls a hash without salt or output a mismatch, at once.
+        if parsed.salt.is_none() || parsed.hash.is_none() {
+            return Err(PasswordError::MalformedHash);
+        }
+        let stored = Params::try_from(&parsed).map_err(|_| PasswordError::MalformedHash)?;
+        let ours = self.argon2.params();
+        let current = parsed.algorithm == Algorithm::Argon2id.ident()
+            && parsed.version == Some(Version::V0x13.into())
+            && (stored.m_cost(), stored.t_cost(), stored.p_cost())
+                == (ours.m_cost(), ours.t_cost(), ours.p_cost());
+        let cheaper = u64::from(stored.m_cost()) * u64::from(stored.t_cost())
+            < u64::from(ours.m_cost()) * u64::from(ours.t_cost());
+        match self.argon2.verify_password(password.as_bytes(), &parsed) {
+            Ok(()) if current => Ok((Verification::Match, false)),
+            Ok(()) => Ok((Verification::MatchNeedsRehash, cheaper)),
+            Err(password_hash::Error::Password) => Ok((Verification::Mismatch, cheaper)),
+            Err(_) => Err(PasswordError::MalformedHash),
+        }
     }
 }
 
@@ -200,12 +259,61 @@ mod tests {
     }
 
     #[test]
+    fn broken_hashes_are_errors() {
+        let hasher = Argon2Hasher::with_params(64, 1, 1).unwrap();
+        let no_salt = HashedPassword("$argon2id$v=19$m=64,t=1,p=1".into());
+        let no_hash = HashedPassword("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ".into());
+        for broken in [no_salt, no_hash] {
+            assert!(hasher.verify("x", &broken).is_err(), "{}", broken.as_str());
+        }
+    }
+
+    #[test]
+    fn other_params_verify_and_ask_for_a_rehash() {
+        let old = Argon2Hasher::with_params(32, 1, 1).unwrap();
+        let current = Argon2Hasher::with_params(64, 1, 1).unwrap();
+        let hash = old.hash("pw").unwrap();
+        assert_eq!(
+            current.verify("pw", &hash),
+            Ok(Verification::MatchNeedsRehash)
+        );
+        assert_eq!(current.verify("pW", &hash), Ok(Verification::Mismatch));
+        // Cheaper than the current parameters: padded with a dummy verification.
+        assert_eq!(
+            current.verify_with_own_params("pw", &hash),
+            Ok((Verification::MatchNeedsRehash, true))
+        );
+        let stronger = Argon2Hasher::with_params(128, 1, 1)
+            .unwrap()
+            .hash("pw")
+            .unwrap();
+        assert_eq!(
+            current.verify_with_own_params("pw", &stronger),
+            Ok((Verification::MatchNeedsRehash, false))
+        );
+        let argon2i = hash_with_salt(
+            &Argon2::new(
+                Algorithm::Argon2i,
+                Version::V0x13,
+                Params::new(64, 1, 1, None).unwrap(),
+            ),
+            "pw",
+            DUMMY_SALT,
+        )
+        .unwrap();
+        assert_eq!(
+            current.verify("pw", &argon2i),
+            Ok(Verification::MatchNeedsRehash)
+        );
+    }
+
+    #[test]
     fn custom_params_hash_and_verify() {
         let hasher = Argon2Hasher::with_params(64, 1, 1).unwrap();
         let hash = hasher.hash("pw").unwrap();
         assert!(hash.as_str().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert_eq!(hasher.verify("pw", &hash), Ok(true));
-        assert_eq!(hasher.verify("pW", &hash), Ok(false));
+        assert_eq!(hasher.verify("pw", &hash), Ok(Verification::Match));
+        assert_eq!(hasher.verify("pW", &hash), Ok(Verification::Mismatch));
         assert_ne!(hasher.hash("pw").unwrap(), hash, "salts are random");
         assert!(Argon2Hasher::with_params(0, 0, 0).is_err());
     }

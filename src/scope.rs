@@ -261,22 +261,13 @@ impl fmt::Debug for ScopeRequirement {
 /// A token lacks a scope the route needs: 403 `insufficient_scope` (RFC 6750 §3.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InsufficientScope {
-    requirement: ScopeRequirement,
+    pub(crate) requirement: ScopeRequirement,
 }
 
 impl InsufficientScope {
     /// What was required.
     pub fn requirement(&self) -> &ScopeRequirement {
         &self.requirement
-    }
-
-    /// The response: 403 JSON `{"detail": "Not enough permissions", "error":
-    /// "insufficient_scope"}` with the `WWW-Authenticate` challenge naming the scopes.
-    pub fn into_http<B>(self) -> http::Response<crate::ResponseBody<B>> {
-        crate::error::Rejection::InsufficientScope(self.requirement).into_response(
-            &crate::error::Messages::default(),
-            crate::error::Protocol::Http,
-        )
     }
 }
 

@@ -9,11 +9,10 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
+use crate::config::Shared;
 use crate::endpoint::token_endpoint;
 use crate::future::ResponseFuture;
 use crate::guard::{decide_now, guard, insert, reject, Progress};
-use crate::layer::Shared;
-use crate::password::PasswordHasher;
 use crate::token::TokenStore;
 use crate::user::UserStore;
 use crate::BoxError;
@@ -26,13 +25,13 @@ use crate::BoxError;
 /// only with a valid bearer token of an active user, with
 /// [`CurrentUser`](crate::CurrentUser) and [`Scopes`](crate::Scopes) in its
 /// extensions. Every failure is a response, never an `Err`.
-pub struct OAuth2Password<S, Us, Ts, H> {
+pub struct OAuth2Password<S, Us, Ts> {
     inner: S,
-    shared: Arc<Shared<Us, Ts, H>>,
+    shared: Arc<Shared<Us, Ts>>,
 }
 
-impl<S, Us, Ts, H> OAuth2Password<S, Us, Ts, H> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<Us, Ts, H>>) -> Self {
+impl<S, Us, Ts> OAuth2Password<S, Us, Ts> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<Us, Ts>>) -> Self {
         Self { inner, shared }
     }
 
@@ -42,7 +41,7 @@ impl<S, Us, Ts, H> OAuth2Password<S, Us, Ts, H> {
     }
 }
 
-impl<S: Clone, Us, Ts, H> Clone for OAuth2Password<S, Us, Ts, H> {
+impl<S: Clone, Us, Ts> Clone for OAuth2Password<S, Us, Ts> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -51,7 +50,7 @@ impl<S: Clone, Us, Ts, H> Clone for OAuth2Password<S, Us, Ts, H> {
     }
 }
 
-impl<S: fmt::Debug, Us, Ts, H> fmt::Debug for OAuth2Password<S, Us, Ts, H> {
+impl<S: fmt::Debug, Us, Ts> fmt::Debug for OAuth2Password<S, Us, Ts> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuth2Password")
             .field("inner", &self.inner)
@@ -60,7 +59,7 @@ impl<S: fmt::Debug, Us, Ts, H> fmt::Debug for OAuth2Password<S, Us, Ts, H> {
     }
 }
 
-impl<S, Us, Ts, H, ReqBody, ResBody> Service<Request<ReqBody>> for OAuth2Password<S, Us, Ts, H>
+impl<S, Us, Ts, ReqBody, ResBody> Service<Request<ReqBody>> for OAuth2Password<S, Us, Ts>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -71,7 +70,6 @@ where
     ResBody: Send + 'static,
     Us: UserStore,
     Ts: TokenStore,
-    H: PasswordHasher,
 {
     type Response = Response<crate::ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -102,10 +100,11 @@ where
         if public && !request.headers().contains_key(AUTHORIZATION) {
             return ResponseFuture::inner(self.inner.call(request));
         }
-        let known = match decide_now(&self.shared, &request, public) {
+        let pending = match decide_now(&self.shared, &request, public) {
             Progress::Decided(Ok(authenticated)) => {
                 insert(&self.shared, &mut request, authenticated);
-                return ResponseFuture::inner(self.inner.call(request));
+                let future = self.inner.call(request);
+                return ResponseFuture::inner_guarded(future, config.custom_scope_status());
             }
             Progress::Decided(Err(_)) if public => {
                 return ResponseFuture::inner(self.inner.call(request));
@@ -113,7 +112,7 @@ where
             Progress::Decided(Err(rejection)) => {
                 return ResponseFuture::rejected(reject(&self.shared, &request, rejection));
             }
-            Progress::Pending(known) => known,
+            Progress::Pending(pending) => pending,
         };
         // A store must be awaited. `poll_ready` readied `self.inner`, not a clone of
         // it: take the ready one into the future and leave the clone for the next
@@ -125,7 +124,7 @@ where
             inner,
             request,
             public,
-            known,
+            pending,
         ))
     }
 }

@@ -1,12 +1,35 @@
 //! The bearer guard of the tutorial app, over a real socket: every row of the
-//! contract's protected-routes table.
+//! contract's protected-routes table, with stores that answer at once, with stores
+//! that must be awaited, and with the two mixed.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{tutorial, Reply, Server};
-use tower_oauth2_password::TokenStore;
+use common::{tutorial_builder, Reply, Server, Stores};
+use tower_oauth2_password::{Argon2Hasher, PasswordHasher, Scopes, StoredUser, TokenStore};
+
+for_each_kind_of_store!(
+    the_seed_walkthrough,
+    missing_other_scheme_or_empty_token_is_not_authenticated,
+    scheme_is_case_insensitive_and_whitespace_is_tolerated,
+    unknown_malformed_forged_and_tampered_tokens_are_invalid,
+    several_authorization_headers_are_rejected,
+    expired_tokens_are_invalid,
+    revoked_tokens_are_invalid,
+    disabling_or_deleting_a_user_takes_effect_at_once,
+    a_password_change_ends_the_sessions,
+    a_user_removed_and_added_again_gets_no_old_token,
+    a_scope_taken_away_ends_the_sessions,
+    public_paths_skip_the_guard,
+    inactive_status_and_invalid_token_detail_are_configurable,
+    many_concurrent_requests_on_one_server,
+    a_token_in_the_url_is_refused_with_a_clear_message,
+);
+
+async fn start(stores: Stores) -> Server {
+    Server::start_with(tutorial_builder(stores).build()).await
+}
 
 #[track_caller]
 fn assert_not_authenticated(reply: &Reply) {
@@ -27,9 +50,8 @@ fn assert_invalid_token(reply: &Reply) {
     );
 }
 
-#[tokio::test]
-async fn the_seed_walkthrough() {
-    let server = Server::start().await;
+async fn the_seed_walkthrough(stores: Stores) {
+    let server = start(stores).await;
     let token = server.login("johndoe", "secret").await;
     let reply = server.me(&token).await;
     assert_eq!(reply.status, 200);
@@ -55,9 +77,8 @@ async fn the_seed_walkthrough() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn missing_other_scheme_or_empty_token_is_not_authenticated() {
-    let server = Server::start().await;
+async fn missing_other_scheme_or_empty_token_is_not_authenticated(stores: Stores) {
+    let server = start(stores).await;
     let token = server.login("johndoe", "secret").await;
     for value in [
         format!("Basic {token}"),
@@ -75,9 +96,8 @@ async fn missing_other_scheme_or_empty_token_is_not_authenticated() {
     assert_not_authenticated(&server.get("/nowhere", &[]).await);
 }
 
-#[tokio::test]
-async fn scheme_is_case_insensitive_and_whitespace_is_tolerated() {
-    let server = Server::start().await;
+async fn scheme_is_case_insensitive_and_whitespace_is_tolerated(stores: Stores) {
+    let server = start(stores).await;
     let token = server.login("johndoe", "secret").await;
     for value in [
         format!("bearer {token}"),
@@ -92,9 +112,8 @@ async fn scheme_is_case_insensitive_and_whitespace_is_tolerated() {
     }
 }
 
-#[tokio::test]
-async fn unknown_malformed_forged_and_tampered_tokens_are_invalid() {
-    let server = Server::start().await;
+async fn unknown_malformed_forged_and_tampered_tokens_are_invalid(stores: Stores) {
+    let server = start(stores).await;
     let token = server.login("johndoe", "secret").await;
     let mut tampered = token.clone().into_bytes();
     tampered[43] = if tampered[43] == b'A' { b'B' } else { b'A' };
@@ -118,9 +137,8 @@ async fn unknown_malformed_forged_and_tampered_tokens_are_invalid() {
     assert_eq!(server.me(&token).await.status, 200);
 }
 
-#[tokio::test]
-async fn several_authorization_headers_are_rejected() {
-    let server = Server::start().await;
+async fn several_authorization_headers_are_rejected(stores: Stores) {
+    let server = start(stores).await;
     let token = server.login("johndoe", "secret").await;
     let value = format!("Bearer {token}");
     let reply = server
@@ -137,11 +155,10 @@ async fn several_authorization_headers_are_rejected() {
     assert_eq!(reply.status, 400);
 }
 
-#[tokio::test]
-async fn expired_tokens_are_invalid() {
+async fn expired_tokens_are_invalid(stores: Stores) {
     let lifetime = Duration::from_millis(300);
     let server =
-        Server::start_with(tutorial::layer_builder().token_lifetime(lifetime).build()).await;
+        Server::start_with(tutorial_builder(stores).token_lifetime(lifetime).build()).await;
     let token = server.login("johndoe", "secret").await;
     assert_eq!(server.me(&token).await.status, 200);
     tokio::time::sleep(lifetime).await;
@@ -158,13 +175,16 @@ async fn expired_tokens_are_invalid() {
     assert_invalid_token(&reply);
 }
 
-#[tokio::test]
-async fn revoked_tokens_are_invalid() {
-    let layer = tutorial::layer_builder().build();
+async fn revoked_tokens_are_invalid(stores: Stores) {
+    let layer = tutorial_builder(stores).build();
     let server = Server::start_with(layer.clone()).await;
     let token = server.login("johndoe", "secret").await;
     let other = server.login("johndoe", "secret").await;
-    layer.token_store().revoke(&token).await.unwrap();
+    layer
+        .token_store()
+        .revoke(token.as_str().into(), None)
+        .await
+        .unwrap();
     assert_invalid_token(&server.me(&token).await);
     assert_eq!(
         server.me(&other).await.status,
@@ -173,9 +193,8 @@ async fn revoked_tokens_are_invalid() {
     );
 }
 
-#[tokio::test]
-async fn disabling_or_deleting_a_user_takes_effect_at_once() {
-    let layer = tutorial::layer_builder().build();
+async fn disabling_or_deleting_a_user_takes_effect_at_once(stores: Stores) {
+    let layer = tutorial_builder(stores).build();
     let server = Server::start_with(layer.clone()).await;
     let token = server.login("johndoe", "secret").await;
     assert!(layer.user_store().disable("johndoe"));
@@ -187,9 +206,63 @@ async fn disabling_or_deleting_a_user_takes_effect_at_once() {
     assert_invalid_token(&server.me(&token).await);
 }
 
-#[tokio::test]
-async fn public_paths_skip_the_guard() {
-    let layer = tutorial::layer_builder()
+async fn a_password_change_ends_the_sessions(stores: Stores) {
+    let layer = tutorial_builder(stores).build();
+    let server = Server::start_with(layer.clone()).await;
+    let token = server.login("johndoe", "secret").await;
+    let hash = Argon2Hasher::new().hash("new secret").unwrap();
+    assert!(layer.user_store().set_password("johndoe", hash));
+    assert_invalid_token(&server.me(&token).await);
+    let token = server.login("johndoe", "new%20secret").await;
+    assert_eq!(server.me(&token).await.status, 200);
+}
+
+async fn a_user_removed_and_added_again_gets_no_old_token(stores: Stores) {
+    let layer = tutorial_builder(stores).build();
+    let server = Server::start_with(layer.clone()).await;
+    let token = server.login("johndoe", "secret").await;
+    let users = layer.user_store();
+    assert!(users.remove("johndoe"));
+    let model = common::tutorial::User {
+        username: "johndoe".into(),
+        email: "another.john@example.com".into(),
+        full_name: "Another John".into(),
+        disabled: false,
+    };
+    let hash = Argon2Hasher::new().hash("secret").unwrap();
+    users.insert("johndoe", StoredUser::new(model, hash));
+    assert_invalid_token(&server.me(&token).await);
+}
+
+async fn a_scope_taken_away_ends_the_sessions(stores: Stores) {
+    let layer = tutorial_builder(stores)
+        .scope("me", "Read information about the current user.")
+        .build();
+    let server = Server::start_with(layer.clone()).await;
+    let me: Scopes = ["me"].into_iter().collect();
+    assert!(layer.user_store().set_scopes("johndoe", me));
+    let reply = server
+        .post_form("username=johndoe&password=secret&scope=me")
+        .await;
+    assert_eq!(
+        reply.json()["scope"],
+        serde_json::Value::Null,
+        "granted as asked"
+    );
+    let token = reply.json()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(server.me(&token).await.status, 200);
+    let other = server.login("alice", "secret2").await;
+    assert!(layer.user_store().set_scopes("johndoe", Scopes::empty()));
+    assert_invalid_token(&server.me(&token).await);
+    // Only johndoe's sessions.
+    server
+        .me(&other)
+        .await
+        .assert_error(400, "Inactive user", None);
+}
+
+async fn public_paths_skip_the_guard(stores: Stores) {
+    let layer = tutorial_builder(stores)
         .public_path("/nowhere")
         .public_prefix("/docs")
         .public_if(|parts| parts.uri.path() == "/open" && parts.method == http::Method::GET)
@@ -209,9 +282,8 @@ async fn public_paths_skip_the_guard() {
     assert_not_authenticated(&reply);
 }
 
-#[tokio::test]
-async fn inactive_status_and_invalid_token_detail_are_configurable() {
-    let layer = tutorial::layer_builder()
+async fn inactive_status_and_invalid_token_detail_are_configurable(stores: Stores) {
+    let layer = tutorial_builder(stores)
         .inactive_user_status(http::StatusCode::FORBIDDEN)
         .invalid_token_detail("Not authenticated")
         .build();
@@ -227,9 +299,8 @@ async fn inactive_status_and_invalid_token_detail_are_configurable() {
         .assert_error(401, "Not authenticated", Some("invalid_token"));
 }
 
-#[tokio::test]
-async fn many_concurrent_requests_on_one_server() {
-    let server = std::sync::Arc::new(Server::start().await);
+async fn many_concurrent_requests_on_one_server(stores: Stores) {
+    let server = std::sync::Arc::new(start(stores).await);
     let token = server.login("johndoe", "secret").await;
     let mut tasks = Vec::new();
     for i in 0..200 {
@@ -249,9 +320,8 @@ async fn many_concurrent_requests_on_one_server() {
     }
 }
 
-#[tokio::test]
-async fn a_token_in_the_url_is_refused_with_a_clear_message() {
-    let server = Server::start().await;
+async fn a_token_in_the_url_is_refused_with_a_clear_message(stores: Stores) {
+    let server = start(stores).await;
     let token = server.login("johndoe", "secret").await;
     let path = format!("/users/me?access_token={token}");
     let header = format!("Bearer {token}");

@@ -307,13 +307,6 @@ async fn concurrent_logins_all_succeed() {
     concurrent_logins(Server::start().await).await;
 }
 
-#[tokio::test]
-async fn logins_queue_for_the_hashing_limit() {
-    // One verification at a time: the others wait their turn, none fails.
-    let layer = tutorial::layer_builder().max_concurrent_hashes(1).build();
-    concurrent_logins(Server::start_with(layer).await).await;
-}
-
 async fn concurrent_logins(server: Server) {
     let server = std::sync::Arc::new(server);
     let mut tasks = Vec::new();

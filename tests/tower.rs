@@ -4,7 +4,6 @@
 mod common;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -16,8 +15,9 @@ use tower::buffer::Buffer;
 use tower::limit::ConcurrencyLimit;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_oauth2_password::{
-    AccessToken, CurrentUser, Grant, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer,
-    StoreError, StoredUser, TokenStore, UserStore,
+    BearerToken, Credentials, CurrentUser, Grant, IssuedToken, Lookup, MemoryTokenStore,
+    MemoryUserStore, OAuth2PasswordLayer, Principal, Revocation, StoreError, Subject, TokenStore,
+    TokenTypeHint, UserStore,
 };
 
 fn login_request() -> Request<Full<Bytes>> {
@@ -144,51 +144,47 @@ impl<S> Flaky<S> {
     }
 }
 
+/// Every lookup is awaited (the path network stores take), and fails while down.
+impl<S> Flaky<S> {
+    fn lookup<T: Send + 'static>(&self, lookup: Lookup<T>) -> Lookup<T> {
+        let up = self.check();
+        Lookup::pending(async move {
+            up?;
+            lookup.await
+        })
+    }
+}
+
 impl<S: UserStore> UserStore for Flaky<S> {
     type User = S::User;
 
-    fn find(
-        &self,
-        username: &str,
-    ) -> impl Future<Output = Result<Option<StoredUser<S::User>>, StoreError>> + Send {
-        let up = self.check();
-        let found = self.inner.find(username);
-        async move {
-            up?;
-            found.await
-        }
+    fn principal(&self, subject: &Subject) -> Lookup<Option<Principal<S::User>>> {
+        self.lookup(self.inner.principal(subject))
+    }
+
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
+        self.check()?;
+        self.inner.credentials(username).await
     }
 }
 
 impl<S: TokenStore> TokenStore for Flaky<S> {
-    fn issue(&self, grant: Grant) -> impl Future<Output = Result<AccessToken, StoreError>> + Send {
-        let up = self.check();
-        let issued = self.inner.issue(grant);
-        async move {
-            up?;
-            issued.await
-        }
+    async fn issue(&self, grant: Grant) -> Result<IssuedToken, StoreError> {
+        self.check()?;
+        self.inner.issue(grant).await
     }
 
-    fn resolve(
+    fn resolve(&self, token: BearerToken<'_>) -> Lookup<Option<Grant>> {
+        self.lookup(self.inner.resolve(token))
+    }
+
+    async fn revoke(
         &self,
-        token: &str,
-    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
-        let up = self.check();
-        let resolved = self.inner.resolve(token);
-        async move {
-            up?;
-            resolved.await
-        }
-    }
-
-    fn revoke(&self, token: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let up = self.check();
-        let revoked = self.inner.revoke(token);
-        async move {
-            up?;
-            revoked.await
-        }
+        token: BearerToken<'_>,
+        hint: Option<TokenTypeHint>,
+    ) -> Result<Revocation, StoreError> {
+        self.check()?;
+        self.inner.revoke(token, hint).await
     }
 }
 

@@ -1,90 +1,242 @@
-//! Access tokens: the [`TokenStore`] trait and what it stores.
+//! Access tokens: the [`TokenStore`] trait, what it stores ([`Grant`]) and hands out
+//! ([`IssuedToken`]), and the in-memory store.
 
 mod memory;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use memory::MemoryTokenStore;
 
 use crate::error::StoreError;
+use crate::lookup::Lookup;
 use crate::scope::Scopes;
+use crate::subject::Subject;
 
 /// Issues, resolves and revokes access tokens.
 ///
-/// Every call is async and fallible so that Redis or a database fit; an unknown,
-/// expired or revoked token resolves to `Ok(None)`. An `Err` makes the layer answer
-/// 503: a broken store never lets a request through.
+/// Every call is fallible so that Redis or a database fit: an `Err` makes the layer
+/// answer 503, and a broken store never lets a request through. An unknown,
+/// expired, revoked or malformed token is `Ok(None)`, not an error.
+///
+/// What every implementation owes (the [`testing`](crate::testing) suite checks
+/// what can be checked from outside):
+///
+/// - **Look tokens up, never scan**, and compare their secret part in constant time
+///   (`subtle`), so that neither a lookup nor a comparison tells an attacker how
+///   much of a guessed token is right.
+/// - **Expiry and revocation**: [`resolve`](Self::resolve) answers `None` for a
+///   token past its [`Grant::expires_at`] or revoked. (The guard checks expiry again,
+///   so a store that forgets fails closed, but other callers rely on it.)
+/// - **Any bytes**: the token comes from the client. Use
+///   [`BearerToken::to_str`], which checks RFC 6750 `b64token` syntax, rather than
+///   assuming UTF-8, and answer `None` for what cannot be one of yours before any
+///   round trip to a server.
 pub trait TokenStore: Send + Sync + 'static {
-    /// Issues a new token for `grant`, valid until `grant.expires_at`.
-    fn issue(&self, grant: Grant) -> impl Future<Output = Result<AccessToken, StoreError>> + Send;
+    /// Issues a token for `grant`, valid until `grant.expires_at` (or earlier, if
+    /// the store says so in [`IssuedToken::expires_at`]).
+    fn issue(&self, grant: Grant) -> impl Future<Output = Result<IssuedToken, StoreError>> + Send;
 
-    /// The grant behind `token`, if it is known, unexpired and not revoked.
+    /// The grant behind `token`, if it is one this store issued, unexpired and not
+    /// revoked. The guard calls it on every request: answer
+    /// [`Lookup::ready`] when the answer is at hand (no future is allocated then),
+    /// [`Lookup::pending`] when it must be awaited.
+    fn resolve(&self, token: BearerToken<'_>) -> Lookup<Option<Grant>>;
+
+    /// Revokes `token` (RFC 7009): afterwards it resolves to `None`. Unknown,
+    /// expired and malformed tokens are not an error ([`Revocation::Revoked`]: there
+    /// is nothing left to revoke). `hint` says what kind of token the client thinks
+    /// it is; a store may use it to look in the right place first.
     ///
-    /// `token` comes straight from the client (checked to be RFC 6750 `b64token`
-    /// syntax, nothing more): implementations must compare secrets in constant time
-    /// and look tokens up, never scan.
-    fn resolve(
+    /// A store that cannot revoke (stateless tokens without a deny-list) answers
+    /// [`Revocation::Unsupported`]: it must never pretend a logout happened.
+    fn revoke(
         &self,
-        token: &str,
-    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
-
-    /// The same as [`resolve`](Self::resolve), for stores that can answer without
-    /// waiting (in memory); `None` (the default) means "call `resolve`". The guard
-    /// uses it to decide in `call` without allocating a future. It checks
-    /// `expires_at` itself afterwards, so this method may return expired grants.
-    ///
-    /// Unlike `resolve`'s, `token` here is the header's bytes as sent, without
-    /// whitespace at either end but otherwise unchecked (not even UTF-8): checking
-    /// first would cost as much as the lookup, and anything the store did not issue
-    /// is simply not found.
-    fn resolve_now(&self, token: &[u8]) -> Option<Result<Option<Grant>, StoreError>> {
-        let _ = token;
-        None
-    }
-
-    /// Revokes `token`; unknown tokens are not an error.
-    fn revoke(&self, token: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+        token: BearerToken<'_>,
+        hint: Option<TokenTypeHint>,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
 }
 
-/// What a token stands for: who, which scopes, until when.
+/// What a token stands for: who, which scopes, until when, and the user's security
+/// stamp at the time.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Grant {
-    /// The username the token was issued to.
-    pub subject: Arc<str>,
+    /// The user's canonical name, from the user store (never as typed at login).
+    pub subject: Subject,
     /// The scopes granted.
     pub scopes: Scopes,
     /// When the token stops being valid.
     pub expires_at: SystemTime,
+    /// The user's [`Principal::stamp`](crate::Principal::stamp) when the token was
+    /// issued: once the user's stamp changes (password changed, a scope taken
+    /// away, the user removed and created again) the guard refuses the token.
+    pub stamp: u64,
 }
 
 impl Grant {
+    /// A grant for `subject` with `scopes` until `expires_at`, with stamp 0.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_oauth2_password::{Grant, Scopes};
+    ///
+    /// let grant = Grant::new("johndoe", Scopes::empty(), SystemTime::now() + Duration::from_secs(60))
+    ///     .with_stamp(7);
+    /// assert_eq!(grant.subject, "johndoe");
+    /// ```
+    pub fn new(subject: impl Into<Subject>, scopes: Scopes, expires_at: SystemTime) -> Self {
+        Self {
+            subject: subject.into(),
+            scopes,
+            expires_at,
+            stamp: 0,
+        }
+    }
+
+    /// Sets the user's security stamp.
+    pub fn with_stamp(mut self, stamp: u64) -> Self {
+        self.stamp = stamp;
+        self
+    }
+
     /// Whether the grant is still valid at `now`.
     pub fn is_live(&self, now: SystemTime) -> bool {
         now < self.expires_at
     }
 }
 
-/// An access token as handed to the client. `Debug` does not show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken(String);
+/// What [`TokenStore::issue`] hands back for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssuedToken {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// When it expires, as the store decided (the token response's `expires_in`
+    /// is computed from it).
+    pub expires_at: SystemTime,
+    /// A refresh token, for stores that issue them.
+    pub refresh_token: Option<RefreshToken>,
+}
 
-impl AccessToken {
-    /// Wraps a token string produced by a [`TokenStore`].
-    pub fn new(token: String) -> Self {
-        Self(token)
+impl IssuedToken {
+    /// An access token valid until `expires_at`, without a refresh token.
+    pub fn new(access_token: AccessToken, expires_at: SystemTime) -> Self {
+        Self {
+            access_token,
+            expires_at,
+            refresh_token: None,
+        }
     }
 
-    /// The token, to send to the client (and nowhere else: not to logs).
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// Adds a refresh token.
+    pub fn with_refresh_token(mut self, refresh_token: RefreshToken) -> Self {
+        self.refresh_token = Some(refresh_token);
+        self
     }
 }
 
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessToken(<redacted>)")
+/// A secret token string as handed to the client; its `Debug` does not show it.
+macro_rules! secret_token {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a token string made by a [`TokenStore`].
+            pub fn new(token: String) -> Self {
+                Self(token)
+            }
+
+            /// The token, to send to the client (and nowhere else: not to logs).
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+    };
+}
+
+secret_token! {
+    /// An access token as handed to the client. `Debug` does not show it.
+    AccessToken
+}
+
+secret_token! {
+    /// A refresh token as handed to the client. `Debug` does not show it.
+    RefreshToken
+}
+
+/// A token as the client sent it, handed to [`TokenStore::resolve`] and
+/// [`TokenStore::revoke`]: any bytes, up to 4 KiB (longer ones are refused before
+/// any store sees them). `Debug` does not show it.
+///
+/// ```
+/// use tower_oauth2_password::BearerToken;
+///
+/// assert_eq!(BearerToken::new(b"abc-DEF_123").to_str(), Some("abc-DEF_123"));
+/// assert_eq!(BearerToken::new(b"\xff\xfe").to_str(), None);
+/// assert_eq!(BearerToken::new(b"a b").to_str(), None);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BearerToken<'a>(&'a [u8]);
+
+impl<'a> BearerToken<'a> {
+    /// Wraps the bytes of a token.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self(bytes)
     }
+
+    /// The token's bytes, unchecked: a store that compares them against what it
+    /// issued needs nothing else.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// The token as text, if it is RFC 6750 `b64token` syntax (printable ASCII:
+    /// letters, digits, `-._~+/`, then `=` padding); `None` otherwise, and such a
+    /// token is no token any store issued.
+    pub fn to_str(&self) -> Option<&'a str> {
+        crate::bearer::b64token(self.0).ok()
+    }
+}
+
+impl<'a> From<&'a str> for BearerToken<'a> {
+    fn from(token: &'a str) -> Self {
+        Self(token.as_bytes())
+    }
+}
+
+impl fmt::Debug for BearerToken<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BearerToken(<redacted, {} bytes>)", self.0.len())
+    }
+}
+
+/// What kind of token a client says it is revoking (RFC 7009 `token_type_hint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenTypeHint {
+    /// `access_token`.
+    AccessToken,
+    /// `refresh_token`.
+    RefreshToken,
+}
+
+/// The outcome of [`TokenStore::revoke`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// The token no longer resolves (or never did: RFC 7009 answers the same).
+    Revoked,
+    /// This store cannot revoke this kind of token: the client must not be told
+    /// that it is logged out (RFC 7009 `unsupported_token_type`).
+    Unsupported,
 }

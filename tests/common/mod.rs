@@ -13,13 +13,68 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
-use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer, TokenStore, UserStore};
+use tower_oauth2_password::testing::Awaited;
+use tower_oauth2_password::{
+    Builder, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer, TokenStore, UserStore,
+};
 
 #[path = "../../examples/tutorial.rs"]
 #[allow(dead_code, unreachable_pub)]
 pub mod tutorial;
 
-pub type TutorialLayer = OAuth2PasswordLayer<MemoryUserStore<tutorial::User>>;
+/// How the tutorial's stores answer the guard: at once (memory), or awaited as
+/// network stores do. The guard's contract holds for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stores {
+    Ready,
+    AwaitedTokens,
+    AwaitedUsers,
+    Awaited,
+}
+
+/// The tutorial's users and a memory token store, answering as `stores` says.
+pub fn tutorial_builder(
+    stores: Stores,
+) -> Builder<Awaited<MemoryUserStore<tutorial::User>>, Awaited<MemoryTokenStore>> {
+    let (tokens, users) = match stores {
+        Stores::Ready => (false, false),
+        Stores::AwaitedTokens => (true, false),
+        Stores::AwaitedUsers => (false, true),
+        Stores::Awaited => (true, true),
+    };
+    OAuth2PasswordLayer::builder(awaited(users, tutorial::users()))
+        .token_store(awaited(tokens, MemoryTokenStore::new()))
+}
+
+fn awaited<S>(yes: bool, store: S) -> Awaited<S> {
+    if yes {
+        Awaited::new(store)
+    } else {
+        Awaited::passthrough(store)
+    }
+}
+
+/// One `#[tokio::test]` per kind of [`Stores`] for each `async fn name(Stores)`
+/// named, in modules `ready`, `awaited_tokens`, `awaited_users` and `awaited`.
+#[macro_export]
+macro_rules! for_each_kind_of_store {
+    ($($test:ident),* $(,)?) => {
+        $crate::for_each_kind_of_store!(@kind ready Ready $($test)*);
+        $crate::for_each_kind_of_store!(@kind awaited_tokens AwaitedTokens $($test)*);
+        $crate::for_each_kind_of_store!(@kind awaited_users AwaitedUsers $($test)*);
+        $crate::for_each_kind_of_store!(@kind awaited Awaited $($test)*);
+    };
+    (@kind $module:ident $kind:ident $($test:ident)*) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::common::Stores::$kind).await
+                }
+            )*
+        }
+    };
+}
 
 /// The tutorial app serving on 127.0.0.1, on a port of the OS's choosing.
 pub struct Server {

@@ -1,0 +1,110 @@
+//! What the builder produces and the service reads: the shared state and the
+//! configuration. Nothing here depends on the layer, the service or the drivers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use tokio::sync::Semaphore;
+
+use crate::error::Messages;
+use crate::password::PasswordHasher;
+use crate::policy::LoginPolicy;
+use crate::public::{has_dot_segment, under, PublicRoutes};
+use crate::scope::ScopeRequirement;
+
+/// Everything the service needs, shared by every clone of the layer and service.
+pub(crate) struct Shared<Us, Ts> {
+    pub(crate) users: Us,
+    pub(crate) tokens: Ts,
+    /// Login only: a trait object, so the hasher is not part of the layer's type.
+    pub(crate) hasher: Box<dyn PasswordHasher>,
+    pub(crate) policy: Option<Box<dyn LoginPolicy>>,
+    pub(crate) config: Config,
+    /// Permits for password hashes computed at once (owned permits move into the
+    /// blocking tasks).
+    pub(crate) hashing: Arc<Semaphore>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) token_url: Box<str>,
+    pub(crate) public: PublicRoutes,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) body_limit: usize,
+    pub(crate) body_timeout: Duration,
+    pub(crate) require_grant_type: bool,
+    pub(crate) max_concurrent_hashes: usize,
+    pub(crate) messages: Messages,
+    /// The scopes this service knows, with a description each.
+    pub(crate) scopes: Vec<(Box<str>, Box<str>)>,
+    pub(crate) scope_rules: Vec<ScopeRule>,
+}
+
+/// "Requests for this method and path need these scopes."
+#[derive(Debug, Clone)]
+pub(crate) struct ScopeRule {
+    method: Option<Method>,
+    /// An exact path, or with `prefix` a path and everything below it.
+    path: Box<str>,
+    prefix: bool,
+    pub(crate) requirement: ScopeRequirement,
+}
+
+impl ScopeRule {
+    /// A rule for `path` (everything below it if it ends in `/*`), and `method` if
+    /// given.
+    pub(crate) fn new(method: Option<Method>, path: &str, requirement: ScopeRequirement) -> Self {
+        let (path, prefix) = match path.strip_suffix("/*") {
+            Some(prefix) => (prefix, true),
+            None => (path, false),
+        };
+        Self {
+            method,
+            path: path.into(),
+            prefix,
+            requirement,
+        }
+    }
+
+    pub(crate) fn applies_to(&self, method: &Method, path: &str) -> bool {
+        if self.method.as_ref().is_some_and(|m| m != method) {
+            return false;
+        }
+        if self.prefix {
+            // Fail closed: a path with dot segments might be normalised into the
+            // prefix by something downstream, so it needs the prefix's scopes too.
+            under(path, &self.path) || has_dot_segment(path)
+        } else {
+            *self.path == *path
+        }
+    }
+}
+
+impl Config {
+    /// The 403 status for a missing scope, if the builder changed it: responses
+    /// from the inner service that refused a scope get it too.
+    pub(crate) fn custom_scope_status(&self) -> Option<StatusCode> {
+        let status = self.messages.insufficient_scope_status;
+        (status != StatusCode::FORBIDDEN).then_some(status)
+    }
+
+    /// Whether `scope` was declared (any scope is, when none were).
+    pub(crate) fn knows_scope(&self, scope: &str) -> bool {
+        self.scopes.is_empty() || self.scopes.iter().any(|(name, _)| **name == *scope)
+    }
+
+    /// Whether scopes are in use: only then are they granted and put in the request
+    /// extensions (an extension is an allocation per request; most apps have none).
+    pub(crate) fn uses_scopes(&self) -> bool {
+        !self.scopes.is_empty()
+    }
+
+    /// The description of `name`, if it is declared.
+    pub(crate) fn description_mut(&mut self, name: &str) -> Option<&mut Box<str>> {
+        self.scopes
+            .iter_mut()
+            .find(|(declared, _)| **declared == *name)
+            .map(|(_, description)| description)
+    }
+}

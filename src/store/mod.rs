@@ -1,5 +1,0 @@
-//! Ready-made [`UserStore`](crate::UserStore)s.
-
-mod memory;
-
-pub use memory::MemoryUserStore;

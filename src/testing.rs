@@ -1,0 +1,554 @@
+//! Conformance suites (feature `testing`): the behaviour every [`TokenStore`] and
+//! [`UserStore`] owes the layer, as one test each that any store can run — the
+//! crate's memory stores run them, and so should every Redis, SQL, JWT or
+//! third-party store.
+//!
+//! ```
+//! use tower_oauth2_password::testing::{TokenStoreSuite, UserFixture, UserStoreSuite};
+//! use tower_oauth2_password::{HashedPassword, MemoryTokenStore, MemoryUserStore, Scopes, StoredUser};
+//!
+//! /// How the suite adds and changes users in a store: here, the memory store's own
+//! /// methods; for SQL, `INSERT` and `UPDATE` statements.
+//! struct Memory(MemoryUserStore<String>);
+//!
+//! impl UserFixture for Memory {
+//!     type Store = MemoryUserStore<String>;
+//!     fn store(&self) -> &Self::Store { &self.0 }
+//!     async fn add(&self, username: &str, hash: HashedPassword, scopes: Scopes) {
+//!         self.0.insert(username, StoredUser::new(username.to_owned(), hash).with_scopes(scopes.iter()));
+//!     }
+//!     async fn disable(&self, username: &str) { self.0.disable(username); }
+//!     async fn remove(&self, username: &str) { self.0.remove(username); }
+//!     async fn set_password(&self, username: &str, hash: HashedPassword) { self.0.set_password(username, hash); }
+//!     async fn set_scopes(&self, username: &str, scopes: Scopes) { self.0.set_scopes(username, scopes); }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! TokenStoreSuite::new().run(&MemoryTokenStore::new()).await;
+//! UserStoreSuite::new().run(&Memory(MemoryUserStore::new())).await;
+//! # }
+//! ```
+//!
+//! Each suite panics with a message naming the broken rule, so it reads as a failed
+//! test. What no test from outside can see, and each store must still do: compare
+//! token secrets in constant time (the token suite checks that a token with any one
+//! character changed, or cut short, or extended, is refused, which catches prefix
+//! and truncated comparisons, but not a comparison that returns early), and look
+//! tokens up rather than scan.
+//!
+//! [`Awaited`] makes any store answer every lookup as a pending future, to run a
+//! service's own tests down the path that real network stores take.
+
+use std::future::Future;
+use std::ops::Deref;
+use std::time::{Duration, SystemTime};
+
+use crate::error::StoreError;
+use crate::lookup::Lookup;
+use crate::password::HashedPassword;
+use crate::scope::Scopes;
+use crate::subject::Subject;
+use crate::token::{BearerToken, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint};
+use crate::user::{Credentials, Principal, UserStore};
+
+/// The [`TokenStore`] conformance suite.
+#[derive(Debug, Clone)]
+pub struct TokenStoreSuite {
+    leeway: Duration,
+}
+
+impl Default for TokenStoreSuite {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TokenStoreSuite {
+    /// The suite with no expiry leeway.
+    pub fn new() -> Self {
+        Self {
+            leeway: Duration::ZERO,
+        }
+    }
+
+    /// Accepts tokens up to `leeway` past their expiry (clock skew allowance of
+    /// stateless tokens). The expiry check waits that much longer.
+    pub fn expiry_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Runs every check against `store`; panics naming the first rule broken.
+    pub async fn run<Ts: TokenStore>(&self, store: &Ts) {
+        issued_tokens_resolve_to_their_grant(store).await;
+        tokens_are_distinct(store).await;
+        foreign_and_altered_tokens_are_unknown(store).await;
+        revoked_tokens_are_unknown(store).await;
+        self.expired_tokens_are_unknown(store).await;
+    }
+
+    async fn expired_tokens_are_unknown<Ts: TokenStore>(&self, store: &Ts) {
+        let long_ago = SystemTime::now() - Duration::from_secs(3600) - self.leeway;
+        let expired = issue(store, grant("expired", long_ago)).await;
+        assert_eq!(
+            resolve(store, &expired).await,
+            None,
+            "a token that expired an hour ago must not resolve"
+        );
+
+        let soon = SystemTime::now() + Duration::from_secs(1);
+        let token = issue(store, grant("expiring", soon)).await;
+        assert!(
+            resolve(store, &token).await.is_some(),
+            "a token must resolve until it expires"
+        );
+        let expires_at = soon.max(token.expires_at);
+        let past = expires_at + self.leeway + Duration::from_millis(200);
+        if let Ok(wait) = past.duration_since(SystemTime::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        assert_eq!(
+            resolve(store, &token).await,
+            None,
+            "a token must not resolve once it has expired"
+        );
+    }
+}
+
+fn grant(subject: &str, expires_at: SystemTime) -> Grant {
+    Grant::new(subject, Scopes::empty(), expires_at)
+}
+
+fn in_an_hour() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(3600)
+}
+
+async fn issue<Ts: TokenStore>(store: &Ts, grant: Grant) -> IssuedToken {
+    match store.issue(grant).await {
+        Ok(issued) => issued,
+        Err(error) => panic!("issue failed: {error}"),
+    }
+}
+
+async fn resolve<Ts: TokenStore>(store: &Ts, issued: &IssuedToken) -> Option<Grant> {
+    resolve_bytes(store, issued.access_token.as_str().as_bytes()).await
+}
+
+async fn resolve_bytes<Ts: TokenStore>(store: &Ts, token: &[u8]) -> Option<Grant> {
+    match store.resolve(BearerToken::new(token)).await {
+        Ok(found) => found,
+        Err(error) => panic!("resolve failed on a working store: {error}"),
+    }
+}
+
+async fn issued_tokens_resolve_to_their_grant<Ts: TokenStore>(store: &Ts) {
+    let wanted = in_an_hour();
+    let long_subject = "ürsula.müller-lüdenscheidt@example.com";
+    for (subject, scopes, stamp) in [
+        ("johndoe", Scopes::empty(), 0),
+        (
+            long_subject,
+            ["me", "items"].into_iter().collect(),
+            u64::MAX,
+        ),
+    ] {
+        let sent = Grant::new(subject, scopes, wanted).with_stamp(stamp);
+        let issued = issue(store, sent.clone()).await;
+        assert!(
+            issued.expires_at <= wanted && issued.expires_at + Duration::from_secs(1) >= wanted,
+            "issue may round the expiry down to the second, not move it: asked {wanted:?}, got {:?}",
+            issued.expires_at
+        );
+        let Some(got) = resolve(store, &issued).await else {
+            panic!("a token just issued must resolve");
+        };
+        assert_eq!(got.subject, sent.subject, "the subject must round-trip");
+        assert_eq!(got.scopes, sent.scopes, "the scopes must round-trip");
+        assert_eq!(got.stamp, sent.stamp, "the stamp must round-trip");
+        let drift = match got.expires_at.duration_since(issued.expires_at) {
+            Ok(later) => later,
+            Err(earlier) => earlier.duration(),
+        };
+        assert!(
+            drift <= Duration::from_secs(1),
+            "the resolved expiry must be the issued one"
+        );
+    }
+}
+
+async fn tokens_are_distinct<Ts: TokenStore>(store: &Ts) {
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..64 {
+        let issued = issue(store, grant("johndoe", in_an_hour())).await;
+        let token = issued.access_token.as_str().to_owned();
+        assert!(
+            token.len() >= 22,
+            "a token shorter than 22 characters cannot hold 128 random bits"
+        );
+        assert!(
+            BearerToken::from(token.as_str()).to_str().is_some(),
+            "tokens must be RFC 6750 b64token text, or clients cannot send them"
+        );
+        assert!(seen.insert(token), "two grants were issued the same token");
+    }
+}
+
+async fn foreign_and_altered_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {
+    let issued = issue(store, grant("johndoe", in_an_hour())).await;
+    let token = issued.access_token.as_str().as_bytes();
+    let mut altered = Vec::new();
+    for at in 0..token.len() {
+        let mut changed = token.to_vec();
+        changed[at] = if changed[at] == b'A' { b'B' } else { b'A' };
+        altered.push(changed);
+    }
+    altered.push(token[..token.len() - 1].to_vec());
+    altered.push([token, b"A"].concat());
+    altered.push(token.to_ascii_uppercase());
+    for foreign in [
+        &b""[..],
+        b"A",
+        b"\xff\xfe\x00",
+        b"not a token",
+        &[b'A'; 4096],
+    ] {
+        altered.push(foreign.to_vec());
+    }
+    for candidate in altered {
+        if candidate == token {
+            continue;
+        }
+        assert_eq!(
+            resolve_bytes(store, &candidate).await,
+            None,
+            "a token that differs from an issued one ({} bytes, the issued one {}) must not resolve",
+            candidate.len(),
+            token.len()
+        );
+    }
+    assert!(
+        resolve(store, &issued).await.is_some(),
+        "the issued token still resolves"
+    );
+}
+
+async fn revoked_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {
+    let kept = issue(store, grant("johndoe", in_an_hour())).await;
+    let revoked = issue(store, grant("johndoe", in_an_hour())).await;
+    let token = BearerToken::from(revoked.access_token.as_str());
+    match store.revoke(token, Some(TokenTypeHint::AccessToken)).await {
+        Ok(Revocation::Revoked) => {
+            assert_eq!(
+                resolve(store, &revoked).await,
+                None,
+                "a token the store says it revoked must not resolve"
+            );
+            let again = store.revoke(token, None).await;
+            assert!(
+                matches!(again, Ok(Revocation::Revoked)),
+                "revoking twice is not an error (RFC 7009)"
+            );
+        }
+        Ok(Revocation::Unsupported) => {}
+        Err(error) => panic!("revoke failed on a working store: {error}"),
+    }
+    assert!(
+        resolve(store, &kept).await.is_some(),
+        "revoking one token must leave the user's other tokens alone"
+    );
+    for unknown in [&b"unknown-token"[..], b"\xff"] {
+        let outcome = store.revoke(BearerToken::new(unknown), None).await;
+        assert!(
+            outcome.is_ok(),
+            "revoking an unknown or malformed token is not an error (RFC 7009)"
+        );
+    }
+}
+
+/// How the [`UserStoreSuite`] adds and changes users: the store's own admin
+/// operations (`INSERT`/`UPDATE` for SQL, methods for the memory store).
+///
+/// Every username the suite uses is unique to its run, so fixtures may share a
+/// database with other tests.
+pub trait UserFixture: Send + Sync {
+    /// The store under test.
+    type Store: UserStore;
+
+    /// The store under test.
+    fn store(&self) -> &Self::Store;
+
+    /// Adds an active user.
+    fn add(
+        &self,
+        username: &str,
+        password_hash: HashedPassword,
+        scopes: Scopes,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Disables a user.
+    fn disable(&self, username: &str) -> impl Future<Output = ()> + Send;
+
+    /// Removes a user.
+    fn remove(&self, username: &str) -> impl Future<Output = ()> + Send;
+
+    /// Changes a user's password hash (a password change: sessions end).
+    fn set_password(
+        &self,
+        username: &str,
+        password_hash: HashedPassword,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Changes the scopes a user may be granted.
+    fn set_scopes(&self, username: &str, scopes: Scopes) -> impl Future<Output = ()> + Send;
+}
+
+/// The [`UserStore`] conformance suite, run through a [`UserFixture`].
+#[derive(Debug, Clone, Default)]
+pub struct UserStoreSuite {
+    _private: (),
+}
+
+/// Two valid PHC strings (their passwords do not matter: the suite hashes nothing).
+const HASH_A: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c3VpdGUtc2FsdC1h$8ir7Ztk/IojpdcE8yoCHKqrcCyzDpaxwCokZAUV+d6c";
+const HASH_B: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c3VpdGUtc2FsdC1i$8ir7Ztk/IojpdcE8yoCHKqrcCyzDpaxwCokZAUV+d6c";
+
+impl UserStoreSuite {
+    /// The suite.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs every check through `fixture`; panics naming the first rule broken.
+    pub async fn run<F: UserFixture>(&self, fixture: &F) {
+        let run = run_id();
+        let hash_a = phc(HASH_A);
+        let hash_b = phc(HASH_B);
+        let store = fixture.store();
+
+        let username = format!("suite-{run}-johndoe");
+        assert!(
+            credentials(store, &username).await.is_none(),
+            "an unknown username has no credentials"
+        );
+        assert!(
+            principal(store, &Subject::from(username.as_str()))
+                .await
+                .is_none(),
+            "an unknown subject has no principal"
+        );
+
+        let scopes: Scopes = ["me", "items"].into_iter().collect();
+        fixture.add(&username, hash_a.clone(), scopes.clone()).await;
+        let found = credentials(store, &username)
+            .await
+            .expect("a user just added has credentials");
+        assert_eq!(found.password_hash, hash_a, "the hash must round-trip");
+        assert_eq!(found.scopes, scopes, "the scopes must round-trip");
+        assert!(found.active, "a user just added is active");
+        let subject = found.subject.clone();
+        let first = principal(store, &subject)
+            .await
+            .expect("the canonical subject finds the user");
+        assert!(first.active, "a user just added is active");
+        assert_eq!(
+            first.stamp, found.stamp,
+            "the guard and the login must see the same stamp"
+        );
+
+        // Renewing the hash is no password change: sessions go on.
+        let outcome = store
+            .update_password_hash(&subject, &hash_a, hash_b.clone())
+            .await;
+        assert!(outcome.is_ok(), "update_password_hash failed");
+        let renewed = credentials(store, &username).await.expect("still there");
+        assert!(
+            renewed.password_hash == hash_b || renewed.password_hash == hash_a,
+            "a renewed hash is the new one (or, for stores that do not renew, the old)"
+        );
+        assert_eq!(
+            renewed.stamp, first.stamp,
+            "renewing a hash keeps the stamp"
+        );
+        let current = renewed.password_hash.clone();
+        let stale = store
+            .update_password_hash(&subject, &phc(HASH_STALE), hash_a.clone())
+            .await;
+        assert!(stale.is_ok(), "update_password_hash failed");
+        assert_eq!(
+            credentials(store, &username).await.map(|c| c.password_hash),
+            Some(current),
+            "a renewal for a hash that is no longer stored changes nothing"
+        );
+
+        fixture.set_password(&username, hash_a.clone()).await;
+        let changed = stamp(store, &subject).await;
+        assert_ne!(
+            changed, first.stamp,
+            "a password change must change the stamp"
+        );
+
+        fixture
+            .set_scopes(&username, ["me"].into_iter().collect())
+            .await;
+        let narrowed = stamp(store, &subject).await;
+        assert_ne!(
+            narrowed, changed,
+            "taking a scope away must change the stamp"
+        );
+
+        fixture.disable(&username).await;
+        let disabled = principal(store, &subject).await.expect("still there");
+        assert!(
+            !disabled.active,
+            "a disabled user is inactive for the guard"
+        );
+        let disabled = credentials(store, &username).await.expect("still there");
+        assert!(!disabled.active, "a disabled user is inactive at login");
+
+        fixture.remove(&username).await;
+        assert!(
+            principal(store, &subject).await.is_none(),
+            "a removed user's tokens must find no user"
+        );
+        assert!(
+            credentials(store, &username).await.is_none(),
+            "a removed user cannot log in"
+        );
+        fixture.add(&username, hash_a, Scopes::empty()).await;
+        let again = stamp(store, &subject).await;
+        assert!(
+            again != first.stamp && again != changed && again != narrowed,
+            "a user removed and added again must not take an earlier stamp: old tokens would come back"
+        );
+        fixture.remove(&username).await;
+    }
+}
+
+/// Valid, and stored by no user.
+const HASH_STALE: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c3VpdGUtc2FsdC1j$8ir7Ztk/IojpdcE8yoCHKqrcCyzDpaxwCokZAUV+d6c";
+
+fn phc(hash: &str) -> HashedPassword {
+    HashedPassword::parse(hash).expect("the suite's hashes are valid PHC strings")
+}
+
+/// A number unique to this run of the suite.
+fn run_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("randomness for the run id");
+    u64::from_ne_bytes(bytes)
+}
+
+async fn credentials<Us: UserStore>(store: &Us, username: &str) -> Option<Credentials> {
+    match store.credentials(username).await {
+        Ok(found) => found,
+        Err(error) => panic!("credentials failed on a working store: {error}"),
+    }
+}
+
+async fn principal<Us: UserStore>(store: &Us, subject: &Subject) -> Option<Principal<Us::User>> {
+    match store.principal(subject).await {
+        Ok(found) => found,
+        Err(error) => panic!("principal failed on a working store: {error}"),
+    }
+}
+
+async fn stamp<Us: UserStore>(store: &Us, subject: &Subject) -> u64 {
+    principal(store, subject)
+        .await
+        .expect("the user is still there")
+        .stamp
+}
+
+/// A store that answers every lookup as a pending future (after yielding once to
+/// the runtime), as a network store does: to run tests down the awaited path.
+/// [`Awaited::passthrough`] answers as the inner store does, so one test can run
+/// both ways with one type.
+///
+/// It dereferences to the inner store, for its admin methods.
+#[derive(Debug, Clone, Default)]
+pub struct Awaited<S> {
+    inner: S,
+    awaited: bool,
+}
+
+impl<S> Awaited<S> {
+    /// `inner`, answering every lookup as pending.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            awaited: true,
+        }
+    }
+
+    /// `inner`, answering as it does (ready or pending).
+    pub fn passthrough(inner: S) -> Self {
+        Self {
+            inner,
+            awaited: false,
+        }
+    }
+
+    fn defer<T: Send + 'static>(&self, lookup: Lookup<T>) -> Lookup<T> {
+        if !self.awaited {
+            return lookup;
+        }
+        Lookup::pending(async move {
+            tokio::task::yield_now().await;
+            lookup.await
+        })
+    }
+}
+
+impl<S> Deref for Awaited<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: TokenStore> TokenStore for Awaited<S> {
+    fn issue(&self, grant: Grant) -> impl Future<Output = Result<IssuedToken, StoreError>> + Send {
+        self.inner.issue(grant)
+    }
+
+    fn resolve(&self, token: BearerToken<'_>) -> Lookup<Option<Grant>> {
+        self.defer(self.inner.resolve(token))
+    }
+
+    fn revoke(
+        &self,
+        token: BearerToken<'_>,
+        hint: Option<TokenTypeHint>,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
+        self.inner.revoke(token, hint)
+    }
+}
+
+impl<S: UserStore> UserStore for Awaited<S> {
+    type User = S::User;
+
+    fn principal(&self, subject: &Subject) -> Lookup<Option<Principal<S::User>>> {
+        self.defer(self.inner.principal(subject))
+    }
+
+    fn credentials(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send {
+        self.inner.credentials(username)
+    }
+
+    fn update_password_hash(
+        &self,
+        subject: &Subject,
+        old: &HashedPassword,
+        new: HashedPassword,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.inner.update_password_hash(subject, old, new)
+    }
+}

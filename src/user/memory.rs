@@ -1,0 +1,211 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::future::{ready, Future};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::{Credentials, Principal, StoredUser, UserStore};
+use crate::error::StoreError;
+use crate::lookup::Lookup;
+use crate::password::HashedPassword;
+use crate::scope::Scopes;
+use crate::subject::Subject;
+
+/// foldhash with a random seed per map: SipHash (std's default) was the guard's
+/// largest single cost after the token lookup, and this store holds a small set of
+/// accounts chosen by the application, not keys an attacker can flood it with.
+type Users<U> = HashMap<Subject, Record<U>, foldhash::fast::RandomState>;
+
+struct Record<U> {
+    user: StoredUser<U>,
+    stamp: u64,
+}
+
+/// Users held in memory: for demos, tests, and small fixed sets of accounts.
+///
+/// Usernames match exactly, and a user's subject is their username. Clones share
+/// the same users, so a handle kept by the application (or
+/// [`OAuth2PasswordLayer::user_store`](crate::OAuth2PasswordLayer::user_store))
+/// sees and makes the same changes as the layer, and each takes effect on the next
+/// request: [`disable`](Self::disable) a user and their tokens answer "Inactive
+/// user"; [`remove`](Self::remove) them, [`set_password`](Self::set_password) or
+/// [`set_scopes`](Self::set_scopes) and their tokens are refused (a new security
+/// stamp), as are the old tokens of a user removed and added again.
+///
+/// ```
+/// use tower_oauth2_password::{Argon2Hasher, MemoryUserStore, PasswordHasher, StoredUser};
+///
+/// let hash = Argon2Hasher::new().hash("secret")?;
+/// let users = MemoryUserStore::new().with_user("johndoe", StoredUser::new("John Doe", hash));
+/// users.disable("johndoe");
+/// # Ok::<(), tower_oauth2_password::PasswordError>(())
+/// ```
+pub struct MemoryUserStore<U> {
+    inner: Arc<Inner<U>>,
+}
+
+struct Inner<U> {
+    users: RwLock<Users<U>>,
+    /// The last stamp handed out: each change that ends sessions takes a new one.
+    stamps: AtomicU64,
+}
+
+impl<U> MemoryUserStore<U> {
+    /// No users.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                users: RwLock::default(),
+                stamps: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Adds (or replaces) a user, builder style.
+    pub fn with_user(self, username: &str, user: StoredUser<U>) -> Self {
+        self.insert(username, user);
+        self
+    }
+
+    /// Adds (or replaces) a user. Tokens issued to an earlier user of that name stop
+    /// working.
+    pub fn insert(&self, username: &str, user: StoredUser<U>) {
+        let record = Record {
+            user,
+            stamp: self.next_stamp(),
+        };
+        self.write().insert(Subject::from(username), record);
+    }
+
+    /// Removes a user; their tokens stop working. Returns whether they existed.
+    pub fn remove(&self, username: &str) -> bool {
+        self.write().remove(&Subject::from(username)).is_some()
+    }
+
+    /// Disables a user: their tokens answer "Inactive user". Returns whether they
+    /// existed.
+    pub fn disable(&self, username: &str) -> bool {
+        self.update(username, false, |record| record.user.active = false)
+    }
+
+    /// Enables a disabled user: their tokens work again. Returns whether they
+    /// existed.
+    pub fn enable(&self, username: &str) -> bool {
+        self.update(username, false, |record| record.user.active = true)
+    }
+
+    /// Changes a user's password hash; their tokens stop working. Returns whether
+    /// they existed.
+    pub fn set_password(&self, username: &str, password_hash: HashedPassword) -> bool {
+        self.update(username, true, |record| {
+            record.user.password_hash = password_hash;
+        })
+    }
+
+    /// Changes the scopes a user may be granted; their tokens stop working (log in
+    /// again for tokens with the new scopes). Returns whether they existed.
+    pub fn set_scopes(&self, username: &str, scopes: Scopes) -> bool {
+        self.update(username, true, |record| record.user.scopes = scopes)
+    }
+
+    /// Applies `change` to the user, with a new stamp if it ends their sessions.
+    fn update(&self, username: &str, new_stamp: bool, change: impl FnOnce(&mut Record<U>)) -> bool {
+        let stamp = new_stamp.then(|| self.next_stamp());
+        let mut users = self.write();
+        let Some(record) = users.get_mut(&Subject::from(username)) else {
+            return false;
+        };
+        change(record);
+        if let Some(stamp) = stamp {
+            record.stamp = stamp;
+        }
+        true
+    }
+
+    fn next_stamp(&self) -> u64 {
+        self.inner.stamps.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Users<U>> {
+        // The map is never left half-updated, so a poisoned lock is still consistent.
+        self.inner
+            .users
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Users<U>> {
+        self.inner
+            .users
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<U> Default for MemoryUserStore<U> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<U> Clone for MemoryUserStore<U> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<U> fmt::Debug for MemoryUserStore<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryUserStore")
+            .field("users", &self.read().len())
+            .finish()
+    }
+}
+
+impl<U: Send + Sync + 'static> UserStore for MemoryUserStore<U> {
+    type User = U;
+
+    /// Always ready: one read lock and one reference count.
+    #[inline]
+    fn principal(&self, subject: &Subject) -> Lookup<Option<Principal<U>>> {
+        let users = self.read();
+        let found = users.get(subject).map(|record| Principal {
+            user: Arc::clone(&record.user.user),
+            active: record.user.active,
+            stamp: record.stamp,
+        });
+        Lookup::ready(Ok(found))
+    }
+
+    fn credentials(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send {
+        let subject = Subject::from(username);
+        let found = self.read().get(&subject).map(|record| Credentials {
+            subject: subject.clone(),
+            password_hash: record.user.password_hash.clone(),
+            scopes: record.user.scopes.clone(),
+            active: record.user.active,
+            stamp: record.stamp,
+        });
+        ready(Ok(found))
+    }
+
+    fn update_password_hash(
+        &self,
+        subject: &Subject,
+        old: &HashedPassword,
+        new: HashedPassword,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.update(subject.as_str(), false, |record| {
+            // Unless the password was changed meanwhile.
+            if record.user.password_hash == *old {
+                record.user.password_hash = new;
+            }
+        });
+        ready(Ok(()))
+    }
+}

@@ -1,0 +1,317 @@
+//! Users: the [`UserStore`] trait, what it answers the guard ([`Principal`]) and the
+//! login ([`Credentials`]), what handlers receive ([`CurrentUser`]), and the
+//! in-memory store.
+
+mod memory;
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+
+pub use memory::MemoryUserStore;
+
+use crate::error::StoreError;
+use crate::lookup::Lookup;
+use crate::password::HashedPassword;
+use crate::scope::Scopes;
+use crate::subject::Subject;
+
+/// Where the layer finds users: a database, a directory, a map.
+///
+/// Two lookups, because the guard and the login need different things:
+///
+/// - [`principal`](Self::principal), on **every guarded request**, by the token's
+///   subject: the user model, whether the user is active, and their security
+///   stamp. No password hash: a SQL store selects only what this needs.
+/// - [`credentials`](Self::credentials), **at login**, by the username as typed:
+///   the password hash, the scopes the user may be granted, and the canonical
+///   [`Subject`] tokens are issued to.
+///
+/// "No such user" is `Ok(None)`, not an error. An `Err` makes the layer answer 503
+/// and never lets the request through.
+///
+/// The **stamp** ([`Principal::stamp`], [`Credentials::stamp`]) is how a store ends
+/// a user's sessions: tokens carry the stamp of their login, and the guard refuses
+/// a token whose stamp is no longer the user's. Change it whenever the password
+/// changes, a scope is taken away, or the user is removed and created again (a
+/// counter, a random number, or a hash of the password hash and scopes all do).
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Arc;
+/// use tower_oauth2_password::{
+///     Credentials, HashedPassword, Lookup, Principal, StoreError, Subject, UserStore,
+/// };
+///
+/// /// Accounts loaded once at startup, matched without regard to case.
+/// struct Accounts(HashMap<String, (Arc<String>, HashedPassword)>);
+///
+/// impl UserStore for Accounts {
+///     type User = String;
+///
+///     fn principal(&self, subject: &Subject) -> Lookup<Option<Principal<String>>> {
+///         let found = self.0.get(subject.as_str()).map(|(name, _)| Principal::new(Arc::clone(name)));
+///         Lookup::ready(Ok(found))
+///     }
+///
+///     async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
+///         // The canonical subject is the stored key, not what was typed.
+///         let key = username.to_lowercase();
+///         Ok(self.0.get(&key).map(|(_, hash)| Credentials::new(Subject::from(key.as_str()), hash.clone())))
+///     }
+/// }
+/// ```
+pub trait UserStore: Send + Sync + 'static {
+    /// The application's own user model, handed to handlers in [`CurrentUser`].
+    /// Keep secrets out of it: it is what handlers see and may serialise.
+    type User: Send + Sync + 'static;
+
+    /// The user a token's `subject` names, for the guard: called on every guarded
+    /// request. Answer [`Lookup::ready`] when the answer is at hand (then no future
+    /// is allocated), [`Lookup::pending`] when it must be awaited.
+    fn principal(&self, subject: &Subject) -> Lookup<Option<Principal<Self::User>>>;
+
+    /// The user logging in as `username` (exactly as typed, up to 256 bytes), for
+    /// the token endpoint. Whatever spellings match, answer the one canonical
+    /// [`Credentials::subject`].
+    fn credentials(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send;
+
+    /// Replaces the password hash `old` of `subject` with `new`, after a login whose
+    /// stored hash the [`PasswordHasher`](crate::PasswordHasher) wants renewed
+    /// (older parameters or algorithm). Only if the stored hash is still `old`: the
+    /// password may have been changed meanwhile. The password itself did not
+    /// change: keep the stamp.
+    ///
+    /// Called after the token response is on its way, never delaying it; an `Err`
+    /// is logged. The default does nothing (the old hash keeps working).
+    fn update_password_hash(
+        &self,
+        subject: &Subject,
+        old: &HashedPassword,
+        new: HashedPassword,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (subject, old, new);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// What the guard needs of a user on every request: no password hash.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Principal<U> {
+    /// The application's model, shared: handed to every request of the user
+    /// without copying it.
+    pub user: Arc<U>,
+    /// Whether the user may use the service. Tokens of an inactive user are refused
+    /// on every request, so disabling a user takes effect at once.
+    pub active: bool,
+    /// The user's security stamp (see [`UserStore`]): a token issued under another
+    /// stamp is refused.
+    pub stamp: u64,
+}
+
+impl<U> Principal<U> {
+    /// An active user with stamp 0.
+    pub fn new(user: impl Into<Arc<U>>) -> Self {
+        Self {
+            user: user.into(),
+            active: true,
+            stamp: 0,
+        }
+    }
+
+    /// Marks the user disabled.
+    pub fn disabled(mut self) -> Self {
+        self.active = false;
+        self
+    }
+
+    /// Sets the security stamp.
+    pub fn with_stamp(mut self, stamp: u64) -> Self {
+        self.stamp = stamp;
+        self
+    }
+}
+
+impl<U> Clone for Principal<U> {
+    fn clone(&self) -> Self {
+        Self {
+            user: Arc::clone(&self.user),
+            active: self.active,
+            stamp: self.stamp,
+        }
+    }
+}
+
+/// What the token endpoint needs of a user logging in.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Credentials {
+    /// The user's canonical name, which tokens are issued to.
+    pub subject: Subject,
+    /// The password hash (PHC string).
+    pub password_hash: HashedPassword,
+    /// The scopes the user may be granted.
+    pub scopes: Scopes,
+    /// Whether the user is active.
+    pub active: bool,
+    /// The security stamp, carried by the tokens of this login.
+    pub stamp: u64,
+}
+
+impl Credentials {
+    /// An active user with no scopes and stamp 0.
+    pub fn new(subject: impl Into<Subject>, password_hash: HashedPassword) -> Self {
+        Self {
+            subject: subject.into(),
+            password_hash,
+            scopes: Scopes::empty(),
+            active: true,
+            stamp: 0,
+        }
+    }
+
+    /// Sets the scopes the user may be granted.
+    pub fn with_scopes(mut self, scopes: Scopes) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// Marks the user disabled.
+    pub fn disabled(mut self) -> Self {
+        self.active = false;
+        self
+    }
+
+    /// Sets the security stamp.
+    pub fn with_stamp(mut self, stamp: u64) -> Self {
+        self.stamp = stamp;
+        self
+    }
+}
+
+/// A user as handed to [`MemoryUserStore`]: the model, the password hash, whether
+/// they are active, and the scopes they may be granted.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct StoredUser<U> {
+    /// The application's model.
+    pub user: Arc<U>,
+    /// The user's password hash (PHC string).
+    pub password_hash: HashedPassword,
+    /// Whether the user may use the service.
+    pub active: bool,
+    /// The scopes this user may be granted at login.
+    pub scopes: Scopes,
+}
+
+/// Cheap: reference counts and a flag.
+impl<U> Clone for StoredUser<U> {
+    fn clone(&self) -> Self {
+        Self {
+            user: Arc::clone(&self.user),
+            password_hash: self.password_hash.clone(),
+            active: self.active,
+            scopes: self.scopes.clone(),
+        }
+    }
+}
+
+impl<U> StoredUser<U> {
+    /// An active user with no scopes.
+    pub fn new(user: U, password_hash: HashedPassword) -> Self {
+        Self {
+            user: Arc::new(user),
+            password_hash,
+            active: true,
+            scopes: Scopes::empty(),
+        }
+    }
+
+    /// Marks the user disabled: it can log in, but every protected request answers
+    /// "Inactive user".
+    pub fn disabled(mut self) -> Self {
+        self.active = false;
+        self
+    }
+
+    /// Sets the scopes the user may be granted.
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.scopes = scopes.into_iter().collect();
+        self
+    }
+}
+
+/// The authenticated, active user of a request, inserted into the request extensions
+/// by the guard.
+///
+/// It dereferences to the application's user model; the password hash never reaches
+/// it.
+///
+/// ```
+/// # use tower_oauth2_password::CurrentUser;
+/// fn greet<B>(request: &http::Request<B>) -> String {
+///     match request.extensions().get::<CurrentUser<String>>() {
+///         Some(user) => format!("hello, {}", user.username()),
+///         None => "hello, stranger".to_owned(),
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct CurrentUser<U> {
+    subject: Subject,
+    user: Arc<U>,
+}
+
+impl<U> CurrentUser<U> {
+    pub(crate) fn new(subject: Subject, user: Arc<U>) -> Self {
+        Self { subject, user }
+    }
+
+    /// The canonical username the token was issued to.
+    pub fn username(&self) -> &str {
+        &self.subject
+    }
+
+    /// The same, as a [`Subject`].
+    pub fn subject(&self) -> &Subject {
+        &self.subject
+    }
+
+    /// The application's user model, shared with the user store.
+    pub fn shared(&self) -> &Arc<U> {
+        &self.user
+    }
+
+    /// The application's user model, owned (cloned unless this is its last handle).
+    pub fn into_inner(self) -> U
+    where
+        U: Clone,
+    {
+        Arc::unwrap_or_clone(self.user)
+    }
+}
+
+impl<U> Clone for CurrentUser<U> {
+    fn clone(&self) -> Self {
+        Self {
+            subject: self.subject.clone(),
+            user: Arc::clone(&self.user),
+        }
+    }
+}
+
+impl<U> Deref for CurrentUser<U> {
+    type Target = U;
+
+    fn deref(&self) -> &U {
+        &self.user
+    }
+}
