@@ -1,0 +1,166 @@
+//! The conformance suites (`testing` feature) on the crate's own stores, answering at
+//! once and awaited; and on broken stores, which the suites must catch.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use tower_oauth2_password::testing::{Awaited, TokenStoreSuite, UserFixture, UserStoreSuite};
+use tower_oauth2_password::{
+    BearerToken, Grant, HashedPassword, IssuedToken, Lookup, MemoryTokenStore, MemoryUserStore,
+    Revocation, Scopes, StoreError, StoredUser, TokenStore, TokenTypeHint, UserStore,
+};
+
+#[tokio::test]
+async fn memory_token_store() {
+    TokenStoreSuite::new().run(&MemoryTokenStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_token_store_awaited() {
+    let store = Awaited::new(MemoryTokenStore::new());
+    TokenStoreSuite::new().run(&store).await;
+}
+
+/// The memory user store, changed through its own methods, answering as `S` does.
+struct Memory<S>(S);
+
+impl<S> UserFixture for Memory<S>
+where
+    S: UserStore + std::ops::Deref<Target = MemoryUserStore<S::User>>,
+    S::User: From<String>,
+{
+    type Store = S;
+
+    fn store(&self) -> &S {
+        &self.0
+    }
+
+    async fn add(&self, username: &str, password_hash: HashedPassword, scopes: Scopes) {
+        let user = StoredUser::new(S::User::from(username.to_owned()), password_hash);
+        self.0.insert(username, user.with_scopes(scopes.iter()));
+    }
+
+    async fn disable(&self, username: &str) {
+        assert!(self.0.disable(username));
+    }
+
+    async fn remove(&self, username: &str) {
+        assert!(self.0.remove(username));
+    }
+
+    async fn set_password(&self, username: &str, password_hash: HashedPassword) {
+        assert!(self.0.set_password(username, password_hash));
+    }
+
+    async fn set_scopes(&self, username: &str, scopes: Scopes) {
+        assert!(self.0.set_scopes(username, scopes));
+    }
+}
+
+#[tokio::test]
+async fn memory_user_store() {
+    let store = Awaited::passthrough(MemoryUserStore::<String>::new());
+    UserStoreSuite::new().run(&Memory(store)).await;
+}
+
+#[tokio::test]
+async fn memory_user_store_awaited() {
+    let store = Awaited::new(MemoryUserStore::<String>::new());
+    UserStoreSuite::new().run(&Memory(store)).await;
+}
+
+/// What a broken token store gets wrong.
+#[derive(Clone, Copy)]
+enum Flaw {
+    /// Returns expired grants.
+    ForgetsExpiry,
+    /// Says it revoked, and did not.
+    FakesRevocation,
+    /// Compares only a prefix of the token.
+    ComparesAPrefix,
+}
+
+/// The memory store with one flaw.
+struct Broken {
+    inner: MemoryTokenStore,
+    flaw: Flaw,
+    /// For `ComparesAPrefix`: each token by its first half.
+    by_prefix: Mutex<HashMap<Vec<u8>, String>>,
+}
+
+const PREFIX: usize = 22;
+
+impl TokenStore for Broken {
+    async fn issue(&self, grant: Grant) -> Result<IssuedToken, StoreError> {
+        let mut grant = grant;
+        let asked = grant.expires_at;
+        if let Flaw::ForgetsExpiry = self.flaw {
+            grant.expires_at = SystemTime::now() + Duration::from_secs(3600);
+        }
+        let issued = self.inner.issue(grant).await?;
+        let token = issued.access_token.as_str();
+        self.by_prefix
+            .lock()
+            .unwrap()
+            .insert(token.as_bytes()[..PREFIX].to_vec(), token.to_owned());
+        Ok(IssuedToken::new(issued.access_token, asked))
+    }
+
+    fn resolve(&self, token: BearerToken<'_>) -> Lookup<Option<Grant>> {
+        let bytes = token.as_bytes();
+        match self.flaw {
+            Flaw::ComparesAPrefix if bytes.len() >= PREFIX => {
+                let known = self
+                    .by_prefix
+                    .lock()
+                    .unwrap()
+                    .get(&bytes[..PREFIX])
+                    .cloned();
+                match known {
+                    Some(token) => self.inner.resolve(token.as_str().into()),
+                    None => Lookup::ready(Ok(None)),
+                }
+            }
+            _ => self.inner.resolve(token),
+        }
+    }
+
+    async fn revoke(
+        &self,
+        token: BearerToken<'_>,
+        hint: Option<TokenTypeHint>,
+    ) -> Result<Revocation, StoreError> {
+        match self.flaw {
+            Flaw::FakesRevocation => Ok(Revocation::Revoked),
+            _ => self.inner.revoke(token, hint).await,
+        }
+    }
+}
+
+async fn run_on_broken(flaw: Flaw) {
+    let store = Broken {
+        inner: MemoryTokenStore::new(),
+        flaw,
+        by_prefix: Mutex::default(),
+    };
+    TokenStoreSuite::new().run(&store).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "a token that expired an hour ago must not resolve")]
+async fn the_suite_catches_a_store_that_forgets_expiry() {
+    run_on_broken(Flaw::ForgetsExpiry).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "a token the store says it revoked must not resolve")]
+async fn the_suite_catches_a_store_that_fakes_revocation() {
+    run_on_broken(Flaw::FakesRevocation).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "a token that differs from an issued one")]
+async fn the_suite_catches_a_store_that_compares_a_prefix() {
+    run_on_broken(Flaw::ComparesAPrefix).await;
+}
