@@ -8,12 +8,17 @@ use http::header::CONTENT_TYPE;
 use http::HeaderMap;
 
 use crate::error::Rejection;
+use crate::scope::dedup_in_order;
 
 /// Longest accepted `username`, in bytes.
 pub(crate) const MAX_USERNAME_LEN: usize = 256;
 /// Longest accepted `password`, in bytes. Generous for passphrases and password
 /// managers, and bounds the work handed to the password hasher.
 pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
+/// Most scopes one token request may name (repeats included).
+pub(crate) const MAX_SCOPES: usize = 64;
+/// Longest accepted scope, in bytes.
+pub(crate) const MAX_SCOPE_LEN: usize = 128;
 
 /// A validated password-grant request. Deliberately not `Debug`: it holds a password.
 pub(crate) struct PasswordForm {
@@ -106,12 +111,7 @@ impl Fields {
         }
         let username = required(self.username, "username", MAX_USERNAME_LEN)?;
         let password = required(self.password, "password", MAX_PASSWORD_LEN)?;
-        let mut scopes: Vec<String> = Vec::new();
-        for scope in self.scope.as_deref().unwrap_or_default().split_whitespace() {
-            if !scopes.iter().any(|s| s == scope) {
-                scopes.push(scope.to_owned());
-            }
-        }
+        let scopes = scopes(self.scope.as_deref().unwrap_or_default())?;
         // `client_id` / `client_secret` are accepted (FastAPI's form has them) but
         // this crate does not authenticate clients: it serves first-party apps.
         Ok(PasswordForm {
@@ -120,6 +120,30 @@ impl Fields {
             scopes,
         })
     }
+}
+
+/// `scope`, split on whitespace, without repeats. Bounded before anything else
+/// happens: this runs before the password is checked, for anyone.
+fn scopes(scope: &str) -> Result<Vec<String>, Rejection> {
+    let mut requested: Vec<&str> = Vec::new();
+    for scope in scope.split_whitespace() {
+        // Neither error shows the scope: it is the client's text.
+        if requested.len() == MAX_SCOPES {
+            return Err(Rejection::InvalidScope(
+                format!("Too many scopes requested (at most {MAX_SCOPES})").into(),
+            ));
+        }
+        if scope.len() > MAX_SCOPE_LEN {
+            return Err(Rejection::InvalidScope(
+                format!("Scope too long (at most {MAX_SCOPE_LEN} bytes)").into(),
+            ));
+        }
+        requested.push(scope);
+    }
+    Ok(dedup_in_order(requested)
+        .into_iter()
+        .map(str::to_owned)
+        .collect())
 }
 
 fn required(value: Option<String>, name: &str, max_len: usize) -> Result<String, Rejection> {
@@ -319,6 +343,35 @@ mod tests {
         assert!(form.scopes.is_empty());
     }
 
+    fn invalid_scope(rejection: Option<Rejection>) -> String {
+        match rejection {
+            Some(Rejection::InvalidScope(detail)) => detail.into_owned(),
+            other => panic!("expected invalid_scope, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scopes_are_capped_in_number_and_length_and_not_echoed() {
+        let with_scope = |scope: &str| format!("username=a&password=b&scope={scope}");
+        let names: Vec<String> = (0..=MAX_SCOPES).map(|i| format!("scope{i}")).collect();
+        let at_cap = urlencoded(with_scope(&names[..MAX_SCOPES].join("+")).as_bytes());
+        assert_eq!(at_cap.unwrap().scopes.len(), MAX_SCOPES);
+        let over = invalid_scope(urlencoded(with_scope(&names.join("+")).as_bytes()).err());
+        assert_eq!(over, "Too many scopes requested (at most 64)");
+        // Repeats count: the cap bounds the work, not the result.
+        let repeated = vec!["me"; MAX_SCOPES + 1].join("+");
+        assert!(urlencoded(with_scope(&repeated).as_bytes()).is_err());
+
+        let longest = "L".repeat(MAX_SCOPE_LEN);
+        assert_eq!(
+            urlencoded(with_scope(&longest).as_bytes()).unwrap().scopes,
+            std::slice::from_ref(&longest)
+        );
+        let too_long = format!("{longest}L");
+        let detail = invalid_scope(urlencoded(with_scope(&too_long).as_bytes()).err());
+        assert_eq!(detail, "Scope too long (at most 128 bytes)");
+    }
+
     #[test]
     fn client_credentials_fields_are_accepted() {
         assert!(urlencoded(b"username=a&password=b&client_id=cli&client_secret=s").is_ok());
@@ -436,7 +489,9 @@ mod tests {
                     }
                     Err(rejection) => prop_assert!(matches!(
                         rejection,
-                        Rejection::InvalidRequest(_) | Rejection::UnsupportedGrantType
+                        Rejection::InvalidRequest(_)
+                            | Rejection::InvalidScope(_)
+                            | Rejection::UnsupportedGrantType
                     )),
                 }
             }

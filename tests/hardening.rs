@@ -24,3 +24,34 @@ async fn a_64_kib_bearer_token_is_an_invalid_token_and_the_server_keeps_serving(
     assert_eq!(server.me(&token).await.status, 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_full_of_distinct_scopes_is_refused_before_the_password_is_checked() {
+    let server = Server::start().await;
+    // Just under the 16 KiB body limit: ~2,000 distinct scopes.
+    let mut body = String::from("username=johndoe&password=secret&scope=");
+    let mut i = 0;
+    while body.len() < 16 * 1024 - 16 {
+        body.push_str(&format!("s{i}+"));
+        i += 1;
+    }
+    let reply = server.post_form(&body).await;
+    reply.assert_error(
+        400,
+        "Too many scopes requested (at most 64)",
+        Some("invalid_scope"),
+    );
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    // A scope over 128 bytes, with a marker that must not come back.
+    let long = format!("MARKER{}", "x".repeat(128));
+    let reply = server
+        .post_form(&format!("username=johndoe&password=secret&scope={long}"))
+        .await;
+    reply.assert_error(
+        400,
+        "Scope too long (at most 128 bytes)",
+        Some("invalid_scope"),
+    );
+    assert!(!String::from_utf8_lossy(&reply.body).contains("MARKER"));
+    server.stop().await;
+}
