@@ -55,3 +55,48 @@ async fn a_body_full_of_distinct_scopes_is_refused_before_the_password_is_checke
     assert!(!String::from_utf8_lossy(&reply.body).contains("MARKER"));
     server.stop().await;
 }
+
+/// A multipart body with boundary `B`: `(name, value, file name)` per part.
+fn multipart(parts: &[(&str, &str, Option<&str>)]) -> Vec<u8> {
+    let mut body = String::new();
+    for (name, value, file) in parts {
+        body.push_str(&format!(
+            "--B\r\nContent-Disposition: form-data; name=\"{name}\""
+        ));
+        if let Some(file) = file {
+            body.push_str(&format!(
+                "; filename=\"{file}\"\r\nContent-Type: application/octet-stream"
+            ));
+        }
+        body.push_str(&format!("\r\n\r\n{value}\r\n"));
+    }
+    body.push_str("--B--\r\n");
+    body.into_bytes()
+}
+
+#[tokio::test]
+async fn multipart_files_in_unknown_fields_are_skipped_and_names_never_echoed() {
+    let server = Server::start().await;
+    let content_type = "multipart/form-data; boundary=B";
+    let body = multipart(&[
+        ("username", "johndoe", None),
+        ("<img src=x onerror=MARKER>", "GIF89a", Some("a.gif")),
+        ("password", "secret", None),
+    ]);
+    let reply = server.post("/token", content_type, body).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.json()["token_type"], "bearer");
+
+    let body = multipart(&[
+        ("username", "johndoe", None),
+        ("password", "secret", Some("MARKER.txt")),
+    ]);
+    let reply = server.post("/token", content_type, body).await;
+    reply.assert_error(
+        400,
+        "Form field password must be text, not a file",
+        Some("invalid_request"),
+    );
+    assert!(!String::from_utf8_lossy(&reply.body).contains("MARKER"));
+    server.stop().await;
+}
