@@ -11,7 +11,7 @@ use tower_layer::Layer;
 
 use crate::error::Messages;
 use crate::password::{Argon2Hasher, PasswordHasher};
-use crate::public::{has_dot_segment, under, PublicRoutes};
+use crate::public::{canonical, spellings, under, PublicRoutes};
 use crate::scope::ScopeRequirement;
 use crate::service::OAuth2Password;
 use crate::token::{MemoryTokenStore, TokenStore};
@@ -72,17 +72,34 @@ pub(crate) struct ScopeRule {
 }
 
 impl ScopeRule {
+    /// Whether the rule covers a request. Fail closed: it covers every spelling of
+    /// its path some router may resolve to it (`//admin`, `/admin;x`, `/%61dmin`:
+    /// see [`crate::public`]), and a `GET` rule covers `HEAD`, which routers answer
+    /// with the `GET` handler.
     pub(crate) fn applies_to(&self, method: &Method, path: &str) -> bool {
-        if self.method.as_ref().is_some_and(|m| m != method) {
+        let method_matches = match &self.method {
+            None => true,
+            Some(rule) => rule == method || (*rule == Method::GET && method == Method::HEAD),
+        };
+        if !method_matches {
             return false;
         }
-        if self.prefix {
-            // Fail closed: a path with dot segments might be normalised into the
-            // prefix by something downstream, so it needs the prefix's scopes too.
-            under(path, &self.path) || has_dot_segment(path)
-        } else {
-            *self.path == *path
+        let request = spellings(path);
+        // A path with dot segments might reach anything below a prefix through a
+        // router that does not resolve them: it needs the prefix's scopes too.
+        if self.prefix && request.dot_segments {
+            return true;
         }
+        // Borrowed, not allocated, unless the rule is written oddly (`admin/`).
+        let rule = canonical(&self.path);
+        let covers = |spelling: &str| {
+            if self.prefix {
+                under(spelling, &rule)
+            } else {
+                spelling == rule
+            }
+        };
+        covers(&request.canonical) || request.decoded_first.as_deref().is_some_and(covers)
     }
 }
 

@@ -233,3 +233,159 @@ async fn grpc_web_over_http1_gets_a_grpc_web_trailers_only_answer() {
     reply.assert_error(401, "Not authenticated", None);
     server.stop().await;
 }
+
+/// Spellings of `/admin` that a router or proxy in front of or behind the layer
+/// may resolve to `/admin`.
+const ADMIN_SPELLINGS: &[&str] = &[
+    "/admin",
+    "/admin/",
+    "//admin",
+    "/admin//",
+    "/admin;x=1",
+    "/admin;",
+    "/;x/admin",
+    "/%61dmin",
+    "/%61%64%6D%69%6E",
+    "/admin%2F",
+    "/admin%2f",
+    "/%2Fadmin",
+    "/admin%5C",
+    "/%5cadmin",
+    "/x/../admin",
+    "/x/..;/admin",
+    "/x/%2e%2e/admin",
+    "/./admin",
+    "/admin/.",
+];
+
+#[tokio::test]
+async fn a_scope_rule_applies_to_every_spelling_of_its_path() {
+    let layer = tutorial::layer_builder()
+        .require_scopes("/admin", ScopeRequirement::all(["admin"]))
+        .require_scopes("/billing/*", ScopeRequirement::all(["admin"]))
+        .build();
+    let server = Server::start_with(layer).await;
+    let token = server.login("johndoe", "secret").await;
+    let mut spellings: Vec<String> = ADMIN_SPELLINGS.iter().map(|s| s.to_string()).collect();
+    // The prefix rule, with the same spellings of its prefix.
+    spellings.extend(
+        ADMIN_SPELLINGS
+            .iter()
+            .map(|s| {
+                s.replacen("admin", "billing", 1)
+                    .replacen("%61dmin", "%62illing", 1)
+            })
+            .filter(|s| s.contains("billing"))
+            .map(|s| format!("{s}/invoices")),
+    );
+    spellings.push("/billing/..;/users/me".into());
+    for path in &spellings {
+        let reply = server.get_as(path, &token).await;
+        assert_eq!(reply.status, 403, "{path}");
+        reply.assert_error(403, "Not enough permissions", Some("insufficient_scope"));
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some("Bearer error=\"insufficient_scope\", scope=\"admin\""),
+            "{path}"
+        );
+    }
+    // A backslash is sent raw: clients would encode it.
+    for path in ["/\\admin", "/x\\..\\admin", "/billing\\invoices"] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        let answer = server
+            .raw(request.as_bytes(), std::time::Duration::from_secs(5))
+            .await;
+        assert!(answer.starts_with("HTTP/1.1 403 "), "{path}: {answer}");
+    }
+    // Other paths are not affected.
+    for path in [
+        "/users/me",
+        "/administrator",
+        "/admin/x",
+        "/billing2/x",
+        "/%62illing2",
+    ] {
+        let reply = server.get_as(path, &token).await;
+        assert_ne!(reply.status, 403, "{path}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn public_paths_never_match_an_ambiguous_spelling() {
+    let layer = tutorial::layer_builder()
+        .public_path("/health")
+        .public_prefix("/docs")
+        .build();
+    let server = Server::start_with(layer).await;
+    for path in [
+        "/docs/..;/users/me",
+        "/docs/..%2Fusers/me",
+        "/docs%2F..%2Fusers/me",
+        "/docs/%2e%2e%5Cusers/me",
+        "/docs;x/../users/me",
+        "/docs/.%2e/users/me",
+        "/docs/%2E%2E;x/users/me",
+        "/docs//../users/me",
+        "/docs/..%252Fusers/me",
+        "/health;x",
+        "/health/",
+        "//health",
+        "/%68ealth",
+    ] {
+        let reply = server.get(path, &[]).await;
+        assert_eq!(reply.status, 401, "{path}");
+        reply.assert_error(401, "Not authenticated", None);
+    }
+    let request = "GET /docs\\..\\users\\me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = server
+        .raw(request.as_bytes(), std::time::Duration::from_secs(5))
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    // Plain spellings are public: the app answers (404, it has no such page).
+    for path in [
+        "/health",
+        "/docs",
+        "/docs/",
+        "/docs/openapi.json",
+        "/docs/a%20b",
+    ] {
+        let reply = server.get(path, &[]).await;
+        assert_eq!(reply.status, 404, "{path}");
+        reply.assert_error(404, "Not Found", None);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_get_scope_rule_covers_head_which_routers_answer_with_the_get_handler() {
+    let layer = tutorial::layer_builder()
+        .require_scopes_on(
+            http::Method::GET,
+            "/admin",
+            ScopeRequirement::all(["admin"]),
+        )
+        .build();
+    let server = Server::start_with(layer).await;
+    let token = server.login("johndoe", "secret").await;
+    for method in [http::Method::GET, http::Method::HEAD] {
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(server.url("/admin"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .unwrap();
+        let reply = server.send(request).await;
+        assert_eq!(reply.status, 403, "{method}");
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some("Bearer error=\"insufficient_scope\", scope=\"admin\"")
+        );
+    }
+    // Other methods are not covered by a GET rule.
+    let reply = server.post("/admin", "text/plain", Vec::new()).await;
+    assert_eq!(reply.status, 401);
+    server.stop().await;
+}
