@@ -33,19 +33,27 @@ type Predicate = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
 /// Public paths: exact paths, segment-aware prefixes, and an optional predicate.
 #[derive(Clone, Default)]
 pub(crate) struct PublicRoutes {
+    /// Canonical, so a request equal to one is canonical too.
     exact: Vec<Box<str>>,
+    /// Canonical, without the trailing `/`; the root is `""`.
     prefixes: Vec<Box<str>>,
     predicate: Option<Predicate>,
 }
 
 impl PublicRoutes {
+    /// `health` is `/health`, and `/health/` is `/health`.
     pub(crate) fn add_path(&mut self, path: &str) {
-        self.exact.push(path.into());
+        if let Some(path) = configured(path) {
+            self.exact.push(path);
+        }
     }
 
+    /// `docs`, `/docs` and `/docs/` are the same prefix.
     pub(crate) fn add_prefix(&mut self, prefix: &str) {
-        let prefix = prefix.trim_end_matches('/');
-        self.prefixes.push(prefix.into());
+        if let Some(prefix) = configured(prefix) {
+            let prefix = if &*prefix == "/" { "".into() } else { prefix };
+            self.prefixes.push(prefix);
+        }
     }
 
     pub(crate) fn set_predicate(&mut self, predicate: Predicate) {
@@ -72,6 +80,28 @@ impl PublicRoutes {
         self.predicate
             .as_ref()
             .is_some_and(|predicate| predicate(parts))
+    }
+}
+
+/// A configured public path with a leading `/` and no trailing one; `None`, with
+/// a warning, if it is not canonical: only requests spelt the same would match,
+/// and those stay guarded.
+fn configured(path: &str) -> Option<Box<str>> {
+    let trimmed = path.trim_end_matches('/');
+    let path = if trimmed.starts_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("/{trimmed}")
+    };
+    if is_canonical(&path) {
+        Some(path.into())
+    } else {
+        tracing::warn!(
+            path,
+            canonical = %canonical(&path),
+            "public path not in canonical form: ignored, requests for it stay guarded"
+        );
+        None
     }
 }
 
@@ -398,6 +428,42 @@ mod tests {
             assert!(!routes.matches_path(path), "{path}");
         }
         assert!(routes.matches_path("/docs/caf%C3%A9"));
+    }
+
+    #[test]
+    fn configured_paths_get_a_leading_and_lose_a_trailing_slash() {
+        let mut routes = PublicRoutes::default();
+        routes.add_path("health");
+        routes.add_path("/ready/");
+        routes.add_prefix("docs");
+        routes.add_prefix("static//");
+        for path in ["/health", "/ready", "/docs", "/docs/a", "/static/app.js"] {
+            assert!(routes.matches_path(path), "{path}");
+        }
+        for path in ["health", "/ready/", "/docsx", "/users/me"] {
+            assert!(!routes.matches_path(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn non_canonical_configured_paths_are_ignored_not_widened() {
+        let mut routes = PublicRoutes::default();
+        routes.add_path("/a;b");
+        routes.add_prefix("/x/../users");
+        for path in ["/a", "/a;b", "/users/me", "/x/../users/me"] {
+            assert!(!routes.matches_path(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_root_prefix_covers_everything() {
+        for root in ["/", "", "//"] {
+            let mut routes = PublicRoutes::default();
+            routes.add_prefix(root);
+            assert!(routes.matches_path("/"), "{root:?}");
+            assert!(routes.matches_path("/users/me"), "{root:?}");
+        }
+        assert!(under("/x", "/") && under("/", "/") && under("/x", ""));
     }
 
     #[test]

@@ -360,6 +360,28 @@ async fn public_paths_never_match_an_ambiguous_spelling() {
 }
 
 #[tokio::test]
+async fn public_paths_without_a_leading_slash_or_with_a_trailing_one_match() {
+    let layer = tutorial::layer_builder()
+        .public_path("health")
+        .public_path("/ready/")
+        .public_prefix("docs")
+        .public_prefix("static/")
+        .build();
+    let server = Server::start_with(layer).await;
+    for path in ["/health", "/ready", "/docs", "/docs/a", "/static/app.js"] {
+        let reply = server.get(path, &[]).await;
+        assert_eq!(reply.status, 404, "{path}");
+        reply.assert_error(404, "Not Found", None);
+    }
+    for path in ["/users/me", "/ready/", "/healthz", "/docsx"] {
+        let reply = server.get(path, &[]).await;
+        assert_eq!(reply.status, 401, "{path}");
+        reply.assert_error(401, "Not authenticated", None);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_get_scope_rule_covers_head_which_routers_answer_with_the_get_handler() {
     let layer = tutorial::layer_builder()
         .require_scopes_on(
