@@ -10,8 +10,8 @@
 //! - `;` starts matrix parameters, cut up to the next separator (`/admin;x=1`,
 //!   `/..;/`), as servlet containers do;
 //! - escapes of visible ASCII other than `%`, `;` and the separators are decoded
-//!   (`%61dmin`, `%2e%2e`); other escapes are kept, in upper case, and a `%` that
-//!   starts no escape is spelt `%25`;
+//!   (`%61dmin`, `%2e%2e`); other escapes are kept, in upper case, raw bytes that
+//!   need one (`é`, a space) get one, and a `%` that starts no escape is `%25`;
 //! - `.` segments are dropped, and `..` drops the segment before it.
 //!
 //! A path whose `;` parameters hold encoded separators, or that has `%3B`, reads
@@ -197,6 +197,7 @@ fn is_canonical_segment(segment: &[u8]) -> bool {
     while i < segment.len() {
         match segment[i] {
             b';' | b'\\' => return false,
+            byte if !(0x21..=0x7E).contains(&byte) => return false,
             b'%' => match escape_at(segment, i) {
                 Some(byte) if is_kept_escape(byte) && is_upper_hex(&segment[i + 1..i + 3]) => {
                     i += 3;
@@ -264,6 +265,9 @@ fn unit_at(bytes: &[u8], i: usize) -> (Unit, usize) {
             Some(byte) => (Unit::Byte(byte), 3),
             None => (Unit::Escaped(b'%'), 1),
         },
+        // Raw bytes a client would have to escape (`é`, a space in a configured
+        // rule): spelt as the escape, which is how requests carry them.
+        byte if is_kept_escape(byte) => (Unit::Escaped(byte), 1),
         byte => (Unit::Byte(byte), 1),
     }
 }
@@ -310,7 +314,7 @@ fn normalise(path: &str, order: Order) -> Normalised {
     if out.is_empty() {
         out.push(b'/');
     }
-    // Whole UTF-8 sequences are copied or cut at ASCII bytes, so this holds.
+    // Only ASCII is written, so this holds.
     let path = String::from_utf8(out)
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
     Normalised { path, dot_segments }
@@ -492,7 +496,8 @@ mod tests {
             ("/a/b/../../..", "/"),
             ("/a%20b", "/a%20b"),
             ("/caf%c3%a9", "/caf%C3%A9"),
-            ("/café", "/café"),
+            ("/café", "/caf%C3%A9"),
+            ("/a b\t", "/a%20b%09"),
             ("/100%", "/100%25"),
             ("/100%25", "/100%25"),
             ("/a%3Bb", "/a%3Bb"),
@@ -569,6 +574,7 @@ mod tests {
                 Just("%C3%A9"),
                 Just("%c3"),
                 Just("é"),
+                Just(" "),
                 Just("~"),
                 Just("%7e"),
                 Just("%20"),
