@@ -5,11 +5,16 @@ use http::{HeaderMap, Uri};
 
 use crate::error::Rejection;
 
+/// Longest bearer token accepted, in bytes. Far above any token this crate or a
+/// sane JWT issues; longer ones are refused before any store sees them.
+pub(crate) const MAX_TOKEN_LEN: usize = 4096;
+
 /// The bearer token of a request, or why there is none.
 ///
 /// - no `Authorization`, another scheme, or an empty token: `MissingCredentials`
 ///   (401 "Not authenticated"), as FastAPI's `OAuth2PasswordBearer` answers;
-/// - several `Authorization` headers: ambiguous, `invalid_request`.
+/// - several `Authorization` headers: ambiguous, `invalid_request`;
+/// - a token longer than [`MAX_TOKEN_LEN`]: `InvalidToken`.
 ///
 /// The scheme is case-insensitive; one or more spaces separate it from the token,
 /// and trailing spaces or tabs (optional whitespace) are ignored.
@@ -33,6 +38,10 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<&[u8], Rejection> {
     let token = trim_trailing_ows(trim_leading_spaces(rest));
     if token.is_empty() {
         return Err(Rejection::MissingCredentials);
+    }
+    // A store must never hash, decode or look up megabytes chosen by a client.
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Rejection::InvalidToken);
     }
     Ok(token)
 }
@@ -220,10 +229,16 @@ mod tests {
     }
 
     #[test]
-    fn very_long_token_is_accepted_by_the_parser() {
-        // Length limits belong to the token store; the parser only checks syntax.
-        let value = format!("Bearer {}", "a".repeat(64 * 1024));
-        assert_eq!(parse(&[value.as_bytes()]).unwrap().len(), 64 * 1024);
+    fn tokens_over_the_cap_are_invalid() {
+        let at_cap = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN));
+        assert_eq!(parse(&[at_cap.as_bytes()]).unwrap().len(), MAX_TOKEN_LEN);
+        for len in [MAX_TOKEN_LEN + 1, 64 * 1024] {
+            let value = format!("Bearer {}", "a".repeat(len));
+            assert_eq!(parse(&[value.as_bytes()]), Err(Rejection::InvalidToken));
+        }
+        // Trailing whitespace does not count.
+        let padded = format!("Bearer {}   ", "a".repeat(MAX_TOKEN_LEN));
+        assert!(parse(&[padded.as_bytes()]).is_ok());
     }
 
     mod properties {

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::error::Messages;
 use crate::password::PasswordHasher;
 use crate::policy::LoginPolicy;
-use crate::public::{has_dot_segment, under, PublicRoutes};
+use crate::public::{canonical, spellings, under, PublicRoutes};
 use crate::scope::ScopeRequirement;
 
 /// Everything the service needs, shared by every clone of the layer and service.
@@ -53,7 +53,7 @@ pub(crate) struct ScopeRule {
 
 impl ScopeRule {
     /// A rule for `path` (everything below it if it ends in `/*`), and `method` if
-    /// given.
+    /// given. The path is kept in its canonical spelling (see [`crate::public`]).
     pub(crate) fn new(method: Option<Method>, path: &str, requirement: ScopeRequirement) -> Self {
         let (path, prefix) = match path.strip_suffix("/*") {
             Some(prefix) => (prefix, true),
@@ -61,23 +61,38 @@ impl ScopeRule {
         };
         Self {
             method,
-            path: path.into(),
+            path: canonical(path).into(),
             prefix,
             requirement,
         }
     }
 
+    /// Whether the rule covers a request. Fail closed: it covers every spelling of
+    /// its path some router may resolve to it (`//admin`, `/admin;x`, `/%61dmin`:
+    /// see [`crate::public`]), and a `GET` rule covers `HEAD`, which routers answer
+    /// with the `GET` handler.
     pub(crate) fn applies_to(&self, method: &Method, path: &str) -> bool {
-        if self.method.as_ref().is_some_and(|m| m != method) {
+        let method_matches = match &self.method {
+            None => true,
+            Some(rule) => rule == method || (*rule == Method::GET && method == Method::HEAD),
+        };
+        if !method_matches {
             return false;
         }
-        if self.prefix {
-            // Fail closed: a path with dot segments might be normalised into the
-            // prefix by something downstream, so it needs the prefix's scopes too.
-            under(path, &self.path) || has_dot_segment(path)
-        } else {
-            *self.path == *path
+        let request = spellings(path);
+        // A path with dot segments might reach anything below a prefix through a
+        // router that does not resolve them: it needs the prefix's scopes too.
+        if self.prefix && request.dot_segments {
+            return true;
         }
+        let covers = |spelling: &str| {
+            if self.prefix {
+                under(spelling, &self.path)
+            } else {
+                spelling == &*self.path
+            }
+        };
+        covers(&request.canonical) || request.decoded_first.as_deref().is_some_and(covers)
     }
 }
 

@@ -5,7 +5,9 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{Response, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Serialize;
@@ -83,23 +85,57 @@ impl Messages {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
     Http,
-    /// `content-type: application/grpc…`: answer with a gRPC status, since tonic maps a
-    /// bare HTTP 4xx without `grpc-status` to `Internal`/`Unknown`.
+    /// gRPC: answer with a gRPC status, since tonic maps a bare HTTP 4xx without
+    /// `grpc-status` to `Internal`/`Unknown`.
     Grpc,
+    /// gRPC-Web (`text`: the base64 `-text` variant): the same trailers-only
+    /// answer, under its own content type.
+    GrpcWeb {
+        text: bool,
+    },
 }
 
 impl Protocol {
     /// gRPC clients get gRPC statuses; everyone else JSON.
-    pub(crate) fn of(headers: &http::HeaderMap) -> Self {
-        let grpc = headers
-            .get(CONTENT_TYPE)
-            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
-        if grpc {
-            Self::Grpc
-        } else {
-            Self::Http
+    ///
+    /// gRPC means HTTP/2 and `content-type: application/grpc` (alone, or followed
+    /// by `+…` or `;…`): an HTTP/1.1 client sending that content type is not a gRPC
+    /// client, and a 200 would tell it, and every cache or log on the way, that it
+    /// got through.
+    ///
+    /// gRPC-Web (`application/grpc-web[-text][+…|;…]`) is recognised at any HTTP
+    /// version, as it exists to run over HTTP/1.1. That covers this layer outside
+    /// tonic-web's `GrpcWebLayer`. Inside it, requests arrive rewritten to
+    /// `content-type: application/grpc` with their HTTP version unchanged (tonic-web
+    /// 0.14 `coerce_request`), so an HTTP/1.1 gRPC-Web call is indistinguishable from
+    /// a plain HTTP/1.1 client and gets JSON; gRPC-Web clients read its status
+    /// (401, 403, 503) as UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
+    pub(crate) fn of(version: http::Version, headers: &http::HeaderMap) -> Self {
+        let Some(content_type) = headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes) else {
+            return Self::Http;
+        };
+        if let Some(rest) = content_type.strip_prefix(b"application/grpc-web") {
+            let (text, rest) = match rest.strip_prefix(b"-text") {
+                Some(rest) => (true, rest),
+                None => (false, rest),
+            };
+            return if ends_media_type(rest) {
+                Self::GrpcWeb { text }
+            } else {
+                Self::Http
+            };
+        }
+        match content_type.strip_prefix(b"application/grpc") {
+            Some(rest) if version == http::Version::HTTP_2 && ends_media_type(rest) => Self::Grpc,
+            _ => Self::Http,
         }
     }
+}
+
+/// Whether `rest`, what follows a media type's name, ends it: nothing, a `+suffix`
+/// or parameters.
+fn ends_media_type(rest: &[u8]) -> bool {
+    matches!(rest.first(), None | Some(b'+' | b';'))
 }
 
 #[derive(Serialize)]
@@ -220,10 +256,20 @@ impl Rejection {
         messages: &Messages,
         protocol: Protocol,
     ) -> Response<ResponseBody<B>> {
-        match protocol {
+        let mut response = match protocol {
             Protocol::Http => self.into_http(messages),
-            Protocol::Grpc => self.into_grpc(messages),
-        }
+            Protocol::Grpc => self.into_grpc(messages, "application/grpc"),
+            Protocol::GrpcWeb { text: false } => self.into_grpc(messages, "application/grpc-web"),
+            Protocol::GrpcWeb { text: true } => {
+                self.into_grpc(messages, "application/grpc-web-text")
+            }
+        };
+        // A rejection is about this request and these credentials: no cache may
+        // keep it (RFC 6749 §5.1 asks the same of the token endpoint's answers).
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
     }
 
     /// The JSON body.
@@ -278,10 +324,14 @@ impl Rejection {
         response
     }
 
-    fn into_grpc<B>(self, messages: &Messages) -> Response<ResponseBody<B>> {
+    fn into_grpc<B>(
+        self,
+        messages: &Messages,
+        content_type: &'static str,
+    ) -> Response<ResponseBody<B>> {
         let mut response = Response::new(ResponseBody::empty());
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(
             "grpc-status",
             HeaderValue::from(u16::from(self.grpc_code())),
@@ -412,6 +462,127 @@ mod tests {
             body_of(response),
             r#"{"detail":"Not enough permissions","error":"insufficient_scope"}"#
         );
+    }
+
+    #[test]
+    fn grpc_form_only_for_grpc_over_http2_or_grpc_web() {
+        use http::Version;
+        let grpc_web = Protocol::GrpcWeb { text: false };
+        let grpc_web_text = Protocol::GrpcWeb { text: true };
+        for (version, content_type, expected) in [
+            (Version::HTTP_2, Some("application/grpc"), Protocol::Grpc),
+            (
+                Version::HTTP_2,
+                Some("application/grpc+proto"),
+                Protocol::Grpc,
+            ),
+            (
+                Version::HTTP_2,
+                Some("application/grpc;charset=x"),
+                Protocol::Grpc,
+            ),
+            (Version::HTTP_11, Some("application/grpc"), Protocol::Http),
+            (
+                Version::HTTP_10,
+                Some("application/grpc+proto"),
+                Protocol::Http,
+            ),
+            (Version::HTTP_2, Some("application/grpcfoo"), Protocol::Http),
+            (
+                Version::HTTP_2,
+                Some("application/grpc-webfoo"),
+                Protocol::Http,
+            ),
+            (Version::HTTP_2, Some("Application/GRPC"), Protocol::Http),
+            (Version::HTTP_2, Some("application/json"), Protocol::Http),
+            (Version::HTTP_2, None, Protocol::Http),
+            (Version::HTTP_11, Some("application/grpc-web"), grpc_web),
+            (
+                Version::HTTP_11,
+                Some("application/grpc-web+proto"),
+                grpc_web,
+            ),
+            (Version::HTTP_2, Some("application/grpc-web;x=y"), grpc_web),
+            (
+                Version::HTTP_11,
+                Some("application/grpc-web-text"),
+                grpc_web_text,
+            ),
+            (
+                Version::HTTP_11,
+                Some("application/grpc-web-text+proto"),
+                grpc_web_text,
+            ),
+            (
+                Version::HTTP_11,
+                Some("application/grpc-web-textual"),
+                Protocol::Http,
+            ),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            if let Some(content_type) = content_type {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            }
+            assert_eq!(
+                Protocol::of(version, &headers),
+                expected,
+                "{version:?} {content_type:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_rejection_is_no_store_on_every_wire() {
+        let rejections = [
+            Rejection::MissingCredentials,
+            Rejection::InvalidToken,
+            Rejection::InactiveUser,
+            Rejection::InsufficientScope(ScopeRequirement::all(["me"])),
+            Rejection::InvalidScope("x".into()),
+            Rejection::InvalidRequest("x".into()),
+            Rejection::InvalidGrant,
+            Rejection::UnsupportedGrantType,
+            Rejection::UnsupportedMediaType,
+            Rejection::PayloadTooLarge(1),
+            Rejection::RequestTimeout,
+            Rejection::MethodNotAllowed,
+            Rejection::Unavailable,
+            Rejection::Internal,
+        ];
+        let protocols = [
+            Protocol::Http,
+            Protocol::Grpc,
+            Protocol::GrpcWeb { text: false },
+            Protocol::GrpcWeb { text: true },
+        ];
+        for rejection in rejections {
+            for protocol in protocols {
+                let response = rejection
+                    .clone()
+                    .into_response::<http_body_util::Empty<Bytes>>(&Messages::default(), protocol);
+                assert_eq!(
+                    response.headers()[CACHE_CONTROL],
+                    "no-store",
+                    "{rejection:?} {protocol:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn grpc_web_rejection_has_its_content_type() {
+        let response = Rejection::InsufficientScope(ScopeRequirement::all(["me"]))
+            .into_response::<http_body_util::Empty<Bytes>>(
+            &Messages::default(),
+            Protocol::GrpcWeb { text: true },
+        );
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[CONTENT_TYPE],
+            "application/grpc-web-text"
+        );
+        assert_eq!(response.headers()["grpc-status"], "7");
+        assert!(body_of(response).is_empty());
     }
 
     #[test]

@@ -8,12 +8,17 @@ use http::header::CONTENT_TYPE;
 use http::HeaderMap;
 
 use crate::error::Rejection;
+use crate::scope::dedup_in_order;
 
 /// Longest accepted `username`, in bytes.
 pub(crate) const MAX_USERNAME_LEN: usize = 256;
 /// Longest accepted `password`, in bytes. Generous for passphrases and password
 /// managers, and bounds the work handed to the password hasher.
 pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
+/// Most scopes one token request may name (repeats included).
+pub(crate) const MAX_SCOPES: usize = 64;
+/// Longest accepted scope, in bytes.
+pub(crate) const MAX_SCOPE_LEN: usize = 128;
 
 /// A validated password-grant request. Deliberately not `Debug`: it holds a password.
 pub(crate) struct PasswordForm {
@@ -72,17 +77,23 @@ struct Fields {
 }
 
 impl Fields {
-    fn set(&mut self, name: &str, value: String) -> Result<(), Rejection> {
-        let slot = match name {
-            "username" => &mut self.username,
-            "password" => &mut self.password,
-            "scope" => &mut self.scope,
-            "grant_type" => &mut self.grant_type,
-            "client_id" => &mut self.client_id,
-            "client_secret" => &mut self.client_secret,
-            _ => return Ok(()),
-        };
-        // RFC 6749 §3.2: parameters must not be included more than once.
+    /// The field called `name` and its name as a `'static` string (what details
+    /// show: never the client's text), or `None` for a field we do not read.
+    fn slot(&mut self, name: &str) -> Option<(&'static str, &mut Option<String>)> {
+        Some(match name {
+            "username" => ("username", &mut self.username),
+            "password" => ("password", &mut self.password),
+            "scope" => ("scope", &mut self.scope),
+            "grant_type" => ("grant_type", &mut self.grant_type),
+            "client_id" => ("client_id", &mut self.client_id),
+            "client_secret" => ("client_secret", &mut self.client_secret),
+            _ => return None,
+        })
+    }
+
+    /// Fills a known field once; RFC 6749 §3.2: parameters must not be included
+    /// more than once.
+    fn fill(name: &'static str, slot: &mut Option<String>, value: String) -> Result<(), Rejection> {
         if slot.is_some() {
             return Err(Rejection::InvalidRequest(
                 format!("Duplicate form field: {name}").into(),
@@ -106,12 +117,7 @@ impl Fields {
         }
         let username = required(self.username, "username", MAX_USERNAME_LEN)?;
         let password = required(self.password, "password", MAX_PASSWORD_LEN)?;
-        let mut scopes: Vec<String> = Vec::new();
-        for scope in self.scope.as_deref().unwrap_or_default().split_whitespace() {
-            if !scopes.iter().any(|s| s == scope) {
-                scopes.push(scope.to_owned());
-            }
-        }
+        let scopes = scopes(self.scope.as_deref().unwrap_or_default())?;
         // `client_id` / `client_secret` are accepted (FastAPI's form has them) but
         // this crate does not authenticate clients: it serves first-party apps.
         Ok(PasswordForm {
@@ -122,7 +128,35 @@ impl Fields {
     }
 }
 
-fn required(value: Option<String>, name: &str, max_len: usize) -> Result<String, Rejection> {
+/// `scope`, split on whitespace, without repeats. Bounded before anything else
+/// happens: this runs before the password is checked, for anyone.
+fn scopes(scope: &str) -> Result<Vec<String>, Rejection> {
+    let mut requested: Vec<&str> = Vec::new();
+    for scope in scope.split_whitespace() {
+        // Neither error shows the scope: it is the client's text.
+        if requested.len() == MAX_SCOPES {
+            return Err(Rejection::InvalidScope(
+                format!("Too many scopes requested (at most {MAX_SCOPES})").into(),
+            ));
+        }
+        if scope.len() > MAX_SCOPE_LEN {
+            return Err(Rejection::InvalidScope(
+                format!("Scope too long (at most {MAX_SCOPE_LEN} bytes)").into(),
+            ));
+        }
+        requested.push(scope);
+    }
+    Ok(dedup_in_order(requested)
+        .into_iter()
+        .map(str::to_owned)
+        .collect())
+}
+
+fn required(
+    value: Option<String>,
+    name: &'static str,
+    max_len: usize,
+) -> Result<String, Rejection> {
     match value {
         Some(value) if value.len() > max_len => Err(Rejection::InvalidRequest(
             format!("Form field too long: {name} (at most {max_len} bytes)").into(),
@@ -144,7 +178,10 @@ fn parse_urlencoded(body: &[u8]) -> Result<Fields, Rejection> {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &b""[..]),
         };
-        fields.set(&decode(name)?, decode(value)?)?;
+        // Unknown fields are skipped undecoded: their values may be anything.
+        if let Some((name, slot)) = fields.slot(&decode(name)?) {
+            Fields::fill(name, slot, decode(value)?)?;
+        }
     }
     Ok(fields)
 }
@@ -168,17 +205,19 @@ async fn parse_multipart(body: Bytes, boundary: String) -> Result<Fields, Reject
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut fields = Fields::default();
     while let Some(field) = multipart.next_field().await.map_err(malformed)? {
-        let name = field.name().map(str::to_owned);
-        let is_file = field.file_name().is_some();
-        let data = field.bytes().await.map_err(malformed)?;
-        let Some(name) = name else { continue };
-        if is_file {
+        // Parts we do not read (unnamed, unknown, files or text) are skipped
+        // unread, as unknown urlencoded fields are.
+        let Some((name, slot)) = field.name().and_then(|name| fields.slot(name)) else {
+            continue;
+        };
+        if field.file_name().is_some() {
             return Err(Rejection::InvalidRequest(
                 format!("Form field {name} must be text, not a file").into(),
             ));
         }
+        let data = field.bytes().await.map_err(malformed)?;
         let value = String::from_utf8(data.into()).map_err(|_| not_utf8())?;
-        fields.set(&name, value)?;
+        Fields::fill(name, slot, value)?;
     }
     Ok(fields)
 }
@@ -319,6 +358,35 @@ mod tests {
         assert!(form.scopes.is_empty());
     }
 
+    fn invalid_scope(rejection: Option<Rejection>) -> String {
+        match rejection {
+            Some(Rejection::InvalidScope(detail)) => detail.into_owned(),
+            other => panic!("expected invalid_scope, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scopes_are_capped_in_number_and_length_and_not_echoed() {
+        let with_scope = |scope: &str| format!("username=a&password=b&scope={scope}");
+        let names: Vec<String> = (0..=MAX_SCOPES).map(|i| format!("scope{i}")).collect();
+        let at_cap = urlencoded(with_scope(&names[..MAX_SCOPES].join("+")).as_bytes());
+        assert_eq!(at_cap.unwrap().scopes.len(), MAX_SCOPES);
+        let over = invalid_scope(urlencoded(with_scope(&names.join("+")).as_bytes()).err());
+        assert_eq!(over, "Too many scopes requested (at most 64)");
+        // Repeats count: the cap bounds the work, not the result.
+        let repeated = vec!["me"; MAX_SCOPES + 1].join("+");
+        assert!(urlencoded(with_scope(&repeated).as_bytes()).is_err());
+
+        let longest = "L".repeat(MAX_SCOPE_LEN);
+        assert_eq!(
+            urlencoded(with_scope(&longest).as_bytes()).unwrap().scopes,
+            std::slice::from_ref(&longest)
+        );
+        let too_long = format!("{longest}L");
+        let detail = invalid_scope(urlencoded(with_scope(&too_long).as_bytes()).err());
+        assert_eq!(detail, "Scope too long (at most 128 bytes)");
+    }
+
     #[test]
     fn client_credentials_fields_are_accepted() {
         assert!(urlencoded(b"username=a&password=b&client_id=cli&client_secret=s").is_ok());
@@ -421,6 +489,41 @@ mod tests {
         assert!(matches!(garbage, Err(Rejection::InvalidRequest(_))));
     }
 
+    #[test]
+    fn multipart_files_and_non_utf8_in_unknown_fields_are_skipped() {
+        let form = parse_multipart_now(multipart(&[
+            ("avatar", "PNG...", Some("me.png")),
+            ("username", "a", None),
+            ("<b>MARKER</b>", "x", Some("MARKER.txt")),
+            ("password", "c", None),
+        ]))
+        .unwrap();
+        assert_eq!((form.username.as_str(), form.password.as_str()), ("a", "c"));
+        let mut body = multipart(&[("username", "a", None), ("password", "c", None)]).to_vec();
+        let tail = body.split_off(body.len() - b"--B--\r\n".len());
+        body.extend_from_slice(
+            b"--B\r\nContent-Disposition: form-data; name=\"bin\"\r\n\r\n\xff\xfe\r\n",
+        );
+        body.extend_from_slice(&tail);
+        assert!(parse_multipart_now(Bytes::from(body)).is_ok());
+    }
+
+    #[test]
+    fn multipart_file_for_a_known_field_is_rejected_by_its_name() {
+        for field in ["username", "password", "scope", "grant_type", "client_id"] {
+            let file = parse_multipart_now(multipart(&[
+                ("username", "a", None),
+                ("password", "c", None),
+                (field, "x", Some("MARKER.txt")),
+            ]));
+            let detail = detail(file.err().unwrap());
+            assert_eq!(
+                detail,
+                format!("Form field {field} must be text, not a file")
+            );
+        }
+    }
+
     mod properties {
         use super::*;
         use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
@@ -436,8 +539,45 @@ mod tests {
                     }
                     Err(rejection) => prop_assert!(matches!(
                         rejection,
-                        Rejection::InvalidRequest(_) | Rejection::UnsupportedGrantType
+                        Rejection::InvalidRequest(_)
+                            | Rejection::InvalidScope(_)
+                            | Rejection::UnsupportedGrantType
                     )),
+                }
+            }
+
+            #[test]
+            fn no_detail_echoes_the_client(
+                parts in proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("username"), Just("password"), Just("scope"),
+                            Just("grant_type"), Just("MARKER"), Just("user%MARKER"),
+                        ],
+                        prop_oneof![
+                            Just(String::new()),
+                            Just("MARKER".to_owned()),
+                            "MARKER[a-z ]{0,8}",
+                            Just(format!("MARKER{}", "m".repeat(1100))),
+                        ],
+                        any::<bool>(),
+                    ),
+                    0..6,
+                ),
+            ) {
+                let urlencoded_body: Vec<String> =
+                    parts.iter().map(|(name, value, _)| format!("{name}={value}")).collect();
+                let as_multipart: Vec<(&str, &str, Option<&str>)> = parts
+                    .iter()
+                    .map(|(name, value, file)| (*name, value.as_str(), file.then_some("MARKER.bin")))
+                    .collect();
+                for result in [
+                    urlencoded(urlencoded_body.join("&").as_bytes()),
+                    parse_multipart_now(multipart(&as_multipart)),
+                ] {
+                    if let Err(Rejection::InvalidRequest(detail) | Rejection::InvalidScope(detail)) = result {
+                        prop_assert!(!detail.contains("MARKER"), "{}", detail);
+                    }
                 }
             }
 

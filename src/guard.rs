@@ -239,5 +239,6 @@ pub(crate) fn reject<B, ResBody, Us, Ts>(
     rejection: Rejection,
 ) -> Response<ResponseBody<ResBody>> {
     tracing::debug!(?rejection, "request rejected");
-    rejection.into_response(&shared.config.messages, Protocol::of(request.headers()))
+    let protocol = Protocol::of(request.version(), request.headers());
+    rejection.into_response(&shared.config.messages, protocol)
 }

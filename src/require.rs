@@ -119,7 +119,8 @@ where
             Some(_) => Rejection::InsufficientScope(self.requirement.clone()),
             None => Rejection::MissingCredentials,
         };
-        let response = rejection.into_response(&self.messages, Protocol::of(request.headers()));
+        let protocol = Protocol::of(request.version(), request.headers());
+        let response = rejection.into_response(&self.messages, protocol);
         ResponseFuture::rejected(response)
     }
 }
@@ -146,6 +147,7 @@ mod tests {
                 .insert(granted.iter().collect::<Scopes>());
         }
         if grpc {
+            *request.version_mut() = http::Version::HTTP_2;
             request.headers_mut().insert(
                 "content-type",
                 http::HeaderValue::from_static("application/grpc+proto"),
@@ -191,6 +193,24 @@ mod tests {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["grpc-status"], "7");
         assert_eq!(response.headers()["grpc-message"], "Not enough permissions");
+    }
+
+    #[tokio::test]
+    async fn grpc_content_type_over_http1_gets_json() {
+        let layer = RequireScopesLayer::all(["me"]);
+        let service = layer.layer(tower::service_fn(|_request: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("inner"))))
+        }));
+        let mut request = Request::new(());
+        request.extensions_mut().insert(Scopes::empty());
+        request.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(response.headers().get("grpc-status").is_none());
+        assert_eq!(response.headers()["cache-control"], "no-store");
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! Scopes: what a token was granted ([`Scopes`]) and what a route needs
 //! ([`ScopeRequirement`]).
 
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::Hash;
 use std::sync::Arc;
 
 use http::HeaderValue;
@@ -140,16 +142,40 @@ impl Default for Scopes {
     }
 }
 
+/// `items` without repeats, the first occurrence of each keeping its place.
+///
+/// Linear: clients choose these lists (`scope` in the token request), so a
+/// pairwise scan would let one request cost n²/2 comparisons.
+pub(crate) fn dedup_in_order<T: Eq + Hash>(mut items: Vec<T>) -> Vec<T> {
+    // Short lists, the usual case, are not worth a hash set's allocation.
+    const SMALL: usize = 8;
+    if items.len() <= SMALL {
+        let mut kept = 0;
+        for i in 0..items.len() {
+            if !items[..kept].contains(&items[i]) {
+                items.swap(kept, i);
+                kept += 1;
+            }
+        }
+        items.truncate(kept);
+        return items;
+    }
+    let mut seen: HashSet<&T, foldhash::fast::RandomState> =
+        HashSet::with_capacity_and_hasher(items.len(), Default::default());
+    let first: Vec<bool> = items.iter().map(|item| seen.insert(item)).collect();
+    drop(seen);
+    items
+        .into_iter()
+        .zip(first)
+        .filter_map(|(item, first)| first.then_some(item))
+        .collect()
+}
+
 /// Collects scopes, dropping repeats (the first occurrence keeps its place).
 impl<S: AsRef<str>> FromIterator<S> for Scopes {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        let mut scopes: Vec<Box<str>> = Vec::new();
-        for scope in iter {
-            let scope = scope.as_ref();
-            if !scopes.iter().any(|s| &**s == scope) {
-                scopes.push(scope.into());
-            }
-        }
+        let scopes: Vec<Box<str>> = iter.into_iter().map(|s| s.as_ref().into()).collect();
+        let scopes = dedup_in_order(scopes);
         Self((!scopes.is_empty()).then(|| scopes.into()))
     }
 }
@@ -287,3 +313,57 @@ impl fmt::Display for InsufficientScope {
 }
 
 impl std::error::Error for InsufficientScope {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::hash::Hasher;
+
+    thread_local! {
+        static EQ_CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// A key that counts how often it is compared.
+    #[derive(Debug)]
+    struct Counted(u32);
+
+    impl PartialEq for Counted {
+        fn eq(&self, other: &Self) -> bool {
+            EQ_CALLS.with(|calls| calls.set(calls.get() + 1));
+            self.0 == other.0
+        }
+    }
+
+    impl Eq for Counted {}
+
+    impl Hash for Counted {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+
+    #[test]
+    fn dedup_keeps_first_occurrences_in_order() {
+        let deduped = dedup_in_order(vec!["b", "a", "b", "c", "a", "d"]);
+        assert_eq!(deduped, ["b", "a", "c", "d"]);
+        let many: Vec<String> = (0..500).chain(0..500).map(|i| i.to_string()).collect();
+        let expected: Vec<String> = (0..500).map(|i| i.to_string()).collect();
+        assert_eq!(dedup_in_order(many), expected);
+        let scopes: Scopes = ["me", "items", "me", "admin", "items"]
+            .into_iter()
+            .collect();
+        assert_eq!(scopes.to_string(), "me items admin");
+    }
+
+    #[test]
+    fn dedup_is_linear_not_quadratic() {
+        // Distinct keys: a pairwise scan compares ~n²/2 times, a hash set about never.
+        let n = 2_000;
+        EQ_CALLS.with(|calls| calls.set(0));
+        let deduped = dedup_in_order((0..n).map(Counted).collect());
+        assert_eq!(deduped.len(), n as usize);
+        let calls = EQ_CALLS.with(Cell::get);
+        assert!(calls <= 2 * n as usize, "{calls} comparisons for {n} keys");
+    }
+}
