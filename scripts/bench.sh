@@ -11,9 +11,9 @@
 #      tutorial, bare), then in paired rounds (all three loaded at once on the same
 #      core: each one's CPU time per request);
 #
-# then prints the README tables and regenerates docs/perf/overhead.svg.
+# then prints the tables of docs/performance.md and regenerates docs/perf/overhead.svg.
 #
-#   scripts/bench.sh                 # everything, about 5 minutes on 2 cores (after the build)
+#   scripts/bench.sh                 # everything, about 7 minutes on 2 cores (after the build)
 #   ONLY="guard e2e" scripts/bench.sh
 #
 # Environment: ONLY (subset of: guard callgrind login memory e2e), ROUNDS (e2e rounds,
