@@ -30,11 +30,15 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
-        Inner {
+        Inner { #[pin] future: F },
+        // A variant of its own, not a field of `Inner`: a field beside `F` moved it
+        // to an odd offset, and every copy of the future then stalled on
+        // store-to-load forwarding (seen with perf on the guard bench).
+        Restated {
             #[pin]
             future: F,
-            // The layer's status for a scope the inner service refused, if not 403.
-            scope_status: Option<StatusCode>,
+            // The layer's status for a scope the inner service refused.
+            scope_status: StatusCode,
         },
         Rejected { response: Option<Response<ResponseBody<B>>> },
         Boxed { future: BoxedResponse<B, E> },
@@ -43,16 +47,21 @@ pin_project! {
 
 impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn inner(future: F) -> Self {
-        Self::inner_guarded(future, None)
+        Self {
+            kind: Kind::Inner { future },
+        }
     }
 
     /// The inner service's future for a request the guard let through: a scope
     /// refusal in its response gets `scope_status`, if given.
     pub(crate) fn inner_guarded(future: F, scope_status: Option<StatusCode>) -> Self {
-        Self {
-            kind: Kind::Inner {
-                future,
-                scope_status,
+        match scope_status {
+            None => Self::inner(future),
+            Some(scope_status) => Self {
+                kind: Kind::Restated {
+                    future,
+                    scope_status,
+                },
             },
         }
     }
@@ -85,12 +94,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner {
+            KindProj::Inner { future } => {
+                let response = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+            }
+            KindProj::Restated {
                 future,
                 scope_status,
             } => {
                 let mut response = ready!(future.poll(cx))?;
-                restate_scope_refusal(&mut response, *scope_status);
+                restate_scope_refusal(&mut response, Some(*scope_status));
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
             KindProj::Rejected { response } => Poll::Ready(Ok(response

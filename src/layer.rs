@@ -168,6 +168,11 @@ where
     }
 
     /// Lets requests for exactly `path` through without a token.
+    ///
+    /// A missing leading `/` is added and a trailing one dropped (`"health/"` is
+    /// `/health`). Only that spelling matches: `/health/`, `//health` or
+    /// `/health;x` stay guarded, as a router inside might not read them as
+    /// `/health`.
     pub fn public_path(mut self, path: &str) -> Self {
         self.config.public.add_path(path);
         self
@@ -176,7 +181,8 @@ where
     /// Lets requests for `prefix` and every path below it through without a token.
     ///
     /// Matching is by whole segments (`/docs` covers `/docs/a`, not `/docsecret`), and
-    /// paths with `.`/`..` segments never match, so they stay guarded.
+    /// paths spelled ambiguously (`.`/`..` segments, `//`, `;`, encoded `/` or `\`)
+    /// never match, so they stay guarded.
     pub fn public_prefix(mut self, prefix: &str) -> Self {
         self.config.public.add_prefix(prefix);
         self
@@ -278,8 +284,11 @@ where
     /// in `/*` covers everything below it (`/admin/*`: `/admin` and `/admin/…`).
     /// The scopes it names are declared (without a description) if they were not.
     ///
-    /// Rules match the path as it arrives; for a check tied to the route itself, put
-    /// a [`RequireScopesLayer`](crate::RequireScopesLayer) on the route.
+    /// Rules fail closed: a rule for `/admin` also covers every other spelling a
+    /// router might resolve to it (`/admin/`, `//admin`, `/admin;x`, `/%61dmin`,
+    /// `/x/../admin`), and a rule for `GET` also covers `HEAD`. For a check tied to
+    /// the route itself, put a [`RequireScopesLayer`](crate::RequireScopesLayer) on
+    /// the route.
     pub fn require_scopes(self, path: &str, requirement: ScopeRequirement) -> Self {
         self.add_scope_rule(None, path, requirement)
     }

@@ -9,12 +9,14 @@ mod common;
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use common::Server;
+use common::{tutorial_builder, Server, Stores};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_oauth2_password::{CurrentUser, MemoryUserStore, OAuth2PasswordLayer, Scopes};
+use tower_oauth2_password::{
+    CurrentUser, InsufficientScope, MemoryUserStore, OAuth2PasswordLayer, Scopes,
+};
 
 #[path = "../examples/axum.rs"]
 #[allow(dead_code)]
@@ -200,4 +202,32 @@ async fn scopes_extractor_needs_declared_scopes() {
         body.contains("scopes must be declared with Builder::scope"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_handlers_scope_refusal_takes_the_layers_status() {
+    async fn items(scopes: Scopes) -> Result<&'static str, InsufficientScope> {
+        scopes.require_all(["items"])?;
+        Ok("the items")
+    }
+    for stores in [Stores::Ready, Stores::Awaited] {
+        let layer = tutorial_builder(stores)
+            .scope("me", "Read information about the current user.")
+            .scope("items", "Read items.")
+            .insufficient_scope_status(StatusCode::UNAUTHORIZED)
+            .build();
+        let app: Router = Router::new().route("/items", get(items)).layer(layer);
+        let token = oneshot_login(&app, "username=johndoe&password=secret&scope=me").await;
+        let request = Request::get("/items")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{stores:?}");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer error="insufficient_scope", scope="items""#
+        );
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
 }
