@@ -37,19 +37,6 @@ fn assert_not_authenticated(reply: &Reply) {
     assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
 }
 
-#[track_caller]
-fn assert_invalid_token(reply: &Reply) {
-    reply.assert_error(
-        401,
-        "Invalid authentication credentials",
-        Some("invalid_token"),
-    );
-    assert_eq!(
-        reply.header("www-authenticate"),
-        Some("Bearer error=\"invalid_token\"")
-    );
-}
-
 async fn the_seed_walkthrough(stores: Stores) {
     let server = start(stores).await;
     let token = server.login("johndoe", "secret").await;
@@ -129,10 +116,16 @@ async fn unknown_malformed_forged_and_tampered_tokens_are_invalid(stores: Stores
         "Bearer a\"b".to_owned(),
         format!("Bearer {}", "a".repeat(8000)),
     ] {
-        assert_invalid_token(&server.get("/users/me", &[value.as_bytes()]).await);
+        server
+            .get("/users/me", &[value.as_bytes()])
+            .await
+            .assert_invalid_token();
     }
     // Bytes outside ASCII in the header.
-    assert_invalid_token(&server.get("/users/me", &[b"Bearer t\xc3\xa9st"]).await);
+    server
+        .get("/users/me", &[b"Bearer t\xc3\xa9st"])
+        .await
+        .assert_invalid_token();
     // The genuine token still works.
     assert_eq!(server.me(&token).await.status, 200);
 }
@@ -172,7 +165,7 @@ async fn expired_tokens_are_invalid(stores: Stores) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         reply = server.me(&token).await;
     }
-    assert_invalid_token(&reply);
+    reply.assert_invalid_token();
 }
 
 async fn revoked_tokens_are_invalid(stores: Stores) {
@@ -185,7 +178,7 @@ async fn revoked_tokens_are_invalid(stores: Stores) {
         .revoke(token.as_str().into(), None)
         .await
         .unwrap();
-    assert_invalid_token(&server.me(&token).await);
+    server.me(&token).await.assert_invalid_token();
     assert_eq!(
         server.me(&other).await.status,
         200,
@@ -203,7 +196,7 @@ async fn disabling_or_deleting_a_user_takes_effect_at_once(stores: Stores) {
         .await
         .assert_error(400, "Inactive user", None);
     assert!(layer.user_store().remove("johndoe"));
-    assert_invalid_token(&server.me(&token).await);
+    server.me(&token).await.assert_invalid_token();
 }
 
 async fn a_password_change_ends_the_sessions(stores: Stores) {
@@ -212,7 +205,7 @@ async fn a_password_change_ends_the_sessions(stores: Stores) {
     let token = server.login("johndoe", "secret").await;
     let hash = Argon2Hasher::new().hash("new secret").unwrap();
     assert!(layer.user_store().set_password("johndoe", hash));
-    assert_invalid_token(&server.me(&token).await);
+    server.me(&token).await.assert_invalid_token();
     let token = server.login("johndoe", "new%20secret").await;
     assert_eq!(server.me(&token).await.status, 200);
 }
@@ -231,7 +224,7 @@ async fn a_user_removed_and_added_again_gets_no_old_token(stores: Stores) {
     };
     let hash = Argon2Hasher::new().hash("secret").unwrap();
     users.insert("johndoe", StoredUser::new(model, hash));
-    assert_invalid_token(&server.me(&token).await);
+    server.me(&token).await.assert_invalid_token();
 }
 
 async fn a_scope_taken_away_ends_the_sessions(stores: Stores) {
@@ -253,7 +246,7 @@ async fn a_scope_taken_away_ends_the_sessions(stores: Stores) {
     assert_eq!(server.me(&token).await.status, 200);
     let other = server.login("alice", "secret2").await;
     assert!(layer.user_store().set_scopes("johndoe", Scopes::empty()));
-    assert_invalid_token(&server.me(&token).await);
+    server.me(&token).await.assert_invalid_token();
     // Only johndoe's sessions.
     server
         .me(&other)

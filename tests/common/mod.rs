@@ -104,6 +104,20 @@ impl Reply {
             .map(|v| v.to_str().expect("ASCII header"))
     }
 
+    /// Asserts the 401 for a bad token, with its challenge.
+    #[track_caller]
+    pub fn assert_invalid_token(&self) {
+        self.assert_error(
+            401,
+            "Invalid authentication credentials",
+            Some("invalid_token"),
+        );
+        assert_eq!(
+            self.header("www-authenticate"),
+            Some("Bearer error=\"invalid_token\"")
+        );
+    }
+
     /// Asserts a JSON error answer: status, `detail`, `error`, content type.
     #[track_caller]
     pub fn assert_error(&self, status: u16, detail: &str, error: Option<&str>) {
