@@ -131,9 +131,19 @@
 //!
 //! # Extension points
 //!
-//! - [`UserStore`]: where users live ([`MemoryUserStore`] included).
+//! - [`UserStore`]: where users live ([`MemoryUserStore`] included): one lookup
+//!   for the guard ([`Principal`], no password hash) and one for the login
+//!   ([`Credentials`], with the canonical [`Subject`]).
 //! - [`TokenStore`]: where tokens live ([`MemoryTokenStore`] included).
 //! - [`PasswordHasher`]: how passwords are checked ([`Argon2Hasher`] included).
+//! - [`LoginPolicy`]: asked before any password hash is computed (brute-force
+//!   limits plug in here).
+//!
+//! The guard's lookups answer a [`Lookup`]: ready at once (no future allocated) or
+//! a future to await. Tokens carry their user's security stamp, so a password
+//! change, a scope taken away or a user removed and created again ends the user's
+//! sessions on the next request. With the `testing` feature, the `testing` module
+//! holds the conformance suites every store should pass.
 //!
 //! # Runtime
 //!
@@ -144,7 +154,7 @@
 //! The first guarded request starts one background thread for the whole process
 //! (`oauth2-password-clock`): it advances, every 100 ms, the coarse clock the guard
 //! checks expiry against — a memory read instead of a clock call per request. Tokens
-//! are refused up to 100 ms early, never late.
+//! are refused up to 100 ms early; late only while that thread waits for a CPU.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
