@@ -52,16 +52,14 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         }
     }
 
-    /// The inner service's future for a request the guard let through: a scope
-    /// refusal in its response gets `scope_status`, if given.
-    pub(crate) fn inner_guarded(future: F, scope_status: Option<StatusCode>) -> Self {
-        match scope_status {
-            None => Self::inner(future),
-            Some(scope_status) => Self {
-                kind: Kind::Restated {
-                    future,
-                    scope_status,
-                },
+    /// The inner service's future for a request the guard let through, behind a
+    /// layer whose status for a missing scope is `scope_status`, not 403: a scope
+    /// refusal in its response gets that status.
+    pub(crate) fn restated(future: F, scope_status: StatusCode) -> Self {
+        Self {
+            kind: Kind::Restated {
+                future,
+                scope_status,
             },
         }
     }

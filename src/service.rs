@@ -103,8 +103,12 @@ where
         let pending = match decide_now(&self.shared, &request, public) {
             Progress::Decided(Ok(authenticated)) => {
                 insert(&self.shared, &mut request, authenticated);
-                let future = self.inner.call(request);
-                return ResponseFuture::inner_guarded(future, config.custom_scope_status());
+                // The inner future is built straight into its variant: made first
+                // and moved in after, it was copied once more per request.
+                return match config.custom_scope_status() {
+                    None => ResponseFuture::inner(self.inner.call(request)),
+                    Some(status) => ResponseFuture::restated(self.inner.call(request), status),
+                };
             }
             Progress::Decided(Err(_)) if public => {
                 return ResponseFuture::inner(self.inner.call(request));
