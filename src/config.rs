@@ -34,6 +34,8 @@ pub(crate) struct Config {
     pub(crate) body_limit: usize,
     pub(crate) body_timeout: Duration,
     pub(crate) require_grant_type: bool,
+    /// Whether a disabled user's login is refused (as a wrong password is).
+    pub(crate) refuse_inactive_login: bool,
     pub(crate) max_concurrent_hashes: usize,
     pub(crate) messages: Messages,
     /// The scopes this service knows, with a description each.

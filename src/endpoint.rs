@@ -128,8 +128,14 @@ where
         .map_err(|error| Rejection::store_failed("user", error))?;
     let hash = found.as_ref().map(|found| found.password_hash.clone());
     let (verification, password) = verify(Arc::clone(shared), password, hash).await?;
+    let refuse_inactive = shared.config.refuse_inactive_login;
     let credentials = match found {
-        Some(credentials) if verification.is_match() => credentials,
+        // The password was checked either way: same answer, same work.
+        Some(credentials)
+            if verification.is_match() && (credentials.active || !refuse_inactive) =>
+        {
+            credentials
+        }
         _ => {
             if let Some(policy) = &shared.policy {
                 tell(policy.failed(&attempt), "failed login").await;

@@ -68,6 +68,7 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
                 body_limit: DEFAULT_BODY_LIMIT,
                 body_timeout: DEFAULT_BODY_TIMEOUT,
                 require_grant_type: false,
+                refuse_inactive_login: false,
                 max_concurrent_hashes: std::thread::available_parallelism().map_or(1, usize::from),
                 messages: Messages::default(),
                 scopes: Vec::new(),
@@ -247,6 +248,16 @@ where
     /// `OAuth2PasswordRequestFormStrict` and RFC 6749 do (default: optional).
     pub fn require_grant_type(mut self, required: bool) -> Self {
         self.config.require_grant_type = required;
+        self
+    }
+
+    /// Refuses the login of a disabled user with the answer a wrong password gets
+    /// (400 `invalid_grant`, after the same password check), so the token endpoint
+    /// does not tell which accounts are disabled. Default: off, as in the FastAPI
+    /// tutorial, where a disabled user logs in and is refused on every route
+    /// ("Inactive user").
+    pub fn refuse_inactive_login(mut self, refuse: bool) -> Self {
+        self.config.refuse_inactive_login = refuse;
         self
     }
 

@@ -367,3 +367,30 @@ fn a_zero_token_lifetime_is_refused_when_configured() {
     let _ = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
         .token_lifetime(Duration::ZERO);
 }
+
+#[tokio::test]
+async fn a_disabled_users_login_can_be_refused_like_a_wrong_password() {
+    let hasher = Counting::new(Duration::ZERO);
+    let users = users(&hasher);
+    let hash = hasher.hash("secret2").unwrap();
+    users.insert("alice", StoredUser::new(model("alice"), hash).disabled());
+    let layer = OAuth2PasswordLayer::builder(users)
+        .password_hasher(hasher.clone())
+        .refuse_inactive_login(true)
+        .build();
+    let server = Server::start_with(layer).await;
+    for form in [
+        "username=alice&password=secret2",
+        "username=alice&password=wrong",
+    ] {
+        let reply = server.post_form(form).await;
+        assert_eq!(reply.status, 400, "{form}");
+        assert_eq!(reply.body, INVALID_GRANT, "{form}: one answer for both");
+    }
+    assert_eq!(
+        (hasher.verifies(), hasher.dummies()),
+        (2, 0),
+        "the password is checked either way"
+    );
+    server.login("johndoe", "secret").await;
+}
