@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::error::Messages;
 use crate::password::PasswordHasher;
 use crate::policy::LoginPolicy;
-use crate::public::{canonical, spellings, under, PublicRoutes};
+use crate::public::{canonical, under, PublicRoutes, Spellings};
 use crate::scope::ScopeRequirement;
 
 /// Everything the service needs, shared by every clone of the layer and service.
@@ -73,7 +73,7 @@ impl ScopeRule {
     /// its path some router may resolve to it (`//admin`, `/admin;x`, `/%61dmin`:
     /// see [`crate::public`]), and a `GET` rule covers `HEAD`, which routers answer
     /// with the `GET` handler.
-    pub(crate) fn applies_to(&self, method: &Method, path: &str) -> bool {
+    pub(crate) fn applies_to(&self, method: &Method, request: &Spellings<'_>) -> bool {
         let method_matches = match &self.method {
             None => true,
             Some(rule) => rule == method || (*rule == Method::GET && method == Method::HEAD),
@@ -81,7 +81,6 @@ impl ScopeRule {
         if !method_matches {
             return false;
         }
-        let request = spellings(path);
         // A path with dot segments might reach anything below a prefix through a
         // router that does not resolve them: it needs the prefix's scopes too.
         if self.prefix && request.dot_segments {

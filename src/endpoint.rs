@@ -15,10 +15,9 @@ use crate::config::{Config, Shared};
 use crate::error::{Protocol, Rejection};
 use crate::form::{Encoding, PasswordForm};
 use crate::lookup::Lookup;
-use crate::password::{HashedPassword, Verification};
+use crate::password::{HashedPassword, PasswordHasher, Verification};
 use crate::policy::{LoginAttempt, LoginDecision};
 use crate::scope::{is_scope_token, Scopes};
-use crate::subject::Subject;
 use crate::token::{Grant, TokenStore};
 use crate::user::{Credentials, UserStore};
 use crate::BoxError;
@@ -253,9 +252,34 @@ where
     }
 }
 
-/// Checks the password on tokio's blocking pool, and hands it back (for a rehash).
-/// An unknown user, and a stored hash the hasher cannot check, are checked against
-/// the hasher's dummy hash: every failure costs the time of a real verification.
+/// Runs `work` with the hasher on tokio's blocking pool, under one of the
+/// `max_concurrent_hashes` permits: each hash takes ~19 MiB and a core, so a flood
+/// of logins queues here instead of exhausting memory. The permit moves into the
+/// blocking task: a client that hangs up does not free it early.
+async fn on_hashing_pool<Us, Ts, R>(
+    shared: Arc<Shared<Us, Ts>>,
+    work: impl FnOnce(&dyn PasswordHasher) -> R + Send + 'static,
+) -> Result<R, Rejection>
+where
+    Us: Send + Sync + 'static,
+    Ts: Send + Sync + 'static,
+    R: Send + 'static,
+{
+    let permit = Arc::clone(&shared.hashing)
+        .acquire_owned()
+        .await
+        .map_err(|_| Rejection::Internal)?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work(&*shared.hasher)
+    })
+    .await
+    .map_err(|_| Rejection::Internal)
+}
+
+/// Checks the password, and hands it back (for a rehash). An unknown user, and a
+/// stored hash the hasher cannot check, are checked against the hasher's dummy
+/// hash: every failure costs the time of a real verification.
 async fn verify<Us, Ts>(
     shared: Arc<Shared<Us, Ts>>,
     password: String,
@@ -265,34 +289,18 @@ where
     Us: Send + Sync + 'static,
     Ts: Send + Sync + 'static,
 {
-    // At most `max_concurrent_hashes` at once: each takes ~19 MiB and a core, so a
-    // flood of logins queues here instead of exhausting memory. The permit moves
-    // into the blocking task: a client that hangs up does not free it early.
-    let permit = Arc::clone(&shared.hashing)
-        .acquire_owned()
-        .await
-        .map_err(|_| Rejection::Internal)?;
-    let check = move || {
-        let _permit = permit;
-        let hasher = &shared.hasher;
-        let verification = match hash {
-            Some(hash) => hasher.verify(&password, &hash).unwrap_or_else(|error| {
-                // Answer as for a wrong password, in the same time: a broken record
-                // must not reveal itself.
-                tracing::error!(%error, "stored password hash cannot be verified");
-                hasher.verify_dummy(&password);
-                Verification::Mismatch
-            }),
-            None => {
-                hasher.verify_dummy(&password);
-                Verification::Mismatch
-            }
-        };
-        (verification, password)
-    };
-    tokio::task::spawn_blocking(check)
-        .await
-        .map_err(|_| Rejection::Internal)
+    on_hashing_pool(shared, move |hasher| {
+        match hash.map(|hash| hasher.verify(&password, &hash)) {
+            Some(Ok(verification)) => return (verification, password),
+            // Answered as a wrong password, in the same time: a broken record
+            // must not reveal itself.
+            Some(Err(error)) => tracing::error!(%error, "stored password hash cannot be verified"),
+            None => {}
+        }
+        hasher.verify_dummy(&password);
+        (Verification::Mismatch, password)
+    })
+    .await
 }
 
 /// Stores a fresh hash of `password` for a user whose stored hash is outdated, in
@@ -302,19 +310,10 @@ where
     Us: UserStore,
     Ts: Send + Sync + 'static,
 {
-    let subject: Subject = credentials.subject.clone();
+    let subject = credentials.subject.clone();
     let old = credentials.password_hash.clone();
     tokio::spawn(async move {
-        // Hashing takes a permit like any verification.
-        let Ok(permit) = Arc::clone(&shared.hashing).acquire_owned().await else {
-            return;
-        };
-        let hashing = Arc::clone(&shared);
-        let new = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            hashing.hasher.hash(&password)
-        })
-        .await;
+        let new = on_hashing_pool(Arc::clone(&shared), move |hasher| hasher.hash(&password)).await;
         let stored = match new {
             Ok(Ok(new)) => shared
                 .users
@@ -322,7 +321,7 @@ where
                 .await
                 .map_err(|error| error.to_string()),
             Ok(Err(error)) => Err(error.to_string()),
-            Err(error) => Err(error.to_string()),
+            Err(_) => Err("the hashing task did not finish".to_owned()),
         };
         match stored {
             Ok(()) => tracing::info!(user = %subject, "password hash renewed"),

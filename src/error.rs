@@ -366,11 +366,9 @@ struct ScopeRefused;
 
 /// Gives a scope refusal made inside the layer the layer's configured status.
 #[inline]
-pub(crate) fn restate_scope_refusal<B>(response: &mut Response<B>, status: Option<StatusCode>) {
-    if let Some(status) = status {
-        if response.extensions().get::<ScopeRefused>().is_some() {
-            *response.status_mut() = status;
-        }
+pub(crate) fn restate_scope_refusal<B>(response: &mut Response<B>, status: StatusCode) {
+    if response.extensions().get::<ScopeRefused>().is_some() {
+        *response.status_mut() = status;
     }
 }
 

@@ -101,7 +101,7 @@ where
                 scope_status,
             } => {
                 let mut response = ready!(future.poll(cx))?;
-                restate_scope_refusal(&mut response, Some(*scope_status));
+                restate_scope_refusal(&mut response, *scope_status);
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
             KindProj::Rejected { response } => Poll::Ready(Ok(response

@@ -5,15 +5,16 @@
 //! stores answer at once (in-memory stores: all the way, and no future is boxed),
 //! and the async [`guard`] finishes what is left when a store must be awaited.
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use tower_service::Service;
 
 use crate::bearer;
 use crate::body::ResponseBody;
 use crate::clock;
-use crate::config::Shared;
+use crate::config::{ScopeRule, Shared};
 use crate::error::{restate_scope_refusal, Protocol, Rejection, StoreError};
 use crate::lookup::Lookup;
+use crate::public::spellings;
 use crate::scope::Scopes;
 use crate::token::{BearerToken, Grant, TokenStore};
 use crate::user::{CurrentUser, Principal, UserStore};
@@ -68,7 +69,9 @@ where
         Err(_) => {}
     }
     let mut response = inner.call(request).await?;
-    restate_scope_refusal(&mut response, shared.config.custom_scope_status());
+    if let Some(status) = shared.config.custom_scope_status() {
+        restate_scope_refusal(&mut response, status);
+    }
     Ok(response.map(ResponseBody::inner))
 }
 
@@ -200,19 +203,30 @@ fn check_rules<B, Us, Ts>(
     granted: &Scopes,
     public: bool,
 ) -> Result<(), Rejection> {
-    if public || shared.config.scope_rules.is_empty() {
+    let rules = &shared.config.scope_rules;
+    if public || rules.is_empty() {
         return Ok(());
     }
-    let (method, path) = (request.method(), request.uri().path());
-    let unmet = shared
-        .config
-        .scope_rules
-        .iter()
-        .find(|rule| rule.applies_to(method, path) && !rule.requirement.is_met_by(granted));
-    match unmet {
+    match unmet_rule(rules, request.method(), request.uri().path(), granted) {
         Some(rule) => Err(Rejection::InsufficientScope(rule.requirement.clone())),
         None => Ok(()),
     }
+}
+
+/// The first rule that applies and is not met. Out of line: apps without rules
+/// keep the inlined check above to one comparison.
+#[inline(never)]
+fn unmet_rule<'a>(
+    rules: &'a [ScopeRule],
+    method: &Method,
+    path: &str,
+    granted: &Scopes,
+) -> Option<&'a ScopeRule> {
+    // Once per request, not once per rule: it may have to normalise the path.
+    let path = spellings(path);
+    rules
+        .iter()
+        .find(|rule| rule.applies_to(method, &path) && !rule.requirement.is_met_by(granted))
 }
 
 /// Puts the user, and the scopes if the layer uses any, where handlers and

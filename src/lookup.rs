@@ -55,11 +55,6 @@ impl<T> Lookup<T> {
         Self(State::Pending(Box::pin(future)))
     }
 
-    /// Whether the answer is known now.
-    pub fn is_ready(&self) -> bool {
-        matches!(self.0, State::Ready(Some(_)))
-    }
-
     /// The answer if it is known now, else the lookup back.
     pub fn into_ready(self) -> Result<Result<T, StoreError>, Self> {
         match self.0 {

@@ -132,12 +132,6 @@ impl From<Arc<str>> for Subject {
     }
 }
 
-impl From<&Subject> for Subject {
-    fn from(subject: &Subject) -> Self {
-        subject.clone()
-    }
-}
-
 impl Deref for Subject {
     type Target = str;
 
