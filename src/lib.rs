@@ -195,8 +195,8 @@ pub use crate::body::ResponseBody;
 pub use crate::error::StoreError;
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{
-    Builder, OAuth2PasswordLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_TOKEN_LIFETIME,
-    MAX_TOKEN_LIFETIME,
+    Builder, OAuth2PasswordLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT,
+    DEFAULT_REFRESH_TOKEN_LIFETIME, DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME,
 };
 pub use crate::lookup::Lookup;
 pub use crate::password::{
@@ -208,8 +208,8 @@ pub use crate::scope::{InsufficientScope, ScopeRequirement, Scopes};
 pub use crate::service::OAuth2Password;
 pub use crate::subject::Subject;
 pub use crate::token::{
-    AccessToken, BearerToken, Grant, IssuedToken, MemoryTokenStore, RefreshToken, Revocation,
-    TokenStore, TokenTypeHint,
+    AccessToken, BearerToken, Grant, IssuedToken, MemoryRefreshTokenStore, MemoryTokenStore,
+    RefreshToken, RefreshTokenStore, Revocation, Rotation, TokenStore, TokenTypeHint,
 };
 pub use crate::user::{
     Credentials, CurrentUser, MemoryUserStore, Principal, StoredUser, UserStore,

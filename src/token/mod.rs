@@ -1,13 +1,19 @@
-//! Access tokens: the [`TokenStore`] trait, what it stores ([`Grant`]) and hands out
-//! ([`IssuedToken`]), and the in-memory store.
+//! Tokens: the [`TokenStore`] trait for access tokens, what it stores ([`Grant`])
+//! and hands out ([`IssuedToken`]); the [`RefreshTokenStore`] trait for refresh
+//! tokens; and their in-memory stores.
 
 mod memory;
+mod memory_refresh;
+mod refresh;
 
 use std::fmt;
 use std::future::Future;
 use std::time::SystemTime;
 
 pub use memory::MemoryTokenStore;
+pub use memory_refresh::MemoryRefreshTokenStore;
+pub(crate) use refresh::DynRefreshTokenStore;
+pub use refresh::{RefreshTokenStore, Rotation};
 
 use crate::error::StoreError;
 use crate::lookup::Lookup;
