@@ -215,6 +215,9 @@ pub use crate::user::{
     Credentials, CurrentUser, MemoryUserStore, Principal, StoredUser, UserStore,
 };
 
+#[cfg(feature = "redis")]
+pub use crate::token::RedisTokenStore;
+
 /// Compiles the README's Rust snippets as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

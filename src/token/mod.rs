@@ -4,12 +4,16 @@
 
 mod memory;
 mod memory_refresh;
+#[cfg(feature = "redis")]
+mod redis;
 mod refresh;
 
 use std::fmt;
 use std::future::Future;
 use std::time::SystemTime;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisTokenStore;
 pub use memory::MemoryTokenStore;
 pub use memory_refresh::MemoryRefreshTokenStore;
 pub(crate) use refresh::DynRefreshTokenStore;
