@@ -48,18 +48,14 @@ pub async fn from_env() -> Result<(Tokens, Option<RefreshTokens>), String> {
             Tokens::Memory(MemoryTokenStore::new()),
             refresh.then(|| RefreshTokens::Memory(MemoryRefreshTokenStore::new())),
         )),
-        "redis" => redis().await.map(|store| {
-            (
-                Tokens::from_redis(store.clone()),
-                refresh.then(|| RefreshTokens::from_redis(store)),
-            )
-        }),
+        "redis" => redis(refresh).await,
         _ => Err("TOKEN_STORE must be memory or redis".into()),
     }
 }
 
+/// The stores of `TOKEN_STORE=redis`.
 #[cfg(feature = "redis")]
-async fn redis() -> Result<RedisTokenStore, String> {
+async fn redis(refresh: bool) -> Result<(Tokens, Option<RefreshTokens>), String> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = std::env::var("REDIS_PREFIX").unwrap_or_else(|_| "tower-oauth2-password:".into());
     // Not the URL itself in the message: it may hold a password.
@@ -70,36 +66,13 @@ async fn redis() -> Result<RedisTokenStore, String> {
     if let Err(error) = store.ping().await {
         tracing::warn!(%error, "Redis does not answer yet; token requests get 503 until it does");
     }
-    Ok(store)
+    let refresh = refresh.then(|| RefreshTokens::Redis(store.clone()));
+    Ok((Tokens::Redis(store), refresh))
 }
 
 #[cfg(not(feature = "redis"))]
-async fn redis() -> Result<std::convert::Infallible, String> {
+async fn redis(_refresh: bool) -> Result<(Tokens, Option<RefreshTokens>), String> {
     Err("TOKEN_STORE=redis needs the redis feature: cargo run --features redis --example …".into())
-}
-
-impl Tokens {
-    #[cfg(feature = "redis")]
-    fn from_redis(store: RedisTokenStore) -> Self {
-        Self::Redis(store)
-    }
-
-    #[cfg(not(feature = "redis"))]
-    fn from_redis(store: std::convert::Infallible) -> Self {
-        match store {}
-    }
-}
-
-impl RefreshTokens {
-    #[cfg(feature = "redis")]
-    fn from_redis(store: RedisTokenStore) -> Self {
-        Self::Redis(store)
-    }
-
-    #[cfg(not(feature = "redis"))]
-    fn from_redis(store: std::convert::Infallible) -> Self {
-        match store {}
-    }
 }
 
 impl TokenStore for Tokens {
