@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,7 +18,8 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use tower_oauth2_password::testing::TokenStoreSuite;
 use tower_oauth2_password::{
-    BearerToken, Grant, JwtConfigError, JwtKey, JwtTokenStore, Scopes, TokenStore,
+    BearerToken, Grant, JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, Lookup,
+    MemoryJtiDenylist, Scopes, StoreError, TokenStore,
 };
 
 const SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
@@ -256,7 +259,7 @@ async fn revocation_lasts_until_expiry_then_is_forgotten() {
         ))
         .await
         .unwrap();
-    let list = tower_oauth2_password::MemoryJtiDenylist::new();
+    let list = MemoryJtiDenylist::new();
     let store = JwtTokenStore::signing_with(hs256("k1", SECRET))
         .leeway(Duration::ZERO)
         .with_denylist(list.clone())
@@ -519,6 +522,63 @@ async fn a_revoked_token_is_refused() {
         .unwrap();
     forge.assert_refused(&forge.token).await;
     forge.assert_accepted(&other).await;
+}
+
+/// A denylist as a network store answers: every lookup awaited, or failing.
+#[derive(Clone)]
+struct Remote {
+    list: MemoryJtiDenylist,
+    down: Arc<AtomicBool>,
+}
+
+impl JtiDenylist for Remote {
+    fn deny(
+        &self,
+        jti: &str,
+        until: SystemTime,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
+        self.list.deny(jti, until)
+    }
+
+    fn is_denied(&self, jti: &str) -> Lookup<bool> {
+        let answer = self.list.is_denied(jti);
+        let down = self.down.load(Ordering::SeqCst);
+        Lookup::pending(async move {
+            tokio::task::yield_now().await;
+            if down {
+                return Err(StoreError::new("denylist unreachable"));
+            }
+            answer.await
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_awaited_denylist_is_asked_and_its_failure_is_a_503() {
+    let remote = Remote {
+        list: MemoryJtiDenylist::new(),
+        down: Arc::new(AtomicBool::new(false)),
+    };
+    let store = JwtTokenStore::signing_with(hs256("k1", SECRET))
+        .with_denylist(remote.clone())
+        .build()
+        .unwrap();
+    let server = Server::start_with(
+        common::tutorial::layer_builder()
+            .token_store(store.clone())
+            .build(),
+    )
+    .await;
+    let token = server.login("johndoe", "secret").await;
+    let kept = server.login("johndoe", "secret").await;
+    assert_eq!(server.me(&token).await.status, 200);
+    store.revoke(token.as_str().into(), None).await.unwrap();
+    server.me(&token).await.assert_invalid_token();
+    assert_eq!(server.me(&kept).await.status, 200);
+
+    remote.down.store(true, Ordering::SeqCst);
+    let reply = server.me(&kept).await;
+    assert_eq!(reply.status, 503, "never let through: {:?}", reply.body);
 }
 
 #[tokio::test]
