@@ -210,6 +210,32 @@ async fn tokens_carry_the_documented_claims_and_header() {
 }
 
 #[tokio::test]
+async fn long_claims_round_trip() {
+    // Claims too long for the verifier's stack buffer take the heap path.
+    let store = store(hs256("k1", SECRET));
+    let scopes: Scopes = (0..60).map(|i| format!("scope-{i}")).collect();
+    let subject = "ü".repeat(100);
+    let grant = Grant::new(
+        subject.as_str(),
+        scopes.clone(),
+        SystemTime::now() + Duration::from_secs(60),
+    );
+    let issued = store.issue(grant).await.unwrap();
+    let token = issued.access_token.as_str();
+    assert!(token.len() > 1000, "{} bytes", token.len());
+    let resolved = store.resolve(token.into()).await.unwrap().unwrap();
+    assert_eq!(resolved.subject, subject.as_str());
+    assert_eq!(resolved.scopes, scopes);
+    let mut tampered = token.as_bytes().to_vec();
+    let middle = token.find('.').unwrap() + 500;
+    tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        store.resolve(BearerToken::new(&tampered)).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
 async fn revocation_lasts_until_expiry_then_is_forgotten() {
     let store = JwtTokenStore::signing_with(hs256("k1", SECRET))
         .leeway(Duration::ZERO)
@@ -958,9 +984,11 @@ impl Setup {
             Mutation::Times { exp, nbf, iat } => {
                 let at = |offset: i64| json!(now().saturating_add_signed(offset));
                 let mut claims = claims;
-                claims["exp"] = at(*exp + if *exp < 0 { -(self.leeway as i64) } else { 0 });
-                claims["nbf"] = at(*nbf + if *nbf > 0 { self.leeway as i64 } else { 0 });
-                claims["iat"] = at(*iat + if *iat > 0 { self.leeway as i64 } else { 0 });
+                // Far offsets move past the leeway; near ones (-2..=2) stay within it.
+                let leeway = self.leeway as i64;
+                claims["exp"] = at(*exp - if *exp < -2 { leeway } else { 0 });
+                claims["nbf"] = at(*nbf + if *nbf > 2 { leeway } else { 0 });
+                claims["iat"] = at(*iat + if *iat > 2 { leeway } else { 0 });
                 resign(&claims)
             }
             Mutation::RandomBytes(random) => random.clone(),
@@ -1029,6 +1057,27 @@ proptest! {
         if matches!(mutation, Mutation::None) {
             prop_assert!(ours, "a valid token is accepted");
         }
+    }
+}
+
+#[test]
+fn non_canonical_base64_is_refused_by_both() {
+    // The last character of a signature carries unused low bits: setting them
+    // decodes to the same bytes in a lenient decoder. Both verifiers refuse it.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for setup in setups_once() {
+        let token = setup.valid_token("johndoe", &[], 1, 600);
+        let mut bytes = token.into_bytes();
+        let last = bytes.len() - 1;
+        let sextet = ALPHABET.iter().position(|&c| c == bytes[last]).unwrap();
+        let unused = if setup.alg == Algorithm::HS256 {
+            0b11
+        } else {
+            0b1111
+        };
+        bytes[last] = ALPHABET[sextet ^ (unused & 1)];
+        assert!(!setup.ours(&bytes));
+        assert!(!setup.reference(&bytes));
     }
 }
 

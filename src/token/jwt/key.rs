@@ -8,6 +8,7 @@ use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
 
 use super::JwtConfigError;
 
@@ -182,14 +183,25 @@ impl JwtKey {
         }
     }
 
-    /// Whether `signature` is this key's signature of `input`: the MAC compared in
-    /// constant time; Ed25519 checked strictly (RFC 8032 §5.1.7, no weak points).
+    /// Whether `signature` (the token's base64url segment) is this key's signature
+    /// of `input`. HS256: our MAC, encoded, compared in constant time with the
+    /// segment (no decoding; a non-canonical encoding of the right MAC is not the
+    /// one we issue, and is refused). Ed25519: decoded and verified strictly (RFC
+    /// 8032 §5.1.7, no weak points).
     pub(crate) fn verify(&self, input: &[u8], signature: &[u8]) -> bool {
         match &self.material {
             Material::Hs256(mac) => {
                 let mut mac = mac.clone();
                 mac.update(input);
-                mac.verify_slice(signature).is_ok()
+                let mut expected = [0u8; 43];
+                let encoded =
+                    URL_SAFE_NO_PAD.encode_slice(mac.finalize().into_bytes(), &mut expected);
+                // One fold and one `subtle` comparison, not one per byte.
+                let diff = expected
+                    .iter()
+                    .zip(signature)
+                    .fold(0u8, |diff, (a, b)| diff | (a ^ b));
+                encoded.is_ok() && signature.len() == expected.len() && bool::from(diff.ct_eq(&0))
             }
             Material::Ed25519Signing(key) => verify_ed25519(&key.verifying_key(), input, signature),
             Material::Ed25519Verifying(key) => verify_ed25519(key, input, signature),
@@ -198,7 +210,11 @@ impl JwtKey {
 }
 
 fn verify_ed25519(key: &VerifyingKey, input: &[u8], signature: &[u8]) -> bool {
-    Signature::from_slice(signature)
+    let mut decoded = [0u8; 66];
+    let Ok(len) = URL_SAFE_NO_PAD.decode_slice(signature, &mut decoded) else {
+        return false;
+    };
+    Signature::from_slice(&decoded[..len])
         .is_ok_and(|signature| key.verify_strict(input, &signature).is_ok())
 }
 

@@ -39,8 +39,9 @@ pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// The longest token a store looks at (as the guard does): 4 KiB.
 const MAX_TOKEN_LEN: usize = 4096;
 
-/// The longest payload a token of [`MAX_TOKEN_LEN`] can carry, decoded.
-const MAX_PAYLOAD_LEN: usize = MAX_TOKEN_LEN / 4 * 3;
+/// The longest decoded payload read into a buffer on the stack: our claims with a
+/// long subject and a dozen scopes. Longer ones are decoded onto the heap.
+const STACK_PAYLOAD_LEN: usize = 480;
 
 /// Random bytes in a `jti`: 128 bits, 22 base64url characters.
 const JTI_BYTES: usize = 16;
@@ -257,73 +258,70 @@ impl<D: JtiDenylist> JwtTokenStore<D> {
         Ok(IssuedToken::new(AccessToken::new(token), expires_at))
     }
 
-    /// The claims of `token` if it is one of ours, intact and valid at `now`,
-    /// decoded into `buffer`: steps 1 to 5 of the type's documentation.
+    /// `then(claims)` if `token` is one of ours, intact and valid at `now`: steps 1
+    /// to 5 of the type's documentation. The claims borrow the decoded payload,
+    /// which lives on the stack unless it is unusually long.
     #[inline]
-    fn verify<'b>(
-        &self,
-        token: &[u8],
-        buffer: &'b mut [u8; MAX_PAYLOAD_LEN],
-        now: u64,
-    ) -> Option<Claims<'b>> {
+    fn verify<R>(&self, token: &[u8], now: u64, then: impl FnOnce(Claims<'_>) -> R) -> Option<R> {
         if token.len() > MAX_TOKEN_LEN {
             return None;
         }
-        let (header, rest) = split_at_dot(token)?;
-        let (payload, signature) = split_at_dot(rest)?;
-        let known = self
-            .inner
-            .keys
-            .iter()
-            .find(|known| known.header.as_bytes() == header)?;
-        if signature.len() != known.key.signature_chars() {
-            return None; // also refuses a third dot
-        }
-        let mut decoded = [0u8; 66];
-        let len = URL_SAFE_NO_PAD.decode_slice(signature, &mut decoded).ok()?;
-        let signed = &token[..header.len() + 1 + payload.len()];
-        if !known.key.verify(signed, &decoded[..len]) {
+        // No scanning for dots: the header is one of ours, the signature has its
+        // key's length, and a dot anywhere in between fails base64 decoding.
+        let known = self.inner.keys.iter().find(|known| {
+            token.starts_with(known.header.as_bytes())
+                && token.get(known.header.len()) == Some(&b'.')
+        })?;
+        let signed_len = token
+            .len()
+            .checked_sub(known.key.signature_chars() + 1)
+            .filter(|&len| len > known.header.len() && token[len] == b'.')?;
+        let (signed, signature) = (&token[..signed_len], &token[signed_len + 1..]);
+        if !known.key.verify(signed, signature) {
             return None;
         }
-        let len = URL_SAFE_NO_PAD.decode_slice(payload, buffer).ok()?;
-        let claims = Claims::parse(&buffer[..len])?;
-        claims
-            .are_valid_at(now, self.inner.leeway)
-            .then_some(claims)
+        let payload = &signed[known.header.len() + 1..];
+        let leeway = self.inner.leeway;
+        let check = |payload: &[u8]| {
+            let claims = Claims::parse(payload)?;
+            claims.are_valid_at(now, leeway).then(|| then(claims))
+        };
+        // A buffer sized for the usual claims: zeroing one sized for the longest
+        // would cost more than parsing them.
+        if payload.len() <= STACK_PAYLOAD_LEN / 3 * 4 {
+            let mut buffer = [0u8; STACK_PAYLOAD_LEN];
+            let len = URL_SAFE_NO_PAD.decode_slice(payload, &mut buffer).ok()?;
+            check(&buffer[..len])
+        } else {
+            check(&URL_SAFE_NO_PAD.decode(payload).ok()?)
+        }
     }
 
-    /// The grant behind `token`, without asking the denylist yet.
+    /// The grant behind `token`, if the denylist does not deny it.
     #[inline]
     fn resolve_now(&self, token: &[u8]) -> Lookup<Option<Grant>> {
-        let mut buffer = [0u8; MAX_PAYLOAD_LEN];
         let now = unix_seconds(clock::now());
-        let Some(claims) = self.verify(token, &mut buffer, now) else {
-            return Lookup::ready(Ok(None));
-        };
-        let Some(until) = claims.accepted_until(self.inner.leeway) else {
-            return Lookup::ready(Ok(None));
-        };
-        let denied = self.inner.denylist.is_denied(&claims.jti);
-        let grant = claims.into_grant(until);
-        denied.map(move |denied| Ok((!denied?).then_some(grant)))
+        let leeway = self.inner.leeway;
+        let verified = self.verify(token, now, |claims| {
+            let until = claims.accepted_until(leeway)?;
+            let denied = self.inner.denylist.is_denied(&claims.jti);
+            let grant = claims.into_grant(until);
+            Some(denied.map(move |denied| Ok((!denied?).then_some(grant))))
+        });
+        verified.flatten().unwrap_or(Lookup::ready(Ok(None)))
     }
 
     /// The `jti` of `token` and until when to deny it, if it is one of ours and
     /// still accepted.
     fn to_deny(&self, token: &[u8]) -> Option<(String, SystemTime)> {
-        let mut buffer = [0u8; MAX_PAYLOAD_LEN];
         let now = unix_seconds(SystemTime::now());
-        let claims = self.verify(token, &mut buffer, now)?;
-        let until = claims.accepted_until(self.inner.leeway)?;
-        Some((claims.jti.into_owned(), until))
+        let leeway = self.inner.leeway;
+        self.verify(token, now, |claims| {
+            let until = claims.accepted_until(leeway)?;
+            Some((claims.jti.into_owned(), until))
+        })
+        .flatten()
     }
-}
-
-/// The bytes before the first `.`, and those after it.
-#[inline]
-fn split_at_dot(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let dot = bytes.iter().position(|&b| b == b'.')?;
-    Some((&bytes[..dot], &bytes[dot + 1..]))
 }
 
 impl<D: JtiDenylist> TokenStore for JwtTokenStore<D> {
