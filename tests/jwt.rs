@@ -242,6 +242,19 @@ async fn long_claims_round_trip() {
 }
 
 #[tokio::test]
+async fn a_scope_the_claim_cannot_carry_is_not_issued() {
+    // "a b" would come back as two scopes: refused rather than changed.
+    let store = store(hs256("k1", SECRET));
+    let scopes: Scopes = ["me", "a b"].into_iter().collect();
+    let grant = Grant::new(
+        "johndoe",
+        scopes,
+        SystemTime::now() + Duration::from_secs(60),
+    );
+    assert!(store.issue(grant).await.is_err());
+}
+
+#[tokio::test]
 async fn revocation_lasts_until_expiry_then_is_forgotten() {
     let store = JwtTokenStore::signing_with(hs256("k1", SECRET))
         .leeway(Duration::ZERO)

@@ -222,7 +222,6 @@ impl<D: JtiDenylist> JwtTokenStore<D> {
 
     fn issue_now(&self, grant: &Grant) -> Result<IssuedToken, StoreError> {
         let signing = &self.inner.keys[0];
-        let scope = grant.scopes.to_string();
         if !grant.scopes.iter().all(is_scope_token) {
             // The token endpoint grants only `scope-token`s; any other would not
             // survive the space-separated claim.
@@ -230,6 +229,7 @@ impl<D: JtiDenylist> JwtTokenStore<D> {
                 "a JWT can only carry RFC 6749 scope-tokens",
             ));
         }
+        let scope = grant.scopes.to_string();
         let mut jti = [0u8; JTI_BYTES];
         getrandom::fill(&mut jti).map_err(|e| StoreError::new(e.to_string()))?;
         let jti = URL_SAFE_NO_PAD.encode(jti);
