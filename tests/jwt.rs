@@ -255,6 +255,34 @@ async fn a_scope_the_claim_cannot_carry_is_not_issued() {
 }
 
 #[tokio::test]
+async fn an_eddsa_public_key_verifies_what_its_secret_key_signed() {
+    let signing = store(ed25519("ed-1"));
+    let public = ed25519("ed-1").public_key().unwrap();
+    let verifying = JwtTokenStore::signing_with(hs256("local", SECRET))
+        .also_accepting(JwtKey::ed25519_public("ed-1", &public).unwrap())
+        .build()
+        .unwrap();
+    let grant = Grant::new(
+        "johndoe",
+        Scopes::empty(),
+        SystemTime::now() + Duration::from_secs(60),
+    );
+    let token = signing.issue(grant).await.unwrap().access_token;
+    let resolved = verifying.resolve(token.as_str().into()).await.unwrap();
+    assert_eq!(resolved.unwrap().subject, "johndoe");
+    // Another Ed25519 key under the same kid is refused.
+    let other_public = JwtKey::ed25519("x", &[9; 32])
+        .unwrap()
+        .public_key()
+        .unwrap();
+    let other = JwtTokenStore::signing_with(hs256("local", SECRET))
+        .also_accepting(JwtKey::ed25519_public("ed-1", &other_public).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(other.resolve(token.as_str().into()).await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn revocation_lasts_until_expiry_then_is_forgotten() {
     let store = JwtTokenStore::signing_with(hs256("k1", SECRET))
         .leeway(Duration::ZERO)
