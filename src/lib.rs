@@ -211,6 +211,11 @@ pub use crate::token::{
     AccessToken, BearerToken, Grant, IssuedToken, MemoryRefreshTokenStore, MemoryTokenStore,
     RefreshToken, RefreshTokenStore, Revocation, Rotation, TokenStore, TokenTypeHint,
 };
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use crate::token::{
+    JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, JwtTokenStoreBuilder, MemoryJtiDenylist,
+};
 pub use crate::user::{
     Credentials, CurrentUser, MemoryUserStore, Principal, StoredUser, UserStore,
 };

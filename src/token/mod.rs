@@ -2,6 +2,8 @@
 //! and hands out ([`IssuedToken`]); the [`RefreshTokenStore`] trait for refresh
 //! tokens; and their in-memory stores.
 
+#[cfg(feature = "jwt")]
+mod jwt;
 mod memory;
 mod memory_refresh;
 #[cfg(feature = "redis")]
@@ -14,6 +16,11 @@ use std::time::SystemTime;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisTokenStore;
+#[cfg(feature = "jwt")]
+pub use jwt::{
+    JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, JwtTokenStoreBuilder, MemoryJtiDenylist,
+    DEFAULT_DENYLIST_CAPACITY, DEFAULT_LEEWAY, MAX_LEEWAY, MIN_HS256_SECRET_LEN,
+};
 pub use memory::MemoryTokenStore;
 pub use memory_refresh::MemoryRefreshTokenStore;
 pub(crate) use refresh::DynRefreshTokenStore;
