@@ -178,6 +178,9 @@ mod future;
 mod guard;
 mod layer;
 mod lookup;
+#[cfg(feature = "utoipa")]
+#[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
+pub mod openapi;
 mod password;
 mod policy;
 mod public;
