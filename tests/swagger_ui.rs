@@ -34,7 +34,11 @@ async fn authorize(server: &Server, form: &str, authorization: Option<&str>) -> 
         request = request.header("authorization", authorization);
     }
     server
-        .send(request.body(Full::new(Bytes::from(form.to_owned()))).unwrap())
+        .send(
+            request
+                .body(Full::new(Bytes::from(form.to_owned())))
+                .unwrap(),
+        )
         .await
 }
 
