@@ -129,7 +129,7 @@ pub fn app(layer: OAuth2PasswordLayer<MemoryUserStore<User>>, path_prefix: &str)
         .route("/users/me/items", get(my_items))
         .route("/openapi.json", get(move || async move { document }))
         // Relative too: `/api/docs` becomes `/api/docs/`, not `/docs/`.
-        .route("/docs", get(|| async { Redirect::permanent("docs/") }))
+        .route("/docs", get(|| async { Redirect::to("docs/") }))
         .route(
             "/docs/",
             get({

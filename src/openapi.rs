@@ -759,6 +759,7 @@ mod tests {
             .token_url("/auth/token")
             .require_grant_type(true)
             .build();
+        assert_eq!(layer.token_url(), "/auth/token");
         let json = document(&PasswordFlowDocs::new(&layer).path_prefix("api/"), &[]);
         let flow = &json["components"]["securitySchemes"][SCHEME_NAME]["flows"]["password"];
         assert_eq!(flow["tokenUrl"], "/api/auth/token");

@@ -128,7 +128,7 @@ fn documented<'a>(document: &'a Value, method: &str, path: &str, status: u16) ->
 async fn walk(server: &Server, docs: &str) -> Value {
     // `/docs` redirects to the page by a relative URL.
     let redirect = server.get(docs, &[]).await;
-    assert_eq!(redirect.status, 308);
+    assert_eq!(redirect.status, 303);
     let page = resolve(docs, redirect.header("location").unwrap());
     assert_eq!(page, format!("{docs}/"));
     let html = server.get(&page, &[]).await;

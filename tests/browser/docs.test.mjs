@@ -102,11 +102,12 @@ after(async () => {
 });
 
 /** Opens the "Authorize" dialog and logs in with the password flow. */
-async function logIn(page, username, password) {
+async function logIn(page, username, password, screenshot) {
   await page.locator(".auth-wrapper .btn.authorize").click();
   const dialog = page.locator(".modal-ux");
   await dialog.locator("#oauth_username").fill(username);
   await dialog.locator("#oauth_password").fill(password);
+  if (screenshot) await dialog.screenshot({ path: screenshot });
   await dialog.locator(".auth-btn-wrapper .btn.authorize").click();
   // Logged in: the dialog offers "Logout" instead.
   await dialog.locator(".auth-btn-wrapper .btn.authorize", { hasText: "Logout" }).waitFor();
@@ -137,7 +138,10 @@ async function walkthrough(base, name) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   page.setDefaultTimeout(WAIT);
   const tokenRequests = [];
+  const elsewhere = [];
   page.on("request", (request) => {
+    // Everything the page loads comes from the app: no CDN, no validator badge.
+    if (!request.url().startsWith(new URL(base).origin + "/")) elsewhere.push(request.url());
     if (request.method() === "POST" && request.url().endsWith("/token")) {
       tokenRequests.push({ url: request.url(), headers: request.headers() });
     }
@@ -146,7 +150,7 @@ async function walkthrough(base, name) {
     await page.goto(`${base}/docs`);
     await page.locator(".info .title", { hasText: "tower-oauth2-password tutorial" }).waitFor();
 
-    await logIn(page, "johndoe", "secret");
+    await logIn(page, "johndoe", "secret", path.join(shots, `${name}-authorize.png`));
     const me = page.locator(".opblock-get", { has: page.locator('[data-path="/users/me"]') });
     await me.locator(".opblock-summary").click();
     await me.locator(".try-out__btn").click();
@@ -155,6 +159,14 @@ async function walkthrough(base, name) {
     assert.equal(JSON.parse(body).username, "johndoe");
     assert.equal(JSON.parse(body).email, "johndoe@example.com");
     await page.screenshot({ path: path.join(shots, `${name}-johndoe.png`), fullPage: true });
+    // The operation down to the server's answer: the README's picture.
+    const top = await me.boundingBox();
+    const answer = await me.locator(".live-responses-table .response").first().boundingBox();
+    await page.screenshot({
+      path: path.join(shots, `${name}-users-me.png`),
+      fullPage: true,
+      clip: { x: top.x, y: top.y, width: top.width, height: answer.y + answer.height - top.y },
+    });
 
     // Swagger UI's token request: to the documented tokenUrl, through the prefix,
     // with its default client authentication (an empty HTTP Basic pair).
@@ -173,6 +185,7 @@ async function walkthrough(base, name) {
     assert.equal(status, "401", body);
     assert.deepEqual(JSON.parse(body), { detail: "Not authenticated" });
     await page.screenshot({ path: path.join(shots, `${name}-logged-out.png`), fullPage: true });
+    assert.deepEqual(elsewhere, []);
   } catch (error) {
     await page.screenshot({ path: path.join(shots, `${name}-failure.png`), fullPage: true });
     throw error;
