@@ -87,8 +87,9 @@ before(async () => {
   mkdirSync(shots, { recursive: true });
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    // CI runs as root, where Chromium's sandbox cannot start.
-    args: ["--no-sandbox"],
+    // CI runs as root, where Chromium's sandbox cannot start; containers often
+    // have a small /dev/shm.
+    args: ["--no-sandbox", "--disable-dev-shm-usage"],
   });
 });
 
