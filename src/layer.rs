@@ -101,6 +101,12 @@ impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
         &*self.shared.hasher
     }
 
+    /// What the builder configured (for the OpenAPI documentation).
+    #[cfg(feature = "utoipa")]
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
     /// The declared scopes and their descriptions, in declaration order (for docs
     /// and OpenAPI).
     pub fn scopes(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -113,7 +119,7 @@ impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
 }
 
 impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
-    /// The path of the token endpoint (e.g. `/token`).
+    /// The path of the token endpoint (default `/token`), as the layer sees it.
     pub fn token_url(&self) -> &str {
         &self.shared.config.token_url
     }

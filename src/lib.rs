@@ -119,6 +119,9 @@
 //!   [`axum`] module).
 //! - **tonic**: `Server::builder().layer(…)`; rejections become gRPC statuses and
 //!   handlers read the user from `request.extensions()` (`examples/grpc.rs`).
+//! - **OpenAPI / Swagger UI** (feature `utoipa`): `openapi::PasswordFlowDocs` adds
+//!   the layer's security scheme, token endpoint and guarded operations to a utoipa
+//!   document, for a working "Authorize" button (`examples/docs.rs`).
 //!
 //! # Scopes
 //!
@@ -178,6 +181,9 @@ mod future;
 mod guard;
 mod layer;
 mod lookup;
+#[cfg(feature = "utoipa")]
+#[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
+pub mod openapi;
 mod password;
 mod policy;
 mod public;
