@@ -180,8 +180,8 @@ impl PasswordFlowDocs {
     /// public paths. A path template (`/items/{id}`) matches public prefixes only.
     fn is_public(&self, method: &Method, path: &str) -> bool {
         let public = &self.config.public;
-        let endpoint = path == &*self.config.token_url
-            || self.config.revocation_url.as_deref() == Some(path);
+        let endpoint =
+            path == &*self.config.token_url || self.config.revocation_url.as_deref() == Some(path);
         if endpoint || public.matches_path(path) {
             return true;
         }

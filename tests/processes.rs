@@ -30,6 +30,8 @@ fn tutorial(env: &[(&str, &str)], addr: SocketAddr) -> Command {
     command
         .env_remove("TOKEN_STORE")
         .env_remove("REFRESH_TOKENS")
+        .env_remove("REDIS_URL")
+        .env_remove("JWT_SECRET")
         .env("ADDR", addr.to_string())
         .env("LOG", "off")
         .envs(env.iter().copied());
@@ -64,6 +66,17 @@ fn refused(env: &[(&str, &str)]) -> String {
 fn bad_settings_are_refused_before_listening() {
     assert!(refused(&[("TOKEN_STORE", "postgres")]).contains("TOKEN_STORE must be"));
     assert!(refused(&[("REFRESH_TOKENS", "yes")]).contains("REFRESH_TOKENS must be 1 or 0"));
+    if cfg!(feature = "jwt") {
+        let stderr = refused(&[("TOKEN_STORE", "jwt")]);
+        assert!(stderr.contains("needs JWT_SECRET"), "{stderr}");
+        let short = "too-short-a-secret";
+        let stderr = refused(&[("TOKEN_STORE", "jwt"), ("JWT_SECRET", short)]);
+        assert!(stderr.contains("at least 32"), "{stderr}");
+        assert!(!stderr.contains(short), "the secret is not shown: {stderr}");
+    } else {
+        let stderr = refused(&[("TOKEN_STORE", "jwt")]);
+        assert!(stderr.contains("needs the jwt feature"), "{stderr}");
+    }
     if cfg!(feature = "redis") {
         let stderr = refused(&[("TOKEN_STORE", "redis"), ("REDIS_URL", "http://secret@x")]);
         assert!(
@@ -113,20 +126,37 @@ impl Drop for Process {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn two_processes_on_one_redis_share_tokens() {
+    replicas_share_tokens("redis", &[]).await;
+}
+
+/// Two processes with the same JWT secret: each verifies the other's tokens, and a
+/// logout on one reaches the other through the denylist in Redis.
+#[cfg(all(feature = "redis", feature = "jwt"))]
+#[tokio::test]
+async fn two_processes_with_one_jwt_secret_share_tokens() {
+    let secret = "an example secret of more than thirty-two bytes";
+    replicas_share_tokens("jwt", &[("JWT_SECRET", secret)]).await;
+}
+
+/// Two processes of the tutorial with `TOKEN_STORE=kind` (and `env`) on one Redis
+/// prefix: cross-replica use, logout, and refresh.
+#[cfg(feature = "redis")]
+async fn replicas_share_tokens(kind: &str, env: &[(&str, &str)]) {
     use common::Server;
     use http::StatusCode;
 
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = format!(
-        "tower-oauth2-password-test:{}:processes:",
+        "tower-oauth2-password-test:{}:processes-{kind}:",
         std::process::id()
     );
-    let env = [
-        ("TOKEN_STORE", "redis"),
+    let mut env = env.to_vec();
+    env.extend([
+        ("TOKEN_STORE", kind),
         ("REDIS_URL", url.as_str()),
         ("REDIS_PREFIX", prefix.as_str()),
         ("REFRESH_TOKENS", "1"),
-    ];
+    ]);
     let a = Process::start(&env);
     let b = Process::start(&env);
     let (a, b, _processes) = (

@@ -125,6 +125,43 @@ async fn redis_token_store_conformance() {
         .await;
 }
 
+/// JWTs with their denylist in Redis: what one replica revokes, all refuse.
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn jwt_with_a_redis_denylist_conformance() {
+    use tower_oauth2_password::{JwtKey, JwtTokenStore};
+
+    let prefix = Prefix::new("jwt");
+    let store = |prefix: &Prefix| {
+        let key = JwtKey::hs256("k1", b"a test secret of at least thirty-two bytes").unwrap();
+        JwtTokenStore::signing_with(key)
+            .leeway(Duration::from_secs(1))
+            .with_denylist(prefix.store())
+            .build()
+            .unwrap()
+    };
+    TokenStoreSuite::new()
+        .expiry_leeway(Duration::from_secs(1))
+        .run(&store(&prefix))
+        .await;
+    let a = Server::start_with(
+        OAuth2PasswordLayer::builder(tutorial::users())
+            .token_store(store(&prefix))
+            .build(),
+    )
+    .await;
+    let b = Server::start_with(
+        OAuth2PasswordLayer::builder(tutorial::users())
+            .token_store(store(&prefix))
+            .build(),
+    )
+    .await;
+    let access = a.login("johndoe", "secret").await;
+    assert_eq!(b.me(&access).await.status, StatusCode::OK);
+    assert_eq!(revoke(&a, &access).await.status, StatusCode::OK);
+    b.me(&access).await.assert_invalid_token();
+}
+
 #[tokio::test]
 async fn redis_holds_hashes_not_tokens() {
     let prefix = Prefix::new("hashes");

@@ -620,3 +620,51 @@ impl Connection {
         }
     }
 }
+
+/// Revoked JWTs in Redis (`{prefix}jti:{jti}`, expiring with the token), so that
+/// a logout on one replica reaches every replica that verifies the same tokens:
+/// `JwtTokenStore::signing_with(key).with_denylist(redis_store)`. One `EXISTS`
+/// per guarded request.
+#[cfg(feature = "jwt")]
+impl super::JtiDenylist for RedisTokenStore {
+    fn deny(
+        &self,
+        jti: &str,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let key = format!("{}jti:{jti}", self.inner.prefix);
+        let store = self.clone();
+        async move {
+            store
+                .inner
+                .connection
+                .run(|mut connection| async move {
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(1)
+                        .arg("PXAT")
+                        .arg(millis(until).max(1))
+                        .query_async::<()>(&mut connection)
+                        .await
+                })
+                .await
+        }
+    }
+
+    fn is_denied(&self, jti: &str) -> Lookup<bool> {
+        let key = format!("{}jti:{jti}", self.inner.prefix);
+        let store = self.clone();
+        Lookup::pending(async move {
+            store
+                .inner
+                .connection
+                .run(|mut connection| async move {
+                    redis::cmd("EXISTS")
+                        .arg(&key)
+                        .query_async(&mut connection)
+                        .await
+                })
+                .await
+        })
+    }
+}
