@@ -105,13 +105,14 @@ impl Process {
             .stdout(Stdio::null())
             .spawn()
             .expect("the tutorial example is built by cargo test");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return Self { child, addr };
-            }
+        // Killed and reaped on drop, the panic below included.
+        let process = Self { child, addr };
+        let listening = (0..200).any(|_| {
             std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("the tutorial did not listen on {addr}");
+            std::net::TcpStream::connect(addr).is_ok()
+        });
+        assert!(listening, "the tutorial did not listen on {addr}");
+        process
     }
 }
 
