@@ -78,8 +78,10 @@ fn cases() -> Vec<Box<dyn Case>> {
         map_lookup_arc,
         // Our layer, one line per token store, each with a token it issued:
         ours("memory", MemoryTokenStore::new()),
-        // ours("redis", RedisTokenStore::new(client)),
     ];
+    // One GET to the Redis at REDIS_URL per request (the keys expire in a day).
+    #[cfg(feature = "redis")]
+    cases.push(redis());
     #[cfg(feature = "jwt")]
     cases.extend(jwt::cases());
     // Our rejections (they do not depend on the store much; measured with memory).
@@ -209,6 +211,18 @@ mod jwt {
         });
         oneshot("jsonwebtoken_decode", service, Some(token))
     }
+}
+
+/// The `redis` row: our layer with `RedisTokenStore` on `REDIS_URL` (default
+/// `redis://127.0.0.1:6379`).
+#[cfg(feature = "redis")]
+fn redis() -> Box<dyn Case> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let store = tower_oauth2_password::RedisTokenStore::new(&url)
+        .expect("a Redis URL")
+        .with_prefix("tower-oauth2-password-bench:");
+    drive(store.ping()).expect("the redis row needs Redis at REDIS_URL");
+    ours("redis", store)
 }
 
 #[allow(deprecated)] // "too basic to be useful in real applications": it is the floor.
