@@ -211,6 +211,9 @@ pub use crate::token::{
     AccessToken, BearerToken, Grant, IssuedToken, MemoryTokenStore, RefreshToken, Revocation,
     TokenStore, TokenTypeHint,
 };
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub use crate::user::sql::{SqlUserStore, UsersTable};
 pub use crate::user::{
     Credentials, CurrentUser, MemoryUserStore, Principal, StoredUser, UserStore,
 };
