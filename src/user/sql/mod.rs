@@ -65,7 +65,14 @@ pub use table::{NewUser, UsersTable};
 /// SQLite opens an existing file unless the URL says `?mode=rwc` (read, write,
 /// create). For other pool settings, build the pool yourself with
 /// [`sqlx::any::AnyPoolOptions`], after [`sqlx::any::install_default_drivers`].
+///
+/// A database that cannot be reached fails at once with the reason (refused,
+/// unknown host, authentication), not after the pool's 30 s acquire timeout.
 pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
+    use sqlx::Connection;
     sqlx::any::install_default_drivers();
+    // One connection first: its error says what is wrong, where the pool's would
+    // only say that it timed out.
+    sqlx::AnyConnection::connect(url).await?.close().await?;
     AnyPool::connect(url).await
 }
