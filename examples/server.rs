@@ -27,9 +27,10 @@ use tower_oauth2_password::user::sql::{self, AnyPool, NewUser, SqlUserStore, Use
 use tower_oauth2_password::{OAuth2PasswordLayer, UserStore};
 
 mod common;
+// Its routes, its users and its `serve`: the same HTTP behaviour by construction.
 #[path = "tutorial.rs"]
 #[allow(dead_code)]
-mod tutorial;
+pub mod tutorial;
 
 use tutorial::User;
 

@@ -87,12 +87,16 @@ impl ServerProcess {
                 }
             }
         });
-        let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(60)))
-            .await
-            .expect("reader thread");
+        let addr =
+            tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(60)))
+                .await
+                .expect("reader thread");
         let Ok(Some(addr)) = addr else {
             let _ = child.kill();
-            panic!("the server did not say where it listens: {:?}", child.wait());
+            panic!(
+                "the server did not say where it listens: {:?}",
+                child.wait()
+            );
         };
         Self {
             child,
@@ -141,7 +145,10 @@ fn admin_refused(url: &str, args: &[&str], stdin: &str, code: i32, message: &str
     let out = useradd(url, args, stdin);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "useradd {args:?}: {stderr}");
-    assert!(stderr.lines().next().unwrap_or_default().contains(message), "{stderr}");
+    assert!(
+        stderr.lines().next().unwrap_or_default().contains(message),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -171,12 +178,16 @@ async fn serves_the_tutorial_from_a_fresh_database(kind: Kind) {
         })
     );
     let alice = http.login("alice", "secret2").await;
-    http.me(&alice).await.assert_error(400, "Inactive user", None);
+    http.me(&alice)
+        .await
+        .assert_error(400, "Inactive user", None);
     let wrong = http.post_form("username=johndoe&password=wrong").await;
     let unknown = http.post_form("username=nobody&password=wrong").await;
     wrong.assert_error(400, "Incorrect username or password", Some("invalid_grant"));
     assert_eq!(wrong.body, unknown.body);
-    http.get("/users/me", &[]).await.assert_error(401, "Not authenticated", None);
+    http.get("/users/me", &[])
+        .await
+        .assert_error(401, "Not authenticated", None);
     http.me("not-a-token").await.assert_invalid_token();
     http.get_as("/elsewhere", &token)
         .await
@@ -204,7 +215,16 @@ async fn useradd_changes_take_effect_on_the_next_request(kind: Kind) {
     // A new user, and a second one of the same name refused.
     admin(
         url,
-        &["add", "bob", "--full-name", "Bob Smith", "--email", "bob@example.com", "--scope", "me"],
+        &[
+            "add",
+            "bob",
+            "--full-name",
+            "Bob Smith",
+            "--email",
+            "bob@example.com",
+            "--scope",
+            "me",
+        ],
         "bobs-password\n",
     );
     admin_refused(url, &["add", "bob"], "other\n", 1, "already exists");
@@ -233,7 +253,13 @@ async fn useradd_changes_take_effect_on_the_next_request(kind: Kind) {
     for verb in ["passwd", "disable", "enable", "remove"] {
         admin_refused(url, &[verb, "johndoe"], "pw\n", 1, "no such user: johndoe");
     }
-    admin_refused(url, &["scopes", "nobody", "me"], "", 1, "no such user: nobody");
+    admin_refused(
+        url,
+        &["scopes", "nobody", "me"],
+        "",
+        1,
+        "no such user: nobody",
+    );
     admin_refused(url, &["frobnicate", "bob"], "", 2, "unknown command");
     admin_refused(url, &["add"], "", 2, "no username");
     admin_refused(url, &["add", "carol"], "\n", 1, "a password has");
@@ -292,7 +318,10 @@ async fn bcrypt_user_is_renewed_as_argon2id(kind: Kind) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(renewed.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{renewed}");
+    assert!(
+        renewed.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{renewed}"
+    );
     // The password did not change: the session goes on, the password logs in.
     assert_eq!(http.me(&token).await.status, 200);
     http.login("legacy", "legacy-secret").await;
@@ -344,13 +373,23 @@ async fn unusable_settings_are_refused_before_listening() {
     for (database_url, token_store, says) in [
         ("not a url", None, "cannot open DATABASE_URL"),
         ("mysql://127.0.0.1:1/x", None, "cannot open DATABASE_URL"),
-        ("postgres://postgres@127.0.0.1:1/test", None, "cannot open DATABASE_URL"),
-        ("sqlite:///no/such/directory/users.db", None, "cannot open DATABASE_URL"),
+        (
+            "postgres://postgres@127.0.0.1:1/test",
+            None,
+            "cannot open DATABASE_URL",
+        ),
+        (
+            "sqlite:///no/such/directory/users.db",
+            None,
+            "cannot open DATABASE_URL",
+        ),
         (read_only.as_str(), None, "cannot create the users table"),
         ("sqlite://unused.db", Some("redis"), "TOKEN_STORE=\"redis\""),
     ] {
         let mut server = Command::new(example("server"));
-        server.env("DATABASE_URL", database_url).env("ADDR", "127.0.0.1:0");
+        server
+            .env("DATABASE_URL", database_url)
+            .env("ADDR", "127.0.0.1:0");
         match token_store {
             Some(store) => server.env("TOKEN_STORE", store),
             None => server.env_remove("TOKEN_STORE"),
@@ -358,7 +397,11 @@ async fn unusable_settings_are_refused_before_listening() {
         let out = server.stdin(Stdio::null()).output().expect("server runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{database_url}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{database_url}: one line: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{database_url}: one line: {stderr}"
+        );
         assert!(stderr.contains(says), "{database_url}: {stderr}");
         assert!(
             !String::from_utf8_lossy(&out.stdout).contains("listening"),
