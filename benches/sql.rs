@@ -20,6 +20,9 @@
 //! (committed transactions) and index and sequential scans of `users`, per
 //! request, and the plan of the guard's query on both databases.
 
+// `examples/common` is loaded twice, by the server example and its tutorial.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "../examples/server.rs"]
 #[allow(dead_code)]
 mod server;

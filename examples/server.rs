@@ -21,6 +21,9 @@
 //! on stderr. A database that goes away while it runs answers 503, and it serves
 //! again once the database is back.
 
+// `examples/common` is loaded twice: by the tutorial, privately, and here.
+#![allow(clippy::duplicate_mod)]
+
 use std::process::exit;
 
 use tower_oauth2_password::user::sql::{self, AnyPool, NewUser, SqlUserStore, UsersTable};
