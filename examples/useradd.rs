@@ -31,6 +31,22 @@ const USAGE: &str =
 /// The login form's limits (a longer password could never log in).
 const MAX_USERNAME_LEN: usize = 256;
 const MAX_PASSWORD_LEN: usize = 1024;
+const MAX_SCOPE_LEN: usize = 128;
+
+/// A scope as RFC 6749 §3.3 spells one (printable ASCII but space, `"` and `\\`),
+/// of at most the login form's length.
+fn check_scope(scope: &str) -> Result<&str, String> {
+    let valid = !scope.is_empty()
+        && scope.len() <= MAX_SCOPE_LEN
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e));
+    if valid {
+        Ok(scope)
+    } else {
+        Err(format!("not a scope: {scope:?}"))
+    }
+}
 
 enum Command {
     Add(NewUserArgs),
@@ -69,13 +85,19 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
                 match option.as_str() {
                     "--full-name" => user.full_name = Some(value),
                     "--email" => user.email = Some(value),
-                    "--scope" => user.scopes.push(value),
+                    "--scope" => user.scopes.push(check_scope(&value)?.to_owned()),
                     _ => return Err(format!("unknown option {option}")),
                 }
             }
             return Ok(Command::Add(user));
         }
-        "scopes" => return Ok(Command::Scopes(username, args.collect())),
+        "scopes" => {
+            let scopes: Vec<String> = args.collect();
+            for scope in &scopes {
+                check_scope(scope)?;
+            }
+            return Ok(Command::Scopes(username, scopes.iter().collect()));
+        }
         "passwd" => Command::Passwd(username),
         "disable" => Command::Disable(username),
         "enable" => Command::Enable(username),

@@ -263,6 +263,14 @@ async fn useradd_changes_take_effect_on_the_next_request(kind: Kind) {
     admin_refused(url, &["frobnicate", "bob"], "", 2, "unknown command");
     admin_refused(url, &["add"], "", 2, "no username");
     admin_refused(url, &["add", "carol"], "\n", 1, "a password has");
+    admin_refused(url, &["scopes", "bob", "me items"], "", 2, "not a scope");
+    admin_refused(
+        url,
+        &["add", "carol", "--scope", ""],
+        "pw\n",
+        2,
+        "not a scope",
+    );
 }
 
 async fn restart_neither_fails_nor_reseeds(kind: Kind) {
