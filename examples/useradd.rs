@@ -33,7 +33,7 @@ const MAX_USERNAME_LEN: usize = 256;
 const MAX_PASSWORD_LEN: usize = 1024;
 const MAX_SCOPE_LEN: usize = 128;
 
-/// A scope as RFC 6749 §3.3 spells one (printable ASCII but space, `"` and `\\`),
+/// A scope as RFC 6749 §3.3 spells one (printable ASCII but space, `"` and `\`),
 /// of at most the login form's length.
 fn check_scope(scope: &str) -> Result<&str, String> {
     let valid = !scope.is_empty()
