@@ -418,3 +418,48 @@ async fn unusable_settings_are_refused_before_listening() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On a terminal (`script` gives it one), `useradd` asks for the password and does
+/// not echo it.
+#[tokio::test]
+async fn useradd_prompts_on_a_terminal_without_echo() {
+    use std::io::Read;
+    use tower_oauth2_password::{Argon2Hasher, HashedPassword, PasswordHasher};
+
+    let db = TestDb::sqlite().await;
+    let useradd = example("useradd");
+    let mut terminal = Command::new("script")
+        .args(["--quiet", "--return", "--command"])
+        .arg(format!("{} add ttyuser", useradd.display()))
+        .arg("/dev/null")
+        .env("DATABASE_URL", &db.url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let mut output = terminal.stdout.take().expect("piped stdout");
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("password for ttyuser: ") {
+        let read = output.read(&mut byte).expect("terminal output");
+        assert_eq!(read, 1, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.push(byte[0]);
+    }
+    // Typed once the prompt has turned echo off (it does so right after printing).
+    std::thread::sleep(Duration::from_millis(300));
+    let mut input = terminal.stdin.take().expect("piped stdin");
+    input.write_all(b"typed-at-a-terminal\n").expect("typed");
+    output.read_to_end(&mut seen).expect("terminal output");
+    assert!(terminal.wait().expect("script ends").success());
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(shown.contains("added ttyuser"), "{shown}");
+    assert!(
+        !shown.contains("typed-at-a-terminal"),
+        "the password was echoed: {shown}"
+    );
+
+    let stored = db.stored_hash("ttyuser").await.expect("added");
+    let stored = HashedPassword::parse(&stored).expect("a PHC string");
+    let verified = Argon2Hasher::new().verify("typed-at-a-terminal", &stored);
+    assert!(verified.expect("verifies").is_match());
+}
