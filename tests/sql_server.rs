@@ -64,11 +64,20 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// With `TOKEN_STORE` unset (memory, the default).
     async fn start(url: &str) -> Self {
-        let mut child = Command::new(example("server"))
+        Self::start_with_tokens(url, None).await
+    }
+
+    async fn start_with_tokens(url: &str, token_store: Option<&str>) -> Self {
+        let mut server = Command::new(example("server"));
+        match token_store {
+            Some(store) => server.env("TOKEN_STORE", store),
+            None => server.env_remove("TOKEN_STORE"),
+        };
+        let mut child = server
             .env("DATABASE_URL", url)
             .env("ADDR", "127.0.0.1:0")
-            .env_remove("TOKEN_STORE")
             .env_remove("LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -284,7 +293,7 @@ async fn restart_neither_fails_nor_reseeds(kind: Kind) {
     admin(url, &["remove", "alice"], "");
     admin(url, &["passwd", "johndoe"], "changed\n");
 
-    let second = ServerProcess::start(url).await;
+    let second = ServerProcess::start_with_tokens(url, Some("memory")).await;
     let http = &second.client;
     http.post_form("username=alice&password=secret2")
         .await
