@@ -222,6 +222,9 @@ pub use crate::token::{
 pub use crate::token::{
     JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, JwtTokenStoreBuilder, MemoryJtiDenylist,
 };
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub use crate::user::sql::{SqlUserStore, UsersTable};
 pub use crate::user::{
     Credentials, CurrentUser, MemoryUserStore, Principal, StoredUser, UserStore,
 };

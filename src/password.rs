@@ -1,4 +1,5 @@
-//! Password hashing: the [`PasswordHasher`] trait and its Argon2id implementation.
+//! Password hashing: the [`PasswordHasher`] trait and its Argon2id implementation
+//! (which also verifies legacy bcrypt hashes, with the `bcrypt` feature).
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,7 +8,8 @@ use argon2::password_hash::{self, PasswordHash, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 /// A password hash in PHC string format (`$argon2id$v=19$m=…`), as stored in a user
-/// database.
+/// database; with the `bcrypt` feature, also a bcrypt hash (`$2b$12$…`) migrated
+/// from an older system.
 ///
 /// Its `Debug` output is redacted, and it is never part of a response.
 #[derive(Clone, PartialEq, Eq)]
@@ -23,6 +25,10 @@ impl HashedPassword {
     /// assert!(HashedPassword::parse("secret").is_err());
     /// ```
     pub fn parse(phc: &str) -> Result<Self, PasswordError> {
+        #[cfg(feature = "bcrypt")]
+        if legacy::is_bcrypt(phc) {
+            return Ok(Self(phc.into()));
+        }
         PasswordHash::new(phc).map_err(|_| PasswordError::MalformedHash)?;
         Ok(Self(phc.into()))
     }
@@ -191,7 +197,21 @@ impl PasswordHasher for Argon2Hasher {
     /// [`Verification::MatchNeedsRehash`]. One cheaper than this hasher's is also
     /// followed by a dummy verification, so that a weak legacy hash does not tell
     /// an attacker in microseconds that its user exists.
+    ///
+    /// With the `bcrypt` feature, bcrypt hashes (`$2a$`, `$2b$`, `$2y$`) verify
+    /// too, and always answer [`Verification::MatchNeedsRehash`]. As the systems
+    /// that wrote them did, bcrypt reads only the first 72 bytes of a password:
+    /// the bytes after them are ignored until the login renews the hash as
+    /// Argon2id, which reads them all.
     fn verify(&self, password: &str, hash: &HashedPassword) -> Result<Verification, PasswordError> {
+        #[cfg(feature = "bcrypt")]
+        if legacy::is_bcrypt(hash.as_str()) {
+            let (verification, cheaper) = legacy::verify(password, hash.as_str())?;
+            if cheaper {
+                self.verify_dummy(password);
+            }
+            return Ok(verification);
+        }
         let (verification, cheaper) = self.verify_with_own_params(password, hash)?;
         if cheaper {
             self.verify_dummy(password);
@@ -234,6 +254,57 @@ impl Argon2Hasher {
     }
 }
 
+/// bcrypt, for hashes migrated from older systems: recognised, verified, and
+/// always renewed.
+#[cfg(feature = "bcrypt")]
+mod legacy {
+    use super::{PasswordError, Verification};
+
+    /// Costs up to this one take less time than Argon2id with the default
+    /// parameters (measured on one AMD EPYC core: bcrypt cost 10 120 ms, each cost
+    /// step doubling it, the default Argon2id 58 ms), so their verification is
+    /// followed by a dummy Argon2id one. Costlier hashes (the usual 10 to 12)
+    /// answer later than others until their user's next login renews them.
+    const CHEAPER_UP_TO: u32 = 8;
+
+    /// `$2a$`, `$2b$` or `$2y$`, a two-digit cost from 4 to 31, then 53 characters
+    /// of bcrypt's base64 (22 of salt, 31 of hash): 60 ASCII bytes in all.
+    /// (`$2x$`, the output of a buggy implementation, is not accepted.)
+    pub(super) fn is_bcrypt(hash: &str) -> bool {
+        let bytes = hash.as_bytes();
+        bytes.len() == 60
+            && matches!(&bytes[..4], b"$2a$" | b"$2b$" | b"$2y$")
+            && bytes[6] == b'$'
+            && cost(hash).is_some_and(|cost| (4..=31).contains(&cost))
+            && bytes[7..]
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+    }
+
+    fn cost(hash: &str) -> Option<u32> {
+        let digits = hash.get(4..6)?;
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    }
+
+    /// The verification, and whether it was cheaper than the default Argon2id.
+    /// `hash` has passed [`is_bcrypt`].
+    pub(super) fn verify(
+        password: &str,
+        hash: &str,
+    ) -> Result<(Verification, bool), PasswordError> {
+        let cheaper = cost(hash).is_some_and(|cost| cost <= CHEAPER_UP_TO);
+        // Truncates at 72 bytes, as the C implementations do; compares in constant time.
+        match bcrypt::verify(password, hash) {
+            Ok(true) => Ok((Verification::MatchNeedsRehash, cheaper)),
+            Ok(false) => Ok((Verification::Mismatch, cheaper)),
+            Err(_) => Err(PasswordError::MalformedHash),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +322,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(feature = "bcrypt"))]
     fn malformed_stored_hash_is_an_error_not_a_match() {
         let hasher = Argon2Hasher::with_params(64, 1, 1).unwrap();
         let bcrypt =
@@ -316,5 +388,75 @@ mod tests {
         assert_eq!(hasher.verify("pW", &hash), Ok(Verification::Mismatch));
         assert_ne!(hasher.hash("pw").unwrap(), hash, "salts are random");
         assert!(Argon2Hasher::with_params(0, 0, 0).is_err());
+    }
+
+    #[cfg(feature = "bcrypt")]
+    #[test]
+    fn bcrypt_hashes_verify_and_ask_for_a_rehash() {
+        // Written by OpenBSD-style `$2b$` and PHP-style `$2y$` implementations.
+        let hasher = Argon2Hasher::with_params(64, 1, 1).unwrap();
+        let b = bcrypt::hash_with_salt("secret", 4, *b"0123456789abcdef").unwrap();
+        for hash in [
+            b.format_for_version(bcrypt::Version::TwoB),
+            b.format_for_version(bcrypt::Version::TwoY),
+            b.format_for_version(bcrypt::Version::TwoA),
+        ] {
+            let hash = HashedPassword::parse(&hash).expect("a bcrypt hash parses");
+            assert_eq!(
+                hasher.verify("secret", &hash),
+                Ok(Verification::MatchNeedsRehash)
+            );
+            assert_eq!(hasher.verify("Secret", &hash), Ok(Verification::Mismatch));
+        }
+    }
+
+    #[cfg(feature = "bcrypt")]
+    #[test]
+    fn bcrypt_reads_72_bytes_as_legacy_systems_did() {
+        let hasher = Argon2Hasher::with_params(64, 1, 1).unwrap();
+        let long = "x".repeat(72);
+        let hash = HashedPassword::parse(&bcrypt::hash(&long, 4).unwrap()).unwrap();
+        assert!(hasher
+            .verify(&format!("{long}and more"), &hash)
+            .unwrap()
+            .is_match());
+        assert!(!hasher.verify(&long[..71], &hash).unwrap().is_match());
+    }
+
+    #[cfg(feature = "bcrypt")]
+    #[test]
+    fn cheap_bcrypt_hashes_are_padded_to_the_argon2_time() {
+        let cheap = bcrypt::hash("pw", 4).unwrap();
+        assert_eq!(
+            legacy::verify("pw", &cheap),
+            Ok((Verification::MatchNeedsRehash, true))
+        );
+        assert_eq!(
+            legacy::verify("pW", &cheap),
+            Ok((Verification::Mismatch, true))
+        );
+        // The usual costs take longer than Argon2id already: no padding.
+        let usual = cheap.replacen("$04$", "$12$", 1);
+        assert_eq!(
+            legacy::verify("pw", &usual),
+            Ok((Verification::Mismatch, false))
+        );
+    }
+
+    #[cfg(feature = "bcrypt")]
+    #[test]
+    fn malformed_bcrypt_strings_are_refused() {
+        let good = bcrypt::hash("pw", 4).unwrap();
+        assert!(HashedPassword::parse(&good).is_ok());
+        for bad in [
+            good.replacen("$2b$", "$2x$", 1),
+            good.replacen("$04$", "$99$", 1),
+            good.replacen("$04$", "$+4$", 1),
+            good[..59].to_owned(),
+            format!("{}é", &good[..58]),
+            format!("{}!", &good[..59]),
+        ] {
+            assert!(HashedPassword::parse(&bad).is_err(), "{bad}");
+        }
     }
 }

@@ -189,3 +189,25 @@ where
         tracing::warn!("connections still open after 10 s; closing them");
     }
 }
+
+/// The model read from the users table (`examples/server.rs`): the crate's
+/// `SqlUser`, with the tutorial's empty strings for a missing name or email.
+#[cfg(feature = "sqlx")]
+impl
+    tower_oauth2_password::user::sql::sqlx::FromRow<
+        '_,
+        tower_oauth2_password::user::sql::sqlx::any::AnyRow,
+    > for User
+{
+    fn from_row(
+        row: &tower_oauth2_password::user::sql::sqlx::any::AnyRow,
+    ) -> Result<Self, tower_oauth2_password::user::sql::sqlx::Error> {
+        let user = tower_oauth2_password::user::sql::SqlUser::from_row(row)?;
+        Ok(Self {
+            username: user.username,
+            email: user.email.unwrap_or_default(),
+            full_name: user.full_name.unwrap_or_default(),
+            disabled: user.disabled,
+        })
+    }
+}

@@ -1,8 +1,11 @@
 //! Users: the [`UserStore`] trait, what it answers the guard ([`Principal`]) and the
 //! login ([`Credentials`]), what handlers receive ([`CurrentUser`]), and the
-//! in-memory store.
+//! in-memory store, and (feature `sqlx`) the SQL one.
 
 mod memory;
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub mod sql;
 
 use std::future::Future;
 use std::ops::Deref;

@@ -1,0 +1,218 @@
+//! `SqlUserStore` on SQLite and PostgreSQL: the user-store conformance suite, and
+//! the login through the layer on a real server (`cargo test --features sqlx`;
+//! PostgreSQL with `TEST_POSTGRES=1`).
+#![cfg(feature = "sqlx")]
+
+mod common;
+mod sql_support;
+
+use common::{tutorial::User, Server};
+use sql_support::{Kind, TestDb};
+use tower_oauth2_password::testing::{UserFixture, UserStoreSuite};
+use tower_oauth2_password::user::sql::{NewUser, SqlUser, SqlUserStore, UsersTable};
+use tower_oauth2_password::{
+    Argon2Hasher, HashedPassword, OAuth2PasswordLayer, PasswordHasher, Scopes, UserStore,
+};
+
+on_each_database!(
+    passes_the_user_store_suite,
+    migrate_creates_the_table_once,
+    case_insensitive_login_issues_the_stored_name,
+    wrong_password_changes_no_hash,
+    malformed_stored_hash_answers_as_a_wrong_password,
+);
+
+/// The suite adds and changes users through `UsersTable`, as the admin tool does.
+struct Table {
+    table: UsersTable,
+    store: SqlUserStore,
+}
+
+impl UserFixture for Table {
+    type Store = SqlUserStore;
+
+    fn store(&self) -> &SqlUserStore {
+        &self.store
+    }
+
+    async fn add(&self, username: &str, password_hash: HashedPassword, scopes: Scopes) {
+        let user = NewUser::new(username, password_hash).scopes(scopes);
+        assert!(self.table.add(&user).await.expect("insert"));
+    }
+
+    async fn disable(&self, username: &str) {
+        assert!(self.table.disable(username).await.expect("update"));
+    }
+
+    async fn remove(&self, username: &str) {
+        assert!(self.table.remove(username).await.expect("delete"));
+    }
+
+    async fn set_password(&self, username: &str, password_hash: HashedPassword) {
+        let changed = self.table.set_password(username, &password_hash).await;
+        assert!(changed.expect("update"));
+    }
+
+    async fn set_scopes(&self, username: &str, scopes: Scopes) {
+        assert!(self
+            .table
+            .set_scopes(username, &scopes)
+            .await
+            .expect("update"));
+    }
+}
+
+async fn migrated(kind: Kind) -> Option<(TestDb, UsersTable)> {
+    let db = TestDb::new(kind).await?;
+    let table = UsersTable::new(db.pool.clone());
+    table.migrate().await.expect("migrate");
+    Some((db, table))
+}
+
+async fn passes_the_user_store_suite(kind: Kind) {
+    let Some((db, table)) = migrated(kind).await else {
+        return;
+    };
+    let store = SqlUserStore::new(db.pool.clone());
+    UserStoreSuite::new().run(&Table { table, store }).await;
+}
+
+async fn migrate_creates_the_table_once(kind: Kind) {
+    let Some(db) = TestDb::new(kind).await else {
+        return;
+    };
+    let table = UsersTable::new(db.pool.clone());
+    assert!(
+        table.migrate().await.expect("first migrate"),
+        "a fresh database"
+    );
+    let hash = Argon2Hasher::with_params(64, 1, 1)
+        .unwrap()
+        .hash("pw")
+        .unwrap();
+    assert!(table
+        .add(&NewUser::new("kept", hash.clone()))
+        .await
+        .unwrap());
+    assert!(
+        !table.migrate().await.expect("second migrate"),
+        "already there"
+    );
+    assert!(
+        !table.add(&NewUser::new("kept", hash)).await.unwrap(),
+        "a taken name"
+    );
+    // The application's own sqlx migrations table is left alone.
+    let untouched = tower_oauth2_password::user::sql::sqlx::query("SELECT 1 FROM _sqlx_migrations")
+        .fetch_optional(&db.pool)
+        .await;
+    assert!(untouched.is_err(), "no _sqlx_migrations table was created");
+    let user = SqlUserStore::new(db.pool.clone())
+        .principal(&"kept".into())
+        .await
+        .unwrap()
+        .expect("the user survived the second migrate");
+    let SqlUser {
+        username,
+        full_name,
+        email,
+        disabled,
+        ..
+    } = &*user.user;
+    assert_eq!(
+        (username.as_str(), full_name, email, disabled),
+        ("kept", &None, &None, &false)
+    );
+}
+
+fn hasher() -> Argon2Hasher {
+    Argon2Hasher::new()
+}
+
+/// The tutorial's model, read from a table the test fills.
+async fn server_on(db: &TestDb, store: SqlUserStore<User>) -> Server {
+    let _ = db;
+    Server::start_with(OAuth2PasswordLayer::builder(store).build()).await
+}
+
+async fn case_insensitive_login_issues_the_stored_name(kind: Kind) {
+    let Some((db, table)) = migrated(kind).await else {
+        return;
+    };
+    let user = NewUser::new("JohnDoe", hasher().hash("secret").unwrap())
+        .full_name("John Doe")
+        .email("john@example.com");
+    table.add(&user).await.unwrap();
+    let exact = server_on(&db, SqlUserStore::builder(db.pool.clone()).build()).await;
+    exact
+        .post_form("username=johndoe&password=secret")
+        .await
+        .assert_error(400, "Incorrect username or password", Some("invalid_grant"));
+    exact.stop().await;
+
+    let store = SqlUserStore::builder(db.pool.clone())
+        .credentials_query(
+            "SELECT username AS subject, password_hash, scopes, disabled, stamp \
+             FROM users WHERE lower(username) = lower($1)",
+        )
+        .build();
+    let server = server_on(&db, store).await;
+    let token = server.login("johndoe", "secret").await;
+    let me = server.me(&token).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(
+        me.json(),
+        serde_json::json!({
+            "username": "JohnDoe",
+            "email": "john@example.com",
+            "full_name": "John Doe",
+            "disabled": false,
+        })
+    );
+    server.stop().await;
+}
+
+async fn wrong_password_changes_no_hash(kind: Kind) {
+    let Some((db, table)) = migrated(kind).await else {
+        return;
+    };
+    // Outdated parameters: a right password would renew it.
+    let old = Argon2Hasher::with_params(64, 1, 1)
+        .unwrap()
+        .hash("secret")
+        .unwrap();
+    table
+        .add(&NewUser::new("johndoe", old.clone()))
+        .await
+        .unwrap();
+    let server = server_on(&db, SqlUserStore::builder(db.pool.clone()).build()).await;
+    for _ in 0..3 {
+        server
+            .post_form("username=johndoe&password=wrong")
+            .await
+            .assert_error(400, "Incorrect username or password", Some("invalid_grant"));
+    }
+    server.stop().await;
+    assert_eq!(
+        db.stored_hash("johndoe").await.as_deref(),
+        Some(old.as_str())
+    );
+}
+
+async fn malformed_stored_hash_answers_as_a_wrong_password(kind: Kind) {
+    let Some((db, table)) = migrated(kind).await else {
+        return;
+    };
+    table
+        .add(&NewUser::new("broken", hasher().hash("x").unwrap()))
+        .await
+        .unwrap();
+    db.execute("UPDATE users SET password_hash = 'plaintext' WHERE username = 'broken'")
+        .await;
+    let server = server_on(&db, SqlUserStore::builder(db.pool.clone()).build()).await;
+    let broken = server.post_form("username=broken&password=plaintext").await;
+    let unknown = server.post_form("username=nobody&password=plaintext").await;
+    broken.assert_error(400, "Incorrect username or password", Some("invalid_grant"));
+    assert_eq!(broken.body, unknown.body);
+    server.stop().await;
+}
