@@ -755,6 +755,7 @@ mod tests {
         let layer = builder()
             .token_url("/auth/token")
             .require_grant_type(true)
+            .without_revocation_url()
             .build();
         assert_eq!(layer.token_url(), "/auth/token");
         let json = document(&PasswordFlowDocs::new(&layer).path_prefix("api/"), &[]);
