@@ -1,5 +1,6 @@
 //! The token endpoint: checks a password-grant form and issues a token.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -9,6 +10,7 @@ use http::{Method, Request, Response, Version};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 
 use crate::body::ResponseBody;
 use crate::config::{Config, Shared};
@@ -18,6 +20,7 @@ use crate::lookup::Lookup;
 use crate::password::{HashedPassword, PasswordHasher, Verification};
 use crate::policy::{LoginAttempt, LoginDecision};
 use crate::scope::{is_scope_token, Scopes};
+use crate::throttle::log_refused;
 use crate::token::{Grant, TokenStore};
 use crate::user::{Credentials, UserStore};
 use crate::BoxError;
@@ -108,11 +111,32 @@ where
         scopes: requested,
     } = encoding.parse(body, config.require_grant_type).await?;
     check_scopes(config, &requested)?;
-    let attempt = LoginAttempt::new(&username, &parts.headers, &parts.extensions);
+    let client_ip = config
+        .trusted_proxies
+        .client_ip(&parts.headers, &parts.extensions);
+    let attempt =
+        LoginAttempt::new(&username, &parts.headers, &parts.extensions).with_client_ip(client_ip);
+    let answer = authenticate(shared, &attempt, password, &requested).await;
+    if let Err(rejection) = &answer {
+        log_refused(&attempt, config.hash_usernames_in_logs, rejection);
+    }
+    answer
+}
 
+/// The login proper, from the policy's check to the token response.
+async fn authenticate<Us, Ts>(
+    shared: &Arc<Shared<Us, Ts>>,
+    attempt: &LoginAttempt<'_>,
+    password: String,
+    requested: &[String],
+) -> Result<Bytes, Rejection>
+where
+    Us: UserStore,
+    Ts: TokenStore,
+{
     // Before any hash is computed: a refused attempt costs nothing.
     if let Some(policy) = &shared.policy {
-        match policy.check(&attempt).await {
+        match policy.check(attempt).await {
             Ok(LoginDecision::Allow) => {}
             Ok(LoginDecision::Refuse { retry_after }) => {
                 return Err(Rejection::TooManyAttempts(retry_after))
@@ -122,7 +146,7 @@ where
     }
     let found = shared
         .users
-        .credentials(&username)
+        .credentials(attempt.username())
         .await
         .map_err(|error| Rejection::store_failed("user", error))?;
     let hash = found.as_ref().map(|found| found.password_hash.clone());
@@ -137,14 +161,14 @@ where
         }
         _ => {
             if let Some(policy) = &shared.policy {
-                tell(policy.failed(&attempt), "failed login").await;
+                tell(policy.failed(attempt), "failed login").await;
             }
             return Err(Rejection::InvalidGrant);
         }
     };
     if let Some(policy) = &shared.policy {
         tell(
-            policy.succeeded(&attempt, &credentials.subject),
+            policy.succeeded(attempt, &credentials.subject),
             "successful login",
         )
         .await;
@@ -152,7 +176,7 @@ where
     if verification == Verification::MatchNeedsRehash {
         rehash_later(Arc::clone(shared), &credentials, password);
     }
-    issue(shared, credentials, &requested).await
+    issue(shared, credentials, requested).await
 }
 
 /// Issues the token for a successful login and writes the token response.
@@ -254,8 +278,9 @@ where
 
 /// Runs `work` with the hasher on tokio's blocking pool, under one of the
 /// `max_concurrent_hashes` permits: each hash takes ~19 MiB and a core, so a flood
-/// of logins queues here instead of exhausting memory. The permit moves into the
-/// blocking task: a client that hangs up does not free it early.
+/// of logins queues here instead of exhausting memory, in a queue bounded in
+/// length and in wait (beyond either: [`Rejection::Busy`]). The permit moves into
+/// the blocking task: a client that hangs up does not free it early.
 async fn on_hashing_pool<Us, Ts, R>(
     shared: Arc<Shared<Us, Ts>>,
     work: impl FnOnce(&dyn PasswordHasher) -> R + Send + 'static,
@@ -265,16 +290,47 @@ where
     Ts: Send + Sync + 'static,
     R: Send + 'static,
 {
-    let permit = Arc::clone(&shared.hashing)
-        .acquire_owned()
-        .await
-        .map_err(|_| Rejection::Internal)?;
+    let permit = match Arc::clone(&shared.hashing).try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(TryAcquireError::NoPermits) => wait_for_hashing(&shared).await?,
+        Err(TryAcquireError::Closed) => return Err(Rejection::Internal),
+    };
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         work(&*shared.hasher)
     })
     .await
     .map_err(|_| Rejection::Internal)
+}
+
+/// Waits for a hashing permit in the bounded queue.
+async fn wait_for_hashing<Us, Ts>(
+    shared: &Shared<Us, Ts>,
+) -> Result<OwnedSemaphorePermit, Rejection> {
+    let config = &shared.config;
+    // A place in the queue, given back however the wait ends (the client may hang
+    // up, dropping this future).
+    struct Place<'a>(&'a AtomicUsize);
+    impl Drop for Place<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let place = Place(&shared.waiting);
+    if shared.waiting.fetch_add(1, Ordering::Relaxed) >= config.max_waiting_logins {
+        return Err(Rejection::Busy("login queue full"));
+    }
+    let permit = tokio::time::timeout(
+        config.login_wait,
+        Arc::clone(&shared.hashing).acquire_owned(),
+    )
+    .await;
+    drop(place);
+    match permit {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_closed)) => Err(Rejection::Internal),
+        Err(_elapsed) => Err(Rejection::Busy("waited too long for a password check")),
+    }
 }
 
 /// Checks the password, and hands it back (for a rehash). An unknown user, and a
