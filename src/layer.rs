@@ -30,8 +30,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound on the logins waiting for a password check: 64.
 pub const DEFAULT_MAX_WAITING_LOGINS: usize = 64;
-/// Default time a login waits for a password check before a 503: 5 seconds.
-pub const DEFAULT_LOGIN_WAIT: Duration = Duration::from_secs(5);
+/// Default time a login waits for a password check before a 503: 10 seconds.
+pub const DEFAULT_LOGIN_WAIT: Duration = Duration::from_secs(10);
 /// The longest token lifetime the builder accepts: one year. Access tokens should
 /// live minutes (RFC 9700 §2.2); this bound keeps expiry arithmetic far from
 /// overflowing.
@@ -75,7 +75,10 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
                 body_timeout: DEFAULT_BODY_TIMEOUT,
                 require_grant_type: false,
                 refuse_inactive_login: false,
-                max_concurrent_hashes: std::thread::available_parallelism().map_or(1, usize::from),
+                // One core left to the async workers: protected routes must not
+                // wait behind a login storm.
+                max_concurrent_hashes: std::thread::available_parallelism()
+                    .map_or(1, |cpus| usize::from(cpus).saturating_sub(1).max(1)),
                 max_waiting_logins: DEFAULT_MAX_WAITING_LOGINS,
                 login_wait: DEFAULT_LOGIN_WAIT,
                 trusted_proxies: TrustedProxies::default(),
@@ -246,7 +249,8 @@ where
     }
 
     /// How many password verifications may run at once (default: the number of
-    /// CPUs). Argon2id with the default parameters takes ~19 MiB and one core for
+    /// CPUs less one, at least 1, so that a login storm leaves a core to the
+    /// protected routes). Argon2id with the default parameters takes ~19 MiB and one core for
     /// tens of milliseconds; further logins wait their turn (see
     /// [`max_waiting_logins`](Self::max_waiting_logins)) rather than exhausting
     /// memory. At least 1.
@@ -257,7 +261,7 @@ where
 
     /// How many logins may wait for a password check when
     /// [`max_concurrent_hashes`](Self::max_concurrent_hashes) run already (default
-    /// 64), and how long each may wait (default 5 s). A login beyond either gets
+    /// 64), and how long each may wait (default 10 s). A login beyond either gets
     /// 503 `temporarily_unavailable` with `Retry-After: 1` at once, with no hash
     /// computed: a flood of logins costs each waiter a bounded time and the
     /// server bounded memory.

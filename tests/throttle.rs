@@ -453,3 +453,17 @@ async fn axum_apps_served_with_connect_info_are_throttled_per_address() {
     // Another username, the same address: `ConnectInfo` named it.
     assert_eq!(attempt(&server, "b", "wrong").await.status, 429);
 }
+
+#[tokio::test]
+async fn a_burst_of_fifty_honest_logins_all_succeed_with_the_defaults() {
+    let server = Arc::new(Server::start().await);
+    let logins: Vec<_> = (0..50)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move { attempt(&server, "johndoe", "secret").await.status })
+        })
+        .collect();
+    for login in logins {
+        assert_eq!(login.await.unwrap(), 200);
+    }
+}
