@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 use crate::body::ResponseBody;
 use crate::config::{Config, Shared};
 use crate::error::{Protocol, Rejection};
-use crate::form::{Encoding, PasswordForm};
+use crate::form::{Encoding, Password, PasswordForm};
 use crate::lookup::Lookup;
 use crate::password::{HashedPassword, PasswordHasher, Verification};
 use crate::policy::{LoginAttempt, LoginDecision};
@@ -127,7 +127,7 @@ where
 async fn authenticate<Us, Ts>(
     shared: &Arc<Shared<Us, Ts>>,
     attempt: &LoginAttempt<'_>,
-    password: String,
+    password: Password,
     requested: &[String],
 ) -> Result<Bytes, Rejection>
 where
@@ -338,9 +338,9 @@ async fn wait_for_hashing<Us, Ts>(
 /// hash: every failure costs the time of a real verification.
 async fn verify<Us, Ts>(
     shared: Arc<Shared<Us, Ts>>,
-    password: String,
+    password: Password,
     hash: Option<HashedPassword>,
-) -> Result<(Verification, String), Rejection>
+) -> Result<(Verification, Password), Rejection>
 where
     Us: Send + Sync + 'static,
     Ts: Send + Sync + 'static,
@@ -361,7 +361,7 @@ where
 
 /// Stores a fresh hash of `password` for a user whose stored hash is outdated, in
 /// the background: the token response does not wait for it.
-fn rehash_later<Us, Ts>(shared: Arc<Shared<Us, Ts>>, credentials: &Credentials, password: String)
+fn rehash_later<Us, Ts>(shared: Arc<Shared<Us, Ts>>, credentials: &Credentials, password: Password)
 where
     Us: UserStore,
     Ts: Send + Sync + 'static,
