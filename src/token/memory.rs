@@ -1,14 +1,15 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::{ready, Future};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use super::{AccessToken, BearerToken, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint};
 use crate::clock;
@@ -26,11 +27,16 @@ use crate::subject::Subject;
 /// the text they are, with no decoding on the request path.
 ///
 /// Tokens live in 16 shards, each behind its own lock, picked by the token's id.
-/// Expired tokens are dropped by a sweep of a shard when a token is issued into it,
-/// at most once per sweep interval (default one minute) per shard, so memory holds
-/// at most the tokens issued within one lifetime plus one interval, and a sweep
-/// blocks only the sixteenth of the tokens it covers. Clones share the same
-/// tokens: keep one to [`revoke`](TokenStore::revoke) tokens on logout.
+/// Expired tokens are dropped by sweeps: each issue sweeps every shard not swept
+/// for a sweep interval (default one minute), wherever the new token lands, so
+/// memory holds at most the tokens issued within one lifetime plus one interval,
+/// and a sweep blocks only the sixteenth of the tokens it covers.
+///
+/// A user holds at most 100 live tokens by default
+/// ([`with_max_tokens_per_user`](Self::with_max_tokens_per_user)): a new login
+/// beyond that revokes the user's oldest token, so a script logging in forever
+/// cannot grow memory without bound. Clones share the same tokens: keep one to
+/// [`revoke`](TokenStore::revoke) tokens on logout.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -60,7 +66,16 @@ pub struct MemoryTokenStore {
 struct Inner {
     shards: [Shard; SHARDS],
     sweep_interval: Duration,
+    /// Each user's tokens, oldest first (revoked and expired ones too, until the
+    /// next prune), to evict the oldest beyond `max_per_user`.
+    by_user: Mutex<HashMap<Subject, VecDeque<TokenId>>>,
+    max_per_user: AtomicUsize,
+    /// Seconds since the epoch after which the next issue prunes `by_user`.
+    next_prune: AtomicU64,
 }
+
+/// Default cap on one user's live tokens.
+const DEFAULT_MAX_TOKENS_PER_USER: usize = 100;
 
 /// Shards: enough that a sweep of a million tokens stalls no lookup for long, few
 /// enough that an empty store stays small.
@@ -185,8 +200,18 @@ impl MemoryTokenStore {
             inner: Arc::new(Inner {
                 shards: Default::default(),
                 sweep_interval: interval,
+                by_user: Mutex::default(),
+                max_per_user: AtomicUsize::new(DEFAULT_MAX_TOKENS_PER_USER),
+                next_prune: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Keeps at most `max` live tokens per user (default 100, at least 1): issuing
+    /// one more revokes the user's oldest. Clones share the setting.
+    pub fn with_max_tokens_per_user(self, max: usize) -> Self {
+        self.inner.max_per_user.store(max.max(1), Ordering::Relaxed);
+        self
     }
 
     /// How many tokens are held, expired ones not yet swept included.
@@ -220,23 +245,63 @@ impl MemoryTokenStore {
         let mut bytes = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| StoreError::new(e.to_string()))?;
         let token = URL_SAFE_NO_PAD.encode(bytes);
+        bytes.zeroize();
         let Some((id, secret)) = split(token.as_bytes()) else {
             return Err(StoreError::new("base64 of 33 bytes is not 44 characters"));
         };
         let now = SystemTime::now();
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let shard = self.shard(&id);
-        let mut tokens = shard.write();
-        let swept = (now_secs >= shard.next_sweep.load(Ordering::Relaxed)).then(|| {
-            let next = now_secs.saturating_add(self.inner.sweep_interval.as_secs());
-            shard.next_sweep.store(next, Ordering::Relaxed);
-            sweep(&mut tokens, now)
-        });
+        self.sweep_due_shards(now, now_secs);
+        let subject = grant.subject.clone();
         let expires_at = grant.expires_at;
-        tokens.insert(id, Entry { secret, grant });
-        drop(tokens);
-        drop(swept);
+        self.shard(&id).write().insert(id, Entry { secret, grant });
+        self.evict_beyond_cap(subject, id);
         Ok(IssuedToken::new(AccessToken::new(token), expires_at))
+    }
+
+    /// Sweeps every shard not swept for an interval (each shard's expired tokens
+    /// go, whether or not new ones land in it), and now and then drops revoked
+    /// and expired tokens from the per-user lists.
+    fn sweep_due_shards(&self, now: SystemTime, now_secs: u64) {
+        let next = now_secs.saturating_add(self.inner.sweep_interval.as_secs());
+        for shard in &self.inner.shards {
+            if now_secs >= shard.next_sweep.load(Ordering::Relaxed) {
+                shard.next_sweep.store(next, Ordering::Relaxed);
+                let swept = sweep(&mut shard.write(), now);
+                drop(swept);
+            }
+        }
+        if now_secs >= self.inner.next_prune.load(Ordering::Relaxed) {
+            self.inner.next_prune.store(next, Ordering::Relaxed);
+            let mut by_user = self.by_user();
+            by_user.retain(|_, ids| {
+                ids.retain(|id| self.shard(id).read().contains_key(id));
+                !ids.is_empty()
+            });
+        }
+    }
+
+    /// Records `id` as `subject`'s newest token, and revokes their oldest ones
+    /// beyond the cap.
+    fn evict_beyond_cap(&self, subject: Subject, id: TokenId) {
+        let max = self.inner.max_per_user.load(Ordering::Relaxed);
+        let mut by_user = self.by_user();
+        let ids = by_user.entry(subject).or_default();
+        ids.push_back(id);
+        while ids.len() > max {
+            if let Some(oldest) = ids.pop_front() {
+                self.shard(&oldest).write().remove(&oldest);
+            }
+        }
+    }
+
+    /// The per-user lists (each update is one map operation: a poisoned lock
+    /// still guards consistent lists). Locked before any shard, never after.
+    fn by_user(&self) -> std::sync::MutexGuard<'_, HashMap<Subject, VecDeque<TokenId>>> {
+        self.inner
+            .by_user
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The grant behind `token` if its secret matches and it is live (by the
@@ -314,6 +379,10 @@ impl fmt::Debug for MemoryTokenStore {
         f.debug_struct("MemoryTokenStore")
             .field("tokens", &self.len())
             .field("sweep_interval", &self.inner.sweep_interval)
+            .field(
+                "max_tokens_per_user",
+                &self.inner.max_per_user.load(Ordering::Relaxed),
+            )
             .finish()
     }
 }
@@ -383,17 +452,62 @@ mod tests {
         for _ in 0..100 {
             issue(&store, Duration::ZERO);
         }
-        // Each issue first sweeps the shard it lands in: every shard holds at most
-        // the last (expired) token issued into it.
-        for shard in &store.inner.shards {
-            assert!(
-                shard.read().len() <= 1,
-                "expired tokens are reclaimed on issue"
-            );
-        }
+        // Each issue first sweeps every due shard: only the last (expired) token
+        // is left.
+        assert_eq!(store.len(), 1, "expired tokens are reclaimed on issue");
         issue(&store, Duration::from_secs(60));
         store.purge_expired();
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn expired_tokens_are_swept_in_shards_no_new_token_lands_in() {
+        let store = MemoryTokenStore::with_sweep_interval(Duration::ZERO);
+        let expired: Vec<_> = (0..64).map(|_| issue(&store, Duration::ZERO)).collect();
+        // A live token lands in one shard; the expired ones elsewhere go too.
+        let live = issue(&store, Duration::from_secs(60));
+        assert_eq!(store.len(), 1);
+        assert!(store.lookup(live.as_bytes()).is_some());
+        assert!(expired
+            .iter()
+            .all(|token| store.lookup(token.as_bytes()).is_none()));
+        // The per-user lists are pruned with them.
+        assert_eq!(
+            store.by_user().values().map(VecDeque::len).sum::<usize>(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_user_beyond_the_cap_loses_their_oldest_tokens() {
+        let store = MemoryTokenStore::new().with_max_tokens_per_user(3);
+        let tokens: Vec<_> = (0..5)
+            .map(|_| issue(&store, Duration::from_secs(60)))
+            .collect();
+        let live: Vec<bool> = tokens
+            .iter()
+            .map(|token| store.lookup(token.as_bytes()).is_some())
+            .collect();
+        assert_eq!(live, [false, false, true, true, true]);
+        assert_eq!(store.len(), 3);
+        // Other users are not affected.
+        let other = store
+            .issue_now(Grant::new(
+                "alice",
+                Scopes::empty(),
+                SystemTime::now() + Duration::from_secs(60),
+            ))
+            .unwrap();
+        assert!(store
+            .lookup(other.access_token.as_str().as_bytes())
+            .is_some());
+        assert_eq!(store.len(), 4);
+        // A revoked token still counts until the next prune, and evicting it is
+        // harmless: the user keeps at most 3.
+        store.revoke_now(tokens[4].as_bytes());
+        issue(&store, Duration::from_secs(60));
+        assert!(store.lookup(tokens[2].as_bytes()).is_none());
+        assert!(store.lookup(tokens[3].as_bytes()).is_some());
     }
 
     #[test]
