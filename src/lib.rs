@@ -89,6 +89,8 @@
 //! | body over the limit (16 KiB) / too slow (10 s) | 413 / 408 | `"error": "invalid_request"` |
 //! | method other than `POST` | 405 | `Allow: POST` |
 //! | user or token store down | 503 | `"error": "temporarily_unavailable"`, `Retry-After` |
+//! | too many failed logins for the username (5) or the client address (20) in 15 minutes | 429 | `"error": "temporarily_unavailable"`, `Retry-After`, before any hash (see [`LoginThrottle`]) |
+//! | too many logins waiting for a password check (64), or one waited 10 s | 503 | `"error": "temporarily_unavailable"`, `Retry-After: 1`, at once |
 //!
 //! Protected routes (everything but the token URL and the public paths):
 //!
