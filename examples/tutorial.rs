@@ -5,7 +5,14 @@
 //!
 //! curl -s -X POST localhost:8000/token -d 'username=johndoe&password=secret'
 //! curl -s localhost:8000/users/me -H "Authorization: Bearer $TOKEN"
+//! curl -s -X POST localhost:8000/revoke -d "token=$TOKEN"          # log out
 //! ```
+//!
+//! The token store comes from the environment (see `examples/common/stores.rs`):
+//! `TOKEN_STORE=memory` (default) or `redis` (`REDIS_URL`, `REDIS_PREFIX`; build
+//! with `--features redis`), and `REFRESH_TOKENS=1` adds refresh tokens
+//! (`grant_type=refresh_token&refresh_token=…` at `/token`). Two processes on one
+//! Redis (`ADDR=127.0.0.1:8001` for the second) accept each other's tokens.
 //!
 //! Users: `johndoe` / `secret` (active) and `alice` / `secret2` (disabled: she can
 //! log in, but `/users/me` answers 400 "Inactive user"). Passwords are stored as
@@ -78,10 +85,24 @@ pub async fn serve<Us, Ts>(
 #[tokio::main]
 async fn main() {
     common::init_logging();
+    // Refused before listening: a replica with the wrong store must not serve.
+    let (tokens, refresh) = match common::stores::from_env().await {
+        Ok(stores) => stores,
+        Err(message) => {
+            eprintln!("tutorial: {message}");
+            std::process::exit(2);
+        }
+    };
+    let mut builder = layer_builder().token_store(tokens);
+    if let Some(refresh) = refresh {
+        builder = builder.refresh_tokens(refresh);
+    }
     let (listener, addr) = common::listen("127.0.0.1:8000").await;
-    tracing::info!("listening on http://{addr} (POST /token, GET /users/me; Ctrl-C to stop)");
+    tracing::info!(
+        "listening on http://{addr} (POST /token, GET /users/me, POST /revoke; Ctrl-C to stop)"
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    serve(listener, layer_builder().build(), shutdown).await;
+    serve(listener, builder.build(), shutdown).await;
 }

@@ -14,11 +14,14 @@ use crate::password::PasswordHasher;
 use crate::policy::LoginPolicy;
 use crate::public::{canonical, under, PublicRoutes, Spellings};
 use crate::scope::ScopeRequirement;
+use crate::token::DynRefreshTokenStore;
 
 /// Everything the service needs, shared by every clone of the layer and service.
 pub(crate) struct Shared<Us, Ts> {
     pub(crate) users: Us,
     pub(crate) tokens: Ts,
+    /// Refresh tokens, when turned on: used only at the token and revocation URLs.
+    pub(crate) refresh: Option<Box<dyn DynRefreshTokenStore>>,
     /// Login only: a trait object, so the hasher is not part of the layer's type.
     pub(crate) hasher: Box<dyn PasswordHasher>,
     pub(crate) policy: Option<Box<dyn LoginPolicy>>,
@@ -33,6 +36,8 @@ pub(crate) struct Shared<Us, Ts> {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) token_url: Box<str>,
+    pub(crate) revocation_url: Option<Box<str>>,
+    pub(crate) refresh_token_lifetime: Duration,
     pub(crate) public: PublicRoutes,
     pub(crate) token_lifetime: Duration,
     pub(crate) body_limit: usize,

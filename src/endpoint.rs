@@ -1,4 +1,5 @@
-//! The token endpoint: checks a password-grant form and issues a token.
+//! The token endpoint (password and refresh-token grants) and the revocation
+//! endpoint.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, PRAGMA};
+use http::request::Parts;
 use http::{Method, Request, Response, Version};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -15,13 +17,15 @@ use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 use crate::body::ResponseBody;
 use crate::config::{Config, Shared};
 use crate::error::{Protocol, Rejection};
-use crate::form::{Encoding, Password, PasswordForm};
+use crate::form::{Encoding, GrantTypes, Password, PasswordForm, TokenRequest};
 use crate::lookup::Lookup;
 use crate::password::{HashedPassword, PasswordHasher, Verification};
 use crate::policy::{LoginAttempt, LoginDecision};
 use crate::scope::{is_scope_token, Scopes};
 use crate::throttle::log_refused;
-use crate::token::{Grant, TokenStore};
+use crate::token::{
+    BearerToken, Grant, RefreshToken, Revocation, Rotation, TokenStore, TokenTypeHint,
+};
 use crate::user::{Credentials, UserStore};
 use crate::BoxError;
 
@@ -51,47 +55,71 @@ where
     Ts: TokenStore,
 {
     let version = request.version();
-    let mut response = match login(&shared, request).await {
-        Ok(json) => {
-            let mut response = Response::new(ResponseBody::full(json));
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        }
-        Err(rejection) => {
-            tracing::debug!(?rejection, "token request rejected");
-            // The rest of the body was not read: the connection cannot be reused.
-            let close = matches!(
-                rejection,
-                Rejection::PayloadTooLarge(_) | Rejection::RequestTimeout
-            ) && version <= Version::HTTP_11;
-            let mut response = rejection.into_response(&shared.config.messages, Protocol::Http);
-            if close {
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            response
-        }
-    };
-    let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    let answer = token_request(&shared, request).await.map(|json| {
+        let mut response = Response::new(ResponseBody::full(json));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    });
+    Ok(no_store(&shared.config, version, answer))
 }
 
-async fn login<ReqBody, Us, Ts>(
-    shared: &Arc<Shared<Us, Ts>>,
+/// Answers a request for the revocation URL (RFC 7009): 200 with an empty body
+/// once the token no longer works, whether or not it ever did.
+pub(crate) async fn revocation_endpoint<ReqBody, ResBody, E, Us, Ts>(
+    shared: Arc<Shared<Us, Ts>>,
     request: Request<ReqBody>,
-) -> Result<Bytes, Rejection>
+) -> Result<Response<ResponseBody<ResBody>>, E>
 where
     ReqBody: Body,
     ReqBody::Error: Into<BoxError>,
     Us: UserStore,
     Ts: TokenStore,
 {
-    let config = &shared.config;
+    let version = request.version();
+    let answer = revoke(&shared, request)
+        .await
+        .map(|()| Response::new(ResponseBody::empty()));
+    Ok(no_store(&shared.config, version, answer))
+}
+
+/// Renders a rejection, and marks any answer of the endpoints uncacheable.
+fn no_store<B>(
+    config: &Config,
+    version: Version,
+    answer: Result<Response<ResponseBody<B>>, Rejection>,
+) -> Response<ResponseBody<B>> {
+    let mut response = answer.unwrap_or_else(|rejection| {
+        tracing::debug!(?rejection, "token endpoint request rejected");
+        // The rest of the body was not read: the connection cannot be reused.
+        let close = matches!(
+            rejection,
+            Rejection::PayloadTooLarge(_) | Rejection::RequestTimeout
+        ) && version <= Version::HTTP_11;
+        let mut response = rejection.into_response(&config.messages, Protocol::Http);
+        if close {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    });
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Checks method, media type and size, and reads the whole form body.
+async fn read_form<ReqBody>(
+    config: &Config,
+    request: Request<ReqBody>,
+) -> Result<(Parts, Encoding, Bytes), Rejection>
+where
+    ReqBody: Body,
+    ReqBody::Error: Into<BoxError>,
+{
     if request.method() != Method::POST {
         return Err(Rejection::MethodNotAllowed);
     }
@@ -105,11 +133,49 @@ where
     }
     let (parts, body) = request.into_parts();
     let body = read_body(body, config.body_limit, config.body_timeout).await?;
+    Ok((parts, encoding, body))
+}
+
+async fn token_request<ReqBody, Us, Ts>(
+    shared: &Arc<Shared<Us, Ts>>,
+    request: Request<ReqBody>,
+) -> Result<Bytes, Rejection>
+where
+    ReqBody: Body,
+    ReqBody::Error: Into<BoxError>,
+    Us: UserStore,
+    Ts: TokenStore,
+{
+    let config = &shared.config;
+    let (parts, encoding, body) = read_form(config, request).await?;
+    let grants = GrantTypes {
+        required: config.require_grant_type,
+        refresh: shared.refresh.is_some(),
+    };
+    match encoding.parse(body, grants).await? {
+        TokenRequest::Password(form) => login(shared, &parts, form).await,
+        TokenRequest::Refresh {
+            refresh_token,
+            scopes,
+        } => refresh(shared, &refresh_token, &scopes).await,
+    }
+}
+
+async fn login<Us, Ts>(
+    shared: &Arc<Shared<Us, Ts>>,
+    parts: &Parts,
+    form: PasswordForm,
+) -> Result<Bytes, Rejection>
+where
+    Us: UserStore,
+    Ts: TokenStore,
+{
     let PasswordForm {
         username,
         password,
         scopes: requested,
-    } = encoding.parse(body, config.require_grant_type).await?;
+    } = form;
+    let config = &shared.config;
     check_scopes(config, &requested)?;
     let client_ip = config
         .trusted_proxies
@@ -176,15 +242,6 @@ where
     if verification == Verification::MatchNeedsRehash {
         rehash_later(Arc::clone(shared), &credentials, password);
     }
-    issue(shared, credentials, requested).await
-}
-
-/// Issues the token for a successful login and writes the token response.
-async fn issue<Us, Ts: TokenStore>(
-    shared: &Shared<Us, Ts>,
-    credentials: Credentials,
-    requested: &[String],
-) -> Result<Bytes, Rejection> {
     // Grant what was asked for and is allowed, nothing more (RFC 6749 §3.3).
     let granted: Scopes = if shared.config.uses_scopes() {
         requested
@@ -194,22 +251,127 @@ async fn issue<Us, Ts: TokenStore>(
     } else {
         Scopes::empty()
     };
-    let now = SystemTime::now();
-    // The builder bounds the lifetime to a year: this cannot overflow.
-    let expires_at = now
-        .checked_add(shared.config.token_lifetime)
-        .ok_or(Rejection::Internal)?;
-    let grant = Grant {
-        subject: credentials.subject,
-        scopes: granted.clone(),
-        expires_at,
-        stamp: credentials.stamp,
+    let grant =
+        Grant::new(credentials.subject, granted, SystemTime::now()).with_stamp(credentials.stamp);
+    issue(shared, grant, requested, NextRefreshToken::StartFamily).await
+}
+
+/// `grant_type=refresh_token`: rotates the refresh token and issues an access
+/// token for its login, if the user is still the one who logged in.
+async fn refresh<Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    presented: &str,
+    requested: &[String],
+) -> Result<Bytes, Rejection>
+where
+    Us: UserStore,
+    Ts: TokenStore,
+{
+    let config = &shared.config;
+    let Some(store) = shared.refresh.as_deref() else {
+        // The form parser only reads refresh grants when they are served.
+        return Err(Rejection::UnsupportedGrantType { refresh: false });
     };
+    check_scopes(config, requested)?;
+    let expires_at = SystemTime::now()
+        .checked_add(config.refresh_token_lifetime)
+        .ok_or(Rejection::Internal)?;
+    let rotation = store
+        .rotate(BearerToken::from(presented), expires_at)
+        .await
+        .map_err(|error| Rejection::store_failed("refresh token", error))?;
+    let (grant, next) = match rotation {
+        Rotation::Rotated {
+            grant,
+            refresh_token,
+        } => (grant, refresh_token),
+        Rotation::Reused { subject } => {
+            tracing::warn!(
+                user = %subject,
+                "refresh token used twice: every refresh token of that login is revoked"
+            );
+            return Err(Rejection::InvalidRefreshToken);
+        }
+        Rotation::Invalid => return Err(Rejection::InvalidRefreshToken),
+    };
+    // The user must still be the one who logged in: a password change, a scope
+    // taken away or a re-created account (a new stamp) ends the login.
+    let principal = shared
+        .users
+        .principal(&grant.subject)
+        .await
+        .map_err(|error| Rejection::store_failed("user", error))?;
+    let still_valid = principal.is_some_and(|principal| {
+        principal.stamp == grant.stamp && (principal.active || !config.refuse_inactive_login)
+    });
+    if !still_valid {
+        if let Err(error) = store.revoke(BearerToken::from(next.as_str())).await {
+            tracing::error!(%error, "refresh token of a changed user not revoked");
+        }
+        return Err(Rejection::InvalidRefreshToken);
+    }
+    // A narrower set than the login's may be asked for, never more (RFC 6749 §6).
+    let scopes = if !config.uses_scopes() {
+        Scopes::empty()
+    } else if requested.is_empty() {
+        grant.scopes.clone()
+    } else if requested.iter().all(|scope| grant.scopes.contains(scope)) {
+        requested.iter().collect()
+    } else {
+        return Err(Rejection::InvalidScope("Scope not granted at login".into()));
+    };
+    let grant = Grant { scopes, ..grant };
+    issue(shared, grant, requested, NextRefreshToken::Rotated(next)).await
+}
+
+/// The refresh token a token response carries, when refresh tokens are on.
+enum NextRefreshToken {
+    /// A login: start a family.
+    StartFamily,
+    /// A refresh: the rotated token.
+    Rotated(RefreshToken),
+}
+
+/// Issues the access token for `grant` (its `expires_at` is set here) and writes
+/// the token response.
+async fn issue<Us, Ts: TokenStore>(
+    shared: &Shared<Us, Ts>,
+    mut grant: Grant,
+    requested: &[String],
+    next: NextRefreshToken,
+) -> Result<Bytes, Rejection> {
+    let config = &shared.config;
+    let now = SystemTime::now();
+    // The builder bounds lifetimes to a year: these cannot overflow.
+    grant.expires_at = now
+        .checked_add(config.token_lifetime)
+        .ok_or(Rejection::Internal)?;
+    let family = match (&shared.refresh, &next) {
+        (Some(_), NextRefreshToken::StartFamily) => Some(Grant {
+            expires_at: now
+                .checked_add(config.refresh_token_lifetime)
+                .ok_or(Rejection::Internal)?,
+            ..grant.clone()
+        }),
+        _ => None,
+    };
+    let granted = grant.scopes.clone();
     let issued = shared
         .tokens
         .issue(grant)
         .await
         .map_err(|error| Rejection::store_failed("token", error))?;
+    let refresh_token = match (family, next, &shared.refresh) {
+        (Some(family), _, Some(store)) => Some(
+            store
+                .issue(family)
+                .await
+                .map_err(|error| Rejection::store_failed("refresh token", error))?,
+        ),
+        (_, NextRefreshToken::Rotated(next), _) => Some(next),
+        // A store may issue its own (`IssuedToken::refresh_token`).
+        _ => issued.refresh_token,
+    };
     let response = TokenResponse {
         access_token: issued.access_token.as_str(),
         token_type: "bearer",
@@ -218,12 +380,50 @@ async fn issue<Us, Ts: TokenStore>(
             .expires_at
             .duration_since(now)
             .map_or(0, |left| (left + Duration::from_millis(500)).as_secs()),
-        refresh_token: issued.refresh_token.as_ref().map(|token| token.as_str()),
+        refresh_token: refresh_token.as_ref().map(|token| token.as_str()),
         scope: (granted.len() != requested.len()).then(|| granted.to_string()),
     };
     serde_json::to_vec(&response)
         .map(Bytes::from)
         .map_err(|_| Rejection::Internal)
+}
+
+/// Revokes the token of a revocation request. Both stores are asked: the hint is
+/// only a hint (RFC 7009 §2.1), and a token lives in at most one of them.
+async fn revoke<ReqBody, Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    request: Request<ReqBody>,
+) -> Result<(), Rejection>
+where
+    ReqBody: Body,
+    ReqBody::Error: Into<BoxError>,
+    Us: UserStore,
+    Ts: TokenStore,
+{
+    let (_, encoding, body) = read_form(&shared.config, request).await?;
+    let form = encoding.parse_revocation(body).await?;
+    let token = BearerToken::from(form.token.as_str());
+    if let Some(store) = &shared.refresh {
+        store
+            .revoke(token)
+            .await
+            .map_err(|error| Rejection::store_failed("refresh token", error))?;
+    }
+    let revocation = shared
+        .tokens
+        .revoke(token, form.hint)
+        .await
+        .map_err(|error| Rejection::store_failed("token", error))?;
+    match revocation {
+        Revocation::Revoked => Ok(()),
+        // A refresh token, as the client says: its family is ended above.
+        Revocation::Unsupported
+            if shared.refresh.is_some() && form.hint == Some(TokenTypeHint::RefreshToken) =>
+        {
+            Ok(())
+        }
+        Revocation::Unsupported => Err(Rejection::UnsupportedTokenType),
+    }
 }
 
 /// Awaits a login policy's notification; its failure changes no answer, so it is

@@ -32,8 +32,14 @@ pub(crate) enum Rejection {
     InvalidRequest(Cow<'static, str>),
     /// Unknown user or wrong password: one answer for both, on purpose.
     InvalidGrant,
-    /// `grant_type` other than `password`.
-    UnsupportedGrantType,
+    /// `grant_type` other than `password` (and `refresh_token`, when `refresh`
+    /// tokens are served).
+    UnsupportedGrantType { refresh: bool },
+    /// A refresh token that is unknown, expired, revoked, reused or no longer
+    /// matches its user (RFC 6749 §5.2 `invalid_grant`).
+    InvalidRefreshToken,
+    /// The revocation endpoint cannot revoke this token (RFC 7009 §2.2.1).
+    UnsupportedTokenType,
     /// The token endpoint got something other than a form.
     UnsupportedMediaType,
     /// The token endpoint body is over the limit (in bytes).
@@ -179,7 +185,9 @@ impl Rejection {
             Self::InvalidRequest(_)
             | Self::InvalidGrant
             | Self::InvalidScope(_)
-            | Self::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+            | Self::InvalidRefreshToken
+            | Self::UnsupportedTokenType
+            | Self::UnsupportedGrantType { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -201,8 +209,9 @@ impl Rejection {
             | Self::UnsupportedMediaType
             | Self::PayloadTooLarge(_)
             | Self::RequestTimeout => Some("invalid_request"),
-            Self::InvalidGrant => Some("invalid_grant"),
-            Self::UnsupportedGrantType => Some("unsupported_grant_type"),
+            Self::InvalidGrant | Self::InvalidRefreshToken => Some("invalid_grant"),
+            Self::UnsupportedGrantType { .. } => Some("unsupported_grant_type"),
+            Self::UnsupportedTokenType => Some("unsupported_token_type"),
             // RFC 6749 has no code for it: the client should retry later.
             Self::TooManyAttempts(_) | Self::Unavailable | Self::Busy(_) => {
                 Some("temporarily_unavailable")
@@ -219,7 +228,14 @@ impl Rejection {
             Self::InsufficientScope(_) => "Not enough permissions",
             Self::InvalidRequest(detail) | Self::InvalidScope(detail) => detail,
             Self::InvalidGrant => "Incorrect username or password",
-            Self::UnsupportedGrantType => "Unsupported grant_type: only \"password\" is supported",
+            Self::UnsupportedGrantType { refresh: false } => {
+                "Unsupported grant_type: only \"password\" is supported"
+            }
+            Self::UnsupportedGrantType { refresh: true } => {
+                "Unsupported grant_type: only \"password\" and \"refresh_token\" are supported"
+            }
+            Self::InvalidRefreshToken => "Invalid refresh token",
+            Self::UnsupportedTokenType => "This token cannot be revoked",
             Self::UnsupportedMediaType => {
                 "Expected a form: Content-Type must be application/x-www-form-urlencoded or multipart/form-data"
             }
@@ -545,7 +561,9 @@ mod tests {
             Rejection::InvalidScope("x".into()),
             Rejection::InvalidRequest("x".into()),
             Rejection::InvalidGrant,
-            Rejection::UnsupportedGrantType,
+            Rejection::UnsupportedGrantType { refresh: false },
+            Rejection::InvalidRefreshToken,
+            Rejection::UnsupportedTokenType,
             Rejection::UnsupportedMediaType,
             Rejection::PayloadTooLarge(1),
             Rejection::RequestTimeout,

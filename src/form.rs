@@ -9,8 +9,10 @@ use http::HeaderMap;
 
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::bearer::MAX_TOKEN_LEN;
 use crate::error::Rejection;
 use crate::scope::dedup_in_order;
+use crate::token::TokenTypeHint;
 
 /// Longest accepted `username`, in bytes.
 pub(crate) const MAX_USERNAME_LEN: usize = 256;
@@ -25,12 +27,41 @@ pub(crate) const MAX_SCOPE_LEN: usize = 128;
 /// A password as the token endpoint holds it: wiped from memory when dropped.
 pub(crate) type Password = Zeroizing<String>;
 
+/// A validated token request. Deliberately not `Debug`: it holds a secret.
+pub(crate) enum TokenRequest {
+    /// `grant_type=password` (or absent, unless strict).
+    Password(PasswordForm),
+    /// `grant_type=refresh_token` (RFC 6749 §6).
+    Refresh {
+        refresh_token: String,
+        /// `scope`, as for a password grant: a narrower set than the login's.
+        scopes: Vec<String>,
+    },
+}
+
+/// A validated revocation request (RFC 7009 §2.1). Not `Debug`: it holds a token.
+pub(crate) struct RevocationForm {
+    pub(crate) token: String,
+    /// `None` for an absent or unknown hint (the RFC lets servers ignore those).
+    pub(crate) hint: Option<TokenTypeHint>,
+}
+
 /// A validated password-grant request. Deliberately not `Debug`: it holds a password.
 pub(crate) struct PasswordForm {
     pub(crate) username: String,
     pub(crate) password: Password,
     /// `scope`, split on whitespace, in request order, without repeats.
     pub(crate) scopes: Vec<String>,
+}
+
+/// Which `grant_type`s the token endpoint takes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GrantTypes {
+    /// `grant_type` must be present (RFC 6749); else a form without one is a
+    /// password grant (FastAPI's tutorial form has no `grant_type`).
+    pub(crate) required: bool,
+    /// `refresh_token` is served.
+    pub(crate) refresh: bool,
 }
 
 /// The two body encodings the token endpoint understands.
@@ -60,13 +91,25 @@ impl Encoding {
         }
     }
 
-    /// Parses a complete body into a password-grant request.
-    pub(crate) async fn parse(self, body: Bytes, strict: bool) -> Result<PasswordForm, Rejection> {
-        let fields = match self {
-            Self::UrlEncoded => parse_urlencoded(&body)?,
-            Self::Multipart { boundary } => parse_multipart(body, boundary).await?,
-        };
-        fields.finish(strict)
+    /// Parses a complete body into a token request.
+    pub(crate) async fn parse(
+        self,
+        body: Bytes,
+        grants: GrantTypes,
+    ) -> Result<TokenRequest, Rejection> {
+        self.fields(body).await?.finish(grants)
+    }
+
+    /// Parses a complete body into a revocation request.
+    pub(crate) async fn parse_revocation(self, body: Bytes) -> Result<RevocationForm, Rejection> {
+        self.fields(body).await?.finish_revocation()
+    }
+
+    async fn fields(self, body: Bytes) -> Result<Fields, Rejection> {
+        match self {
+            Self::UrlEncoded => parse_urlencoded(&body),
+            Self::Multipart { boundary } => parse_multipart(body, boundary).await,
+        }
     }
 }
 
@@ -79,6 +122,9 @@ struct Fields {
     grant_type: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    refresh_token: Option<String>,
+    token: Option<String>,
+    token_type_hint: Option<String>,
 }
 
 impl Fields {
@@ -92,6 +138,9 @@ impl Fields {
             "grant_type" => ("grant_type", &mut self.grant_type),
             "client_id" => ("client_id", &mut self.client_id),
             "client_secret" => ("client_secret", &mut self.client_secret),
+            "refresh_token" => ("refresh_token", &mut self.refresh_token),
+            "token" => ("token", &mut self.token),
+            "token_type_hint" => ("token_type_hint", &mut self.token_type_hint),
             _ => return None,
         })
     }
@@ -108,12 +157,21 @@ impl Fields {
         Ok(())
     }
 
-    fn finish(self, strict: bool) -> Result<PasswordForm, Rejection> {
+    fn finish(self, grants: GrantTypes) -> Result<TokenRequest, Rejection> {
+        let unsupported = Rejection::UnsupportedGrantType {
+            refresh: grants.refresh,
+        };
         // An empty optional field is the same as an absent one (HTML forms send them).
         match self.grant_type.as_deref().filter(|g| !g.is_empty()) {
             Some("password") => {}
-            Some(_) => return Err(Rejection::UnsupportedGrantType),
-            None if strict => {
+            Some("refresh_token") if grants.refresh => {
+                return Ok(TokenRequest::Refresh {
+                    refresh_token: required(self.refresh_token, "refresh_token", MAX_TOKEN_LEN)?,
+                    scopes: scopes(self.scope.as_deref().unwrap_or_default())?,
+                })
+            }
+            Some(_) => return Err(unsupported),
+            None if grants.required => {
                 return Err(Rejection::InvalidRequest(
                     "Missing form field: grant_type (must be \"password\")".into(),
                 ))
@@ -125,10 +183,22 @@ impl Fields {
         let scopes = scopes(self.scope.as_deref().unwrap_or_default())?;
         // `client_id` / `client_secret` are accepted (FastAPI's form has them) but
         // this crate does not authenticate clients: it serves first-party apps.
-        Ok(PasswordForm {
+        Ok(TokenRequest::Password(PasswordForm {
             username,
             password,
             scopes,
+        }))
+    }
+
+    fn finish_revocation(self) -> Result<RevocationForm, Rejection> {
+        let hint = match self.token_type_hint.as_deref() {
+            Some("access_token") => Some(TokenTypeHint::AccessToken),
+            Some("refresh_token") => Some(TokenTypeHint::RefreshToken),
+            _ => None,
+        };
+        Ok(RevocationForm {
+            token: required(self.token, "token", MAX_TOKEN_LEN)?,
+            hint,
         })
     }
 }
@@ -238,7 +308,69 @@ mod tests {
     use super::*;
 
     fn urlencoded(body: &[u8]) -> Result<PasswordForm, Rejection> {
-        parse_urlencoded(body)?.finish(false)
+        parse_urlencoded(body)?
+            .finish(GrantTypes::default())
+            .map(password_grant)
+    }
+
+    fn password_grant(request: TokenRequest) -> PasswordForm {
+        match request {
+            TokenRequest::Password(form) => form,
+            TokenRequest::Refresh { .. } => panic!("expected a password grant"),
+        }
+    }
+
+    #[test]
+    fn refresh_grant() {
+        let grants = GrantTypes {
+            required: true,
+            refresh: true,
+        };
+        let form = b"grant_type=refresh_token&refresh_token=abc&scope=a+b+a";
+        assert_eq!(
+            parse_urlencoded(form)
+                .unwrap()
+                .finish(GrantTypes::default())
+                .err(),
+            Some(Rejection::UnsupportedGrantType { refresh: false })
+        );
+        let request = parse_urlencoded(form).unwrap().finish(grants).unwrap();
+        let TokenRequest::Refresh {
+            refresh_token,
+            scopes,
+        } = request
+        else {
+            panic!("expected a refresh grant");
+        };
+        assert_eq!(
+            (refresh_token.as_str(), scopes),
+            ("abc", vec!["a".into(), "b".into()])
+        );
+        let missing = parse_urlencoded(b"grant_type=refresh_token&username=a&password=b")
+            .unwrap()
+            .finish(grants);
+        assert!(detail(missing.err().unwrap()).contains("refresh_token"));
+    }
+
+    #[test]
+    fn revocation_form() {
+        let form = parse_urlencoded(b"token=abc&token_type_hint=refresh_token")
+            .unwrap()
+            .finish_revocation()
+            .unwrap();
+        assert_eq!(form.token, "abc");
+        assert_eq!(form.hint, Some(TokenTypeHint::RefreshToken));
+        // Unknown hints are ignored (RFC 7009 §2.1 lets the server search anyway).
+        let form = parse_urlencoded(b"token=abc&token_type_hint=id_token")
+            .unwrap()
+            .finish_revocation()
+            .unwrap();
+        assert_eq!(form.hint, None);
+        let missing = parse_urlencoded(b"token_type_hint=access_token").unwrap();
+        assert!(detail(missing.finish_revocation().err().unwrap()).contains("token"));
+        let long = format!("token={}", "a".repeat(MAX_TOKEN_LEN + 1));
+        let long = parse_urlencoded(long.as_bytes()).unwrap();
+        assert!(detail(long.finish_revocation().err().unwrap()).contains("too long"));
     }
 
     fn detail(rejection: Rejection) -> String {
@@ -341,18 +473,27 @@ mod tests {
         assert!(urlencoded(b"grant_type=&username=a&password=b").is_ok());
         assert_eq!(
             urlencoded(b"grant_type=client_credentials&username=a&password=b").err(),
-            Some(Rejection::UnsupportedGrantType)
+            Some(Rejection::UnsupportedGrantType { refresh: false })
         );
         // Checked before the other fields, as RFC 6749 §5.2 orders them.
         assert_eq!(
             urlencoded(b"grant_type=PASSWORD").err(),
-            Some(Rejection::UnsupportedGrantType)
+            Some(Rejection::UnsupportedGrantType { refresh: false })
         );
     }
 
     #[test]
     fn strict_mode_requires_grant_type() {
-        let strict = |body: &[u8]| parse_urlencoded(body).unwrap().finish(true);
+        let strict = |body: &[u8]| {
+            let grants = GrantTypes {
+                required: true,
+                refresh: false,
+            };
+            parse_urlencoded(body)
+                .unwrap()
+                .finish(grants)
+                .map(password_grant)
+        };
         assert!(strict(b"grant_type=password&username=a&password=b").is_ok());
         assert!(detail(strict(b"username=a&password=b").err().unwrap()).contains("grant_type"));
         assert!(
@@ -464,7 +605,9 @@ mod tests {
         let encoding = Encoding::Multipart {
             boundary: "B".into(),
         };
-        futures_util::FutureExt::now_or_never(encoding.parse(body, false)).expect("in-memory body")
+        futures_util::FutureExt::now_or_never(encoding.parse(body, GrantTypes::default()))
+            .expect("in-memory body")
+            .map(password_grant)
     }
 
     #[test]
@@ -543,17 +686,23 @@ mod tests {
         proptest! {
             #[test]
             fn any_bytes_parse_or_fail_cleanly(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-                match parse_urlencoded(&body).and_then(|fields| fields.finish(false)) {
-                    Ok(form) => {
+                match parse_urlencoded(&body).and_then(|fields| fields.finish(GrantTypes::default())) {
+                    Ok(TokenRequest::Password(form)) => {
                         prop_assert!(!form.username.is_empty() && form.username.len() <= MAX_USERNAME_LEN);
                         prop_assert!(!form.password.is_empty() && form.password.len() <= MAX_PASSWORD_LEN);
                     }
-                    Err(rejection) => prop_assert!(matches!(
-                        rejection,
-                        Rejection::InvalidRequest(_)
-                            | Rejection::InvalidScope(_)
-                            | Rejection::UnsupportedGrantType
-                    )),
+                    Ok(TokenRequest::Refresh { .. }) => {
+                        prop_assert!(false, "refresh grants are off by default");
+                    }
+                    Err(rejection) => {
+                        let expected = matches!(
+                            rejection,
+                            Rejection::InvalidRequest(_)
+                                | Rejection::InvalidScope(_)
+                                | Rejection::UnsupportedGrantType { .. }
+                        );
+                        prop_assert!(expected, "unexpected rejection {:?}", rejection);
+                    }
                 }
             }
 

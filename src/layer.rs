@@ -19,7 +19,7 @@ use crate::public::PublicRoutes;
 use crate::scope::ScopeRequirement;
 use crate::service::OAuth2Password;
 use crate::throttle::LoginThrottle;
-use crate::token::{MemoryTokenStore, TokenStore};
+use crate::token::{DynRefreshTokenStore, MemoryTokenStore, RefreshTokenStore, TokenStore};
 use crate::user::UserStore;
 
 /// Default token lifetime: 30 minutes, as in FastAPI's JWT tutorial.
@@ -36,6 +36,10 @@ pub const DEFAULT_LOGIN_WAIT: Duration = Duration::from_secs(10);
 /// live minutes (RFC 9700 §2.2); this bound keeps expiry arithmetic far from
 /// overflowing.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// Default refresh-token lifetime: 14 days after the token was issued (each
+/// rotation starts it again, so a client that comes back within 14 days stays
+/// logged in).
+pub const DEFAULT_REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 24 * 60 * 60);
 
 /// Adds the OAuth2 password flow to a service: a token endpoint, and a bearer-token
 /// guard on every other path.
@@ -65,10 +69,13 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
         Builder {
             users,
             tokens: MemoryTokenStore::new(),
+            refresh: None,
             hasher: Box::new(Argon2Hasher::new()),
             policy: Some(Box::new(LoginThrottle::new())),
             config: Config {
                 token_url: "/token".into(),
+                revocation_url: Some("/revoke".into()),
+                refresh_token_lifetime: DEFAULT_REFRESH_TOKEN_LIFETIME,
                 public: PublicRoutes::default(),
                 token_lifetime: DEFAULT_TOKEN_LIFETIME,
                 body_limit: DEFAULT_BODY_LIMIT,
@@ -107,6 +114,12 @@ impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
         &*self.shared.hasher
     }
 
+    /// What the builder configured (for the OpenAPI documentation).
+    #[cfg(feature = "utoipa")]
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
     /// The declared scopes and their descriptions, in declaration order (for docs
     /// and OpenAPI).
     pub fn scopes(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -115,6 +128,24 @@ impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
             .scopes
             .iter()
             .map(|(name, description)| (&**name, &**description))
+    }
+}
+
+impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
+    /// The path of the token endpoint (default `/token`), as the layer sees it.
+    pub fn token_url(&self) -> &str {
+        &self.shared.config.token_url
+    }
+
+    /// The path of the revocation endpoint, if it is served.
+    pub fn revocation_url(&self) -> Option<&str> {
+        self.shared.config.revocation_url.as_deref()
+    }
+
+    /// Whether logins get refresh tokens (and the token URL answers
+    /// `grant_type=refresh_token`).
+    pub fn issues_refresh_tokens(&self) -> bool {
+        self.shared.refresh.is_some()
     }
 }
 
@@ -160,6 +191,7 @@ impl<S, Us, Ts> Layer<S> for OAuth2PasswordLayer<Us, Ts> {
 pub struct Builder<Us, Ts = MemoryTokenStore> {
     users: Us,
     tokens: Ts,
+    refresh: Option<Box<dyn DynRefreshTokenStore>>,
     hasher: Box<dyn PasswordHasher>,
     policy: Option<Box<dyn LoginPolicy>>,
     config: Config,
@@ -178,6 +210,68 @@ where
             path.insert(0, '/');
         }
         self.config.token_url = path.into();
+        self
+    }
+
+    /// Serves the token revocation endpoint (RFC 7009: `POST` a form with `token`
+    /// and an optional `token_type_hint`) at `path` (default `/revoke`). A missing
+    /// leading `/` is added.
+    ///
+    /// Any holder of a token may revoke it: the token is the credential. An
+    /// unknown token is answered 200 like a known one, as the RFC asks, so the
+    /// endpoint tells nobody which tokens exist.
+    pub fn revocation_url(mut self, path: impl Into<String>) -> Self {
+        let mut path = path.into();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        self.config.revocation_url = Some(path.into());
+        self
+    }
+
+    /// Serves no revocation endpoint: requests for `/revoke` go to the inner
+    /// service, guarded like any other path.
+    pub fn without_revocation_url(mut self) -> Self {
+        self.config.revocation_url = None;
+        self
+    }
+
+    /// Issues a refresh token with every login, kept in `store`, and answers
+    /// `grant_type=refresh_token` at the token URL (RFC 6749 §6).
+    ///
+    /// Each refresh token is good for one use: the answer carries its successor.
+    /// Presenting a used one again (beyond the store's retry grace) revokes every
+    /// refresh token of that login (RFC 9700 §4.14). A refresh is refused when the
+    /// user's stamp changed since the login (password changed, scope taken away,
+    /// user re-created) or the user is gone, and for a disabled user when
+    /// [`refuse_inactive_login`](Self::refuse_inactive_login) is on. Revoking a
+    /// refresh token at the revocation URL ends its whole family.
+    ///
+    /// ```
+    /// use tower_oauth2_password::{MemoryRefreshTokenStore, MemoryUserStore, OAuth2PasswordLayer};
+    ///
+    /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+    ///     .refresh_tokens(MemoryRefreshTokenStore::new())
+    ///     .build();
+    /// assert!(layer.issues_refresh_tokens());
+    /// ```
+    pub fn refresh_tokens(mut self, store: impl RefreshTokenStore) -> Self {
+        self.refresh = Some(Box::new(store));
+        self
+    }
+
+    /// How long a refresh token stays valid unused (default 14 days; each
+    /// rotation issues a token with a full lifetime).
+    ///
+    /// # Panics
+    ///
+    /// If `lifetime` is zero or longer than [`MAX_TOKEN_LIFETIME`] (one year).
+    pub fn refresh_token_lifetime(mut self, lifetime: Duration) -> Self {
+        assert!(
+            !lifetime.is_zero() && lifetime <= MAX_TOKEN_LIFETIME,
+            "refresh_token_lifetime must be more than zero and at most one year (MAX_TOKEN_LIFETIME), got {lifetime:?}"
+        );
+        self.config.refresh_token_lifetime = lifetime;
         self
     }
 
@@ -388,6 +482,7 @@ where
         Builder {
             users: self.users,
             tokens,
+            refresh: self.refresh,
             hasher: self.hasher,
             policy: self.policy,
             config: self.config,
@@ -425,6 +520,7 @@ where
             shared: Arc::new(Shared {
                 users: self.users,
                 tokens: self.tokens,
+                refresh: self.refresh,
                 hasher: self.hasher,
                 policy: self.policy,
                 hashing: Arc::new(Semaphore::new(permits)),

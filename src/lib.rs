@@ -121,6 +121,9 @@
 //!   [`axum`] module).
 //! - **tonic**: `Server::builder().layer(…)`; rejections become gRPC statuses and
 //!   handlers read the user from `request.extensions()` (`examples/grpc.rs`).
+//! - **OpenAPI / Swagger UI** (feature `utoipa`): `openapi::PasswordFlowDocs` adds
+//!   the layer's security scheme, token endpoint and guarded operations to a utoipa
+//!   document, for a working "Authorize" button (`examples/docs.rs`).
 //!
 //! # Scopes
 //!
@@ -182,6 +185,9 @@ mod future;
 mod guard;
 mod layer;
 mod lookup;
+#[cfg(feature = "utoipa")]
+#[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
+pub mod openapi;
 mod password;
 mod policy;
 mod public;
@@ -202,7 +208,8 @@ pub use crate::error::StoreError;
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{
     Builder, OAuth2PasswordLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_LOGIN_WAIT,
-    DEFAULT_MAX_WAITING_LOGINS, DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME,
+    DEFAULT_MAX_WAITING_LOGINS, DEFAULT_REFRESH_TOKEN_LIFETIME, DEFAULT_TOKEN_LIFETIME,
+    MAX_TOKEN_LIFETIME,
 };
 pub use crate::lookup::Lookup;
 pub use crate::password::{
@@ -218,12 +225,20 @@ pub use crate::throttle::{
     DEFAULT_THROTTLE_KEYS, DEFAULT_THROTTLE_WINDOW,
 };
 pub use crate::token::{
-    AccessToken, BearerToken, Grant, IssuedToken, MemoryTokenStore, RefreshToken, Revocation,
-    TokenStore, TokenTypeHint,
+    AccessToken, BearerToken, Grant, IssuedToken, MemoryRefreshTokenStore, MemoryTokenStore,
+    RefreshToken, RefreshTokenStore, Revocation, Rotation, TokenStore, TokenTypeHint,
+};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use crate::token::{
+    JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, JwtTokenStoreBuilder, MemoryJtiDenylist,
 };
 pub use crate::user::{
     Credentials, CurrentUser, MemoryUserStore, Principal, StoredUser, UserStore,
 };
+
+#[cfg(feature = "redis")]
+pub use crate::token::RedisTokenStore;
 
 /// Compiles the README's Rust snippets as doc tests.
 #[cfg(doctest)]

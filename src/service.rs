@@ -10,7 +10,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::config::Shared;
-use crate::endpoint::token_endpoint;
+use crate::endpoint::{revocation_endpoint, token_endpoint};
 use crate::future::ResponseFuture;
 use crate::guard::{decide_now, guard, insert, reject, Progress};
 use crate::token::TokenStore;
@@ -84,6 +84,10 @@ where
         let path = request.uri().path();
         if path == &*config.token_url {
             return ResponseFuture::boxed(token_endpoint(Arc::clone(&self.shared), request));
+        }
+        if config.revocation_url.as_deref() == Some(path) {
+            let shared = Arc::clone(&self.shared);
+            return ResponseFuture::boxed(revocation_endpoint(shared, request));
         }
         // `request` is only taken apart for a predicate: moving it costs a copy.
         let public = if config.public.matches_path(path) {

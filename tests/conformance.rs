@@ -5,10 +5,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use tower_oauth2_password::testing::{Awaited, TokenStoreSuite, UserFixture, UserStoreSuite};
+use tower_oauth2_password::testing::{
+    Awaited, RefreshTokenStoreSuite, TokenStoreSuite, UserFixture, UserStoreSuite,
+};
 use tower_oauth2_password::{
-    BearerToken, Grant, HashedPassword, IssuedToken, Lookup, MemoryTokenStore, MemoryUserStore,
-    Revocation, Scopes, StoreError, StoredUser, TokenStore, TokenTypeHint, UserStore,
+    BearerToken, Grant, HashedPassword, IssuedToken, Lookup, MemoryRefreshTokenStore,
+    MemoryTokenStore, MemoryUserStore, Revocation, Scopes, StoreError, StoredUser, TokenStore,
+    TokenTypeHint, UserStore,
 };
 
 #[tokio::test]
@@ -20,6 +23,18 @@ async fn memory_token_store() {
 async fn memory_token_store_awaited() {
     let store = Awaited::new(MemoryTokenStore::new());
     TokenStoreSuite::new().run(&store).await;
+}
+
+#[tokio::test]
+async fn memory_refresh_token_store() {
+    let grace = Duration::from_secs(1);
+    let store = MemoryRefreshTokenStore::with_retry_grace(grace);
+    RefreshTokenStoreSuite::new(grace).run(&store).await;
+    // With no grace, a second use is always reuse: the suite skips the retry check.
+    let store = MemoryRefreshTokenStore::with_retry_grace(Duration::ZERO);
+    RefreshTokenStoreSuite::new(Duration::ZERO)
+        .run(&store)
+        .await;
 }
 
 /// The memory user store, changed through its own methods, answering as `S` does.

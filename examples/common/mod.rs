@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod map_lookup;
+pub mod stores;
 
 use std::convert::Infallible;
 use std::future::Future;

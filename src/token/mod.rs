@@ -1,13 +1,30 @@
-//! Access tokens: the [`TokenStore`] trait, what it stores ([`Grant`]) and hands out
-//! ([`IssuedToken`]), and the in-memory store.
+//! Tokens: the [`TokenStore`] trait for access tokens, what it stores ([`Grant`])
+//! and hands out ([`IssuedToken`]); the [`RefreshTokenStore`] trait for refresh
+//! tokens; and their in-memory stores.
 
+#[cfg(feature = "jwt")]
+mod jwt;
 mod memory;
+mod memory_refresh;
+#[cfg(feature = "redis")]
+mod redis;
+mod refresh;
 
 use std::fmt;
 use std::future::Future;
 use std::time::SystemTime;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisTokenStore;
+#[cfg(feature = "jwt")]
+pub use jwt::{
+    JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, JwtTokenStoreBuilder, MemoryJtiDenylist,
+    DEFAULT_DENYLIST_CAPACITY, DEFAULT_LEEWAY, MAX_LEEWAY, MIN_HS256_SECRET_LEN,
+};
 pub use memory::MemoryTokenStore;
+pub use memory_refresh::MemoryRefreshTokenStore;
+pub(crate) use refresh::DynRefreshTokenStore;
+pub use refresh::{RefreshTokenStore, Rotation};
 
 use crate::error::StoreError;
 use crate::lookup::Lookup;

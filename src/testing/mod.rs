@@ -1,5 +1,5 @@
-//! Conformance suites (feature `testing`): the behaviour every [`TokenStore`] and
-//! [`UserStore`] owes the layer, as one test each that any store can run — the
+//! Conformance suites (feature `testing`): the behaviour every [`TokenStore`],
+//! [`RefreshTokenStore`](crate::RefreshTokenStore) and [`UserStore`] owes the layer, as one test each that any store can run — the
 //! crate's memory stores run them, and so should every Redis, SQL, JWT or
 //! third-party store.
 //!
@@ -51,6 +51,10 @@ use crate::scope::Scopes;
 use crate::subject::Subject;
 use crate::token::{BearerToken, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint};
 use crate::user::{Credentials, Principal, UserStore};
+
+mod refresh;
+
+pub use refresh::RefreshTokenStoreSuite;
 
 /// The [`TokenStore`] conformance suite.
 #[derive(Debug, Clone)]
@@ -197,6 +201,24 @@ async fn tokens_are_distinct<Ts: TokenStore>(store: &Ts) {
 async fn foreign_and_altered_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {
     let issued = issue(store, grant("johndoe", in_an_hour())).await;
     let token = issued.access_token.as_str().as_bytes();
+    for candidate in altered(token) {
+        assert_eq!(
+            resolve_bytes(store, &candidate).await,
+            None,
+            "a token that differs from an issued one ({} bytes, the issued one {}) must not resolve",
+            candidate.len(),
+            token.len()
+        );
+    }
+    assert!(
+        resolve(store, &issued).await.is_some(),
+        "the issued token still resolves"
+    );
+}
+
+/// Tokens that are not `token`: each character changed, cut short, extended,
+/// upper-cased, and a few foreign ones.
+fn altered(token: &[u8]) -> Vec<Vec<u8>> {
     let mut altered = Vec::new();
     for at in 0..token.len() {
         let mut changed = token.to_vec();
@@ -215,22 +237,8 @@ async fn foreign_and_altered_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {
     ] {
         altered.push(foreign.to_vec());
     }
-    for candidate in altered {
-        if candidate == token {
-            continue;
-        }
-        assert_eq!(
-            resolve_bytes(store, &candidate).await,
-            None,
-            "a token that differs from an issued one ({} bytes, the issued one {}) must not resolve",
-            candidate.len(),
-            token.len()
-        );
-    }
-    assert!(
-        resolve(store, &issued).await.is_some(),
-        "the issued token still resolves"
-    );
+    altered.retain(|candidate| candidate != token);
+    altered
 }
 
 async fn revoked_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {

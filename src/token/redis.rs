@@ -1,0 +1,670 @@
+//! [`RedisTokenStore`]: access and refresh tokens in Redis, shared by replicas.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use blake2::digest::consts::U32;
+use blake2::{Blake2b, Digest};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, Script};
+use serde::{Deserialize, Serialize};
+
+use super::refresh::{millis, random, FamilyKey, FamilyToken, DEFAULT_RETRY_GRACE};
+use super::{
+    AccessToken, BearerToken, Grant, IssuedToken, RefreshToken, RefreshTokenStore, Revocation,
+    Rotation, TokenStore, TokenTypeHint,
+};
+use crate::error::StoreError;
+use crate::lookup::Lookup;
+use crate::scope::Scopes;
+
+/// Opaque access tokens and refresh-token families in Redis: every replica of a
+/// service that shares the Redis server (and the key prefix) accepts the tokens
+/// any of them issued, and a revocation on one is seen by all on their next
+/// request.
+///
+/// - **One round trip per guarded request** (`GET`); issue is one `SET … PXAT`,
+///   revocation one `DEL`. Keys are `{prefix}at:{hash}` for access tokens and
+///   `{prefix}rf:{family}` for refresh-token families, and expire with their
+///   tokens, so Redis needs no sweeping.
+/// - **No token in Redis**: keys hold a BLAKE2b-256 hash of the access token, and a
+///   refresh family holds only the key its tokens are MACed with. A copy of the
+///   database is no set of working tokens, and no lookup compares a secret.
+/// - **Bounded**: every call, connecting included, has a deadline (default 500 ms).
+///   Redis down, slow or unreachable is a [`StoreError`], which the layer answers
+///   with 503 `temporarily_unavailable` and `Retry-After`, never a 2xx and never a
+///   hang. One multiplexed connection is shared; once it fails, the next call
+///   reconnects (at most every 200 ms), so service resumes by itself when Redis is
+///   back.
+/// - **Rotation is atomic**: a Lua script applies the refresh-token rotation rule
+///   (see [`RefreshTokenStore`]) in one step, so two replicas presented the same
+///   token at once cannot both rotate it.
+///
+/// ```no_run
+/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer, RedisTokenStore};
+///
+/// let tokens = RedisTokenStore::new("redis://127.0.0.1:6379")?.with_prefix("myapp:");
+/// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+///     .refresh_tokens(tokens.clone())
+///     .token_store(tokens)
+///     .build();
+/// # Ok::<(), tower_oauth2_password::StoreError>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisTokenStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: Connection,
+    prefix: Box<str>,
+    retry_grace: Duration,
+    rotate: Script,
+}
+
+/// The default deadline of every Redis call.
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+/// After a failed connection attempt, calls fail at once for this long instead of
+/// each trying again (and waiting for the timeout) while Redis is down.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Random bytes per access token (43 base64url characters).
+const ACCESS_TOKEN_BYTES: usize = 32;
+const ACCESS_TOKEN_CHARS: usize = 43;
+
+/// The rotation rule of `refresh::Chain::step`/`rotated`, applied atomically.
+/// KEYS[1]: the family. ARGV: presented generation, now (ms), grace (ms), new
+/// expiry (ms). Returns the new current generation + 1, 0 to refuse, -1 for reuse
+/// (the family is deleted).
+const ROTATE: &str = r#"
+local f = redis.call('HMGET', KEYS[1], 'cur', 'rfg', 'rfa')
+if not f[1] then return 0 end
+local cur = tonumber(f[1])
+local presented = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local same = f[2] and tonumber(f[2]) == presented
+local retry = same and now - tonumber(f[3]) < tonumber(ARGV[3])
+if cur >= 4294967295 then return 0 end
+if presented == cur or retry then
+  if not same then
+    redis.call('HSET', KEYS[1], 'rfg', presented, 'rfa', now)
+  end
+  redis.call('HSET', KEYS[1], 'cur', cur + 1)
+  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+  return cur + 2
+elseif presented < cur then
+  redis.call('DEL', KEYS[1])
+  return -1
+end
+return 0
+"#;
+
+impl RedisTokenStore {
+    /// A store on the Redis server at `url` (`redis://host:port/db`, with
+    /// `rediss://` for TLS if the `redis` crate was built with it), with no key
+    /// prefix, a 500 ms deadline per call and a 10 s refresh retry grace.
+    ///
+    /// Nothing is connected yet: the first call connects, so a service can start
+    /// while Redis is still coming up (and answers 503 until it is).
+    ///
+    /// # Errors
+    ///
+    /// If `url` is not a Redis URL.
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(StoreError::new)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                connection: Connection::new(client, DEFAULT_TIMEOUT),
+                prefix: "".into(),
+                retry_grace: DEFAULT_RETRY_GRACE,
+                rotate: Script::new(ROTATE),
+            }),
+        })
+    }
+
+    /// Puts every key under `prefix` (e.g. `"myapp:"`), so that services, or test
+    /// runs, can share a Redis server. Replicas must use the same prefix.
+    pub fn with_prefix(self, prefix: &str) -> Self {
+        self.reconfigure(|inner| inner.prefix = prefix.into())
+    }
+
+    /// Gives every Redis call, connecting included, at most `timeout` (default
+    /// 500 ms) before the layer answers 503.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.reconfigure(|inner| inner.connection.timeout = timeout)
+    }
+
+    /// Treats a refresh token presented again within `grace` (default 10 s) of
+    /// its rotation as the client's retry, not as reuse.
+    pub fn with_retry_grace(self, grace: Duration) -> Self {
+        self.reconfigure(|inner| inner.retry_grace = grace)
+    }
+
+    /// Builder methods run before any clone exists; a clone made earlier keeps its
+    /// own configuration (the connection is then not shared).
+    fn reconfigure(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            connection: Connection::new(
+                shared.connection.client.clone(),
+                shared.connection.timeout,
+            ),
+            prefix: shared.prefix.clone(),
+            retry_grace: shared.retry_grace,
+            rotate: Script::new(ROTATE),
+        });
+        change(&mut inner);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Checks that Redis answers (`PING`), e.g. before a service starts listening.
+    ///
+    /// # Errors
+    ///
+    /// If Redis cannot be reached or does not answer in time.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.inner
+            .connection
+            .run(|mut connection| async move {
+                redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                    .map(drop)
+            })
+            .await
+    }
+
+    fn access_key(&self, token: &[u8]) -> String {
+        let hash = Blake2b::<U32>::digest(token);
+        format!("{}at:{}", self.inner.prefix, URL_SAFE_NO_PAD.encode(hash))
+    }
+
+    fn family_key(&self, family: &[u8]) -> String {
+        format!("{}rf:{}", self.inner.prefix, URL_SAFE_NO_PAD.encode(family))
+    }
+
+    /// The family of a refresh token, if the token is one of its generations.
+    async fn family_of(&self, token: BearerToken<'_>) -> Result<Option<Family>, StoreError> {
+        let Some(presented) = FamilyToken::parse(token) else {
+            return Ok(None);
+        };
+        let key = self.family_key(&presented.family);
+        let query_key = key.clone();
+        let (mac_key, grant): (Option<Vec<u8>>, Option<String>) = self
+            .inner
+            .connection
+            .run(|mut connection| async move {
+                redis::cmd("HMGET")
+                    .arg(&query_key)
+                    .arg("key")
+                    .arg("grant")
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        let (Some(mac_key), Some(grant)) = (mac_key, grant) else {
+            return Ok(None);
+        };
+        let mac_key: FamilyKey = mac_key
+            .try_into()
+            .map_err(|_| StoreError::new("corrupt refresh-token family: bad key"))?;
+        if !presented.is_signed_by(&mac_key) {
+            return Ok(None);
+        }
+        Ok(Some(Family {
+            presented,
+            key,
+            mac_key,
+            record: Record::parse(&grant)?,
+        }))
+    }
+}
+
+/// A refresh token's family, as read from Redis.
+struct Family {
+    presented: FamilyToken,
+    /// The family's key in Redis.
+    key: String,
+    mac_key: FamilyKey,
+    record: Record,
+}
+
+impl fmt::Debug for RedisTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password: only the parts that cannot.
+        let info = self.inner.connection.client.get_connection_info();
+        f.debug_struct("RedisTokenStore")
+            .field("addr", &info.addr().to_string())
+            .field("prefix", &self.inner.prefix)
+            .field("timeout", &self.inner.connection.timeout)
+            .field("retry_grace", &self.inner.retry_grace)
+            .finish()
+    }
+}
+
+impl TokenStore for RedisTokenStore {
+    fn issue(&self, grant: Grant) -> impl Future<Output = Result<IssuedToken, StoreError>> + Send {
+        let store = self.clone();
+        async move {
+            let token = URL_SAFE_NO_PAD.encode(random::<ACCESS_TOKEN_BYTES>()?);
+            let key = store.access_key(token.as_bytes());
+            let value = Record::of(&grant).to_json()?;
+            let expires_at = millis(grant.expires_at);
+            store
+                .inner
+                .connection
+                .run(|mut connection| async move {
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&value)
+                        .arg("PXAT")
+                        .arg(expires_at.max(1))
+                        .query_async::<()>(&mut connection)
+                        .await
+                })
+                .await?;
+            Ok(IssuedToken::new(AccessToken::new(token), grant.expires_at))
+        }
+    }
+
+    /// One `GET`; tokens that cannot be ours cost no round trip.
+    fn resolve(&self, token: BearerToken<'_>) -> Lookup<Option<Grant>> {
+        if token.as_bytes().len() != ACCESS_TOKEN_CHARS || token.to_str().is_none() {
+            return Lookup::ready(Ok(None));
+        }
+        let key = self.access_key(token.as_bytes());
+        let store = self.clone();
+        Lookup::pending(async move {
+            let value: Option<String> = store
+                .inner
+                .connection
+                .run(|mut connection| async move {
+                    redis::cmd("GET")
+                        .arg(&key)
+                        .query_async(&mut connection)
+                        .await
+                })
+                .await?;
+            let Some(value) = value else {
+                return Ok(None);
+            };
+            let grant = Record::parse(&value)?.into_grant()?;
+            Ok(grant.is_live(SystemTime::now()).then_some(grant))
+        })
+    }
+
+    /// `DEL`. A refresh token given here (whatever the hint) is left alone:
+    /// revoke those with [`RefreshTokenStore::revoke_refresh_token`], as the
+    /// revocation endpoint does.
+    fn revoke(
+        &self,
+        token: BearerToken<'_>,
+        _hint: Option<TokenTypeHint>,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
+        let key = (token.as_bytes().len() == ACCESS_TOKEN_CHARS)
+            .then(|| self.access_key(token.as_bytes()));
+        let store = self.clone();
+        async move {
+            if let Some(key) = key {
+                store
+                    .inner
+                    .connection
+                    .run(|mut connection| async move {
+                        redis::cmd("DEL")
+                            .arg(&key)
+                            .query_async::<()>(&mut connection)
+                            .await
+                    })
+                    .await?;
+            }
+            Ok(Revocation::Revoked)
+        }
+    }
+}
+
+impl RefreshTokenStore for RedisTokenStore {
+    fn issue_refresh_token(
+        &self,
+        grant: Grant,
+    ) -> impl Future<Output = Result<RefreshToken, StoreError>> + Send {
+        let store = self.clone();
+        async move {
+            let mac_key: FamilyKey = random()?;
+            let family = random()?;
+            let key = store.family_key(&family);
+            let record = Record::of(&grant).to_json()?;
+            let expires_at = millis(grant.expires_at).max(1);
+            store
+                .inner
+                .connection
+                .run(|mut connection| async move {
+                    redis::pipe()
+                        .atomic()
+                        .cmd("HSET")
+                        .arg(&key)
+                        .arg("key")
+                        .arg(&mac_key[..])
+                        .arg("grant")
+                        .arg(&record)
+                        .arg("cur")
+                        .arg(0)
+                        .ignore()
+                        .cmd("PEXPIREAT")
+                        .arg(&key)
+                        .arg(expires_at)
+                        .ignore()
+                        .query_async::<()>(&mut connection)
+                        .await
+                })
+                .await?;
+            Ok(FamilyToken::new(&mac_key, family, 0).encode())
+        }
+    }
+
+    fn rotate_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+        expires_at: SystemTime,
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send {
+        let found = self.family_of(token);
+        let store = self.clone();
+        async move {
+            let Some(Family {
+                presented,
+                key,
+                mac_key,
+                record,
+            }) = found.await?
+            else {
+                return Ok(Rotation::Invalid);
+            };
+            let mut grant = record.into_grant()?;
+            let now = SystemTime::now();
+            if !grant.is_live(now) {
+                return Ok(Rotation::Invalid);
+            }
+            let grace = store.inner.retry_grace.as_millis() as u64;
+            let outcome: i64 = store
+                .inner
+                .connection
+                .run(|mut connection| {
+                    let store = store.clone();
+                    async move {
+                        store
+                            .inner
+                            .rotate
+                            .key(&key)
+                            .arg(presented.generation)
+                            .arg(millis(now))
+                            .arg(grace)
+                            .arg(millis(expires_at).max(1))
+                            .invoke_async(&mut connection)
+                            .await
+                    }
+                })
+                .await?;
+            Ok(match outcome {
+                -1 => Rotation::Reused {
+                    subject: grant.subject,
+                },
+                next if next >= 2 => {
+                    let Ok(generation) = u32::try_from(next - 1) else {
+                        return Err(StoreError::new("rotation script returned a bad generation"));
+                    };
+                    grant.expires_at = expires_at;
+                    Rotation::Rotated {
+                        grant,
+                        refresh_token: FamilyToken::new(&mac_key, presented.family, generation)
+                            .encode(),
+                    }
+                }
+                _ => Rotation::Invalid,
+            })
+        }
+    }
+
+    fn revoke_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let found = self.family_of(token);
+        let store = self.clone();
+        async move {
+            if let Some(Family { key, .. }) = found.await? {
+                store
+                    .inner
+                    .connection
+                    .run(|mut connection| async move {
+                        redis::cmd("DEL")
+                            .arg(&key)
+                            .query_async::<()>(&mut connection)
+                            .await
+                    })
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A grant as Redis keeps it: JSON, the scopes as one string, the stamp as text
+/// (Lua would round a 64-bit number), the expiry in milliseconds.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    sub: String,
+    scope: String,
+    stamp: String,
+    exp: u64,
+}
+
+impl Record {
+    fn of(grant: &Grant) -> Self {
+        Self {
+            sub: grant.subject.to_string(),
+            scope: grant.scopes.to_string(),
+            stamp: grant.stamp.to_string(),
+            exp: millis(grant.expires_at),
+        }
+    }
+
+    fn to_json(&self) -> Result<String, StoreError> {
+        serde_json::to_string(self).map_err(StoreError::new)
+    }
+
+    fn parse(json: &str) -> Result<Self, StoreError> {
+        serde_json::from_str(json)
+            .map_err(|error| StoreError::new(format!("corrupt token record in Redis: {error}")))
+    }
+
+    fn into_grant(self) -> Result<Grant, StoreError> {
+        let stamp = self
+            .stamp
+            .parse()
+            .map_err(|_| StoreError::new("corrupt token record in Redis: bad stamp"))?;
+        let scopes: Scopes = self.scope.split_whitespace().collect();
+        let expires_at = UNIX_EPOCH + Duration::from_millis(self.exp);
+        Ok(Grant::new(self.sub, scopes, expires_at).with_stamp(stamp))
+    }
+}
+
+/// One multiplexed connection, made on first use and again after it fails, with
+/// a deadline on every call.
+///
+/// Not redis-rs's `ConnectionManager`: while Redis is down it makes every call
+/// wait through its whole reconnect sequence. Here a call waits at most the
+/// timeout, and while the server is unreachable calls fail at once between
+/// attempts.
+struct Connection {
+    client: redis::Client,
+    timeout: Duration,
+    state: Mutex<State>,
+    /// One connection attempt at a time.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The shared connection and its number, so that a failure reported late
+    /// does not drop its replacement.
+    current: Option<(u64, MultiplexedConnection)>,
+    made: u64,
+    /// No new attempt before this, after a failed one.
+    retry_at: Option<Instant>,
+}
+
+impl Connection {
+    fn new(client: redis::Client, timeout: Duration) -> Self {
+        Self {
+            client,
+            timeout,
+            state: Mutex::default(),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `command` on the connection within the timeout; a connection that
+    /// fails or times out is dropped, for the next call to replace.
+    async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let attempt = async {
+            let (number, connection) = self.connection().await?;
+            command(connection).await.map_err(|error| {
+                if error.is_io_error()
+                    || error.is_connection_dropped()
+                    || error.is_unrecoverable_error()
+                    || error.is_timeout()
+                {
+                    self.drop_connection(number);
+                }
+                StoreError::new(error)
+            })
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_elapsed) => {
+                // A server that stopped answering: do not queue behind it.
+                let number = self.state().current.as_ref().map(|(number, _)| *number);
+                if let Some(number) = number {
+                    self.drop_connection(number);
+                }
+                Err(StoreError::new(format!(
+                    "Redis did not answer within {:?}",
+                    self.timeout
+                )))
+            }
+        }
+    }
+
+    async fn connection(&self) -> Result<(u64, MultiplexedConnection), StoreError> {
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        if self
+            .state()
+            .retry_at
+            .is_some_and(|retry_at| Instant::now() < retry_at)
+        {
+            return Err(StoreError::new("Redis is unreachable (retrying shortly)"));
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        match self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(connection) => {
+                let mut state = self.state();
+                state.made += 1;
+                state.retry_at = None;
+                let current = (state.made, connection);
+                state.current = Some(current.clone());
+                Ok(current)
+            }
+            Err(error) => {
+                self.state().retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
+                Err(StoreError::new(error))
+            }
+        }
+    }
+
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.state().current.clone()
+    }
+
+    fn drop_connection(&self, number: u64) {
+        let mut state = self.state();
+        if state
+            .current
+            .as_ref()
+            .is_some_and(|(current, _)| *current == number)
+        {
+            state.current = None;
+        }
+    }
+}
+
+/// Revoked JWTs in Redis (`{prefix}jti:{jti}`, expiring with the token), so that
+/// a logout on one replica reaches every replica that verifies the same tokens:
+/// `JwtTokenStore::signing_with(key).with_denylist(redis_store)`. One `EXISTS`
+/// per guarded request.
+#[cfg(feature = "jwt")]
+impl super::JtiDenylist for RedisTokenStore {
+    fn deny(
+        &self,
+        jti: &str,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let key = format!("{}jti:{jti}", self.inner.prefix);
+        let store = self.clone();
+        async move {
+            store
+                .inner
+                .connection
+                .run(|mut connection| async move {
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(1)
+                        .arg("PXAT")
+                        .arg(millis(until).max(1))
+                        .query_async::<()>(&mut connection)
+                        .await
+                })
+                .await
+        }
+    }
+
+    fn is_denied(&self, jti: &str) -> Lookup<bool> {
+        let key = format!("{}jti:{jti}", self.inner.prefix);
+        let store = self.clone();
+        Lookup::pending(async move {
+            store
+                .inner
+                .connection
+                .run(|mut connection| async move {
+                    redis::cmd("EXISTS")
+                        .arg(&key)
+                        .query_async(&mut connection)
+                        .await
+                })
+                .await
+        })
+    }
+}
