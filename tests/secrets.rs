@@ -1,6 +1,7 @@
 //! No password, token or hash in the logs at TRACE, nor in the `Debug` output of
-//! any public type the crate hands out during a login, a guarded request and a
-//! revocation (the stores and the login policy here record what they are given).
+//! any public type the crate hands out during a login, a refresh, a guarded
+//! request and revocations (the stores and the login policy here record what
+//! they are given).
 
 mod common;
 
@@ -12,9 +13,9 @@ use http_body_util::Full;
 use tower::ServiceExt;
 use tower_oauth2_password::{
     Argon2Hasher, BearerToken, Credentials, CurrentUser, Grant, IssuedToken, LoginAttempt,
-    LoginDecision, LoginPolicy, LoginThrottle, Lookup, MemoryTokenStore, MemoryUserStore,
-    OAuth2PasswordLayer, PasswordHasher, PeerAddr, Principal, Revocation, Scopes, StoreError,
-    StoredUser, Subject, TokenStore, TokenTypeHint, TrustedProxies, UserStore,
+    LoginDecision, LoginPolicy, LoginThrottle, Lookup, MemoryRefreshTokenStore, MemoryTokenStore,
+    MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, PeerAddr, Principal, Revocation, Scopes,
+    StoreError, StoredUser, Subject, TokenStore, TokenTypeHint, TrustedProxies, UserStore,
 };
 
 /// Every `Debug` rendering made during the test.
@@ -130,6 +131,7 @@ async fn no_secret_in_trace_logs_or_in_the_debug_of_any_public_type() {
     let builder = OAuth2PasswordLayer::builder(RecordingUsers(users, seen.clone()))
         .token_store(RecordingTokens(MemoryTokenStore::new(), seen.clone()))
         .login_policy(RecordingPolicy(LoginThrottle::new(), seen.clone()))
+        .refresh_tokens(MemoryRefreshTokenStore::new())
         .trusted_proxies(TrustedProxies::x_forwarded_for(["10.0.0.0/8"]).unwrap())
         .scope("me", "Read yourself.");
     seen.debug(&builder);
@@ -149,7 +151,40 @@ async fn no_secret_in_trace_logs_or_in_the_debug_of_any_public_type() {
         .await;
     assert_eq!(login.status, 200);
     let token = login.json()["access_token"].as_str().unwrap().to_owned();
+    let first_refresh = login.json()["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(server.me(&token).await.status, 200);
+    // A refresh: the refresh token rotates, and a new access token comes.
+    let refreshed = server
+        .post_form(&format!(
+            "grant_type=refresh_token&refresh_token={first_refresh}"
+        ))
+        .await;
+    assert_eq!(refreshed.status, 200, "{:?}", refreshed.body);
+    let second_access = refreshed.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second_refresh = refreshed.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Revocation at the endpoint (RFC 7009): the refresh token's family ends.
+    let revoke = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .post(
+                    "/revoke",
+                    "application/x-www-form-urlencoded",
+                    format!("token={token}").into_bytes(),
+                )
+                .await
+                .status
+        }
+    };
+    assert_eq!(revoke(second_refresh.clone()).await, 200);
+    assert_eq!(revoke(second_access.clone()).await, 200);
+    assert_eq!(server.me(&second_access).await.status, 401);
 
     // In process, to see what a handler sees.
     let handler_seen = seen.clone();
@@ -197,6 +232,9 @@ async fn no_secret_in_trace_logs_or_in_the_debug_of_any_public_type() {
         &token,
         &token[..22],
         &token[22..],
+        &first_refresh,
+        &second_refresh,
+        &second_access,
         hash.as_str(),
         "$argon2",
     ] {
