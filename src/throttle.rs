@@ -62,6 +62,8 @@ pub struct LoginThrottle {
     per_username: Limit,
     per_address: Limit,
     counts: Arc<dyn FailureCounts>,
+    /// The counts in memory: `counts` itself, or the fallback of a shared store.
+    memory: Arc<MemoryCounts>,
 }
 
 /// At most `max_failures` in `window`.
@@ -79,16 +81,15 @@ pub(crate) enum KeyKind {
 }
 
 /// A counted key: a username in lower case, or an address (an IPv6 one as its /64
-/// network), as text a shared store (Redis) can use as it is.
+/// network).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Key {
     kind: KeyKind,
     text: String,
 }
 
-/// Where a [`LoginThrottle`] keeps its counts: process memory here; a shared store
-/// (Redis: `INCR` and `PEXPIRE … NX` in one script, on Redis's clock) plugs in
-/// behind the same three calls, falling back to memory while it is down.
+/// Where a [`LoginThrottle`] keeps its counts: process memory, or Redis (shared
+/// by every replica, falling back to memory while it is down).
 pub(crate) trait FailureCounts: Send + Sync + 'static {
     /// How long `key` is still refused: `Some` once it has `limit.max_failures`
     /// failures in a live window.
@@ -106,6 +107,7 @@ impl LoginThrottle {
     /// The defaults: 5 failures per username and 20 per client address in 15
     /// minutes, at most 100,000 keys per table.
     pub fn new() -> Self {
+        let memory = Arc::new(MemoryCounts::new(DEFAULT_THROTTLE_KEYS));
         Self {
             per_username: Limit {
                 max_failures: DEFAULT_FAILURES_PER_USERNAME,
@@ -115,7 +117,8 @@ impl LoginThrottle {
                 max_failures: DEFAULT_FAILURES_PER_ADDRESS,
                 window: DEFAULT_THROTTLE_WINDOW,
             },
-            counts: Arc::new(MemoryCounts::new(DEFAULT_THROTTLE_KEYS)),
+            counts: Arc::clone(&memory) as Arc<dyn FailureCounts>,
+            memory,
         }
     }
 
@@ -133,9 +136,28 @@ impl LoginThrottle {
         self
     }
 
-    /// Keeps at most `keys` usernames and as many addresses (at least 1 each).
+    /// Keeps at most `keys` usernames and as many addresses (at least 1 each) in
+    /// memory. Counts in memory again: call it before
+    /// [`in_redis`](Self::in_redis), whose fallback it sizes.
     pub fn max_keys(mut self, keys: usize) -> Self {
-        self.counts = Arc::new(MemoryCounts::new(keys));
+        self.memory = Arc::new(MemoryCounts::new(keys));
+        self.counts = Arc::clone(&self.memory) as Arc<dyn FailureCounts>;
+        self
+    }
+
+    /// Keeps the counts in Redis, on `store`'s connection and under its key
+    /// prefix (`{prefix}throttle:u:…` and `throttle:a:…`, hashes of the keys,
+    /// expiring with their windows), so that every replica sees every failure.
+    /// Counting is one atomic script on Redis's clock. While Redis cannot answer
+    /// (within the store's timeout), the throttle counts in memory and logs a
+    /// warning: local limits, never none.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn in_redis(mut self, store: crate::RedisTokenStore) -> Self {
+        self.counts = Arc::new(redis_counts::RedisCounts::new(
+            store,
+            Arc::clone(&self.memory),
+        ));
         self
     }
 
@@ -252,6 +274,140 @@ fn both(first: Lookup<()>, second: Lookup<()>) -> Lookup<()> {
             };
             first.and(second)
         }),
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis_counts {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use blake2::digest::consts::U16;
+    use blake2::{Blake2b, Digest};
+    use redis::Script;
+
+    use super::{FailureCounts, Key, KeyKind, Limit, MemoryCounts};
+    use crate::error::StoreError;
+    use crate::lookup::Lookup;
+    use crate::RedisTokenStore;
+
+    /// One failure: the window starts with the first (or with a key that lost
+    /// its expiry), on Redis's clock.
+    const ADD_FAILURE: &str = r"
+local failures = redis.call('INCR', KEYS[1])
+if failures == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return failures
+";
+
+    pub(super) struct RedisCounts {
+        store: RedisTokenStore,
+        fallback: Arc<MemoryCounts>,
+        add_failure: Script,
+    }
+
+    impl RedisCounts {
+        pub(super) fn new(store: RedisTokenStore, fallback: Arc<MemoryCounts>) -> Self {
+            Self {
+                store,
+                fallback,
+                add_failure: Script::new(ADD_FAILURE),
+            }
+        }
+
+        /// The key's Redis key: a hash, so Redis holds no usernames (people type
+        /// passwords into that field).
+        fn redis_key(&self, key: &Key) -> String {
+            let kind = match key.kind {
+                KeyKind::Username => "u",
+                KeyKind::Address => "a",
+            };
+            let hash = URL_SAFE_NO_PAD.encode(Blake2b::<U16>::digest(key.text.as_bytes()));
+            self.store.prefixed(&format!("throttle:{kind}:{hash}"))
+        }
+    }
+
+    /// Redis's answer, or when it has none, memory's.
+    async fn or_memory<T>(
+        answer: Result<T, StoreError>,
+        memory: impl FnOnce() -> Lookup<T>,
+    ) -> Result<T, StoreError> {
+        match answer {
+            Ok(answer) => Ok(answer),
+            Err(error) => {
+                tracing::warn!(%error, "login throttle: Redis unavailable, counting in memory");
+                memory().await
+            }
+        }
+    }
+
+    impl FailureCounts for RedisCounts {
+        fn refused_for(&self, key: &Key, limit: Limit) -> Lookup<Option<Duration>> {
+            let (store, fallback) = (self.store.clone(), Arc::clone(&self.fallback));
+            let (redis_key, key) = (self.redis_key(key), key.clone());
+            Lookup::pending(async move {
+                let answer = store
+                    .run(|mut connection| async move {
+                        redis::pipe()
+                            .cmd("GET")
+                            .arg(&redis_key)
+                            .cmd("PTTL")
+                            .arg(&redis_key)
+                            .query_async::<(Option<u32>, i64)>(&mut connection)
+                            .await
+                    })
+                    .await
+                    .map(|(failures, left)| {
+                        let refused = failures.unwrap_or(0) >= limit.max_failures && left > 0;
+                        refused.then(|| Duration::from_millis(left.unsigned_abs()))
+                    });
+                or_memory(answer, || fallback.refused_for(&key, limit)).await
+            })
+        }
+
+        fn add_failure(&self, key: &Key, limit: Limit) -> Lookup<()> {
+            let (store, fallback) = (self.store.clone(), Arc::clone(&self.fallback));
+            let (redis_key, key, script) =
+                (self.redis_key(key), key.clone(), self.add_failure.clone());
+            let window = u64::try_from(limit.window.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            Lookup::pending(async move {
+                let answer = store
+                    .run(|mut connection| async move {
+                        script
+                            .key(&redis_key)
+                            .arg(window)
+                            .invoke_async::<i64>(&mut connection)
+                            .await
+                    })
+                    .await
+                    .map(drop);
+                or_memory(answer, || fallback.add_failure(&key, limit)).await
+            })
+        }
+
+        fn clear(&self, key: &Key) -> Lookup<()> {
+            let (store, fallback) = (self.store.clone(), Arc::clone(&self.fallback));
+            let (redis_key, key) = (self.redis_key(key), key.clone());
+            Lookup::pending(async move {
+                let answer = store
+                    .run(|mut connection| async move {
+                        redis::cmd("DEL")
+                            .arg(&redis_key)
+                            .query_async::<i64>(&mut connection)
+                            .await
+                    })
+                    .await
+                    .map(drop);
+                // Memory may hold counts from an outage: clear them too.
+                let cleared = fallback.clear(&key).await;
+                or_memory(answer, || Lookup::ready(cleared)).await
+            })
+        }
     }
 }
 
