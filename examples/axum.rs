@@ -70,9 +70,14 @@ async fn main() {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let served = axum::serve(listener, app(layer_builder().build()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // With the peer address as `ConnectInfo`: the login throttle counts per client.
+    let app = app(layer_builder().build());
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     if let Err(error) = served {
         eprintln!("server error: {error}");
         std::process::exit(1);

@@ -7,12 +7,13 @@
 //! ```
 //!
 //! Tokens are issued as the token endpoint issues them (a fresh subject string and
-//! empty scopes per grant). Heap bytes are counted exactly by a counting global
+//! empty scopes per grant), each to a user of its own (as when a million users hold
+//! a token each; one user may hold at most 100). Heap bytes are counted exactly by a counting global
 //! allocator (bytes requested, without the allocator's own overhead); RSS is read from
 //! `/proc/self/status` (what the operating system sees, allocator overhead included).
 //! All tokens expire at the same instant; the program then waits for it and issues
-//! fresh tokens until no expired one is left (each issue sweeps the shard it lands
-//! in), and reports how many issues that took, the longest one, and what is left.
+//! fresh tokens until no expired one is left (each issue sweeps every shard not
+//! swept for a second), and reports how many issues that took, the longest one, and what is left.
 //! Meanwhile a second thread keeps resolving a few live tokens (one or more per
 //! shard) and reports its longest wait: what a guarded request saw of the sweeps.
 //!
@@ -96,11 +97,12 @@ fn now<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// A grant as the token endpoint makes it: a fresh subject, scopes collected from
-/// the (empty) request.
+/// A grant as the token endpoint makes it: a fresh subject (another user each
+/// time), scopes collected from the (empty) request.
 fn grant(expires_at: SystemTime) -> Grant {
+    static USERS: AtomicUsize = AtomicUsize::new(0);
     Grant::new(
-        String::from("johndoe"),
+        format!("user{}", USERS.fetch_add(1, Ordering::Relaxed)),
         std::iter::empty::<&str>().collect(),
         expires_at,
     )
@@ -163,7 +165,7 @@ fn main() {
         })
         .collect();
 
-    // Let the batch expire, then issue until it is gone: each issue sweeps its shard.
+    // Let the batch expire, then issue until it is gone: each issue sweeps the due shards.
     let wait = expires_at
         .duration_since(SystemTime::now())
         .unwrap_or_default()

@@ -1,12 +1,14 @@
 //! What the builder produces and the service reads: the shared state and the
 //! configuration. Nothing here depends on the layer, the service or the drivers.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
+use crate::client_addr::TrustedProxies;
 use crate::error::Messages;
 use crate::password::PasswordHasher;
 use crate::policy::LoginPolicy;
@@ -27,6 +29,8 @@ pub(crate) struct Shared<Us, Ts> {
     /// Permits for password hashes computed at once (owned permits move into the
     /// blocking tasks).
     pub(crate) hashing: Arc<Semaphore>,
+    /// Logins waiting for a hashing permit, bounded by `max_waiting_logins`.
+    pub(crate) waiting: AtomicUsize,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +46,12 @@ pub(crate) struct Config {
     /// Whether a disabled user's login is refused (as a wrong password is).
     pub(crate) refuse_inactive_login: bool,
     pub(crate) max_concurrent_hashes: usize,
+    /// Logins that may wait for a hashing permit, and for how long.
+    pub(crate) max_waiting_logins: usize,
+    pub(crate) login_wait: Duration,
+    pub(crate) trusted_proxies: TrustedProxies,
+    /// Whether login logs show a keyed hash of the username instead of it.
+    pub(crate) hash_usernames_in_logs: bool,
     pub(crate) messages: Messages,
     /// The scopes this service knows, with a description each.
     pub(crate) scopes: Vec<(Box<str>, Box<str>)>,

@@ -1,6 +1,7 @@
 //! The token endpoint (password and refresh-token grants) and the revocation
 //! endpoint.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -11,15 +12,17 @@ use http::{Method, Request, Response, Version};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 
 use crate::body::ResponseBody;
 use crate::config::{Config, Shared};
 use crate::error::{Protocol, Rejection};
-use crate::form::{Encoding, GrantTypes, PasswordForm, TokenRequest};
+use crate::form::{Encoding, GrantTypes, Password, PasswordForm, TokenRequest};
 use crate::lookup::Lookup;
 use crate::password::{HashedPassword, PasswordHasher, Verification};
 use crate::policy::{LoginAttempt, LoginDecision};
 use crate::scope::{is_scope_token, Scopes};
+use crate::throttle::log_refused;
 use crate::token::{
     BearerToken, Grant, RefreshToken, Revocation, Rotation, TokenStore, TokenTypeHint,
 };
@@ -172,12 +175,34 @@ where
         password,
         scopes: requested,
     } = form;
-    check_scopes(&shared.config, &requested)?;
-    let attempt = LoginAttempt::new(&username, &parts.headers, &parts.extensions);
+    let config = &shared.config;
+    check_scopes(config, &requested)?;
+    let client_ip = config
+        .trusted_proxies
+        .client_ip(&parts.headers, &parts.extensions);
+    let attempt =
+        LoginAttempt::new(&username, &parts.headers, &parts.extensions).with_client_ip(client_ip);
+    let answer = authenticate(shared, &attempt, password, &requested).await;
+    if let Err(rejection) = &answer {
+        log_refused(&attempt, config.hash_usernames_in_logs, rejection);
+    }
+    answer
+}
 
+/// The login proper, from the policy's check to the token response.
+async fn authenticate<Us, Ts>(
+    shared: &Arc<Shared<Us, Ts>>,
+    attempt: &LoginAttempt<'_>,
+    password: Password,
+    requested: &[String],
+) -> Result<Bytes, Rejection>
+where
+    Us: UserStore,
+    Ts: TokenStore,
+{
     // Before any hash is computed: a refused attempt costs nothing.
     if let Some(policy) = &shared.policy {
-        match policy.check(&attempt).await {
+        match policy.check(attempt).await {
             Ok(LoginDecision::Allow) => {}
             Ok(LoginDecision::Refuse { retry_after }) => {
                 return Err(Rejection::TooManyAttempts(retry_after))
@@ -187,7 +212,7 @@ where
     }
     let found = shared
         .users
-        .credentials(&username)
+        .credentials(attempt.username())
         .await
         .map_err(|error| Rejection::store_failed("user", error))?;
     let hash = found.as_ref().map(|found| found.password_hash.clone());
@@ -202,14 +227,14 @@ where
         }
         _ => {
             if let Some(policy) = &shared.policy {
-                tell(policy.failed(&attempt), "failed login").await;
+                tell(policy.failed(attempt), "failed login").await;
             }
             return Err(Rejection::InvalidGrant);
         }
     };
     if let Some(policy) = &shared.policy {
         tell(
-            policy.succeeded(&attempt, &credentials.subject),
+            policy.succeeded(attempt, &credentials.subject),
             "successful login",
         )
         .await;
@@ -228,7 +253,7 @@ where
     };
     let grant =
         Grant::new(credentials.subject, granted, SystemTime::now()).with_stamp(credentials.stamp);
-    issue(shared, grant, &requested, NextRefreshToken::StartFamily).await
+    issue(shared, grant, requested, NextRefreshToken::StartFamily).await
 }
 
 /// `grant_type=refresh_token`: rotates the refresh token and issues an access
@@ -453,8 +478,9 @@ where
 
 /// Runs `work` with the hasher on tokio's blocking pool, under one of the
 /// `max_concurrent_hashes` permits: each hash takes ~19 MiB and a core, so a flood
-/// of logins queues here instead of exhausting memory. The permit moves into the
-/// blocking task: a client that hangs up does not free it early.
+/// of logins queues here instead of exhausting memory, in a queue bounded in
+/// length and in wait (beyond either: [`Rejection::Busy`]). The permit moves into
+/// the blocking task: a client that hangs up does not free it early.
 async fn on_hashing_pool<Us, Ts, R>(
     shared: Arc<Shared<Us, Ts>>,
     work: impl FnOnce(&dyn PasswordHasher) -> R + Send + 'static,
@@ -464,10 +490,11 @@ where
     Ts: Send + Sync + 'static,
     R: Send + 'static,
 {
-    let permit = Arc::clone(&shared.hashing)
-        .acquire_owned()
-        .await
-        .map_err(|_| Rejection::Internal)?;
+    let permit = match Arc::clone(&shared.hashing).try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(TryAcquireError::NoPermits) => wait_for_hashing(&shared).await?,
+        Err(TryAcquireError::Closed) => return Err(Rejection::Internal),
+    };
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         work(&*shared.hasher)
@@ -476,14 +503,44 @@ where
     .map_err(|_| Rejection::Internal)
 }
 
+/// Waits for a hashing permit in the bounded queue.
+async fn wait_for_hashing<Us, Ts>(
+    shared: &Shared<Us, Ts>,
+) -> Result<OwnedSemaphorePermit, Rejection> {
+    let config = &shared.config;
+    // A place in the queue, given back however the wait ends (the client may hang
+    // up, dropping this future).
+    struct Place<'a>(&'a AtomicUsize);
+    impl Drop for Place<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let place = Place(&shared.waiting);
+    if shared.waiting.fetch_add(1, Ordering::Relaxed) >= config.max_waiting_logins {
+        return Err(Rejection::Busy("login queue full"));
+    }
+    let permit = tokio::time::timeout(
+        config.login_wait,
+        Arc::clone(&shared.hashing).acquire_owned(),
+    )
+    .await;
+    drop(place);
+    match permit {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_closed)) => Err(Rejection::Internal),
+        Err(_elapsed) => Err(Rejection::Busy("waited too long for a password check")),
+    }
+}
+
 /// Checks the password, and hands it back (for a rehash). An unknown user, and a
 /// stored hash the hasher cannot check, are checked against the hasher's dummy
 /// hash: every failure costs the time of a real verification.
 async fn verify<Us, Ts>(
     shared: Arc<Shared<Us, Ts>>,
-    password: String,
+    password: Password,
     hash: Option<HashedPassword>,
-) -> Result<(Verification, String), Rejection>
+) -> Result<(Verification, Password), Rejection>
 where
     Us: Send + Sync + 'static,
     Ts: Send + Sync + 'static,
@@ -504,7 +561,7 @@ where
 
 /// Stores a fresh hash of `password` for a user whose stored hash is outdated, in
 /// the background: the token response does not wait for it.
-fn rehash_later<Us, Ts>(shared: Arc<Shared<Us, Ts>>, credentials: &Credentials, password: String)
+fn rehash_later<Us, Ts>(shared: Arc<Shared<Us, Ts>>, credentials: &Credentials, password: Password)
 where
     Us: UserStore,
     Ts: Send + Sync + 'static,

@@ -52,6 +52,9 @@ pub(crate) enum Rejection {
     TooManyAttempts(Duration),
     /// A user or token store failed; never treated as "not found".
     Unavailable,
+    /// Too many logins wait for a password check, or this one waited too long
+    /// (the reason, for the logs).
+    Busy(&'static str),
     /// A bug or a panic in a password hasher: nothing the client did.
     Internal,
 }
@@ -190,7 +193,7 @@ impl Rejection {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -210,7 +213,9 @@ impl Rejection {
             Self::UnsupportedGrantType { .. } => Some("unsupported_grant_type"),
             Self::UnsupportedTokenType => Some("unsupported_token_type"),
             // RFC 6749 has no code for it: the client should retry later.
-            Self::TooManyAttempts(_) | Self::Unavailable => Some("temporarily_unavailable"),
+            Self::TooManyAttempts(_) | Self::Unavailable | Self::Busy(_) => {
+                Some("temporarily_unavailable")
+            }
             Self::Internal => Some("server_error"),
         }
     }
@@ -241,6 +246,7 @@ impl Rejection {
             Self::MethodNotAllowed => "Method Not Allowed",
             Self::TooManyAttempts(_) => "Too many login attempts, try again later",
             Self::Unavailable => "Service temporarily unavailable, try again later",
+            Self::Busy(_) => "Too many logins at once, try again shortly",
             Self::Internal => "Internal server error",
         })
     }
@@ -260,7 +266,7 @@ impl Rejection {
             Self::MissingCredentials | Self::InvalidToken => grpc_code::UNAUTHENTICATED,
             Self::InactiveUser | Self::InsufficientScope(_) => grpc_code::PERMISSION_DENIED,
             Self::TooManyAttempts(_) => grpc_code::RESOURCE_EXHAUSTED,
-            Self::Unavailable => grpc_code::UNAVAILABLE,
+            Self::Unavailable | Self::Busy(_) => grpc_code::UNAVAILABLE,
             Self::Internal => grpc_code::INTERNAL,
             _ => grpc_code::INVALID_ARGUMENT,
         }
@@ -327,7 +333,7 @@ impl Rejection {
             Self::MethodNotAllowed => {
                 headers.insert(ALLOW, HeaderValue::from_static("POST"));
             }
-            Self::Unavailable => {
+            Self::Unavailable | Self::Busy(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::TooManyAttempts(retry_after) => {
@@ -563,6 +569,7 @@ mod tests {
             Rejection::RequestTimeout,
             Rejection::MethodNotAllowed,
             Rejection::Unavailable,
+            Rejection::Busy("queue full"),
             Rejection::Internal,
         ];
         let protocols = [
@@ -582,6 +589,20 @@ mod tests {
                     "{rejection:?} {protocol:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn throttled_and_busy_logins_are_resource_exhausted_and_unavailable_in_grpc() {
+        for (rejection, code) in [
+            (Rejection::TooManyAttempts(Duration::from_secs(9)), "8"),
+            (Rejection::Busy("queue full"), "14"),
+        ] {
+            let response = rejection.into_response::<http_body_util::Empty<Bytes>>(
+                &Messages::default(),
+                Protocol::Grpc,
+            );
+            assert_eq!(response.headers()["grpc-status"], code);
         }
     }
 

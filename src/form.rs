@@ -7,6 +7,8 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::HeaderMap;
 
+use zeroize::{Zeroize, Zeroizing};
+
 use crate::bearer::MAX_TOKEN_LEN;
 use crate::error::Rejection;
 use crate::scope::dedup_in_order;
@@ -21,6 +23,9 @@ pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
 pub(crate) const MAX_SCOPES: usize = 64;
 /// Longest accepted scope, in bytes.
 pub(crate) const MAX_SCOPE_LEN: usize = 128;
+
+/// A password as the token endpoint holds it: wiped from memory when dropped.
+pub(crate) type Password = Zeroizing<String>;
 
 /// A validated token request. Deliberately not `Debug`: it holds a secret.
 pub(crate) enum TokenRequest {
@@ -44,7 +49,7 @@ pub(crate) struct RevocationForm {
 /// A validated password-grant request. Deliberately not `Debug`: it holds a password.
 pub(crate) struct PasswordForm {
     pub(crate) username: String,
-    pub(crate) password: String,
+    pub(crate) password: Password,
     /// `scope`, split on whitespace, in request order, without repeats.
     pub(crate) scopes: Vec<String>,
 }
@@ -174,7 +179,7 @@ impl Fields {
             None => {}
         }
         let username = required(self.username, "username", MAX_USERNAME_LEN)?;
-        let password = required(self.password, "password", MAX_PASSWORD_LEN)?;
+        let password = Zeroizing::new(required(self.password, "password", MAX_PASSWORD_LEN)?);
         let scopes = scopes(self.scope.as_deref().unwrap_or_default())?;
         // `client_id` / `client_secret` are accepted (FastAPI's form has them) but
         // this crate does not authenticate clients: it serves first-party apps.
@@ -256,13 +261,19 @@ fn parse_urlencoded(body: &[u8]) -> Result<Fields, Rejection> {
     Ok(fields)
 }
 
+/// Decodes a field; the copies it makes on the way (of a password, perhaps) are
+/// wiped, and the result is the last one.
 fn decode(raw: &[u8]) -> Result<String, Rejection> {
-    let plus_as_space: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
+    let plus_as_space: Zeroizing<Vec<u8>> = Zeroizing::new(
+        raw.iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect(),
+    );
     let bytes: Vec<u8> = percent_encoding::percent_decode(&plus_as_space).collect();
-    String::from_utf8(bytes).map_err(|_| not_utf8())
+    String::from_utf8(bytes).map_err(|error| {
+        error.into_bytes().zeroize();
+        not_utf8()
+    })
 }
 
 fn not_utf8() -> Rejection {
@@ -383,7 +394,7 @@ mod tests {
     fn percent_encoding_and_plus_as_space() {
         let form = urlencoded(b"username=j%C3%B6hn+doe&password=a%2Bb%26c%3Dd+%25").unwrap();
         assert_eq!(form.username, "jöhn doe");
-        assert_eq!(form.password, "a+b&c=d %");
+        assert_eq!(*form.password, "a+b&c=d %");
     }
 
     #[test]
@@ -739,7 +750,7 @@ mod tests {
                 );
                 let form = urlencoded(body.as_bytes()).unwrap();
                 prop_assert_eq!(form.username, username);
-                prop_assert_eq!(form.password, password);
+                prop_assert_eq!(&*form.password, &password);
             }
         }
     }

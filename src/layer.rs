@@ -10,6 +10,7 @@ use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
+use crate::client_addr::TrustedProxies;
 use crate::config::{Config, ScopeRule, Shared};
 use crate::error::Messages;
 use crate::password::{Argon2Hasher, PasswordHasher};
@@ -17,6 +18,7 @@ use crate::policy::LoginPolicy;
 use crate::public::PublicRoutes;
 use crate::scope::ScopeRequirement;
 use crate::service::OAuth2Password;
+use crate::throttle::LoginThrottle;
 use crate::token::{DynRefreshTokenStore, MemoryTokenStore, RefreshTokenStore, TokenStore};
 use crate::user::UserStore;
 
@@ -26,6 +28,10 @@ pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 /// Default time the token endpoint waits for its whole request body: 10 seconds.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on the logins waiting for a password check: 64.
+pub const DEFAULT_MAX_WAITING_LOGINS: usize = 64;
+/// Default time a login waits for a password check before a 503: 10 seconds.
+pub const DEFAULT_LOGIN_WAIT: Duration = Duration::from_secs(10);
 /// The longest token lifetime the builder accepts: one year. Access tokens should
 /// live minutes (RFC 9700 §2.2); this bound keeps expiry arithmetic far from
 /// overflowing.
@@ -53,7 +59,7 @@ pub struct OAuth2PasswordLayer<Us, Ts = MemoryTokenStore> {
 
 impl<Us: UserStore> OAuth2PasswordLayer<Us> {
     /// The layer with every default: token URL `/token`, no public path, memory token
-    /// store, Argon2id hasher, 30-minute tokens.
+    /// store, Argon2id hasher, 30-minute tokens, a [`LoginThrottle`].
     pub fn new(users: Us) -> Self {
         Self::builder(users).build()
     }
@@ -65,7 +71,7 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
             tokens: MemoryTokenStore::new(),
             refresh: None,
             hasher: Box::new(Argon2Hasher::new()),
-            policy: None,
+            policy: Some(Box::new(LoginThrottle::new())),
             config: Config {
                 token_url: "/token".into(),
                 revocation_url: Some("/revoke".into()),
@@ -76,7 +82,14 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
                 body_timeout: DEFAULT_BODY_TIMEOUT,
                 require_grant_type: false,
                 refuse_inactive_login: false,
-                max_concurrent_hashes: std::thread::available_parallelism().map_or(1, usize::from),
+                // One core left to the async workers: protected routes must not
+                // wait behind a login storm.
+                max_concurrent_hashes: std::thread::available_parallelism()
+                    .map_or(1, |cpus| usize::from(cpus).saturating_sub(1).max(1)),
+                max_waiting_logins: DEFAULT_MAX_WAITING_LOGINS,
+                login_wait: DEFAULT_LOGIN_WAIT,
+                trusted_proxies: TrustedProxies::default(),
+                hash_usernames_in_logs: false,
                 messages: Messages::default(),
                 scopes: Vec::new(),
                 scope_rules: Vec::new(),
@@ -330,11 +343,42 @@ where
     }
 
     /// How many password verifications may run at once (default: the number of
-    /// CPUs). Argon2id with the default parameters takes ~19 MiB and one core for
-    /// tens of milliseconds; further logins wait their turn (their body timeout no
-    /// longer runs) rather than exhausting memory. At least 1.
+    /// CPUs less one, at least 1, so that a login storm leaves a core to the
+    /// protected routes). Argon2id with the default parameters takes ~19 MiB and one core for
+    /// tens of milliseconds; further logins wait their turn (see
+    /// [`max_waiting_logins`](Self::max_waiting_logins)) rather than exhausting
+    /// memory. At least 1.
     pub fn max_concurrent_hashes(mut self, limit: usize) -> Self {
         self.config.max_concurrent_hashes = limit.max(1);
+        self
+    }
+
+    /// How many logins may wait for a password check when
+    /// [`max_concurrent_hashes`](Self::max_concurrent_hashes) run already (default
+    /// 64), and how long each may wait (default 10 s). A login beyond either gets
+    /// 503 `temporarily_unavailable` with `Retry-After: 1` at once, with no hash
+    /// computed: a flood of logins costs each waiter a bounded time and the
+    /// server bounded memory.
+    pub fn max_waiting_logins(mut self, waiting: usize, wait: Duration) -> Self {
+        self.config.max_waiting_logins = waiting;
+        self.config.login_wait = wait;
+        self
+    }
+
+    /// Believes the client address that `proxies` report (default: none; the
+    /// client is the connection's peer). Used for per-address login throttling
+    /// and the login logs.
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.config.trusted_proxies = proxies;
+        self
+    }
+
+    /// Logs refused logins with a keyed hash of the username (16 hex digits, the
+    /// same for a username for the life of the process) instead of the username
+    /// (default: the username), for logs that must not hold what people typed
+    /// (sometimes their password, in the wrong field).
+    pub fn hash_usernames_in_logs(mut self, hash: bool) -> Self {
+        self.config.hash_usernames_in_logs = hash;
         self
     }
 
@@ -453,10 +497,16 @@ where
     }
 
     /// Asks `policy` before every password check, and tells it how each login
-    /// ended (see [`LoginPolicy`]). Without one, every well-formed attempt goes on
-    /// to the password check.
+    /// ended (see [`LoginPolicy`]), instead of the default [`LoginThrottle`].
     pub fn login_policy(mut self, policy: impl LoginPolicy) -> Self {
         self.policy = Some(Box::new(policy));
+        self
+    }
+
+    /// Lets every well-formed attempt go on to the password check: no brute-force
+    /// limit at all. For benchmarks and tests, not for a server on a network.
+    pub fn no_login_policy(mut self) -> Self {
+        self.policy = None;
         self
     }
 
@@ -474,6 +524,7 @@ where
                 hasher: self.hasher,
                 policy: self.policy,
                 hashing: Arc::new(Semaphore::new(permits)),
+                waiting: Default::default(),
                 config: self.config,
             }),
         }

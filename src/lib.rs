@@ -89,6 +89,8 @@
 //! | body over the limit (16 KiB) / too slow (10 s) | 413 / 408 | `"error": "invalid_request"` |
 //! | method other than `POST` | 405 | `Allow: POST` |
 //! | user or token store down | 503 | `"error": "temporarily_unavailable"`, `Retry-After` |
+//! | too many failed logins for the username (5) or the client address (20) in 15 minutes | 429 | `"error": "temporarily_unavailable"`, `Retry-After`, before any hash (see [`LoginThrottle`]) |
+//! | too many logins waiting for a password check (64), or one waited 10 s | 503 | `"error": "temporarily_unavailable"`, `Retry-After: 1`, at once |
 //!
 //! Protected routes (everything but the token URL and the public paths):
 //!
@@ -139,8 +141,9 @@
 //!   ([`Credentials`], with the canonical [`Subject`]).
 //! - [`TokenStore`]: where tokens live ([`MemoryTokenStore`] included).
 //! - [`PasswordHasher`]: how passwords are checked ([`Argon2Hasher`] included).
-//! - [`LoginPolicy`]: asked before any password hash is computed (brute-force
-//!   limits plug in here).
+//! - [`LoginPolicy`]: asked before any password hash is computed; the default,
+//!   [`LoginThrottle`], refuses (429) a username or client address with too many
+//!   failed attempts.
 //!
 //! The guard's lookups answer a [`Lookup`]: ready at once (no future allocated) or
 //! a future to await. Tokens carry their user's security stamp, so a password
@@ -172,6 +175,7 @@
 pub mod axum;
 mod bearer;
 mod body;
+mod client_addr;
 mod clock;
 mod config;
 mod endpoint;
@@ -194,15 +198,18 @@ mod subject;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+mod throttle;
 pub mod token;
 pub mod user;
 
 pub use crate::body::ResponseBody;
+pub use crate::client_addr::{InvalidProxy, PeerAddr, TrustedProxies};
 pub use crate::error::StoreError;
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{
-    Builder, OAuth2PasswordLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT,
-    DEFAULT_REFRESH_TOKEN_LIFETIME, DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME,
+    Builder, OAuth2PasswordLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_LOGIN_WAIT,
+    DEFAULT_MAX_WAITING_LOGINS, DEFAULT_REFRESH_TOKEN_LIFETIME, DEFAULT_TOKEN_LIFETIME,
+    MAX_TOKEN_LIFETIME,
 };
 pub use crate::lookup::Lookup;
 pub use crate::password::{
@@ -213,6 +220,10 @@ pub use crate::require::{RequireScopes, RequireScopesLayer};
 pub use crate::scope::{InsufficientScope, ScopeRequirement, Scopes};
 pub use crate::service::OAuth2Password;
 pub use crate::subject::Subject;
+pub use crate::throttle::{
+    LoginThrottle, DEFAULT_FAILURES_PER_ADDRESS, DEFAULT_FAILURES_PER_USERNAME,
+    DEFAULT_THROTTLE_KEYS, DEFAULT_THROTTLE_WINDOW,
+};
 pub use crate::token::{
     AccessToken, BearerToken, Grant, IssuedToken, MemoryRefreshTokenStore, MemoryTokenStore,
     RefreshToken, RefreshTokenStore, Revocation, Rotation, TokenStore, TokenTypeHint,

@@ -1,6 +1,7 @@
 //! [`LoginPolicy`]: a say in every login, before any password hash is computed.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use http::{Extensions, HeaderMap};
@@ -18,7 +19,8 @@ use crate::subject::Subject;
 /// (count them the same, or the policy reveals which usernames exist);
 /// [`succeeded`](Self::succeeded) of every login that got a token.
 ///
-/// Install one with [`Builder::login_policy`](crate::Builder::login_policy). Answers
+/// The default is a [`LoginThrottle`](crate::LoginThrottle); install another with
+/// [`Builder::login_policy`](crate::Builder::login_policy). Answers
 /// are [`Lookup`]s, so a policy may keep its counters in memory (ready) or in
 /// Redis (pending). A failed `check` is a 503 (a policy that cannot decide does
 /// not let the attempt through); a failed `failed`/`succeeded` is logged.
@@ -102,13 +104,13 @@ impl LoginDecision {
     }
 }
 
-/// A login attempt as a [`LoginPolicy`] sees it: the username as typed and the
-/// request's headers and extensions (the client's address is in the extensions
-/// when the server puts it there: axum's `ConnectInfo`, tonic's connect info). Never
-/// the password. Its `Debug` shows only the username.
+/// A login attempt as a [`LoginPolicy`] sees it: the username as typed, the
+/// client's IP address when known, and the request's headers and extensions. Never
+/// the password. Its `Debug` shows only the username and the address.
 #[derive(Clone, Copy)]
 pub struct LoginAttempt<'a> {
     username: &'a str,
+    client_ip: Option<IpAddr>,
     headers: &'a HeaderMap,
     extensions: &'a Extensions,
 }
@@ -119,9 +121,24 @@ impl<'a> LoginAttempt<'a> {
     pub fn new(username: &'a str, headers: &'a HeaderMap, extensions: &'a Extensions) -> Self {
         Self {
             username,
+            client_ip: None,
             headers,
             extensions,
         }
+    }
+
+    /// Sets the client's IP address.
+    pub fn with_client_ip(mut self, ip: Option<IpAddr>) -> Self {
+        self.client_ip = ip;
+        self
+    }
+
+    /// The client's IP address: the connection's peer (see
+    /// [`PeerAddr`](crate::PeerAddr)), or behind
+    /// [trusted proxies](crate::Builder::trusted_proxies) the client they name;
+    /// `None` when the server did not say.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
     }
 
     /// The username, exactly as the client typed it.
@@ -144,6 +161,7 @@ impl fmt::Debug for LoginAttempt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoginAttempt")
             .field("username", &self.username)
+            .field("client_ip", &self.client_ip)
             .finish_non_exhaustive()
     }
 }

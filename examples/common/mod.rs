@@ -23,7 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_oauth2_password::{HashedPassword, MemoryUserStore, StoredUser};
+use tower_oauth2_password::{HashedPassword, MemoryUserStore, PeerAddr, StoredUser};
 use tracing::Instrument;
 
 /// The application's user model: what `/users/me` shows. No password hash in it.
@@ -141,9 +141,9 @@ where
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // E.g. out of file descriptors: back off instead of spinning.
                     tracing::warn!(%error, "accept failed");
@@ -154,7 +154,9 @@ where
             () = &mut shutdown => break,
         };
         let app = app.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            // The client's address, for the login throttle and the login logs.
+            request.extensions_mut().insert(PeerAddr(peer));
             let span = tracing::info_span!(
                 "request",
                 method = %request.method(),

@@ -1,14 +1,15 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::{ready, Future};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use super::{AccessToken, BearerToken, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint};
 use crate::clock;
@@ -26,11 +27,17 @@ use crate::subject::Subject;
 /// the text they are, with no decoding on the request path.
 ///
 /// Tokens live in 16 shards, each behind its own lock, picked by the token's id.
-/// Expired tokens are dropped by a sweep of a shard when a token is issued into it,
-/// at most once per sweep interval (default one minute) per shard, so memory holds
-/// at most the tokens issued within one lifetime plus one interval, and a sweep
-/// blocks only the sixteenth of the tokens it covers. Clones share the same
-/// tokens: keep one to [`revoke`](TokenStore::revoke) tokens on logout.
+/// Expired tokens are dropped by sweeps: each issue sweeps the shard it lands in
+/// and the next in turn, each at most once per sweep interval (default one
+/// minute), so every shard is swept whether or not tokens land in it, memory
+/// holds at most the tokens issued within one lifetime plus one interval (and 16
+/// issues), and a sweep blocks only the sixteenth of the tokens it covers.
+///
+/// A user holds at most 100 live tokens by default
+/// ([`with_max_tokens_per_user`](Self::with_max_tokens_per_user)): a new login
+/// beyond that revokes the user's oldest token, so a script logging in forever
+/// cannot grow memory without bound. Clones share the same tokens: keep one to
+/// [`revoke`](TokenStore::revoke) tokens on logout.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -60,6 +67,62 @@ pub struct MemoryTokenStore {
 struct Inner {
     shards: [Shard; SHARDS],
     sweep_interval: Duration,
+    /// Each user's live tokens, oldest first, to evict the oldest beyond
+    /// `max_per_user`; keyed by a hash of the subject, so a user costs no copy of
+    /// it. Locked before a shard, never while one is.
+    by_user: Mutex<ByUser>,
+    /// Seeded per store: nobody can aim subjects at one list.
+    subject_hasher: foldhash::fast::RandomState,
+    max_per_user: AtomicUsize,
+    /// The shard the next issue sweeps besides its own, if it is due.
+    sweep_turn: AtomicUsize,
+}
+
+/// Default cap on one user's live tokens.
+const DEFAULT_MAX_TOKENS_PER_USER: usize = 100;
+
+type ByUser = HashMap<u64, UserTokens, foldhash::fast::FixedState>;
+
+/// One user's token ids, oldest first. Most users hold one token: it is kept
+/// inline, with no allocation of its own.
+enum UserTokens {
+    One(TokenId),
+    Many(VecDeque<TokenId>),
+}
+
+impl UserTokens {
+    fn push(&mut self, id: TokenId) {
+        match self {
+            Self::One(first) => *self = Self::Many(VecDeque::from([*first, id])),
+            Self::Many(ids) => ids.push_back(id),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::One(_) => 1,
+            Self::Many(ids) => ids.len(),
+        }
+    }
+
+    /// Takes out the oldest id (a `One` is left to its owner to remove).
+    fn pop_oldest(&mut self) -> Option<TokenId> {
+        match self {
+            Self::One(_) => None,
+            Self::Many(ids) => ids.pop_front(),
+        }
+    }
+
+    /// Keeps the ids `keep` says to; whether any are left.
+    fn retain(&mut self, mut keep: impl FnMut(&TokenId) -> bool) -> bool {
+        match self {
+            Self::One(id) => keep(id),
+            Self::Many(ids) => {
+                ids.retain(|id| keep(id));
+                !ids.is_empty()
+            }
+        }
+    }
 }
 
 /// Shards: enough that a sweep of a million tokens stalls no lookup for long, few
@@ -185,8 +248,19 @@ impl MemoryTokenStore {
             inner: Arc::new(Inner {
                 shards: Default::default(),
                 sweep_interval: interval,
+                by_user: Mutex::default(),
+                subject_hasher: Default::default(),
+                sweep_turn: AtomicUsize::new(0),
+                max_per_user: AtomicUsize::new(DEFAULT_MAX_TOKENS_PER_USER),
             }),
         }
+    }
+
+    /// Keeps at most `max` live tokens per user (default 100, at least 1): issuing
+    /// one more revokes the user's oldest. Clones share the setting.
+    pub fn with_max_tokens_per_user(self, max: usize) -> Self {
+        self.inner.max_per_user.store(max.max(1), Ordering::Relaxed);
+        self
     }
 
     /// How many tokens are held, expired ones not yet swept included.
@@ -207,9 +281,29 @@ impl MemoryTokenStore {
     pub fn purge_expired(&self) {
         let now = SystemTime::now();
         for shard in &self.inner.shards {
-            let swept = sweep(&mut shard.write(), now);
-            drop(swept);
+            self.sweep_shard(shard, now);
         }
+    }
+
+    /// Sweeps one shard, then takes its expired tokens off their users' lists.
+    fn sweep_shard(&self, shard: &Shard, now: SystemTime) {
+        let (expired, old_table) = sweep(&mut shard.write(), now);
+        if !expired.is_empty() {
+            let mut by_user = self.by_user();
+            for (id, subject, _) in &expired {
+                forget(&mut by_user, self.user_key(subject), id);
+            }
+            // After a mass expiry, give the lists' table back too.
+            if by_user.len() < by_user.capacity() / 4 {
+                by_user.shrink_to_fit();
+            }
+        }
+        drop((expired, old_table));
+    }
+
+    /// The key of `subject`'s list of tokens.
+    fn user_key(&self, subject: &Subject) -> u64 {
+        self.inner.subject_hasher.hash_one(subject.as_str())
     }
 
     fn shard(&self, id: &TokenId) -> &Shard {
@@ -220,23 +314,59 @@ impl MemoryTokenStore {
         let mut bytes = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| StoreError::new(e.to_string()))?;
         let token = URL_SAFE_NO_PAD.encode(bytes);
+        bytes.zeroize();
         let Some((id, secret)) = split(token.as_bytes()) else {
             return Err(StoreError::new("base64 of 33 bytes is not 44 characters"));
         };
         let now = SystemTime::now();
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let shard = self.shard(&id);
-        let mut tokens = shard.write();
-        let swept = (now_secs >= shard.next_sweep.load(Ordering::Relaxed)).then(|| {
-            let next = now_secs.saturating_add(self.inner.sweep_interval.as_secs());
-            shard.next_sweep.store(next, Ordering::Relaxed);
-            sweep(&mut tokens, now)
-        });
+        self.sweep_due_shards(&id, now, now_secs);
         let expires_at = grant.expires_at;
-        tokens.insert(id, Entry { secret, grant });
-        drop(tokens);
-        drop(swept);
+        let user = self.user_key(&grant.subject);
+        self.shard(&id).write().insert(id, Entry { secret, grant });
+        self.evict_beyond_cap(user, id);
         Ok(IssuedToken::new(AccessToken::new(token), expires_at))
+    }
+
+    /// Sweeps the shard the new token lands in, and the next one in turn, each if
+    /// not swept for an interval: every shard's expired tokens go within 16
+    /// issues, whether or not new ones land in it, and one issue sweeps at most
+    /// two sixteenths of the store.
+    fn sweep_due_shards(&self, landing: &TokenId, now: SystemTime, now_secs: u64) {
+        let next = now_secs.saturating_add(self.inner.sweep_interval.as_secs());
+        let turn = self.inner.sweep_turn.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        for shard in [self.shard(landing), &self.inner.shards[turn]] {
+            if now_secs >= shard.next_sweep.load(Ordering::Relaxed) {
+                shard.next_sweep.store(next, Ordering::Relaxed);
+                self.sweep_shard(shard, now);
+            }
+        }
+    }
+
+    /// Records `id` as the newest token of the user whose subject hashes to
+    /// `user`, and revokes their oldest ones beyond the cap.
+    fn evict_beyond_cap(&self, user: u64, id: TokenId) {
+        let max = self.inner.max_per_user.load(Ordering::Relaxed);
+        let mut by_user = self.by_user();
+        let ids = by_user
+            .entry(user)
+            .and_modify(|ids| ids.push(id))
+            .or_insert(UserTokens::One(id));
+        while ids.len() > max {
+            let Some(oldest) = ids.pop_oldest() else {
+                break;
+            };
+            self.shard(&oldest).write().remove(&oldest);
+        }
+    }
+
+    /// The per-user lists (each update is one map operation: a poisoned lock
+    /// still guards consistent lists).
+    fn by_user(&self) -> std::sync::MutexGuard<'_, ByUser> {
+        self.inner
+            .by_user
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The grant behind `token` if its secret matches and it is live (by the
@@ -259,7 +389,24 @@ impl MemoryTokenStore {
             .get(&id)
             .is_some_and(|entry| entry.secret.matches(&secret))
         {
-            tokens.remove(&id);
+            let removed = tokens.remove(&id);
+            drop(tokens);
+            if let Some(entry) = removed {
+                forget(
+                    &mut self.by_user(),
+                    self.user_key(&entry.grant.subject),
+                    &id,
+                );
+            }
+        }
+    }
+}
+
+/// Takes `id` off the list of the user keyed `user`.
+fn forget(by_user: &mut ByUser, user: u64, id: &TokenId) {
+    if let Some(ids) = by_user.get_mut(&user) {
+        if !ids.retain(|kept| kept != id) {
+            by_user.remove(&user);
         }
     }
 }
@@ -269,13 +416,14 @@ impl MemoryTokenStore {
 /// to drop once it has released the shard's lock: freeing tens of thousands of
 /// allocations (and the allocator handing memory back to the system) takes longer
 /// than finding them, and lookups must not wait for it.
-fn sweep(tokens: &mut Tokens, now: SystemTime) -> (Vec<(Subject, Scopes)>, Tokens) {
+fn sweep(tokens: &mut Tokens, now: SystemTime) -> (Vec<(TokenId, Subject, Scopes)>, Tokens) {
     let mut expired = Vec::new();
-    tokens.retain(|_, entry| {
+    tokens.retain(|id, entry| {
         let live = entry.grant.is_live(now);
         if !live {
             // Left behind in the entry: an empty subject and scopes free nothing.
             expired.push((
+                *id,
                 std::mem::take(&mut entry.grant.subject),
                 std::mem::take(&mut entry.grant.scopes),
             ));
@@ -314,6 +462,10 @@ impl fmt::Debug for MemoryTokenStore {
         f.debug_struct("MemoryTokenStore")
             .field("tokens", &self.len())
             .field("sweep_interval", &self.inner.sweep_interval)
+            .field(
+                "max_tokens_per_user",
+                &self.inner.max_per_user.load(Ordering::Relaxed),
+            )
             .finish()
     }
 }
@@ -383,17 +535,66 @@ mod tests {
         for _ in 0..100 {
             issue(&store, Duration::ZERO);
         }
-        // Each issue first sweeps the shard it lands in: every shard holds at most
-        // the last (expired) token issued into it.
-        for shard in &store.inner.shards {
-            assert!(
-                shard.read().len() <= 1,
-                "expired tokens are reclaimed on issue"
-            );
-        }
+        // Each issue sweeps its own shard and the next in turn: at most the
+        // expired tokens issued in the last 16 issues are left.
+        assert!(store.len() <= 16, "expired tokens are reclaimed on issue");
         issue(&store, Duration::from_secs(60));
         store.purge_expired();
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn expired_tokens_are_swept_in_shards_no_new_token_lands_in() {
+        let store = MemoryTokenStore::with_sweep_interval(Duration::ZERO);
+        let expired: Vec<_> = (0..64).map(|_| issue(&store, Duration::ZERO)).collect();
+        // Live tokens land where they may; in 16 issues every shard's turn comes.
+        let live: Vec<_> = (0..16)
+            .map(|_| issue(&store, Duration::from_secs(60)))
+            .collect();
+        assert_eq!(store.len(), 16);
+        assert!(live
+            .iter()
+            .all(|token| store.lookup(token.as_bytes()).is_some()));
+        assert!(expired
+            .iter()
+            .all(|token| store.lookup(token.as_bytes()).is_none()));
+        // The per-user lists lose them too.
+        assert_eq!(
+            store.by_user().values().map(UserTokens::len).sum::<usize>(),
+            16
+        );
+    }
+
+    #[test]
+    fn a_user_beyond_the_cap_loses_their_oldest_tokens() {
+        let store = MemoryTokenStore::new().with_max_tokens_per_user(3);
+        let tokens: Vec<_> = (0..5)
+            .map(|_| issue(&store, Duration::from_secs(60)))
+            .collect();
+        let live: Vec<bool> = tokens
+            .iter()
+            .map(|token| store.lookup(token.as_bytes()).is_some())
+            .collect();
+        assert_eq!(live, [false, false, true, true, true]);
+        assert_eq!(store.len(), 3);
+        // Other users are not affected.
+        let other = store
+            .issue_now(Grant::new(
+                "alice",
+                Scopes::empty(),
+                SystemTime::now() + Duration::from_secs(60),
+            ))
+            .unwrap();
+        assert!(store
+            .lookup(other.access_token.as_str().as_bytes())
+            .is_some());
+        assert_eq!(store.len(), 4);
+        // A revoked token no longer counts: the next one evicts nothing.
+        store.revoke_now(tokens[4].as_bytes());
+        issue(&store, Duration::from_secs(60));
+        assert!(store.lookup(tokens[2].as_bytes()).is_some());
+        assert!(store.lookup(tokens[3].as_bytes()).is_some());
+        assert_eq!(store.len(), 4);
     }
 
     #[test]

@@ -158,13 +158,14 @@ impl IssuedToken {
 macro_rules! secret_token {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        /// Its memory is wiped when it is dropped.
         #[derive(Clone, PartialEq, Eq)]
-        pub struct $name(String);
+        pub struct $name(zeroize::Zeroizing<String>);
 
         impl $name {
             /// Wraps a token string made by a [`TokenStore`].
             pub fn new(token: String) -> Self {
-                Self(token)
+                Self(zeroize::Zeroizing::new(token))
             }
 
             /// The token, to send to the client (and nowhere else: not to logs).

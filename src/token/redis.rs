@@ -668,3 +668,22 @@ impl super::JtiDenylist for RedisTokenStore {
         })
     }
 }
+
+/// What the login throttle shares with the token store: the connection, with
+/// the same deadline on every call, and the key prefix.
+#[cfg(feature = "redis")]
+impl RedisTokenStore {
+    /// `name` under this store's prefix.
+    pub(crate) fn prefixed(&self, name: &str) -> String {
+        format!("{}{name}", self.inner.prefix)
+    }
+
+    /// Runs `command` on this store's connection, within its timeout.
+    pub(crate) async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        self.inner.connection.run(command).await
+    }
+}
