@@ -105,7 +105,7 @@ async fn tutorial_users() -> Vec<NewUser> {
 async fn main() {
     common::init_logging();
     // Tokens as in the tutorial: TOKEN_STORE, REDIS_URL, JWT_SECRET, REFRESH_TOKENS.
-    let (tokens, refresh) = match common::stores::from_env().await {
+    let stores = match common::stores::from_env().await {
         Ok(stores) => stores,
         Err(message) => {
             eprintln!("{message}");
@@ -127,9 +127,6 @@ async fn main() {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let mut builder = OAuth2PasswordLayer::builder(user_store(pool)).token_store(tokens);
-    if let Some(refresh) = refresh {
-        builder = builder.refresh_tokens(refresh);
-    }
+    let builder = stores.apply(OAuth2PasswordLayer::builder(user_store(pool)));
     tutorial::serve(listener, builder.build(), shutdown).await;
 }

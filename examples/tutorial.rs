@@ -86,17 +86,14 @@ pub async fn serve<Us, Ts>(
 async fn main() {
     common::init_logging();
     // Refused before listening: a replica with the wrong store must not serve.
-    let (tokens, refresh) = match common::stores::from_env().await {
+    let stores = match common::stores::from_env().await {
         Ok(stores) => stores,
         Err(message) => {
             eprintln!("tutorial: {message}");
             std::process::exit(2);
         }
     };
-    let mut builder = layer_builder().token_store(tokens);
-    if let Some(refresh) = refresh {
-        builder = builder.refresh_tokens(refresh);
-    }
+    let builder = stores.apply(layer_builder());
     let (listener, addr) = common::listen("127.0.0.1:8000").await;
     tracing::info!(
         "listening on http://{addr} (POST /token, GET /users/me, POST /revoke; Ctrl-C to stop)"

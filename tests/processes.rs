@@ -6,7 +6,7 @@ mod common;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 /// The tutorial example binary `cargo test` built beside this test. (Only a whole
@@ -93,7 +93,7 @@ fn bad_settings_are_refused_before_listening() {
 /// A running example process, killed on drop.
 #[cfg(feature = "redis")]
 struct Process {
-    child: Child,
+    child: std::process::Child,
     addr: SocketAddr,
 }
 

@@ -11,18 +11,21 @@
 //! - `REFRESH_TOKENS=1`: logins also get refresh tokens, kept in Redis when Redis
 //!   is in use, else in memory.
 //!
+//! With Redis, the login throttle counts failures there too, so replicas share them.
+//!
 //! Anything else is refused before the example listens, with one line saying why.
 
 use std::time::SystemTime;
 
-#[cfg(feature = "redis")]
-use tower_oauth2_password::RedisTokenStore;
 use tower_oauth2_password::{
-    BearerToken, Grant, IssuedToken, Lookup, MemoryRefreshTokenStore, MemoryTokenStore,
+    BearerToken, Builder, Grant, IssuedToken, Lookup, MemoryRefreshTokenStore, MemoryTokenStore,
     RefreshToken, RefreshTokenStore, Revocation, Rotation, StoreError, TokenStore, TokenTypeHint,
+    UserStore,
 };
 #[cfg(feature = "jwt")]
 use tower_oauth2_password::{JwtKey, JwtTokenStore};
+#[cfg(feature = "redis")]
+use tower_oauth2_password::{LoginThrottle, RedisTokenStore};
 
 /// The access-token store `TOKEN_STORE` names.
 #[derive(Clone)]
@@ -44,9 +47,49 @@ pub enum RefreshTokens {
     Redis(RedisTokenStore),
 }
 
+/// What the environment chose: the token stores, and the Redis they use (where
+/// login-failure counts go too, so that replicas share them).
+pub struct Stores {
+    tokens: Tokens,
+    refresh: Option<RefreshTokens>,
+    #[cfg(feature = "redis")]
+    redis: Option<RedisTokenStore>,
+}
+
+impl Stores {
+    fn new(tokens: Tokens, refresh: Option<RefreshTokens>) -> Self {
+        Self {
+            tokens,
+            refresh,
+            #[cfg(feature = "redis")]
+            redis: None,
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    fn with_redis(mut self, redis: RedisTokenStore) -> Self {
+        self.redis = Some(redis);
+        self
+    }
+
+    /// `builder` with these stores, and with Redis its login throttle counting in
+    /// Redis (the default throttle counts in this process).
+    pub fn apply<Us: UserStore>(self, builder: Builder<Us>) -> Builder<Us, Tokens> {
+        let mut builder = builder.token_store(self.tokens);
+        if let Some(refresh) = self.refresh {
+            builder = builder.refresh_tokens(refresh);
+        }
+        #[cfg(feature = "redis")]
+        if let Some(redis) = self.redis {
+            builder = builder.login_policy(LoginThrottle::new().in_redis(redis));
+        }
+        builder
+    }
+}
+
 /// Reads `TOKEN_STORE`, `REDIS_URL`, `REDIS_PREFIX` and `REFRESH_TOKENS`; `Err`
 /// is the line to print before exiting.
-pub async fn from_env() -> Result<(Tokens, Option<RefreshTokens>), String> {
+pub async fn from_env() -> Result<Stores, String> {
     let refresh = match std::env::var("REFRESH_TOKENS").as_deref() {
         Err(_) | Ok("" | "0") => false,
         Ok("1") => true,
@@ -54,7 +97,7 @@ pub async fn from_env() -> Result<(Tokens, Option<RefreshTokens>), String> {
     };
     let kind = std::env::var("TOKEN_STORE").unwrap_or_else(|_| "memory".into());
     match kind.as_str() {
-        "memory" => Ok((
+        "memory" => Ok(Stores::new(
             Tokens::Memory(MemoryTokenStore::new()),
             refresh.then(|| RefreshTokens::Memory(MemoryRefreshTokenStore::new())),
         )),
@@ -66,20 +109,20 @@ pub async fn from_env() -> Result<(Tokens, Option<RefreshTokens>), String> {
 
 /// The stores of `TOKEN_STORE=redis`.
 #[cfg(feature = "redis")]
-async fn redis(refresh: bool) -> Result<(Tokens, Option<RefreshTokens>), String> {
+async fn redis(refresh: bool) -> Result<Stores, String> {
     let store = redis_store().await?;
     let refresh = refresh.then(|| RefreshTokens::Redis(store.clone()));
-    Ok((Tokens::Redis(store), refresh))
+    Ok(Stores::new(Tokens::Redis(store.clone()), refresh).with_redis(store))
 }
 
 #[cfg(not(feature = "redis"))]
-async fn redis(_refresh: bool) -> Result<(Tokens, Option<RefreshTokens>), String> {
+async fn redis(_refresh: bool) -> Result<Stores, String> {
     Err("TOKEN_STORE=redis needs the redis feature: cargo run --features redis --example …".into())
 }
 
 /// The stores of `TOKEN_STORE=jwt`. Neither message shows the secret.
 #[cfg(feature = "jwt")]
-async fn jwt(refresh: bool) -> Result<(Tokens, Option<RefreshTokens>), String> {
+async fn jwt(refresh: bool) -> Result<Stores, String> {
     let secret = std::env::var("JWT_SECRET")
         .map_err(|_| "TOKEN_STORE=jwt needs JWT_SECRET (at least 32 random bytes)".to_owned())?;
     let kid = std::env::var("JWT_KID").unwrap_or_else(|_| "1".into());
@@ -89,7 +132,7 @@ async fn jwt(refresh: bool) -> Result<(Tokens, Option<RefreshTokens>), String> {
     if std::env::var_os("REDIS_URL").is_none() {
         let tokens = builder.build().map_err(|error| error.to_string())?;
         let refresh = refresh.then(|| RefreshTokens::Memory(MemoryRefreshTokenStore::new()));
-        return Ok((Tokens::Jwt(tokens), refresh));
+        return Ok(Stores::new(Tokens::Jwt(tokens), refresh));
     }
     jwt_on_redis(builder, refresh).await
 }
@@ -99,28 +142,26 @@ async fn jwt(refresh: bool) -> Result<(Tokens, Option<RefreshTokens>), String> {
 async fn jwt_on_redis(
     builder: tower_oauth2_password::JwtTokenStoreBuilder,
     refresh: bool,
-) -> Result<(Tokens, Option<RefreshTokens>), String> {
+) -> Result<Stores, String> {
     let store = redis_store().await?;
     let tokens = builder
         .with_denylist(store.clone())
         .build()
         .map_err(|error| error.to_string())?;
-    Ok((
-        Tokens::JwtRedis(tokens),
-        refresh.then(|| RefreshTokens::Redis(store)),
-    ))
+    let refresh = refresh.then(|| RefreshTokens::Redis(store.clone()));
+    Ok(Stores::new(Tokens::JwtRedis(tokens), refresh).with_redis(store))
 }
 
 #[cfg(all(feature = "jwt", not(feature = "redis")))]
 async fn jwt_on_redis(
     _builder: tower_oauth2_password::JwtTokenStoreBuilder,
     _refresh: bool,
-) -> Result<(Tokens, Option<RefreshTokens>), String> {
+) -> Result<Stores, String> {
     Err("REDIS_URL with TOKEN_STORE=jwt needs the redis feature too".into())
 }
 
 #[cfg(not(feature = "jwt"))]
-async fn jwt(_refresh: bool) -> Result<(Tokens, Option<RefreshTokens>), String> {
+async fn jwt(_refresh: bool) -> Result<Stores, String> {
     Err("TOKEN_STORE=jwt needs the jwt feature: cargo run --features jwt --example …".into())
 }
 

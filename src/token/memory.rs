@@ -505,6 +505,15 @@ mod tests {
         issued.access_token.as_str().to_owned()
     }
 
+    /// A token that expired an hour ago: expired by any clock, the guard's coarse
+    /// one included (which lags when its thread is starved on a loaded machine).
+    fn issue_expired(store: &MemoryTokenStore) -> String {
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let grant = Grant::new("johndoe", Scopes::empty(), an_hour_ago);
+        let issued = store.issue_now(grant).unwrap();
+        issued.access_token.as_str().to_owned()
+    }
+
     #[test]
     fn tokens_are_44_char_base64url_and_unique() {
         let store = MemoryTokenStore::new();
@@ -530,10 +539,10 @@ mod tests {
     #[test]
     fn expired_tokens_do_not_resolve_and_are_swept() {
         let store = MemoryTokenStore::with_sweep_interval(Duration::ZERO);
-        let expired = issue(&store, Duration::ZERO);
+        let expired = issue_expired(&store);
         assert_eq!(store.lookup(expired.as_bytes()), None);
         for _ in 0..100 {
-            issue(&store, Duration::ZERO);
+            issue_expired(&store);
         }
         // Each issue sweeps its own shard and the next in turn: at most the
         // expired tokens issued in the last 16 issues are left.
@@ -546,7 +555,7 @@ mod tests {
     #[test]
     fn expired_tokens_are_swept_in_shards_no_new_token_lands_in() {
         let store = MemoryTokenStore::with_sweep_interval(Duration::ZERO);
-        let expired: Vec<_> = (0..64).map(|_| issue(&store, Duration::ZERO)).collect();
+        let expired: Vec<_> = (0..64).map(|_| issue_expired(&store)).collect();
         // Live tokens land where they may; in 16 issues every shard's turn comes.
         let live: Vec<_> = (0..16)
             .map(|_| issue(&store, Duration::from_secs(60)))
