@@ -394,15 +394,7 @@ return failures
             let (store, fallback) = (self.store.clone(), Arc::clone(&self.fallback));
             let (redis_key, key) = (self.redis_key(key), key.clone());
             Lookup::pending(async move {
-                let answer = store
-                    .run(|mut connection| async move {
-                        redis::cmd("DEL")
-                            .arg(&redis_key)
-                            .query_async::<i64>(&mut connection)
-                            .await
-                    })
-                    .await
-                    .map(drop);
+                let answer = store.query::<i64>("DEL", &redis_key).await.map(drop);
                 // Memory may hold counts from an outage: clear them too.
                 let cleared = fallback.clear(&key).await;
                 or_memory(answer, || Lookup::ready(cleared)).await

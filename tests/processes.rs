@@ -146,11 +146,8 @@ async fn replicas_share_tokens(kind: &str, env: &[(&str, &str)]) {
     use common::Server;
     use http::StatusCode;
 
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let prefix = format!(
-        "tower-oauth2-password-test:{}:processes-{kind}:",
-        std::process::id()
-    );
+    let url = common::redis::redis_url();
+    let prefix = common::redis::Prefix::new(&format!("processes-{kind}"));
     let mut env = env.to_vec();
     env.extend([
         ("TOKEN_STORE", kind),
@@ -193,15 +190,4 @@ async fn replicas_share_tokens(kind: &str, env: &[(&str, &str)]) {
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     let access = reply.json()["access_token"].as_str().unwrap().to_owned();
     assert_eq!(a.me(&access).await.status, StatusCode::OK);
-
-    // Clean up the run's keys.
-    let client = redis::Client::open(url).unwrap();
-    let mut connection = client.get_connection().unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut connection)
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query(&mut connection).unwrap();
-    }
 }

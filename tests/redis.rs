@@ -11,58 +11,13 @@ mod common;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use common::redis::{redis_url, Prefix};
 use common::{tutorial, Reply, Server};
 use http::StatusCode;
 use tower_oauth2_password::testing::{RefreshTokenStoreSuite, TokenStoreSuite};
 use tower_oauth2_password::{OAuth2PasswordLayer, RedisTokenStore};
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// A key prefix no other test, or test run, uses; its keys are deleted on drop.
-struct Prefix(String);
-
-impl Prefix {
-    fn new(test: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        Self(format!(
-            "tower-oauth2-password-test:{}:{nanos}:{test}:",
-            std::process::id()
-        ))
-    }
-
-    fn store(&self) -> RedisTokenStore {
-        RedisTokenStore::new(&redis_url())
-            .unwrap()
-            .with_prefix(&self.0)
-    }
-
-    fn keys(&self) -> Vec<String> {
-        let client = redis::Client::open(redis_url()).unwrap();
-        let mut connection = client.get_connection().unwrap();
-        redis::cmd("KEYS")
-            .arg(format!("{}*", self.0))
-            .query(&mut connection)
-            .unwrap()
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let keys = self.keys();
-        if !keys.is_empty() {
-            let client = redis::Client::open(redis_url()).unwrap();
-            let mut connection = client.get_connection().unwrap();
-            let _: () = redis::cmd("DEL").arg(keys).query(&mut connection).unwrap();
-        }
-    }
-}
 
 /// The tutorial app with its tokens (access and refresh) in `store`.
 async fn replica(store: RedisTokenStore) -> Server {
@@ -71,37 +26,6 @@ async fn replica(store: RedisTokenStore) -> Server {
         .token_store(store)
         .build();
     Server::start_with(layer).await
-}
-
-async fn login(server: &Server) -> (String, String) {
-    let reply = server.post_form("username=johndoe&password=secret").await;
-    tokens(&reply)
-}
-
-#[track_caller]
-fn tokens(reply: &Reply) -> (String, String) {
-    assert_eq!(reply.status, StatusCode::OK, "body: {:?}", reply.body);
-    let json = reply.json();
-    (
-        json["access_token"].as_str().unwrap().to_owned(),
-        json["refresh_token"].as_str().unwrap().to_owned(),
-    )
-}
-
-async fn refresh(server: &Server, token: &str) -> Reply {
-    server
-        .post_form(&format!("grant_type=refresh_token&refresh_token={token}"))
-        .await
-}
-
-async fn revoke(server: &Server, token: &str) -> Reply {
-    server
-        .post(
-            "/revoke",
-            "application/x-www-form-urlencoded",
-            format!("token={token}").into_bytes(),
-        )
-        .await
 }
 
 #[track_caller]
@@ -158,7 +82,10 @@ async fn jwt_with_a_redis_denylist_conformance() {
     .await;
     let access = a.login("johndoe", "secret").await;
     assert_eq!(b.me(&access).await.status, StatusCode::OK);
-    assert_eq!(revoke(&a, &access).await.status, StatusCode::OK);
+    assert_eq!(
+        a.revoke(&format!("token={access}")).await.status,
+        StatusCode::OK
+    );
     b.me(&access).await.assert_invalid_token();
 }
 
@@ -166,7 +93,7 @@ async fn jwt_with_a_redis_denylist_conformance() {
 async fn redis_holds_hashes_not_tokens() {
     let prefix = Prefix::new("hashes");
     let server = replica(prefix.store()).await;
-    let (access, refresh_token) = login(&server).await;
+    let (access, refresh_token) = server.login_with_refresh().await;
     let keys = prefix.keys();
     assert_eq!(keys.len(), 2, "one access token, one family: {keys:?}");
     let client = redis::Client::open(redis_url()).unwrap();
@@ -190,22 +117,25 @@ async fn replicas_share_tokens_revocations_and_refresh_families() {
     let a = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
     let b = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
 
-    let (access, first) = login(&a).await;
+    let (access, first) = a.login_with_refresh().await;
     let me = b.me(&access).await;
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(me.json()["username"], "johndoe");
 
-    assert_eq!(revoke(&a, &access).await.status, StatusCode::OK);
+    assert_eq!(
+        a.revoke(&format!("token={access}")).await.status,
+        StatusCode::OK
+    );
     b.me(&access).await.assert_invalid_token();
 
     // A refresh on B rotates the family A started...
-    let (access, second) = tokens(&refresh(&b, &first).await);
+    let (access, second) = b.refresh(&first).await.tokens();
     assert_eq!(a.me(&access).await.status, StatusCode::OK);
     // ...and presenting the used token again, on A, is reuse: the family ends.
-    refresh(&a, &first)
+    a.refresh(&first)
         .await
         .assert_error(400, "Invalid refresh token", Some("invalid_grant"));
-    refresh(&b, &second)
+    b.refresh(&second)
         .await
         .assert_error(400, "Invalid refresh token", Some("invalid_grant"));
 }
@@ -215,11 +145,11 @@ async fn a_retry_on_another_replica_within_the_grace_is_not_reuse() {
     let prefix = Prefix::new("grace");
     let a = replica(prefix.store()).await;
     let b = replica(prefix.store()).await;
-    let (_, first) = login(&a).await;
-    let (_, lost) = tokens(&refresh(&a, &first).await);
-    let (_, retried) = tokens(&refresh(&b, &first).await);
+    let (_, first) = a.login_with_refresh().await;
+    let (_, lost) = a.refresh(&first).await.tokens();
+    let (_, retried) = b.refresh(&first).await.tokens();
     assert_ne!(lost, retried);
-    tokens(&refresh(&a, &retried).await);
+    a.refresh(&retried).await.tokens();
 }
 
 /// A port nothing listens on.
@@ -242,7 +172,7 @@ async fn redis_unreachable_is_503_on_the_token_url_and_the_guard() {
     for _ in 0..3 {
         assert_unavailable(&server.post_form("username=johndoe&password=secret").await);
         assert_unavailable(&server.me(&"A".repeat(43)).await);
-        assert_unavailable(&refresh(&server, &"A".repeat(48)).await);
+        assert_unavailable(&server.refresh(&"A".repeat(48)).await);
     }
     // What cannot be a token never reaches Redis: the usual 401.
     server.me("not-a-token").await.assert_invalid_token();
@@ -325,7 +255,7 @@ async fn service_resumes_without_a_restart_when_redis_is_back() {
         .unwrap()
         .with_timeout(Duration::from_millis(300));
     let server = replica(store).await;
-    let (access, _) = login(&server).await;
+    let (access, _) = server.login_with_refresh().await;
     assert_eq!(server.me(&access).await.status, StatusCode::OK);
 
     redis.stop();
@@ -344,7 +274,7 @@ async fn service_resumes_without_a_restart_when_redis_is_back() {
         reply = server.me(&access).await;
     }
     reply.assert_invalid_token();
-    let (access, _) = login(&server).await;
+    let (access, _) = server.login_with_refresh().await;
     assert_eq!(server.me(&access).await.status, StatusCode::OK);
 }
 
@@ -357,7 +287,7 @@ async fn a_redis_that_stops_answering_is_503_not_a_hang() {
         .unwrap()
         .with_timeout(Duration::from_millis(300));
     let server = replica(store).await;
-    let (access, _) = login(&server).await;
+    let (access, _) = server.login_with_refresh().await;
     // Redis takes commands but answers none for two seconds.
     let client = redis::Client::open(redis.url()).unwrap();
     let mut admin = client.get_connection().unwrap();

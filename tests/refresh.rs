@@ -17,39 +17,6 @@ async fn start(stores: Stores, grace: Duration) -> Server {
     Server::start_with(layer).await
 }
 
-/// Logs in as johndoe: (access token, refresh token).
-async fn login(server: &Server) -> (String, String) {
-    let reply = server.post_form("username=johndoe&password=secret").await;
-    tokens(&reply)
-}
-
-#[track_caller]
-fn tokens(reply: &Reply) -> (String, String) {
-    assert_eq!(reply.status, StatusCode::OK, "body: {:?}", reply.body);
-    assert_eq!(reply.header("cache-control"), Some("no-store"));
-    let json = reply.json();
-    assert_eq!(json["token_type"], "bearer");
-    let access = json["access_token"].as_str().expect("access_token");
-    let refresh = json["refresh_token"].as_str().expect("refresh_token");
-    (access.to_owned(), refresh.to_owned())
-}
-
-async fn refresh(server: &Server, token: &str) -> Reply {
-    server
-        .post_form(&format!("grant_type=refresh_token&refresh_token={token}"))
-        .await
-}
-
-async fn revoke(server: &Server, form: &str) -> Reply {
-    server
-        .post(
-            "/revoke",
-            "application/x-www-form-urlencoded",
-            form.as_bytes().to_vec(),
-        )
-        .await
-}
-
 #[track_caller]
 fn assert_invalid_refresh_token(reply: &Reply) {
     reply.assert_error(400, "Invalid refresh token", Some("invalid_grant"));
@@ -58,8 +25,8 @@ fn assert_invalid_refresh_token(reply: &Reply) {
 
 async fn a_refresh_rotates_and_its_access_token_works(stores: Stores) {
     let server = start(stores, Duration::ZERO).await;
-    let (access, first) = login(&server).await;
-    let (new_access, second) = tokens(&refresh(&server, &first).await);
+    let (access, first) = server.login_with_refresh().await;
+    let (new_access, second) = server.refresh(&first).await.tokens();
     assert_ne!(new_access, access);
     assert_ne!(second, first);
     let me = server.me(&new_access).await;
@@ -67,40 +34,40 @@ async fn a_refresh_rotates_and_its_access_token_works(stores: Stores) {
     assert_eq!(me.json()["username"], "johndoe");
     // The login's access token lives on until it expires or is revoked.
     assert_eq!(server.me(&access).await.status, StatusCode::OK);
-    let (_, third) = tokens(&refresh(&server, &second).await);
+    let (_, third) = server.refresh(&second).await.tokens();
     assert_ne!(third, second);
 }
 
 async fn a_reused_refresh_token_ends_the_login(stores: Stores) {
     let server = start(stores, Duration::ZERO).await;
-    let (_, first) = login(&server).await;
-    let (_, second) = tokens(&refresh(&server, &first).await);
+    let (_, first) = server.login_with_refresh().await;
+    let (_, second) = server.refresh(&first).await.tokens();
     // The thief (or the client) presents the used token: the family is revoked,
     // so the newest token dies too.
-    assert_invalid_refresh_token(&refresh(&server, &first).await);
-    assert_invalid_refresh_token(&refresh(&server, &second).await);
+    assert_invalid_refresh_token(&server.refresh(&first).await);
+    assert_invalid_refresh_token(&server.refresh(&second).await);
     // Another login is untouched.
-    let (_, other) = login(&server).await;
-    tokens(&refresh(&server, &other).await);
+    let (_, other) = server.login_with_refresh().await;
+    server.refresh(&other).await.tokens();
 }
 
 async fn a_retry_within_the_grace_is_not_reuse(stores: Stores) {
     let server = start(stores, Duration::from_secs(60)).await;
-    let (_, first) = login(&server).await;
-    let (_, lost) = tokens(&refresh(&server, &first).await);
+    let (_, first) = server.login_with_refresh().await;
+    let (_, lost) = server.refresh(&first).await.tokens();
     // The answer was lost; the client sends the identical request again.
-    let (_, retried) = tokens(&refresh(&server, &first).await);
+    let (_, retried) = server.refresh(&first).await.tokens();
     assert_ne!(lost, retried);
-    tokens(&refresh(&server, &retried).await);
+    server.refresh(&retried).await.tokens();
 }
 
 async fn tokens_are_refused_in_each_others_place(stores: Stores) {
     let server = start(stores, Duration::ZERO).await;
-    let (access, refresh_token) = login(&server).await;
+    let (access, refresh_token) = server.login_with_refresh().await;
     server.me(&refresh_token).await.assert_invalid_token();
-    assert_invalid_refresh_token(&refresh(&server, &access).await);
+    assert_invalid_refresh_token(&server.refresh(&access).await);
     for garbage in ["", "x", "%FF%FE", &"A".repeat(48)] {
-        let reply = refresh(&server, garbage).await;
+        let reply = server.refresh(garbage).await;
         if garbage.is_empty() {
             reply.assert_error(
                 400,
@@ -115,30 +82,28 @@ async fn tokens_are_refused_in_each_others_place(stores: Stores) {
 
 async fn revoking_an_access_token_logs_it_out(stores: Stores) {
     let server = start(stores, Duration::ZERO).await;
-    let (access, refresh_token) = login(&server).await;
-    let reply = revoke(
-        &server,
-        &format!("token={access}&token_type_hint=access_token"),
-    )
-    .await;
+    let (access, refresh_token) = server.login_with_refresh().await;
+    let reply = server
+        .revoke(&format!("token={access}&token_type_hint=access_token"))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.body.is_empty());
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     server.me(&access).await.assert_invalid_token();
     // The refresh token is a separate credential: it still works.
-    tokens(&refresh(&server, &refresh_token).await);
+    server.refresh(&refresh_token).await.tokens();
 }
 
 async fn revoking_a_refresh_token_ends_its_family(stores: Stores) {
     let server = start(stores, Duration::ZERO).await;
-    let (_, first) = login(&server).await;
-    let (_, second) = tokens(&refresh(&server, &first).await);
+    let (_, first) = server.login_with_refresh().await;
+    let (_, second) = server.refresh(&first).await.tokens();
     // No hint: the endpoint looks in both stores.
     assert_eq!(
-        revoke(&server, &format!("token={second}")).await.status,
+        server.revoke(&format!("token={second}")).await.status,
         StatusCode::OK
     );
-    assert_invalid_refresh_token(&refresh(&server, &second).await);
+    assert_invalid_refresh_token(&server.refresh(&second).await);
 }
 
 async fn unknown_tokens_are_revoked_with_200(stores: Stores) {
@@ -149,11 +114,11 @@ async fn unknown_tokens_are_revoked_with_200(stores: Stores) {
         "token=x&token_type_hint=something_else",
         "token=%20%21~",
     ] {
-        let reply = revoke(&server, form).await;
+        let reply = server.revoke(form).await;
         assert_eq!(reply.status, StatusCode::OK, "{form}: {:?}", reply.body);
     }
     // A form must be UTF-8, a token field included.
-    revoke(&server, "token=%FF%FE").await.assert_error(
+    server.revoke("token=%FF%FE").await.assert_error(
         400,
         "Form field is not valid UTF-8",
         Some("invalid_request"),
@@ -194,10 +159,10 @@ async fn a_password_change_ends_refreshing() {
         .build();
     let users = layer.user_store().clone();
     let server = Server::start_with(layer.clone()).await;
-    let (_, refresh_token) = login(&server).await;
+    let (_, refresh_token) = server.login_with_refresh().await;
     let hash: HashedPassword = layer.password_hasher().hash("new secret").unwrap();
     users.set_password("johndoe", hash);
-    assert_invalid_refresh_token(&refresh(&server, &refresh_token).await);
+    assert_invalid_refresh_token(&server.refresh(&refresh_token).await);
 }
 
 #[tokio::test]
@@ -215,11 +180,11 @@ async fn a_refresh_may_narrow_the_scopes_but_not_widen_them() {
     let reply = server
         .post_form("username=johndoe&password=secret&scope=me+items")
         .await;
-    let (_, first) = tokens(&reply);
+    let (_, first) = reply.tokens();
     // Without `scope`: the login's scopes.
-    let reply = refresh(&server, &first).await;
+    let reply = server.refresh(&first).await;
     assert_eq!(reply.json()["scope"], "me items");
-    let (_, second) = tokens(&reply);
+    let (_, second) = reply.tokens();
     // Narrower: granted as asked (no `scope` in the answer: it is what was asked).
     let reply = server
         .post_form(&format!(
@@ -231,7 +196,7 @@ async fn a_refresh_may_narrow_the_scopes_but_not_widen_them() {
         "body: {:?}",
         reply.body
     );
-    let (_, third) = tokens(&reply);
+    let (_, third) = reply.tokens();
     // Wider than the login: refused.
     let reply = server
         .post_form(&format!(
@@ -246,7 +211,7 @@ async fn without_refresh_tokens_the_grant_is_unsupported() {
     let server = Server::start_with(tutorial_builder(Stores::Ready).build()).await;
     let reply = server.post_form("username=johndoe&password=secret").await;
     assert!(reply.json().get("refresh_token").is_none());
-    refresh(&server, "anything").await.assert_error(
+    server.refresh("anything").await.assert_error(
         400,
         "Unsupported grant_type: only \"password\" is supported",
         Some("unsupported_grant_type"),
@@ -268,7 +233,8 @@ async fn the_revocation_endpoint_checks_its_request() {
     let reply = server.get("/revoke", &[]).await;
     reply.assert_error(405, "Method Not Allowed", None);
     assert_eq!(reply.header("allow"), Some("POST"));
-    revoke(&server, "token_type_hint=access_token")
+    server
+        .revoke("token_type_hint=access_token")
         .await
         .assert_error(400, "Missing form field: token", Some("invalid_request"));
     let reply = server
@@ -276,7 +242,7 @@ async fn the_revocation_endpoint_checks_its_request() {
         .await;
     assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let too_long = format!("token={}", "a".repeat(5000));
-    revoke(&server, &too_long).await.assert_error(
+    server.revoke(&too_long).await.assert_error(
         400,
         "Form field too long: token (at most 4096 bytes)",
         Some("invalid_request"),
@@ -307,7 +273,8 @@ async fn the_revocation_url_can_move_or_go() {
     assert_eq!(layer.revocation_url(), None);
     let server = Server::start_with(layer).await;
     // Guarded like any path of the app.
-    revoke(&server, "token=x")
+    server
+        .revoke("token=x")
         .await
         .assert_error(401, "Not authenticated", None);
 }

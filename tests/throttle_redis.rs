@@ -8,60 +8,18 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use common::redis::Prefix;
 use common::{tutorial, Reply, Server};
 use tower_oauth2_password::{LoginThrottle, RedisTokenStore};
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// A key prefix no other test or run uses; its keys are deleted on drop.
-struct Prefix(String);
-
-impl Prefix {
-    fn new(test: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        Self(format!(
-            "tower-oauth2-password-test:{}:{nanos}:{test}:",
-            std::process::id()
-        ))
-    }
-
-    fn keys(&self) -> Vec<String> {
-        let client = redis::Client::open(redis_url()).unwrap();
-        let mut connection = client.get_connection().unwrap();
-        redis::cmd("KEYS")
-            .arg(format!("{}*", self.0))
-            .query(&mut connection)
-            .unwrap()
-    }
-
-    /// A replica: the tutorial with its throttle counting in Redis.
-    async fn replica(&self, throttle: LoginThrottle) -> Server {
-        let store = RedisTokenStore::new(&redis_url())
-            .unwrap()
-            .with_prefix(&self.0);
-        let layer = tutorial::layer_builder()
-            .login_policy(throttle.in_redis(store))
-            .build();
-        Server::start_with(layer).await
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let keys = self.keys();
-        if !keys.is_empty() {
-            let client = redis::Client::open(redis_url()).unwrap();
-            let mut connection = client.get_connection().unwrap();
-            let _: i64 = redis::cmd("DEL").arg(keys).query(&mut connection).unwrap();
-        }
-    }
+/// A replica: the tutorial with its throttle counting in Redis under `prefix`.
+async fn replica(prefix: &Prefix, throttle: LoginThrottle) -> Server {
+    let layer = tutorial::layer_builder()
+        .login_policy(throttle.in_redis(prefix.store()))
+        .build();
+    Server::start_with(layer).await
 }
 
 async fn attempt(server: &Server, username: &str, password: &str) -> Reply {
@@ -75,8 +33,8 @@ async fn replicas_share_the_counts_and_redis_holds_no_username() {
     let prefix = Prefix::new("shared");
     let throttle = LoginThrottle::new().per_username(2, Duration::from_secs(60));
     let (a, b) = (
-        prefix.replica(throttle.clone()).await,
-        prefix.replica(throttle).await,
+        replica(&prefix, throttle.clone()).await,
+        replica(&prefix, throttle).await,
     );
     assert_eq!(attempt(&a, "johndoe", "wrong").await.status, 400);
     assert_eq!(attempt(&b, "johndoe", "wrong").await.status, 400);
@@ -107,8 +65,8 @@ async fn a_success_clears_the_username_on_every_replica_and_windows_end() {
     let prefix = Prefix::new("clear");
     let throttle = LoginThrottle::new().per_username(2, Duration::from_secs(1));
     let (a, b) = (
-        prefix.replica(throttle.clone()).await,
-        prefix.replica(throttle).await,
+        replica(&prefix, throttle.clone()).await,
+        replica(&prefix, throttle).await,
     );
     assert_eq!(attempt(&a, "johndoe", "wrong").await.status, 400);
     b.login("johndoe", "secret").await;

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError, Script};
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script, ToRedisArgs};
 use serde::{Deserialize, Serialize};
 
 use super::refresh::{millis, random, FamilyKey, FamilyToken, DEFAULT_RETRY_GRACE};
@@ -162,6 +162,20 @@ impl RedisTokenStore {
         }
     }
 
+    /// Runs one command on the shared connection, within the timeout.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        name: &str,
+        args: impl ToRedisArgs,
+    ) -> Result<T, StoreError> {
+        let mut command = redis::cmd(name);
+        command.arg(args);
+        self.inner
+            .connection
+            .run(|mut connection| async move { command.query_async(&mut connection).await })
+            .await
+    }
+
     /// Checks that Redis answers (`PING`), e.g. before a service starts listening.
     ///
     /// # Errors
@@ -194,19 +208,8 @@ impl RedisTokenStore {
             return Ok(None);
         };
         let key = self.family_key(&presented.family);
-        let query_key = key.clone();
-        let (mac_key, grant): (Option<Vec<u8>>, Option<String>) = self
-            .inner
-            .connection
-            .run(|mut connection| async move {
-                redis::cmd("HMGET")
-                    .arg(&query_key)
-                    .arg("key")
-                    .arg("grant")
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
+        let (mac_key, grant): (Option<Vec<u8>>, Option<String>) =
+            self.query("HMGET", (&key, "key", "grant")).await?;
         let (Some(mac_key), Some(grant)) = (mac_key, grant) else {
             return Ok(None);
         };
@@ -256,17 +259,7 @@ impl TokenStore for RedisTokenStore {
             let value = Record::of(&grant).to_json()?;
             let expires_at = millis(grant.expires_at);
             store
-                .inner
-                .connection
-                .run(|mut connection| async move {
-                    redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&value)
-                        .arg("PXAT")
-                        .arg(expires_at.max(1))
-                        .query_async::<()>(&mut connection)
-                        .await
-                })
+                .query::<()>("SET", (&key, &value, "PXAT", expires_at.max(1)))
                 .await?;
             Ok(IssuedToken::new(AccessToken::new(token), grant.expires_at))
         }
@@ -280,16 +273,7 @@ impl TokenStore for RedisTokenStore {
         let key = self.access_key(token.as_bytes());
         let store = self.clone();
         Lookup::pending(async move {
-            let value: Option<String> = store
-                .inner
-                .connection
-                .run(|mut connection| async move {
-                    redis::cmd("GET")
-                        .arg(&key)
-                        .query_async(&mut connection)
-                        .await
-                })
-                .await?;
+            let value: Option<String> = store.query("GET", &key).await?;
             let Some(value) = value else {
                 return Ok(None);
             };
@@ -311,16 +295,7 @@ impl TokenStore for RedisTokenStore {
         let store = self.clone();
         async move {
             if let Some(key) = key {
-                store
-                    .inner
-                    .connection
-                    .run(|mut connection| async move {
-                        redis::cmd("DEL")
-                            .arg(&key)
-                            .query_async::<()>(&mut connection)
-                            .await
-                    })
-                    .await?;
+                store.query::<()>("DEL", &key).await?;
             }
             Ok(Revocation::Revoked)
         }
@@ -436,16 +411,7 @@ impl RefreshTokenStore for RedisTokenStore {
         let store = self.clone();
         async move {
             if let Some(Family { key, .. }) = found.await? {
-                store
-                    .inner
-                    .connection
-                    .run(|mut connection| async move {
-                        redis::cmd("DEL")
-                            .arg(&key)
-                            .query_async::<()>(&mut connection)
-                            .await
-                    })
-                    .await?;
+                store.query::<()>("DEL", &key).await?;
             }
             Ok(())
         }
@@ -636,17 +602,7 @@ impl super::JtiDenylist for RedisTokenStore {
         let store = self.clone();
         async move {
             store
-                .inner
-                .connection
-                .run(|mut connection| async move {
-                    redis::cmd("SET")
-                        .arg(&key)
-                        .arg(1)
-                        .arg("PXAT")
-                        .arg(millis(until).max(1))
-                        .query_async::<()>(&mut connection)
-                        .await
-                })
+                .query::<()>("SET", (&key, 1, "PXAT", millis(until).max(1)))
                 .await
         }
     }
@@ -654,18 +610,7 @@ impl super::JtiDenylist for RedisTokenStore {
     fn is_denied(&self, jti: &str) -> Lookup<bool> {
         let key = format!("{}jti:{jti}", self.inner.prefix);
         let store = self.clone();
-        Lookup::pending(async move {
-            store
-                .inner
-                .connection
-                .run(|mut connection| async move {
-                    redis::cmd("EXISTS")
-                        .arg(&key)
-                        .query_async(&mut connection)
-                        .await
-                })
-                .await
-        })
+        Lookup::pending(async move { store.query("EXISTS", &key).await })
     }
 }
 

@@ -18,6 +18,9 @@ use tower_oauth2_password::{
     Builder, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer, TokenStore, UserStore,
 };
 
+#[cfg(feature = "redis")]
+pub mod redis;
+
 #[path = "../../examples/tutorial.rs"]
 #[allow(dead_code, unreachable_pub)]
 pub mod tutorial;
@@ -118,6 +121,18 @@ impl Reply {
         );
     }
 
+    /// Asserts a token response with a refresh token: (access token, refresh token).
+    #[track_caller]
+    pub fn tokens(&self) -> (String, String) {
+        assert_eq!(self.status, StatusCode::OK, "body: {:?}", self.body);
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+        let json = self.json();
+        assert_eq!(json["token_type"], "bearer");
+        let access = json["access_token"].as_str().expect("access_token");
+        let refresh = json["refresh_token"].as_str().expect("refresh_token");
+        (access.to_owned(), refresh.to_owned())
+    }
+
     /// Asserts a JSON error answer: status, `detail`, `error`, content type.
     #[track_caller]
     pub fn assert_error(&self, status: u16, detail: &str, error: Option<&str>) {
@@ -206,6 +221,29 @@ impl Server {
             .body(Full::from(body))
             .expect("request");
         self.send(request).await
+    }
+
+    /// `grant_type=refresh_token` with `token`.
+    pub async fn refresh(&self, token: &str) -> Reply {
+        self.post_form(&format!("grant_type=refresh_token&refresh_token={token}"))
+            .await
+    }
+
+    /// `POST /revoke` with a urlencoded body.
+    pub async fn revoke(&self, form: &str) -> Reply {
+        self.post(
+            "/revoke",
+            "application/x-www-form-urlencoded",
+            form.as_bytes().to_vec(),
+        )
+        .await
+    }
+
+    /// Logs in as johndoe where refresh tokens are on: (access token, refresh token).
+    pub async fn login_with_refresh(&self) -> (String, String) {
+        self.post_form("username=johndoe&password=secret")
+            .await
+            .tokens()
     }
 
     /// Logs in and returns the access token.
