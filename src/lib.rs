@@ -82,7 +82,9 @@
 //! | good credentials | 200 | `{"access_token": "…", "token_type": "bearer", "expires_in": 1800}` (+ `"scope"` when it differs from the request) |
 //! | unknown user or wrong password | 400 | `{"detail": "Incorrect username or password", "error": "invalid_grant"}`, identical for both |
 //! | missing, empty, duplicated or non-UTF-8 field | 400 | `"error": "invalid_request"`, `detail` names the field |
-//! | `grant_type` other than `password` | 400 | `"error": "unsupported_grant_type"` |
+//! | `grant_type` other than `password` (and `refresh_token` when on) | 400 | `"error": "unsupported_grant_type"` |
+//! | with [`Builder::refresh_tokens`]: `grant_type=refresh_token`, a current token | 200 | as a login, with the rotated refresh token |
+//! | a used (reuse: the login's family is revoked), unknown or expired refresh token, or one whose user changed | 400 | `{"detail": "Invalid refresh token", "error": "invalid_grant"}` |
 //! | malformed or undeclared `scope` | 400 | `"error": "invalid_scope"` |
 //! | strict mode and no `grant_type` | 400 | `"error": "invalid_request"` |
 //! | not a form (JSON, no `Content-Type`) | 415 | `"error": "invalid_request"` |
@@ -92,7 +94,12 @@
 //! | too many failed logins for the username (5) or the client address (20) in 15 minutes | 429 | `"error": "temporarily_unavailable"`, `Retry-After`, before any hash (see [`LoginThrottle`]) |
 //! | too many logins waiting for a password check (64), or one waited 10 s | 503 | `"error": "temporarily_unavailable"`, `Retry-After: 1`, at once |
 //!
-//! Protected routes (everything but the token URL and the public paths):
+//! Revocation URL (`POST /revoke`, RFC 7009; [`Builder::revocation_url`]): a form
+//! with `token` (and an optional `token_type_hint`) answers 200 with an empty body
+//! whether or not the token existed; a refresh token's whole family ends.
+//!
+//! Protected routes (everything but the token URL, the revocation URL and the
+//! public paths):
 //!
 //! | request | status | body / headers |
 //! |---|---|---|
@@ -139,7 +146,10 @@
 //! - [`UserStore`]: where users live ([`MemoryUserStore`] included): one lookup
 //!   for the guard ([`Principal`], no password hash) and one for the login
 //!   ([`Credentials`], with the canonical [`Subject`]).
-//! - [`TokenStore`]: where tokens live ([`MemoryTokenStore`] included).
+//! - [`TokenStore`]: where access tokens live ([`MemoryTokenStore`] included;
+//!   `RedisTokenStore` with the `redis` feature, `JwtTokenStore` with `jwt`).
+//! - [`RefreshTokenStore`]: refresh-token families, rotated on every use
+//!   ([`MemoryRefreshTokenStore`] included; `RedisTokenStore` with `redis`).
 //! - [`PasswordHasher`]: how passwords are checked ([`Argon2Hasher`] included).
 //! - [`LoginPolicy`]: asked before any password hash is computed; the default,
 //!   [`LoginThrottle`], refuses (429) a username or client address with too many
