@@ -77,6 +77,7 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{Components, OpenApi, Ref, RefOr, Required, Schema, Server};
 use utoipa::Modify;
 
+use crate::bearer::MAX_TOKEN_LEN;
 use crate::config::Config;
 use crate::form::{MAX_PASSWORD_LEN, MAX_SCOPES, MAX_SCOPE_LEN, MAX_USERNAME_LEN};
 use crate::layer::OAuth2PasswordLayer;
@@ -466,13 +467,22 @@ impl PasswordFlowDocs {
                 text("The RFC 6749 / RFC 6750 error code, where one applies.".to_owned()),
             );
         let revocation = ObjectBuilder::new()
-            .property("token", string())
+            .property(
+                "token",
+                text(format!(
+                    "The token to revoke; at most {MAX_TOKEN_LEN} bytes."
+                ))
+                .min_length(Some(1)),
+            )
             .required("token")
             .property(
                 "token_type_hint",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some(["access_token", "refresh_token"])),
+                // Not an enum: unknown hints are ignored, as RFC 7009 §2.1 allows.
+                text(
+                    "`access_token` or `refresh_token`: where to look first; other \
+                      values are ignored."
+                        .to_owned(),
+                ),
             );
         [
             (TOKEN_REQUEST, self.token_request_schema()),
