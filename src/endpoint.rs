@@ -42,34 +42,22 @@ struct TokenResponse<'a> {
     scope: Option<String>,
 }
 
-/// Answers a request for the token URL. Every answer, success or error, carries
-/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
-pub(crate) async fn token_endpoint<ReqBody, ResBody, E, Us, Ts>(
-    shared: Arc<Shared<Us, Ts>>,
-    request: Request<ReqBody>,
-) -> Result<Response<ResponseBody<ResBody>>, E>
-where
-    ReqBody: Body,
-    ReqBody::Error: Into<BoxError>,
-    Us: UserStore,
-    Ts: TokenStore,
-{
-    let version = request.version();
-    let answer = token_request(&shared, request).await.map(|json| {
-        let mut response = Response::new(ResponseBody::full(json));
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response
-    });
-    Ok(no_store(&shared.config, version, answer))
+/// The two URLs the layer answers itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Endpoint {
+    /// The token URL: password and refresh-token grants, a JSON token response.
+    Token,
+    /// The revocation URL (RFC 7009): 200 with an empty body once the token no
+    /// longer works, whether or not it ever did.
+    Revocation,
 }
 
-/// Answers a request for the revocation URL (RFC 7009): 200 with an empty body
-/// once the token no longer works, whether or not it ever did.
-pub(crate) async fn revocation_endpoint<ReqBody, ResBody, E, Us, Ts>(
+/// Answers a request for one of the layer's own URLs. Every answer, success or
+/// error, carries `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
+pub(crate) async fn endpoint<ReqBody, ResBody, E, Us, Ts>(
     shared: Arc<Shared<Us, Ts>>,
     request: Request<ReqBody>,
+    endpoint: Endpoint,
 ) -> Result<Response<ResponseBody<ResBody>>, E>
 where
     ReqBody: Body,
@@ -78,9 +66,18 @@ where
     Ts: TokenStore,
 {
     let version = request.version();
-    let answer = revoke(&shared, request)
-        .await
-        .map(|()| Response::new(ResponseBody::empty()));
+    let answer = match endpoint {
+        Endpoint::Token => token_request(&shared, request).await.map(|json| {
+            let mut response = Response::new(ResponseBody::full(json));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }),
+        Endpoint::Revocation => revoke(&shared, request)
+            .await
+            .map(|()| Response::new(ResponseBody::empty())),
+    };
     Ok(no_store(&shared.config, version, answer))
 }
 

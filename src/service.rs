@@ -10,7 +10,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::config::Shared;
-use crate::endpoint::{revocation_endpoint, token_endpoint};
+use crate::endpoint::{endpoint, Endpoint};
 use crate::future::ResponseFuture;
 use crate::guard::{decide_now, guard, insert, reject, Progress};
 use crate::token::TokenStore;
@@ -83,11 +83,12 @@ where
         let config = &self.shared.config;
         let path = request.uri().path();
         if path == &*config.token_url {
-            return ResponseFuture::boxed(token_endpoint(Arc::clone(&self.shared), request));
+            let shared = Arc::clone(&self.shared);
+            return ResponseFuture::boxed(endpoint(shared, request, Endpoint::Token));
         }
         if config.revocation_url.as_deref() == Some(path) {
             let shared = Arc::clone(&self.shared);
-            return ResponseFuture::boxed(revocation_endpoint(shared, request));
+            return ResponseFuture::boxed(endpoint(shared, request, Endpoint::Revocation));
         }
         // `request` is only taken apart for a predicate: moving it costs a copy.
         let public = if config.public.matches_path(path) {
