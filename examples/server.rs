@@ -105,13 +105,7 @@ async fn tutorial_users() -> Vec<NewUser> {
 async fn main() {
     common::init_logging();
     // Tokens as in the tutorial: TOKEN_STORE, REDIS_URL, JWT_SECRET, REFRESH_TOKENS.
-    let stores = match common::stores::from_env().await {
-        Ok(stores) => stores,
-        Err(message) => {
-            eprintln!("{message}");
-            exit(2);
-        }
-    };
+    let stores = common::stores::from_env_or_exit().await;
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
     let pool = match open_database(&url).await {
         Ok(pool) => pool,

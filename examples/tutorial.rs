@@ -85,14 +85,7 @@ pub async fn serve<Us, Ts>(
 #[tokio::main]
 async fn main() {
     common::init_logging();
-    // Refused before listening: a replica with the wrong store must not serve.
-    let stores = match common::stores::from_env().await {
-        Ok(stores) => stores,
-        Err(message) => {
-            eprintln!("tutorial: {message}");
-            std::process::exit(2);
-        }
-    };
+    let stores = common::stores::from_env_or_exit().await;
     let builder = stores.apply(layer_builder());
     let (listener, addr) = common::listen("127.0.0.1:8000").await;
     tracing::info!(

@@ -87,9 +87,21 @@ impl Stores {
     }
 }
 
+/// The stores the environment names, or exits with status 2 and the one line saying why, before the
+/// example listens: a replica with the wrong store must not serve.
+pub async fn from_env_or_exit() -> Stores {
+    match from_env().await {
+        Ok(stores) => stores,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    }
+}
+
 /// Reads `TOKEN_STORE`, `REDIS_URL`, `REDIS_PREFIX` and `REFRESH_TOKENS`; `Err`
 /// is the line to print before exiting.
-pub async fn from_env() -> Result<Stores, String> {
+async fn from_env() -> Result<Stores, String> {
     let refresh = match std::env::var("REFRESH_TOKENS").as_deref() {
         Err(_) | Ok("" | "0") => false,
         Ok("1") => true,
