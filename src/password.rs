@@ -199,10 +199,12 @@ impl PasswordHasher for Argon2Hasher {
     /// an attacker in microseconds that its user exists.
     ///
     /// With the `bcrypt` feature, bcrypt hashes (`$2a$`, `$2b$`, `$2y$`) verify
-    /// too, and always answer [`Verification::MatchNeedsRehash`]. As the systems
-    /// that wrote them did, bcrypt reads only the first 72 bytes of a password:
-    /// the bytes after them are ignored until the login renews the hash as
-    /// Argon2id, which reads them all.
+    /// too. As the systems that wrote them did, bcrypt reads only the first 72
+    /// bytes of a password. A match of a password of at most 72 bytes answers
+    /// [`Verification::MatchNeedsRehash`], so the login renews the hash as
+    /// Argon2id. A longer one answers [`Verification::Match`] and keeps the bcrypt
+    /// hash (with an `info` log line saying so): renewing it would hash every typed
+    /// byte, and a typo past byte 72 would become the password.
     fn verify(&self, password: &str, hash: &HashedPassword) -> Result<Verification, PasswordError> {
         #[cfg(feature = "bcrypt")]
         if legacy::is_bcrypt(hash.as_str()) {
@@ -267,6 +269,9 @@ mod legacy {
     /// answer later than others until their user's next login renews them.
     const CHEAPER_UP_TO: u32 = 8;
 
+    /// The bytes of a password bcrypt reads; the rest it ignores.
+    const MAX_BYTES: usize = 72;
+
     /// `$2a$`, `$2b$` or `$2y$`, a two-digit cost from 4 to 31, then 53 characters
     /// of bcrypt's base64 (22 of salt, 31 of hash): 60 ASCII bytes in all.
     /// (`$2x$`, the output of a buggy implementation, is not accepted.)
@@ -298,7 +303,17 @@ mod legacy {
         let cheaper = cost(hash).is_some_and(|cost| cost <= CHEAPER_UP_TO);
         // Truncates at 72 bytes, as the C implementations do; compares in constant time.
         match bcrypt::verify(password, hash) {
-            Ok(true) => Ok((Verification::MatchNeedsRehash, cheaper)),
+            Ok(true) if password.len() <= MAX_BYTES => {
+                Ok((Verification::MatchNeedsRehash, cheaper))
+            }
+            // bcrypt verified only the first 72 bytes: the rest may be a typo, which
+            // an Argon2id renewal would make part of the password.
+            Ok(true) => {
+                tracing::info!(
+                    "bcrypt hash kept: the password is longer than the 72 bytes bcrypt checks"
+                );
+                Ok((Verification::Match, cheaper))
+            }
             Ok(false) => Ok((Verification::Mismatch, cheaper)),
             Err(_) => Err(PasswordError::MalformedHash),
         }
@@ -421,6 +436,15 @@ mod tests {
             .unwrap()
             .is_match());
         assert!(!hasher.verify(&long[..71], &hash).unwrap().is_match());
+        // Only a password bcrypt read whole is worth renewing as Argon2id.
+        assert_eq!(
+            hasher.verify(&long, &hash),
+            Ok(Verification::MatchNeedsRehash)
+        );
+        assert_eq!(
+            hasher.verify(&format!("{long}+"), &hash),
+            Ok(Verification::Match)
+        );
     }
 
     #[cfg(feature = "bcrypt")]

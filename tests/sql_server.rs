@@ -21,6 +21,7 @@ on_each_database!(
     useradd_changes_take_effect_on_the_next_request,
     restart_neither_fails_nor_reseeds,
     bcrypt_user_is_renewed_as_argon2id,
+    bcrypt_renewal_never_makes_a_typo_past_byte_72_the_password,
     database_outage_answers_503_and_recovers,
 );
 
@@ -332,11 +333,19 @@ async fn bcrypt_user_is_renewed_as_argon2id(kind: Kind) {
     assert_eq!(db.stored_hash("legacy").await.as_deref(), Some(BCRYPT_HASH));
 
     let token = http.login("legacy", "legacy-secret").await;
-    // Renewed in the background, after the answer.
+    renewed_hash(&db, "legacy", BCRYPT_HASH).await;
+    // The password did not change: the session goes on, the password logs in.
+    assert_eq!(http.me(&token).await.status, 200);
+    http.login("legacy", "legacy-secret").await;
+}
+
+/// The stored hash of `username` once the login's background renewal has replaced
+/// `old` with the default Argon2id.
+async fn renewed_hash(db: &TestDb, username: &str, old: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     let renewed = loop {
-        let hash = db.stored_hash("legacy").await.expect("still there");
-        if hash != BCRYPT_HASH || Instant::now() > deadline {
+        let hash = db.stored_hash(username).await.expect("still there");
+        if hash != old || Instant::now() > deadline {
             break hash;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -345,9 +354,34 @@ async fn bcrypt_user_is_renewed_as_argon2id(kind: Kind) {
         renewed.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "{renewed}"
     );
-    // The password did not change: the session goes on, the password logs in.
-    assert_eq!(http.me(&token).await.status, 200);
-    http.login("legacy", "legacy-secret").await;
+    renewed
+}
+
+/// bcrypt checks only a password's first 72 bytes: a login that typed more is let
+/// in, but its bytes are not made the new password (a typo past byte 72 would
+/// become it). The renewal waits for a login whose password bcrypt read whole.
+async fn bcrypt_renewal_never_makes_a_typo_past_byte_72_the_password(kind: Kind) {
+    let Some(db) = database(kind).await else {
+        return;
+    };
+    let server = ServerProcess::start(&db.url).await;
+    let http = &server.client;
+    let password = "p".repeat(72);
+    let hash = bcrypt::hash(&password, 4).expect("bcrypt hashes");
+    db.execute(&format!(
+        "INSERT INTO users (username, password_hash, full_name, email, stamp) \
+         VALUES ('legacy', '{hash}', 'Legacy User', 'legacy@example.com', 7)"
+    ))
+    .await;
+    // Bytes past 72 are ignored, as the legacy system did; the hash stays bcrypt.
+    http.login("legacy", &format!("{password}-typo")).await;
+    // Exactly what bcrypt read: renewed, from these 72 bytes.
+    http.login("legacy", &password).await;
+    renewed_hash(&db, "legacy", &hash).await;
+    http.login("legacy", &password).await;
+    http.post_form(&format!("username=legacy&password={password}-typo"))
+        .await
+        .assert_error(400, "Incorrect username or password", Some("invalid_grant"));
 }
 
 async fn database_outage_answers_503_and_recovers(kind: Kind) {
