@@ -26,8 +26,8 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<&[u8], Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or(Rejection::MissingCredentials)?;
     if values.next().is_some() {
-        return Err(Rejection::InvalidRequest(
-            "Several Authorization headers: send exactly one".into(),
+        return Err(Rejection::InvalidBearerRequest(
+            "Several Authorization headers: send exactly one",
         ));
     }
     // Anything but `Bearer` and a space (`Basic …`, `Bearer` alone, `Bearertok`)
@@ -210,11 +210,11 @@ mod tests {
     fn several_authorization_headers_are_ambiguous() {
         assert!(matches!(
             parse(&[b"Bearer a", b"Bearer a"]),
-            Err(Rejection::InvalidRequest(_))
+            Err(Rejection::InvalidBearerRequest(_))
         ));
         assert!(matches!(
             parse(&[b"Basic x", b"Bearer a"]),
-            Err(Rejection::InvalidRequest(_))
+            Err(Rejection::InvalidBearerRequest(_))
         ));
     }
 

@@ -28,8 +28,13 @@ pub(crate) enum Rejection {
     InsufficientScope(ScopeRequirement),
     /// The token endpoint was asked for an unknown or malformed scope.
     InvalidScope(Cow<'static, str>),
-    /// The request is malformed (RFC 6749 / 6750 `invalid_request`).
+    /// The token or revocation endpoint's request is malformed (RFC 6749 §5.2
+    /// `invalid_request`).
     InvalidRequest(Cow<'static, str>),
+    /// A protected route's request is malformed (RFC 6750 §3.1 `invalid_request`:
+    /// several `Authorization` headers, a token in the URL); answered with a
+    /// `WWW-Authenticate` challenge, as RFC 6750 §3 asks of every guard error.
+    InvalidBearerRequest(&'static str),
     /// Unknown user or wrong password: one answer for both, on purpose.
     InvalidGrant,
     /// `grant_type` other than `password` (and `refresh_token`, when `refresh`
@@ -183,6 +188,7 @@ impl Rejection {
             Self::InactiveUser => messages.inactive_user_status,
             Self::InsufficientScope(_) => messages.insufficient_scope_status,
             Self::InvalidRequest(_)
+            | Self::InvalidBearerRequest(_)
             | Self::InvalidGrant
             | Self::InvalidScope(_)
             | Self::InvalidRefreshToken
@@ -206,6 +212,7 @@ impl Rejection {
             Self::InsufficientScope(_) => Some("insufficient_scope"),
             Self::InvalidScope(_) => Some("invalid_scope"),
             Self::InvalidRequest(_)
+            | Self::InvalidBearerRequest(_)
             | Self::UnsupportedMediaType
             | Self::PayloadTooLarge(_)
             | Self::RequestTimeout => Some("invalid_request"),
@@ -227,6 +234,7 @@ impl Rejection {
             Self::InactiveUser => "Inactive user",
             Self::InsufficientScope(_) => "Not enough permissions",
             Self::InvalidRequest(detail) | Self::InvalidScope(detail) => detail,
+            Self::InvalidBearerRequest(detail) => detail,
             Self::InvalidGrant => "Incorrect username or password",
             Self::UnsupportedGrantType { refresh: false } => {
                 "Unsupported grant_type: only \"password\" is supported"
@@ -256,6 +264,9 @@ impl Rejection {
         match self {
             Self::MissingCredentials => Some(HeaderValue::from_static("Bearer")),
             Self::InvalidToken => Some(HeaderValue::from_static("Bearer error=\"invalid_token\"")),
+            Self::InvalidBearerRequest(_) => {
+                Some(HeaderValue::from_static("Bearer error=\"invalid_request\""))
+            }
             Self::InsufficientScope(requirement) => Some(requirement.challenge().clone()),
             _ => None,
         }

@@ -138,8 +138,8 @@ where
 /// RFC 6750 §2.3 query tokens are refused (see [`bearer::token_in_query`]).
 fn reject_token_in_url<B>(request: &Request<B>) -> Result<(), Rejection> {
     if bearer::token_in_query(request.uri()) {
-        return Err(Rejection::InvalidRequest(
-            "Send the access token in the Authorization header, not in the URL".into(),
+        return Err(Rejection::InvalidBearerRequest(
+            "Send the access token in the Authorization header, not in the URL",
         ));
     }
     Ok(())

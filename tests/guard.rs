@@ -142,6 +142,11 @@ async fn several_authorization_headers_are_rejected(stores: Stores) {
         "Several Authorization headers: send exactly one",
         Some("invalid_request"),
     );
+    // RFC 6750 §3: every error of a protected resource carries the challenge.
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"Bearer error="invalid_request""#)
+    );
     let reply = server
         .get("/users/me", &[b"Basic eA==", value.as_bytes()])
         .await;
@@ -326,6 +331,10 @@ async fn a_token_in_the_url_is_refused_with_a_clear_message(stores: Stores) {
             400,
             "Send the access token in the Authorization header, not in the URL",
             Some("invalid_request"),
+        );
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some(r#"Bearer error="invalid_request""#)
         );
     }
 }
