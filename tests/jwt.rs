@@ -18,8 +18,9 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use tower_oauth2_password::testing::TokenStoreSuite;
 use tower_oauth2_password::{
-    BearerToken, Grant, JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, Lookup,
-    MemoryJtiDenylist, Scopes, StoreError, TokenStore,
+    Argon2Hasher, BearerToken, Grant, JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, Lookup,
+    MemoryJtiDenylist, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, Scopes, StoreError,
+    StoredUser, TokenStore,
 };
 
 const SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
@@ -530,6 +531,50 @@ async fn a_stale_stamp_is_refused() {
             c.insert("stamp".into(), json!(stamp.wrapping_add(1)));
         }))
         .await;
+}
+
+/// A replica restarted with a user whose password was changed in the
+/// configuration it loads (here: johndoe inserted first, with a new hash) must not
+/// take the tokens the change ended, although its store has made as many changes
+/// as the old process had when it issued them. Replicas loading the same users do
+/// take each other's tokens.
+#[tokio::test]
+async fn a_restart_with_a_changed_password_does_not_revive_old_tokens() {
+    let old = serve(store(hs256("k1", SECRET)))
+        .await
+        .login("johndoe", "secret")
+        .await;
+    let replica = serve(store(hs256("k1", SECRET))).await;
+    assert_eq!(replica.me(&old).await.status, 200);
+
+    let new_hash = Argon2Hasher::with_params(64, 1, 1)
+        .expect("valid parameters")
+        .hash("n3w-secret")
+        .expect("hashed");
+    let johndoe = common::tutorial::User {
+        username: "johndoe".into(),
+        email: "johndoe@example.com".into(),
+        full_name: "John Doe".into(),
+        disabled: false,
+    };
+    let users = MemoryUserStore::new().with_user(
+        "johndoe",
+        StoredUser::new(johndoe, new_hash).with_scopes(["me", "items"]),
+    );
+    let restarted = Server::start_with(
+        OAuth2PasswordLayer::builder(users)
+            .token_store(store(hs256("k1", SECRET)))
+            .build(),
+    )
+    .await;
+    restarted.me(&old).await.assert_invalid_token();
+    assert_eq!(
+        restarted
+            .me(&restarted.login("johndoe", "n3w-secret").await)
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]

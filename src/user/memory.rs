@@ -4,6 +4,9 @@ use std::future::{ready, Future};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use blake2::digest::consts::U8;
+use blake2::{Blake2b, Digest};
+
 use super::{Credentials, Principal, StoredUser, UserStore};
 use crate::error::StoreError;
 use crate::lookup::Lookup;
@@ -46,8 +49,9 @@ pub struct MemoryUserStore<U> {
 
 struct Inner<U> {
     users: RwLock<Users<U>>,
-    /// The last stamp handed out: each change that ends sessions takes a new one.
-    stamps: AtomicU64,
+    /// How many changes that end sessions this store has made: mixed into each
+    /// new stamp, so that removing a user and adding them again ends their tokens.
+    changes: AtomicU64,
 }
 
 impl<U> MemoryUserStore<U> {
@@ -56,7 +60,7 @@ impl<U> MemoryUserStore<U> {
         Self {
             inner: Arc::new(Inner {
                 users: RwLock::default(),
-                stamps: AtomicU64::new(0),
+                changes: AtomicU64::new(0),
             }),
         }
     }
@@ -71,8 +75,8 @@ impl<U> MemoryUserStore<U> {
     /// working.
     pub fn insert(&self, username: &str, user: StoredUser<U>) {
         let record = Record {
+            stamp: self.next_stamp(username, &user),
             user,
-            stamp: self.next_stamp(),
         };
         self.write().insert(Subject::from(username), record);
     }
@@ -110,20 +114,43 @@ impl<U> MemoryUserStore<U> {
 
     /// Applies `change` to the user, with a new stamp if it ends their sessions.
     fn update(&self, username: &str, new_stamp: bool, change: impl FnOnce(&mut Record<U>)) -> bool {
-        let stamp = new_stamp.then(|| self.next_stamp());
         let mut users = self.write();
         let Some(record) = users.get_mut(&Subject::from(username)) else {
             return false;
         };
         change(record);
-        if let Some(stamp) = stamp {
-            record.stamp = stamp;
+        if new_stamp {
+            record.stamp = self.next_stamp(username, &record.user);
         }
         true
     }
 
-    fn next_stamp(&self) -> u64 {
-        self.inner.stamps.fetch_add(1, Ordering::Relaxed) + 1
+    /// A stamp for `user` as it is now: a hash of the user's credentials (name,
+    /// password hash, scopes) and of this store's count of changes.
+    ///
+    /// Not a bare counter: a restarted process counts from zero again, and would
+    /// hand a user whose password was changed (in the configuration the process
+    /// loads its users from) the stamp their old tokens carry, so JWT and Redis
+    /// tokens that the change ended would work again. Derived, not random: replicas
+    /// that load the same users agree on every stamp, so each accepts the others'
+    /// tokens.
+    fn next_stamp(&self, username: &str, user: &StoredUser<U>) -> u64 {
+        let change = self.inner.changes.fetch_add(1, Ordering::Relaxed);
+        let mut hasher = Blake2b::<U8>::new();
+        for part in [
+            &change.to_le_bytes()[..],
+            username.as_bytes(),
+            user.password_hash.as_str().as_bytes(),
+        ] {
+            // Length-prefixed, so no two sequences of parts hash alike.
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        for scope in user.scopes.iter() {
+            hasher.update((scope.len() as u64).to_le_bytes());
+            hasher.update(scope);
+        }
+        u64::from_le_bytes(hasher.finalize().into())
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Users<U>> {
