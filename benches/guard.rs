@@ -156,11 +156,13 @@ mod jwt {
     pub(super) fn cases() -> [Box<dyn Case>; 3] {
         let key = JwtKey::hs256("bench", SECRET).expect("valid key");
         let store = JwtTokenStore::signing_with(key)
+            .issuer("https://auth.example.com")
             .build()
             .expect("valid store");
         let (ours, token) = ours_and_token("jwt", store);
         let key = JwtKey::ed25519("bench-ed", &[7; 32]).expect("valid key");
         let eddsa = JwtTokenStore::signing_with(key)
+            .issuer("https://auth.example.com")
             .build()
             .expect("valid store");
         [

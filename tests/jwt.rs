@@ -26,6 +26,7 @@ use tower_oauth2_password::{
 const SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 const OTHER_SECRET: &[u8; 32] = b"fedcba9876543210fedcba9876543210";
 const ED_SEED: [u8; 32] = [42; 32];
+const ISSUER: &str = "https://auth.example.com";
 
 fn hs256(kid: &str, secret: &[u8]) -> JwtKey {
     JwtKey::hs256(kid, secret).expect("valid key")
@@ -37,6 +38,7 @@ fn ed25519(kid: &str) -> JwtKey {
 
 fn store(key: JwtKey) -> JwtTokenStore {
     JwtTokenStore::signing_with(key)
+        .issuer(ISSUER)
         .build()
         .expect("valid store")
 }
@@ -94,6 +96,7 @@ fn claims_of(token: &str) -> Value {
 #[tokio::test]
 async fn hs256_store_passes_the_conformance_suite() {
     let store = JwtTokenStore::signing_with(hs256("k1", SECRET))
+        .issuer(ISSUER)
         .leeway(Duration::from_secs(1))
         .build()
         .unwrap();
@@ -109,6 +112,7 @@ async fn ed25519_store_passes_the_conformance_suite() {
     // guard's clock runs up to a tick ahead, so with none a token the suite asks
     // to live one second may have less than a tick left when it is resolved.
     let store = JwtTokenStore::signing_with(ed25519("ed-1"))
+        .issuer(ISSUER)
         .leeway(Duration::from_secs(1))
         .build()
         .unwrap();
@@ -132,6 +136,7 @@ fn short_secrets_and_bad_configurations_are_refused_at_construction() {
         JwtConfigError::InvalidKid
     );
     let duplicate = JwtTokenStore::signing_with(hs256("k1", SECRET))
+        .issuer(ISSUER)
         .also_accepting(hs256("k1", OTHER_SECRET))
         .build()
         .unwrap_err();
@@ -139,7 +144,9 @@ fn short_secrets_and_bad_configurations_are_refused_at_construction() {
     let public = ed25519("ed-1").public_key().unwrap();
     let verify_only = JwtKey::ed25519_public("ed-1", &public).unwrap();
     assert!(matches!(
-        JwtTokenStore::signing_with(verify_only).build(),
+        JwtTokenStore::signing_with(verify_only)
+            .issuer(ISSUER)
+            .build(),
         Err(JwtConfigError::CannotSign { .. })
     ));
     // The identity point: weak, refused.
@@ -151,11 +158,24 @@ fn short_secrets_and_bad_configurations_are_refused_at_construction() {
     ));
     assert_eq!(
         JwtTokenStore::signing_with(hs256("k1", SECRET))
+            .issuer(ISSUER)
             .leeway(Duration::from_secs(301))
             .build()
             .unwrap_err(),
         JwtConfigError::LeewayTooLong
     );
+    // Without an issuer, two deployments sharing a key would share tokens.
+    for builder in [
+        JwtTokenStore::signing_with(hs256("k1", SECRET)),
+        JwtTokenStore::signing_with(hs256("k1", SECRET)).issuer(""),
+        JwtTokenStore::signing_with(hs256("k1", SECRET))
+            .issuer(ISSUER)
+            .audience(""),
+    ] {
+        let refused = builder.build().unwrap_err();
+        assert_eq!(refused, JwtConfigError::NoIssuer);
+        assert!(refused.to_string().contains("issuer"), "{refused}");
+    }
 }
 
 #[tokio::test]
@@ -188,7 +208,9 @@ async fn tokens_carry_the_documented_claims_and_header() {
     assert!(token.starts_with(&format!("{}.", header("HS256", "k1"))));
     let claims = claims_of(token);
     let issued_at = now();
+    assert_eq!(claims["iss"], ISSUER);
     assert_eq!(claims["sub"], "johndoe");
+    assert_eq!(claims["aud"], ISSUER);
     assert_eq!(claims["scope"], "me items");
     assert_eq!(claims["stamp"], u64::MAX);
     assert!(claims["exp"].as_u64().unwrap().abs_diff(issued_at + 600) <= 2);
@@ -206,6 +228,7 @@ async fn tokens_carry_the_documented_claims_and_header() {
     // And jsonwebtoken reads it as a valid JWT.
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "nbf", "sub"]);
+    validation.set_audience(&[ISSUER]);
     let decoded = jsonwebtoken::decode::<Value>(
         token,
         &DecodingKey::from_secret(SECRET).unwrap(),
@@ -260,6 +283,7 @@ async fn an_eddsa_public_key_verifies_what_its_secret_key_signed() {
     let signing = store(ed25519("ed-1"));
     let public = ed25519("ed-1").public_key().unwrap();
     let verifying = JwtTokenStore::signing_with(hs256("local", SECRET))
+        .issuer(ISSUER)
         .also_accepting(JwtKey::ed25519_public("ed-1", &public).unwrap())
         .build()
         .unwrap();
@@ -277,6 +301,7 @@ async fn an_eddsa_public_key_verifies_what_its_secret_key_signed() {
         .public_key()
         .unwrap();
     let other = JwtTokenStore::signing_with(hs256("local", SECRET))
+        .issuer(ISSUER)
         .also_accepting(JwtKey::ed25519_public("ed-1", &other_public).unwrap())
         .build()
         .unwrap();
@@ -286,6 +311,7 @@ async fn an_eddsa_public_key_verifies_what_its_secret_key_signed() {
 #[tokio::test]
 async fn revocation_lasts_until_expiry_then_is_forgotten() {
     let store = JwtTokenStore::signing_with(hs256("k1", SECRET))
+        .issuer(ISSUER)
         .leeway(Duration::ZERO)
         .build()
         .unwrap();
@@ -335,6 +361,7 @@ async fn revocation_lasts_until_expiry_then_is_forgotten() {
         .unwrap();
     let list = MemoryJtiDenylist::new();
     let store = JwtTokenStore::signing_with(hs256("k1", SECRET))
+        .issuer(ISSUER)
         .leeway(Duration::ZERO)
         .with_denylist(list.clone())
         .build()
@@ -522,6 +549,46 @@ async fn a_token_of_another_key_is_refused() {
         .await;
 }
 
+/// RFC 8725 §3.8–3.9: a deployment that shares the secret and the `kid` but has
+/// another issuer or audience issues tokens this one refuses, and so are tokens
+/// re-signed with the right key whose `iss` or `aud` is edited, missing, or an
+/// array.
+#[tokio::test]
+async fn another_deployments_tokens_are_refused_though_it_shares_the_key() {
+    let ours = serve(store(hs256("k1", SECRET))).await;
+    for other in [
+        JwtTokenStore::signing_with(hs256("k1", SECRET)).issuer("https://staging.example.com"),
+        JwtTokenStore::signing_with(hs256("k1", SECRET))
+            .issuer(ISSUER)
+            .audience("https://api.example.com"),
+    ] {
+        let other = serve(other.build().expect("valid store")).await;
+        let token = other.login("johndoe", "secret").await;
+        assert_eq!(other.me(&token).await.status, 200);
+        ours.me(&token).await.assert_invalid_token();
+    }
+    let forge = Forge::hs256().await;
+    for (claim, value) in [
+        ("iss", json!("https://evil.example.com")),
+        ("aud", json!("https://evil.example.com")),
+        ("aud", json!([ISSUER])),
+        ("iss", Value::Null),
+    ] {
+        forge
+            .assert_refused(&forge.resigned(|c| {
+                c.insert(claim.into(), value.clone());
+            }))
+            .await;
+    }
+    for claim in ["iss", "aud"] {
+        forge
+            .assert_refused(&forge.resigned(|c| {
+                c.remove(claim);
+            }))
+            .await;
+    }
+}
+
 #[tokio::test]
 async fn a_stale_stamp_is_refused() {
     let forge = Forge::hs256().await;
@@ -612,6 +679,7 @@ async fn expired_and_not_yet_valid_tokens_are_refused() {
 #[tokio::test]
 async fn an_expired_token_issued_by_the_store_is_refused() {
     let store = JwtTokenStore::signing_with(hs256("k1", SECRET))
+        .issuer(ISSUER)
         .leeway(Duration::ZERO)
         .build()
         .unwrap();
@@ -679,6 +747,7 @@ async fn an_awaited_denylist_is_asked_and_its_failure_is_a_503() {
         down: Arc::new(AtomicBool::new(false)),
     };
     let store = JwtTokenStore::signing_with(hs256("k1", SECRET))
+        .issuer(ISSUER)
         .with_denylist(remote.clone())
         .build()
         .unwrap();
@@ -706,6 +775,7 @@ async fn key_rotation_accepts_the_old_key_until_it_is_removed() {
     let token = old.login("johndoe", "secret").await;
 
     let rotated = JwtTokenStore::signing_with(hs256("2026-12", OTHER_SECRET))
+        .issuer(ISSUER)
         .also_accepting(hs256("2026-11", SECRET))
         .build()
         .unwrap();
@@ -762,6 +832,7 @@ fn setups() -> [Setup; 2] {
     let ed_public = ed.verifying_key().to_bytes();
     let configured = |key| {
         JwtTokenStore::signing_with(key)
+            .issuer(ISSUER)
             .leeway(Duration::from_secs(leeway))
             .build()
             .unwrap()
@@ -792,7 +863,10 @@ fn setups() -> [Setup; 2] {
 #[derive(serde::Deserialize)]
 #[allow(dead_code)] // read by serde: its types are the check
 struct StrictClaims {
+    iss: String,
     sub: String,
+    // We issue one audience, a string; jsonwebtoken also takes an array.
+    aud: String,
     exp: u64,
     iat: u64,
     nbf: u64,
@@ -827,8 +901,9 @@ impl Setup {
         let mut validation = Validation::new(self.alg);
         validation.leeway = self.leeway;
         validation.validate_nbf = true;
-        validation.validate_aud = false; // unknown claims are ignored
-        validation.set_required_spec_claims(&["exp", "nbf", "sub"]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "nbf", "sub", "iss", "aud"]);
         match jsonwebtoken::decode::<StrictClaims>(token, &self.decoding, &validation) {
             Ok(data) => data.claims.iat <= now() + self.leeway,
             Err(_) => false,

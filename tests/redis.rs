@@ -59,6 +59,7 @@ async fn jwt_with_a_redis_denylist_conformance() {
     let store = |prefix: &Prefix| {
         let key = JwtKey::hs256("k1", b"a test secret of at least thirty-two bytes").unwrap();
         JwtTokenStore::signing_with(key)
+            .issuer("https://auth.example.com")
             .leeway(Duration::from_secs(1))
             .with_denylist(prefix.store())
             .build()

@@ -5,9 +5,11 @@
 //!   `redis://127.0.0.1:6379`) under `REDIS_PREFIX` (default
 //!   `tower-oauth2-password:`), shared by every replica; needs `--features redis`.
 //! - `TOKEN_STORE=jwt`: HS256 JWTs signed with `JWT_SECRET` (at least 32 bytes;
-//!   `JWT_KID`, default `1`, names the key); revoked tokens are remembered in
-//!   memory, or in Redis when `REDIS_URL` is set; needs `--features jwt` (and
-//!   `redis` for `REDIS_URL`).
+//!   `JWT_KID`, default `1`, names the key; `ISSUER`, the URL the service is
+//!   known by, goes in every token's `iss` and `aud` claims and must be the same on
+//!   every replica, default `urn:tower-oauth2-password:tutorial`); revoked tokens
+//!   are remembered in memory, or in Redis when `REDIS_URL` is set; needs
+//!   `--features jwt` (and `redis` for `REDIS_URL`).
 //! - `REFRESH_TOKENS=1`: logins also get refresh tokens, kept in Redis when Redis
 //!   is in use, else in memory.
 //!
@@ -140,7 +142,9 @@ async fn jwt(refresh: bool) -> Result<Stores, String> {
     let kid = std::env::var("JWT_KID").unwrap_or_else(|_| "1".into());
     let key =
         JwtKey::hs256(&kid, secret.as_bytes()).map_err(|error| format!("JWT_SECRET: {error}"))?;
-    let builder = JwtTokenStore::signing_with(key);
+    let issuer =
+        std::env::var("ISSUER").unwrap_or_else(|_| "urn:tower-oauth2-password:tutorial".into());
+    let builder = JwtTokenStore::signing_with(key).issuer(issuer);
     if std::env::var_os("REDIS_URL").is_none() {
         let tokens = builder.build().map_err(|error| error.to_string())?;
         let refresh = refresh.then(|| RefreshTokens::Memory(MemoryRefreshTokenStore::new()));

@@ -13,7 +13,9 @@ use crate::token::Grant;
 /// What an issued token says, in the order it says it.
 #[derive(Serialize)]
 pub(super) struct IssuedClaims<'a> {
+    pub(super) iss: &'a str,
     pub(super) sub: &'a str,
+    pub(super) aud: &'a str,
     pub(super) exp: u64,
     pub(super) iat: u64,
     pub(super) nbf: u64,
@@ -31,7 +33,13 @@ pub(super) struct IssuedClaims<'a> {
 #[derive(Deserialize)]
 pub(super) struct Claims<'a> {
     #[serde(borrow)]
+    iss: Cow<'a, str>,
+    #[serde(borrow)]
     sub: Cow<'a, str>,
+    /// A string only: we issue one audience, and an array (RFC 7519 allows one)
+    /// would be another deployment's token.
+    #[serde(borrow)]
+    aud: Cow<'a, str>,
     exp: u64,
     iat: u64,
     nbf: u64,
@@ -46,6 +54,11 @@ impl<'a> Claims<'a> {
     /// The claims in `payload` (JSON), if they have the types above.
     pub(super) fn parse(payload: &'a [u8]) -> Option<Self> {
         serde_json::from_slice(payload).ok()
+    }
+
+    /// Whether the token was issued by `issuer` for `audience`.
+    pub(super) fn are_for(&self, issuer: &str, audience: &str) -> bool {
+        self.iss == issuer && self.aud == audience
     }
 
     /// Whether the token is valid at `now` (seconds since the epoch), allowing

@@ -50,11 +50,12 @@ const JTI_BYTES: usize = 16;
 /// without asking anyone, and revocation goes through a [`JtiDenylist`].
 ///
 /// A token is a JWS in compact form, with the header
-/// `{"typ":"at+jwt","alg":…,"kid":…}` and the claims `sub` (the grant's
-/// subject), `exp`, `iat`, `nbf`, `jti` (128 random bits), `scope` (space-separated,
-/// when scopes were granted) and `stamp` (the user's security stamp, so that a
-/// password change still ends the user's sessions). The payload is signed, not
-/// encrypted: the client can read it.
+/// `{"typ":"at+jwt","alg":…,"kid":…}` and the claims `iss` (the
+/// [issuer](JwtTokenStoreBuilder::issuer)), `sub` (the grant's subject), `aud` (the
+/// [audience](JwtTokenStoreBuilder::audience)), `exp`, `iat`, `nbf`, `jti` (128
+/// random bits), `scope` (space-separated, when scopes were granted) and `stamp`
+/// (the user's security stamp, so that a password change still ends the user's
+/// sessions). The payload is signed, not encrypted: the client can read it.
 ///
 /// Checking a token, in this order; any failure makes it unknown (`None`: the
 /// layer answers 401 `invalid_token`):
@@ -68,8 +69,10 @@ const JTI_BYTES: usize = 16;
 ///    strictly;
 /// 4. the claims, with strict types (a string `exp`, a missing one, a `sub` that is
 ///    not a string: refused; unknown claims are ignored);
-/// 5. `exp`, `nbf` and `iat` against the clock, with [`leeway`](JwtTokenStoreBuilder::leeway);
-/// 6. the `jti` not denied.
+/// 5. `iss` and `aud` are exactly this store's issuer and audience (RFC 8725
+///    §3.8–3.9: two deployments that share a key still refuse each other's tokens);
+/// 6. `exp`, `nbf` and `iat` against the clock, with [`leeway`](JwtTokenStoreBuilder::leeway);
+/// 7. the `jti` not denied.
 ///
 /// A resolved grant is valid until the token's `exp` plus the leeway (the moment
 /// this store stops accepting it).
@@ -86,6 +89,7 @@ const JTI_BYTES: usize = 16;
 /// # let (new_secret, old_secret) = ([1u8; 32], [2u8; 32]);
 /// let store = JwtTokenStore::signing_with(JwtKey::hs256("2026-12", &new_secret)?)
 ///     .also_accepting(JwtKey::hs256("2026-11", &old_secret)?)
+///     .issuer("https://auth.example.com")
 ///     .build()?;
 ///
 /// let grant = Grant::new("johndoe", Scopes::empty(), SystemTime::now() + Duration::from_secs(60));
@@ -108,6 +112,8 @@ struct Inner<D> {
     /// The signing key, first, then the keys only accepted.
     keys: Box<[Known]>,
     leeway: u64,
+    issuer: Box<str>,
+    audience: Box<str>,
     denylist: D,
 }
 
@@ -132,17 +138,22 @@ impl JwtTokenStore {
             signing: key,
             accepted: Vec::new(),
             leeway: DEFAULT_LEEWAY,
+            issuer: None,
+            audience: None,
             denylist: MemoryJtiDenylist::new(),
         }
     }
 }
 
-/// Configures a [`JwtTokenStore`]; from [`JwtTokenStore::signing_with`].
+/// Configures a [`JwtTokenStore`]; from [`JwtTokenStore::signing_with`]. The
+/// [`issuer`](Self::issuer) must be set.
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct JwtTokenStoreBuilder<D = MemoryJtiDenylist> {
     signing: JwtKey,
     accepted: Vec<JwtKey>,
     leeway: Duration,
+    issuer: Option<Box<str>>,
+    audience: Option<Box<str>>,
     denylist: D,
 }
 
@@ -162,6 +173,25 @@ impl<D: JtiDenylist> JwtTokenStoreBuilder<D> {
         self
     }
 
+    /// Names this deployment in every token's `iss` claim, and accepts only tokens
+    /// that name it: the URL the service is known by, e.g.
+    /// `https://auth.example.com` (RFC 8414 §2). Required: without it, two
+    /// deployments that happen to share a secret and a `kid` (a copied
+    /// configuration, a staging secret reused in production) would accept each
+    /// other's tokens (RFC 8725 §3.8). Every replica of one deployment sets the same.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into().into());
+        self
+    }
+
+    /// Names who the tokens are for in every token's `aud` claim, and accepts only
+    /// tokens for it (RFC 8725 §3.9). The issuer unless set: a first-party service
+    /// issues tokens for itself.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into().into());
+        self
+    }
+
     /// Remembers revoked tokens in `denylist` (shared by every replica, e.g. in
     /// Redis) instead of this process's memory.
     pub fn with_denylist<E: JtiDenylist>(self, denylist: E) -> JwtTokenStoreBuilder<E> {
@@ -169,6 +199,8 @@ impl<D: JtiDenylist> JwtTokenStoreBuilder<D> {
             signing: self.signing,
             accepted: self.accepted,
             leeway: self.leeway,
+            issuer: self.issuer,
+            audience: self.audience,
             denylist,
         }
     }
@@ -178,9 +210,20 @@ impl<D: JtiDenylist> JwtTokenStoreBuilder<D> {
     /// # Errors
     ///
     /// [`JwtConfigError::CannotSign`] if the signing key is an Ed25519 public key,
-    /// [`JwtConfigError::DuplicateKid`] if two keys share a `kid`, and
-    /// [`JwtConfigError::LeewayTooLong`].
+    /// [`JwtConfigError::DuplicateKid`] if two keys share a `kid`,
+    /// [`JwtConfigError::LeewayTooLong`], and [`JwtConfigError::NoIssuer`] if
+    /// [`issuer`](Self::issuer) was not called, or with an empty string (as was
+    /// [`audience`](Self::audience)).
     pub fn build(self) -> Result<JwtTokenStore<D>, JwtConfigError> {
+        let issuer = self
+            .issuer
+            .filter(|issuer| !issuer.is_empty())
+            .ok_or(JwtConfigError::NoIssuer)?;
+        let audience = match self.audience {
+            None => issuer.clone(),
+            Some(audience) if audience.is_empty() => return Err(JwtConfigError::NoIssuer),
+            Some(audience) => audience,
+        };
         if !self.signing.can_sign() {
             return Err(JwtConfigError::CannotSign {
                 kid: self.signing.kid().to_owned(),
@@ -208,6 +251,8 @@ impl<D: JtiDenylist> JwtTokenStoreBuilder<D> {
             inner: Arc::new(Inner {
                 keys,
                 leeway: self.leeway.as_secs(),
+                issuer,
+                audience,
                 denylist: self.denylist,
             }),
         })
@@ -236,7 +281,9 @@ impl<D: JtiDenylist> JwtTokenStore<D> {
         let now = unix_seconds(SystemTime::now());
         let exp = unix_seconds(grant.expires_at);
         let claims = IssuedClaims {
+            iss: &self.inner.issuer,
             sub: &grant.subject,
+            aud: &self.inner.audience,
             exp,
             iat: now,
             nbf: now,
@@ -281,10 +328,16 @@ impl<D: JtiDenylist> JwtTokenStore<D> {
             return None;
         }
         let payload = &signed[known.header.len() + 1..];
-        let leeway = self.inner.leeway;
+        let Inner {
+            leeway,
+            issuer,
+            audience,
+            ..
+        } = &*self.inner;
         let check = |payload: &[u8]| {
             let claims = Claims::parse(payload)?;
-            claims.are_valid_at(now, leeway).then(|| then(claims))
+            (claims.are_for(issuer, audience) && claims.are_valid_at(now, *leeway))
+                .then(|| then(claims))
         };
         // A buffer sized for the usual claims: zeroing one sized for the longest
         // would cost more than parsing them.
@@ -405,6 +458,8 @@ pub enum JwtConfigError {
     },
     /// A leeway longer than [`MAX_LEEWAY`].
     LeewayTooLong,
+    /// No [issuer](JwtTokenStoreBuilder::issuer) (or an empty issuer or audience).
+    NoIssuer,
 }
 
 impl fmt::Display for JwtConfigError {
@@ -419,6 +474,9 @@ impl fmt::Display for JwtConfigError {
                 write!(f, "the Ed25519 public key {kid:?} is not a valid, strong curve point")
             }
             Self::DuplicateKid { kid } => write!(f, "two keys have the kid {kid:?}"),
+            Self::NoIssuer => f.write_str(
+                "a JWT store needs an issuer (the URL the service is known by), and a non-empty audience if one is set",
+            ),
             Self::CannotSign { kid } => {
                 write!(f, "the key {kid:?} is a public key and cannot sign tokens")
             }
