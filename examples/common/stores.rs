@@ -266,7 +266,10 @@ impl RefreshTokenStore for RefreshTokens {
         }
     }
 
-    async fn peek_refresh_token(&self, token: BearerToken<'_>) -> Result<Option<Grant>, StoreError> {
+    async fn peek_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> Result<Option<Grant>, StoreError> {
         match self {
             Self::Memory(store) => store.peek_refresh_token(token).await,
             #[cfg(feature = "redis")]

@@ -175,7 +175,12 @@ impl RefreshTokenStoreSuite {
             self.max_families_per_user
         );
         if let Some(second) = families.get(1) {
-            rotated(store, second, "the user's second-oldest family, within the cap").await;
+            rotated(
+                store,
+                second,
+                "the user's second-oldest family, within the cap",
+            )
+            .await;
         }
         rotated(store, &newest, "the login beyond the cap").await;
         rotated(store, &neighbour, "another user's family").await;
@@ -279,7 +284,11 @@ async fn an_unused_family_ends_after_its_idle_lifetime<Rs: RefreshTokenStore>(st
         Rotation::Invalid,
         "a family unused for its idle lifetime has ended"
     );
-    assert_eq!(peek(store, &token).await, None, "an ended family has no grant");
+    assert_eq!(
+        peek(store, &token).await,
+        None,
+        "an ended family has no grant"
+    );
 }
 
 /// Idle lifetime 2 s, absolute 2.8 s: used at 1.1 s and 2.2 s, then at 3.3 s
@@ -329,7 +338,9 @@ fn nothing_in_mints(data: &[u8], token: &RefreshToken) {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 /// Every 32-byte run of `data`, and every run that decodes to 32 bytes from

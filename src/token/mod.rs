@@ -24,9 +24,7 @@ pub use jwt::{
 pub use memory::MemoryTokenStore;
 pub use memory_refresh::MemoryRefreshTokenStore;
 pub(crate) use refresh::DynRefreshTokenStore;
-pub use refresh::{
-    RefreshLifetimes, RefreshTokenStore, Rotation, DEFAULT_MAX_FAMILIES_PER_USER,
-};
+pub use refresh::{RefreshLifetimes, RefreshTokenStore, Rotation, DEFAULT_MAX_FAMILIES_PER_USER};
 
 use crate::error::StoreError;
 use crate::lookup::Lookup;

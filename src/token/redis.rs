@@ -14,8 +14,8 @@ use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script, ToRedisAr
 use serde::{Deserialize, Serialize};
 
 use super::refresh::{
-    millis, random, FamilyKey, FamilySecrets, FamilyToken, RefreshLifetimes, DEFAULT_MAX_FAMILIES_PER_USER,
-    DEFAULT_RETRY_GRACE,
+    millis, random, FamilyKey, FamilySecrets, FamilyToken, RefreshLifetimes,
+    DEFAULT_MAX_FAMILIES_PER_USER, DEFAULT_RETRY_GRACE,
 };
 use super::{
     AccessToken, BearerToken, Grant, IssuedToken, RefreshToken, RefreshTokenStore, Revocation,
@@ -106,14 +106,20 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 "#;
 
 /// Starts a family. KEYS[1]: the family, KEYS[2]: its user's families (a sorted
-/// set of family keys by login time). ARGV: secret id, grant, idle and absolute
+/// set of family keys, oldest login first). ARGV: secret id, grant, idle and absolute
 /// lifetimes (ms), the cap on the user's live families. Returns the expiry (ms).
 const ISSUE_FAMILY: &str = r#"
 local abs = now + tonumber(ARGV[4])
 local exp = math.min(now + tonumber(ARGV[3]), abs)
 redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'grant', ARGV[2], 'cur', 0, 'abs', abs, 'exp', exp)
 redis.call('PEXPIREAT', KEYS[1], exp)
-redis.call('ZADD', KEYS[2], now, KEYS[1])
+-- Logins in one millisecond still get distinct, ordered scores.
+local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+local score = now
+if newest[2] and tonumber(newest[2]) >= now then
+  score = tonumber(newest[2]) + 1
+end
+redis.call('ZADD', KEYS[2], score, KEYS[1])
 local max = tonumber(ARGV[5])
 if redis.call('ZCARD', KEYS[2]) > max then
   -- Ended families (expired, revoked, reused) do not count.
