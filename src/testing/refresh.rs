@@ -121,16 +121,21 @@ impl RefreshTokenStoreSuite {
         )
         .await;
         assert_ne!(lost, retried, "a retry gets a new token");
-        let next = rotated(store, &retried, "the retry's token").await;
-        // Its generation's retry is used up: a third use, however soon, is reuse.
+        rotated(store, &retried, "the retry's token").await;
+
+        let first = start(store, "retrying").await;
+        rotated(store, &first, "a fresh token").await;
+        let retried = rotated(store, &first, "a retry within the grace").await;
+        // The generation's one retry is used up: a third use, however soon, is reuse.
         match rotate(store, &first).await {
             Rotation::Reused { subject } => assert_eq!(subject, "retrying"),
             other => panic!(
-                "a token presented a third time is reuse (one retry per generation), got {other:?}"
+                "a token presented a third time within the grace is reuse (one retry per \
+                 generation), got {other:?}"
             ),
         }
         assert_eq!(
-            rotate(store, &next).await,
+            rotate(store, &retried).await,
             Rotation::Invalid,
             "reuse after a retry revokes the whole family"
         );
