@@ -162,18 +162,24 @@ async fn a_password_change_ends_refreshing() {
     assert_invalid_refresh_token(&server.refresh(&refresh_token).await);
 }
 
-#[tokio::test]
-async fn a_refresh_may_narrow_the_scopes_but_not_widen_them() {
+/// The tutorial with scopes `me`, `items` and `admin` (johndoe may have the
+/// first two) and refresh tokens with a retry grace of `grace`.
+async fn start_with_scopes(grace: Duration) -> Server {
     let layer = tutorial_builder(Stores::Ready)
         .scope("me", "Read your profile")
         .scope("items", "Read items")
         .scope("admin", "Everything")
-        .refresh_tokens(MemoryRefreshTokenStore::new())
+        .refresh_tokens(MemoryRefreshTokenStore::with_retry_grace(grace))
         .build();
     layer
         .user_store()
         .set_scopes("johndoe", ["me", "items"].into_iter().collect());
-    let server = Server::start_with(layer).await;
+    Server::start_with(layer).await
+}
+
+#[tokio::test]
+async fn a_refresh_may_narrow_the_scopes_but_not_widen_them() {
+    let server = start_with_scopes(Duration::from_secs(10)).await;
     let reply = server
         .post_form("username=johndoe&password=secret&scope=me+items")
         .await;
@@ -282,16 +288,7 @@ async fn the_revocation_url_can_move_or_go() {
 #[tokio::test]
 async fn a_refresh_asking_for_a_wider_scope_leaves_the_token_as_it_was() {
     let grace = Duration::from_millis(200);
-    let layer = tutorial_builder(Stores::Ready)
-        .scope("me", "Read your profile")
-        .scope("items", "Read items")
-        .scope("admin", "Everything")
-        .refresh_tokens(MemoryRefreshTokenStore::with_retry_grace(grace))
-        .build();
-    layer
-        .user_store()
-        .set_scopes("johndoe", ["me", "items"].into_iter().collect());
-    let server = Server::start_with(layer).await;
+    let server = start_with_scopes(grace).await;
     let reply = server
         .post_form("username=johndoe&password=secret&scope=me+items")
         .await;

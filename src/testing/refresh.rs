@@ -272,17 +272,14 @@ async fn revoked_families_are_invalid<Rs: RefreshTokenStore>(store: &Rs) {
 /// login: it slides), then left unused for 2.3 s.
 async fn an_unused_family_ends_after_its_idle_lifetime<Rs: RefreshTokenStore>(store: &Rs) {
     let lifetimes = RefreshLifetimes::new(IDLE, long().absolute());
-    let mut token = issue(store, grant("idle", in_an_hour()), lifetimes).await;
-    for _ in 0..2 {
-        tokio::time::sleep(STEP).await;
-        token = match rotate_with(store, &token, lifetimes).await {
-            Rotation::Rotated { refresh_token, .. } => refresh_token,
-            other => panic!(
-                "a family used within its idle lifetime lives on, past the idle lifetime \
-                 from its login (the idle lifetime slides), got {other:?}"
-            ),
-        };
-    }
+    let token = used_twice(
+        store,
+        "idle",
+        lifetimes,
+        "a family used within its idle lifetime lives on, past the idle lifetime from its \
+         login (the idle lifetime slides)",
+    )
+    .await;
     tokio::time::sleep(IDLE + Duration::from_millis(300)).await;
     assert_eq!(
         rotate_with(store, &token, lifetimes).await,
@@ -300,20 +297,38 @@ async fn an_unused_family_ends_after_its_idle_lifetime<Rs: RefreshTokenStore>(st
 /// (1.1 s after its last use, but past its absolute lifetime).
 async fn a_used_family_ends_at_its_absolute_lifetime<Rs: RefreshTokenStore>(store: &Rs) {
     let lifetimes = RefreshLifetimes::new(IDLE, Duration::from_millis(2_800));
-    let mut token = issue(store, grant("absolute", in_an_hour()), lifetimes).await;
-    for _ in 0..2 {
-        tokio::time::sleep(STEP).await;
-        token = match rotate_with(store, &token, lifetimes).await {
-            Rotation::Rotated { refresh_token, .. } => refresh_token,
-            other => panic!("a family within both its lifetimes rotates, got {other:?}"),
-        };
-    }
+    let token = used_twice(
+        store,
+        "absolute",
+        lifetimes,
+        "a family within both its lifetimes rotates",
+    )
+    .await;
     tokio::time::sleep(STEP).await;
     assert_eq!(
         rotate_with(store, &token, lifetimes).await,
         Rotation::Invalid,
         "a family past its absolute lifetime has ended, however recently it was used"
     );
+}
+
+/// Starts a family for `subject` with `lifetimes` and rotates it twice, a step
+/// apart; returns its current token. `what` says why each rotation must succeed.
+async fn used_twice<Rs: RefreshTokenStore>(
+    store: &Rs,
+    subject: &str,
+    lifetimes: RefreshLifetimes,
+    what: &str,
+) -> RefreshToken {
+    let mut token = issue(store, grant(subject, in_an_hour()), lifetimes).await;
+    for _ in 0..2 {
+        tokio::time::sleep(STEP).await;
+        token = match rotate_with(store, &token, lifetimes).await {
+            Rotation::Rotated { refresh_token, .. } => refresh_token,
+            other => panic!("{what}, got {other:?}"),
+        };
+    }
+    token
 }
 
 /// Fails if `data` holds `token`, its MAC, or the key that MACs it.

@@ -287,6 +287,28 @@ impl RedisTokenStore {
             .await
     }
 
+    /// Runs `script` on `keys` with `args`, within the timeout.
+    async fn script<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        self.inner
+            .connection
+            .run(|mut connection| async move {
+                let mut invocation = script.prepare_invoke();
+                for key in keys {
+                    invocation.key(*key);
+                }
+                for arg in args {
+                    invocation.arg(arg);
+                }
+                invocation.invoke_async(&mut connection).await
+            })
+            .await
+    }
+
     /// Checks that Redis answers (`PING`), e.g. before a service starts listening.
     ///
     /// # Errors
@@ -452,27 +474,15 @@ impl RefreshTokenStore for RedisTokenStore {
             let key = store.family_key(&family);
             let user_key = store.user_families_key(&grant.subject);
             let record = Record::of(&grant).to_json()?;
-            let secret_id = secret_id.to_owned();
+            let args = [
+                secret_id.to_owned(),
+                record,
+                lifetimes.idle().as_millis().to_string(),
+                lifetimes.absolute().as_millis().to_string(),
+                store.inner.max_families_per_user.to_string(),
+            ];
             store
-                .inner
-                .connection
-                .run(|mut connection| {
-                    let store = store.clone();
-                    async move {
-                        store
-                            .inner
-                            .issue_family
-                            .key(&key)
-                            .key(&user_key)
-                            .arg(&secret_id)
-                            .arg(&record)
-                            .arg(lifetimes.idle().as_millis() as u64)
-                            .arg(lifetimes.absolute().as_millis() as u64)
-                            .arg(store.inner.max_families_per_user)
-                            .invoke_async::<u64>(&mut connection)
-                            .await
-                    }
-                })
+                .script::<u64>(&store.inner.issue_family, &[&key, &user_key], &args)
                 .await?;
             Ok(FamilyToken::new(&mac_key, family, 0).encode())
         }
@@ -505,25 +515,12 @@ impl RefreshTokenStore for RedisTokenStore {
             else {
                 return Ok(Rotation::Invalid);
             };
-            let grace = store.inner.retry_grace.as_millis() as u64;
-            let outcome: Vec<i64> = store
-                .inner
-                .connection
-                .run(|mut connection| {
-                    let store = store.clone();
-                    async move {
-                        store
-                            .inner
-                            .rotate
-                            .key(&key)
-                            .arg(presented.generation)
-                            .arg(grace)
-                            .arg(lifetimes.idle().as_millis() as u64)
-                            .invoke_async(&mut connection)
-                            .await
-                    }
-                })
-                .await?;
+            let args = [
+                presented.generation.to_string(),
+                store.inner.retry_grace.as_millis().to_string(),
+                lifetimes.idle().as_millis().to_string(),
+            ];
+            let outcome: Vec<i64> = store.script(&store.inner.rotate, &[&key], &args).await?;
             Ok(match outcome[..] {
                 [-1] => Rotation::Reused {
                     subject: grant.subject,
