@@ -15,7 +15,7 @@
 //!   `secret2` (disabled); later starts leave the users alone. Manage them with
 //!   `examples/useradd.rs`: changes take effect on the next request.
 //! - `TOKEN_STORE`, `REDIS_URL`, `REDIS_PREFIX`, `JWT_SECRET`, `JWT_KID`,
-//!   `REFRESH_TOKENS`: the token store, as for the tutorial (`examples/common/stores.rs`;
+//!   `REFRESH_TOKENS`, `REFRESH_SECRET`: the token store, as for the tutorial (`examples/common/stores.rs`;
 //!   `memory` by default, tokens ending with the process; `redis` and `jwt` need
 //!   their features).
 //! - `ADDR` (default `127.0.0.1:8000`), `LOG=off` as in the tutorial.

@@ -11,7 +11,8 @@
 //! The token store comes from the environment (see `examples/common/stores.rs`):
 //! `TOKEN_STORE=memory` (default) or `redis` (`REDIS_URL`, `REDIS_PREFIX`; build
 //! with `--features redis`), and `REFRESH_TOKENS=1` adds refresh tokens
-//! (`grant_type=refresh_token&refresh_token=…` at `/token`). Two processes on one
+//! (`grant_type=refresh_token&refresh_token=…` at `/token`; in Redis they need
+//! `REFRESH_SECRET`, at least 32 bytes, the same on every replica). Two processes on one
 //! Redis (`ADDR=127.0.0.1:8001` for the second) accept each other's tokens.
 //!
 //! Users: `johndoe` / `secret` (active) and `alice` / `secret2` (disabled: she can

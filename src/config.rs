@@ -14,7 +14,7 @@ use crate::password::PasswordHasher;
 use crate::policy::LoginPolicy;
 use crate::public::{canonical, under, PublicRoutes, Spellings};
 use crate::scope::ScopeRequirement;
-use crate::token::DynRefreshTokenStore;
+use crate::token::{DynRefreshTokenStore, RefreshLifetimes};
 
 /// Everything the service needs, shared by every clone of the layer and service.
 pub(crate) struct Shared<Us, Ts> {
@@ -37,7 +37,7 @@ pub(crate) struct Shared<Us, Ts> {
 pub(crate) struct Config {
     pub(crate) token_url: Box<str>,
     pub(crate) revocation_url: Option<Box<str>>,
-    pub(crate) refresh_token_lifetime: Duration,
+    pub(crate) refresh_lifetimes: RefreshLifetimes,
     pub(crate) public: PublicRoutes,
     pub(crate) token_lifetime: Duration,
     pub(crate) body_limit: usize,

@@ -270,11 +270,20 @@ where
         return Err(Rejection::UnsupportedGrantType { refresh: false });
     };
     check_scopes(config, requested)?;
-    let expires_at = SystemTime::now()
-        .checked_add(config.refresh_token_lifetime)
-        .ok_or(Rejection::Internal)?;
+    let presented = BearerToken::from(presented);
+    // The scope is checked before the token is rotated: a refused refresh must
+    // leave the token as it was, or the client's next use of it would be reuse.
+    // (A family's scopes never change, so a look first is as good as a lock.)
+    if config.uses_scopes() && !requested.is_empty() {
+        let family = store
+            .peek(presented)
+            .await
+            .map_err(|error| Rejection::store_failed("refresh token", error))?
+            .ok_or(Rejection::InvalidRefreshToken)?;
+        narrowed(requested, &family.scopes)?;
+    }
     let rotation = store
-        .rotate(BearerToken::from(presented), expires_at)
+        .rotate(presented, config.refresh_lifetimes)
         .await
         .map_err(|error| Rejection::store_failed("refresh token", error))?;
     let (grant, next) = match rotation {
@@ -307,18 +316,26 @@ where
         }
         return Err(Rejection::InvalidRefreshToken);
     }
-    // A narrower set than the login's may be asked for, never more (RFC 6749 §6).
-    let scopes = if !config.uses_scopes() {
-        Scopes::empty()
-    } else if requested.is_empty() {
-        grant.scopes.clone()
-    } else if requested.iter().all(|scope| grant.scopes.contains(scope)) {
-        requested.iter().collect()
+    let scopes = if config.uses_scopes() {
+        narrowed(requested, &grant.scopes)?
     } else {
-        return Err(Rejection::InvalidScope("Scope not granted at login".into()));
+        Scopes::empty()
     };
     let grant = Grant { scopes, ..grant };
     issue(shared, grant, requested, NextRefreshToken::Rotated(next)).await
+}
+
+/// The scopes a refresh of a login granted `granted` gets when it asks for
+/// `requested`: a narrower set may be asked for, never more (RFC 6749 §6), and
+/// none asked for is the login's.
+fn narrowed(requested: &[String], granted: &Scopes) -> Result<Scopes, Rejection> {
+    if requested.is_empty() {
+        Ok(granted.clone())
+    } else if requested.iter().all(|scope| granted.contains(scope)) {
+        Ok(requested.iter().collect())
+    } else {
+        Err(Rejection::InvalidScope("Scope not granted at login".into()))
+    }
 }
 
 /// The refresh token a token response carries, when refresh tokens are on.
@@ -344,12 +361,7 @@ async fn issue<Us, Ts: TokenStore>(
         .checked_add(config.token_lifetime)
         .ok_or(Rejection::Internal)?;
     let family = match (&shared.refresh, &next) {
-        (Some(_), NextRefreshToken::StartFamily) => Some(Grant {
-            expires_at: now
-                .checked_add(config.refresh_token_lifetime)
-                .ok_or(Rejection::Internal)?,
-            ..grant.clone()
-        }),
+        (Some(_), NextRefreshToken::StartFamily) => Some(grant.clone()),
         _ => None,
     };
     let granted = grant.scopes.clone();
@@ -361,7 +373,7 @@ async fn issue<Us, Ts: TokenStore>(
     let refresh_token = match (family, next, &shared.refresh) {
         (Some(family), _, Some(store)) => Some(
             store
-                .issue(family)
+                .issue(family, config.refresh_lifetimes)
                 .await
                 .map_err(|error| Rejection::store_failed("refresh token", error))?,
         ),

@@ -19,7 +19,9 @@ use crate::public::PublicRoutes;
 use crate::scope::ScopeRequirement;
 use crate::service::OAuth2Password;
 use crate::throttle::LoginThrottle;
-use crate::token::{DynRefreshTokenStore, MemoryTokenStore, RefreshTokenStore, TokenStore};
+use crate::token::{
+    DynRefreshTokenStore, MemoryTokenStore, RefreshLifetimes, RefreshTokenStore, TokenStore,
+};
 use crate::user::UserStore;
 
 /// Default token lifetime: 30 minutes, as in FastAPI's JWT tutorial.
@@ -36,10 +38,15 @@ pub const DEFAULT_LOGIN_WAIT: Duration = Duration::from_secs(10);
 /// live minutes (RFC 9700 §2.2); this bound keeps expiry arithmetic far from
 /// overflowing.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
-/// Default refresh-token lifetime: 14 days after the token was issued (each
-/// rotation starts it again, so a client that comes back within 14 days stays
-/// logged in).
+/// Default idle lifetime of a refresh token: 14 days unused (each rotation starts
+/// it again, so a client that comes back within 14 days stays logged in, up to the
+/// absolute lifetime).
 pub const DEFAULT_REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 24 * 60 * 60);
+/// Default absolute lifetime of a login's refresh tokens: 30 days after the login,
+/// however often they are used (OWASP ASVS 3.3.2: re-authentication at least every
+/// 30 days), after which the user logs in again.
+pub const DEFAULT_REFRESH_TOKEN_ABSOLUTE_LIFETIME: Duration =
+    Duration::from_secs(30 * 24 * 60 * 60);
 
 /// Adds the OAuth2 password flow to a service: a token endpoint, and a bearer-token
 /// guard on every other path.
@@ -75,7 +82,10 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
             config: Config {
                 token_url: "/token".into(),
                 revocation_url: Some("/revoke".into()),
-                refresh_token_lifetime: DEFAULT_REFRESH_TOKEN_LIFETIME,
+                refresh_lifetimes: RefreshLifetimes::new(
+                    DEFAULT_REFRESH_TOKEN_LIFETIME,
+                    DEFAULT_REFRESH_TOKEN_ABSOLUTE_LIFETIME,
+                ),
                 public: PublicRoutes::default(),
                 token_lifetime: DEFAULT_TOKEN_LIFETIME,
                 body_limit: DEFAULT_BODY_LIMIT,
@@ -260,19 +270,58 @@ where
         self
     }
 
-    /// How long a refresh token stays valid unused (default 14 days; each
-    /// rotation issues a token with a full lifetime).
+    /// How long a refresh token stays valid unused: its *idle* lifetime (default
+    /// 14 days). Each refresh starts it again, up to the
+    /// [absolute lifetime](Self::refresh_token_absolute_lifetime) counted from
+    /// the login.
     ///
     /// # Panics
     ///
     /// If `lifetime` is zero or longer than [`MAX_TOKEN_LIFETIME`] (one year).
-    pub fn refresh_token_lifetime(mut self, lifetime: Duration) -> Self {
-        assert!(
-            !lifetime.is_zero() && lifetime <= MAX_TOKEN_LIFETIME,
-            "refresh_token_lifetime must be more than zero and at most one year (MAX_TOKEN_LIFETIME), got {lifetime:?}"
-        );
-        self.config.refresh_token_lifetime = lifetime;
+    pub fn refresh_token_idle_lifetime(mut self, lifetime: Duration) -> Self {
+        check_lifetime("refresh_token_idle_lifetime", lifetime);
+        let absolute = self.config.refresh_lifetimes.absolute();
+        self.config.refresh_lifetimes = RefreshLifetimes::new(lifetime, absolute);
         self
+    }
+
+    /// How long a login's refresh tokens work at most, however often they are
+    /// used: its *absolute* lifetime (default 30 days, OWASP ASVS 3.3.2). After
+    /// it, the user logs in again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_oauth2_password::{MemoryRefreshTokenStore, MemoryUserStore, OAuth2PasswordLayer};
+    ///
+    /// let day = Duration::from_secs(24 * 3600);
+    /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+    ///     .refresh_tokens(MemoryRefreshTokenStore::new())
+    ///     .refresh_token_idle_lifetime(7 * day)
+    ///     .refresh_token_absolute_lifetime(90 * day)
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `lifetime` is zero or longer than [`MAX_TOKEN_LIFETIME`] (one year).
+    pub fn refresh_token_absolute_lifetime(mut self, lifetime: Duration) -> Self {
+        check_lifetime("refresh_token_absolute_lifetime", lifetime);
+        let idle = self.config.refresh_lifetimes.idle();
+        self.config.refresh_lifetimes = RefreshLifetimes::new(idle, lifetime);
+        self
+    }
+
+    /// The idle lifetime of refresh tokens: the same as
+    /// [`refresh_token_idle_lifetime`](Self::refresh_token_idle_lifetime), its
+    /// name before refresh tokens had an absolute lifetime too. It does not
+    /// change the [absolute lifetime](Self::refresh_token_absolute_lifetime).
+    ///
+    /// # Panics
+    ///
+    /// If `lifetime` is zero or longer than [`MAX_TOKEN_LIFETIME`] (one year).
+    pub fn refresh_token_lifetime(self, lifetime: Duration) -> Self {
+        self.refresh_token_idle_lifetime(lifetime)
     }
 
     /// Lets requests for exactly `path` through without a token.
@@ -320,10 +369,7 @@ where
     /// configuration mistake, refused when the layer is configured rather than on
     /// every login.
     pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
-        assert!(
-            !lifetime.is_zero() && lifetime <= MAX_TOKEN_LIFETIME,
-            "token_lifetime must be more than zero and at most one year (MAX_TOKEN_LIFETIME), got {lifetime:?}"
-        );
+        check_lifetime("token_lifetime", lifetime);
         self.config.token_lifetime = lifetime;
         self
     }
@@ -537,4 +583,14 @@ impl<Us, Ts> fmt::Debug for Builder<Us, Ts> {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// Panics unless `lifetime` (the setting `name`) is more than zero and at most
+/// [`MAX_TOKEN_LIFETIME`].
+#[track_caller]
+fn check_lifetime(name: &str, lifetime: Duration) {
+    assert!(
+        !lifetime.is_zero() && lifetime <= MAX_TOKEN_LIFETIME,
+        "{name} must be more than zero and at most one year (MAX_TOKEN_LIFETIME), got {lifetime:?}"
+    );
 }

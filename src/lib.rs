@@ -218,8 +218,8 @@ pub use crate::error::StoreError;
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{
     Builder, OAuth2PasswordLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_LOGIN_WAIT,
-    DEFAULT_MAX_WAITING_LOGINS, DEFAULT_REFRESH_TOKEN_LIFETIME, DEFAULT_TOKEN_LIFETIME,
-    MAX_TOKEN_LIFETIME,
+    DEFAULT_MAX_WAITING_LOGINS, DEFAULT_REFRESH_TOKEN_ABSOLUTE_LIFETIME,
+    DEFAULT_REFRESH_TOKEN_LIFETIME, DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME,
 };
 pub use crate::lookup::Lookup;
 pub use crate::password::{
@@ -236,7 +236,8 @@ pub use crate::throttle::{
 };
 pub use crate::token::{
     AccessToken, BearerToken, Grant, IssuedToken, MemoryRefreshTokenStore, MemoryTokenStore,
-    RefreshToken, RefreshTokenStore, Revocation, Rotation, TokenStore, TokenTypeHint,
+    RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation, Rotation, TokenStore,
+    TokenTypeHint, DEFAULT_MAX_FAMILIES_PER_USER,
 };
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]

@@ -10,8 +10,8 @@ use tower_oauth2_password::testing::{
 };
 use tower_oauth2_password::{
     BearerToken, Grant, HashedPassword, IssuedToken, Lookup, MemoryRefreshTokenStore,
-    MemoryTokenStore, MemoryUserStore, Revocation, Scopes, StoreError, StoredUser, TokenStore,
-    TokenTypeHint, UserStore,
+    MemoryTokenStore, MemoryUserStore, RefreshLifetimes, RefreshToken, RefreshTokenStore,
+    Revocation, Rotation, Scopes, StoreError, StoredUser, TokenStore, TokenTypeHint, UserStore,
 };
 
 #[tokio::test]
@@ -30,10 +30,69 @@ async fn memory_refresh_token_store() {
     let grace = Duration::from_secs(1);
     let store = MemoryRefreshTokenStore::with_retry_grace(grace);
     RefreshTokenStoreSuite::new(grace).run(&store).await;
+}
+
+#[tokio::test]
+async fn memory_refresh_token_store_without_grace_and_a_small_cap() {
     // With no grace, a second use is always reuse: the suite skips the retry check.
-    let store = MemoryRefreshTokenStore::with_retry_grace(Duration::ZERO);
+    let store =
+        MemoryRefreshTokenStore::with_retry_grace(Duration::ZERO).with_max_families_per_user(2);
     RefreshTokenStoreSuite::new(Duration::ZERO)
+        .max_families_per_user(2)
         .run(&store)
+        .await;
+}
+
+/// A refresh store that writes down every token it issues, as a careless store
+/// might log them to its database.
+struct KeepsTokens {
+    inner: MemoryRefreshTokenStore,
+    written: Mutex<Vec<u8>>,
+}
+
+impl RefreshTokenStore for KeepsTokens {
+    async fn issue_refresh_token(
+        &self,
+        grant: Grant,
+        lifetimes: RefreshLifetimes,
+    ) -> Result<RefreshToken, StoreError> {
+        let token = self.inner.issue_refresh_token(grant, lifetimes).await?;
+        self.written
+            .lock()
+            .unwrap()
+            .extend_from_slice(token.as_str().as_bytes());
+        Ok(token)
+    }
+
+    async fn peek_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> Result<Option<Grant>, StoreError> {
+        self.inner.peek_refresh_token(token).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+        lifetimes: RefreshLifetimes,
+    ) -> Result<Rotation, StoreError> {
+        self.inner.rotate_refresh_token(token, lifetimes).await
+    }
+
+    async fn revoke_refresh_token(&self, token: BearerToken<'_>) -> Result<(), StoreError> {
+        self.inner.revoke_refresh_token(token).await
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "the persisted data holds an issued refresh token")]
+async fn the_suite_catches_a_refresh_store_that_persists_its_tokens() {
+    let store = KeepsTokens {
+        inner: MemoryRefreshTokenStore::new(),
+        written: Mutex::default(),
+    };
+    RefreshTokenStoreSuite::new(Duration::from_secs(1))
+        .run_with_persisted(&store, || async { store.written.lock().unwrap().clone() })
         .await;
 }
 

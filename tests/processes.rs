@@ -32,6 +32,7 @@ fn tutorial(env: &[(&str, &str)], addr: SocketAddr) -> Command {
         .env_remove("REFRESH_TOKENS")
         .env_remove("REDIS_URL")
         .env_remove("JWT_SECRET")
+        .env_remove("REFRESH_SECRET")
         .env("ADDR", addr.to_string())
         .env("LOG", "off")
         .envs(env.iter().copied());
@@ -84,6 +85,17 @@ fn bad_settings_are_refused_before_listening() {
             "{stderr}"
         );
         assert!(!stderr.contains("secret"), "the URL is not shown: {stderr}");
+        let refresh_in_redis = [("TOKEN_STORE", "redis"), ("REFRESH_TOKENS", "1")];
+        let stderr = refused(&refresh_in_redis);
+        assert!(stderr.contains("needs REFRESH_SECRET"), "{stderr}");
+        let short = "too-short-a-refresh-secret";
+        let stderr = refused(&[
+            refresh_in_redis[0],
+            refresh_in_redis[1],
+            ("REFRESH_SECRET", short),
+        ]);
+        assert!(stderr.contains("at least 32"), "{stderr}");
+        assert!(!stderr.contains(short), "the secret is not shown: {stderr}");
     } else {
         let stderr = refused(&[("TOKEN_STORE", "redis")]);
         assert!(stderr.contains("needs the redis feature"), "{stderr}");
@@ -154,6 +166,10 @@ async fn replicas_share_tokens(kind: &str, env: &[(&str, &str)]) {
         ("REDIS_URL", url.as_str()),
         ("REDIS_PREFIX", prefix.as_str()),
         ("REFRESH_TOKENS", "1"),
+        (
+            "REFRESH_SECRET",
+            "the replicas' refresh secret, 32 bytes or more",
+        ),
     ]);
     let a = Process::start(&env);
     let b = Process::start(&env);

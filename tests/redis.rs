@@ -13,19 +13,41 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::redis::{redis_url, Prefix};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use blake2::digest::consts::U16;
+use blake2::digest::{KeyInit, Mac};
+use blake2::Blake2bMac;
+use common::redis::{redis_url, Prefix, REFRESH_SECRET};
+use common::refresh::{
+    assert_invalid_refresh_token, present_at_once, refresh_lifetimes_hold, short_lifetimes,
+};
 use common::{tutorial, Reply, Server};
 use http::StatusCode;
 use tower_oauth2_password::testing::{RefreshTokenStoreSuite, TokenStoreSuite};
-use tower_oauth2_password::{OAuth2PasswordLayer, RedisTokenStore};
+use tower_oauth2_password::{Builder, MemoryUserStore, OAuth2PasswordLayer, RedisTokenStore};
+
+/// The tutorial's layer with its tokens (access and refresh) in `store`.
+fn replica_builder(
+    store: RedisTokenStore,
+) -> Builder<MemoryUserStore<tutorial::User>, RedisTokenStore> {
+    OAuth2PasswordLayer::builder(tutorial::users())
+        .refresh_tokens(store.clone())
+        .token_store(store)
+}
 
 /// The tutorial app with its tokens (access and refresh) in `store`.
 async fn replica(store: RedisTokenStore) -> Server {
-    let layer = OAuth2PasswordLayer::builder(tutorial::users())
-        .refresh_tokens(store.clone())
-        .token_store(store)
-        .build();
-    Server::start_with(layer).await
+    Server::start_with(replica_builder(store).build()).await
+}
+
+/// A store on `url` (a private Redis), with the tests' refresh secret.
+fn store_on(url: &str) -> RedisTokenStore {
+    RedisTokenStore::new(url)
+        .unwrap()
+        .with_timeout(Duration::from_millis(300))
+        .with_refresh_secret("test", REFRESH_SECRET)
+        .unwrap()
 }
 
 #[track_caller]
@@ -45,7 +67,20 @@ async fn redis_token_store_conformance() {
     TokenStoreSuite::new().run(&store).await;
     let grace = Duration::from_secs(1);
     RefreshTokenStoreSuite::new(grace)
-        .run(&store.clone().with_retry_grace(grace))
+        .run_with_persisted(&store.clone().with_retry_grace(grace), || async {
+            prefix.dump()
+        })
+        .await;
+    let small = Prefix::new("conformance-cap");
+    RefreshTokenStoreSuite::new(Duration::ZERO)
+        .max_families_per_user(2)
+        .run_with_persisted(
+            &small
+                .store()
+                .with_retry_grace(Duration::ZERO)
+                .with_max_families_per_user(2),
+            || async { small.dump() },
+        )
         .await;
 }
 
@@ -96,7 +131,11 @@ async fn redis_holds_hashes_not_tokens() {
     let server = replica(prefix.store()).await;
     let (access, refresh_token) = server.login_with_refresh().await;
     let keys = prefix.keys();
-    assert_eq!(keys.len(), 2, "one access token, one family: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        3,
+        "one access token, one family, the user's list of families: {keys:?}"
+    );
     let client = redis::Client::open(redis_url()).unwrap();
     let mut connection = client.get_connection().unwrap();
     for key in keys {
@@ -252,10 +291,7 @@ async fn service_resumes_without_a_restart_when_redis_is_back() {
     let Some(mut redis) = PrivateRedis::start() else {
         return;
     };
-    let store = RedisTokenStore::new(&redis.url())
-        .unwrap()
-        .with_timeout(Duration::from_millis(300));
-    let server = replica(store).await;
+    let server = replica(store_on(&redis.url())).await;
     let (access, _) = server.login_with_refresh().await;
     assert_eq!(server.me(&access).await.status, StatusCode::OK);
 
@@ -284,10 +320,7 @@ async fn a_redis_that_stops_answering_is_503_not_a_hang() {
     let Some(redis) = PrivateRedis::start() else {
         return;
     };
-    let store = RedisTokenStore::new(&redis.url())
-        .unwrap()
-        .with_timeout(Duration::from_millis(300));
-    let server = replica(store).await;
+    let server = replica(store_on(&redis.url())).await;
     let (access, _) = server.login_with_refresh().await;
     // Redis takes commands but answers none for two seconds.
     let client = redis::Client::open(redis.url()).unwrap();
@@ -313,4 +346,182 @@ async fn a_redis_that_stops_answering_is_503_not_a_hang() {
         reply = server.me(&access).await;
     }
     assert_eq!(reply.status, StatusCode::OK, "body: {:?}", reply.body);
+}
+
+/// Someone who reads Redis (a backup, a replica, `MONITOR`) builds every refresh
+/// token the crate's format allows from what they read: each family's id (the
+/// key name) and current generation, with each 32-byte run of what they read (raw
+/// or base64url) as the MAC key; and every access token: each 43-character run,
+/// and each 32-byte run in base64url. None works.
+#[tokio::test]
+async fn nothing_read_from_redis_mints_a_working_token() {
+    let prefix = Prefix::new("minting");
+    // No login policy: the forgeries would otherwise be throttled, not refused.
+    let server =
+        Server::start_with(replica_builder(prefix.store()).no_login_policy().build()).await;
+    let (first_access, first) = server.login_with_refresh().await;
+    let (access, current) = server.refresh(&first).await.tokens();
+    let working = [&first_access, &access, &first, &current];
+    let data = prefix.dump();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+
+    let runs: Vec<[u8; 32]> = data
+        .windows(32)
+        .filter_map(|run| run.try_into().ok())
+        .chain(data.windows(43).filter_map(|run| {
+            let mut key = [0u8; 32];
+            (URL_SAFE_NO_PAD.decode_slice(run, &mut key).ok() == Some(32)).then_some(key)
+        }))
+        .collect();
+    let mut refresh_candidates = Vec::new();
+    for key in prefix.keys() {
+        let Some(id) = key.rsplit_once(":rf:").map(|(_, id)| id) else {
+            continue;
+        };
+        let id = URL_SAFE_NO_PAD.decode(id).unwrap();
+        let generation: u32 = redis::cmd("HGET")
+            .arg(&key)
+            .arg("cur")
+            .query(&mut connection)
+            .unwrap();
+        for mac_key in &runs {
+            let mut mac = <Blake2bMac<U16> as KeyInit>::new_from_slice(mac_key).unwrap();
+            mac.update(&id);
+            mac.update(&generation.to_be_bytes());
+            let token = [
+                &id[..],
+                &generation.to_be_bytes(),
+                &mac.finalize().into_bytes(),
+            ]
+            .concat();
+            refresh_candidates.push(URL_SAFE_NO_PAD.encode(token));
+        }
+    }
+    assert!(
+        !refresh_candidates.is_empty(),
+        "a family in {:?}",
+        prefix.keys()
+    );
+    let access_candidates: Vec<String> = data
+        .windows(43)
+        .filter(|run| {
+            run.iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(|run| String::from_utf8(run.to_vec()).unwrap())
+        .chain(runs.iter().map(|run| URL_SAFE_NO_PAD.encode(run)))
+        .collect();
+    for candidate in &refresh_candidates {
+        let reply = server.refresh(candidate).await;
+        assert_ne!(
+            reply.status,
+            StatusCode::OK,
+            "a refresh token rebuilt from what Redis holds works"
+        );
+        assert_invalid_refresh_token(&reply);
+    }
+    for candidate in &access_candidates {
+        let reply = server.me(candidate).await;
+        assert_ne!(
+            reply.status,
+            StatusCode::OK,
+            "an access token rebuilt from what Redis holds works"
+        );
+        reply.assert_invalid_token();
+    }
+    for candidate in refresh_candidates.iter().chain(&access_candidates) {
+        assert!(
+            !working.contains(&candidate),
+            "a working token was rebuilt from what Redis holds"
+        );
+    }
+    // The real ones still work: the forgeries were refused as strangers, not reuse.
+    assert_eq!(server.me(&access).await.status, StatusCode::OK);
+    server.refresh(&current).await.tokens();
+}
+
+/// Without a refresh secret the Redis store starts no family: a login with
+/// refresh tokens on is a 503, rather than a key kept in Redis or a secret of
+/// one process. A short secret is refused without being shown.
+#[tokio::test]
+async fn without_a_refresh_secret_redis_starts_no_family() {
+    let prefix = Prefix::new("no-secret");
+    let store = RedisTokenStore::new(&redis_url())
+        .unwrap()
+        .with_prefix(prefix.as_str());
+    let server = replica(store.clone()).await;
+    server
+        .post_form("username=johndoe&password=secret")
+        .await
+        .assert_error(
+            503,
+            "Service temporarily unavailable, try again later",
+            Some("temporarily_unavailable"),
+        );
+    let short = "only-twenty-bytes-ok";
+    let error = store
+        .with_refresh_secret("1", short.as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("at least 32"), "{error}");
+    assert!(!error.contains(short), "{error}");
+}
+
+/// Two replicas presented one refresh token at the same moment, with no retry
+/// grace: one rotates it, and the other's use is reuse (not merely invalid): it
+/// ends the family, so the winner's new token is refused too. Ten rounds.
+#[tokio::test]
+async fn two_replicas_presenting_one_token_at_once() {
+    let prefix = Prefix::new("race");
+    let a = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
+    let b = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
+    for _ in 0..10 {
+        let (_, token) = a.login_with_refresh().await;
+        let rotated = present_at_once(&[&a, &b], &token, 2).await;
+        assert_eq!(rotated.len(), 1, "exactly one replica rotates");
+        assert_invalid_refresh_token(&b.refresh(&rotated[0]).await);
+    }
+}
+
+/// 64 requests presenting one token at once, half on each replica, within the
+/// retry grace: one rotation and one retry; the third use is reuse, which ends
+/// the family.
+#[tokio::test]
+async fn one_token_presented_64_times_across_replicas_rotates_once_and_retries_once() {
+    let prefix = Prefix::new("race-grace");
+    let a = replica(prefix.store()).await;
+    let b = replica(prefix.store()).await;
+    let (_, token) = a.login_with_refresh().await;
+    let rotated = present_at_once(&[&a, &b], &token, 64).await;
+    assert_eq!(rotated.len(), 2, "a rotation and its one retry");
+    for token in &rotated {
+        assert_invalid_refresh_token(&a.refresh(token).await);
+    }
+}
+
+/// Idle 2 s, absolute 2.8 s, by Redis's clock: refreshes slide the idle lifetime
+/// (the record's expiry moves), the absolute one ends the login.
+#[tokio::test]
+async fn redis_refresh_families_end_after_their_idle_and_absolute_lifetimes() {
+    let prefix = Prefix::new("lifetimes");
+    let server = Server::start_with(short_lifetimes(replica_builder(prefix.store())).build()).await;
+    refresh_lifetimes_hold(&server).await;
+}
+
+/// With at most 3 live families per user, a fourth login (on another replica)
+/// ends the first.
+#[tokio::test]
+async fn a_fourth_login_ends_the_first_in_redis_when_the_cap_is_three() {
+    let prefix = Prefix::new("cap");
+    let a = replica(prefix.store().with_max_families_per_user(3)).await;
+    let b = replica(prefix.store().with_max_families_per_user(3)).await;
+    let mut logins = Vec::new();
+    for server in [&a, &a, &a, &b] {
+        logins.push(server.login_with_refresh().await.1);
+    }
+    assert_invalid_refresh_token(&b.refresh(&logins[0]).await);
+    for token in &logins[1..] {
+        a.refresh(token).await.tokens();
+    }
 }

@@ -5,6 +5,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::refresh::{
+    assert_invalid_refresh_token, present_at_once, refresh_lifetimes_hold, short_lifetimes,
+};
 use common::{tutorial_builder, Reply, Server, Stores};
 use http::StatusCode;
 use tower_oauth2_password::{HashedPassword, MemoryRefreshTokenStore};
@@ -15,12 +18,6 @@ async fn start(stores: Stores, grace: Duration) -> Server {
         .refresh_tokens(MemoryRefreshTokenStore::with_retry_grace(grace))
         .build();
     Server::start_with(layer).await
-}
-
-#[track_caller]
-fn assert_invalid_refresh_token(reply: &Reply) {
-    reply.assert_error(400, "Invalid refresh token", Some("invalid_grant"));
-    assert_eq!(reply.header("cache-control"), Some("no-store"));
 }
 
 async fn a_refresh_rotates_and_its_access_token_works(stores: Stores) {
@@ -165,18 +162,24 @@ async fn a_password_change_ends_refreshing() {
     assert_invalid_refresh_token(&server.refresh(&refresh_token).await);
 }
 
-#[tokio::test]
-async fn a_refresh_may_narrow_the_scopes_but_not_widen_them() {
+/// The tutorial with scopes `me`, `items` and `admin` (johndoe may have the
+/// first two) and refresh tokens with a retry grace of `grace`.
+async fn start_with_scopes(grace: Duration) -> Server {
     let layer = tutorial_builder(Stores::Ready)
         .scope("me", "Read your profile")
         .scope("items", "Read items")
         .scope("admin", "Everything")
-        .refresh_tokens(MemoryRefreshTokenStore::new())
+        .refresh_tokens(MemoryRefreshTokenStore::with_retry_grace(grace))
         .build();
     layer
         .user_store()
         .set_scopes("johndoe", ["me", "items"].into_iter().collect());
-    let server = Server::start_with(layer).await;
+    Server::start_with(layer).await
+}
+
+#[tokio::test]
+async fn a_refresh_may_narrow_the_scopes_but_not_widen_them() {
+    let server = start_with_scopes(Duration::from_secs(10)).await;
     let reply = server
         .post_form("username=johndoe&password=secret&scope=me+items")
         .await;
@@ -277,4 +280,74 @@ async fn the_revocation_url_can_move_or_go() {
         .revoke("token=x")
         .await
         .assert_error(401, "Not authenticated", None);
+}
+
+/// A refresh asking for more than the login got is refused before the token is
+/// rotated: the same token still refreshes afterwards, after the retry grace too
+/// (it used to be rotated, the new token lost, and its next use taken as reuse).
+#[tokio::test]
+async fn a_refresh_asking_for_a_wider_scope_leaves_the_token_as_it_was() {
+    let grace = Duration::from_millis(200);
+    let server = start_with_scopes(grace).await;
+    let reply = server
+        .post_form("username=johndoe&password=secret&scope=me+items")
+        .await;
+    let (_, token) = reply.tokens();
+    for wide in ["admin", "me+admin", "me+items+admin"] {
+        let reply = server
+            .post_form(&format!(
+                "grant_type=refresh_token&refresh_token={token}&scope={wide}"
+            ))
+            .await;
+        reply.assert_error(400, "Scope not granted at login", Some("invalid_scope"));
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+    }
+    tokio::time::sleep(grace * 2).await;
+    let reply = server.refresh(&token).await;
+    assert_eq!(reply.json()["scope"], "me items");
+    let (access, next) = reply.tokens();
+    assert_eq!(server.me(&access).await.status, StatusCode::OK);
+    server.refresh(&next).await.tokens();
+}
+
+/// `refresh_token_idle_lifetime(2 s)` and `refresh_token_absolute_lifetime(2.8 s)`:
+/// refreshes slide the idle lifetime (at 1.1 s and 2.2 s), the absolute one ends
+/// the login at 3.3 s, an unused login ends at 2.2 s.
+#[tokio::test]
+async fn refresh_tokens_end_after_their_idle_and_absolute_lifetimes() {
+    let layer = short_lifetimes(tutorial_builder(Stores::Ready))
+        .refresh_tokens(MemoryRefreshTokenStore::new())
+        .build();
+    refresh_lifetimes_hold(&Server::start_with(layer).await).await;
+}
+
+/// 64 requests presenting one token at once, within the retry grace: one rotation
+/// and one retry; the third use is reuse, which ends the family, so the two new
+/// tokens are refused too.
+#[tokio::test]
+async fn one_token_presented_64_times_at_once_rotates_once_and_retries_once() {
+    let server = start(Stores::Ready, Duration::from_secs(60)).await;
+    let (_, token) = server.login_with_refresh().await;
+    let rotated = present_at_once(&[&server], &token, 64).await;
+    assert_eq!(rotated.len(), 2, "a rotation and its one retry");
+    for token in &rotated {
+        assert_invalid_refresh_token(&server.refresh(token).await);
+    }
+}
+
+/// With at most 3 live families per user, a fourth login ends the first one.
+#[tokio::test]
+async fn a_fourth_login_ends_the_first_when_the_cap_is_three() {
+    let layer = tutorial_builder(Stores::Ready)
+        .refresh_tokens(MemoryRefreshTokenStore::new().with_max_families_per_user(3))
+        .build();
+    let server = Server::start_with(layer).await;
+    let mut logins = Vec::new();
+    for _ in 0..4 {
+        logins.push(server.login_with_refresh().await.1);
+    }
+    assert_invalid_refresh_token(&server.refresh(&logins[0]).await);
+    for token in &logins[1..] {
+        server.refresh(token).await.tokens();
+    }
 }

@@ -11,18 +11,18 @@
 //!   are remembered in memory, or in Redis when `REDIS_URL` is set; needs
 //!   `--features jwt` (and `redis` for `REDIS_URL`).
 //! - `REFRESH_TOKENS=1`: logins also get refresh tokens, kept in Redis when Redis
-//!   is in use, else in memory.
+//!   is in use, else in memory. In Redis they need `REFRESH_SECRET` (at least 32
+//!   bytes, the same on every replica): the families' MAC keys are derived from
+//!   it, so that what Redis holds mints no token.
 //!
 //! With Redis, the login throttle counts failures there too, so replicas share them.
 //!
 //! Anything else is refused before the example listens, with one line saying why.
 
-use std::time::SystemTime;
-
 use tower_oauth2_password::{
     BearerToken, Builder, Grant, IssuedToken, Lookup, MemoryRefreshTokenStore, MemoryTokenStore,
-    RefreshToken, RefreshTokenStore, Revocation, Rotation, StoreError, TokenStore, TokenTypeHint,
-    UserStore,
+    RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation, Rotation, StoreError,
+    TokenStore, TokenTypeHint, UserStore,
 };
 #[cfg(feature = "jwt")]
 use tower_oauth2_password::{JwtKey, JwtTokenStore};
@@ -125,7 +125,7 @@ async fn from_env() -> Result<Stores, String> {
 #[cfg(feature = "redis")]
 async fn redis(refresh: bool) -> Result<Stores, String> {
     let store = redis_store().await?;
-    let refresh = refresh.then(|| RefreshTokens::Redis(store.clone()));
+    let refresh = redis_refresh(refresh, &store)?;
     Ok(Stores::new(Tokens::Redis(store.clone()), refresh).with_redis(store))
 }
 
@@ -164,7 +164,7 @@ async fn jwt_on_redis(
         .with_denylist(store.clone())
         .build()
         .map_err(|error| error.to_string())?;
-    let refresh = refresh.then(|| RefreshTokens::Redis(store.clone()));
+    let refresh = redis_refresh(refresh, &store)?;
     Ok(Stores::new(Tokens::JwtRedis(tokens), refresh).with_redis(store))
 }
 
@@ -195,6 +195,24 @@ async fn redis_store() -> Result<RedisTokenStore, String> {
         tracing::warn!(%error, "Redis does not answer yet; token requests get 503 until it does");
     }
     Ok(store)
+}
+
+/// Refresh tokens in Redis, if asked for: keyed from `REFRESH_SECRET`, which
+/// every replica must share. Neither message shows the secret.
+#[cfg(feature = "redis")]
+fn redis_refresh(refresh: bool, store: &RedisTokenStore) -> Result<Option<RefreshTokens>, String> {
+    if !refresh {
+        return Ok(None);
+    }
+    let secret = std::env::var("REFRESH_SECRET").map_err(|_| {
+        "REFRESH_TOKENS=1 in Redis needs REFRESH_SECRET (at least 32 random bytes, the same on every replica)"
+            .to_owned()
+    })?;
+    let store = store
+        .clone()
+        .with_refresh_secret("1", secret.as_bytes())
+        .map_err(|error| format!("REFRESH_SECRET: {error}"))?;
+    Ok(Some(RefreshTokens::Redis(store)))
 }
 
 impl TokenStore for Tokens {
@@ -240,23 +258,38 @@ impl TokenStore for Tokens {
 }
 
 impl RefreshTokenStore for RefreshTokens {
-    async fn issue_refresh_token(&self, grant: Grant) -> Result<RefreshToken, StoreError> {
+    async fn issue_refresh_token(
+        &self,
+        grant: Grant,
+        lifetimes: RefreshLifetimes,
+    ) -> Result<RefreshToken, StoreError> {
         match self {
-            Self::Memory(store) => store.issue_refresh_token(grant).await,
+            Self::Memory(store) => store.issue_refresh_token(grant, lifetimes).await,
             #[cfg(feature = "redis")]
-            Self::Redis(store) => store.issue_refresh_token(grant).await,
+            Self::Redis(store) => store.issue_refresh_token(grant, lifetimes).await,
+        }
+    }
+
+    async fn peek_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> Result<Option<Grant>, StoreError> {
+        match self {
+            Self::Memory(store) => store.peek_refresh_token(token).await,
+            #[cfg(feature = "redis")]
+            Self::Redis(store) => store.peek_refresh_token(token).await,
         }
     }
 
     async fn rotate_refresh_token(
         &self,
         token: BearerToken<'_>,
-        expires_at: SystemTime,
+        lifetimes: RefreshLifetimes,
     ) -> Result<Rotation, StoreError> {
         match self {
-            Self::Memory(store) => store.rotate_refresh_token(token, expires_at).await,
+            Self::Memory(store) => store.rotate_refresh_token(token, lifetimes).await,
             #[cfg(feature = "redis")]
-            Self::Redis(store) => store.rotate_refresh_token(token, expires_at).await,
+            Self::Redis(store) => store.rotate_refresh_token(token, lifetimes).await,
         }
     }
 

@@ -1,14 +1,26 @@
+use std::future::Future;
 use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use futures_util::future::join;
 
 use super::{altered, grant, in_an_hour};
 use crate::scope::Scopes;
-use crate::token::{BearerToken, Grant, RefreshToken, RefreshTokenStore, Rotation};
+use crate::token::refresh::{FamilyKey, FamilyToken, KEY_BYTES};
+use crate::token::{
+    BearerToken, Grant, RefreshLifetimes, RefreshToken, RefreshTokenStore, Rotation,
+    DEFAULT_MAX_FAMILIES_PER_USER,
+};
 
 /// The [`RefreshTokenStore`] conformance suite: rotation, reuse detection (RFC 9700
-/// §4.14), the retry grace, revocation, expiry and foreign tokens.
+/// §4.14), one retry per generation within the retry grace, idle and absolute
+/// lifetimes, revocation, foreign tokens, the per-user cap on families, and (for a
+/// store that keeps families outside the process) that nothing it keeps mints a
+/// token.
 ///
 /// Give the store under test a short retry grace (the suite waits it out once) and
-/// tell the suite what it is:
+/// tell the suite what it is; the lifetime rules wait about five seconds.
 ///
 /// ```
 /// use std::time::Duration;
@@ -19,31 +31,84 @@ use crate::token::{BearerToken, Grant, RefreshToken, RefreshTokenStore, Rotation
 /// # async fn main() {
 /// let grace = Duration::from_millis(200);
 /// RefreshTokenStoreSuite::new(grace)
-///     .run(&MemoryRefreshTokenStore::with_retry_grace(grace))
+///     .max_families_per_user(5)
+///     .run(&MemoryRefreshTokenStore::with_retry_grace(grace).with_max_families_per_user(5))
 ///     .await;
 /// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct RefreshTokenStoreSuite {
     retry_grace: Duration,
+    max_families_per_user: usize,
 }
 
+/// Lifetimes long enough not to matter to the rules that are not about them.
+fn long() -> RefreshLifetimes {
+    RefreshLifetimes::new(Duration::from_secs(3600), Duration::from_secs(7200))
+}
+/// The lifetime rules' idle lifetime, and the time between their steps.
+const IDLE: Duration = Duration::from_millis(2_000);
+const STEP: Duration = Duration::from_millis(1_100);
+
 impl RefreshTokenStoreSuite {
-    /// The suite for a store whose retry grace is `retry_grace`.
+    /// The suite for a store whose retry grace is `retry_grace`, and whose cap on
+    /// a user's live families is the default, 100.
     pub fn new(retry_grace: Duration) -> Self {
-        Self { retry_grace }
+        Self {
+            retry_grace,
+            max_families_per_user: DEFAULT_MAX_FAMILIES_PER_USER,
+        }
     }
 
-    /// Runs every check against `store`; panics naming the first rule broken.
+    /// The store's cap on one user's live families (the suite logs in one more
+    /// than that).
+    pub fn max_families_per_user(mut self, max: usize) -> Self {
+        self.max_families_per_user = max.max(1);
+        self
+    }
+
+    /// Runs every check against `store`, which keeps nothing outside the process
+    /// (as [`MemoryRefreshTokenStore`](crate::MemoryRefreshTokenStore)); panics
+    /// naming the first rule broken. A store that keeps families in a database,
+    /// Redis or a file runs [`run_with_persisted`](Self::run_with_persisted).
     pub async fn run<Rs: RefreshTokenStore>(&self, store: &Rs) {
         rotation_hands_back_the_grant_and_a_new_token(store).await;
-        self.a_retry_within_the_grace_rotates_again(store).await;
+        self.one_retry_per_generation_within_the_grace(store).await;
         self.reuse_revokes_the_family(store).await;
         foreign_and_altered_tokens_are_invalid(store).await;
-        revoked_and_expired_families_are_invalid(store).await;
+        revoked_families_are_invalid(store).await;
+        join(
+            an_unused_family_ends_after_its_idle_lifetime(store),
+            a_used_family_ends_at_its_absolute_lifetime(store),
+        )
+        .await;
+        self.a_users_live_families_are_capped(store).await;
     }
 
-    async fn a_retry_within_the_grace_rotates_again<Rs: RefreshTokenStore>(&self, store: &Rs) {
+    /// Every check of [`run`](Self::run), and first: nothing the store keeps
+    /// outside the process mints a token. `persisted` returns everything it
+    /// keeps there, as an attacker with a copy would read it (for Redis: every
+    /// key's name, its `DUMP` and its values; for SQL: every row of its tables).
+    /// The suite issues and rotates tokens, then fails if what `persisted` returns
+    /// holds one of them (as text or decoded), its MAC, or, for tokens in this
+    /// crate's format, the key that MACs them (raw, base64url or hex).
+    pub async fn run_with_persisted<Rs, P, Fut>(&self, store: &Rs, mut persisted: P)
+    where
+        Rs: RefreshTokenStore,
+        P: FnMut() -> Fut,
+        Fut: Future<Output = Vec<u8>>,
+    {
+        let first = start(store, "persisted").await;
+        let second = rotated(store, &first, "a fresh token").await;
+        let third = rotated(store, &second, "the new token").await;
+        let data = persisted().await;
+        for token in [&first, &second, &third] {
+            nothing_in_mints(&data, token);
+        }
+        self.run(store).await;
+    }
+
+    async fn one_retry_per_generation_within_the_grace<Rs: RefreshTokenStore>(&self, store: &Rs) {
         if self.retry_grace.is_zero() {
             return;
         }
@@ -57,6 +122,23 @@ impl RefreshTokenStoreSuite {
         .await;
         assert_ne!(lost, retried, "a retry gets a new token");
         rotated(store, &retried, "the retry's token").await;
+
+        let first = start(store, "retrying").await;
+        rotated(store, &first, "a fresh token").await;
+        let retried = rotated(store, &first, "a retry within the grace").await;
+        // The generation's one retry is used up: a third use, however soon, is reuse.
+        match rotate(store, &first).await {
+            Rotation::Reused { subject } => assert_eq!(subject, "retrying"),
+            other => panic!(
+                "a token presented a third time within the grace is reuse (one retry per \
+                 generation), got {other:?}"
+            ),
+        }
+        assert_eq!(
+            rotate(store, &retried).await,
+            Rotation::Invalid,
+            "reuse after a retry revokes the whole family"
+        );
     }
 
     async fn reuse_revokes_the_family<Rs: RefreshTokenStore>(&self, store: &Rs) {
@@ -73,29 +155,71 @@ impl RefreshTokenStoreSuite {
             "reuse revokes the whole family, the newest token too"
         );
     }
+
+    async fn a_users_live_families_are_capped<Rs: RefreshTokenStore>(&self, store: &Rs) {
+        let neighbour = start(store, "neighbour").await;
+        let mut families = Vec::new();
+        for _ in 0..self.max_families_per_user {
+            families.push(start(store, "prolific").await);
+        }
+        // An ended family does not count: end one, log in again, none is evicted.
+        if let Some(ended) = families.pop() {
+            revoke(store, &ended).await;
+        }
+        families.push(start(store, "prolific").await);
+        assert!(
+            peek(store, &families[0]).await.is_some(),
+            "a user at the cap ({}) with a revoked family keeps their oldest one",
+            self.max_families_per_user
+        );
+        let newest = start(store, "prolific").await;
+        assert_eq!(
+            rotate(store, &families[0]).await,
+            Rotation::Invalid,
+            "a login beyond the cap of {} live families ends the user's oldest family",
+            self.max_families_per_user
+        );
+        if let Some(second) = families.get(1) {
+            rotated(
+                store,
+                second,
+                "the user's second-oldest family, within the cap",
+            )
+            .await;
+        }
+        rotated(store, &newest, "the login beyond the cap").await;
+        rotated(store, &neighbour, "another user's family").await;
+    }
 }
 
 async fn rotation_hands_back_the_grant_and_a_new_token<Rs: RefreshTokenStore>(store: &Rs) {
     let scopes: Scopes = ["me", "items"].into_iter().collect();
     let login = Grant::new("johndoe", scopes.clone(), in_an_hour()).with_stamp(42);
-    let first = issue(store, login).await;
-    let expires_at = in_an_hour() + Duration::from_secs(60);
+    let first = issue(store, login, long()).await;
+    let peeked = peek(store, &first)
+        .await
+        .unwrap_or_else(|| panic!("a fresh token's family can be looked at"));
+    assert_eq!(
+        (peeked.subject.as_str(), &peeked.scopes, peeked.stamp),
+        ("johndoe", &scopes, 42),
+        "a look at the family gives its grant"
+    );
     let (grant, second) = match store
-        .rotate_refresh_token(BearerToken::from(first.as_str()), expires_at)
+        .rotate_refresh_token(BearerToken::from(first.as_str()), long())
         .await
     {
         Ok(Rotation::Rotated {
             grant,
             refresh_token,
         }) => (grant, refresh_token),
-        other => panic!("a fresh token rotates, got {other:?}"),
+        other => panic!("a fresh token rotates (a look does not use it up), got {other:?}"),
     };
     assert_eq!(grant.subject, "johndoe", "rotation keeps the subject");
     assert_eq!(grant.scopes, scopes, "rotation keeps the scopes");
     assert_eq!(grant.stamp, 42, "rotation keeps the stamp");
     assert!(
-        within_a_second(grant.expires_at, expires_at),
-        "the grant expires when the new token does"
+        within_a_second(grant.expires_at, SystemTime::now() + long().idle()),
+        "the grant expires when the new token does: its idle lifetime from now"
     );
     assert_ne!(first, second, "rotation hands out a new token");
     rotated(store, &second, "the new token").await;
@@ -104,62 +228,202 @@ async fn rotation_hands_back_the_grant_and_a_new_token<Rs: RefreshTokenStore>(st
 async fn foreign_and_altered_tokens_are_invalid<Rs: RefreshTokenStore>(store: &Rs) {
     let token = start(store, "johndoe").await;
     for candidate in altered(token.as_str().as_bytes()) {
-        let rotation = store
-            .rotate_refresh_token(BearerToken::new(&candidate), in_an_hour())
-            .await
-            .unwrap_or_else(|error| panic!("rotate failed: {error}"));
-        assert_eq!(
-            rotation,
-            Rotation::Invalid,
-            "a token that differs from an issued one ({} bytes) is invalid",
+        let what = format!(
+            "a token that differs from an issued one ({} bytes)",
             candidate.len()
         );
+        let candidate = BearerToken::new(&candidate);
+        let peeked = store
+            .peek_refresh_token(candidate)
+            .await
+            .unwrap_or_else(|error| panic!("peek failed: {error}"));
+        assert_eq!(peeked, None, "{what} has no family to look at");
+        let rotation = store
+            .rotate_refresh_token(candidate, long())
+            .await
+            .unwrap_or_else(|error| panic!("rotate failed: {error}"));
+        assert_eq!(rotation, Rotation::Invalid, "{what} is invalid");
         store
-            .revoke_refresh_token(BearerToken::new(&candidate))
+            .revoke_refresh_token(candidate)
             .await
             .unwrap_or_else(|error| panic!("revoking an unknown token must succeed: {error}"));
     }
     rotated(store, &token, "the issued token, after altered ones").await;
 }
 
-async fn revoked_and_expired_families_are_invalid<Rs: RefreshTokenStore>(store: &Rs) {
+async fn revoked_families_are_invalid<Rs: RefreshTokenStore>(store: &Rs) {
     let first = start(store, "johndoe").await;
     let second = rotated(store, &first, "a fresh token").await;
     // Revoking with an older generation ends the family too.
-    if let Err(error) = store
-        .revoke_refresh_token(BearerToken::from(first.as_str()))
-        .await
-    {
-        panic!("revoke failed: {error}");
-    }
+    revoke(store, &first).await;
     assert_eq!(
         rotate(store, &second).await,
         Rotation::Invalid,
         "a revoked family's tokens are invalid"
     );
-    let long_ago = SystemTime::now() - Duration::from_secs(3600);
-    let expired = issue(store, grant("johndoe", long_ago)).await;
     assert_eq!(
-        rotate(store, &expired).await,
-        Rotation::Invalid,
-        "an expired refresh token is invalid"
+        peek(store, &second).await,
+        None,
+        "a revoked family cannot be looked at"
     );
 }
 
-async fn issue<Rs: RefreshTokenStore>(store: &Rs, grant: Grant) -> RefreshToken {
+/// Idle lifetime 2 s: used at 1.1 s and 2.2 s (past the idle lifetime from the
+/// login: it slides), then left unused for 2.3 s.
+async fn an_unused_family_ends_after_its_idle_lifetime<Rs: RefreshTokenStore>(store: &Rs) {
+    let lifetimes = RefreshLifetimes::new(IDLE, long().absolute());
+    let token = used_twice(
+        store,
+        "idle",
+        lifetimes,
+        "a family used within its idle lifetime lives on, past the idle lifetime from its \
+         login (the idle lifetime slides)",
+    )
+    .await;
+    tokio::time::sleep(IDLE + Duration::from_millis(300)).await;
+    assert_eq!(
+        rotate_with(store, &token, lifetimes).await,
+        Rotation::Invalid,
+        "a family unused for its idle lifetime has ended"
+    );
+    assert_eq!(
+        peek(store, &token).await,
+        None,
+        "an ended family has no grant"
+    );
+}
+
+/// Idle lifetime 2 s, absolute 2.8 s: used at 1.1 s and 2.2 s, then at 3.3 s
+/// (1.1 s after its last use, but past its absolute lifetime).
+async fn a_used_family_ends_at_its_absolute_lifetime<Rs: RefreshTokenStore>(store: &Rs) {
+    let lifetimes = RefreshLifetimes::new(IDLE, Duration::from_millis(2_800));
+    let token = used_twice(
+        store,
+        "absolute",
+        lifetimes,
+        "a family within both its lifetimes rotates",
+    )
+    .await;
+    tokio::time::sleep(STEP).await;
+    assert_eq!(
+        rotate_with(store, &token, lifetimes).await,
+        Rotation::Invalid,
+        "a family past its absolute lifetime has ended, however recently it was used"
+    );
+}
+
+/// Starts a family for `subject` with `lifetimes` and rotates it twice, a step
+/// apart; returns its current token. `what` says why each rotation must succeed.
+async fn used_twice<Rs: RefreshTokenStore>(
+    store: &Rs,
+    subject: &str,
+    lifetimes: RefreshLifetimes,
+    what: &str,
+) -> RefreshToken {
+    let mut token = issue(store, grant(subject, in_an_hour()), lifetimes).await;
+    for _ in 0..2 {
+        tokio::time::sleep(STEP).await;
+        token = match rotate_with(store, &token, lifetimes).await {
+            Rotation::Rotated { refresh_token, .. } => refresh_token,
+            other => panic!("{what}, got {other:?}"),
+        };
+    }
+    token
+}
+
+/// Fails if `data` holds `token`, its MAC, or the key that MACs it.
+fn nothing_in_mints(data: &[u8], token: &RefreshToken) {
+    let text = token.as_str().as_bytes();
+    assert!(
+        !contains(data, text),
+        "the persisted data holds an issued refresh token"
+    );
+    if let Ok(raw) = URL_SAFE_NO_PAD.decode(text) {
+        assert!(
+            !contains(data, &raw),
+            "the persisted data holds an issued refresh token's bytes"
+        );
+    }
+    let Some(parsed) = FamilyToken::parse(BearerToken::from(token.as_str())) else {
+        return;
+    };
+    assert!(
+        !contains(data, parsed.tag()),
+        "the persisted data holds an issued refresh token's MAC"
+    );
+    assert!(
+        !candidate_keys(data).any(|key| parsed.is_signed_by(&key)),
+        "the persisted data holds the key that MACs issued refresh tokens"
+    );
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+/// Every 32-byte run of `data`, and every run that decodes to 32 bytes from
+/// base64url (43 characters) or hex (64).
+fn candidate_keys(data: &[u8]) -> impl Iterator<Item = FamilyKey> + '_ {
+    let raw = data
+        .windows(KEY_BYTES)
+        .filter_map(|window| window.try_into().ok());
+    let base64 = data.windows(43).filter_map(|window| {
+        let mut key = [0u8; KEY_BYTES];
+        (URL_SAFE_NO_PAD.decode_slice(window, &mut key).ok() == Some(KEY_BYTES)).then_some(key)
+    });
+    let hex = data.windows(2 * KEY_BYTES).filter_map(|window| {
+        let mut key = [0u8; KEY_BYTES];
+        for (byte, pair) in key.iter_mut().zip(window.chunks_exact(2)) {
+            let text = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(text, 16).ok()?;
+        }
+        Some(key)
+    });
+    raw.chain(base64).chain(hex)
+}
+
+async fn issue<Rs: RefreshTokenStore>(
+    store: &Rs,
+    grant: Grant,
+    lifetimes: RefreshLifetimes,
+) -> RefreshToken {
     store
-        .issue_refresh_token(grant)
+        .issue_refresh_token(grant, lifetimes)
         .await
         .unwrap_or_else(|error| panic!("issue failed: {error}"))
 }
 
 async fn start<Rs: RefreshTokenStore>(store: &Rs, subject: &str) -> RefreshToken {
-    issue(store, grant(subject, in_an_hour())).await
+    issue(store, grant(subject, in_an_hour()), long()).await
+}
+
+async fn peek<Rs: RefreshTokenStore>(store: &Rs, token: &RefreshToken) -> Option<Grant> {
+    store
+        .peek_refresh_token(BearerToken::from(token.as_str()))
+        .await
+        .unwrap_or_else(|error| panic!("peek failed: {error}"))
+}
+
+async fn revoke<Rs: RefreshTokenStore>(store: &Rs, token: &RefreshToken) {
+    store
+        .revoke_refresh_token(BearerToken::from(token.as_str()))
+        .await
+        .unwrap_or_else(|error| panic!("revoke failed: {error}"));
 }
 
 async fn rotate<Rs: RefreshTokenStore>(store: &Rs, token: &RefreshToken) -> Rotation {
+    rotate_with(store, token, long()).await
+}
+
+async fn rotate_with<Rs: RefreshTokenStore>(
+    store: &Rs,
+    token: &RefreshToken,
+    lifetimes: RefreshLifetimes,
+) -> Rotation {
     store
-        .rotate_refresh_token(BearerToken::from(token.as_str()), in_an_hour())
+        .rotate_refresh_token(BearerToken::from(token.as_str()), lifetimes)
         .await
         .unwrap_or_else(|error| panic!("rotate failed: {error}"))
 }

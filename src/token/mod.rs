@@ -8,7 +8,7 @@ mod memory;
 mod memory_refresh;
 #[cfg(feature = "redis")]
 mod redis;
-mod refresh;
+pub(crate) mod refresh;
 
 use std::fmt;
 use std::future::Future;
@@ -24,7 +24,7 @@ pub use jwt::{
 pub use memory::MemoryTokenStore;
 pub use memory_refresh::MemoryRefreshTokenStore;
 pub(crate) use refresh::DynRefreshTokenStore;
-pub use refresh::{RefreshTokenStore, Rotation};
+pub use refresh::{RefreshLifetimes, RefreshTokenStore, Rotation, DEFAULT_MAX_FAMILIES_PER_USER};
 
 use crate::error::StoreError;
 use crate::lookup::Lookup;

@@ -13,7 +13,10 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script, ToRedisArgs};
 use serde::{Deserialize, Serialize};
 
-use super::refresh::{millis, random, FamilyKey, FamilyToken, DEFAULT_RETRY_GRACE};
+use super::refresh::{
+    millis, random, FamilyKey, FamilySecrets, FamilyToken, RefreshLifetimes,
+    DEFAULT_MAX_FAMILIES_PER_USER, DEFAULT_RETRY_GRACE,
+};
 use super::{
     AccessToken, BearerToken, Grant, IssuedToken, RefreshToken, RefreshTokenStore, Revocation,
     Rotation, TokenStore, TokenTypeHint,
@@ -31,9 +34,18 @@ use crate::scope::Scopes;
 ///   revocation one `DEL`. Keys are `{prefix}at:{hash}` for access tokens and
 ///   `{prefix}rf:{family}` for refresh-token families, and expire with their
 ///   tokens, so Redis needs no sweeping.
-/// - **No token in Redis**: keys hold a BLAKE2b-256 hash of the access token, and a
-///   refresh family holds only the key its tokens are MACed with. A copy of the
-///   database is no set of working tokens, and no lookup compares a secret.
+/// - **Nothing in Redis mints a token**: keys hold a BLAKE2b-256 hash of the access
+///   token; a refresh family holds its grant, its generation and the *id* of the
+///   secret its MAC key is derived from (keyed BLAKE2b of the family id under a
+///   secret the application configures with
+///   [`with_refresh_secret`](Self::with_refresh_secret)), never the key. A copy of
+///   the database (a backup, a replica, `MONITOR`) is no set of working tokens,
+///   and no lookup compares a secret.
+/// - **Refresh families** live their idle lifetime after each use and at most
+///   their absolute lifetime after the login (see [`RefreshLifetimes`]), both by
+///   Redis's clock (`TIME`), as is the retry grace; a user holds at most 100 live
+///   families ([`with_max_families_per_user`](Self::with_max_families_per_user)),
+///   listed in `{prefix}rfu:{hash of the user}`.
 /// - **Bounded**: every call, connecting included, has a deadline (default 500 ms).
 ///   Redis down, slow or unreachable is a [`StoreError`], which the layer answers
 ///   with 503 `temporarily_unavailable` and `Retry-After`, never a 2xx and never a
@@ -42,12 +54,19 @@ use crate::scope::Scopes;
 ///   back.
 /// - **Rotation is atomic**: a Lua script applies the refresh-token rotation rule
 ///   (see [`RefreshTokenStore`]) in one step, so two replicas presented the same
-///   token at once cannot both rotate it.
+///   token at once cannot both rotate it (nor both retry it). Issuing a family is
+///   one script too (the record, its expiry, the user's cap). The scripts touch
+///   keys they are not given (a user's oldest families), so they need a single
+///   Redis, not a cluster.
 ///
 /// ```no_run
 /// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer, RedisTokenStore};
 ///
-/// let tokens = RedisTokenStore::new("redis://127.0.0.1:6379")?.with_prefix("myapp:");
+/// # fn env(_: &str) -> String { "a secret of at least thirty-two bytes!".into() }
+/// let tokens = RedisTokenStore::new("redis://127.0.0.1:6379")?
+///     .with_prefix("myapp:")
+///     // The same secret on every replica, from the environment or a vault.
+///     .with_refresh_secret("2025-01", env("REFRESH_SECRET").as_bytes())?;
 /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
 ///     .refresh_tokens(tokens.clone())
 ///     .token_store(tokens)
@@ -63,6 +82,10 @@ struct Inner {
     connection: Connection,
     prefix: Box<str>,
     retry_grace: Duration,
+    /// What refresh families' MAC keys are derived from; none until configured.
+    secrets: FamilySecrets,
+    max_families_per_user: usize,
+    issue_family: Script,
     rotate: Script,
 }
 
@@ -76,32 +99,84 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 const ACCESS_TOKEN_BYTES: usize = 32;
 const ACCESS_TOKEN_CHARS: usize = 43;
 
+/// Redis's clock in milliseconds, as `now`: the replicas' clocks do not matter.
+const NOW: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"#;
+
+/// Starts a family. KEYS[1]: the family, KEYS[2]: its user's families (a sorted
+/// set of family keys, oldest login first). ARGV: secret id, grant, idle and absolute
+/// lifetimes (ms), the cap on the user's live families. Returns the expiry (ms).
+const ISSUE_FAMILY: &str = r#"
+local abs = now + tonumber(ARGV[4])
+local exp = math.min(now + tonumber(ARGV[3]), abs)
+redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'grant', ARGV[2], 'cur', 0, 'abs', abs, 'exp', exp)
+redis.call('PEXPIREAT', KEYS[1], exp)
+-- Logins in one millisecond still get distinct, ordered scores.
+local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+local score = now
+if newest[2] and tonumber(newest[2]) >= now then
+  score = tonumber(newest[2]) + 1
+end
+redis.call('ZADD', KEYS[2], score, KEYS[1])
+local max = tonumber(ARGV[5])
+if redis.call('ZCARD', KEYS[2]) > max then
+  -- Ended families (expired, revoked, reused) do not count.
+  for _, family in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if redis.call('EXISTS', family) == 0 then
+      redis.call('ZREM', KEYS[2], family)
+    end
+  end
+  local excess = redis.call('ZCARD', KEYS[2]) - max
+  if excess > 0 then
+    for _, family in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
+      redis.call('DEL', family)
+      redis.call('ZREM', KEYS[2], family)
+    end
+  end
+end
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl < abs - now then
+  redis.call('PEXPIREAT', KEYS[2], abs)
+end
+return exp
+"#;
+
 /// The rotation rule of `refresh::Chain::step`/`rotated`, applied atomically.
-/// KEYS[1]: the family. ARGV: presented generation, now (ms), grace (ms), new
-/// expiry (ms). Returns the new current generation + 1, 0 to refuse, -1 for reuse
-/// (the family is deleted).
+/// KEYS[1]: the family. ARGV: presented generation, grace (ms), idle lifetime
+/// (ms). Returns `{new current generation + 1, new expiry (ms)}`, `{0}` to
+/// refuse, `{-1}` for reuse (the family is deleted).
 const ROTATE: &str = r#"
-local f = redis.call('HMGET', KEYS[1], 'cur', 'rfg', 'rfa')
-if not f[1] then return 0 end
+local f = redis.call('HMGET', KEYS[1], 'cur', 'lg', 'la', 'lr', 'abs')
+if not f[1] then return {0} end
 local cur = tonumber(f[1])
 local presented = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
-local same = f[2] and tonumber(f[2]) == presented
-local retry = same and now - tonumber(f[3]) < tonumber(ARGV[3])
-if cur >= 4294967295 then return 0 end
+local retry = f[2] and tonumber(f[2]) == presented and f[4] ~= '1'
+  and now - tonumber(f[3]) < tonumber(ARGV[2])
+if cur >= 4294967295 then return {0} end
 if presented == cur or retry then
-  if not same then
-    redis.call('HSET', KEYS[1], 'rfg', presented, 'rfa', now)
+  if retry then
+    -- One retry per generation; the grace does not slide.
+    redis.call('HSET', KEYS[1], 'lr', 1)
+  else
+    redis.call('HSET', KEYS[1], 'lg', presented, 'la', now, 'lr', 0)
   end
-  redis.call('HSET', KEYS[1], 'cur', cur + 1)
-  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-  return cur + 2
+  local exp = math.min(now + tonumber(ARGV[3]), tonumber(f[5]))
+  redis.call('HSET', KEYS[1], 'cur', cur + 1, 'exp', exp)
+  redis.call('PEXPIREAT', KEYS[1], exp)
+  return {cur + 2, exp}
 elseif presented < cur then
   redis.call('DEL', KEYS[1])
-  return -1
+  return {-1}
 end
-return 0
+return {0}
 "#;
+
+/// A script that starts by reading Redis's clock into `now`.
+fn timed_script(body: &str) -> Script {
+    Script::new(&format!("{NOW}{body}"))
+}
 
 impl RedisTokenStore {
     /// A store on the Redis server at `url` (`redis://host:port/db`, with
@@ -121,7 +196,10 @@ impl RedisTokenStore {
                 connection: Connection::new(client, DEFAULT_TIMEOUT),
                 prefix: "".into(),
                 retry_grace: DEFAULT_RETRY_GRACE,
-                rotate: Script::new(ROTATE),
+                secrets: FamilySecrets::default(),
+                max_families_per_user: DEFAULT_MAX_FAMILIES_PER_USER,
+                issue_family: timed_script(ISSUE_FAMILY),
+                rotate: timed_script(ROTATE),
             }),
         })
     }
@@ -139,9 +217,39 @@ impl RedisTokenStore {
     }
 
     /// Treats a refresh token presented again within `grace` (default 10 s) of
-    /// its rotation as the client's retry, not as reuse.
+    /// its rotation as the client's retry, not as reuse; once per generation.
     pub fn with_retry_grace(self, grace: Duration) -> Self {
         self.reconfigure(|inner| inner.retry_grace = grace)
+    }
+
+    /// Adds a secret that refresh families' MAC keys are derived from, named `id`
+    /// (what each family records instead of its key). **Required** before this
+    /// store issues refresh tokens: without one, a login with refresh tokens on
+    /// fails (503, and an error in the log) rather than keep a key in Redis, or
+    /// draw a per-process secret that replicas would not share (their refreshes
+    /// would fail on every other replica, and all of them at each restart).
+    ///
+    /// Every replica needs the same secrets. The first one added keys new
+    /// families; later ones keep the families they keyed working. To replace a
+    /// secret, put the new one first and keep the old one until its families have
+    /// reached their absolute lifetime; a family whose secret is gone is invalid.
+    ///
+    /// # Errors
+    ///
+    /// If `secret` is shorter than 32 bytes (use random bytes), or `id` is empty,
+    /// longer than 64 characters, not printable ASCII or already used. No message
+    /// shows the secret.
+    pub fn with_refresh_secret(self, id: &str, secret: &[u8]) -> Result<Self, StoreError> {
+        let mut secrets = self.inner.secrets.clone();
+        secrets.add(id, secret)?;
+        Ok(self.reconfigure(|inner| inner.secrets = secrets))
+    }
+
+    /// Lets one user hold at most `max` live refresh families (at least 1; default
+    /// 100): a login beyond that ends the user's oldest family, so one account
+    /// cannot fill Redis with families.
+    pub fn with_max_families_per_user(self, max: usize) -> Self {
+        self.reconfigure(|inner| inner.max_families_per_user = max.max(1))
     }
 
     /// Builder methods run before any clone exists; a clone made earlier keeps its
@@ -154,7 +262,10 @@ impl RedisTokenStore {
             ),
             prefix: shared.prefix.clone(),
             retry_grace: shared.retry_grace,
-            rotate: Script::new(ROTATE),
+            secrets: shared.secrets.clone(),
+            max_families_per_user: shared.max_families_per_user,
+            issue_family: timed_script(ISSUE_FAMILY),
+            rotate: timed_script(ROTATE),
         });
         change(&mut inner);
         Self {
@@ -173,6 +284,28 @@ impl RedisTokenStore {
         self.inner
             .connection
             .run(|mut connection| async move { command.query_async(&mut connection).await })
+            .await
+    }
+
+    /// Runs `script` on `keys` with `args`, within the timeout.
+    async fn script<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        self.inner
+            .connection
+            .run(|mut connection| async move {
+                let mut invocation = script.prepare_invoke();
+                for key in keys {
+                    invocation.key(*key);
+                }
+                for arg in args {
+                    invocation.arg(arg);
+                }
+                invocation.invoke_async(&mut connection).await
+            })
             .await
     }
 
@@ -202,28 +335,43 @@ impl RedisTokenStore {
         format!("{}rf:{}", self.inner.prefix, URL_SAFE_NO_PAD.encode(family))
     }
 
-    /// The family of a refresh token, if the token is one of its generations.
+    /// The key of a user's list of families: a hash of the subject, so that its
+    /// length is bounded.
+    fn user_families_key(&self, subject: &str) -> String {
+        let hash = Blake2b::<U32>::digest(subject.as_bytes());
+        format!("{}rfu:{}", self.inner.prefix, URL_SAFE_NO_PAD.encode(hash))
+    }
+
+    /// The family of a refresh token, if the token is one of its generations
+    /// (one `HMGET`). Its grant's `expires_at` is the family's current expiry.
     async fn family_of(&self, token: BearerToken<'_>) -> Result<Option<Family>, StoreError> {
         let Some(presented) = FamilyToken::parse(token) else {
             return Ok(None);
         };
         let key = self.family_key(&presented.family);
-        let (mac_key, grant): (Option<Vec<u8>>, Option<String>) =
-            self.query("HMGET", (&key, "key", "grant")).await?;
-        let (Some(mac_key), Some(grant)) = (mac_key, grant) else {
+        let (secret_id, grant, expires_at): (Option<String>, Option<String>, Option<u64>) =
+            self.query("HMGET", (&key, "sid", "grant", "exp")).await?;
+        let (Some(secret_id), Some(grant), Some(expires_at)) = (secret_id, grant, expires_at)
+        else {
             return Ok(None);
         };
-        let mac_key: FamilyKey = mac_key
-            .try_into()
-            .map_err(|_| StoreError::new("corrupt refresh-token family: bad key"))?;
+        let Some(mac_key) = self.inner.secrets.family_key(&secret_id, &presented.family) else {
+            tracing::warn!(
+                secret = %secret_id,
+                "refresh token of a family keyed with a secret this store does not have"
+            );
+            return Ok(None);
+        };
         if !presented.is_signed_by(&mac_key) {
             return Ok(None);
         }
+        let mut grant = Record::parse(&grant)?.into_grant()?;
+        grant.expires_at = UNIX_EPOCH + Duration::from_millis(expires_at);
         Ok(Some(Family {
             presented,
             key,
             mac_key,
-            record: Record::parse(&grant)?,
+            grant,
         }))
     }
 }
@@ -233,8 +381,9 @@ struct Family {
     presented: FamilyToken,
     /// The family's key in Redis.
     key: String,
+    /// Derived from the family's secret; never in Redis.
     mac_key: FamilyKey,
-    record: Record,
+    grant: Grant,
 }
 
 impl fmt::Debug for RedisTokenStore {
@@ -246,6 +395,11 @@ impl fmt::Debug for RedisTokenStore {
             .field("prefix", &self.inner.prefix)
             .field("timeout", &self.inner.connection.timeout)
             .field("retry_grace", &self.inner.retry_grace)
+            .field(
+                "refresh_secrets",
+                &self.inner.secrets.ids().collect::<Vec<_>>(),
+            )
+            .field("max_families_per_user", &self.inner.max_families_per_user)
             .finish()
     }
 }
@@ -303,48 +457,51 @@ impl TokenStore for RedisTokenStore {
 }
 
 impl RefreshTokenStore for RedisTokenStore {
+    /// One script: the family's record, its expiry, and the user's cap.
     fn issue_refresh_token(
         &self,
         grant: Grant,
+        lifetimes: RefreshLifetimes,
     ) -> impl Future<Output = Result<RefreshToken, StoreError>> + Send {
         let store = self.clone();
         async move {
-            let mac_key: FamilyKey = random()?;
             let family = random()?;
+            let Some((secret_id, mac_key)) = store.inner.secrets.current(&family) else {
+                return Err(StoreError::new(
+                    "RedisTokenStore has no refresh secret: configure one with with_refresh_secret",
+                ));
+            };
             let key = store.family_key(&family);
+            let user_key = store.user_families_key(&grant.subject);
             let record = Record::of(&grant).to_json()?;
-            let expires_at = millis(grant.expires_at).max(1);
+            let args = [
+                secret_id.to_owned(),
+                record,
+                lifetimes.idle().as_millis().to_string(),
+                lifetimes.absolute().as_millis().to_string(),
+                store.inner.max_families_per_user.to_string(),
+            ];
             store
-                .inner
-                .connection
-                .run(|mut connection| async move {
-                    redis::pipe()
-                        .atomic()
-                        .cmd("HSET")
-                        .arg(&key)
-                        .arg("key")
-                        .arg(&mac_key[..])
-                        .arg("grant")
-                        .arg(&record)
-                        .arg("cur")
-                        .arg(0)
-                        .ignore()
-                        .cmd("PEXPIREAT")
-                        .arg(&key)
-                        .arg(expires_at)
-                        .ignore()
-                        .query_async::<()>(&mut connection)
-                        .await
-                })
+                .script::<u64>(&store.inner.issue_family, &[&key, &user_key], &args)
                 .await?;
             Ok(FamilyToken::new(&mac_key, family, 0).encode())
         }
     }
 
+    /// One `HMGET`.
+    fn peek_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
+        let found = self.family_of(token);
+        async move { Ok(found.await?.map(|family| family.grant)) }
+    }
+
+    /// One `HMGET`, then the rotation script.
     fn rotate_refresh_token(
         &self,
         token: BearerToken<'_>,
-        expires_at: SystemTime,
+        lifetimes: RefreshLifetimes,
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send {
         let found = self.family_of(token);
         let store = self.clone();
@@ -353,45 +510,28 @@ impl RefreshTokenStore for RedisTokenStore {
                 presented,
                 key,
                 mac_key,
-                record,
+                mut grant,
             }) = found.await?
             else {
                 return Ok(Rotation::Invalid);
             };
-            let mut grant = record.into_grant()?;
-            let now = SystemTime::now();
-            if !grant.is_live(now) {
-                return Ok(Rotation::Invalid);
-            }
-            let grace = store.inner.retry_grace.as_millis() as u64;
-            let outcome: i64 = store
-                .inner
-                .connection
-                .run(|mut connection| {
-                    let store = store.clone();
-                    async move {
-                        store
-                            .inner
-                            .rotate
-                            .key(&key)
-                            .arg(presented.generation)
-                            .arg(millis(now))
-                            .arg(grace)
-                            .arg(millis(expires_at).max(1))
-                            .invoke_async(&mut connection)
-                            .await
-                    }
-                })
-                .await?;
-            Ok(match outcome {
-                -1 => Rotation::Reused {
+            let args = [
+                presented.generation.to_string(),
+                store.inner.retry_grace.as_millis().to_string(),
+                lifetimes.idle().as_millis().to_string(),
+            ];
+            let outcome: Vec<i64> = store.script(&store.inner.rotate, &[&key], &args).await?;
+            Ok(match outcome[..] {
+                [-1] => Rotation::Reused {
                     subject: grant.subject,
                 },
-                next if next >= 2 => {
-                    let Ok(generation) = u32::try_from(next - 1) else {
+                [next, expires_at] if next >= 2 => {
+                    let (Ok(generation), Ok(expires_at)) =
+                        (u32::try_from(next - 1), u64::try_from(expires_at))
+                    else {
                         return Err(StoreError::new("rotation script returned a bad generation"));
                     };
-                    grant.expires_at = expires_at;
+                    grant.expires_at = UNIX_EPOCH + Duration::from_millis(expires_at);
                     Rotation::Rotated {
                         grant,
                         refresh_token: FamilyToken::new(&mac_key, presented.family, generation)

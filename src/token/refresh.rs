@@ -7,10 +7,13 @@
 //! two parties hold the same chain (one of them stole it), so the whole family is
 //! revoked.
 //!
-//! The token names its family and generation and carries a MAC of both under a key
-//! only the family's record holds, so a store keeps **one record per family**, not
-//! one per token ever issued, and still recognises every old generation as its own
-//! (reuse) rather than as a stranger (a typo, another server's token).
+//! The token names its family and generation and carries a MAC of both under the
+//! family's key, so a store keeps **one record per family**, not one per token
+//! ever issued, and still recognises every old generation as its own (reuse)
+//! rather than as a stranger (a typo, another server's token). The memory store
+//! draws each family's key at random and keeps it in process memory; the Redis
+//! store derives it from a secret the application configures (`FamilySecrets`),
+//! so that what Redis holds mints no token.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,13 +21,15 @@ use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use blake2::digest::consts::U16;
+use blake2::digest::consts::{U16, U32};
 use blake2::digest::{KeyInit, Mac};
-use blake2::Blake2bMac;
+use blake2::{Blake2b, Blake2bMac, Digest};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use super::{BearerToken, Grant, RefreshToken};
 use crate::error::StoreError;
+use crate::layer::MAX_TOKEN_LIFETIME;
 
 /// Stores refresh-token families: issues, rotates and revokes refresh tokens.
 ///
@@ -34,26 +39,56 @@ use crate::error::StoreError;
 /// JWT) can be paired with any refresh-token store. The method names differ from
 /// `TokenStore`'s so that one type can implement both.
 ///
-/// Every implementation must follow the rotation rule, which
-/// [`testing::RefreshTokenStoreSuite`](crate::testing) checks: a token rotates
-/// once; presenting it again after the retry grace (or presenting any older one)
-/// revokes the family and answers [`Rotation::Reused`]; presenting it again within
-/// the grace is a client's retry and rotates again, invalidating the token the
-/// lost answer carried.
+/// Every implementation must follow these rules, which
+/// [`testing::RefreshTokenStoreSuite`](crate::testing::RefreshTokenStoreSuite)
+/// checks:
+///
+/// - **Rotation**: a token rotates once; presenting it again after the retry
+///   grace (or presenting any older one) revokes the family and answers
+///   [`Rotation::Reused`].
+/// - **One retry per generation**: presenting it again *within* the grace is a
+///   client's retry (its answer was lost) and rotates again, once, invalidating
+///   the token the lost answer carried; a second retry is reuse.
+/// - **Lifetimes** ([`RefreshLifetimes`]): a family ends when it has not been
+///   used for the idle lifetime, and at the latest the absolute lifetime after
+///   its login, however often it is used.
+/// - **A bounded number of live families per user**: a new login beyond the cap
+///   ends the user's oldest family, so one account cannot mint families without
+///   end.
+/// - **Nothing persisted mints a token**: a store that keeps families outside the
+///   process (a database, Redis) keeps nothing from which a working refresh token
+///   can be computed: not the token, nor the key its MAC is made with.
 pub trait RefreshTokenStore: Send + Sync + 'static {
-    /// Starts a family for `grant` (a login): its first refresh token, valid until
-    /// `grant.expires_at`.
+    /// Starts a family for `grant` (a login) and returns its first refresh token.
+    ///
+    /// The family expires after `lifetimes.idle()` unused, and at the latest
+    /// `lifetimes.absolute()` after now, both by the store's clock (the grant's
+    /// `expires_at` is not read).
     fn issue_refresh_token(
         &self,
         grant: Grant,
+        lifetimes: RefreshLifetimes,
     ) -> impl Future<Output = Result<RefreshToken, StoreError>> + Send;
 
-    /// Exchanges `token` for its family's grant and the family's next token, valid
-    /// until `expires_at` (the grant's `expires_at` says the same).
+    /// The grant of the live family `token` is one of the generations of,
+    /// without rotating or revoking anything: what the endpoint checks a
+    /// refresh's `scope` against before it rotates. `None` where
+    /// [`rotate_refresh_token`](Self::rotate_refresh_token) would answer
+    /// `Invalid` for any reason other than the token's generation.
+    fn peek_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
+
+    /// Exchanges `token` for its family's grant and the family's next token.
+    ///
+    /// The family's idle lifetime starts again from now (`lifetimes.idle()`),
+    /// never past the absolute end fixed at its login; the grant's `expires_at`
+    /// is the new token's expiry.
     fn rotate_refresh_token(
         &self,
         token: BearerToken<'_>,
-        expires_at: SystemTime,
+        lifetimes: RefreshLifetimes,
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
 
     /// Ends the family of `token`, whichever of its generations it is. Unknown,
@@ -62,6 +97,58 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
         &self,
         token: BearerToken<'_>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// How long a refresh-token family lives: `idle` after its last use, and at most
+/// `absolute` after its login (OWASP ASVS 3.3.2: re-authentication however
+/// actively a login is used), whichever comes first.
+///
+/// The layer passes the builder's
+/// [`refresh_token_idle_lifetime`](crate::Builder::refresh_token_idle_lifetime)
+/// and [`refresh_token_absolute_lifetime`](crate::Builder::refresh_token_absolute_lifetime)
+/// to its [`RefreshTokenStore`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_oauth2_password::RefreshLifetimes;
+///
+/// let day = Duration::from_secs(24 * 3600);
+/// let lifetimes = RefreshLifetimes::new(14 * day, 30 * day);
+/// assert_eq!(lifetimes.idle(), 14 * day);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshLifetimes {
+    idle: Duration,
+    absolute: Duration,
+}
+
+impl RefreshLifetimes {
+    /// `idle` after each use, at most `absolute` after the login. Each is taken
+    /// as at most [`MAX_TOKEN_LIFETIME`] (one year), so that expiry arithmetic
+    /// cannot overflow.
+    pub fn new(idle: Duration, absolute: Duration) -> Self {
+        Self {
+            idle: idle.min(MAX_TOKEN_LIFETIME),
+            absolute: absolute.min(MAX_TOKEN_LIFETIME),
+        }
+    }
+
+    /// How long a family lives unused.
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// How long a family lives after its login, however it is used.
+    pub fn absolute(&self) -> Duration {
+        self.absolute
+    }
+
+    /// When a family that logged in at `login` ends if it is used at `now` and
+    /// not again.
+    pub(crate) fn expiry(&self, login: SystemTime, now: SystemTime) -> SystemTime {
+        // Both durations are at most a year: neither sum overflows.
+        (now + self.idle).min(login + self.absolute)
+    }
 }
 
 /// The outcome of [`RefreshTokenStore::rotate_refresh_token`].
@@ -96,30 +183,35 @@ pub(crate) struct FamilyToken {
 
 /// A family's random id, the part of its tokens that finds its record.
 pub(crate) type FamilyId = [u8; ID_BYTES];
-/// The key a family's tokens are MACed with; it never leaves the family's record.
+/// The key a family's tokens are MACed with.
 pub(crate) type FamilyKey = [u8; KEY_BYTES];
 
 const ID_BYTES: usize = 16;
-const KEY_BYTES: usize = 32;
+pub(crate) const KEY_BYTES: usize = 32;
 const TAG_BYTES: usize = 16;
 const TOKEN_BYTES: usize = ID_BYTES + 4 + TAG_BYTES;
 /// Base64url of 36 bytes, no padding.
 const TOKEN_CHARS: usize = 48;
 
-/// 128 random bits, from the operating system.
+/// `N` random bytes, from the operating system.
 pub(crate) fn random<const N: usize>() -> Result<[u8; N], StoreError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| StoreError::new(e.to_string()))?;
     Ok(bytes)
 }
 
-fn tag(key: &FamilyKey, family: &FamilyId, generation: u32) -> [u8; TAG_BYTES] {
+/// A MAC (keyed BLAKE2b) of `parts` under a 32-byte key.
+fn keyed<M: Mac + KeyInit>(key: &[u8; KEY_BYTES], parts: &[&[u8]]) -> blake2::digest::Output<M> {
     // A 32-byte key is within BLAKE2b's limit: this cannot fail.
-    let mut mac =
-        <Blake2bMac<U16> as KeyInit>::new_from_slice(key).expect("a 32-byte BLAKE2b key is valid");
-    mac.update(family);
-    mac.update(&generation.to_be_bytes());
-    mac.finalize().into_bytes().into()
+    let mut mac = <M as KeyInit>::new_from_slice(key).expect("a 32-byte BLAKE2b key is valid");
+    for part in parts {
+        Mac::update(&mut mac, part);
+    }
+    mac.finalize().into_bytes()
+}
+
+fn tag(key: &FamilyKey, family: &FamilyId, generation: u32) -> [u8; TAG_BYTES] {
+    keyed::<Blake2bMac<U16>>(key, &[family, &generation.to_be_bytes()]).into()
 }
 
 impl FamilyToken {
@@ -159,6 +251,11 @@ impl FamilyToken {
             .into()
     }
 
+    /// The MAC, for checks that it is kept nowhere.
+    pub(crate) fn tag(&self) -> &[u8] {
+        &self.tag
+    }
+
     /// The text handed to the client.
     pub(crate) fn encode(&self) -> RefreshToken {
         let mut bytes = [0u8; TOKEN_BYTES];
@@ -169,14 +266,113 @@ impl FamilyToken {
     }
 }
 
+/// The application's secrets that family keys are derived from (keyed BLAKE2b of
+/// the family id): a store that keeps families outside the process keeps only the
+/// id of the secret a family's key comes from, never the key, so a copy of its
+/// data mints no token.
+///
+/// The first secret keys new families; the others only keep the families they
+/// keyed working, so that a secret can be replaced without logging anyone out
+/// (keep the old one until its families have reached their absolute lifetime).
+#[derive(Clone, Default)]
+pub(crate) struct FamilySecrets(Vec<FamilySecret>);
+
+#[derive(Clone)]
+struct FamilySecret {
+    id: Box<str>,
+    /// BLAKE2b-256 of the secret as configured: a secret of any length is a key.
+    key: Zeroizing<[u8; KEY_BYTES]>,
+}
+
+/// The shortest secret accepted: 256 bits, as many as the keys derived from it.
+pub(crate) const MIN_SECRET_BYTES: usize = 32;
+/// The longest secret id: it is stored with every family.
+const MAX_SECRET_ID_CHARS: usize = 64;
+
+impl FamilySecrets {
+    /// Adds a secret named `id`, after those already added.
+    ///
+    /// # Errors
+    ///
+    /// If `secret` is shorter than 32 bytes, or `id` is empty, longer than 64
+    /// characters, not printable ASCII, or already taken. No message shows the
+    /// secret.
+    pub(crate) fn add(&mut self, id: &str, secret: &[u8]) -> Result<(), StoreError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(StoreError::new(format!(
+                "refresh secret {id:?} is {} bytes: at least {MIN_SECRET_BYTES} random bytes are needed",
+                secret.len()
+            )));
+        }
+        if id.is_empty()
+            || id.len() > MAX_SECRET_ID_CHARS
+            || !id.bytes().all(|byte| byte.is_ascii_graphic())
+        {
+            return Err(StoreError::new(
+                "a refresh secret id is 1 to 64 printable ASCII characters, no spaces",
+            ));
+        }
+        if self.by_id(id).is_some() {
+            return Err(StoreError::new(format!(
+                "refresh secret id {id:?} is given twice"
+            )));
+        }
+        let key = Blake2b::<U32>::new()
+            .chain_update(b"tower-oauth2-password refresh secret\0")
+            .chain_update(secret)
+            .finalize();
+        self.0.push(FamilySecret {
+            id: id.into(),
+            key: Zeroizing::new(key.into()),
+        });
+        Ok(())
+    }
+
+    /// The id of the secret new families are keyed with, and the key of `family`
+    /// under it; `None` if no secret is configured.
+    pub(crate) fn current(&self, family: &FamilyId) -> Option<(&str, FamilyKey)> {
+        let secret = self.0.first()?;
+        Some((&secret.id, secret.family_key(family)))
+    }
+
+    /// The key of `family` under the secret named `id`, if it is configured.
+    pub(crate) fn family_key(&self, id: &str, family: &FamilyId) -> Option<FamilyKey> {
+        self.by_id(id).map(|secret| secret.family_key(family))
+    }
+
+    /// The ids of the configured secrets, first the one new families use.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|secret| &*secret.id)
+    }
+
+    fn by_id(&self, id: &str) -> Option<&FamilySecret> {
+        self.0.iter().find(|secret| *secret.id == *id)
+    }
+}
+
+impl FamilySecret {
+    fn family_key(&self, family: &FamilyId) -> FamilyKey {
+        keyed::<Blake2bMac<U32>>(&self.key, &[b"family\0", family]).into()
+    }
+}
+
 /// Where a family stands in its rotation: what a store keeps besides the grant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Chain {
     /// The generation of the family's current token.
     pub(crate) current: u32,
-    /// The generation presented at the last rotation, and when (milliseconds since
-    /// the epoch): presenting it again within the grace is a retry.
-    pub(crate) rotated_from: Option<(u32, u64)>,
+    /// The last rotation: presenting its token again within the grace is a retry.
+    pub(crate) last: Option<LastRotation>,
+}
+
+/// The generation presented at a family's last rotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LastRotation {
+    pub(crate) generation: u32,
+    /// When it was first presented, in milliseconds since the epoch.
+    pub(crate) at_ms: u64,
+    /// Whether it was presented again already: one retry per generation.
+    pub(crate) retried: bool,
 }
 
 /// What to do with a presented generation.
@@ -195,7 +391,7 @@ impl Chain {
     pub(crate) fn start() -> Self {
         Self {
             current: 0,
-            rotated_from: None,
+            last: None,
         }
     }
 
@@ -203,12 +399,9 @@ impl Chain {
     /// store runs the same rule in its Lua script; the shared conformance suite
     /// holds both to it.)
     pub(crate) fn step(&self, presented: u32, now_ms: u64, grace: Duration) -> Step {
-        let retry = self.rotated_from.is_some_and(|(generation, at)| {
-            generation == presented && now_ms.saturating_sub(at) < grace.as_millis() as u64
-        });
         if self.current == u32::MAX {
             Step::Refuse
-        } else if presented == self.current || retry {
+        } else if presented == self.current || self.is_retry(presented, now_ms, grace) {
             Step::Rotate
         } else if presented < self.current {
             Step::Revoke
@@ -217,16 +410,32 @@ impl Chain {
         }
     }
 
+    fn is_retry(&self, presented: u32, now_ms: u64, grace: Duration) -> bool {
+        self.last.is_some_and(|last| {
+            last.generation == presented
+                && !last.retried
+                && now_ms.saturating_sub(last.at_ms) < grace.as_millis() as u64
+        })
+    }
+
     /// The chain after a `Rotate` for `presented`.
     pub(crate) fn rotated(self, presented: u32, now_ms: u64) -> Self {
-        // A retry keeps the original rotation's time: the grace does not slide.
-        let rotated_from = match self.rotated_from {
-            Some((generation, at)) if generation == presented => Some((generation, at)),
-            _ => Some((presented, now_ms)),
+        let last = match self.last {
+            // The retry: it keeps the rotation's time (the grace does not slide)
+            // and uses up the generation's one retry.
+            Some(last) if last.generation == presented => LastRotation {
+                retried: true,
+                ..last
+            },
+            _ => LastRotation {
+                generation: presented,
+                at_ms: now_ms,
+                retried: false,
+            },
         };
         Self {
             current: self.current + 1,
-            rotated_from,
+            last: Some(last),
         }
     }
 }
@@ -241,31 +450,40 @@ pub(crate) fn millis(time: SystemTime) -> u64 {
 /// out, short enough that a thief racing the client is rarely let through.
 pub(crate) const DEFAULT_RETRY_GRACE: Duration = Duration::from_secs(10);
 
+/// The default cap on one user's live families (logins with refresh tokens): a
+/// login beyond it ends the user's oldest family.
+pub const DEFAULT_MAX_FAMILIES_PER_USER: usize = 100;
+
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// [`RefreshTokenStore`] as a trait object: the layer holds one without making
 /// it part of its type (refresh is rare; a box per call costs nothing measurable).
 pub(crate) trait DynRefreshTokenStore: Send + Sync + 'static {
-    fn issue(&self, grant: Grant) -> BoxFuture<'_, RefreshToken>;
+    fn issue(&self, grant: Grant, lifetimes: RefreshLifetimes) -> BoxFuture<'_, RefreshToken>;
+    fn peek<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, Option<Grant>>;
     fn rotate<'a>(
         &'a self,
         token: BearerToken<'a>,
-        expires_at: SystemTime,
+        lifetimes: RefreshLifetimes,
     ) -> BoxFuture<'a, Rotation>;
     fn revoke<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, ()>;
 }
 
 impl<S: RefreshTokenStore> DynRefreshTokenStore for S {
-    fn issue(&self, grant: Grant) -> BoxFuture<'_, RefreshToken> {
-        Box::pin(self.issue_refresh_token(grant))
+    fn issue(&self, grant: Grant, lifetimes: RefreshLifetimes) -> BoxFuture<'_, RefreshToken> {
+        Box::pin(self.issue_refresh_token(grant, lifetimes))
+    }
+
+    fn peek<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, Option<Grant>> {
+        Box::pin(self.peek_refresh_token(token))
     }
 
     fn rotate<'a>(
         &'a self,
         token: BearerToken<'a>,
-        expires_at: SystemTime,
+        lifetimes: RefreshLifetimes,
     ) -> BoxFuture<'a, Rotation> {
-        Box::pin(self.rotate_refresh_token(token, expires_at))
+        Box::pin(self.rotate_refresh_token(token, lifetimes))
     }
 
     fn revoke<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, ()> {
@@ -306,16 +524,59 @@ mod tests {
         // The same token again, soon: a retry.
         assert_eq!(chain.step(0, 5_000, GRACE), Step::Rotate);
         let retried = chain.rotated(0, 5_000);
-        assert_eq!(retried.rotated_from, Some((0, 1_000)));
+        assert_eq!(
+            retried.last,
+            Some(LastRotation {
+                generation: 0,
+                at_ms: 1_000,
+                retried: true
+            })
+        );
         assert_eq!(retried.current, 2);
+        // One retry per generation: a second one, however soon, is reuse.
+        assert_eq!(retried.step(0, 5_001, GRACE), Step::Revoke);
         // Late: reuse. The token the lost answer carried is reuse too.
-        assert_eq!(retried.step(0, 11_000, GRACE), Step::Revoke);
+        assert_eq!(chain.step(0, 11_000, GRACE), Step::Revoke);
         assert_eq!(retried.step(1, 5_000, GRACE), Step::Revoke);
         assert_eq!(retried.step(2, 5_000, GRACE), Step::Rotate);
+        // The next generation gets a retry of its own.
+        let next = retried.rotated(2, 6_000);
+        assert_eq!(next.step(2, 7_000, GRACE), Step::Rotate);
         let exhausted = Chain {
             current: u32::MAX,
-            rotated_from: None,
+            last: None,
         };
         assert_eq!(exhausted.step(u32::MAX, 0, GRACE), Step::Refuse);
+    }
+
+    #[test]
+    fn family_keys_come_from_the_named_secret() {
+        let mut secrets = FamilySecrets::default();
+        assert!(secrets.current(&[0; ID_BYTES]).is_none());
+        assert!(secrets.add("short", &[1; 31]).is_err());
+        assert!(secrets.add("with space", &[1; 32]).is_err());
+        secrets.add("new", &[1; 32]).unwrap();
+        secrets.add("old", &[2; 40]).unwrap();
+        assert!(secrets.add("old", &[3; 32]).is_err());
+        let family = random().unwrap();
+        let (id, key) = secrets.current(&family).unwrap();
+        assert_eq!(id, "new");
+        assert_eq!(secrets.family_key("new", &family), Some(key));
+        assert_ne!(secrets.family_key("old", &family), Some(key));
+        assert_ne!(secrets.current(&random().unwrap()).unwrap().1, key);
+        assert_eq!(secrets.family_key("gone", &family), None);
+        assert_eq!(secrets.ids().collect::<Vec<_>>(), ["new", "old"]);
+    }
+
+    #[test]
+    fn lifetimes_end_at_the_earlier_limit() {
+        let login = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let lifetimes = RefreshLifetimes::new(Duration::from_secs(10), Duration::from_secs(25));
+        let at = |secs| login + Duration::from_secs(secs);
+        assert_eq!(lifetimes.expiry(login, at(0)), at(10));
+        assert_eq!(lifetimes.expiry(login, at(9)), at(19));
+        assert_eq!(lifetimes.expiry(login, at(20)), at(25));
+        let long = RefreshLifetimes::new(Duration::MAX, Duration::MAX);
+        assert_eq!(long.absolute(), MAX_TOKEN_LIFETIME);
     }
 }

@@ -20,6 +20,7 @@ use tower_oauth2_password::{
 
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod refresh;
 
 #[path = "../../examples/tutorial.rs"]
 #[allow(dead_code, unreachable_pub)]
