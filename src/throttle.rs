@@ -195,9 +195,9 @@ impl LoginThrottle {
         self
     }
 
-    /// Refuses a client address's logins after `max_failures` failures (at least
-    /// 1) over all usernames within `window` of the first, until that window
-    /// ends. Default: 20 in 15 minutes.
+    /// Refuses a client address's logins after `max_failures` failures (at
+    /// least one) over all usernames within `window` of the first, until that
+    /// window ends. Default: 20 in 15 minutes.
     pub fn per_address(mut self, max_failures: u32, window: Duration) -> Self {
         self.per_address = Limit::new(max_failures, window);
         self
@@ -638,7 +638,7 @@ impl MemoryCounts {
     fn window<'t>(&self, tables: &'t mut [Table; 3], key: &Key, now: Instant) -> &'t mut Window {
         let (table, hash) = self.slot(key);
         let table = &mut tables[table];
-        if !table.get(&hash).is_some_and(|window| window.ends > now) {
+        if table.get(&hash).is_none_or(|window| window.ends <= now) {
             if table.len() >= self.max_keys && !table.contains_key(&hash) {
                 make_room(table, self.max_keys, now);
             }

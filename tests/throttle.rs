@@ -68,7 +68,7 @@ const USERNAME_WINDOW: Duration = Duration::from_secs(60 * 60);
 #[tokio::test]
 async fn five_wrong_passwords_lock_the_user_out_from_that_address_only() {
     let server = Server::start().await;
-    let attacker = server.from_address("127.0.0.2");
+    let attacker = server.connecting_from("127.0.0.2");
     for _ in 0..5 {
         let reply = attempt(&attacker, "johndoe", "wrong").await;
         assert_eq!(
@@ -80,7 +80,7 @@ async fn five_wrong_passwords_lock_the_user_out_from_that_address_only() {
     assert_throttled(&attempt(&attacker, "johndoe", "secret").await, WINDOW);
     // From a clean address, the user logs in: a stranger cannot lock them out.
     server
-        .from_address("127.0.0.3")
+        .connecting_from("127.0.0.3")
         .login("johndoe", "secret")
         .await;
     // Another user, from the attacker's address (5 failures of its 20), is not
@@ -100,7 +100,7 @@ async fn strangers_with_twenty_addresses_reach_the_per_username_cap_of_100() {
     )
     .await;
     for i in 0..20 {
-        let attacker = server.from_address(&format!("127.0.1.{}", 10 + i));
+        let attacker = server.connecting_from(&format!("127.0.1.{}", 10 + i));
         for _ in 0..5 {
             assert_eq!(attempt(&attacker, "johndoe", "wrong").await.status, 400);
         }
@@ -112,7 +112,7 @@ async fn strangers_with_twenty_addresses_reach_the_per_username_cap_of_100() {
         if i == 10 {
             // 55 failures from 11 addresses: the user still logs in from theirs.
             server
-                .from_address("127.0.2.1")
+                .connecting_from("127.0.2.1")
                 .login("johndoe", "secret")
                 .await;
         }
@@ -123,7 +123,7 @@ async fn strangers_with_twenty_addresses_reach_the_per_username_cap_of_100() {
         "100 failures, 1 login"
     );
     // 100 failures: the cap holds for every address, for up to an hour.
-    let reply = attempt(&server.from_address("127.0.2.1"), "johndoe", "secret").await;
+    let reply = attempt(&server.connecting_from("127.0.2.1"), "johndoe", "secret").await;
     assert_throttled(&reply, USERNAME_WINDOW);
     let retry_after: u64 = reply.header("retry-after").unwrap().parse().unwrap();
     assert!(
@@ -137,7 +137,7 @@ async fn strangers_with_twenty_addresses_reach_the_per_username_cap_of_100() {
     );
     // Other users are not touched.
     assert_eq!(
-        attempt(&server.from_address("127.0.2.1"), "alice", "secret2")
+        attempt(&server.connecting_from("127.0.2.1"), "alice", "secret2")
             .await
             .status,
         200
@@ -230,7 +230,7 @@ async fn twenty_failures_from_one_address_over_many_usernames_then_429() {
     );
     // Another address is not.
     server
-        .from_address("127.0.0.5")
+        .connecting_from("127.0.0.5")
         .login("johndoe", "secret")
         .await;
     server.stop().await;
@@ -495,7 +495,7 @@ async fn every_refused_login_is_one_info_line_with_address_username_and_why() {
 
     // A bad refresh token: logged as a refused login is, with its client.
     let server = with_refresh_tokens().await;
-    let prober = server.from_address("127.0.0.77");
+    let prober = server.connecting_from("127.0.0.77");
     assert_eq!(prober.refresh("not-a-refresh-token").await.status, 400);
     server.stop().await;
 
@@ -707,7 +707,7 @@ async fn with_refresh_tokens() -> Server {
 async fn bad_refresh_tokens_count_against_the_address_and_a_throttled_one_gets_429() {
     let server = with_refresh_tokens().await;
     let (_, refresh) = server.login_with_refresh().await;
-    let prober = server.from_address("127.0.0.2");
+    let prober = server.connecting_from("127.0.0.2");
     for _ in 0..3 {
         prober.refresh("not-a-refresh-token").await.assert_error(
             400,
@@ -729,7 +729,7 @@ async fn bad_refresh_tokens_count_against_the_address_and_a_throttled_one_gets_4
 #[tokio::test]
 async fn a_reused_refresh_token_counts_against_the_address() {
     let server = with_refresh_tokens().await;
-    let client = server.from_address("127.0.0.3");
+    let client = server.connecting_from("127.0.0.3");
     for _ in 0..3 {
         let (_, first) = client.login_with_refresh().await;
         let (_, second) = client.refresh(&first).await.tokens();

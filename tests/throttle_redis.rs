@@ -140,14 +140,19 @@ async fn a_stranger_on_one_replica_does_not_lock_the_user_out_on_another() {
         replica(&prefix, LoginThrottle::new()).await,
         replica(&prefix, LoginThrottle::new()).await,
     );
-    let stranger = a.from_address("127.0.0.2");
+    let stranger = a.connecting_from("127.0.0.2");
     for _ in 0..5 {
         assert_eq!(attempt(&stranger, "johndoe", "wrong").await.status, 400);
     }
     // The stranger's address is refused on both replicas; the user's is not.
-    let stranger_on_b = b.from_address("127.0.0.2");
-    assert_eq!(attempt(&stranger_on_b, "johndoe", "secret").await.status, 429);
-    b.from_address("127.0.0.3").login("johndoe", "secret").await;
+    let stranger_on_b = b.connecting_from("127.0.0.2");
+    assert_eq!(
+        attempt(&stranger_on_b, "johndoe", "secret").await.status,
+        429
+    );
+    b.connecting_from("127.0.0.3")
+        .login("johndoe", "secret")
+        .await;
     // Someone reading Redis finds neither the name nor the addresses.
     let keys = prefix.keys();
     assert_eq!(keys.len(), 4, "pair, user and two addresses: {keys:?}");

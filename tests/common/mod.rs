@@ -164,7 +164,7 @@ impl Server {
 
     /// A client of the same server whose connections come from `source`, one of
     /// loopback's 127.0.0.0/8: another client address, as the server sees it.
-    pub fn from_address(&self, source: &str) -> Self {
+    pub fn connecting_from(&self, source: &str) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_local_address(Some(source.parse().expect("an IP address")));
         Self {
