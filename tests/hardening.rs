@@ -459,7 +459,44 @@ mod on_sql {
     use tower_oauth2_password::user::sql::{NewUser, SqlUserStore, UsersTable};
     use tower_oauth2_password::{Argon2Hasher, OAuth2PasswordLayer, PasswordHasher};
 
-    on_each_database!(a_nul_in_a_username_is_a_400_and_no_error_log);
+    on_each_database!(
+        a_nul_in_a_username_is_a_400_and_no_error_log,
+        a_case_insensitive_query_counts_every_spelling_as_one_user,
+    );
+
+    /// The login throttle counts under the store's canonical form: with a
+    /// `lower()` query and `str::to_lowercase` as its rule, five spellings of one
+    /// user share one count of 5.
+    async fn a_case_insensitive_query_counts_every_spelling_as_one_user(kind: Kind) {
+        let Some(db) = TestDb::new(kind).await else {
+            return;
+        };
+        let table = UsersTable::new(db.pool.clone());
+        table.migrate().await.expect("migrate");
+        let hash = Argon2Hasher::new().hash("secret").unwrap();
+        assert!(table.add(&NewUser::new("JohnDoe", hash)).await.unwrap());
+        let store = SqlUserStore::<tutorial::User>::builder(db.pool.clone())
+            .credentials_query(
+                "SELECT username AS subject, password_hash, scopes, disabled, stamp \
+                 FROM users WHERE lower(username) = lower($1)",
+            )
+            .canonical_username(str::to_lowercase)
+            .build();
+        let server = Server::start_with(OAuth2PasswordLayer::builder(store).build()).await;
+        for typed in ["johndoe", "JohnDoe", "JOHNDOE", "jOhNdOe", "johnDOE"] {
+            let reply = server
+                .post_form(&format!("username={typed}&password=wrong"))
+                .await;
+            reply.assert_error(400, "Incorrect username or password", Some("invalid_grant"));
+        }
+        for typed in ["JOHNdoe", "johndoe"] {
+            let reply = server
+                .post_form(&format!("username={typed}&password=secret"))
+                .await;
+            assert_eq!(reply.status, 429, "{typed}: {:?}", reply.body);
+        }
+        server.stop().await;
+    }
 
     async fn a_nul_in_a_username_is_a_400_and_no_error_log(kind: Kind) {
         let Some(db) = TestDb::new(kind).await else {
