@@ -20,8 +20,9 @@ use crate::error::{Protocol, Rejection};
 use crate::form::{Encoding, GrantTypes, Password, PasswordForm, TokenRequest};
 use crate::lookup::Lookup;
 use crate::password::{HashedPassword, PasswordHasher, Verification};
-use crate::policy::{LoginAttempt, LoginDecision};
+use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
 use crate::scope::{is_scope_token, Scopes};
+use crate::subject::Subject;
 use crate::throttle::log_refused;
 use crate::token::{
     BearerToken, Grant, RefreshToken, Revocation, Rotation, TokenStore, TokenTypeHint,
@@ -149,18 +150,28 @@ where
         required: config.require_grant_type,
         refresh: shared.refresh.is_some(),
     };
+    let client_ip = config
+        .trusted_proxies
+        .client_ip(&parts.headers, &parts.extensions);
+    let client = RefreshAttempt::new(&parts.headers, &parts.extensions).with_client_ip(client_ip);
     match encoding.parse(body, grants).await? {
-        TokenRequest::Password(form) => login(shared, &parts, form).await,
+        TokenRequest::Password(form) => login(shared, &client, form).await,
         TokenRequest::Refresh {
             refresh_token,
             scopes,
-        } => refresh(shared, &refresh_token, &scopes).await,
+        } => {
+            let answer = refresh(shared, &client, &refresh_token, &scopes).await;
+            if let Err(rejection) = &answer {
+                log_refused(client_ip, None, false, rejection);
+            }
+            answer
+        }
     }
 }
 
 async fn login<Us, Ts>(
     shared: &Arc<Shared<Us, Ts>>,
-    parts: &Parts,
+    client: &RefreshAttempt<'_>,
     form: PasswordForm,
 ) -> Result<Bytes, Rejection>
 where
@@ -174,16 +185,83 @@ where
     } = form;
     let config = &shared.config;
     check_scopes(config, &requested)?;
-    let client_ip = config
-        .trusted_proxies
-        .client_ip(&parts.headers, &parts.extensions);
-    let attempt =
-        LoginAttempt::new(&username, &parts.headers, &parts.extensions).with_client_ip(client_ip);
+    // The throttle counts every spelling of a user as the store matches it.
+    let canonical = shared.users.canonical_username(&username);
+    let attempt = LoginAttempt::new(&username, client.headers(), client.extensions())
+        .with_client_ip(client.client_ip())
+        .with_canonical_username(&canonical);
     let answer = authenticate(shared, &attempt, password, &requested).await;
     if let Err(rejection) = &answer {
-        log_refused(&attempt, config.hash_usernames_in_logs, rejection);
+        let hash = config.hash_usernames_in_logs;
+        log_refused(attempt.client_ip(), Some(&username), hash, rejection);
     }
     answer
+}
+
+/// A login attempt the policy let through, and so counted (see [`LoginPolicy`]):
+/// the verdict settles it, and without one (an error before it, or the client
+/// gone and this dropped) it is given back.
+struct Reservation<'a> {
+    policy: &'a dyn LoginPolicy,
+    attempt: &'a LoginAttempt<'a>,
+    settled: bool,
+}
+
+impl<'a> Reservation<'a> {
+    /// Asks the policy; a refusal is the 429.
+    async fn take(
+        policy: &'a dyn LoginPolicy,
+        attempt: &'a LoginAttempt<'a>,
+    ) -> Result<Self, Rejection> {
+        allowed(policy.check(attempt).await)?;
+        Ok(Self {
+            policy,
+            attempt,
+            settled: false,
+        })
+    }
+
+    async fn failed(mut self) {
+        self.settled = true;
+        tell(self.policy.failed(self.attempt), "failed login").await;
+    }
+
+    async fn succeeded(mut self, subject: &Subject) {
+        self.settled = true;
+        tell(
+            self.policy.succeeded(self.attempt, subject),
+            "successful login",
+        )
+        .await;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        match self.policy.abandoned(self.attempt).into_ready() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "login policy failed to give back an attempt")
+            }
+            // Awaited elsewhere: this future may be dropped outside any task.
+            Err(pending) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(tell(pending, "login without a verdict"))),
+                Err(_) => tracing::error!("login policy could not give back an attempt"),
+            },
+        }
+    }
+}
+
+/// A policy's decision as the endpoint answers it: on, 429, or 503.
+fn allowed(decision: Result<LoginDecision, crate::StoreError>) -> Result<(), Rejection> {
+    match decision {
+        Ok(LoginDecision::Allow) => Ok(()),
+        Ok(LoginDecision::Refuse { retry_after }) => Err(Rejection::TooManyAttempts(retry_after)),
+        Err(error) => Err(Rejection::store_failed("login policy", error)),
+    }
 }
 
 /// The login proper, from the policy's check to the token response.
@@ -197,16 +275,12 @@ where
     Us: UserStore,
     Ts: TokenStore,
 {
-    // Before any hash is computed: a refused attempt costs nothing.
-    if let Some(policy) = &shared.policy {
-        match policy.check(attempt).await {
-            Ok(LoginDecision::Allow) => {}
-            Ok(LoginDecision::Refuse { retry_after }) => {
-                return Err(Rejection::TooManyAttempts(retry_after))
-            }
-            Err(error) => return Err(Rejection::store_failed("login policy", error)),
-        }
-    }
+    // Before any store or hash: a refused attempt costs nothing, and an allowed
+    // one is counted before its verdict, so concurrent ones cannot pass a limit.
+    let reservation = match &shared.policy {
+        Some(policy) => Some(Reservation::take(&**policy, attempt).await?),
+        None => None,
+    };
     let found = shared
         .users
         .credentials(attempt.username())
@@ -223,18 +297,14 @@ where
             credentials
         }
         _ => {
-            if let Some(policy) = &shared.policy {
-                tell(policy.failed(attempt), "failed login").await;
+            if let Some(reservation) = reservation {
+                reservation.failed().await;
             }
             return Err(Rejection::InvalidGrant);
         }
     };
-    if let Some(policy) = &shared.policy {
-        tell(
-            policy.succeeded(attempt, &credentials.subject),
-            "successful login",
-        )
-        .await;
+    if let Some(reservation) = reservation {
+        reservation.succeeded(&credentials.subject).await;
     }
     if verification == Verification::MatchNeedsRehash {
         rehash_later(Arc::clone(shared), &credentials, password);
@@ -257,6 +327,7 @@ where
 /// token for its login, if the user is still the one who logged in.
 async fn refresh<Us, Ts>(
     shared: &Shared<Us, Ts>,
+    client: &RefreshAttempt<'_>,
     presented: &str,
     requested: &[String],
 ) -> Result<Bytes, Rejection>
@@ -264,6 +335,9 @@ where
     Us: UserStore,
     Ts: TokenStore,
 {
+    if let Some(policy) = &shared.policy {
+        allowed(policy.check_refresh(client).await)?;
+    }
     let config = &shared.config;
     let Some(store) = shared.refresh.as_deref() else {
         // The form parser only reads refresh grants when they are served.
@@ -275,11 +349,14 @@ where
     // leave the token as it was, or the client's next use of it would be reuse.
     // (A family's scopes never change, so a look first is as good as a lock.)
     if config.uses_scopes() && !requested.is_empty() {
-        let family = store
+        let Some(family) = store
             .peek(presented)
             .await
             .map_err(|error| Rejection::store_failed("refresh token", error))?
-            .ok_or(Rejection::InvalidRefreshToken)?;
+        else {
+            refresh_failed(shared, client).await;
+            return Err(Rejection::InvalidRefreshToken);
+        };
         narrowed(requested, &family.scopes)?;
     }
     let rotation = store
@@ -296,9 +373,13 @@ where
                 user = %subject,
                 "refresh token used twice: every refresh token of that login is revoked"
             );
+            refresh_failed(shared, client).await;
             return Err(Rejection::InvalidRefreshToken);
         }
-        Rotation::Invalid => return Err(Rejection::InvalidRefreshToken),
+        Rotation::Invalid => {
+            refresh_failed(shared, client).await;
+            return Err(Rejection::InvalidRefreshToken);
+        }
     };
     // The user must still be the one who logged in: a password change, a scope
     // taken away or a re-created account (a new stamp) ends the login.
@@ -335,6 +416,13 @@ fn narrowed(requested: &[String], granted: &Scopes) -> Result<Scopes, Rejection>
         Ok(requested.iter().collect())
     } else {
         Err(Rejection::InvalidScope("Scope not granted at login".into()))
+    }
+}
+
+/// Tells the login policy of a bad refresh token: it counts against the client.
+async fn refresh_failed<Us, Ts>(shared: &Shared<Us, Ts>, client: &RefreshAttempt<'_>) {
+    if let Some(policy) = &shared.policy {
+        tell(policy.refresh_failed(client), "failed refresh grant").await;
     }
 }
 

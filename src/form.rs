@@ -179,6 +179,13 @@ impl Fields {
             None => {}
         }
         let username = required(self.username, "username", MAX_USERNAME_LEN)?;
+        // Before any store is asked: PostgreSQL refuses NUL in text (a 503 and an
+        // error log per request), and no store should see line breaks or escapes.
+        if username.chars().any(char::is_control) {
+            return Err(Rejection::InvalidRequest(
+                "Form field username must not contain control characters".into(),
+            ));
+        }
         let password = Zeroizing::new(required(self.password, "password", MAX_PASSWORD_LEN)?);
         let scopes = scopes(self.scope.as_deref().unwrap_or_default())?;
         // `client_id` / `client_secret` are accepted (FastAPI's form has them) but
@@ -465,6 +472,25 @@ mod tests {
         assert!(detail(urlencoded(body.as_bytes()).err().unwrap()).contains("password"));
         let body = format!("username=a&password={}", "p".repeat(MAX_PASSWORD_LEN));
         assert!(urlencoded(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn control_characters_in_a_username_are_rejected() {
+        for body in [
+            &b"username=a%00b&password=c"[..],
+            b"username=a%0Ab&password=c",
+            b"username=a%1Bb&password=c",
+            b"username=a%7Fb&password=c",
+            b"username=a%C2%85b&password=c",
+        ] {
+            let detail = detail(urlencoded(body).err().unwrap());
+            assert_eq!(
+                detail, "Form field username must not contain control characters",
+                "{body:?}"
+            );
+        }
+        // Passwords are the hasher's business; a space is a name's own.
+        assert!(urlencoded(b"username=a+b&password=%00%0A").is_ok());
     }
 
     #[test]

@@ -544,6 +544,17 @@ where
 
     /// Asks `policy` before every password check, and tells it how each login
     /// ended (see [`LoginPolicy`]), instead of the default [`LoginThrottle`].
+    ///
+    /// The default's promise: at most 5 failures per (username, client
+    /// address) and 20 per address in 15 minutes, and 100 per username from all
+    /// addresses in an hour (NIST SP 800-63B §5.2.2's cap). An attacker with N
+    /// addresses gets at most `5·N` guesses per user per 15 minutes, never more
+    /// than 100 an hour; a stranger's failures lock a user out only from the
+    /// stranger's address, until the per-username cap (20 addresses' worth),
+    /// which locks the account for up to an hour. Every attempt is counted
+    /// before its password check, so concurrent attempts (on one replica or
+    /// many, with `LoginThrottle::in_redis`) never get more verdicts than the
+    /// limit. See [`LoginThrottle`] for the details and how to change them.
     pub fn login_policy(mut self, policy: impl LoginPolicy) -> Self {
         self.policy = Some(Box::new(policy));
         self

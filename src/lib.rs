@@ -91,7 +91,7 @@
 //! | body over the limit (16 KiB) / too slow (10 s) | 413 / 408 | `"error": "invalid_request"` |
 //! | method other than `POST` | 405 | `Allow: POST` |
 //! | user or token store down | 503 | `"error": "temporarily_unavailable"`, `Retry-After` |
-//! | too many failed logins for the username (5) or the client address (20) in 15 minutes | 429 | `"error": "temporarily_unavailable"`, `Retry-After`, before any hash (see [`LoginThrottle`]) |
+//! | too many failed logins for the username from this address (5 in 15 minutes), for the username from all addresses (100 in an hour), or from the client address (20 in 15 minutes); a bad refresh token counts against the address | 429 | `"error": "temporarily_unavailable"`, `Retry-After`, before any hash (see [`LoginThrottle`]) |
 //! | too many logins waiting for a password check (64), or one waited 10 s | 503 | `"error": "temporarily_unavailable"`, `Retry-After: 1`, at once |
 //!
 //! Revocation URL (`POST /revoke`, RFC 7009; [`Builder::revocation_url`]): a form
@@ -151,9 +151,9 @@
 //! - [`RefreshTokenStore`]: refresh-token families, rotated on every use
 //!   ([`MemoryRefreshTokenStore`] included; `RedisTokenStore` with `redis`).
 //! - [`PasswordHasher`]: how passwords are checked ([`Argon2Hasher`] included).
-//! - [`LoginPolicy`]: asked before any password hash is computed; the default,
-//!   [`LoginThrottle`], refuses (429) a username or client address with too many
-//!   failed attempts.
+//! - [`LoginPolicy`]: reserves each attempt before any password hash is computed;
+//!   the default, [`LoginThrottle`], refuses (429) a (username, address) pair, a
+//!   username or a client address with too many failed attempts.
 //!
 //! The guard's lookups answer a [`Lookup`]: ready at once (no future allocated) or
 //! a future to await. Tokens carry their user's security stamp, so a password
@@ -225,14 +225,15 @@ pub use crate::lookup::Lookup;
 pub use crate::password::{
     Argon2Hasher, HashedPassword, PasswordError, PasswordHasher, Verification,
 };
-pub use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy};
+pub use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
 pub use crate::require::{RequireScopes, RequireScopesLayer};
 pub use crate::scope::{InsufficientScope, ScopeRequirement, Scopes};
 pub use crate::service::OAuth2Password;
 pub use crate::subject::Subject;
 pub use crate::throttle::{
     LoginThrottle, DEFAULT_FAILURES_PER_ADDRESS, DEFAULT_FAILURES_PER_USERNAME,
-    DEFAULT_THROTTLE_KEYS, DEFAULT_THROTTLE_WINDOW,
+    DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS, DEFAULT_THROTTLE_KEYS, DEFAULT_THROTTLE_WINDOW,
+    DEFAULT_USERNAME_WINDOW,
 };
 pub use crate::token::{
     AccessToken, BearerToken, Grant, IssuedToken, MemoryRefreshTokenStore, MemoryTokenStore,

@@ -1,5 +1,6 @@
-//! [`LoginThrottle`]: the default [`LoginPolicy`], brute-force limits per username
-//! and per client address (RFC 6749 §4.3.2).
+//! [`LoginThrottle`]: the default [`LoginPolicy`], brute-force limits per
+//! (username, client address), per username and per client address (RFC 6749
+//! §4.3.2), reserved before the password check.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,47 +11,90 @@ use std::time::{Duration, Instant};
 
 use crate::error::Rejection;
 use crate::lookup::Lookup;
-use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy};
+use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
 use crate::subject::Subject;
 
-/// Default failures per username in a window before logins for it are refused.
-pub const DEFAULT_FAILURES_PER_USERNAME: u32 = 5;
-/// Default failures per client address in a window before its logins are refused.
+/// Default failures per (username, client address) in a window before that
+/// pair's logins are refused.
+pub const DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS: u32 = 5;
+/// Default failures per username, from all addresses together, in
+/// [`DEFAULT_USERNAME_WINDOW`] before every login for it is refused: NIST SP
+/// 800-63B §5.2.2 allows at most 100 consecutive failures per account.
+pub const DEFAULT_FAILURES_PER_USERNAME: u32 = 100;
+/// Default failures per client address, over all usernames, in a window before
+/// its logins are refused.
 pub const DEFAULT_FAILURES_PER_ADDRESS: u32 = 20;
-/// Default window for both limits: 15 minutes.
+/// Default window of the per-pair and per-address limits: 15 minutes.
 pub const DEFAULT_THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Default bound on the keys each counter table holds (usernames; addresses).
+/// Default window of the per-username limit: one hour.
+pub const DEFAULT_USERNAME_WINDOW: Duration = Duration::from_secs(60 * 60);
+/// Default bound on the keys each counter table holds (pairs; usernames;
+/// addresses).
 pub const DEFAULT_THROTTLE_KEYS: usize = 100_000;
 
+/// How long a client refused only because attempts are still being checked
+/// should wait: they end within a password check.
+const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
+
 /// Refuses logins (429 with `Retry-After`, before any password hash is computed)
-/// for a username or a client address with too many failed attempts in a window.
-/// On by default in every [`OAuth2PasswordLayer`](crate::OAuth2PasswordLayer).
+/// after too many failed attempts in a window. On by default in every
+/// [`OAuth2PasswordLayer`](crate::OAuth2PasswordLayer). Three counts, each in a
+/// fixed window that starts with its first attempt:
 ///
-/// - **Per username**: at most 5 failures in 15 minutes, by default. Unknown users
-///   are counted like known ones, so a 429 reveals nothing about which exist.
-///   Usernames are counted without regard to case. A successful login clears its
-///   username's count; refused attempts are not counted, so a locked username opens
-///   again at the end of its window, whatever an attacker sends meanwhile.
-/// - **Per client address**: at most 20 failures in 15 minutes, by default, across
-///   all usernames (IPv6 addresses by their /64 network, which one client usually
-///   has whole). The address is the connection's peer (see
-///   [`PeerAddr`](crate::PeerAddr)), or behind
-///   [trusted proxies](crate::Builder::trusted_proxies) the client they name. A
-///   success does not clear it: one valid account must not buy an address more
-///   guesses.
+/// | counted per | default | what it stops |
+/// |---|---|---|
+/// | (username, client address) | 5 in 15 min | guessing one user's password from one address |
+/// | username, all addresses together | 100 in 1 hour | guessing from many addresses |
+/// | client address, all usernames | 20 in 15 min | one address trying many users |
 ///
-/// A window starts at the first failure and lasts a fixed time. Counts live in
-/// process memory, in two tables of at most 100,000 keys each by default; a full
-/// table first drops expired windows, then the one closest to its end. Keys are
-/// only added after a password check, so they grow no faster than the server
-/// hashes.
+/// **What it promises.** An attacker with one address gets at most 5 guesses per
+/// user and 20 in all per 15 minutes; with N addresses, at most `5·N` per user
+/// (and `20·N` in all) per 15 minutes, and never more than 100 per user per
+/// hour, however many addresses: NIST SP 800-63B §5.2.2 caps consecutive
+/// failures per account at 100, and an hour keeps a botnet to 2,400 guesses per
+/// account a day. **What it costs.** A user is locked out only from the
+/// addresses that failed (the pair's count), so a stranger's wrong passwords do
+/// not stop the right one from a clean address, until the per-username cap: an
+/// attacker with at least 20 addresses (100 failures) can lock an account for
+/// up to an hour after their last try. Refused attempts are not counted, so
+/// nobody can hold a lock longer than a window after they stop.
+///
+/// **Counted before the check.** An allowed attempt is reserved on all three
+/// counts, atomically with the decision, before the user store and the hasher
+/// are asked; a wrong password or an unknown user keeps it, a success gives it
+/// back (and clears the pair's count; the username's and the address's keep
+/// their failures, so one valid account buys no address more guesses), and an
+/// attempt that got no verdict (busy server, store down, client gone) gives it
+/// back. So concurrency cannot slip past a limit: of 64 wrong passwords sent at
+/// once, 5 get a verdict and the rest 429. While attempts are in flight a count
+/// may be full of reservations: that 429 says `Retry-After: 1`.
+///
+/// Unknown users are counted like known ones, so a 429 reveals nothing about
+/// which exist. Usernames are counted in the form the user store matches them
+/// ([`UserStore::canonical_username`](crate::UserStore::canonical_username)), so
+/// every spelling of one user shares its counts. The address is the
+/// connection's peer (see [`PeerAddr`](crate::PeerAddr)), or behind
+/// [trusted proxies](crate::Builder::trusted_proxies) the client they name; IPv6
+/// addresses by their /64 network, which one client usually has whole. Without
+/// an address every client is one: the pair's 5 then hold per username.
+///
+/// Refresh grants: an invalid, expired or reused refresh token counts as a
+/// failure against the client address, and a throttled address gets 429 on the
+/// refresh grant too.
+///
+/// Counts live in process memory, in three tables of at most 100,000 keys each
+/// by default; a full table first drops expired windows, then the one closest to
+/// its end. Keys are added by attempts let through to the password check, so
+/// they grow no faster than the server hashes. With several replicas, keep them
+/// in Redis ([`in_redis`](Self::in_redis)).
 ///
 /// ```
 /// use std::time::Duration;
 /// use tower_oauth2_password::{LoginThrottle, MemoryUserStore, OAuth2PasswordLayer};
 ///
 /// let throttle = LoginThrottle::new()
-///     .per_username(10, Duration::from_secs(600))
+///     .per_username_and_address(10, Duration::from_secs(600))
+///     .per_username(50, Duration::from_secs(3600))
 ///     .per_address(100, Duration::from_secs(600));
 /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
 ///     .login_policy(throttle)
@@ -59,6 +103,7 @@ pub const DEFAULT_THROTTLE_KEYS: usize = 100_000;
 /// ```
 #[derive(Clone)]
 pub struct LoginThrottle {
+    per_pair: Limit,
     per_username: Limit,
     per_address: Limit,
     counts: Arc<dyn FailureCounts>,
@@ -76,69 +121,91 @@ pub(crate) struct Limit {
 /// What a count is kept for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum KeyKind {
+    /// A canonical username and a client address.
+    Pair,
     Username,
     Address,
 }
 
-/// A counted key: a username in lower case, or an address (an IPv6 one as its /64
-/// network).
+/// A counted key: a canonical username, an address (an IPv6 one as its /64
+/// network), or both; and the limit it is counted against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Key {
     kind: KeyKind,
     text: String,
+    limit: Limit,
+}
+
+/// How an attempt ends for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A reserved attempt failed: its reservation becomes a failure.
+    Failed,
+    /// A failure that had no reservation (a refresh grant).
+    Counted,
+    /// A reserved attempt gives its reservation back.
+    GivenBack,
+    /// Forget the key's failures (and reservations).
+    Cleared,
 }
 
 /// Where a [`LoginThrottle`] keeps its counts: process memory, or Redis (shared
 /// by every replica, falling back to memory while it is down).
 pub(crate) trait FailureCounts: Send + Sync + 'static {
-    /// How long `key` is still refused: `Some` once it has `limit.max_failures`
-    /// failures in a live window.
-    fn refused_for(&self, key: &Key, limit: Limit) -> Lookup<Option<Duration>>;
+    /// How long the attempt must wait: `Some` once any key has its limit's worth
+    /// of failures and reservations in a live window. Else, if `reserve`, one
+    /// attempt is reserved on every key, in the same atomic step.
+    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>>;
 
-    /// Counts a failure against `key`, starting a window of `limit.window` if it
-    /// has none.
-    fn add_failure(&self, key: &Key, limit: Limit) -> Lookup<()>;
-
-    /// Forgets `key`'s failures.
-    fn clear(&self, key: &Key) -> Lookup<()>;
+    /// Applies each key's outcome; a failure with no live window starts one.
+    fn settle(&self, keys: &[(Key, Outcome)]) -> Lookup<()>;
 }
 
 impl LoginThrottle {
-    /// The defaults: 5 failures per username and 20 per client address in 15
-    /// minutes, at most 100,000 keys per table.
+    /// The defaults: per (username, address) 5 failures and per address 20 in
+    /// 15 minutes, per username 100 in an hour, at most 100,000 keys per table.
     pub fn new() -> Self {
         let memory = Arc::new(MemoryCounts::new(DEFAULT_THROTTLE_KEYS));
         Self {
-            per_username: Limit {
-                max_failures: DEFAULT_FAILURES_PER_USERNAME,
-                window: DEFAULT_THROTTLE_WINDOW,
-            },
-            per_address: Limit {
-                max_failures: DEFAULT_FAILURES_PER_ADDRESS,
-                window: DEFAULT_THROTTLE_WINDOW,
-            },
+            per_pair: Limit::new(
+                DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS,
+                DEFAULT_THROTTLE_WINDOW,
+            ),
+            per_username: Limit::new(DEFAULT_FAILURES_PER_USERNAME, DEFAULT_USERNAME_WINDOW),
+            per_address: Limit::new(DEFAULT_FAILURES_PER_ADDRESS, DEFAULT_THROTTLE_WINDOW),
             counts: Arc::clone(&memory) as Arc<dyn FailureCounts>,
             memory,
         }
     }
 
-    /// Refuses a username's logins after `max_failures` failures (at least 1) within
-    /// `window` of the first, until that window ends.
+    /// Refuses a username's logins from one client address after `max_failures`
+    /// failures (at least 1) from it within `window` of the first, until that
+    /// window ends. Default: 5 in 15 minutes.
+    pub fn per_username_and_address(mut self, max_failures: u32, window: Duration) -> Self {
+        self.per_pair = Limit::new(max_failures, window);
+        self
+    }
+
+    /// Refuses a username's logins from every address after `max_failures`
+    /// failures (at least 1) from all addresses together within `window` of the
+    /// first, until that window ends. Default: 100 in an hour. Keep it above the
+    /// per-pair limit: it is how far strangers can lock a user out.
     pub fn per_username(mut self, max_failures: u32, window: Duration) -> Self {
         self.per_username = Limit::new(max_failures, window);
         self
     }
 
-    /// Refuses a client address's logins after `max_failures` failures (at least
-    /// 1) within `window` of the first, until that window ends.
+    /// Refuses a client address's logins after `max_failures` failures (at
+    /// least one) over all usernames within `window` of the first, until that
+    /// window ends. Default: 20 in 15 minutes.
     pub fn per_address(mut self, max_failures: u32, window: Duration) -> Self {
         self.per_address = Limit::new(max_failures, window);
         self
     }
 
-    /// Keeps at most `keys` usernames and as many addresses (at least 1 each) in
-    /// memory. Counts in memory again: call it before
-    /// [`in_redis`](Self::in_redis), whose fallback it sizes.
+    /// Keeps at most `keys` of each kind (at least 1) in memory. Counts in
+    /// memory again: call it before [`in_redis`](Self::in_redis), whose
+    /// fallback it sizes.
     pub fn max_keys(mut self, keys: usize) -> Self {
         self.memory = Arc::new(MemoryCounts::new(keys));
         self.counts = Arc::clone(&self.memory) as Arc<dyn FailureCounts>;
@@ -146,11 +213,12 @@ impl LoginThrottle {
     }
 
     /// Keeps the counts in Redis, on `store`'s connection and under its key
-    /// prefix (`{prefix}throttle:u:…` and `throttle:a:…`, hashes of the keys,
-    /// expiring with their windows), so that every replica sees every failure.
-    /// Counting is one atomic script on Redis's clock. While Redis cannot answer
-    /// (within the store's timeout), the throttle counts in memory and logs a
-    /// warning: local limits, never none.
+    /// prefix (`{prefix}throttle:p:…`, `throttle:u:…` and `throttle:a:…`, hashes
+    /// of the keys, expiring with their windows), so that every replica sees
+    /// every attempt. Reserving is one atomic script over the attempt's keys,
+    /// on Redis's clock, so replicas cannot together slip past a limit either.
+    /// While Redis cannot answer (within the store's timeout), the throttle
+    /// counts in memory and logs a warning: local limits, never none.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn in_redis(mut self, store: crate::RedisTokenStore) -> Self {
@@ -161,16 +229,42 @@ impl LoginThrottle {
         self
     }
 
-    fn keys(attempt: &LoginAttempt<'_>) -> (Key, Option<Key>) {
-        let username = Key {
-            kind: KeyKind::Username,
-            text: attempt.username().to_lowercase(),
-        };
-        let address = attempt.client_ip().map(|ip| Key {
-            kind: KeyKind::Address,
-            text: address_key(ip),
-        });
-        (username, address)
+    /// The attempt's keys: the pair, the username, and the address if known.
+    fn keys(&self, attempt: &LoginAttempt<'_>) -> Vec<Key> {
+        let username = attempt.canonical_username();
+        let address = attempt.client_ip().map(address_key);
+        let pair = format!(
+            "{username}\0{}",
+            address.as_deref().unwrap_or("unknown address")
+        );
+        let mut keys = vec![
+            Key::new(KeyKind::Pair, pair, self.per_pair),
+            Key::new(KeyKind::Username, username.to_owned(), self.per_username),
+        ];
+        keys.extend(self.address(attempt.client()));
+        keys
+    }
+
+    fn address(&self, client: &RefreshAttempt<'_>) -> Option<Key> {
+        let address = address_key(client.client_ip()?);
+        Some(Key::new(KeyKind::Address, address, self.per_address))
+    }
+
+    /// Settles every key of `attempt` with the outcome `outcome` gives its kind.
+    fn settle(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        outcome: impl Fn(KeyKind) -> Outcome,
+    ) -> Lookup<()> {
+        let keys: Vec<_> = self
+            .keys(attempt)
+            .into_iter()
+            .map(|key| {
+                let outcome = outcome(key.kind);
+                (key, outcome)
+            })
+            .collect();
+        self.counts.settle(&keys)
     }
 }
 
@@ -180,6 +274,12 @@ impl Limit {
             max_failures: max_failures.max(1),
             window,
         }
+    }
+}
+
+impl Key {
+    fn new(kind: KeyKind, text: String, limit: Limit) -> Self {
+        Self { kind, text, limit }
     }
 }
 
@@ -203,77 +303,61 @@ impl Default for LoginThrottle {
 impl fmt::Debug for LoginThrottle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoginThrottle")
+            .field("per_username_and_address", &self.per_pair)
             .field("per_username", &self.per_username)
             .field("per_address", &self.per_address)
             .finish_non_exhaustive()
     }
 }
 
-impl LoginPolicy for LoginThrottle {
-    fn check(&self, attempt: &LoginAttempt<'_>) -> Lookup<LoginDecision> {
-        let (username, address) = Self::keys(attempt);
-        let by_username = self.counts.refused_for(&username, self.per_username);
-        let by_address = address.map(|key| self.counts.refused_for(&key, self.per_address));
-        let decide = |username: Option<Duration>, address: Option<Duration>| match username
-            .into_iter()
-            .chain(address)
-            .max()
-        {
+/// A refusal as a decision.
+fn decision(refused: Lookup<Option<Duration>>) -> Lookup<LoginDecision> {
+    refused.map(|refused| {
+        Ok(match refused? {
             Some(retry_after) => LoginDecision::refuse(retry_after),
             None => LoginDecision::Allow,
-        };
-        match (by_username.into_ready(), by_address.map(Lookup::into_ready)) {
-            (Ok(username), None) => Lookup::ready(username.map(|u| decide(u, None))),
-            (Ok(username), Some(Ok(address))) => {
-                Lookup::ready(username.and_then(|u| Ok(decide(u, address?))))
-            }
-            (username, address) => Lookup::pending(async move {
-                let username = match username {
-                    Ok(ready) => ready?,
-                    Err(pending) => pending.await?,
-                };
-                let address = match address {
-                    None => None,
-                    Some(Ok(ready)) => ready?,
-                    Some(Err(pending)) => pending.await?,
-                };
-                Ok(decide(username, address))
-            }),
-        }
+        })
+    })
+}
+
+impl LoginPolicy for LoginThrottle {
+    /// Reserves the attempt on its pair, username and address counts, or
+    /// refuses it: one atomic step.
+    fn check(&self, attempt: &LoginAttempt<'_>) -> Lookup<LoginDecision> {
+        decision(self.counts.admit(&self.keys(attempt), true))
     }
 
     fn failed(&self, attempt: &LoginAttempt<'_>) -> Lookup<()> {
-        let (username, address) = Self::keys(attempt);
-        let by_username = self.counts.add_failure(&username, self.per_username);
-        match address {
-            None => by_username,
-            Some(address) => both(
-                by_username,
-                self.counts.add_failure(&address, self.per_address),
-            ),
+        self.settle(attempt, |_| Outcome::Failed)
+    }
+
+    /// Clears the pair's count; the username and the address get their
+    /// reservation back and keep their failures.
+    fn succeeded(&self, attempt: &LoginAttempt<'_>, _subject: &Subject) -> Lookup<()> {
+        self.settle(attempt, |kind| match kind {
+            KeyKind::Pair => Outcome::Cleared,
+            KeyKind::Username | KeyKind::Address => Outcome::GivenBack,
+        })
+    }
+
+    fn abandoned(&self, attempt: &LoginAttempt<'_>) -> Lookup<()> {
+        self.settle(attempt, |_| Outcome::GivenBack)
+    }
+
+    /// Refused while the client's address is.
+    fn check_refresh(&self, attempt: &RefreshAttempt<'_>) -> Lookup<LoginDecision> {
+        match self.address(attempt) {
+            Some(address) => decision(self.counts.admit(&[address], false)),
+            None => Lookup::ready(Ok(LoginDecision::Allow)),
         }
     }
 
-    fn succeeded(&self, attempt: &LoginAttempt<'_>, _subject: &Subject) -> Lookup<()> {
-        self.counts.clear(&Self::keys(attempt).0)
-    }
-}
-
-/// Both notifications, ready if both are.
-fn both(first: Lookup<()>, second: Lookup<()>) -> Lookup<()> {
-    match (first.into_ready(), second.into_ready()) {
-        (Ok(first), Ok(second)) => Lookup::ready(first.and(second)),
-        (first, second) => Lookup::pending(async move {
-            let first = match first {
-                Ok(ready) => ready,
-                Err(pending) => pending.await,
-            };
-            let second = match second {
-                Ok(ready) => ready,
-                Err(pending) => pending.await,
-            };
-            first.and(second)
-        }),
+    /// A failure against the client's address.
+    fn refresh_failed(&self, attempt: &RefreshAttempt<'_>) -> Lookup<()> {
+        match self.address(attempt) {
+            Some(address) => self.counts.settle(&[(address, Outcome::Counted)]),
+            None => Lookup::ready(Ok(())),
+        }
     }
 }
 
@@ -288,25 +372,60 @@ mod redis_counts {
     use blake2::{Blake2b, Digest};
     use redis::Script;
 
-    use super::{FailureCounts, Key, KeyKind, Limit, MemoryCounts};
-    use crate::error::StoreError;
+    use super::{FailureCounts, Key, KeyKind, MemoryCounts, Outcome, IN_FLIGHT_RETRY};
     use crate::lookup::Lookup;
     use crate::RedisTokenStore;
 
-    /// One failure: the window starts with the first (or with a key that lost
-    /// its expiry), on Redis's clock.
-    const ADD_FAILURE: &str = r"
-local failures = redis.call('INCR', KEYS[1])
-if failures == 1 or redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    /// The check and the reservation, in one step for all the attempt's keys
+    /// (each a hash: `f` failures, `r` reservations). ARGV[1]: 1 to reserve;
+    /// then per key its limit and window (ms), and the wait (ms) for a count
+    /// full only of reservations. Returns the wait in ms, 0 when admitted.
+    const ADMIT: &str = r"
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[3 * i - 1])
+  local v = redis.call('HMGET', key, 'f', 'r')
+  local f, r = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+  if f + r >= limit then
+    local left = redis.call('PTTL', key)
+    if f < limit or left < 1 then left = tonumber(ARGV[3 * i + 1]) end
+    if left > wait then wait = left end
+  end
 end
-return failures
+if wait > 0 or ARGV[1] ~= '1' then return wait end
+for i, key in ipairs(KEYS) do
+  redis.call('HINCRBY', key, 'r', 1)
+  if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[3 * i]) end
+end
+return 0
+";
+
+    /// Each key's outcome (ARGV: per key `f` failed, `c` counted, `g` given back,
+    /// `x` cleared, and its window in ms); a failure with no live window starts
+    /// one, on Redis's clock.
+    const SETTLE: &str = r"
+for i, key in ipairs(KEYS) do
+  local outcome = ARGV[2 * i - 1]
+  if outcome == 'x' then
+    redis.call('DEL', key)
+  else
+    if (outcome == 'f' or outcome == 'g') and (tonumber(redis.call('HGET', key, 'r')) or 0) > 0 then
+      redis.call('HINCRBY', key, 'r', -1)
+    end
+    if outcome == 'f' or outcome == 'c' then
+      redis.call('HINCRBY', key, 'f', 1)
+      if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[2 * i]) end
+    end
+  end
+end
+return 0
 ";
 
     pub(super) struct RedisCounts {
         store: RedisTokenStore,
         fallback: Arc<MemoryCounts>,
-        add_failure: Script,
+        admit: Script,
+        settle: Script,
     }
 
     impl RedisCounts {
@@ -314,125 +433,152 @@ return failures
             Self {
                 store,
                 fallback,
-                add_failure: Script::new(ADD_FAILURE),
+                admit: Script::new(ADMIT),
+                settle: Script::new(SETTLE),
             }
         }
 
         /// The key's Redis key: a hash, so Redis holds no usernames (people type
-        /// passwords into that field).
+        /// passwords into that field) and no addresses.
         fn redis_key(&self, key: &Key) -> String {
             let kind = match key.kind {
+                KeyKind::Pair => "p",
                 KeyKind::Username => "u",
                 KeyKind::Address => "a",
             };
             let hash = URL_SAFE_NO_PAD.encode(Blake2b::<U16>::digest(key.text.as_bytes()));
             self.store.prefixed(&format!("throttle:{kind}:{hash}"))
         }
+
+        /// Runs `script` on the keys with `args`, its answer made a `T` by
+        /// `answer`; while Redis has no answer, `memory`'s.
+        fn run<R, T>(
+            &self,
+            script: &Script,
+            keys: Vec<String>,
+            args: Vec<String>,
+            answer: fn(R) -> T,
+            memory: impl FnOnce(&MemoryCounts) -> Lookup<T> + Send + 'static,
+        ) -> Lookup<T>
+        where
+            R: redis::FromRedisValue + Send + 'static,
+            T: Send + 'static,
+        {
+            let (store, fallback, script) = (
+                self.store.clone(),
+                Arc::clone(&self.fallback),
+                script.clone(),
+            );
+            Lookup::pending(async move {
+                let answered = store
+                    .run(|mut connection| async move {
+                        let mut invocation = script.prepare_invoke();
+                        for key in &keys {
+                            invocation.key(key);
+                        }
+                        for arg in &args {
+                            invocation.arg(arg);
+                        }
+                        invocation.invoke_async::<R>(&mut connection).await
+                    })
+                    .await;
+                match answered {
+                    Ok(answered) => Ok(answer(answered)),
+                    Err(error) => {
+                        tracing::warn!(%error, "login throttle: Redis unavailable, counting in memory");
+                        memory(&fallback).await
+                    }
+                }
+            })
+        }
     }
 
-    /// Redis's answer, or when it has none, memory's.
-    async fn or_memory<T>(
-        answer: Result<T, StoreError>,
-        memory: impl FnOnce() -> Lookup<T>,
-    ) -> Result<T, StoreError> {
-        match answer {
-            Ok(answer) => Ok(answer),
-            Err(error) => {
-                tracing::warn!(%error, "login throttle: Redis unavailable, counting in memory");
-                memory().await
-            }
-        }
+    fn millis(duration: Duration) -> u64 {
+        u64::try_from(duration.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     impl FailureCounts for RedisCounts {
-        fn refused_for(&self, key: &Key, limit: Limit) -> Lookup<Option<Duration>> {
-            let (store, fallback) = (self.store.clone(), Arc::clone(&self.fallback));
-            let (redis_key, key) = (self.redis_key(key), key.clone());
-            Lookup::pending(async move {
-                let answer = store
-                    .run(|mut connection| async move {
-                        redis::pipe()
-                            .cmd("GET")
-                            .arg(&redis_key)
-                            .cmd("PTTL")
-                            .arg(&redis_key)
-                            .query_async::<(Option<u32>, i64)>(&mut connection)
-                            .await
-                    })
-                    .await
-                    .map(|(failures, left)| {
-                        let refused = failures.unwrap_or(0) >= limit.max_failures && left > 0;
-                        refused.then(|| Duration::from_millis(left.unsigned_abs()))
-                    });
-                or_memory(answer, || fallback.refused_for(&key, limit)).await
-            })
+        fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>> {
+            let mut args = vec![u8::from(reserve).to_string()];
+            for key in keys {
+                args.extend([
+                    key.limit.max_failures.to_string(),
+                    millis(key.limit.window).to_string(),
+                    millis(IN_FLIGHT_RETRY).to_string(),
+                ]);
+            }
+            let owned = keys.to_vec();
+            self.run(
+                &self.admit,
+                keys.iter().map(|key| self.redis_key(key)).collect(),
+                args,
+                |wait: u64| (wait > 0).then(|| Duration::from_millis(wait)),
+                move |memory| memory.admit(&owned, reserve),
+            )
         }
 
-        fn add_failure(&self, key: &Key, limit: Limit) -> Lookup<()> {
-            let (store, fallback) = (self.store.clone(), Arc::clone(&self.fallback));
-            let (redis_key, key, script) =
-                (self.redis_key(key), key.clone(), self.add_failure.clone());
-            let window = u64::try_from(limit.window.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1);
-            Lookup::pending(async move {
-                let answer = store
-                    .run(|mut connection| async move {
-                        script
-                            .key(&redis_key)
-                            .arg(window)
-                            .invoke_async::<i64>(&mut connection)
-                            .await
-                    })
-                    .await
-                    .map(drop);
-                or_memory(answer, || fallback.add_failure(&key, limit)).await
-            })
-        }
-
-        fn clear(&self, key: &Key) -> Lookup<()> {
-            let (store, fallback) = (self.store.clone(), Arc::clone(&self.fallback));
-            let (redis_key, key) = (self.redis_key(key), key.clone());
-            Lookup::pending(async move {
-                let answer = store.query::<i64>("DEL", &redis_key).await.map(drop);
-                // Memory may hold counts from an outage: clear them too.
-                let cleared = fallback.clear(&key).await;
-                or_memory(answer, || Lookup::ready(cleared)).await
-            })
+        fn settle(&self, keys: &[(Key, Outcome)]) -> Lookup<()> {
+            let mut args = Vec::with_capacity(2 * keys.len());
+            for (key, outcome) in keys {
+                let outcome = match outcome {
+                    Outcome::Failed => "f",
+                    Outcome::Counted => "c",
+                    Outcome::GivenBack => "g",
+                    Outcome::Cleared => "x",
+                };
+                args.extend([outcome.to_owned(), millis(key.limit.window).to_string()]);
+            }
+            let owned = keys.to_vec();
+            self.run(
+                &self.settle,
+                keys.iter().map(|(key, _)| self.redis_key(key)).collect(),
+                args,
+                |_: i64| (),
+                move |memory| memory.settle(&owned),
+            )
         }
     }
 }
 
-/// Logs a refused login at `info`, so that operators see attacks: who (the client
-/// address, and the username or its keyed hash) and why. Never the password.
-/// Store failures are not logged here: `Rejection::store_failed` logged them.
-pub(crate) fn log_refused(attempt: &LoginAttempt<'_>, hash_username: bool, rejection: &Rejection) {
+/// Logs a refused login or refresh grant at `info`, so that operators see
+/// attacks: who (the client address, and for a login the username or its keyed
+/// hash) and why. Never the password or the token. Store failures are not
+/// logged here: `Rejection::store_failed` logged them.
+pub(crate) fn log_refused(
+    client: Option<IpAddr>,
+    username: Option<&str>,
+    hash_username: bool,
+    rejection: &Rejection,
+) {
     let reason = match rejection {
         Rejection::InvalidGrant => "unknown user or wrong password",
+        Rejection::InvalidRefreshToken => "unknown, expired or reused refresh token",
         Rejection::TooManyAttempts(_) => "too many failed attempts (429)",
         Rejection::Busy(why) => why,
         _ => return,
     };
-    let client = attempt
-        .client_ip()
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let client = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let Some(username) = username else {
+        tracing::info!(%client, reason, "refresh grant refused");
+        return;
+    };
     if hash_username {
         /// One key for the process: a username's hash stays the same in its logs.
         static KEY: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
-        let hash = KEY
-            .get_or_init(Default::default)
-            .hash_one(attempt.username());
+        let hash = KEY.get_or_init(Default::default).hash_one(username);
         tracing::info!(%client, username_hash = %format_args!("{hash:016x}"), reason, "login refused");
     } else {
         // Debug-quoted: a username with a line break cannot forge a log line.
-        tracing::info!(%client, username = ?attempt.username(), reason, "login refused");
+        tracing::info!(%client, username = ?username, reason, "login refused");
     }
 }
 
-/// Counts in process memory: a table per kind of key, each bounded.
+/// Counts in process memory: a table per kind of key, each bounded, all under
+/// one lock so that an attempt is checked and reserved on all its keys at once.
 struct MemoryCounts {
-    usernames: Mutex<Table>,
-    addresses: Mutex<Table>,
+    tables: Mutex<[Table; 3]>,
     max_keys: usize,
     /// Keys are hashed with a per-process random seed: the tables hold no
     /// usernames, and nobody can aim collisions at them.
@@ -441,70 +587,130 @@ struct MemoryCounts {
 
 type Table = HashMap<u64, Window, foldhash::fast::FixedState>;
 
-/// Failures so far and when their window ends.
+/// Failures and reservations so far, and when their window ends.
 #[derive(Debug, Clone, Copy)]
 struct Window {
     failures: u32,
+    reserved: u32,
     ends: Instant,
+}
+
+impl Window {
+    /// How long an attempt must wait, if `limit` is reached.
+    fn refused_for(&self, limit: Limit, now: Instant) -> Option<Duration> {
+        let live = self.ends > now;
+        let full = self.failures.saturating_add(self.reserved) >= limit.max_failures;
+        (live && full).then(|| {
+            if self.failures >= limit.max_failures {
+                self.ends - now
+            } else {
+                IN_FLIGHT_RETRY
+            }
+        })
+    }
 }
 
 impl MemoryCounts {
     fn new(max_keys: usize) -> Self {
         Self {
-            usernames: Mutex::default(),
-            addresses: Mutex::default(),
+            tables: Mutex::default(),
             max_keys: max_keys.max(1),
             hasher: foldhash::fast::RandomState::default(),
         }
     }
 
-    /// The key's table (locked: every update is one map operation, so a poisoned
-    /// table is still consistent) and its hash.
-    fn table(&self, key: &Key) -> (std::sync::MutexGuard<'_, Table>, u64) {
+    /// The tables, locked: every update completes under the lock, so a poisoned
+    /// one is still consistent.
+    fn lock(&self) -> std::sync::MutexGuard<'_, [Table; 3]> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slot(&self, key: &Key) -> (usize, u64) {
         let table = match key.kind {
-            KeyKind::Username => &self.usernames,
-            KeyKind::Address => &self.addresses,
+            KeyKind::Pair => 0,
+            KeyKind::Username => 1,
+            KeyKind::Address => 2,
         };
-        let hash = self.hasher.hash_one(&key.text);
-        (table.lock().unwrap_or_else(PoisonError::into_inner), hash)
+        (table, self.hasher.hash_one(&key.text))
+    }
+
+    /// `key`'s live window, started (empty) if it has none.
+    fn window<'t>(&self, tables: &'t mut [Table; 3], key: &Key, now: Instant) -> &'t mut Window {
+        let (table, hash) = self.slot(key);
+        let table = &mut tables[table];
+        if table.get(&hash).is_none_or(|window| window.ends <= now) {
+            if table.len() >= self.max_keys && !table.contains_key(&hash) {
+                make_room(table, self.max_keys, now);
+            }
+            table.insert(
+                hash,
+                Window {
+                    failures: 0,
+                    reserved: 0,
+                    ends: now + key.limit.window,
+                },
+            );
+        }
+        table.get_mut(&hash).expect("inserted above")
+    }
+
+    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>> {
+        let now = Instant::now();
+        let mut tables = self.lock();
+        let refused = keys
+            .iter()
+            .filter_map(|key| {
+                let (table, hash) = self.slot(key);
+                tables[table].get(&hash)?.refused_for(key.limit, now)
+            })
+            .max();
+        if refused.is_none() && reserve {
+            for key in keys {
+                let window = self.window(&mut tables, key, now);
+                window.reserved = window.reserved.saturating_add(1);
+            }
+        }
+        Lookup::ready(Ok(refused))
+    }
+
+    fn settle(&self, keys: &[(Key, Outcome)]) -> Lookup<()> {
+        let now = Instant::now();
+        let mut tables = self.lock();
+        for (key, outcome) in keys {
+            let (table, hash) = self.slot(key);
+            match outcome {
+                Outcome::Cleared => {
+                    tables[table].remove(&hash);
+                }
+                Outcome::GivenBack => {
+                    let emptied = tables[table].get_mut(&hash).is_some_and(|window| {
+                        window.reserved = window.reserved.saturating_sub(1);
+                        window.reserved == 0 && window.failures == 0
+                    });
+                    if emptied {
+                        tables[table].remove(&hash);
+                    }
+                }
+                Outcome::Failed | Outcome::Counted => {
+                    let window = self.window(&mut tables, key, now);
+                    if *outcome == Outcome::Failed {
+                        window.reserved = window.reserved.saturating_sub(1);
+                    }
+                    window.failures = window.failures.saturating_add(1);
+                }
+            }
+        }
+        Lookup::ready(Ok(()))
     }
 }
 
 impl FailureCounts for MemoryCounts {
-    fn refused_for(&self, key: &Key, limit: Limit) -> Lookup<Option<Duration>> {
-        let now = Instant::now();
-        let (table, hash) = self.table(key);
-        let refused = table
-            .get(&hash)
-            .filter(|window| window.failures >= limit.max_failures && window.ends > now)
-            .map(|window| window.ends - now);
-        Lookup::ready(Ok(refused))
+    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>> {
+        MemoryCounts::admit(self, keys, reserve)
     }
 
-    fn add_failure(&self, key: &Key, limit: Limit) -> Lookup<()> {
-        let now = Instant::now();
-        let (mut table, hash) = self.table(key);
-        if let Some(window) = table.get_mut(&hash).filter(|window| window.ends > now) {
-            window.failures = window.failures.saturating_add(1);
-            return Lookup::ready(Ok(()));
-        }
-        if table.len() >= self.max_keys && !table.contains_key(&hash) {
-            make_room(&mut table, self.max_keys, now);
-        }
-        table.insert(
-            hash,
-            Window {
-                failures: 1,
-                ends: now + limit.window,
-            },
-        );
-        Lookup::ready(Ok(()))
-    }
-
-    fn clear(&self, key: &Key) -> Lookup<()> {
-        let (mut table, hash) = self.table(key);
-        table.remove(&hash);
-        Lookup::ready(Ok(()))
+    fn settle(&self, keys: &[(Key, Outcome)]) -> Lookup<()> {
+        MemoryCounts::settle(self, keys)
     }
 }
 
@@ -529,52 +735,73 @@ mod tests {
     use super::*;
     use http::{Extensions, HeaderMap};
 
-    fn decide(throttle: &LoginThrottle, attempt: &LoginAttempt<'_>) -> LoginDecision {
-        throttle.check(attempt).into_ready().unwrap().unwrap()
+    fn ready<T>(lookup: Lookup<T>) -> T {
+        lookup.into_ready().unwrap().unwrap()
     }
 
     #[test]
     fn a_full_table_forgets_the_window_that_ends_first() {
         let counts = MemoryCounts::new(2);
-        let key = |text: &str| Key {
-            kind: KeyKind::Username,
-            text: text.into(),
+        let key = |text: &str, secs| {
+            Key::new(
+                KeyKind::Username,
+                text.into(),
+                Limit::new(1, Duration::from_secs(secs)),
+            )
         };
-        let limit = |secs| Limit::new(1, Duration::from_secs(secs));
         for (name, secs) in [("a", 100), ("b", 50), ("c", 200)] {
-            counts
-                .add_failure(&key(name), limit(secs))
-                .into_ready()
-                .unwrap()
-                .unwrap();
+            ready(counts.settle(&[(key(name, secs), Outcome::Counted)]));
         }
-        let refused = |name| {
-            counts
-                .refused_for(&key(name), limit(1))
-                .into_ready()
-                .unwrap()
-                .unwrap()
-        };
+        let refused = |name| ready(counts.admit(&[key(name, 1)], false));
         assert!(refused("a").is_some());
         assert!(refused("b").is_none(), "b's window ended first: evicted");
         assert!(refused("c").is_some());
-        assert_eq!(counts.usernames.lock().unwrap().len(), 2);
+        assert_eq!(counts.lock()[1].len(), 2);
     }
 
     #[test]
-    fn usernames_are_counted_without_regard_to_case_and_ipv6_by_network() {
-        let throttle = LoginThrottle::new().per_username(1, Duration::from_secs(60));
+    fn reservations_count_until_settled_and_a_full_count_of_them_says_one_second() {
+        let counts = MemoryCounts::new(10);
+        let key = Key::new(
+            KeyKind::Pair,
+            "k".into(),
+            Limit::new(2, Duration::from_secs(600)),
+        );
+        let keys = std::slice::from_ref(&key);
+        assert_eq!(ready(counts.admit(keys, true)), None);
+        assert_eq!(ready(counts.admit(keys, true)), None);
+        assert_eq!(ready(counts.admit(keys, true)), Some(IN_FLIGHT_RETRY));
+        ready(counts.settle(&[(key.clone(), Outcome::GivenBack)]));
+        assert_eq!(ready(counts.admit(keys, true)), None);
+        for _ in 0..2 {
+            ready(counts.settle(&[(key.clone(), Outcome::Failed)]));
+        }
+        let wait = ready(counts.admit(keys, true)).unwrap();
+        assert!(
+            wait > Duration::from_secs(590),
+            "{wait:?}: the window's end"
+        );
+    }
+
+    #[test]
+    fn usernames_are_counted_as_the_store_canonicalises_them_and_ipv6_by_network() {
+        let throttle = LoginThrottle::new().per_username_and_address(1, Duration::from_secs(60));
         let (headers, extensions) = (HeaderMap::new(), Extensions::new());
-        throttle
-            .failed(&LoginAttempt::new("JohnDoe", &headers, &extensions))
-            .into_ready()
-            .unwrap()
-            .unwrap();
-        let attempt = LoginAttempt::new("johndoe", &headers, &extensions);
+        let typed = |name| {
+            LoginAttempt::new(name, &headers, &extensions).with_canonical_username("johndoe")
+        };
+        assert_eq!(
+            ready(throttle.check(&typed("JohnDoe"))),
+            LoginDecision::Allow
+        );
+        ready(throttle.failed(&typed("JohnDoe")));
         assert!(matches!(
-            decide(&throttle, &attempt),
+            ready(throttle.check(&typed("JOHNDOE"))),
             LoginDecision::Refuse { .. }
         ));
+        // As typed, when the store says so (the default).
+        let exact = LoginAttempt::new("JohnDoe", &headers, &extensions);
+        assert_eq!(ready(throttle.check(&exact)), LoginDecision::Allow);
 
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();

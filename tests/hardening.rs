@@ -3,6 +3,8 @@
 //! serving.
 
 mod common;
+#[cfg(feature = "sqlx")]
+mod sql_support;
 
 use bytes::Bytes;
 use common::{tutorial, Reply, Server};
@@ -404,4 +406,115 @@ async fn a_get_scope_rule_covers_head_which_routers_answer_with_the_get_handler(
     let reply = server.post("/admin", "text/plain", Vec::new()).await;
     assert_eq!(reply.status, 401);
     server.stop().await;
+}
+
+/// The 400 for a username with a control character in it.
+#[track_caller]
+fn assert_control_character_refused(reply: &Reply) {
+    reply.assert_error(
+        400,
+        "Form field username must not contain control characters",
+        Some("invalid_request"),
+    );
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+}
+
+/// Usernames with NUL, a line break, an escape, DEL or a C1 control, as urlencoded
+/// and multipart forms send them.
+const CONTROL_USERNAMES: [&str; 5] = ["a%00b", "johndoe%0A", "%1B%5B31m", "a%7F", "a%C2%85"];
+
+#[tokio::test]
+async fn control_characters_in_a_username_are_a_400_before_the_user_store_is_asked() {
+    let server = Server::start_with(tutorial::layer_builder().build()).await;
+    for username in CONTROL_USERNAMES {
+        for _ in 0..6 {
+            let reply = server
+                .post_form(&format!("username={username}&password=secret"))
+                .await;
+            assert_control_character_refused(&reply);
+        }
+    }
+    let multipart = "--B\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\njohn\0doe\r\n\
+                     --B\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nsecret\r\n--B--\r\n";
+    let reply = server
+        .post(
+            "/token",
+            "multipart/form-data; boundary=B",
+            multipart.into(),
+        )
+        .await;
+    assert_control_character_refused(&reply);
+    // Not counted as failures either: the user still logs in.
+    server.login("johndoe", "secret").await;
+    server.stop().await;
+}
+
+/// On PostgreSQL (with `TEST_POSTGRES=1`), a NUL in a username used to reach the
+/// query: PostgreSQL refused it, and every such request was a 503 (and an ERROR
+/// line). Now it is the same 400 as on any store: the query is never made.
+#[cfg(feature = "sqlx")]
+mod on_sql {
+    use super::*;
+    use sql_support::{Kind, TestDb};
+    use tower_oauth2_password::user::sql::{NewUser, SqlUserStore, UsersTable};
+    use tower_oauth2_password::{Argon2Hasher, OAuth2PasswordLayer, PasswordHasher};
+
+    on_each_database!(
+        a_nul_in_a_username_is_a_400_and_no_error_log,
+        a_case_insensitive_query_counts_every_spelling_as_one_user,
+    );
+
+    /// The login throttle counts under the store's canonical form: with a
+    /// `lower()` query and `str::to_lowercase` as its rule, five spellings of one
+    /// user share one count of 5.
+    async fn a_case_insensitive_query_counts_every_spelling_as_one_user(kind: Kind) {
+        let Some(db) = TestDb::new(kind).await else {
+            return;
+        };
+        let table = UsersTable::new(db.pool.clone());
+        table.migrate().await.expect("migrate");
+        let hash = Argon2Hasher::new().hash("secret").unwrap();
+        assert!(table.add(&NewUser::new("JohnDoe", hash)).await.unwrap());
+        let store = SqlUserStore::<tutorial::User>::builder(db.pool.clone())
+            .credentials_query(
+                "SELECT username AS subject, password_hash, scopes, disabled, stamp \
+                 FROM users WHERE lower(username) = lower($1)",
+            )
+            .canonical_username(str::to_lowercase)
+            .build();
+        let server = Server::start_with(OAuth2PasswordLayer::builder(store).build()).await;
+        for typed in ["johndoe", "JohnDoe", "JOHNDOE", "jOhNdOe", "johnDOE"] {
+            let reply = server
+                .post_form(&format!("username={typed}&password=wrong"))
+                .await;
+            reply.assert_error(400, "Incorrect username or password", Some("invalid_grant"));
+        }
+        for typed in ["JOHNdoe", "johndoe"] {
+            let reply = server
+                .post_form(&format!("username={typed}&password=secret"))
+                .await;
+            assert_eq!(reply.status, 429, "{typed}: {:?}", reply.body);
+        }
+        server.stop().await;
+    }
+
+    async fn a_nul_in_a_username_is_a_400_and_no_error_log(kind: Kind) {
+        let Some(db) = TestDb::new(kind).await else {
+            return;
+        };
+        let table = UsersTable::new(db.pool.clone());
+        table.migrate().await.expect("migrate");
+        let hash = Argon2Hasher::new().hash("secret").unwrap();
+        assert!(table.add(&NewUser::new("johndoe", hash)).await.unwrap());
+        let store = SqlUserStore::<tutorial::User>::builder(db.pool.clone()).build();
+        let server = Server::start_with(OAuth2PasswordLayer::builder(store).build()).await;
+        for username in CONTROL_USERNAMES {
+            let reply = server
+                .post_form(&format!("username={username}&password=secret"))
+                .await;
+            assert_control_character_refused(&reply);
+        }
+        server.login("johndoe", "secret").await;
+        server.stop().await;
+    }
 }

@@ -1,7 +1,9 @@
 //! Brute-force limits and the bounded login queue, over a real socket: 429 with
-//! `Retry-After` before any hash, per username and per client address, behind
-//! trusted proxies only as they say; 503 at once when too many logins wait; and
-//! one log line per refused login.
+//! `Retry-After` before any hash, per (username, address), per username and per
+//! client address (addresses: the client binds 127.0.0.x), behind trusted proxies
+//! only as they say; reserved before the hash, so concurrent attempts cannot pass
+//! a limit; bad refresh tokens counted per address; 503 at once when too many
+//! logins wait; and one log line per refused login or refresh grant.
 
 mod common;
 
@@ -14,8 +16,9 @@ use common::{tutorial, Captured, Reply, Server};
 use http::Request;
 use http_body_util::Full;
 use tower_oauth2_password::{
-    Argon2Hasher, HashedPassword, LoginThrottle, PasswordError, PasswordHasher, TrustedProxies,
-    Verification,
+    Argon2Hasher, Credentials, HashedPassword, LoginThrottle, Lookup, MemoryRefreshTokenStore,
+    MemoryUserStore, OAuth2PasswordLayer, PasswordError, PasswordHasher, Principal, StoreError,
+    Subject, TrustedProxies, UserStore, Verification,
 };
 
 const INVALID_GRANT: &str =
@@ -59,25 +62,123 @@ fn assert_throttled(reply: &Reply, window: Duration) {
     assert_eq!(reply.header("cache-control"), Some("no-store"));
 }
 
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+const USERNAME_WINDOW: Duration = Duration::from_secs(60 * 60);
+
 #[tokio::test]
-async fn five_wrong_passwords_then_429_even_for_the_right_one() {
+async fn five_wrong_passwords_lock_the_user_out_from_that_address_only() {
     let server = Server::start().await;
+    let attacker = server.connecting_from("127.0.0.2");
     for _ in 0..5 {
-        let reply = attempt(&server, "johndoe", "wrong").await;
+        let reply = attempt(&attacker, "johndoe", "wrong").await;
         assert_eq!(
             (reply.status.as_u16(), &reply.body[..]),
             (400, INVALID_GRANT.as_bytes())
         );
     }
-    let refused = attempt(&server, "johndoe", "secret").await;
-    assert_throttled(&refused, Duration::from_secs(15 * 60));
-    // Usernames are counted without regard to case.
-    assert_throttled(
-        &attempt(&server, "JohnDoe", "secret").await,
-        Duration::from_secs(15 * 60),
+    // From that address, even the right password waits out the window.
+    assert_throttled(&attempt(&attacker, "johndoe", "secret").await, WINDOW);
+    // From a clean address, the user logs in: a stranger cannot lock them out.
+    server
+        .connecting_from("127.0.0.3")
+        .login("johndoe", "secret")
+        .await;
+    // Another user, from the attacker's address (5 failures of its 20), is not
+    // held back.
+    assert_eq!(attempt(&attacker, "alice", "secret2").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn strangers_with_twenty_addresses_reach_the_per_username_cap_of_100() {
+    let hasher = Gated::closed();
+    hasher.open();
+    let server = Server::start_with(
+        tutorial::layer_builder()
+            .password_hasher(hasher.clone())
+            .build(),
+    )
+    .await;
+    for i in 0..20 {
+        let attacker = server.connecting_from(&format!("127.0.1.{}", 10 + i));
+        for _ in 0..5 {
+            assert_eq!(attempt(&attacker, "johndoe", "wrong").await.status, 400);
+        }
+        // Each address got its 5, no more (the last one meets the cap too).
+        assert_throttled(
+            &attempt(&attacker, "johndoe", "wrong").await,
+            USERNAME_WINDOW,
+        );
+        if i == 10 {
+            // 55 failures from 11 addresses: the user still logs in from theirs.
+            server
+                .connecting_from("127.0.2.1")
+                .login("johndoe", "secret")
+                .await;
+        }
+    }
+    assert_eq!(
+        hasher.started.load(Ordering::SeqCst),
+        101,
+        "100 failures, 1 login"
     );
-    // Another user, from the same address (5 failures of its 20), is not held back.
-    assert_eq!(attempt(&server, "alice", "secret2").await.status, 200);
+    // 100 failures: the cap holds for every address, for up to an hour.
+    let reply = attempt(&server.connecting_from("127.0.2.1"), "johndoe", "secret").await;
+    assert_throttled(&reply, USERNAME_WINDOW);
+    let retry_after: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        retry_after > WINDOW.as_secs(),
+        "the username's hour: {retry_after}"
+    );
+    assert_eq!(
+        hasher.started.load(Ordering::SeqCst),
+        101,
+        "no hash for a 429"
+    );
+    // Other users are not touched.
+    assert_eq!(
+        attempt(&server.connecting_from("127.0.2.1"), "alice", "secret2")
+            .await
+            .status,
+        200
+    );
+    server.stop().await;
+}
+
+/// Case-insensitive and blind to surrounding spaces, as some directories are:
+/// the login throttle must count every spelling it matches as one user.
+struct Forgiving(MemoryUserStore<tutorial::User>);
+
+impl UserStore for Forgiving {
+    type User = tutorial::User;
+
+    fn principal(&self, subject: &Subject) -> Lookup<Option<Principal<tutorial::User>>> {
+        self.0.principal(subject)
+    }
+
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
+        self.0.credentials(&self.canonical_username(username)).await
+    }
+
+    fn canonical_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
+        username.trim().to_lowercase().into()
+    }
+}
+
+#[tokio::test]
+async fn every_spelling_the_store_matches_shares_one_count() {
+    let layer = OAuth2PasswordLayer::builder(Forgiving(tutorial::users())).build();
+    let server = Server::start_with(layer).await;
+    for typed in ["johndoe+", "+JohnDoe", "JOHNDOE++", "+johndoe+", "johnDoe"] {
+        assert_eq!(
+            attempt(&server, typed, "wrong").await.status,
+            400,
+            "{typed}"
+        );
+    }
+    for typed in ["johndoe", "++JohnDoe", "JoHnDoE+"] {
+        assert_throttled(&attempt(&server, typed, "secret").await, WINDOW);
+    }
     server.stop().await;
 }
 
@@ -127,6 +228,11 @@ async fn twenty_failures_from_one_address_over_many_usernames_then_429() {
         &attempt(&server, "johndoe", "secret").await,
         Duration::from_secs(15 * 60),
     );
+    // Another address is not.
+    server
+        .connecting_from("127.0.0.5")
+        .login("johndoe", "secret")
+        .await;
     server.stop().await;
 }
 
@@ -339,10 +445,11 @@ async fn a_throttled_login_computes_no_hash() {
 }
 
 #[tokio::test]
-async fn a_login_that_waits_past_the_deadline_gets_503() {
+async fn a_login_that_waits_past_the_deadline_gets_503_and_its_try_back() {
     let hasher = Gated::closed();
     let layer = tutorial::layer_builder()
         .password_hasher(hasher.clone())
+        .login_policy(LoginThrottle::new().per_username_and_address(1, Duration::from_secs(60)))
         .max_concurrent_hashes(1)
         .max_waiting_logins(8, Duration::from_millis(200))
         .build();
@@ -350,13 +457,15 @@ async fn a_login_that_waits_past_the_deadline_gets_503() {
     let _opener = hasher.open_on_drop();
     let hashing = {
         let server = Arc::clone(&server);
-        tokio::spawn(async move { attempt(&server, "johndoe", "wrong").await.status })
+        tokio::spawn(async move { attempt(&server, "user0", "wrong").await.status })
     };
     hasher.until_started(1).await;
-    // The gate stays closed until the deadline has passed, whatever the machine's speed.
+    // The gate stays closed until the deadline has passed, whatever the machine's
+    // speed. The attempt's one try was reserved, then got no verdict.
     assert_busy(&attempt(&server, "johndoe", "secret").await);
     hasher.open();
     assert_eq!(hashing.await.unwrap(), 400);
+    // The try was given back: the limit of 1 is still whole.
     server.login("johndoe", "secret").await;
 }
 
@@ -387,8 +496,26 @@ async fn every_refused_login_is_one_info_line_with_address_username_and_why() {
     assert_eq!(attempt(&server, "mallory", "pw-Secret-4").await.status, 429);
     server.stop().await;
 
+    // A bad refresh token: logged as a refused login is, with its client.
+    let server = with_refresh_tokens().await;
+    let prober = server.connecting_from("127.0.0.77");
+    assert_eq!(prober.refresh("not-a-refresh-token").await.status, 400);
+    server.stop().await;
+
     // Other tests in this binary log too: keep this test's lines.
     let logs = captured.text();
+    let refresh: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("refresh grant refused") && line.contains("127.0.0.77"))
+        .collect();
+    assert_eq!(refresh.len(), 1, "{logs}");
+    assert!(refresh[0].contains(" INFO "), "{}", refresh[0]);
+    assert!(
+        refresh[0].contains("reason=\"unknown, expired or reused refresh token\""),
+        "{}",
+        refresh[0]
+    );
+    assert!(!logs.contains("not-a-refresh-token"), "{logs}");
     let refused: Vec<&str> = logs
         .lines()
         .filter(|line| line.contains("login refused"))
@@ -454,16 +581,146 @@ async fn axum_apps_served_with_connect_info_are_throttled_per_address() {
     assert_eq!(attempt(&server, "b", "wrong").await.status, 429);
 }
 
+/// Counts the statuses of `replies`.
+fn tally(replies: &[Reply]) -> std::collections::BTreeMap<u16, usize> {
+    let mut tally = std::collections::BTreeMap::new();
+    for reply in replies {
+        *tally.entry(reply.status.as_u16()).or_default() += 1;
+    }
+    tally
+}
+
 #[tokio::test]
-async fn a_burst_of_fifty_honest_logins_all_succeed_with_the_defaults() {
+async fn sixty_four_concurrent_wrong_passwords_for_one_user_get_five_verdicts() {
+    let hasher = Gated::closed();
+    let server = Arc::new(
+        Server::start_with(
+            tutorial::layer_builder()
+                .password_hasher(hasher.clone())
+                .build(),
+        )
+        .await,
+    );
+    let _opener = hasher.open_on_drop();
+    // All 64 are sent while the first password check is held at the gate: none
+    // has a verdict yet when the others are decided.
+    let logins: Vec<_> = (0..64)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move { attempt(&server, "johndoe", "wrong").await })
+        })
+        .collect();
+    hasher.until_started(1).await;
+    // The refused ones are answered at once (bounded wait: without reservations
+    // none would be until the gate opens).
+    for _ in 0..1000 {
+        if logins.iter().filter(|login| login.is_finished()).count() >= 59 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    hasher.open();
+    let mut replies = Vec::new();
+    for login in logins {
+        replies.push(login.await.unwrap());
+    }
+    assert_eq!(tally(&replies), [(400, 5), (429, 59)].into());
+    for reply in &replies {
+        match reply.status.as_u16() {
+            400 => assert_eq!(reply.body, INVALID_GRANT),
+            _ => reply.assert_error(
+                429,
+                "Too many login attempts, try again later",
+                Some("temporarily_unavailable"),
+            ),
+        }
+    }
+    assert_eq!(
+        hasher.started.load(Ordering::SeqCst),
+        5,
+        "one hash per verdict"
+    );
+    assert_throttled(&attempt(&server, "johndoe", "secret").await, WINDOW);
+}
+
+#[tokio::test]
+async fn a_burst_of_fifty_honest_logins_succeed_or_are_told_to_retry_in_a_second() {
     let server = Arc::new(Server::start().await);
     let logins: Vec<_> = (0..50)
         .map(|_| {
             let server = Arc::clone(&server);
-            tokio::spawn(async move { attempt(&server, "johndoe", "secret").await.status })
+            tokio::spawn(async move { attempt(&server, "johndoe", "secret").await })
         })
         .collect();
+    let mut retry = 0;
     for login in logins {
-        assert_eq!(login.await.unwrap(), 200);
+        let reply = login.await.unwrap();
+        match reply.status.as_u16() {
+            200 => {}
+            // At most 5 attempts of one user from one address are checked at
+            // once; the others hear that they end within a second.
+            _ => {
+                assert_throttled(&reply, WINDOW);
+                assert_eq!(reply.header("retry-after"), Some("1"));
+                retry += 1;
+            }
+        }
     }
+    assert!(retry <= 45, "{retry}: at least 5 were checked at once");
+    // Successes gave their reservations back: retrying gets everyone in.
+    for _ in 0..retry {
+        server.login("johndoe", "secret").await;
+    }
+}
+
+/// The tutorial with refresh tokens, and an address limit of 3.
+async fn with_refresh_tokens() -> Server {
+    let layer = tutorial::layer_builder()
+        .refresh_tokens(MemoryRefreshTokenStore::new())
+        .login_policy(LoginThrottle::new().per_address(3, Duration::from_secs(60)))
+        .build();
+    Server::start_with(layer).await
+}
+
+#[tokio::test]
+async fn bad_refresh_tokens_count_against_the_address_and_a_throttled_one_gets_429() {
+    let server = with_refresh_tokens().await;
+    let (_, refresh) = server.login_with_refresh().await;
+    let prober = server.connecting_from("127.0.0.2");
+    for _ in 0..3 {
+        prober.refresh("not-a-refresh-token").await.assert_error(
+            400,
+            "Invalid refresh token",
+            Some("invalid_grant"),
+        );
+    }
+    // Throttled on both grants, even with a good refresh token or password.
+    assert_throttled(&prober.refresh(&refresh).await, Duration::from_secs(60));
+    assert_throttled(
+        &attempt(&prober, "johndoe", "secret").await,
+        Duration::from_secs(60),
+    );
+    // Another address refreshes: the token was not rotated by the refused try.
+    server.refresh(&refresh).await.tokens();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_counts_against_the_address() {
+    let server = with_refresh_tokens().await;
+    let client = server.connecting_from("127.0.0.3");
+    for _ in 0..3 {
+        let (_, first) = client.login_with_refresh().await;
+        let (_, second) = client.refresh(&first).await.tokens();
+        client.refresh(&second).await.tokens();
+        // Two generations back: reuse, not a retry.
+        client.refresh(&first).await.assert_error(
+            400,
+            "Invalid refresh token",
+            Some("invalid_grant"),
+        );
+    }
+    let (_, fresh) = server.login_with_refresh().await;
+    assert_throttled(&client.refresh(&fresh).await, Duration::from_secs(60));
+    server.stop().await;
 }

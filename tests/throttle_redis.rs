@@ -1,17 +1,22 @@
 //! The login throttle's counts in the real Redis at `REDIS_URL` (default
 //! `redis://127.0.0.1:6379`), each test under a key prefix of its own that it
-//! deletes at the end: replicas share the counts, windows end on Redis's clock,
-//! and with Redis down the limits still hold, locally.
+//! deletes at the end: replicas share the counts (and reserve attempts in one
+//! script, so 64 concurrent wrong passwords across two replicas get 5 verdicts),
+//! windows end on Redis's clock, Redis holds no username or address, with Redis
+//! down the limits still hold, locally, and a Redis that may evict keys is
+//! reported in the log.
 //!
 //! `cargo test --features redis --test throttle_redis`
 #![cfg(feature = "redis")]
 
 mod common;
 
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::Prefix;
-use common::{tutorial, Reply, Server};
+use common::{tutorial, Captured, Reply, Server};
 use tower_oauth2_password::{LoginThrottle, RedisTokenStore};
 
 /// A replica: the tutorial with its throttle counting in Redis under `prefix`.
@@ -61,9 +66,9 @@ async fn replicas_share_the_counts_and_redis_holds_no_username() {
 }
 
 #[tokio::test]
-async fn a_success_clears_the_username_on_every_replica_and_windows_end() {
+async fn a_success_clears_the_pairs_count_on_every_replica_and_windows_end() {
     let prefix = Prefix::new("clear");
-    let throttle = LoginThrottle::new().per_username(2, Duration::from_secs(1));
+    let throttle = LoginThrottle::new().per_username_and_address(2, Duration::from_secs(1));
     let (a, b) = (
         replica(&prefix, throttle.clone()).await,
         replica(&prefix, throttle).await,
@@ -95,4 +100,136 @@ async fn with_redis_down_the_limits_hold_locally() {
     }
     assert_eq!(attempt(&server, "johndoe", "secret").await.status, 429);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn sixty_four_concurrent_wrong_passwords_across_two_replicas_get_five_verdicts() {
+    let prefix = Prefix::new("concurrent");
+    let replicas = Arc::new([
+        replica(&prefix, LoginThrottle::new()).await,
+        replica(&prefix, LoginThrottle::new()).await,
+    ]);
+    let logins: Vec<_> = (0..64)
+        .map(|i| {
+            let replicas = Arc::clone(&replicas);
+            tokio::spawn(async move { attempt(&replicas[i % 2], "johndoe", "wrong").await })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for login in logins {
+        let reply = login.await.unwrap();
+        if reply.status == 429 {
+            reply.assert_error(
+                429,
+                "Too many login attempts, try again later",
+                Some("temporarily_unavailable"),
+            );
+        }
+        *statuses.entry(reply.status.as_u16()).or_default() += 1;
+    }
+    assert_eq!(statuses, [(400, 5), (429, 59)].into());
+    for replica in replicas.iter() {
+        assert_eq!(attempt(replica, "johndoe", "secret").await.status, 429);
+    }
+}
+
+#[tokio::test]
+async fn a_stranger_on_one_replica_does_not_lock_the_user_out_on_another() {
+    let prefix = Prefix::new("stranger");
+    let (a, b) = (
+        replica(&prefix, LoginThrottle::new()).await,
+        replica(&prefix, LoginThrottle::new()).await,
+    );
+    let stranger = a.connecting_from("127.0.0.2");
+    for _ in 0..5 {
+        assert_eq!(attempt(&stranger, "johndoe", "wrong").await.status, 400);
+    }
+    // The stranger's address is refused on both replicas; the user's is not.
+    let stranger_on_b = b.connecting_from("127.0.0.2");
+    assert_eq!(
+        attempt(&stranger_on_b, "johndoe", "secret").await.status,
+        429
+    );
+    b.connecting_from("127.0.0.3")
+        .login("johndoe", "secret")
+        .await;
+    // Someone reading Redis finds neither the name nor the addresses.
+    let keys = prefix.keys();
+    assert_eq!(keys.len(), 4, "pair, user and two addresses: {keys:?}");
+    assert!(
+        keys.iter().all(|key| ["johndoe", "127.0.0"]
+            .iter()
+            .all(|secret| !key.contains(secret))),
+        "{keys:?}"
+    );
+}
+
+/// A `redis-server` of the test's own, with `args`; killed when dropped.
+struct PrivateRedis(Child, u16);
+
+impl PrivateRedis {
+    fn start(args: &[&str]) -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            eprintln!("skipped: no redis-server binary to start a private Redis");
+            return None;
+        };
+        let redis = Self(child, port);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(redis);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the private redis-server did not start");
+    }
+
+    fn store(&self) -> RedisTokenStore {
+        RedisTokenStore::new(&format!("redis://127.0.0.1:{}", self.1)).unwrap()
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_that_may_evict_keys_is_a_warning_at_the_first_connection() {
+    let captured = Captured::install();
+    let Some(evicting) = PrivateRedis::start(&["--maxmemory-policy", "allkeys-lru"]) else {
+        return;
+    };
+    let Some(keeping) = PrivateRedis::start(&["--maxmemory-policy", "noeviction"]) else {
+        return;
+    };
+    let warning = "Redis may evict keys before they expire";
+    for redis in [&keeping, &evicting] {
+        redis.store().ping().await.unwrap();
+    }
+    // The check runs beside the first call: wait for its line (bounded).
+    for _ in 0..500 {
+        if captured.text().contains(warning) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let logs = captured.text();
+    let warnings: Vec<&str> = logs.lines().filter(|line| line.contains(warning)).collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains(" WARN "), "{}", warnings[0]);
+    assert!(warnings[0].contains("allkeys-lru"), "{}", warnings[0]);
 }

@@ -551,6 +551,10 @@ impl<S: UserStore> UserStore for Awaited<S> {
         self.inner.credentials(username)
     }
 
+    fn canonical_username<'a>(&self, username: &'a str) -> std::borrow::Cow<'a, str> {
+        self.inner.canonical_username(username)
+    }
+
     fn update_password_hash(
         &self,
         subject: &Subject,

@@ -52,6 +52,11 @@ use crate::scope::Scopes;
 ///   hang. One multiplexed connection is shared; once it fails, the next call
 ///   reconnects (at most every 200 ms), so service resumes by itself when Redis is
 ///   back.
+/// - **Nothing may be evicted**: revoked JWTs' `jti` entries and login-throttle
+///   counts must last until they expire, so run Redis with
+///   `maxmemory-policy noeviction` (every key here has an expiry, so `volatile-*`
+///   policies evict them too). The first connection reads the policy and logs a
+///   warning for any other, or if it cannot be read.
 /// - **Rotation is atomic**: a Lua script applies the refresh-token rotation rule
 ///   (see [`RefreshTokenStore`]) in one step, so two replicas presented the same
 ///   token at once cannot both rotate it (nor both retry it). Issuing a family is
@@ -598,6 +603,30 @@ impl Record {
     }
 }
 
+/// Logs a warning, once per store on its first connection, unless Redis's
+/// `maxmemory-policy` is `noeviction`. Every key this crate writes has an expiry,
+/// so `volatile-*` policies may evict them as `allkeys-*` ones do: a revoked
+/// JWT's `jti` entry (the token works again) or a login-throttle count (more
+/// guesses). A warning, not a refusal: the policy can change at any time, and
+/// managed Redis may hide `CONFIG`; it is logged as unknown then.
+async fn warn_if_evicting(mut connection: MultiplexedConnection, timeout: Duration) {
+    let mut command = redis::cmd("CONFIG");
+    command.arg("GET").arg("maxmemory-policy");
+    let config = command.query_async::<std::collections::HashMap<String, String>>(&mut connection);
+    match tokio::time::timeout(timeout, config).await {
+        Ok(Ok(config)) => match config.get("maxmemory-policy") {
+            Some(policy) if policy == "noeviction" => {}
+            Some(policy) => tracing::warn!(
+                policy,
+                "Redis may evict keys before they expire (maxmemory-policy {policy}): revoked \
+                 tokens could work again and login-throttle counts be lost; set noeviction"
+            ),
+            None => tracing::warn!("Redis did not say its maxmemory-policy; make it noeviction"),
+        },
+        _ => tracing::warn!("could not read Redis's maxmemory-policy; make it noeviction"),
+    }
+}
+
 /// One multiplexed connection, made on first use and again after it fails, with
 /// a deadline on every call.
 ///
@@ -698,6 +727,9 @@ impl Connection {
         {
             Ok(connection) => {
                 let mut state = self.state();
+                if state.made == 0 {
+                    tokio::spawn(warn_if_evicting(connection.clone(), self.timeout));
+                }
                 state.made += 1;
                 state.retry_at = None;
                 let current = (state.made, connection);

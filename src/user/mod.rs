@@ -7,6 +7,7 @@ mod memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
 pub mod sql;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use crate::subject::Subject;
 /// counter, a random number, or a hash of the password hash and scopes all do).
 ///
 /// ```
+/// use std::borrow::Cow;
 /// use std::collections::HashMap;
 /// use std::sync::Arc;
 /// use tower_oauth2_password::{
@@ -59,8 +61,13 @@ use crate::subject::Subject;
 ///
 ///     async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
 ///         // The canonical subject is the stored key, not what was typed.
-///         let key = username.to_lowercase();
-///         Ok(self.0.get(&key).map(|(_, hash)| Credentials::new(Subject::from(key.as_str()), hash.clone())))
+///         let key = self.canonical_username(username);
+///         Ok(self.0.get(&*key).map(|(_, hash)| Credentials::new(Subject::from(&*key), hash.clone())))
+///     }
+///
+///     // The login throttle counts `JohnDoe` and `johndoe` as the one user they are.
+///     fn canonical_username<'a>(&self, username: &'a str) -> Cow<'a, str> {
+///         Cow::Owned(username.to_lowercase())
 ///     }
 /// }
 /// ```
@@ -81,6 +88,19 @@ pub trait UserStore: Send + Sync + 'static {
         &self,
         username: &str,
     ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send;
+
+    /// The form of a typed `username` this store matches on: the login throttle
+    /// counts failures under it ([`LoginAttempt::canonical_username`](crate::LoginAttempt::canonical_username)).
+    /// Every spelling that [`credentials`](Self::credentials) finds one user for
+    /// must give the same answer here, or each spelling gets its own tries: a
+    /// store that folds case, trims or normalises Unicode does the same here.
+    /// Called before anything else at login, for every attempt: keep it cheap
+    /// and infallible.
+    ///
+    /// The default is the name as typed, for stores that match exactly.
+    fn canonical_username<'a>(&self, username: &'a str) -> Cow<'a, str> {
+        Cow::Borrowed(username)
+    }
 
     /// Replaces the password hash `old` of `subject` with `new`, after a login whose
     /// stored hash the [`PasswordHasher`](crate::PasswordHasher) wants renewed

@@ -163,6 +163,17 @@ impl Server {
         }
     }
 
+    /// A client of the same server whose connections come from `source`, one of
+    /// loopback's 127.0.0.0/8: another client address, as the server sees it.
+    pub fn connecting_from(&self, source: &str) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(source.parse().expect("an IP address")));
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            ..Self::client_for(self.addr)
+        }
+    }
+
     pub async fn start_with<Us, Ts>(layer: OAuth2PasswordLayer<Us, Ts>) -> Self
     where
         Us: UserStore<User = tutorial::User>,

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -32,8 +33,9 @@ const PASSWORD_UPDATE: &str =
 /// [`builder`](Self::builder) reads your table into your row type.
 ///
 /// Usernames match exactly (`username = $1`); for another rule, give your own
-/// [credentials query](SqlUserStoreBuilder::credentials_query). Clones share the
-/// pool.
+/// [credentials query](SqlUserStoreBuilder::credentials_query), and its
+/// [canonical form](SqlUserStoreBuilder::canonical_username) for the login
+/// throttle. Clones share the pool.
 pub struct SqlUserStore<U = SqlUser> {
     pool: AnyPool,
     queries: Arc<Queries>,
@@ -44,6 +46,8 @@ struct Queries {
     principal: Box<str>,
     credentials: Box<str>,
     password_update: Option<Box<str>>,
+    /// What the credentials query matches a typed name as; `None`: as typed.
+    canonical: Option<fn(&str) -> String>,
 }
 
 impl SqlUserStore<SqlUser> {
@@ -86,6 +90,8 @@ impl<U> SqlUserStore<U> {
     ///             "SELECT login AS subject, pw AS password_hash, NULL AS scopes, \
     ///              NOT active AS disabled, stamp FROM accounts WHERE lower(login) = lower($1)",
     ///         )
+    ///         // The same rule in Rust, for the login throttle's counts.
+    ///         .canonical_username(str::to_lowercase)
     ///         .password_update("UPDATE accounts SET pw = $3 WHERE login = $1 AND pw = $2")
     ///         .build()
     /// }
@@ -96,6 +102,7 @@ impl<U> SqlUserStore<U> {
             principal: PRINCIPAL.into(),
             credentials: CREDENTIALS.into(),
             password_update: Some(PASSWORD_UPDATE.into()),
+            canonical: None,
             user: PhantomData,
         }
     }
@@ -135,6 +142,7 @@ pub struct SqlUserStoreBuilder<U> {
     principal: Box<str>,
     credentials: Box<str>,
     password_update: Option<Box<str>>,
+    canonical: Option<fn(&str) -> String>,
     user: PhantomData<fn() -> U>,
 }
 
@@ -150,9 +158,25 @@ impl<U> SqlUserStoreBuilder<U> {
 
     /// The login's lookup: `$1` is the username as typed. Columns: `subject`
     /// (the canonical name tokens are issued to), `password_hash`, `scopes`
-    /// (space-separated, or `NULL`), `disabled`, `stamp`.
+    /// (space-separated, or `NULL`), `disabled`, `stamp`. If it matches more
+    /// than the exact name, say how with
+    /// [`canonical_username`](Self::canonical_username).
     pub fn credentials_query(mut self, sql: impl Into<Box<str>>) -> Self {
         self.credentials = sql.into();
+        self
+    }
+
+    /// How the credentials query matches a typed name, in Rust:
+    /// `str::to_lowercase` for `lower(username) = lower($1)`, or your own
+    /// function for trimming or Unicode normalisation. (Rust and SQL `lower`
+    /// agree on ASCII; beyond it, SQLite leaves letters alone and PostgreSQL
+    /// follows the database's locale, so a non-ASCII spelling the two fold
+    /// differently would get a count of its own.) The login throttle counts failures under what it
+    /// returns ([`UserStore::canonical_username`]), so that every spelling of one
+    /// user shares one count. Without it, names count as typed, which fits the
+    /// default exact match.
+    pub fn canonical_username(mut self, canonical: fn(&str) -> String) -> Self {
+        self.canonical = Some(canonical);
         self
     }
 
@@ -178,6 +202,7 @@ impl<U> SqlUserStoreBuilder<U> {
                 principal: self.principal,
                 credentials: self.credentials,
                 password_update: self.password_update,
+                canonical: self.canonical,
             }),
             user: PhantomData,
         }
@@ -309,6 +334,14 @@ where
                 Some(row) => credentials(&row).map_err(StoreError::new),
                 None => Ok(None),
             }
+        }
+    }
+
+    /// As typed, or as [`SqlUserStoreBuilder::canonical_username`] says.
+    fn canonical_username<'a>(&self, username: &'a str) -> Cow<'a, str> {
+        match self.queries.canonical {
+            Some(canonical) => Cow::Owned(canonical(username)),
+            None => Cow::Borrowed(username),
         }
     }
 
