@@ -235,8 +235,9 @@ pub use crate::throttle::{
     DEFAULT_THROTTLE_KEYS, DEFAULT_THROTTLE_WINDOW,
 };
 pub use crate::token::{
-    AccessToken, BearerToken, Grant, IssuedToken, MemoryRefreshTokenStore, MemoryTokenStore,
-    RefreshToken, RefreshTokenStore, Revocation, Rotation, TokenStore, TokenTypeHint,
+    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, MemoryRefreshTokenStore,
+    MemoryTokenStore, RefreshToken, RefreshTokenStore, Revocation, Rotation, TokenStore,
+    TokenTypeHint,
 };
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]

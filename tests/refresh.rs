@@ -90,8 +90,8 @@ async fn revoking_an_access_token_logs_it_out(stores: Stores) {
     assert!(reply.body.is_empty());
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     server.me(&access).await.assert_invalid_token();
-    // The refresh token is a separate credential: it still works.
-    server.refresh(&refresh_token).await.tokens();
+    // A logout ends the login (RFC 7009 §2.1 "MAY"): its refresh token too.
+    assert_invalid_refresh_token(&server.refresh(&refresh_token).await);
 }
 
 async fn revoking_a_refresh_token_ends_its_family(stores: Stores) {

@@ -6,16 +6,18 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use common::{tutorial, Captured, Server};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::ServiceExt;
 use tower_oauth2_password::{
-    Argon2Hasher, BearerToken, Credentials, CurrentUser, Grant, IssuedToken, LoginAttempt,
-    LoginDecision, LoginPolicy, LoginThrottle, Lookup, MemoryRefreshTokenStore, MemoryTokenStore,
-    MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, PeerAddr, Principal, Revocation, Scopes,
-    StoreError, StoredUser, Subject, TokenStore, TokenTypeHint, TrustedProxies, UserStore,
+    Argon2Hasher, BearerToken, Credentials, CurrentUser, FamilyId, Grant, IssuedToken,
+    LoginAttempt, LoginDecision, LoginPolicy, LoginThrottle, Lookup, MemoryRefreshTokenStore,
+    MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, PeerAddr, Principal,
+    Revocation, Scopes, StoreError, StoredUser, Subject, TokenStore, TokenTypeHint, TrustedProxies,
+    UserStore,
 };
 
 /// Every `Debug` rendering made during the test.
@@ -83,6 +85,15 @@ impl TokenStore for RecordingTokens {
         let revoked = self.0.revoke(token, hint).await;
         self.1.debug(&revoked);
         revoked
+    }
+
+    async fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> Result<Revocation, StoreError> {
+        self.1.debug(family);
+        self.0.revoke_family(family, until).await
     }
 }
 

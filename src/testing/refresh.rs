@@ -64,7 +64,7 @@ impl RefreshTokenStoreSuite {
         let second = rotated(store, &first, "a fresh token").await;
         tokio::time::sleep(self.retry_grace + Duration::from_millis(100)).await;
         match rotate(store, &first).await {
-            Rotation::Reused { subject } => assert_eq!(subject, "stolen"),
+            Rotation::Reused { subject, .. } => assert_eq!(subject, "stolen"),
             other => panic!("a token used again after the grace is reuse, got {other:?}"),
         }
         assert_eq!(

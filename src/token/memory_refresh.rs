@@ -9,6 +9,7 @@ use super::refresh::{
 };
 use super::{BearerToken, Grant, RefreshToken, RefreshTokenStore, Rotation};
 use crate::error::StoreError;
+use crate::token::FamilyId as Id;
 
 /// Refresh-token families in process memory: the embedded default, for one process.
 ///
@@ -99,9 +100,14 @@ impl MemoryRefreshTokenStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn issue_now(&self, grant: Grant) -> Result<RefreshToken, StoreError> {
+    fn issue_now(&self, mut grant: Grant) -> Result<RefreshToken, StoreError> {
         let key = random()?;
-        let id = random()?;
+        let family = match grant.family {
+            Some(family) => family,
+            None => Id::random()?,
+        };
+        grant.family = Some(family);
+        let id = family.to_bytes();
         let now = SystemTime::now();
         let mut families = self.families();
         if families.next_sweep.is_none_or(|next| now >= next) {
@@ -148,24 +154,26 @@ impl MemoryRefreshTokenStore {
             Step::Revoke => {
                 let subject = family.grant.subject.clone();
                 families.map.remove(&presented.family);
-                Rotation::Reused { subject }
+                Rotation::Reused {
+                    subject,
+                    family: Id::from_bytes(presented.family),
+                }
             }
             Step::Refuse => Rotation::Invalid,
         }
     }
 
-    fn revoke_now(&self, token: BearerToken<'_>) {
-        let Some(presented) = FamilyToken::parse(token) else {
-            return;
-        };
+    fn revoke_now(&self, token: BearerToken<'_>) -> Option<Id> {
+        let presented = FamilyToken::parse(token)?;
         let mut families = self.families();
-        if families
+        let signed = families
             .map
             .get(&presented.family)
-            .is_some_and(|family| presented.is_signed_by(&family.key))
-        {
+            .is_some_and(|family| presented.is_signed_by(&family.key));
+        signed.then(|| {
             families.map.remove(&presented.family);
-        }
+            Id::from_bytes(presented.family)
+        })
     }
 }
 
@@ -203,8 +211,12 @@ impl RefreshTokenStore for MemoryRefreshTokenStore {
     fn revoke_refresh_token(
         &self,
         token: BearerToken<'_>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.revoke_now(token);
+    ) -> impl Future<Output = Result<Option<Id>, StoreError>> + Send {
+        ready(Ok(self.revoke_now(token)))
+    }
+
+    fn revoke_family(&self, family: &Id) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.families().map.remove(&family.to_bytes());
         ready(Ok(()))
     }
 }
