@@ -5,9 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{tutorial_builder, Reply, Server, Stores};
+use common::{
+    a_family_holds_at_most, ending_a_family_ends_its_access_tokens, tutorial_builder, Reply,
+    Server, Stores,
+};
 use http::StatusCode;
-use tower_oauth2_password::{HashedPassword, MemoryRefreshTokenStore};
+use tower_oauth2_password::{HashedPassword, MemoryRefreshTokenStore, MemoryTokenStore};
 
 /// The tutorial with refresh tokens, and a retry grace of `grace`.
 async fn start(stores: Stores, grace: Duration) -> Server {
@@ -277,4 +280,60 @@ async fn the_revocation_url_can_move_or_go() {
         .revoke("token=x")
         .await
         .assert_error(401, "Not authenticated", None);
+}
+
+#[tokio::test]
+async fn ending_a_family_ends_its_access_tokens_in_the_memory_store() {
+    for stores in [Stores::Ready, Stores::Awaited] {
+        let server = start(stores, Duration::ZERO).await;
+        ending_a_family_ends_its_access_tokens(&server, &server).await;
+    }
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_a_familys_newest_access_tokens() {
+    let layer = tutorial_builder(Stores::Ready)
+        .token_store(MemoryTokenStore::new().with_max_tokens_per_family(3))
+        .refresh_tokens(MemoryRefreshTokenStore::new())
+        .build();
+    let server = Server::start_with(layer).await;
+    a_family_holds_at_most(&server, 3, 12).await;
+    // The default: 10.
+    let server = start(Stores::Ready, Duration::ZERO).await;
+    a_family_holds_at_most(&server, 10, 24).await;
+}
+
+/// A thief and the client race: the current token refreshed many times at
+/// once with the old one presented again (reuse) in between. Whatever
+/// interleaving happens, every access token handed out is dead afterwards,
+/// those whose issue raced the reuse included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_access_token_outlives_a_reuse_it_raced() {
+    for _ in 0..32 {
+        let server = std::sync::Arc::new(start(Stores::Awaited, Duration::ZERO).await);
+        let (login_access, first) = server.login_with_refresh().await;
+        let (refreshed_access, second) = server.refresh(&first).await.tokens();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let server = std::sync::Arc::clone(&server);
+            let token = if i == 8 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            tasks.push(tokio::spawn(async move { server.refresh(&token).await }));
+        }
+        let mut minted = vec![login_access, refreshed_access];
+        for task in tasks {
+            let reply = task.await.unwrap();
+            if reply.status == StatusCode::OK {
+                minted.push(reply.tokens().0);
+            } else {
+                assert_invalid_refresh_token(&reply);
+            }
+        }
+        for token in &minted {
+            server.me(token).await.assert_invalid_token();
+        }
+    }
 }

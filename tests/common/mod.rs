@@ -332,3 +332,75 @@ impl std::io::Write for Captured {
         Ok(())
     }
 }
+
+/// Issue 17 row 4, as a client and a thief see it, over `a` and `b` (one server
+/// twice, or two replicas sharing their stores; refresh tokens on, no retry
+/// grace): ending a refresh family — by revoking its refresh token, by reusing an
+/// old generation of it, or by revoking one of its access tokens (a logout) —
+/// ends every access token issued from it, on every replica.
+pub async fn ending_a_family_ends_its_access_tokens(a: &Server, b: &Server) {
+    // Each way a family ends: the form that ends it, sent to `a`.
+    for how in [
+        "revoke the refresh token",
+        "reuse",
+        "revoke an access token",
+    ] {
+        let (login_access, first) = a.login_with_refresh().await;
+        let (refreshed_access, second) = b.refresh(&first).await.tokens();
+        let family = [&login_access, &refreshed_access];
+        for token in family {
+            assert_eq!(b.me(token).await.status, StatusCode::OK, "{how}");
+        }
+        // Another login of the same user, which must live on.
+        let (bystander, bystander_refresh) = b.login_with_refresh().await;
+        match how {
+            "revoke the refresh token" => {
+                let reply = a
+                    .revoke(&format!("token={second}&token_type_hint=refresh_token"))
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK, "{how}: {:?}", reply.body);
+                assert!(reply.body.is_empty());
+            }
+            "reuse" => a.refresh(&first).await.assert_error(
+                400,
+                "Invalid refresh token",
+                Some("invalid_grant"),
+            ),
+            _ => {
+                let reply = a.revoke(&format!("token={login_access}")).await;
+                assert_eq!(reply.status, StatusCode::OK, "{how}: {:?}", reply.body);
+            }
+        }
+        for server in [a, b] {
+            for token in family {
+                server.me(token).await.assert_invalid_token();
+            }
+            server.refresh(&second).await.assert_error(
+                400,
+                "Invalid refresh token",
+                Some("invalid_grant"),
+            );
+            assert_eq!(server.me(&bystander).await.status, StatusCode::OK, "{how}");
+        }
+        b.refresh(&bystander_refresh).await.tokens();
+    }
+}
+
+/// Issue 17 row 7: one login refreshing `refreshes` times holds at most `cap`
+/// working access tokens, its newest.
+pub async fn a_family_holds_at_most(server: &Server, cap: usize, refreshes: usize) {
+    let (access, mut refresh_token) = server.login_with_refresh().await;
+    let mut minted = vec![access];
+    for _ in 0..refreshes {
+        let (access, next) = server.refresh(&refresh_token).await.tokens();
+        minted.push(access);
+        refresh_token = next;
+    }
+    let mut working = Vec::new();
+    for token in &minted {
+        working.push(server.me(token).await.status == StatusCode::OK);
+    }
+    let newest = minted.len().saturating_sub(cap);
+    let expected: Vec<bool> = (0..minted.len()).map(|i| i >= newest).collect();
+    assert_eq!(working, expected, "only the newest {cap} work");
+}
