@@ -2,7 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{altered, grant, in_an_hour};
 use crate::scope::Scopes;
-use crate::token::{BearerToken, Grant, RefreshToken, RefreshTokenStore, Rotation};
+use crate::token::{BearerToken, FamilyId, Grant, RefreshToken, RefreshTokenStore, Rotation};
 
 /// The [`RefreshTokenStore`] conformance suite: rotation, reuse detection (RFC 9700
 /// §4.14), the retry grace, revocation, expiry and foreign tokens.
@@ -41,6 +41,7 @@ impl RefreshTokenStoreSuite {
         self.reuse_revokes_the_family(store).await;
         foreign_and_altered_tokens_are_invalid(store).await;
         revoked_and_expired_families_are_invalid(store).await;
+        families_are_the_ones_the_layer_names(store).await;
     }
 
     async fn a_retry_within_the_grace_rotates_again<Rs: RefreshTokenStore>(&self, store: &Rs) {
@@ -60,11 +61,18 @@ impl RefreshTokenStoreSuite {
     }
 
     async fn reuse_revokes_the_family<Rs: RefreshTokenStore>(&self, store: &Rs) {
-        let first = start(store, "stolen").await;
+        let family = FamilyId::random().expect("randomness");
+        let first = issue(store, grant("stolen", in_an_hour()).with_family(family)).await;
         let second = rotated(store, &first, "a fresh token").await;
         tokio::time::sleep(self.retry_grace + Duration::from_millis(100)).await;
         match rotate(store, &first).await {
-            Rotation::Reused { subject, .. } => assert_eq!(subject, "stolen"),
+            Rotation::Reused {
+                subject,
+                family: reused,
+            } => {
+                assert_eq!(subject, "stolen");
+                assert_eq!(reused, family, "reuse names the family it ended");
+            }
             other => panic!("a token used again after the grace is reuse, got {other:?}"),
         }
         assert_eq!(
@@ -180,4 +188,47 @@ fn within_a_second(a: SystemTime, b: SystemTime) -> bool {
     a.duration_since(b)
         .or_else(|_| b.duration_since(a))
         .is_ok_and(|difference| difference <= Duration::from_secs(1))
+}
+
+/// The family's id is the one the layer put in the login's grant, and every
+/// answer that ends or continues a family names it: the layer ends the family's
+/// access tokens by it (RFC 9700 §4.14.2, RFC 7009 §2.1).
+async fn families_are_the_ones_the_layer_names<Rs: RefreshTokenStore>(store: &Rs) {
+    let family = FamilyId::random().expect("randomness");
+    let login = || grant("johndoe", in_an_hour()).with_family(family);
+    let first = issue(store, login()).await;
+    match rotate(store, &first).await {
+        Rotation::Rotated { grant, .. } => assert_eq!(
+            grant.family,
+            Some(family),
+            "a rotation's grant names the family given at login"
+        ),
+        other => panic!("a fresh token rotates, got {other:?}"),
+    }
+    let ended = store
+        .revoke_refresh_token(BearerToken::from(first.as_str()))
+        .await
+        .unwrap_or_else(|error| panic!("revoke failed: {error}"));
+    assert_eq!(
+        ended,
+        Some(family),
+        "revoking a token names the family it ended"
+    );
+    let again = store
+        .revoke_refresh_token(BearerToken::from(first.as_str()))
+        .await
+        .unwrap_or_else(|error| panic!("revoke failed: {error}"));
+    assert_eq!(again, None, "an ended family is not ended again");
+
+    let family = FamilyId::random().expect("randomness");
+    let token = issue(store, grant("johndoe", in_an_hour()).with_family(family)).await;
+    store
+        .revoke_family(&family)
+        .await
+        .unwrap_or_else(|error| panic!("revoke_family failed: {error}"));
+    assert_eq!(
+        rotate(store, &token).await,
+        Rotation::Invalid,
+        "a family revoked by its id is over (a logout with one of its access tokens)"
+    );
 }
