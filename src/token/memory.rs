@@ -754,6 +754,47 @@ mod tests {
     }
 
     #[test]
+    fn families_are_capped_ended_and_forgotten_with_their_tokens() {
+        let store = MemoryTokenStore::new()
+            .with_max_tokens_per_family(2)
+            .with_max_tokens_per_user(3);
+        let family = FamilyId::from_bytes([1; 16]);
+        let other = FamilyId::from_bytes([2; 16]);
+        let in_family = |family| {
+            let issued = store
+                .issue_now(grant(Duration::from_secs(60)).with_family(family))
+                .unwrap();
+            issued.access_token.as_str().to_owned()
+        };
+        let live = |token: &String| store.lookup(token.as_bytes()).is_some();
+        let a = [in_family(family), in_family(family), in_family(family)];
+        assert_eq!(a.each_ref().map(live), [false, true, true], "family cap");
+        // The user cap evicts across families, and the family's list follows.
+        let b = [in_family(other), in_family(other)];
+        assert_eq!(a.each_ref().map(live), [false, false, true], "user cap");
+        assert!(b.iter().all(live));
+        assert_eq!(store.lists().families[&family].len(), 1);
+        store.revoke_family_now(family, SystemTime::now() + Duration::from_secs(60));
+        assert!(!live(&a[2]) && b.iter().all(live));
+        assert!(!store.lists().families.contains_key(&family));
+        assert_eq!(
+            store
+                .lists()
+                .users
+                .values()
+                .map(TokenIds::len)
+                .sum::<usize>(),
+            2
+        );
+        // Ended: a token still being issued for it is never stored.
+        assert!(!live(&in_family(family)));
+        assert_eq!(store.len(), 2);
+        // Revoked one by one, the lists forget it too.
+        store.revoke_now(b[0].as_bytes());
+        assert_eq!(store.lists().families[&other].len(), 1);
+    }
+
+    #[test]
     fn debug_does_not_show_tokens() {
         let store = MemoryTokenStore::new();
         let issued = store.issue_now(grant(Duration::from_secs(60))).unwrap();
