@@ -196,6 +196,13 @@ async fn no_secret_in_trace_logs_or_in_the_debug_of_any_public_type() {
     assert_eq!(revoke(second_refresh.clone()).await, 200);
     assert_eq!(revoke(second_access.clone()).await, 200);
     assert_eq!(server.me(&second_access).await.status, 401);
+    // The family's first access token ended with it: a new login goes on.
+    let first_token = token;
+    assert_eq!(server.me(&first_token).await.status, 401);
+    let login = server
+        .post_form(&format!("username=dave&password={PASSWORD}&scope=me"))
+        .await;
+    let token = login.json()["access_token"].as_str().unwrap().to_owned();
 
     // In process, to see what a handler sees.
     let handler_seen = seen.clone();
@@ -243,6 +250,7 @@ async fn no_secret_in_trace_logs_or_in_the_debug_of_any_public_type() {
         &token,
         &token[..22],
         &token[22..],
+        &first_token,
         &first_refresh,
         &second_refresh,
         &second_access,
