@@ -399,38 +399,14 @@ async fn redis_keeps_a_familys_newest_access_tokens() {
     common::a_family_holds_at_most(&server, 10, 24).await;
 }
 
-/// A thief and the client racing on two replicas: every access token handed
-/// out is dead once the reuse is seen, those whose issue raced it included.
+/// A thief and the client racing on two replicas (see the helper).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_access_token_outlives_a_reuse_it_raced_across_replicas() {
     let prefix = Prefix::new("family-race");
     let (a, b) = replicas_without_grace(&prefix).await;
     let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
     for _ in 0..16 {
-        let (login_access, first) = a.login_with_refresh().await;
-        let (refreshed_access, second) = b.refresh(&first).await.tokens();
-        let mut tasks = Vec::new();
-        for i in 0..16 {
-            let server = std::sync::Arc::clone(if i % 2 == 0 { &a } else { &b });
-            let token = if i == 7 {
-                first.clone()
-            } else {
-                second.clone()
-            };
-            tasks.push(tokio::spawn(async move { server.refresh(&token).await }));
-        }
-        let mut minted = vec![login_access, refreshed_access];
-        for task in tasks {
-            let reply = task.await.unwrap();
-            if reply.status == StatusCode::OK {
-                minted.push(reply.tokens().0);
-            } else {
-                reply.assert_error(400, "Invalid refresh token", Some("invalid_grant"));
-            }
-        }
-        for token in &minted {
-            a.me(token).await.assert_invalid_token();
-        }
+        common::no_access_token_outlives_a_reuse_it_raced(&a, &b).await;
     }
 }
 

@@ -656,6 +656,13 @@ mod tests {
         issued.access_token.as_str().to_owned()
     }
 
+    impl MemoryTokenStore {
+        /// How many tokens the per-user lists hold.
+        fn listed_for_users(&self) -> usize {
+            self.lists().users.values().map(TokenIds::len).sum()
+        }
+    }
+
     #[test]
     fn tokens_are_44_char_base64url_and_unique() {
         let store = MemoryTokenStore::new();
@@ -710,15 +717,7 @@ mod tests {
             .iter()
             .all(|token| store.lookup(token.as_bytes()).is_none()));
         // The per-user lists lose them too.
-        assert_eq!(
-            store
-                .lists()
-                .users
-                .values()
-                .map(TokenIds::len)
-                .sum::<usize>(),
-            16
-        );
+        assert_eq!(store.listed_for_users(), 16);
     }
 
     #[test]
@@ -777,15 +776,7 @@ mod tests {
         store.revoke_family_now(family, SystemTime::now() + Duration::from_secs(60));
         assert!(!live(&a[2]) && b.iter().all(live));
         assert!(!store.lists().families.contains_key(&family));
-        assert_eq!(
-            store
-                .lists()
-                .users
-                .values()
-                .map(TokenIds::len)
-                .sum::<usize>(),
-            2
-        );
+        assert_eq!(store.listed_for_users(), 2);
         // Ended: a token still being issued for it is never stored.
         assert!(!live(&in_family(family)));
         assert_eq!(store.len(), 2);

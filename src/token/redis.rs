@@ -228,6 +228,15 @@ impl RedisTokenStore {
             .await
     }
 
+    /// Runs `pipe` (a `MULTI` … `EXEC`) on the shared connection, within the
+    /// timeout, its answers ignored.
+    async fn run_atomic(&self, pipe: redis::Pipeline) -> Result<(), StoreError> {
+        self.inner
+            .connection
+            .run(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
+            .await
+    }
+
     /// Checks that Redis answers (`PING`), e.g. before a service starts listening.
     ///
     /// # Errors
@@ -420,28 +429,10 @@ impl TokenStore for RedisTokenStore {
         let until = millis(until).max(1);
         let store = self.clone();
         async move {
-            store
-                .inner
-                .connection
-                .run(|mut connection| async move {
-                    redis::pipe()
-                        .atomic()
-                        .cmd("DEL")
-                        .arg(&key)
-                        .ignore()
-                        .cmd("HSET")
-                        .arg(&key)
-                        .arg("!")
-                        .arg(1)
-                        .ignore()
-                        .cmd("PEXPIREAT")
-                        .arg(&key)
-                        .arg(until)
-                        .ignore()
-                        .query_async::<()>(&mut connection)
-                        .await
-                })
-                .await?;
+            let mut pipe = redis::pipe();
+            pipe.atomic().del(&key).hset(&key, "!", 1);
+            pipe.cmd("PEXPIREAT").arg(&key).arg(until);
+            store.run_atomic(pipe).await?;
             Ok(Revocation::Revoked)
         }
     }
@@ -781,28 +772,16 @@ impl super::JtiDenylist for RedisTokenStore {
         async move {
             // Never shortened: a family's entry is denied again with the expiry
             // of whichever of its tokens is revoked.
-            store
-                .inner
-                .connection
-                .run(|mut connection| async move {
-                    redis::pipe()
-                        .atomic()
-                        .cmd("SET")
-                        .arg(&key)
-                        .arg(1)
-                        .arg("NX")
-                        .arg("PXAT")
-                        .arg(until)
-                        .ignore()
-                        .cmd("PEXPIREAT")
-                        .arg(&key)
-                        .arg(until)
-                        .arg("GT")
-                        .ignore()
-                        .query_async::<()>(&mut connection)
-                        .await
-                })
-                .await
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("PXAT")
+                .arg(until);
+            pipe.cmd("PEXPIREAT").arg(&key).arg(until).arg("GT");
+            store.run_atomic(pipe).await
         }
     }
 

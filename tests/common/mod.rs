@@ -404,3 +404,38 @@ pub async fn a_family_holds_at_most(server: &Server, cap: usize, refreshes: usiz
     let expected: Vec<bool> = (0..minted.len()).map(|i| i >= newest).collect();
     assert_eq!(working, expected, "only the newest {cap} work");
 }
+
+/// A thief and the client race on `a` and `b` (one server twice, or two
+/// replicas; no retry grace): the current refresh token presented 15 times at
+/// once, an old one once (reuse) among them. Whatever the interleaving, every
+/// access token handed out is dead afterwards, those whose issue raced the
+/// reuse that ended their family included.
+pub async fn no_access_token_outlives_a_reuse_it_raced(
+    a: &std::sync::Arc<Server>,
+    b: &std::sync::Arc<Server>,
+) {
+    let (login_access, first) = a.login_with_refresh().await;
+    let (refreshed_access, second) = b.refresh(&first).await.tokens();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let server = std::sync::Arc::clone(if i % 2 == 0 { a } else { b });
+        let token = if i == 7 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tasks.push(tokio::spawn(async move { server.refresh(&token).await }));
+    }
+    let mut minted = vec![login_access, refreshed_access];
+    for task in tasks {
+        let reply = task.await.expect("request task");
+        if reply.status == StatusCode::OK {
+            minted.push(reply.tokens().0);
+        } else {
+            reply.assert_error(400, "Invalid refresh token", Some("invalid_grant"));
+        }
+    }
+    for token in &minted {
+        a.me(token).await.assert_invalid_token();
+    }
+}
