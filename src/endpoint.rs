@@ -25,7 +25,7 @@ use crate::scope::{is_scope_token, Scopes};
 use crate::subject::Subject;
 use crate::throttle::log_refused;
 use crate::token::{
-    BearerToken, Grant, RefreshToken, Revocation, Rotation, TokenStore, TokenTypeHint,
+    BearerToken, FamilyId, Grant, RefreshToken, Revocation, Rotation, TokenStore, TokenTypeHint,
 };
 use crate::user::{Credentials, UserStore};
 use crate::BoxError;
@@ -368,12 +368,15 @@ where
             grant,
             refresh_token,
         } => (grant, refresh_token),
-        Rotation::Reused { subject } => {
+        Rotation::Reused { subject, family } => {
             tracing::warn!(
                 user = %subject,
-                "refresh token used twice: every refresh token of that login is revoked"
+                ?family,
+                "refresh token used twice: every token of that login is revoked"
             );
             refresh_failed(shared, client).await;
+            // RFC 9700 §4.14.2: the access tokens the thief may hold end too.
+            end_family_access_tokens(shared, &family).await?;
             return Err(Rejection::InvalidRefreshToken);
         }
         Rotation::Invalid => {
@@ -449,7 +452,13 @@ async fn issue<Us, Ts: TokenStore>(
         .checked_add(config.token_lifetime)
         .ok_or(Rejection::Internal)?;
     let family = match (&shared.refresh, &next) {
-        (Some(_), NextRefreshToken::StartFamily) => Some(grant.clone()),
+        (Some(_), NextRefreshToken::StartFamily) => {
+            // The family starts here, so that its first access token carries it.
+            let id = FamilyId::random()
+                .map_err(|error| Rejection::store_failed("refresh token", error))?;
+            grant.family = Some(id);
+            Some(grant.clone())
+        }
         _ => None,
     };
     let granted = grant.scopes.clone();
@@ -485,8 +494,39 @@ async fn issue<Us, Ts: TokenStore>(
         .map_err(|_| Rejection::Internal)
 }
 
+/// How long past the access-token lifetime a family's end is remembered: an
+/// access token being issued for the family while it ends is refused too.
+const FAMILY_END_MARGIN: Duration = Duration::from_secs(60);
+
+/// Ends every access token of `family` (and any still being issued for it).
+async fn end_family_access_tokens<Us, Ts: TokenStore>(
+    shared: &Shared<Us, Ts>,
+    family: &FamilyId,
+) -> Result<Revocation, Rejection> {
+    let until = SystemTime::now()
+        .checked_add(shared.config.token_lifetime + FAMILY_END_MARGIN)
+        .ok_or(Rejection::Internal)?;
+    let revocation = shared
+        .tokens
+        .revoke_family(family, until)
+        .await
+        .map_err(|error| Rejection::store_failed("token", error))?;
+    if revocation == Revocation::Unsupported {
+        tracing::warn!(
+            ?family,
+            "the token store cannot revoke a family: its access tokens live until they expire"
+        );
+    }
+    Ok(revocation)
+}
+
 /// Revokes the token of a revocation request. Both stores are asked: the hint is
 /// only a hint (RFC 7009 §2.1), and a token lives in at most one of them.
+///
+/// A refresh token ends its family, and the family's access tokens with it
+/// (RFC 7009 §2.1: "SHOULD"); an access token of a family ends the family too
+/// (RFC 7009 §2.1: "MAY"): a logout ends the login, and the JWT denylist holds one
+/// entry per login, not one per token.
 async fn revoke<ReqBody, Us, Ts>(
     shared: &Shared<Us, Ts>,
     request: Request<ReqBody>,
@@ -501,10 +541,33 @@ where
     let form = encoding.parse_revocation(body).await?;
     let token = BearerToken::from(form.token.as_str());
     if let Some(store) = &shared.refresh {
-        store
+        let ended = store
             .revoke(token)
             .await
             .map_err(|error| Rejection::store_failed("refresh token", error))?;
+        if let Some(family) = ended {
+            end_family_access_tokens(shared, &family).await?;
+            return Ok(());
+        }
+    }
+    let family = shared
+        .tokens
+        .resolve(token)
+        .await
+        .map_err(|error| Rejection::store_failed("token", error))?
+        .and_then(|grant| grant.family);
+    if let Some(family) = family {
+        // The refresh family first: if the access store then fails, a retry
+        // still finds the token, and its family.
+        if let Some(store) = &shared.refresh {
+            store
+                .revoke_family(&family)
+                .await
+                .map_err(|error| Rejection::store_failed("refresh token", error))?;
+        }
+        if end_family_access_tokens(shared, &family).await? == Revocation::Revoked {
+            return Ok(());
+        }
     }
     let revocation = shared
         .tokens

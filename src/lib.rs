@@ -84,7 +84,7 @@
 //! | missing, empty, duplicated or non-UTF-8 field | 400 | `"error": "invalid_request"`, `detail` names the field |
 //! | `grant_type` other than `password` (and `refresh_token` when on) | 400 | `"error": "unsupported_grant_type"` |
 //! | with [`Builder::refresh_tokens`]: `grant_type=refresh_token`, a current token | 200 | as a login, with the rotated refresh token |
-//! | a used (reuse: the login's family is revoked), unknown or expired refresh token, or one whose user changed | 400 | `{"detail": "Invalid refresh token", "error": "invalid_grant"}` |
+//! | a used (reuse: the login's family and its access tokens are revoked), unknown or expired refresh token, or one whose user changed | 400 | `{"detail": "Invalid refresh token", "error": "invalid_grant"}` |
 //! | malformed or undeclared `scope` | 400 | `"error": "invalid_scope"` |
 //! | strict mode and no `grant_type` | 400 | `"error": "invalid_request"` |
 //! | not a form (JSON, no `Content-Type`) | 415 | `"error": "invalid_request"` |
@@ -96,7 +96,9 @@
 //!
 //! Revocation URL (`POST /revoke`, RFC 7009; [`Builder::revocation_url`]): a form
 //! with `token` (and an optional `token_type_hint`) answers 200 with an empty body
-//! whether or not the token existed; a refresh token's whole family ends.
+//! whether or not the token existed; a refresh token's whole family ends, and the
+//! access tokens issued from it with it; an access token of a login with a refresh
+//! token ends that login the same way (RFC 7009 §2.1).
 //!
 //! Protected routes (everything but the token URL, the revocation URL and the
 //! public paths):
@@ -236,9 +238,9 @@ pub use crate::throttle::{
     DEFAULT_USERNAME_WINDOW,
 };
 pub use crate::token::{
-    AccessToken, BearerToken, Grant, IssuedToken, MemoryRefreshTokenStore, MemoryTokenStore,
-    RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation, Rotation, TokenStore,
-    TokenTypeHint, DEFAULT_MAX_FAMILIES_PER_USER,
+    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, MemoryRefreshTokenStore,
+    MemoryTokenStore, RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation, Rotation,
+    TokenStore, TokenTypeHint, DEFAULT_MAX_FAMILIES_PER_USER,
 };
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]

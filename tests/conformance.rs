@@ -9,7 +9,7 @@ use tower_oauth2_password::testing::{
     Awaited, RefreshTokenStoreSuite, TokenStoreSuite, UserFixture, UserStoreSuite,
 };
 use tower_oauth2_password::{
-    BearerToken, Grant, HashedPassword, IssuedToken, Lookup, MemoryRefreshTokenStore,
+    BearerToken, FamilyId, Grant, HashedPassword, IssuedToken, Lookup, MemoryRefreshTokenStore,
     MemoryTokenStore, MemoryUserStore, RefreshLifetimes, RefreshToken, RefreshTokenStore,
     Revocation, Rotation, Scopes, StoreError, StoredUser, TokenStore, TokenTypeHint, UserStore,
 };
@@ -79,8 +79,15 @@ impl RefreshTokenStore for KeepsTokens {
         self.inner.rotate_refresh_token(token, lifetimes).await
     }
 
-    async fn revoke_refresh_token(&self, token: BearerToken<'_>) -> Result<(), StoreError> {
+    async fn revoke_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> Result<Option<FamilyId>, StoreError> {
         self.inner.revoke_refresh_token(token).await
+    }
+
+    async fn revoke_family(&self, family: &FamilyId) -> Result<(), StoreError> {
+        self.inner.revoke_family(family).await
     }
 }
 
@@ -153,6 +160,10 @@ enum Flaw {
     FakesRevocation,
     /// Compares only a prefix of the token.
     ComparesAPrefix,
+    /// Says it revoked a family, and did not.
+    FakesFamilyRevocation,
+    /// Revokes tokens one by one, but not families.
+    CannotRevokeFamilies,
 }
 
 /// The memory store with one flaw.
@@ -210,6 +221,18 @@ impl TokenStore for Broken {
             _ => self.inner.revoke(token, hint).await,
         }
     }
+
+    async fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> Result<Revocation, StoreError> {
+        match self.flaw {
+            Flaw::FakesFamilyRevocation => Ok(Revocation::Revoked),
+            Flaw::CannotRevokeFamilies => Ok(Revocation::Unsupported),
+            _ => self.inner.revoke_family(family, until).await,
+        }
+    }
 }
 
 async fn run_on_broken(flaw: Flaw) {
@@ -231,6 +254,18 @@ async fn the_suite_catches_a_store_that_forgets_expiry() {
 #[should_panic(expected = "a token the store says it revoked must not resolve")]
 async fn the_suite_catches_a_store_that_fakes_revocation() {
     run_on_broken(Flaw::FakesRevocation).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "a token of a revoked family must not resolve")]
+async fn the_suite_catches_a_store_that_fakes_family_revocation() {
+    run_on_broken(Flaw::FakesFamilyRevocation).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "a store that revokes tokens must revoke families too")]
+async fn the_suite_catches_a_store_that_cannot_revoke_families() {
+    run_on_broken(Flaw::CannotRevokeFamilies).await;
 }
 
 #[tokio::test]

@@ -18,9 +18,9 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use tower_oauth2_password::testing::TokenStoreSuite;
 use tower_oauth2_password::{
-    Argon2Hasher, BearerToken, Grant, JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, Lookup,
-    MemoryJtiDenylist, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, Scopes, StoreError,
-    StoredUser, TokenStore,
+    Argon2Hasher, BearerToken, FamilyId, Grant, JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore,
+    Lookup, MemoryJtiDenylist, MemoryRefreshTokenStore, MemoryUserStore, OAuth2PasswordLayer,
+    PasswordHasher, Scopes, StoreError, StoredUser, TokenStore,
 };
 
 const SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
@@ -1252,4 +1252,91 @@ fn non_canonical_base64_is_refused_by_both() {
 fn setups_once() -> &'static [Setup; 2] {
     static SETUPS: std::sync::OnceLock<[Setup; 2]> = std::sync::OnceLock::new();
     SETUPS.get_or_init(setups)
+}
+
+// ---------------------------------------------------------------------------
+// Refresh families (issue 17 rows 4 and 7)
+
+/// The tutorial app with JWTs revoked in `denylist`, and refresh tokens in
+/// memory with no retry grace.
+async fn serve_with_refresh(denylist: MemoryJtiDenylist) -> Server {
+    let tokens = JwtTokenStore::signing_with(hs256("k1", SECRET))
+        .issuer(ISSUER)
+        .with_denylist(denylist)
+        .build()
+        .unwrap();
+    let layer = common::tutorial::layer_builder()
+        .token_store(tokens)
+        .refresh_tokens(MemoryRefreshTokenStore::with_retry_grace(Duration::ZERO))
+        .build();
+    Server::start_with(layer).await
+}
+
+#[tokio::test]
+async fn a_token_of_a_family_names_it_in_fam_and_a_forged_fam_is_refused() {
+    let store = store(hs256("k1", SECRET));
+    let family = FamilyId::from_bytes([9; 16]);
+    let in_an_hour = SystemTime::now() + Duration::from_secs(3600);
+    let grant = Grant::new("johndoe", Scopes::empty(), in_an_hour).with_family(family);
+    let token = store.issue(grant).await.unwrap().access_token;
+    assert_eq!(claims_of(token.as_str())["fam"], b64([9; 16]));
+    let resolved = store.resolve(token.as_str().into()).await.unwrap();
+    assert_eq!(resolved.unwrap().family, Some(family));
+    let alone = Grant::new("johndoe", Scopes::empty(), in_an_hour);
+    let token = store.issue(alone).await.unwrap().access_token;
+    assert!(claims_of(token.as_str()).get("fam").is_none());
+
+    let forge = Forge::hs256().await;
+    for fam in [json!("not a family"), json!(7), json!(b64([1; 15]))] {
+        let forged = forge.resigned(|claims| {
+            claims.insert("fam".into(), fam.clone());
+        });
+        forge.assert_refused(&forged).await;
+    }
+    let named = forge.resigned(|claims| {
+        claims.insert("fam".into(), json!(b64([1; 16])));
+    });
+    forge.assert_accepted(&named).await;
+}
+
+#[tokio::test]
+async fn ending_a_family_ends_its_jwts_with_the_memory_denylist() {
+    let server = serve_with_refresh(MemoryJtiDenylist::new()).await;
+    common::ending_a_family_ends_its_access_tokens(&server, &server).await;
+}
+
+/// One account refreshing without end, then revoking every token it minted,
+/// fills no bounded denylist: the tokens of a login share one entry, so a
+/// denylist of 2 takes two logins' logouts, and only a third login's is refused
+/// (503, rather than forget an entry).
+#[tokio::test]
+async fn one_login_fills_one_denylist_entry_however_many_tokens_it_minted() {
+    let denylist = MemoryJtiDenylist::with_capacity(2);
+    let server = serve_with_refresh(denylist.clone()).await;
+    let (access, mut refresh_token) = server.login_with_refresh().await;
+    let mut minted = vec![access];
+    for _ in 0..20 {
+        let (access, next) = server.refresh(&refresh_token).await.tokens();
+        minted.push(access);
+        refresh_token = next;
+    }
+    for token in &minted {
+        let reply = server.revoke(&format!("token={token}")).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        server.me(token).await.assert_invalid_token();
+    }
+    assert_eq!(denylist.len(), 1, "one entry for the login");
+    let (second_login, _) = server.login_with_refresh().await;
+    assert_eq!(
+        server.revoke(&format!("token={second_login}")).await.status,
+        200
+    );
+    assert_eq!(denylist.len(), 2);
+    let (third_login, _) = server.login_with_refresh().await;
+    let reply = server.revoke(&format!("token={third_login}")).await;
+    reply.assert_error(
+        503,
+        "Service temporarily unavailable, try again later",
+        Some("temporarily_unavailable"),
+    );
 }

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use common::{tutorial, Server};
 use tower_oauth2_password::{
-    Argon2Hasher, BearerToken, Credentials, Grant, HashedPassword, IssuedToken, LoginAttempt,
-    LoginDecision, LoginPolicy, Lookup, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer,
-    PasswordError, PasswordHasher, Principal, RefreshToken, Revocation, StoreError, StoredUser,
-    Subject, TokenStore, TokenTypeHint, UserStore, Verification,
+    Argon2Hasher, BearerToken, Credentials, FamilyId, Grant, HashedPassword, IssuedToken,
+    LoginAttempt, LoginDecision, LoginPolicy, Lookup, MemoryTokenStore, MemoryUserStore,
+    OAuth2PasswordLayer, PasswordError, PasswordHasher, Principal, RefreshToken, Revocation,
+    StoreError, StoredUser, Subject, TokenStore, TokenTypeHint, UserStore, Verification,
 };
 
 /// What a [`Counting`] hasher saw.
@@ -337,6 +337,14 @@ impl TokenStore for Choosy {
         hint: Option<TokenTypeHint>,
     ) -> Result<Revocation, StoreError> {
         self.0.revoke(token, hint).await
+    }
+
+    async fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> Result<Revocation, StoreError> {
+        self.0.revoke_family(family, until).await
     }
 }
 

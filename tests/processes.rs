@@ -196,8 +196,17 @@ async fn replicas_share_tokens(kind: &str, env: &[(&str, &str)]) {
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     b.me(access).await.assert_invalid_token();
+    // That logout ended the login, its refresh token too (RFC 7009 §2.1).
+    let reply = b
+        .post_form(&format!(
+            "grant_type=refresh_token&refresh_token={refresh_token}"
+        ))
+        .await;
+    reply.assert_error(400, "Invalid refresh token", Some("invalid_grant"));
 
     // A refresh on B of A's refresh token; the new access token works on A.
+    let reply = a.post_form("username=johndoe&password=secret").await;
+    let refresh_token = reply.json()["refresh_token"].as_str().unwrap().to_owned();
     let reply = b
         .post_form(&format!(
             "grant_type=refresh_token&refresh_token={refresh_token}"

@@ -167,8 +167,13 @@ async fn replicas_share_tokens_revocations_and_refresh_families() {
         StatusCode::OK
     );
     b.me(&access).await.assert_invalid_token();
+    // That logout ended the login: its refresh token too (RFC 7009 §2.1).
+    b.refresh(&first)
+        .await
+        .assert_error(400, "Invalid refresh token", Some("invalid_grant"));
 
     // A refresh on B rotates the family A started...
+    let (_, first) = a.login_with_refresh().await;
     let (access, second) = b.refresh(&first).await.tokens();
     assert_eq!(a.me(&access).await.status, StatusCode::OK);
     // ...and presenting the used token again, on A, is reuse: the family ends.
@@ -524,4 +529,127 @@ async fn a_fourth_login_ends_the_first_in_redis_when_the_cap_is_three() {
     for token in &logins[1..] {
         a.refresh(token).await.tokens();
     }
+}
+
+/// Two replicas with their tokens in `prefix`, no refresh retry grace.
+async fn replicas_without_grace(prefix: &Prefix) -> (Server, Server) {
+    let a = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
+    let b = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
+    (a, b)
+}
+
+/// Issue 17 row 4: what ends a family on one replica ends its access tokens on
+/// the other.
+#[tokio::test]
+async fn ending_a_family_on_one_replica_ends_its_access_tokens_on_the_other() {
+    let prefix = Prefix::new("family-end");
+    let (a, b) = replicas_without_grace(&prefix).await;
+    common::ending_a_family_ends_its_access_tokens(&a, &b).await;
+}
+
+/// A family's access tokens live in one hash, tagged with the family id (one
+/// Cluster slot), holding hashes of the tokens, never the tokens; ending the
+/// family leaves only a short-lived marker.
+#[tokio::test]
+async fn a_familys_access_tokens_share_one_hash_tagged_key() {
+    let prefix = Prefix::new("family-layout");
+    let server = replica(prefix.store()).await;
+    let (access, first) = server.login_with_refresh().await;
+    let (refreshed, _) = server.refresh(&first).await.tokens();
+    let family_keys: Vec<String> = prefix
+        .keys()
+        .into_iter()
+        .filter(|key| key[prefix.as_str().len()..].starts_with("af:"))
+        .collect();
+    assert_eq!(family_keys.len(), 1, "{family_keys:?}");
+    let key = &family_keys[0];
+    let tag = &key[prefix.as_str().len() + "af:".len()..];
+    assert!(
+        tag.starts_with('{') && tag.ends_with('}') && tag.len() == 24,
+        "{key}"
+    );
+    let client = redis::Client::open(common::redis::redis_url()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg(key)
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(fields.len(), 3, "two tokens and the counter: {fields:?}");
+    for (field, value) in &fields {
+        for token in [&access, &refreshed] {
+            assert!(!field.contains(token.as_str()) && !value.contains(token.as_str()));
+        }
+    }
+    let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut connection).unwrap();
+    assert!(ttl > 0, "the family's hash expires with its last token");
+    let reply = server.revoke(&format!("token={first}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let fields: Vec<String> = redis::cmd("HKEYS").arg(key).query(&mut connection).unwrap();
+    assert_eq!(fields, ["!"], "only the marker is left");
+    let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut connection).unwrap();
+    assert!(ttl > 0, "the marker expires");
+}
+
+/// Issue 17 row 7: one login refreshing forever holds at most the cap of
+/// working access tokens in Redis, its newest, and Redis holds no more.
+#[tokio::test]
+async fn redis_keeps_a_familys_newest_access_tokens() {
+    let prefix = Prefix::new("family-cap");
+    let store = prefix.store().with_max_tokens_per_family(3);
+    let server = replica(store).await;
+    common::a_family_holds_at_most(&server, 3, 12).await;
+    let client = redis::Client::open(common::redis::redis_url()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    for key in prefix.keys() {
+        if key[prefix.as_str().len()..].starts_with("af:") {
+            let len: usize = redis::cmd("HLEN").arg(&key).query(&mut connection).unwrap();
+            assert_eq!(len, 3 + 1, "three tokens and the counter");
+        }
+    }
+    let prefix = Prefix::new("family-cap-default");
+    let server = replica(prefix.store()).await;
+    common::a_family_holds_at_most(&server, 10, 24).await;
+}
+
+/// A thief and the client racing on two replicas (see the helper).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_access_token_outlives_a_reuse_it_raced_across_replicas() {
+    let prefix = Prefix::new("family-race");
+    let (a, b) = replicas_without_grace(&prefix).await;
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    for _ in 0..16 {
+        common::no_access_token_outlives_a_reuse_it_raced(&a, &b).await;
+    }
+}
+
+/// JWT access tokens, refresh families in Redis, revocations in Redis's
+/// denylist: ending a family on one replica ends its JWTs on the other, with one
+/// denylist entry for the family.
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn ending_a_family_ends_its_jwts_on_every_replica() {
+    use tower_oauth2_password::{JwtKey, JwtTokenStore};
+
+    let prefix = Prefix::new("family-jwt");
+    let start = || async {
+        let key = JwtKey::hs256("k1", b"a test secret of at least thirty-two bytes").unwrap();
+        let tokens = JwtTokenStore::signing_with(key)
+            .issuer("https://auth.example.com")
+            .with_denylist(prefix.store())
+            .build()
+            .unwrap();
+        let layer = OAuth2PasswordLayer::builder(tutorial::users())
+            .refresh_tokens(prefix.store().with_retry_grace(Duration::ZERO))
+            .token_store(tokens)
+            .build();
+        Server::start_with(layer).await
+    };
+    let (a, b) = (start().await, start().await);
+    common::ending_a_family_ends_its_access_tokens(&a, &b).await;
+    let denied = prefix
+        .keys()
+        .into_iter()
+        .filter(|key| key[prefix.as_str().len()..].starts_with("jti:"))
+        .count();
+    assert_eq!(denied, 3, "one denylist entry per family ended");
 }

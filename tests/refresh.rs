@@ -8,9 +8,12 @@ use std::time::Duration;
 use common::refresh::{
     assert_invalid_refresh_token, present_at_once, refresh_lifetimes_hold, short_lifetimes,
 };
-use common::{tutorial_builder, Reply, Server, Stores};
+use common::{
+    a_family_holds_at_most, ending_a_family_ends_its_access_tokens, tutorial_builder, Reply,
+    Server, Stores,
+};
 use http::StatusCode;
-use tower_oauth2_password::{HashedPassword, MemoryRefreshTokenStore};
+use tower_oauth2_password::{HashedPassword, MemoryRefreshTokenStore, MemoryTokenStore};
 
 /// The tutorial with refresh tokens, and a retry grace of `grace`.
 async fn start(stores: Stores, grace: Duration) -> Server {
@@ -87,8 +90,8 @@ async fn revoking_an_access_token_logs_it_out(stores: Stores) {
     assert!(reply.body.is_empty());
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     server.me(&access).await.assert_invalid_token();
-    // The refresh token is a separate credential: it still works.
-    server.refresh(&refresh_token).await.tokens();
+    // A logout ends the login (RFC 7009 §2.1 "MAY"): its refresh token too.
+    assert_invalid_refresh_token(&server.refresh(&refresh_token).await);
 }
 
 async fn revoking_a_refresh_token_ends_its_family(stores: Stores) {
@@ -349,5 +352,36 @@ async fn a_fourth_login_ends_the_first_when_the_cap_is_three() {
     assert_invalid_refresh_token(&server.refresh(&logins[0]).await);
     for token in &logins[1..] {
         server.refresh(token).await.tokens();
+    }
+}
+
+#[tokio::test]
+async fn ending_a_family_ends_its_access_tokens_in_the_memory_store() {
+    for stores in [Stores::Ready, Stores::Awaited] {
+        let server = start(stores, Duration::ZERO).await;
+        ending_a_family_ends_its_access_tokens(&server, &server).await;
+    }
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_a_familys_newest_access_tokens() {
+    let layer = tutorial_builder(Stores::Ready)
+        .token_store(MemoryTokenStore::new().with_max_tokens_per_family(3))
+        .refresh_tokens(MemoryRefreshTokenStore::new())
+        .build();
+    let server = Server::start_with(layer).await;
+    a_family_holds_at_most(&server, 3, 12).await;
+    // The default: 10.
+    let server = start(Stores::Ready, Duration::ZERO).await;
+    a_family_holds_at_most(&server, 10, 24).await;
+}
+
+/// A thief racing the client on a two-thread runtime: this fails without the
+/// store refusing tokens issued for a family that ended meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_access_token_outlives_a_reuse_it_raced() {
+    for _ in 0..32 {
+        let server = std::sync::Arc::new(start(Stores::Awaited, Duration::ZERO).await);
+        common::no_access_token_outlives_a_reuse_it_raced(&server, &server).await;
     }
 }

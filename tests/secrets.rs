@@ -6,16 +6,18 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use common::{tutorial, Captured, Server};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::ServiceExt;
 use tower_oauth2_password::{
-    Argon2Hasher, BearerToken, Credentials, CurrentUser, Grant, IssuedToken, LoginAttempt,
-    LoginDecision, LoginPolicy, LoginThrottle, Lookup, MemoryRefreshTokenStore, MemoryTokenStore,
-    MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, PeerAddr, Principal, Revocation, Scopes,
-    StoreError, StoredUser, Subject, TokenStore, TokenTypeHint, TrustedProxies, UserStore,
+    Argon2Hasher, BearerToken, Credentials, CurrentUser, FamilyId, Grant, IssuedToken,
+    LoginAttempt, LoginDecision, LoginPolicy, LoginThrottle, Lookup, MemoryRefreshTokenStore,
+    MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, PeerAddr, Principal,
+    Revocation, Scopes, StoreError, StoredUser, Subject, TokenStore, TokenTypeHint, TrustedProxies,
+    UserStore,
 };
 
 /// Every `Debug` rendering made during the test.
@@ -83,6 +85,15 @@ impl TokenStore for RecordingTokens {
         let revoked = self.0.revoke(token, hint).await;
         self.1.debug(&revoked);
         revoked
+    }
+
+    async fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> Result<Revocation, StoreError> {
+        self.1.debug(family);
+        self.0.revoke_family(family, until).await
     }
 }
 
@@ -185,6 +196,13 @@ async fn no_secret_in_trace_logs_or_in_the_debug_of_any_public_type() {
     assert_eq!(revoke(second_refresh.clone()).await, 200);
     assert_eq!(revoke(second_access.clone()).await, 200);
     assert_eq!(server.me(&second_access).await.status, 401);
+    // The family's first access token ended with it: a new login goes on.
+    let first_token = token;
+    assert_eq!(server.me(&first_token).await.status, 401);
+    let login = server
+        .post_form(&format!("username=dave&password={PASSWORD}&scope=me"))
+        .await;
+    let token = login.json()["access_token"].as_str().unwrap().to_owned();
 
     // In process, to see what a handler sees.
     let handler_seen = seen.clone();
@@ -232,6 +250,7 @@ async fn no_secret_in_trace_logs_or_in_the_debug_of_any_public_type() {
         &token,
         &token[..22],
         &token[22..],
+        &first_token,
         &first_refresh,
         &second_refresh,
         &second_access,

@@ -6,6 +6,7 @@ mod common;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use common::{tutorial, Server};
@@ -15,7 +16,7 @@ use tower::buffer::Buffer;
 use tower::limit::ConcurrencyLimit;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_oauth2_password::{
-    BearerToken, Credentials, CurrentUser, Grant, IssuedToken, Lookup, MemoryTokenStore,
+    BearerToken, Credentials, CurrentUser, FamilyId, Grant, IssuedToken, Lookup, MemoryTokenStore,
     MemoryUserStore, OAuth2PasswordLayer, Principal, Revocation, StoreError, Subject, TokenStore,
     TokenTypeHint, UserStore,
 };
@@ -185,6 +186,15 @@ impl<S: TokenStore> TokenStore for Flaky<S> {
     ) -> Result<Revocation, StoreError> {
         self.check()?;
         self.inner.revoke(token, hint).await
+    }
+
+    async fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> Result<Revocation, StoreError> {
+        self.check()?;
+        self.inner.revoke_family(family, until).await
     }
 }
 

@@ -19,10 +19,12 @@
 //!
 //! Anything else is refused before the example listens, with one line saying why.
 
+use std::time::SystemTime;
+
 use tower_oauth2_password::{
-    BearerToken, Builder, Grant, IssuedToken, Lookup, MemoryRefreshTokenStore, MemoryTokenStore,
-    RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation, Rotation, StoreError,
-    TokenStore, TokenTypeHint, UserStore,
+    BearerToken, Builder, FamilyId, Grant, IssuedToken, Lookup, MemoryRefreshTokenStore,
+    MemoryTokenStore, RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation, Rotation,
+    StoreError, TokenStore, TokenTypeHint, UserStore,
 };
 #[cfg(feature = "jwt")]
 use tower_oauth2_password::{JwtKey, JwtTokenStore};
@@ -255,6 +257,22 @@ impl TokenStore for Tokens {
             Self::JwtRedis(store) => store.revoke(token, hint).await,
         }
     }
+
+    async fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> Result<Revocation, StoreError> {
+        match self {
+            Self::Memory(store) => store.revoke_family(family, until).await,
+            #[cfg(feature = "redis")]
+            Self::Redis(store) => TokenStore::revoke_family(store, family, until).await,
+            #[cfg(feature = "jwt")]
+            Self::Jwt(store) => store.revoke_family(family, until).await,
+            #[cfg(all(feature = "jwt", feature = "redis"))]
+            Self::JwtRedis(store) => store.revoke_family(family, until).await,
+        }
+    }
 }
 
 impl RefreshTokenStore for RefreshTokens {
@@ -293,11 +311,22 @@ impl RefreshTokenStore for RefreshTokens {
         }
     }
 
-    async fn revoke_refresh_token(&self, token: BearerToken<'_>) -> Result<(), StoreError> {
+    async fn revoke_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> Result<Option<FamilyId>, StoreError> {
         match self {
             Self::Memory(store) => store.revoke_refresh_token(token).await,
             #[cfg(feature = "redis")]
             Self::Redis(store) => store.revoke_refresh_token(token).await,
+        }
+    }
+
+    async fn revoke_family(&self, family: &FamilyId) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(store) => RefreshTokenStore::revoke_family(store, family).await,
+            #[cfg(feature = "redis")]
+            Self::Redis(store) => RefreshTokenStore::revoke_family(store, family).await,
         }
     }
 }

@@ -49,7 +49,9 @@ use crate::lookup::Lookup;
 use crate::password::HashedPassword;
 use crate::scope::Scopes;
 use crate::subject::Subject;
-use crate::token::{BearerToken, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint};
+use crate::token::{
+    BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint,
+};
 use crate::user::{Credentials, Principal, UserStore};
 
 mod refresh;
@@ -89,6 +91,7 @@ impl TokenStoreSuite {
         tokens_are_distinct(store).await;
         foreign_and_altered_tokens_are_unknown(store).await;
         revoked_tokens_are_unknown(store).await;
+        a_revoked_family_ends_its_tokens(store).await;
         self.expired_tokens_are_unknown(store).await;
     }
 
@@ -272,6 +275,67 @@ async fn revoked_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {
             "revoking an unknown or malformed token is not an error (RFC 7009)"
         );
     }
+}
+
+/// RFC 9700 §4.14.2 / RFC 7009 §2.1: ending a refresh family ends every access
+/// token issued from it, and one still being issued for it, and nothing else.
+async fn a_revoked_family_ends_its_tokens<Ts: TokenStore>(store: &Ts) {
+    let family = FamilyId::random().expect("randomness");
+    let other = FamilyId::random().expect("randomness");
+    let in_family = |subject| grant(subject, in_an_hour()).with_family(family);
+    let first = issue(store, in_family("johndoe")).await;
+    let second = issue(store, in_family("johndoe")).await;
+    let elsewhere = issue(store, grant("johndoe", in_an_hour()).with_family(other)).await;
+    let alone = issue(store, grant("johndoe", in_an_hour())).await;
+    for (token, of) in [
+        (&first, Some(family)),
+        (&elsewhere, Some(other)),
+        (&alone, None),
+    ] {
+        let resolved = resolve(store, token).await.map(|grant| grant.family);
+        assert_eq!(
+            resolved,
+            Some(of),
+            "a token must resolve to its grant's family: the revocation endpoint ends the family of an access token it is given"
+        );
+    }
+    match store.revoke_family(&family, in_an_hour()).await {
+        Ok(Revocation::Revoked) => {}
+        Ok(Revocation::Unsupported) => {
+            let token = BearerToken::from(first.access_token.as_str());
+            let single = store.revoke(token, None).await;
+            assert!(
+                matches!(single, Ok(Revocation::Unsupported)),
+                "a store that revokes tokens must revoke families too (RFC 9700 §4.14.2)"
+            );
+            return;
+        }
+        Err(error) => panic!("revoke_family failed on a working store: {error}"),
+    }
+    for token in [&first, &second] {
+        assert_eq!(
+            resolve(store, token).await,
+            None,
+            "a token of a revoked family must not resolve"
+        );
+    }
+    let late = issue(store, in_family("johndoe")).await;
+    assert_eq!(
+        resolve(store, &late).await,
+        None,
+        "a token issued for a family after it was revoked (a refresh racing the reuse that ended it) must not resolve"
+    );
+    for token in [&elsewhere, &alone] {
+        assert!(
+            resolve(store, token).await.is_some(),
+            "revoking a family must leave the user's other tokens alone"
+        );
+    }
+    let again = store.revoke_family(&family, in_an_hour()).await;
+    assert!(
+        matches!(again, Ok(Revocation::Revoked)),
+        "revoking a family twice is not an error"
+    );
 }
 
 /// How the [`UserStoreSuite`] adds and changes users: the store's own admin
@@ -534,6 +598,14 @@ impl<S: TokenStore> TokenStore for Awaited<S> {
         hint: Option<TokenTypeHint>,
     ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
         self.inner.revoke(token, hint)
+    }
+
+    fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
+        self.inner.revoke_family(family, until)
     }
 }
 

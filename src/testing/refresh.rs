@@ -9,7 +9,7 @@ use super::{altered, grant, in_an_hour};
 use crate::scope::Scopes;
 use crate::token::refresh::{FamilyKey, FamilyToken, KEY_BYTES};
 use crate::token::{
-    BearerToken, Grant, RefreshLifetimes, RefreshToken, RefreshTokenStore, Rotation,
+    BearerToken, FamilyId, Grant, RefreshLifetimes, RefreshToken, RefreshTokenStore, Rotation,
     DEFAULT_MAX_FAMILIES_PER_USER,
 };
 
@@ -77,6 +77,7 @@ impl RefreshTokenStoreSuite {
         self.reuse_revokes_the_family(store).await;
         foreign_and_altered_tokens_are_invalid(store).await;
         revoked_families_are_invalid(store).await;
+        families_are_the_ones_the_layer_names(store).await;
         join(
             an_unused_family_ends_after_its_idle_lifetime(store),
             a_used_family_ends_at_its_absolute_lifetime(store),
@@ -128,7 +129,7 @@ impl RefreshTokenStoreSuite {
         let retried = rotated(store, &first, "a retry within the grace").await;
         // The generation's one retry is used up: a third use, however soon, is reuse.
         match rotate(store, &first).await {
-            Rotation::Reused { subject } => assert_eq!(subject, "retrying"),
+            Rotation::Reused { subject, .. } => assert_eq!(subject, "retrying"),
             other => panic!(
                 "a token presented a third time within the grace is reuse (one retry per \
                  generation), got {other:?}"
@@ -142,11 +143,23 @@ impl RefreshTokenStoreSuite {
     }
 
     async fn reuse_revokes_the_family<Rs: RefreshTokenStore>(&self, store: &Rs) {
-        let first = start(store, "stolen").await;
+        let family = FamilyId::random().expect("randomness");
+        let first = issue(
+            store,
+            grant("stolen", in_an_hour()).with_family(family),
+            long(),
+        )
+        .await;
         let second = rotated(store, &first, "a fresh token").await;
         tokio::time::sleep(self.retry_grace + Duration::from_millis(100)).await;
         match rotate(store, &first).await {
-            Rotation::Reused { subject } => assert_eq!(subject, "stolen"),
+            Rotation::Reused {
+                subject,
+                family: reused,
+            } => {
+                assert_eq!(subject, "stolen");
+                assert_eq!(reused, family, "reuse names the family it ended");
+            }
             other => panic!("a token used again after the grace is reuse, got {other:?}"),
         }
         assert_eq!(
@@ -444,4 +457,52 @@ fn within_a_second(a: SystemTime, b: SystemTime) -> bool {
     a.duration_since(b)
         .or_else(|_| b.duration_since(a))
         .is_ok_and(|difference| difference <= Duration::from_secs(1))
+}
+
+/// The family's id is the one the layer put in the login's grant, and every
+/// answer that ends or continues a family names it: the layer ends the family's
+/// access tokens by it (RFC 9700 §4.14.2, RFC 7009 §2.1).
+async fn families_are_the_ones_the_layer_names<Rs: RefreshTokenStore>(store: &Rs) {
+    let family = FamilyId::random().expect("randomness");
+    let login = || grant("johndoe", in_an_hour()).with_family(family);
+    let first = issue(store, login(), long()).await;
+    match rotate(store, &first).await {
+        Rotation::Rotated { grant, .. } => assert_eq!(
+            grant.family,
+            Some(family),
+            "a rotation's grant names the family given at login"
+        ),
+        other => panic!("a fresh token rotates, got {other:?}"),
+    }
+    let ended = store
+        .revoke_refresh_token(BearerToken::from(first.as_str()))
+        .await
+        .unwrap_or_else(|error| panic!("revoke failed: {error}"));
+    assert_eq!(
+        ended,
+        Some(family),
+        "revoking a token names the family it ended"
+    );
+    let again = store
+        .revoke_refresh_token(BearerToken::from(first.as_str()))
+        .await
+        .unwrap_or_else(|error| panic!("revoke failed: {error}"));
+    assert_eq!(again, None, "an ended family is not ended again");
+
+    let family = FamilyId::random().expect("randomness");
+    let token = issue(
+        store,
+        grant("johndoe", in_an_hour()).with_family(family),
+        long(),
+    )
+    .await;
+    store
+        .revoke_family(&family)
+        .await
+        .unwrap_or_else(|error| panic!("revoke_family failed: {error}"));
+    assert_eq!(
+        rotate(store, &token).await,
+        Rotation::Invalid,
+        "a family revoked by its id is over (a logout with one of its access tokens)"
+    );
 }

@@ -11,7 +11,10 @@ use base64::Engine as _;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use super::{AccessToken, BearerToken, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint};
+use super::{
+    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint,
+    DEFAULT_MAX_TOKENS_PER_FAMILY,
+};
 use crate::clock;
 use crate::error::StoreError;
 use crate::lookup::Lookup;
@@ -36,7 +39,10 @@ use crate::subject::Subject;
 /// A user holds at most 100 live tokens by default
 /// ([`with_max_tokens_per_user`](Self::with_max_tokens_per_user)): a new login
 /// beyond that revokes the user's oldest token, so a script logging in forever
-/// cannot grow memory without bound. Clones share the same tokens: keep one to
+/// cannot grow memory without bound. A refresh family holds at most 10
+/// ([`with_max_tokens_per_family`](Self::with_max_tokens_per_family)): a refresh
+/// beyond that revokes the family's oldest. [`revoke_family`](TokenStore::revoke_family)
+/// ends a family's tokens at once. Clones share the same tokens: keep one to
 /// [`revoke`](TokenStore::revoke) tokens on logout.
 ///
 /// ```
@@ -67,13 +73,12 @@ pub struct MemoryTokenStore {
 struct Inner {
     shards: [Shard; SHARDS],
     sweep_interval: Duration,
-    /// Each user's live tokens, oldest first, to evict the oldest beyond
-    /// `max_per_user`; keyed by a hash of the subject, so a user costs no copy of
-    /// it. Locked before a shard, never while one is.
-    by_user: Mutex<ByUser>,
+    /// Who holds which tokens. Locked before a shard, never while one is.
+    lists: Mutex<Lists>,
     /// Seeded per store: nobody can aim subjects at one list.
     subject_hasher: foldhash::fast::RandomState,
     max_per_user: AtomicUsize,
+    max_per_family: AtomicUsize,
     /// The shard the next issue sweeps besides its own, if it is due.
     sweep_turn: AtomicUsize,
 }
@@ -81,16 +86,32 @@ struct Inner {
 /// Default cap on one user's live tokens.
 const DEFAULT_MAX_TOKENS_PER_USER: usize = 100;
 
-type ByUser = HashMap<u64, UserTokens, foldhash::fast::FixedState>;
+#[derive(Default)]
+struct Lists {
+    /// Each user's live tokens, oldest first, to evict the oldest beyond
+    /// `max_per_user`; keyed by a hash of the subject, so a user costs no copy of
+    /// it.
+    users: ByUser,
+    /// Each refresh family's live tokens, oldest first: to end them together, and
+    /// to evict the oldest beyond `max_per_family`.
+    families: HashMap<FamilyId, TokenIds, foldhash::fast::FixedState>,
+    /// Families ended, and until when a token issued for one is not stored (a
+    /// refresh racing the reuse that ended its family).
+    ended: HashMap<FamilyId, SystemTime, foldhash::fast::FixedState>,
+    /// `ended` is swept of expired entries once it holds this many.
+    sweep_ended_at: usize,
+}
 
-/// One user's token ids, oldest first. Most users hold one token: it is kept
-/// inline, with no allocation of its own.
-enum UserTokens {
+type ByUser = HashMap<u64, TokenIds, foldhash::fast::FixedState>;
+
+/// One user's (or family's) token ids, oldest first. Most hold one token: it is
+/// kept inline, with no allocation of its own.
+enum TokenIds {
     One(TokenId),
     Many(VecDeque<TokenId>),
 }
 
-impl UserTokens {
+impl TokenIds {
     fn push(&mut self, id: TokenId) {
         match self {
             Self::One(first) => *self = Self::Many(VecDeque::from([*first, id])),
@@ -111,6 +132,14 @@ impl UserTokens {
             Self::One(_) => None,
             Self::Many(ids) => ids.pop_front(),
         }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &TokenId> {
+        let (one, many) = match self {
+            Self::One(id) => (Some(id), None),
+            Self::Many(ids) => (None, Some(ids.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
     }
 
     /// Keeps the ids `keep` says to; whether any are left.
@@ -248,10 +277,11 @@ impl MemoryTokenStore {
             inner: Arc::new(Inner {
                 shards: Default::default(),
                 sweep_interval: interval,
-                by_user: Mutex::default(),
+                lists: Mutex::default(),
                 subject_hasher: Default::default(),
                 sweep_turn: AtomicUsize::new(0),
                 max_per_user: AtomicUsize::new(DEFAULT_MAX_TOKENS_PER_USER),
+                max_per_family: AtomicUsize::new(DEFAULT_MAX_TOKENS_PER_FAMILY),
             }),
         }
     }
@@ -260,6 +290,16 @@ impl MemoryTokenStore {
     /// one more revokes the user's oldest. Clones share the setting.
     pub fn with_max_tokens_per_user(self, max: usize) -> Self {
         self.inner.max_per_user.store(max.max(1), Ordering::Relaxed);
+        self
+    }
+
+    /// Keeps at most `max` live tokens per refresh family (default 10, at least
+    /// 1): issuing one more (a refresh) revokes the family's oldest. Clones share
+    /// the setting.
+    pub fn with_max_tokens_per_family(self, max: usize) -> Self {
+        self.inner
+            .max_per_family
+            .store(max.max(1), Ordering::Relaxed);
         self
     }
 
@@ -289,13 +329,16 @@ impl MemoryTokenStore {
     fn sweep_shard(&self, shard: &Shard, now: SystemTime) {
         let (expired, old_table) = sweep(&mut shard.write(), now);
         if !expired.is_empty() {
-            let mut by_user = self.by_user();
-            for (id, subject, _) in &expired {
-                forget(&mut by_user, self.user_key(subject), id);
+            let mut lists = self.lists();
+            for (id, subject, _, family) in &expired {
+                lists.forget(self.user_key(subject), *family, id);
             }
-            // After a mass expiry, give the lists' table back too.
-            if by_user.len() < by_user.capacity() / 4 {
-                by_user.shrink_to_fit();
+            // After a mass expiry, give the lists' tables back too.
+            if lists.users.len() < lists.users.capacity() / 4 {
+                lists.users.shrink_to_fit();
+            }
+            if lists.families.len() < lists.families.capacity() / 4 {
+                lists.families.shrink_to_fit();
             }
         }
         drop((expired, old_table));
@@ -323,8 +366,16 @@ impl MemoryTokenStore {
         self.sweep_due_shards(&id, now, now_secs);
         let expires_at = grant.expires_at;
         let user = self.user_key(&grant.subject);
+        let family = grant.family;
+        let mut lists = self.lists();
+        // Under the lists' lock: a family ended now cannot miss this token.
+        if family.is_some_and(|family| lists.has_ended(family, now)) {
+            // The family was ended while this token was being issued: it is
+            // never stored, and never resolves.
+            return Ok(IssuedToken::new(AccessToken::new(token), expires_at));
+        }
         self.shard(&id).write().insert(id, Entry { secret, grant });
-        self.evict_beyond_cap(user, id);
+        self.evict_beyond_caps(&mut lists, user, family, id);
         Ok(IssuedToken::new(AccessToken::new(token), expires_at))
     }
 
@@ -344,29 +395,59 @@ impl MemoryTokenStore {
     }
 
     /// Records `id` as the newest token of the user whose subject hashes to
-    /// `user`, and revokes their oldest ones beyond the cap.
-    fn evict_beyond_cap(&self, user: u64, id: TokenId) {
+    /// `user`, and of `family`, and revokes their oldest ones beyond the caps.
+    fn evict_beyond_caps(
+        &self,
+        lists: &mut Lists,
+        user: u64,
+        family: Option<FamilyId>,
+        id: TokenId,
+    ) {
         let max = self.inner.max_per_user.load(Ordering::Relaxed);
-        let mut by_user = self.by_user();
-        let ids = by_user
-            .entry(user)
-            .and_modify(|ids| ids.push(id))
-            .or_insert(UserTokens::One(id));
-        while ids.len() > max {
-            let Some(oldest) = ids.pop_oldest() else {
-                break;
-            };
-            self.shard(&oldest).write().remove(&oldest);
+        for oldest in push_beyond(&mut lists.users, user, id, max) {
+            if let Some(entry) = self.shard(&oldest).write().remove(&oldest) {
+                if let Some(family) = entry.grant.family {
+                    forget(&mut lists.families, family, &oldest);
+                }
+            }
+        }
+        let Some(family) = family else {
+            return;
+        };
+        let max = self.inner.max_per_family.load(Ordering::Relaxed);
+        for oldest in push_beyond(&mut lists.families, family, id, max) {
+            if let Some(entry) = self.shard(&oldest).write().remove(&oldest) {
+                forget(
+                    &mut lists.users,
+                    self.user_key(&entry.grant.subject),
+                    &oldest,
+                );
+            }
         }
     }
 
-    /// The per-user lists (each update is one map operation: a poisoned lock
-    /// still guards consistent lists).
-    fn by_user(&self) -> std::sync::MutexGuard<'_, ByUser> {
+    /// Who holds which tokens (each update leaves the lists consistent: a
+    /// poisoned lock still guards consistent lists).
+    fn lists(&self) -> std::sync::MutexGuard<'_, Lists> {
         self.inner
-            .by_user
+            .lists
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Revokes every token of `family`, and refuses to store one issued for it
+    /// until `until`.
+    fn revoke_family_now(&self, family: FamilyId, until: SystemTime) {
+        let mut lists = self.lists();
+        lists.end(family, until, SystemTime::now());
+        let Some(ids) = lists.families.remove(&family) else {
+            return;
+        };
+        for id in ids.iter() {
+            if let Some(entry) = self.shard(id).write().remove(id) {
+                forget(&mut lists.users, self.user_key(&entry.grant.subject), id);
+            }
+        }
     }
 
     /// The grant behind `token` if its secret matches and it is live (by the
@@ -392,23 +473,68 @@ impl MemoryTokenStore {
             let removed = tokens.remove(&id);
             drop(tokens);
             if let Some(entry) = removed {
-                forget(
-                    &mut self.by_user(),
-                    self.user_key(&entry.grant.subject),
-                    &id,
-                );
+                self.lists()
+                    .forget(self.user_key(&entry.grant.subject), entry.grant.family, &id);
             }
         }
     }
 }
 
-/// Takes `id` off the list of the user keyed `user`.
-fn forget(by_user: &mut ByUser, user: u64, id: &TokenId) {
-    if let Some(ids) = by_user.get_mut(&user) {
-        if !ids.retain(|kept| kept != id) {
-            by_user.remove(&user);
+impl Lists {
+    /// Takes `id` off the lists of the user keyed `user` and of `family`.
+    fn forget(&mut self, user: u64, family: Option<FamilyId>, id: &TokenId) {
+        forget(&mut self.users, user, id);
+        if let Some(family) = family {
+            forget(&mut self.families, family, id);
         }
     }
+
+    /// Whether `family` was ended and its tokens are still refused at `now`.
+    fn has_ended(&self, family: FamilyId, now: SystemTime) -> bool {
+        self.ended.get(&family).is_some_and(|until| now < *until)
+    }
+
+    /// Records that `family` ended, until `until`; forgets the ends that are
+    /// over, now and then (each time their number has doubled).
+    fn end(&mut self, family: FamilyId, until: SystemTime, now: SystemTime) {
+        if self.ended.len() >= self.sweep_ended_at {
+            self.ended.retain(|_, until| now < *until);
+            self.sweep_ended_at = (self.ended.len() * 2).max(64);
+        }
+        let held = self.ended.entry(family).or_insert(until);
+        *held = (*held).max(until);
+    }
+}
+
+/// Takes `id` off the list keyed `key`.
+fn forget<K: Hash + Eq, S: BuildHasher>(lists: &mut HashMap<K, TokenIds, S>, key: K, id: &TokenId) {
+    if let Some(ids) = lists.get_mut(&key) {
+        if !ids.retain(|kept| kept != id) {
+            lists.remove(&key);
+        }
+    }
+}
+
+/// Records `id` as the newest of the list keyed `key`, and takes out (to
+/// revoke) its oldest ones beyond `max`.
+fn push_beyond<K: Hash + Eq, S: BuildHasher>(
+    lists: &mut HashMap<K, TokenIds, S>,
+    key: K,
+    id: TokenId,
+    max: usize,
+) -> Vec<TokenId> {
+    let ids = lists
+        .entry(key)
+        .and_modify(|ids| ids.push(id))
+        .or_insert(TokenIds::One(id));
+    let mut beyond = Vec::new();
+    while ids.len() > max {
+        let Some(oldest) = ids.pop_oldest() else {
+            break;
+        };
+        beyond.push(oldest);
+    }
+    beyond
 }
 
 /// Takes the expired tokens out of one shard, and after a mass expiry moves the
@@ -416,7 +542,9 @@ fn forget(by_user: &mut ByUser, user: u64, id: &TokenId) {
 /// to drop once it has released the shard's lock: freeing tens of thousands of
 /// allocations (and the allocator handing memory back to the system) takes longer
 /// than finding them, and lookups must not wait for it.
-fn sweep(tokens: &mut Tokens, now: SystemTime) -> (Vec<(TokenId, Subject, Scopes)>, Tokens) {
+type Expired = (TokenId, Subject, Scopes, Option<FamilyId>);
+
+fn sweep(tokens: &mut Tokens, now: SystemTime) -> (Vec<Expired>, Tokens) {
     let mut expired = Vec::new();
     tokens.retain(|id, entry| {
         let live = entry.grant.is_live(now);
@@ -426,6 +554,7 @@ fn sweep(tokens: &mut Tokens, now: SystemTime) -> (Vec<(TokenId, Subject, Scopes
                 *id,
                 std::mem::take(&mut entry.grant.subject),
                 std::mem::take(&mut entry.grant.scopes),
+                entry.grant.family,
             ));
         }
         live
@@ -466,6 +595,10 @@ impl fmt::Debug for MemoryTokenStore {
                 "max_tokens_per_user",
                 &self.inner.max_per_user.load(Ordering::Relaxed),
             )
+            .field(
+                "max_tokens_per_family",
+                &self.inner.max_per_family.load(Ordering::Relaxed),
+            )
             .finish()
     }
 }
@@ -490,6 +623,15 @@ impl TokenStore for MemoryTokenStore {
         self.revoke_now(token.as_bytes());
         ready(Ok(Revocation::Revoked))
     }
+
+    fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
+        self.revoke_family_now(*family, until);
+        ready(Ok(Revocation::Revoked))
+    }
 }
 
 #[cfg(test)]
@@ -512,6 +654,13 @@ mod tests {
         let grant = Grant::new("johndoe", Scopes::empty(), an_hour_ago);
         let issued = store.issue_now(grant).unwrap();
         issued.access_token.as_str().to_owned()
+    }
+
+    impl MemoryTokenStore {
+        /// How many tokens the per-user lists hold.
+        fn listed_for_users(&self) -> usize {
+            self.lists().users.values().map(TokenIds::len).sum()
+        }
     }
 
     #[test]
@@ -568,10 +717,7 @@ mod tests {
             .iter()
             .all(|token| store.lookup(token.as_bytes()).is_none()));
         // The per-user lists lose them too.
-        assert_eq!(
-            store.by_user().values().map(UserTokens::len).sum::<usize>(),
-            16
-        );
+        assert_eq!(store.listed_for_users(), 16);
     }
 
     #[test]
@@ -604,6 +750,39 @@ mod tests {
         assert!(store.lookup(tokens[2].as_bytes()).is_some());
         assert!(store.lookup(tokens[3].as_bytes()).is_some());
         assert_eq!(store.len(), 4);
+    }
+
+    #[test]
+    fn families_are_capped_ended_and_forgotten_with_their_tokens() {
+        let store = MemoryTokenStore::new()
+            .with_max_tokens_per_family(2)
+            .with_max_tokens_per_user(3);
+        let family = FamilyId::from_bytes([1; 16]);
+        let other = FamilyId::from_bytes([2; 16]);
+        let in_family = |family| {
+            let issued = store
+                .issue_now(grant(Duration::from_secs(60)).with_family(family))
+                .unwrap();
+            issued.access_token.as_str().to_owned()
+        };
+        let live = |token: &String| store.lookup(token.as_bytes()).is_some();
+        let a = [in_family(family), in_family(family), in_family(family)];
+        assert_eq!(a.each_ref().map(live), [false, true, true], "family cap");
+        // The user cap evicts across families, and the family's list follows.
+        let b = [in_family(other), in_family(other)];
+        assert_eq!(a.each_ref().map(live), [false, false, true], "user cap");
+        assert!(b.iter().all(live));
+        assert_eq!(store.lists().families[&family].len(), 1);
+        store.revoke_family_now(family, SystemTime::now() + Duration::from_secs(60));
+        assert!(!live(&a[2]) && b.iter().all(live));
+        assert!(!store.lists().families.contains_key(&family));
+        assert_eq!(store.listed_for_users(), 2);
+        // Ended: a token still being issued for it is never stored.
+        assert!(!live(&in_family(family)));
+        assert_eq!(store.len(), 2);
+        // Revoked one by one, the lists forget it too.
+        store.revoke_now(b[0].as_bytes());
+        assert_eq!(store.lists().families[&other].len(), 1);
     }
 
     #[test]

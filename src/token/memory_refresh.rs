@@ -11,6 +11,7 @@ use super::refresh::{
 use super::{BearerToken, Grant, RefreshToken, RefreshTokenStore, Rotation};
 use crate::error::StoreError;
 use crate::subject::Subject;
+use crate::token::FamilyId as Id;
 
 /// Refresh-token families in process memory: the embedded default, for one process.
 ///
@@ -133,7 +134,12 @@ impl MemoryRefreshTokenStore {
         lifetimes: RefreshLifetimes,
     ) -> Result<RefreshToken, StoreError> {
         let key = random()?;
-        let id = random()?;
+        let family = match grant.family {
+            Some(family) => family,
+            None => Id::random()?,
+        };
+        grant.family = Some(family);
+        let id = family.to_bytes();
         let now = SystemTime::now();
         grant.expires_at = lifetimes.expiry(now, now);
         let subject = grant.subject.clone();
@@ -188,24 +194,26 @@ impl MemoryRefreshTokenStore {
             Step::Revoke => {
                 let subject = family.grant.subject.clone();
                 families.map.remove(&presented.family);
-                Rotation::Reused { subject }
+                Rotation::Reused {
+                    subject,
+                    family: Id::from_bytes(presented.family),
+                }
             }
             Step::Refuse => Rotation::Invalid,
         }
     }
 
-    fn revoke_now(&self, token: BearerToken<'_>) {
-        let Some(presented) = FamilyToken::parse(token) else {
-            return;
-        };
+    fn revoke_now(&self, token: BearerToken<'_>) -> Option<Id> {
+        let presented = FamilyToken::parse(token)?;
         let mut families = self.families();
-        if families
+        let signed = families
             .map
             .get(&presented.family)
-            .is_some_and(|family| presented.is_signed_by(&family.key))
-        {
+            .is_some_and(|family| presented.is_signed_by(&family.key));
+        signed.then(|| {
             families.map.remove(&presented.family);
-        }
+            Id::from_bytes(presented.family)
+        })
     }
 }
 
@@ -297,8 +305,12 @@ impl RefreshTokenStore for MemoryRefreshTokenStore {
     fn revoke_refresh_token(
         &self,
         token: BearerToken<'_>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.revoke_now(token);
+    ) -> impl Future<Output = Result<Option<Id>, StoreError>> + Send {
+        ready(Ok(self.revoke_now(token)))
+    }
+
+    fn revoke_family(&self, family: &Id) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.families().map.remove(&family.to_bytes());
         ready(Ok(()))
     }
 }

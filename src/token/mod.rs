@@ -73,7 +73,104 @@ pub trait TokenStore: Send + Sync + 'static {
         token: BearerToken<'_>,
         hint: Option<TokenTypeHint>,
     ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
+
+    /// Ends every access token issued for `family` ([`Grant::family`]): the layer
+    /// calls it when the family's refresh token is revoked, when an old generation
+    /// of it is presented again (reuse: RFC 9700 §4.14.2), and when one of the
+    /// family's access tokens is revoked (RFC 7009 §2.1 lets a logout end the whole
+    /// login).
+    ///
+    /// Tokens issued for `family` after this call, until `until`, must not
+    /// resolve either: a refresh that rotated just before the reuse may still be
+    /// issuing its access token. `until` is the latest expiry an access token
+    /// issued now could have, with a margin; a store may forget the family after
+    /// it.
+    ///
+    /// A store that cannot (stateless tokens without a deny-list) answers
+    /// [`Revocation::Unsupported`], and the layer then revokes what it can token
+    /// by token; the [`testing`](crate::testing) suite refuses a store that
+    /// revokes single tokens but not families.
+    fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
 }
+
+/// The id of a refresh-token *family*: the tokens (refresh and access) issued
+/// from one login, ended together. The layer picks it at login (128 random bits)
+/// and puts it in every [`Grant`] of the family; refresh-token stores key the
+/// family by it, access-token stores index their tokens by it so that
+/// [`TokenStore::revoke_family`] finds them.
+///
+/// It names a login, it is no credential; still, `Debug` shows only its first
+/// characters, enough to tell families apart in a log.
+///
+/// ```
+/// use tower_oauth2_password::FamilyId;
+///
+/// let family = FamilyId::from_bytes([7; 16]);
+/// assert_eq!(family.to_bytes(), [7; 16]);
+/// assert_eq!(format!("{family:?}"), "FamilyId(BwcH…)");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FamilyId([u8; FAMILY_ID_BYTES]);
+
+const FAMILY_ID_BYTES: usize = 16;
+/// Base64url of 16 bytes, no padding.
+pub(crate) const FAMILY_ID_CHARS: usize = 22;
+
+impl FamilyId {
+    /// A new family's id: 128 random bits from the operating system.
+    ///
+    /// # Errors
+    ///
+    /// If the operating system has no randomness to give.
+    pub fn random() -> Result<Self, StoreError> {
+        refresh::random().map(Self)
+    }
+
+    /// The family with these bytes (as a store read them back).
+    pub fn from_bytes(bytes: [u8; FAMILY_ID_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// Its bytes, to store.
+    pub fn to_bytes(self) -> [u8; FAMILY_ID_BYTES] {
+        self.0
+    }
+
+    /// Base64url, 22 characters: the form JWT claims and Redis keys hold.
+    pub(crate) fn to_text(self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// The id written by [`to_text`](Self::to_text), if `text` is one.
+    pub(crate) fn from_text(text: &[u8]) -> Option<Self> {
+        use base64::Engine as _;
+        if text.len() != FAMILY_ID_CHARS {
+            return None;
+        }
+        let mut bytes = [0u8; FAMILY_ID_BYTES];
+        let len = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode_slice(text, &mut bytes)
+            .ok()?;
+        (len == FAMILY_ID_BYTES).then_some(Self(bytes))
+    }
+}
+
+impl fmt::Debug for FamilyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.to_text();
+        write!(f, "FamilyId({}…)", &text[..4])
+    }
+}
+
+/// How many access tokens one family holds at most in the stores that keep
+/// state, unless they are told otherwise: a client refreshes about once per
+/// access-token lifetime, so it holds one or two; beyond this the oldest go.
+pub(crate) const DEFAULT_MAX_TOKENS_PER_FAMILY: usize = 10;
 
 /// What a token stands for: who, which scopes, until when, and the user's security
 /// stamp at the time.
@@ -90,6 +187,9 @@ pub struct Grant {
     /// issued: once the user's stamp changes (password changed, a scope taken
     /// away, the user removed and created again) the guard refuses the token.
     pub stamp: u64,
+    /// The refresh-token family the token was issued from, if refresh tokens are
+    /// on: revoking the family ends the token ([`TokenStore::revoke_family`]).
+    pub family: Option<FamilyId>,
 }
 
 impl Grant {
@@ -109,12 +209,19 @@ impl Grant {
             scopes,
             expires_at,
             stamp: 0,
+            family: None,
         }
     }
 
     /// Sets the user's security stamp.
     pub fn with_stamp(mut self, stamp: u64) -> Self {
         self.stamp = stamp;
+        self
+    }
+
+    /// Sets the refresh-token family the token belongs to.
+    pub fn with_family(mut self, family: FamilyId) -> Self {
+        self.family = Some(family);
         self
     }
 

@@ -18,8 +18,9 @@ use super::refresh::{
     DEFAULT_MAX_FAMILIES_PER_USER, DEFAULT_RETRY_GRACE,
 };
 use super::{
-    AccessToken, BearerToken, Grant, IssuedToken, RefreshToken, RefreshTokenStore, Revocation,
-    Rotation, TokenStore, TokenTypeHint,
+    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, RefreshToken, RefreshTokenStore,
+    Revocation, Rotation, TokenStore, TokenTypeHint, DEFAULT_MAX_TOKENS_PER_FAMILY,
+    FAMILY_ID_CHARS,
 };
 use crate::error::StoreError;
 use crate::lookup::Lookup;
@@ -30,8 +31,11 @@ use crate::scope::Scopes;
 /// any of them issued, and a revocation on one is seen by all on their next
 /// request.
 ///
-/// - **One round trip per guarded request** (`GET`); issue is one `SET … PXAT`,
-///   revocation one `DEL`. Keys are `{prefix}at:{hash}` for access tokens and
+/// - **One round trip per guarded request** (`GET`, or `HGET` for a token of a
+///   refresh family); issue is one `SET … PXAT` (one script in a family),
+///   revocation one `DEL` (`HDEL`). Keys are `{prefix}at:{hash}` for access
+///   tokens of logins without refresh tokens, `{prefix}af:{{family}}` for a
+///   refresh family's access tokens (one hash, field = token hash) and
 ///   `{prefix}rf:{family}` for refresh-token families, and expire with their
 ///   tokens, so Redis needs no sweeping.
 /// - **Nothing in Redis mints a token**: keys hold a BLAKE2b-256 hash of the access
@@ -46,6 +50,13 @@ use crate::scope::Scopes;
 ///   Redis's clock (`TIME`), as is the retry grace; a user holds at most 100 live
 ///   families ([`with_max_families_per_user`](Self::with_max_families_per_user)),
 ///   listed in `{prefix}rfu:{hash of the user}`.
+/// - **Families end at once**: [`revoke_family`](TokenStore::revoke_family) is one
+///   `DEL` of the family's hash of access tokens (left as a marker that refuses
+///   tokens still being issued for it). The family id is the key's hash tag: on
+///   Redis Cluster a family's access tokens live in one slot. A family holds at
+///   most 10 access tokens
+///   ([`with_max_tokens_per_family`](Self::with_max_tokens_per_family)); issuing
+///   one more drops the oldest, so one login cannot mint tokens without bound.
 /// - **Bounded**: every call, connecting included, has a deadline (default 500 ms).
 ///   Redis down, slow or unreachable is a [`StoreError`], which the layer answers
 ///   with 503 `temporarily_unavailable` and `Retry-After`, never a 2xx and never a
@@ -92,6 +103,8 @@ struct Inner {
     max_families_per_user: usize,
     issue_family: Script,
     rotate: Script,
+    issue_in_family: Script,
+    max_per_family: usize,
 }
 
 /// The default deadline of every Redis call.
@@ -103,6 +116,36 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 /// Random bytes per access token (43 base64url characters).
 const ACCESS_TOKEN_BYTES: usize = 32;
 const ACCESS_TOKEN_CHARS: usize = 43;
+/// An access token of a refresh family: the family id's text, then the random
+/// part. The id finds the family's hash without a round trip; it is no secret.
+const FAMILY_ACCESS_TOKEN_CHARS: usize = FAMILY_ID_CHARS + ACCESS_TOKEN_CHARS;
+
+/// Stores an access token in its family's hash, numbered so that the oldest go
+/// first beyond the cap. KEYS[1]: the family's hash. ARGV: field (the token's
+/// hash), record, expiry (ms), cap. Fields `#` (the counter) and `!` (the family
+/// was revoked) are no token's. Returns 0, storing nothing, if the family was
+/// revoked: a refresh that raced the reuse which ended the family gets a token
+/// that never works.
+const ISSUE_IN_FAMILY: &str = r#"
+if redis.call('HEXISTS', KEYS[1], '!') == 1 then return 0 end
+local n = redis.call('HINCRBY', KEYS[1], '#', 1)
+redis.call('HSET', KEYS[1], ARGV[1], n .. ':' .. ARGV[2])
+local over = redis.call('HLEN', KEYS[1]) - 1 - tonumber(ARGV[4])
+if over > 0 then
+  local all = redis.call('HGETALL', KEYS[1])
+  local tokens = {}
+  for i = 1, #all, 2 do
+    if all[i] ~= '#' then
+      tokens[#tokens + 1] = { tonumber(string.match(all[i + 1], '^(%d+):')), all[i] }
+    end
+  end
+  table.sort(tokens, function(a, b) return a[1] < b[1] end)
+  for i = 1, over do redis.call('HDEL', KEYS[1], tokens[i][2]) end
+end
+redis.call('PEXPIREAT', KEYS[1], ARGV[3], 'NX')
+redis.call('PEXPIREAT', KEYS[1], ARGV[3], 'GT')
+return 1
+"#;
 
 /// Redis's clock in milliseconds, as `now`: the replicas' clocks do not matter.
 const NOW: &str = r#"
@@ -205,8 +248,16 @@ impl RedisTokenStore {
                 max_families_per_user: DEFAULT_MAX_FAMILIES_PER_USER,
                 issue_family: timed_script(ISSUE_FAMILY),
                 rotate: timed_script(ROTATE),
+                issue_in_family: Script::new(ISSUE_IN_FAMILY),
+                max_per_family: DEFAULT_MAX_TOKENS_PER_FAMILY,
             }),
         })
+    }
+
+    /// Keeps at most `max` access tokens per refresh family (default 10, at least
+    /// 1): issuing one more drops the family's oldest.
+    pub fn with_max_tokens_per_family(self, max: usize) -> Self {
+        self.reconfigure(|inner| inner.max_per_family = max.max(1))
     }
 
     /// Puts every key under `prefix` (e.g. `"myapp:"`), so that services, or test
@@ -271,6 +322,8 @@ impl RedisTokenStore {
             max_families_per_user: shared.max_families_per_user,
             issue_family: timed_script(ISSUE_FAMILY),
             rotate: timed_script(ROTATE),
+            issue_in_family: Script::new(ISSUE_IN_FAMILY),
+            max_per_family: shared.max_per_family,
         });
         change(&mut inner);
         Self {
@@ -314,6 +367,15 @@ impl RedisTokenStore {
             .await
     }
 
+    /// Runs `pipe` (a `MULTI` … `EXEC`) on the shared connection, within the
+    /// timeout, its answers ignored.
+    async fn run_atomic(&self, pipe: redis::Pipeline) -> Result<(), StoreError> {
+        self.inner
+            .connection
+            .run(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
+            .await
+    }
+
     /// Checks that Redis answers (`PING`), e.g. before a service starts listening.
     ///
     /// # Errors
@@ -332,8 +394,22 @@ impl RedisTokenStore {
     }
 
     fn access_key(&self, token: &[u8]) -> String {
-        let hash = Blake2b::<U32>::digest(token);
-        format!("{}at:{}", self.inner.prefix, URL_SAFE_NO_PAD.encode(hash))
+        format!("{}at:{}", self.inner.prefix, token_hash(token))
+    }
+
+    /// The hash of `family`'s access tokens; the id is its hash tag.
+    fn family_access_key(&self, family: FamilyId) -> String {
+        format!("{}af:{{{}}}", self.inner.prefix, family.to_text())
+    }
+
+    /// Where an access token of a refresh family lives: its family, the family's
+    /// hash and the token's field in it. `None` if it cannot be one.
+    fn in_family(&self, token: &[u8]) -> Option<(FamilyId, String, String)> {
+        if token.len() != FAMILY_ACCESS_TOKEN_CHARS {
+            return None;
+        }
+        let family = FamilyId::from_text(&token[..FAMILY_ID_CHARS])?;
+        Some((family, self.family_access_key(family), token_hash(token)))
     }
 
     fn family_key(&self, family: &[u8]) -> String {
@@ -413,52 +489,128 @@ impl TokenStore for RedisTokenStore {
     fn issue(&self, grant: Grant) -> impl Future<Output = Result<IssuedToken, StoreError>> + Send {
         let store = self.clone();
         async move {
-            let token = URL_SAFE_NO_PAD.encode(random::<ACCESS_TOKEN_BYTES>()?);
-            let key = store.access_key(token.as_bytes());
+            let random = URL_SAFE_NO_PAD.encode(random::<ACCESS_TOKEN_BYTES>()?);
             let value = Record::of(&grant).to_json()?;
-            let expires_at = millis(grant.expires_at);
-            store
-                .query::<()>("SET", (&key, &value, "PXAT", expires_at.max(1)))
-                .await?;
+            let expires_at = millis(grant.expires_at).max(1);
+            let token = match grant.family {
+                None => {
+                    let key = store.access_key(random.as_bytes());
+                    store
+                        .query::<()>("SET", (&key, &value, "PXAT", expires_at))
+                        .await?;
+                    random
+                }
+                Some(family) => {
+                    let token = family.to_text() + &random;
+                    let key = store.family_access_key(family);
+                    let field = token_hash(token.as_bytes());
+                    let cap = store.inner.max_per_family;
+                    let mut call = store.inner.issue_in_family.key(&key);
+                    call.arg(&field).arg(&value).arg(expires_at).arg(cap);
+                    let _stored: i64 =
+                        store
+                            .inner
+                            .connection
+                            .run(|mut connection| async move {
+                                call.invoke_async(&mut connection).await
+                            })
+                            .await?;
+                    token
+                }
+            };
             Ok(IssuedToken::new(AccessToken::new(token), grant.expires_at))
         }
     }
 
-    /// One `GET`; tokens that cannot be ours cost no round trip.
+    /// One `GET` (`HGET` in a family); tokens that cannot be ours cost no round
+    /// trip.
     fn resolve(&self, token: BearerToken<'_>) -> Lookup<Option<Grant>> {
-        if token.as_bytes().len() != ACCESS_TOKEN_CHARS || token.to_str().is_none() {
+        if token.to_str().is_none() {
             return Lookup::ready(Ok(None));
         }
-        let key = self.access_key(token.as_bytes());
+        let bytes = token.as_bytes();
         let store = self.clone();
+        if bytes.len() == ACCESS_TOKEN_CHARS {
+            let key = self.access_key(bytes);
+            return Lookup::pending(async move {
+                let value: Option<String> = store.query("GET", &key).await?;
+                live_grant(value.as_deref(), None)
+            });
+        }
+        let Some((family, key, field)) = self.in_family(bytes) else {
+            return Lookup::ready(Ok(None));
+        };
         Lookup::pending(async move {
-            let value: Option<String> = store.query("GET", &key).await?;
-            let Some(value) = value else {
-                return Ok(None);
-            };
-            let grant = Record::parse(&value)?.into_grant()?;
-            Ok(grant.is_live(SystemTime::now()).then_some(grant))
+            let value: Option<String> = store.query("HGET", (&key, &field)).await?;
+            // `{number}:` first: the issue order, for the cap.
+            let record = value.as_deref().map(|value| {
+                value
+                    .split_once(':')
+                    .map_or(value, |(_number, record)| record)
+            });
+            live_grant(record, Some(family))
         })
     }
 
-    /// `DEL`. A refresh token given here (whatever the hint) is left alone:
-    /// revoke those with [`RefreshTokenStore::revoke_refresh_token`], as the
-    /// revocation endpoint does.
+    /// `DEL` (`HDEL` in a family). A refresh token given here (whatever the
+    /// hint) is left alone: revoke those with
+    /// [`RefreshTokenStore::revoke_refresh_token`], as the revocation endpoint
+    /// does.
     fn revoke(
         &self,
         token: BearerToken<'_>,
         _hint: Option<TokenTypeHint>,
     ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
-        let key = (token.as_bytes().len() == ACCESS_TOKEN_CHARS)
-            .then(|| self.access_key(token.as_bytes()));
+        let bytes = token.as_bytes();
+        let (command, key, field) = if bytes.len() == ACCESS_TOKEN_CHARS {
+            ("DEL", Some(self.access_key(bytes)), None)
+        } else if let Some((_, key, field)) = self.in_family(bytes) {
+            ("HDEL", Some(key), Some(field))
+        } else {
+            ("DEL", None, None)
+        };
         let store = self.clone();
         async move {
             if let Some(key) = key {
-                store.query::<()>("DEL", &key).await?;
+                store.query::<()>(command, (&key, field)).await?;
             }
             Ok(Revocation::Revoked)
         }
     }
+
+    /// One `MULTI`: the family's hash goes, and a marker takes its place until
+    /// `until`, so that a token still being issued for the family is not stored.
+    fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
+        let key = self.family_access_key(*family);
+        let until = millis(until).max(1);
+        let store = self.clone();
+        async move {
+            let mut pipe = redis::pipe();
+            pipe.atomic().del(&key).hset(&key, "!", 1);
+            pipe.cmd("PEXPIREAT").arg(&key).arg(until);
+            store.run_atomic(pipe).await?;
+            Ok(Revocation::Revoked)
+        }
+    }
+}
+
+/// Base64url of the BLAKE2b-256 hash of `token`: what Redis holds instead of it.
+fn token_hash(token: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Blake2b::<U32>::digest(token))
+}
+
+/// The grant in an access token's record, if there is one and it is live.
+fn live_grant(record: Option<&str>, family: Option<FamilyId>) -> Result<Option<Grant>, StoreError> {
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    let mut grant = Record::parse(record)?.into_grant()?;
+    grant.family = family;
+    Ok(grant.is_live(SystemTime::now()).then_some(grant))
 }
 
 impl RefreshTokenStore for RedisTokenStore {
@@ -470,7 +622,10 @@ impl RefreshTokenStore for RedisTokenStore {
     ) -> impl Future<Output = Result<RefreshToken, StoreError>> + Send {
         let store = self.clone();
         async move {
-            let family = random()?;
+            let family = match grant.family {
+                Some(family) => family.to_bytes(),
+                None => random()?,
+            };
             let Some((secret_id, mac_key)) = store.inner.secrets.current(&family) else {
                 return Err(StoreError::new(
                     "RedisTokenStore has no refresh secret: configure one with with_refresh_secret",
@@ -526,9 +681,12 @@ impl RefreshTokenStore for RedisTokenStore {
                 lifetimes.idle().as_millis().to_string(),
             ];
             let outcome: Vec<i64> = store.script(&store.inner.rotate, &[&key], &args).await?;
+            let family = FamilyId::from_bytes(presented.family);
+            grant.family = Some(family);
             Ok(match outcome[..] {
                 [-1] => Rotation::Reused {
                     subject: grant.subject,
+                    family,
                 },
                 [next, expires_at] if next >= 2 => {
                     let (Ok(generation), Ok(expires_at)) =
@@ -551,15 +709,25 @@ impl RefreshTokenStore for RedisTokenStore {
     fn revoke_refresh_token(
         &self,
         token: BearerToken<'_>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+    ) -> impl Future<Output = Result<Option<FamilyId>, StoreError>> + Send {
         let found = self.family_of(token);
         let store = self.clone();
         async move {
-            if let Some(Family { key, .. }) = found.await? {
-                store.query::<()>("DEL", &key).await?;
-            }
-            Ok(())
+            let Some(Family { key, presented, .. }) = found.await? else {
+                return Ok(None);
+            };
+            store.query::<()>("DEL", &key).await?;
+            Ok(Some(FamilyId::from_bytes(presented.family)))
         }
+    }
+
+    fn revoke_family(
+        &self,
+        family: &FamilyId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let key = self.family_key(&family.to_bytes());
+        let store = self.clone();
+        async move { store.query::<()>("DEL", &key).await }
     }
 }
 
@@ -759,7 +927,8 @@ impl Connection {
     }
 }
 
-/// Revoked JWTs in Redis (`{prefix}jti:{jti}`, expiring with the token), so that
+/// Revoked JWTs in Redis (`{prefix}jti:{jti}`, or the family's id for a token of
+/// a refresh family, expiring with the token or family), so that
 /// a logout on one replica reaches every replica that verifies the same tokens:
 /// `JwtTokenStore::signing_with(key).with_denylist(redis_store)`. One `EXISTS`
 /// per guarded request.
@@ -771,11 +940,21 @@ impl super::JtiDenylist for RedisTokenStore {
         until: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         let key = format!("{}jti:{jti}", self.inner.prefix);
+        let until = millis(until).max(1);
         let store = self.clone();
         async move {
-            store
-                .query::<()>("SET", (&key, 1, "PXAT", millis(until).max(1)))
-                .await
+            // Never shortened: a family's entry is denied again with the expiry
+            // of whichever of its tokens is revoked.
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("PXAT")
+                .arg(until);
+            pipe.cmd("PEXPIREAT").arg(&key).arg(until).arg("GT");
+            store.run_atomic(pipe).await
         }
     }
 

@@ -60,6 +60,9 @@ use crate::layer::MAX_TOKEN_LIFETIME;
 ///   can be computed: not the token, nor the key its MAC is made with.
 pub trait RefreshTokenStore: Send + Sync + 'static {
     /// Starts a family for `grant` (a login) and returns its first refresh token.
+    /// The family's id is `grant.family` (the layer always sets it, and the access
+    /// tokens of the login carry the same id); a store picks a random one only
+    /// when it is `None`.
     ///
     /// The family expires after `lifetimes.idle()` unused, and at the latest
     /// `lifetimes.absolute()` after now, both by the store's clock (the grant's
@@ -91,11 +94,21 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
         lifetimes: RefreshLifetimes,
     ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
 
-    /// Ends the family of `token`, whichever of its generations it is. Unknown,
-    /// expired and malformed tokens are not an error: there is nothing to revoke.
+    /// Ends the family of `token`, whichever of its generations it is, and
+    /// answers its id, so that the layer ends the family's access tokens too
+    /// ([`TokenStore::revoke_family`](super::TokenStore::revoke_family)). Unknown,
+    /// expired and malformed tokens are not an error: there is nothing to revoke
+    /// (`None`).
     fn revoke_refresh_token(
         &self,
         token: BearerToken<'_>,
+    ) -> impl Future<Output = Result<Option<super::FamilyId>, StoreError>> + Send;
+
+    /// Ends the family `family`, if it is live: the layer calls it when one of
+    /// the family's access tokens is revoked (a logout ends the whole login).
+    fn revoke_family(
+        &self,
+        family: &super::FamilyId,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -168,6 +181,8 @@ pub enum Rotation {
     Reused {
         /// Whose family it was, for the log.
         subject: crate::Subject,
+        /// The family, whose access tokens the layer revokes next.
+        family: super::FamilyId,
     },
     /// Unknown, expired, revoked or malformed.
     Invalid,
@@ -466,7 +481,8 @@ pub(crate) trait DynRefreshTokenStore: Send + Sync + 'static {
         token: BearerToken<'a>,
         lifetimes: RefreshLifetimes,
     ) -> BoxFuture<'a, Rotation>;
-    fn revoke<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, ()>;
+    fn revoke<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, Option<super::FamilyId>>;
+    fn revoke_family<'a>(&'a self, family: &'a super::FamilyId) -> BoxFuture<'a, ()>;
 }
 
 impl<S: RefreshTokenStore> DynRefreshTokenStore for S {
@@ -486,8 +502,12 @@ impl<S: RefreshTokenStore> DynRefreshTokenStore for S {
         Box::pin(self.rotate_refresh_token(token, lifetimes))
     }
 
-    fn revoke<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, ()> {
+    fn revoke<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, Option<super::FamilyId>> {
         Box::pin(self.revoke_refresh_token(token))
+    }
+
+    fn revoke_family<'a>(&'a self, family: &'a super::FamilyId) -> BoxFuture<'a, ()> {
+        Box::pin(RefreshTokenStore::revoke_family(self, family))
     }
 }
 

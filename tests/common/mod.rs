@@ -344,3 +344,110 @@ impl std::io::Write for Captured {
         Ok(())
     }
 }
+
+/// Issue 17 row 4, as a client and a thief see it, over `a` and `b` (one server
+/// twice, or two replicas sharing their stores; refresh tokens on, no retry
+/// grace): ending a refresh family — by revoking its refresh token, by reusing an
+/// old generation of it, or by revoking one of its access tokens (a logout) —
+/// ends every access token issued from it, on every replica.
+pub async fn ending_a_family_ends_its_access_tokens(a: &Server, b: &Server) {
+    // Each way a family ends: the form that ends it, sent to `a`.
+    for how in [
+        "revoke the refresh token",
+        "reuse",
+        "revoke an access token",
+    ] {
+        let (login_access, first) = a.login_with_refresh().await;
+        let (refreshed_access, second) = b.refresh(&first).await.tokens();
+        let family = [&login_access, &refreshed_access];
+        for token in family {
+            assert_eq!(b.me(token).await.status, StatusCode::OK, "{how}");
+        }
+        // Another login of the same user, which must live on.
+        let (bystander, bystander_refresh) = b.login_with_refresh().await;
+        match how {
+            "revoke the refresh token" => {
+                let reply = a
+                    .revoke(&format!("token={second}&token_type_hint=refresh_token"))
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK, "{how}: {:?}", reply.body);
+                assert!(reply.body.is_empty());
+            }
+            "reuse" => a.refresh(&first).await.assert_error(
+                400,
+                "Invalid refresh token",
+                Some("invalid_grant"),
+            ),
+            _ => {
+                let reply = a.revoke(&format!("token={login_access}")).await;
+                assert_eq!(reply.status, StatusCode::OK, "{how}: {:?}", reply.body);
+            }
+        }
+        for server in [a, b] {
+            for token in family {
+                server.me(token).await.assert_invalid_token();
+            }
+            server.refresh(&second).await.assert_error(
+                400,
+                "Invalid refresh token",
+                Some("invalid_grant"),
+            );
+            assert_eq!(server.me(&bystander).await.status, StatusCode::OK, "{how}");
+        }
+        b.refresh(&bystander_refresh).await.tokens();
+    }
+}
+
+/// Issue 17 row 7: one login refreshing `refreshes` times holds at most `cap`
+/// working access tokens, its newest.
+pub async fn a_family_holds_at_most(server: &Server, cap: usize, refreshes: usize) {
+    let (access, mut refresh_token) = server.login_with_refresh().await;
+    let mut minted = vec![access];
+    for _ in 0..refreshes {
+        let (access, next) = server.refresh(&refresh_token).await.tokens();
+        minted.push(access);
+        refresh_token = next;
+    }
+    let mut working = Vec::new();
+    for token in &minted {
+        working.push(server.me(token).await.status == StatusCode::OK);
+    }
+    let newest = minted.len().saturating_sub(cap);
+    let expected: Vec<bool> = (0..minted.len()).map(|i| i >= newest).collect();
+    assert_eq!(working, expected, "only the newest {cap} work");
+}
+
+/// A thief and the client race on `a` and `b` (one server twice, or two
+/// replicas; no retry grace): the current refresh token presented 15 times at
+/// once, an old one once (reuse) among them. Whatever the interleaving, every
+/// access token handed out is dead afterwards, those whose issue raced the
+/// reuse that ended their family included.
+pub async fn no_access_token_outlives_a_reuse_it_raced(
+    a: &std::sync::Arc<Server>,
+    b: &std::sync::Arc<Server>,
+) {
+    let (login_access, first) = a.login_with_refresh().await;
+    let (refreshed_access, second) = b.refresh(&first).await.tokens();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let server = std::sync::Arc::clone(if i % 2 == 0 { a } else { b });
+        let token = if i == 7 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tasks.push(tokio::spawn(async move { server.refresh(&token).await }));
+    }
+    let mut minted = vec![login_access, refreshed_access];
+    for task in tasks {
+        let reply = task.await.expect("request task");
+        if reply.status == StatusCode::OK {
+            minted.push(reply.tokens().0);
+        } else {
+            reply.assert_error(400, "Invalid refresh token", Some("invalid_grant"));
+        }
+    }
+    for token in &minted {
+        a.me(token).await.assert_invalid_token();
+    }
+}

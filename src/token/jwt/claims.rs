@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::scope::Scopes;
 use crate::subject::Subject;
-use crate::token::Grant;
+use crate::token::{FamilyId, Grant};
 
 /// What an issued token says, in the order it says it.
 #[derive(Serialize)]
@@ -25,6 +25,9 @@ pub(super) struct IssuedClaims<'a> {
     pub(super) scope: &'a str,
     /// The user's security stamp (see [`Grant::stamp`]).
     pub(super) stamp: u64,
+    /// The refresh-token family (see [`Grant::family`]), absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) fam: Option<&'a str>,
 }
 
 /// What a presented token must say. Strict types: a string or fractional `exp`
@@ -48,6 +51,8 @@ pub(super) struct Claims<'a> {
     #[serde(default)]
     scope: Option<String>,
     stamp: u64,
+    #[serde(borrow, default)]
+    fam: Option<Cow<'a, str>>,
 }
 
 impl<'a> Claims<'a> {
@@ -76,13 +81,38 @@ impl<'a> Claims<'a> {
         UNIX_EPOCH.checked_add(Duration::from_secs(self.exp.checked_add(leeway)?))
     }
 
-    /// The grant the token stands for, valid until `until`.
-    pub(super) fn into_grant(self, until: SystemTime) -> Grant {
+    /// The denylist entry that ends the token: its family's id for a token of a
+    /// refresh family (one entry ends them all, so the list grows with logins,
+    /// not tokens), else its `jti`.
+    pub(super) fn entry(&self) -> &str {
+        self.fam.as_deref().unwrap_or(&self.jti)
+    }
+
+    /// Until when to deny [`entry`](Self::entry) to end this token: its `exp`;
+    /// for a family, also every sibling issued before `now`, which expires at
+    /// most one lifetime (`exp - iat`) after now. Leeway included.
+    pub(super) fn denied_until(&self, now: u64, leeway: u64) -> Option<SystemTime> {
+        let exp = match self.fam {
+            Some(_) => self
+                .exp
+                .max(now.saturating_add(self.exp.saturating_sub(self.iat))),
+            None => self.exp,
+        };
+        UNIX_EPOCH.checked_add(Duration::from_secs(exp.checked_add(leeway)?))
+    }
+
+    /// The grant the token stands for, valid until `until`; `None` if its `fam`
+    /// is no family id.
+    pub(super) fn into_grant(self, until: SystemTime) -> Option<Grant> {
         let scopes: Scopes = match &self.scope {
             Some(scope) => scope.split(' ').filter(|s| !s.is_empty()).collect(),
             None => Scopes::empty(),
         };
-        Grant::new(Subject::from(&*self.sub), scopes, until).with_stamp(self.stamp)
+        let mut grant = Grant::new(Subject::from(&*self.sub), scopes, until).with_stamp(self.stamp);
+        if let Some(fam) = &self.fam {
+            grant.family = Some(FamilyId::from_text(fam.as_bytes())?);
+        }
+        Some(grant)
     }
 }
 

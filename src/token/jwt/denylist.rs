@@ -25,7 +25,12 @@ use crate::lookup::Lookup;
 /// revoked token through.
 pub trait JtiDenylist: Send + Sync + 'static {
     /// Denies `jti` until `until` (the token's expiry, leeway included); the entry
-    /// may be forgotten after that.
+    /// may be forgotten after that. An entry denied again keeps the later of its
+    /// two `until`s, never the earlier.
+    ///
+    /// The entry is a token's `jti` or, for a token of a refresh family, the
+    /// family's id (as text: 22 base64url characters, 128 random bits, like a
+    /// `jti`): one entry ends every token of the family.
     fn deny(
         &self,
         jti: &str,
@@ -50,8 +55,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// [`with_capacity`](Self::with_capacity) says otherwise). When that many tokens
 /// are revoked and unexpired, `deny` fails (the revocation answers 503) rather
 /// than forget one: a forgotten entry would bring a revoked token back. Only tokens
-/// whose signature checks out reach the list, so filling it takes that many
-/// logins. Clones share the same entries.
+/// whose signature checks out reach the list, and the tokens of one refresh
+/// family share one entry, so filling it takes that many logins. Clones share the
+/// same entries.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};

@@ -17,7 +17,9 @@ use base64::Engine as _;
 use self::claims::{unix_seconds, Claims, IssuedClaims};
 pub use self::denylist::{JtiDenylist, MemoryJtiDenylist, DEFAULT_DENYLIST_CAPACITY};
 pub use self::key::{JwtKey, MIN_HS256_SECRET_LEN};
-use super::{AccessToken, BearerToken, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint};
+use super::{
+    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint,
+};
 use crate::clock;
 use crate::error::StoreError;
 use crate::lookup::Lookup;
@@ -53,9 +55,11 @@ const JTI_BYTES: usize = 16;
 /// `{"typ":"at+jwt","alg":…,"kid":…}` and the claims `iss` (the
 /// [issuer](JwtTokenStoreBuilder::issuer)), `sub` (the grant's subject), `aud` (the
 /// [audience](JwtTokenStoreBuilder::audience)), `exp`, `iat`, `nbf`, `jti` (128
-/// random bits), `scope` (space-separated, when scopes were granted) and `stamp`
-/// (the user's security stamp, so that a password change still ends the user's
-/// sessions). The payload is signed, not encrypted: the client can read it.
+/// random bits), `scope` (space-separated, when scopes were granted), `stamp` (the
+/// user's security stamp, so that a password change still ends the user's
+/// sessions) and, for a token issued from a refresh token's login, `fam` (the
+/// [`FamilyId`], so that ending the family ends the token). The payload is signed,
+/// not encrypted: the client can read it.
 ///
 /// Checking a token, in this order; any failure makes it unknown (`None`: the
 /// layer answers 401 `invalid_token`):
@@ -72,7 +76,8 @@ const JTI_BYTES: usize = 16;
 /// 5. `iss` and `aud` are exactly this store's issuer and audience (RFC 8725
 ///    §3.8–3.9: two deployments that share a key still refuse each other's tokens);
 /// 6. `exp`, `nbf` and `iat` against the clock, with [`leeway`](JwtTokenStoreBuilder::leeway);
-/// 7. the `jti` not denied.
+/// 7. the `jti` not denied, or, for a token with `fam`, the family not denied
+///    (one denylist question either way).
 ///
 /// A resolved grant is valid until the token's `exp` plus the leeway (the moment
 /// this store stops accepting it).
@@ -275,6 +280,7 @@ impl<D: JtiDenylist> JwtTokenStore<D> {
             ));
         }
         let scope = grant.scopes.to_string();
+        let family = grant.family.map(FamilyId::to_text);
         let mut jti = [0u8; JTI_BYTES];
         getrandom::fill(&mut jti).map_err(|e| StoreError::new(e.to_string()))?;
         let jti = URL_SAFE_NO_PAD.encode(jti);
@@ -290,6 +296,7 @@ impl<D: JtiDenylist> JwtTokenStore<D> {
             jti: &jti,
             scope: &scope,
             stamp: grant.stamp,
+            fam: family.as_deref(),
         };
         let payload = serde_json::to_vec(&claims).map_err(StoreError::new)?;
         let mut token = String::with_capacity(512);
@@ -357,21 +364,21 @@ impl<D: JtiDenylist> JwtTokenStore<D> {
         let leeway = self.inner.leeway;
         let verified = self.verify(token, now, |claims| {
             let until = claims.accepted_until(leeway)?;
-            let denied = self.inner.denylist.is_denied(&claims.jti);
-            let grant = claims.into_grant(until);
+            let denied = self.inner.denylist.is_denied(claims.entry());
+            let grant = claims.into_grant(until)?;
             Some(denied.map(move |denied| Ok((!denied?).then_some(grant))))
         });
         verified.flatten().unwrap_or(Lookup::ready(Ok(None)))
     }
 
-    /// The `jti` of `token` and until when to deny it, if it is one of ours and
-    /// still accepted.
+    /// The denylist entry that ends `token` (its `jti`, or its family) and until
+    /// when to deny it, if it is one of ours and still accepted.
     fn to_deny(&self, token: &[u8]) -> Option<(String, SystemTime)> {
         let now = unix_seconds(SystemTime::now());
         let leeway = self.inner.leeway;
         self.verify(token, now, |claims| {
-            let until = claims.accepted_until(leeway)?;
-            Some((claims.jti.into_owned(), until))
+            let until = claims.denied_until(now, leeway)?;
+            Some((claims.entry().to_owned(), until))
         })
         .flatten()
     }
@@ -388,9 +395,12 @@ impl<D: JtiDenylist> TokenStore for JwtTokenStore<D> {
         self.resolve_now(token.as_bytes())
     }
 
-    /// Denies the token's `jti` until it expires. A token that is not one of ours,
-    /// or no longer valid, needs nothing (RFC 7009: still `Revoked`). `hint` changes
-    /// nothing: only access tokens are JWTs here.
+    /// Denies the token's `jti` until it expires; a token of a refresh family
+    /// (`fam` claim) is denied with its whole family, by one entry for the family:
+    /// the denylist grows with logins, not with tokens, however often one login
+    /// refreshes (the layer's revocation endpoint ends the refresh family too). A
+    /// token that is not one of ours, or no longer valid, needs nothing (RFC 7009:
+    /// still `Revoked`). `hint` changes nothing: only access tokens are JWTs here.
     fn revoke(
         &self,
         token: BearerToken<'_>,
@@ -398,9 +408,25 @@ impl<D: JtiDenylist> TokenStore for JwtTokenStore<D> {
     ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
         let to_deny = self.to_deny(token.as_bytes());
         async move {
-            if let Some((jti, until)) = to_deny {
-                self.inner.denylist.deny(&jti, until).await?;
+            if let Some((entry, until)) = to_deny {
+                self.inner.denylist.deny(&entry, until).await?;
             }
+            Ok(Revocation::Revoked)
+        }
+    }
+
+    /// One denylist entry, the family's id, until `until` plus the leeway: every
+    /// token whose `fam` claim names the family is refused, whenever it was
+    /// issued.
+    fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
+        let entry = family.to_text();
+        let until = until + Duration::from_secs(self.inner.leeway);
+        async move {
+            self.inner.denylist.deny(&entry, until).await?;
             Ok(Revocation::Revoked)
         }
     }
