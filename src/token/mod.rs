@@ -118,6 +118,7 @@ pub struct FamilyId([u8; FAMILY_ID_BYTES]);
 
 const FAMILY_ID_BYTES: usize = 16;
 /// Base64url of 16 bytes, no padding.
+#[cfg(any(feature = "redis", feature = "jwt"))]
 pub(crate) const FAMILY_ID_CHARS: usize = 22;
 
 impl FamilyId {
@@ -147,6 +148,7 @@ impl FamilyId {
     }
 
     /// The id written by [`to_text`](Self::to_text), if `text` is one.
+    #[cfg(any(feature = "redis", feature = "jwt"))]
     pub(crate) fn from_text(text: &[u8]) -> Option<Self> {
         use base64::Engine as _;
         if text.len() != FAMILY_ID_CHARS {

@@ -21,11 +21,10 @@ use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use blake2::digest::consts::{U16, U32};
+use blake2::digest::consts::U16;
 use blake2::digest::{KeyInit, Mac};
-use blake2::{Blake2b, Blake2bMac, Digest};
+use blake2::Blake2bMac;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
 
 use super::{BearerToken, Grant, RefreshToken};
 use crate::error::StoreError;
@@ -267,6 +266,7 @@ impl FamilyToken {
     }
 
     /// The MAC, for checks that it is kept nowhere.
+    #[cfg(feature = "testing")]
     pub(crate) fn tag(&self) -> &[u8] {
         &self.tag
     }
@@ -281,93 +281,108 @@ impl FamilyToken {
     }
 }
 
-/// The application's secrets that family keys are derived from (keyed BLAKE2b of
-/// the family id): a store that keeps families outside the process keeps only the
-/// id of the secret a family's key comes from, never the key, so a copy of its
-/// data mints no token.
-///
-/// The first secret keys new families; the others only keep the families they
-/// keyed working, so that a secret can be replaced without logging anyone out
-/// (keep the old one until its families have reached their absolute lifetime).
-#[derive(Clone, Default)]
-pub(crate) struct FamilySecrets(Vec<FamilySecret>);
+#[cfg(feature = "redis")]
+pub(crate) use self::secrets::FamilySecrets;
 
-#[derive(Clone)]
-struct FamilySecret {
-    id: Box<str>,
-    /// BLAKE2b-256 of the secret as configured: a secret of any length is a key.
-    key: Zeroizing<[u8; KEY_BYTES]>,
-}
+/// The secrets refresh-family keys are derived from, for stores that keep
+/// families outside the process (Redis).
+#[cfg(feature = "redis")]
+mod secrets {
+    use blake2::digest::consts::U32;
+    use blake2::{Blake2b, Blake2bMac, Digest};
+    use zeroize::Zeroizing;
 
-/// The shortest secret accepted: 256 bits, as many as the keys derived from it.
-pub(crate) const MIN_SECRET_BYTES: usize = 32;
-/// The longest secret id: it is stored with every family.
-const MAX_SECRET_ID_CHARS: usize = 64;
+    use super::{keyed, FamilyId, FamilyKey, KEY_BYTES};
+    use crate::error::StoreError;
 
-impl FamilySecrets {
-    /// Adds a secret named `id`, after those already added.
+    /// The application's secrets that family keys are derived from (keyed BLAKE2b of
+    /// the family id): a store that keeps families outside the process keeps only the
+    /// id of the secret a family's key comes from, never the key, so a copy of its
+    /// data mints no token.
     ///
-    /// # Errors
-    ///
-    /// If `secret` is shorter than 32 bytes, or `id` is empty, longer than 64
-    /// characters, not printable ASCII, or already taken. No message shows the
-    /// secret.
-    pub(crate) fn add(&mut self, id: &str, secret: &[u8]) -> Result<(), StoreError> {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(StoreError::new(format!(
-                "refresh secret {id:?} is {} bytes: at least {MIN_SECRET_BYTES} random bytes are needed",
-                secret.len()
-            )));
+    /// The first secret keys new families; the others only keep the families they
+    /// keyed working, so that a secret can be replaced without logging anyone out
+    /// (keep the old one until its families have reached their absolute lifetime).
+    #[derive(Clone, Default)]
+    pub(crate) struct FamilySecrets(Vec<FamilySecret>);
+
+    #[derive(Clone)]
+    struct FamilySecret {
+        id: Box<str>,
+        /// BLAKE2b-256 of the secret as configured: a secret of any length is a key.
+        key: Zeroizing<[u8; KEY_BYTES]>,
+    }
+
+    /// The shortest secret accepted: 256 bits, as many as the keys derived from it.
+    pub(crate) const MIN_SECRET_BYTES: usize = 32;
+    /// The longest secret id: it is stored with every family.
+    const MAX_SECRET_ID_CHARS: usize = 64;
+
+    impl FamilySecrets {
+        /// Adds a secret named `id`, after those already added.
+        ///
+        /// # Errors
+        ///
+        /// If `secret` is shorter than 32 bytes, or `id` is empty, longer than 64
+        /// characters, not printable ASCII, or already taken. No message shows the
+        /// secret.
+        pub(crate) fn add(&mut self, id: &str, secret: &[u8]) -> Result<(), StoreError> {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(StoreError::new(format!(
+                    "refresh secret {id:?} is {} bytes: at least {MIN_SECRET_BYTES} random bytes are needed",
+                    secret.len()
+                )));
+            }
+            if id.is_empty()
+                || id.len() > MAX_SECRET_ID_CHARS
+                || !id.bytes().all(|byte| byte.is_ascii_graphic())
+            {
+                return Err(StoreError::new(
+                    "a refresh secret id is 1 to 64 printable ASCII characters, no spaces",
+                ));
+            }
+            if self.by_id(id).is_some() {
+                return Err(StoreError::new(format!(
+                    "refresh secret id {id:?} is given twice"
+                )));
+            }
+            let key = Blake2b::<U32>::new()
+                .chain_update(b"tower-oauth2-password refresh secret\0")
+                .chain_update(secret)
+                .finalize();
+            self.0.push(FamilySecret {
+                id: id.into(),
+                key: Zeroizing::new(key.into()),
+            });
+            Ok(())
         }
-        if id.is_empty()
-            || id.len() > MAX_SECRET_ID_CHARS
-            || !id.bytes().all(|byte| byte.is_ascii_graphic())
-        {
-            return Err(StoreError::new(
-                "a refresh secret id is 1 to 64 printable ASCII characters, no spaces",
-            ));
+
+        /// The id of the secret new families are keyed with, and the key of `family`
+        /// under it; `None` if no secret is configured.
+        pub(crate) fn current(&self, family: &FamilyId) -> Option<(&str, FamilyKey)> {
+            let secret = self.0.first()?;
+            Some((&secret.id, secret.family_key(family)))
         }
-        if self.by_id(id).is_some() {
-            return Err(StoreError::new(format!(
-                "refresh secret id {id:?} is given twice"
-            )));
+
+        /// The key of `family` under the secret named `id`, if it is configured.
+        pub(crate) fn family_key(&self, id: &str, family: &FamilyId) -> Option<FamilyKey> {
+            self.by_id(id).map(|secret| secret.family_key(family))
         }
-        let key = Blake2b::<U32>::new()
-            .chain_update(b"tower-oauth2-password refresh secret\0")
-            .chain_update(secret)
-            .finalize();
-        self.0.push(FamilySecret {
-            id: id.into(),
-            key: Zeroizing::new(key.into()),
-        });
-        Ok(())
+
+        /// The ids of the configured secrets, first the one new families use.
+        pub(crate) fn ids(&self) -> impl Iterator<Item = &str> {
+            self.0.iter().map(|secret| &*secret.id)
+        }
+
+        fn by_id(&self, id: &str) -> Option<&FamilySecret> {
+            self.0.iter().find(|secret| *secret.id == *id)
+        }
     }
 
-    /// The id of the secret new families are keyed with, and the key of `family`
-    /// under it; `None` if no secret is configured.
-    pub(crate) fn current(&self, family: &FamilyId) -> Option<(&str, FamilyKey)> {
-        let secret = self.0.first()?;
-        Some((&secret.id, secret.family_key(family)))
-    }
-
-    /// The key of `family` under the secret named `id`, if it is configured.
-    pub(crate) fn family_key(&self, id: &str, family: &FamilyId) -> Option<FamilyKey> {
-        self.by_id(id).map(|secret| secret.family_key(family))
-    }
-
-    /// The ids of the configured secrets, first the one new families use.
-    pub(crate) fn ids(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|secret| &*secret.id)
-    }
-
-    fn by_id(&self, id: &str) -> Option<&FamilySecret> {
-        self.0.iter().find(|secret| *secret.id == *id)
-    }
-}
-
-impl FamilySecret {
-    fn family_key(&self, family: &FamilyId) -> FamilyKey {
-        keyed::<Blake2bMac<U32>>(&self.key, &[b"family\0", family]).into()
+    impl FamilySecret {
+        fn family_key(&self, family: &FamilyId) -> FamilyKey {
+            keyed::<Blake2bMac<U32>>(&self.key, &[b"family\0", family]).into()
+        }
     }
 }
 
@@ -569,6 +584,7 @@ mod tests {
         assert_eq!(exhausted.step(u32::MAX, 0, GRACE), Step::Refuse);
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn family_keys_come_from_the_named_secret() {
         let mut secrets = FamilySecrets::default();
