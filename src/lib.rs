@@ -195,6 +195,7 @@ mod error;
 mod form;
 mod future;
 mod guard;
+pub mod guide;
 mod layer;
 mod lookup;
 #[cfg(feature = "utoipa")]
