@@ -6,7 +6,7 @@
 //! empty without it.
 //!
 //! 1. [Getting started](getting_started): the quick start, the demo server, hyper.
-//! 2. [axum](axum) and [tonic](tonic).
+//! 2. [Serving axum](axum) and [serving tonic](tonic).
 //! 3. [Scopes](scopes).
 //! 4. [Refresh tokens and logout](refresh_and_logout).
 //! 5. [JWT access tokens and key rotation](jwt).
