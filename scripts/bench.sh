@@ -11,7 +11,7 @@
 #      tutorial, bare), then in paired rounds (all three loaded at once on the same
 #      core: each one's CPU time per request);
 #
-# then prints the tables of docs/performance.md and regenerates docs/perf/overhead.svg.
+# then prints the tables of docs/guide/performance.md and regenerates docs/perf/overhead.svg.
 #
 #   scripts/bench.sh                 # everything, about 7 minutes on 2 cores (after the build)
 #   ONLY="guard e2e" scripts/bench.sh

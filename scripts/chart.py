@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns the results of scripts/bench.sh into the tables of docs/performance.md and an SVG chart.
+"""Turns the results of scripts/bench.sh into the tables of docs/guide/performance.md and an SVG chart.
 
     python3 scripts/chart.py RESULTS_DIR SVG_PATH
 

@@ -68,80 +68,31 @@
 //! `route_layer`, and not inside a nested router): the layer must see the token URL,
 //! and it matches paths as they arrive.
 //!
-//! # Wire contract
+//! # The guide
 //!
-//! Error bodies are JSON with a human `detail` and, where RFC 6749/6750 define one, a
-//! machine-readable `error`.
-//!
-//! Token endpoint, `POST /token` (form fields `username`, `password`, optional
-//! `scope`, `grant_type`, `client_id`, `client_secret`), every answer with
-//! `Cache-Control: no-store` and `Pragma: no-cache`:
-//!
-//! | request | status | body |
-//! |---|---|---|
-//! | good credentials | 200 | `{"access_token": "…", "token_type": "bearer", "expires_in": 1800}` (+ `"scope"` when it differs from the request) |
-//! | unknown user or wrong password | 400 | `{"detail": "Incorrect username or password", "error": "invalid_grant"}`, identical for both |
-//! | missing, empty, duplicated or non-UTF-8 field | 400 | `"error": "invalid_request"`, `detail` names the field |
-//! | `grant_type` other than `password` (and `refresh_token` when on) | 400 | `"error": "unsupported_grant_type"` |
-//! | with [`Builder::refresh_tokens`]: `grant_type=refresh_token`, a current token | 200 | as a login, with the rotated refresh token |
-//! | a used (reuse: the login's family and its access tokens are revoked), unknown or expired refresh token, or one whose user changed | 400 | `{"detail": "Invalid refresh token", "error": "invalid_grant"}` |
-//! | malformed or undeclared `scope` | 400 | `"error": "invalid_scope"` |
-//! | strict mode and no `grant_type` | 400 | `"error": "invalid_request"` |
-//! | not a form (JSON, no `Content-Type`) | 415 | `"error": "invalid_request"` |
-//! | body over the limit (16 KiB) / too slow (10 s) | 413 / 408 | `"error": "invalid_request"` |
-//! | method other than `POST` | 405 | `Allow: POST` |
-//! | user or token store down | 503 | `"error": "temporarily_unavailable"`, `Retry-After` |
-//! | too many failed logins for the username from this address (5 in 15 minutes), for the username from all addresses (100 in an hour), or from the client address (20 in 15 minutes); a bad refresh token counts against the address | 429 | `"error": "temporarily_unavailable"`, `Retry-After`, before any hash (see [`LoginThrottle`]) |
-//! | too many logins waiting for a password check (64), or one waited 10 s | 503 | `"error": "temporarily_unavailable"`, `Retry-After: 1`, at once |
-//!
-//! Revocation URL (`POST /revoke`, RFC 7009; [`Builder::revocation_url`]): a form
-//! with `token` (and an optional `token_type_hint`) answers 200 with an empty body
-//! whether or not the token existed; a refresh token's whole family ends, and the
-//! access tokens issued from it with it; an access token of a login with a refresh
-//! token ends that login the same way (RFC 7009 §2.1).
-//!
-//! Protected routes (everything but the token URL, the revocation URL and the
-//! public paths):
-//!
-//! | request | status | body / headers |
-//! |---|---|---|
-//! | no `Authorization`, another scheme, empty token | 401 | `{"detail": "Not authenticated"}`, `WWW-Authenticate: Bearer` |
-//! | unknown, expired, revoked, malformed token | 401 | `{"detail": "Invalid authentication credentials", "error": "invalid_token"}`, `WWW-Authenticate: Bearer error="invalid_token"` |
-//! | several `Authorization` headers, or an `access_token` query parameter | 400 | `"error": "invalid_request"` |
-//! | token fine, user disabled | 400 | `{"detail": "Inactive user"}` |
-//! | token lacks a required scope | 403 | `{"detail": "Not enough permissions", "error": "insufficient_scope"}`, `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` |
-//! | user or token store down | 503 | never let through |
-//! | all good | — | inner service called with [`CurrentUser<U>`] (and [`Scopes`], if the layer declares scopes) in the extensions |
-//!
-//! gRPC requests (`content-type: application/grpc…`) get the same decisions as gRPC
-//! statuses (UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE) in a trailers-only
-//! response.
-//!
-//! Public paths (see [`Builder::public_path`]) go straight to the inner service; if
-//! such a request carries a valid token of an active user, the user is added to its
-//! extensions anyway (for pages that work with or without a login), and a bad token
-//! leaves it anonymous.
+//! The [`guide`] module holds the rest, a page per task, every snippet a compiled
+//! doc test: [getting started](guide::getting_started), [axum](guide::axum),
+//! [tonic](guide::tonic), [scopes](guide::scopes),
+//! [refresh tokens and logout](guide::refresh_and_logout), [JWTs](guide::jwt),
+//! [Redis and several replicas](guide::redis), [users in SQL](guide::sql_users),
+//! [facing the internet](guide::facing_the_internet) (throttle, proxies, limits,
+//! defaults), [interactive docs](guide::interactive_docs),
+//! [testing your service](guide::testing), [writing your own store](guide::own_store),
+//! [the wire contract](guide::wire_contract) (every request and its answer) and
+//! [performance](guide::performance).
 //!
 //! # Stacks
 //!
-//! - **hyper**: wrap your service and serve it (`examples/tutorial.rs`).
+//! - **hyper**: wrap your service and serve it, with the connection's address as a
+//!   [`PeerAddr`] for the login throttle (`examples/tutorial.rs`).
 //! - **axum** (feature `axum`): [`CurrentUser`], `Option<CurrentUser>` and [`Scopes`]
-//!   are extractors; wrap the whole `Router` with `Router::layer` (see the
-//!   [`axum`] module).
+//!   are extractors; wrap the whole `Router` with `Router::layer` and serve it with
+//!   `into_make_service_with_connect_info::<SocketAddr>()` (see the [`axum`] module).
 //! - **tonic**: `Server::builder().layer(…)`; rejections become gRPC statuses and
 //!   handlers read the user from `request.extensions()` (`examples/grpc.rs`).
 //! - **OpenAPI / Swagger UI** (feature `utoipa`): `openapi::PasswordFlowDocs` adds
 //!   the layer's security scheme, token endpoint and guarded operations to a utoipa
 //!   document, for a working "Authorize" button (`examples/docs.rs`).
-//!
-//! # Scopes
-//!
-//! Scopes are off until the layer declares them ([`Builder::scope`]): then the token
-//! endpoint grants the requested scopes the user may have
-//! ([`StoredUser::with_scopes`]) and says so in `"scope"` when that differs from the
-//! request, and guarded requests carry [`Scopes`]; routes require them with
-//! [`RequireScopesLayer`], [`Scopes::require_all`] or [`Builder::require_scopes`].
-//! See `examples/scopes.rs`.
 //!
 //! # Extension points
 //!
@@ -153,6 +104,8 @@
 //! - [`RefreshTokenStore`]: refresh-token families, rotated on every use
 //!   ([`MemoryRefreshTokenStore`] included; `RedisTokenStore` with `redis`).
 //! - [`PasswordHasher`]: how passwords are checked ([`Argon2Hasher`] included).
+//! - `JtiDenylist` (feature `jwt`): where revoked JWTs are remembered
+//!   (`MemoryJtiDenylist` included; `RedisTokenStore` with `redis`).
 //! - [`LoginPolicy`]: reserves each attempt before any password hash is computed;
 //!   the default, [`LoginThrottle`], refuses (429) a (username, address) pair, a
 //!   username or a client address with too many failed attempts.
@@ -166,13 +119,8 @@
 //! # Runtime
 //!
 //! The layer needs a tokio runtime with the time driver enabled (as `#[tokio::main]`
-//! sets up): the token endpoint times out slow bodies, and verifies passwords on
-//! tokio's blocking pool.
-//!
-//! The first guarded request starts one background thread for the whole process
-//! (`oauth2-password-clock`): it advances, every 100 ms, the coarse clock the guard
-//! checks expiry against — a memory read instead of a clock call per request. Tokens
-//! are refused up to 100 ms early; late only while that thread waits for a CPU.
+//! sets up), and starts one background clock thread at the first guarded request
+//! (see [getting started](guide::getting_started#the-runtime)).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
@@ -195,6 +143,7 @@ mod error;
 mod form;
 mod future;
 mod guard;
+pub mod guide;
 mod layer;
 mod lookup;
 #[cfg(feature = "utoipa")]

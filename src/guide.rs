@@ -1,0 +1,51 @@
+//! The guide: how to use the crate, one page per task.
+//!
+//! Each page is a Markdown file under `docs/guide/`; every Rust snippet in it is a
+//! doc test (`cargo test --doc --all-features guide`), so the guide compiles with the
+//! crate it describes. Feature-gated snippets compile with their feature and are
+//! empty without it.
+//!
+//! 1. [Getting started](getting_started): the quick start, the demo server, hyper.
+//! 2. [Serving axum](axum) and [serving tonic](tonic).
+//! 3. [Scopes](scopes).
+//! 4. [Refresh tokens and logout](refresh_and_logout).
+//! 5. [JWT access tokens and key rotation](jwt).
+//! 6. [Redis and several replicas](redis).
+//! 7. [Users in SQL](sql_users).
+//! 8. [Facing the internet](facing_the_internet): throttle, proxies, limits, defaults.
+//! 9. [Interactive docs](interactive_docs): OpenAPI and Swagger UI.
+//! 10. [Testing your service](testing).
+//! 11. [Writing your own store](own_store).
+//! 12. [The wire contract](wire_contract): every request and its answer.
+//! 13. [Performance](performance): method and figures.
+
+// Empty modules that exist for their docs: always compiled (they cost nothing), so
+// `cargo test --doc` runs their snippets as it does every other item's.
+#[doc = include_str!("../docs/guide/getting_started.md")]
+pub mod getting_started {}
+#[doc = include_str!("../docs/guide/axum.md")]
+pub mod axum {}
+#[doc = include_str!("../docs/guide/tonic.md")]
+pub mod tonic {}
+#[doc = include_str!("../docs/guide/scopes.md")]
+pub mod scopes {}
+#[doc = include_str!("../docs/guide/refresh_and_logout.md")]
+pub mod refresh_and_logout {}
+#[doc = include_str!("../docs/guide/jwt.md")]
+pub mod jwt {}
+#[doc = include_str!("../docs/guide/redis.md")]
+pub mod redis {}
+#[doc = include_str!("../docs/guide/sql_users.md")]
+pub mod sql_users {}
+#[doc = include_str!("../docs/guide/facing_the_internet.md")]
+pub mod facing_the_internet {}
+#[doc = include_str!("../docs/guide/interactive_docs.md")]
+pub mod interactive_docs {}
+#[doc = include_str!("../docs/guide/testing.md")]
+pub mod testing {}
+#[doc = include_str!("../docs/guide/own_store.md")]
+pub mod own_store {}
+#[doc = include_str!("../docs/guide/wire_contract.md")]
+pub mod wire_contract {}
+#[doc = include_str!("../docs/guide/performance.md")]
+pub mod performance {}
