@@ -464,8 +464,14 @@ where
     /// [`require_scopes`](Self::require_scopes)): then asking for an undeclared one is
     /// a 400 `invalid_scope`, and guarded requests carry [`Scopes`](crate::Scopes) in
     /// their extensions. With none declared, as in FastAPI's plain tutorial, no scope
-    /// is ever granted (the answer says `"scope": ""` to a client that asked for
-    /// some) and requests carry no `Scopes`.
+    /// is ever granted and requests carry no `Scopes`.
+    ///
+    /// The token response names the granted scopes (`"scope": "me"`) only when they
+    /// differ from the requested ones (RFC 6749 §5.1). When none is granted (no
+    /// scope declared, or none of the requested ones allowed to the user) it has
+    /// no `scope` field at all: RFC 6749 §3.3 has no empty scope, and `"scope": ""`
+    /// reads as one scope named `""` to clients such as the `oauth2` crate. The
+    /// token then opens only routes that require no scope.
     pub fn scope(mut self, name: &str, description: &str) -> Self {
         match self.config.description_mut(name) {
             // Declared by a rule already: give it its description.

@@ -79,7 +79,7 @@
 //!
 //! | request | status | body |
 //! |---|---|---|
-//! | good credentials | 200 | `{"access_token": "…", "token_type": "bearer", "expires_in": 1800}` (+ `"scope"` when it differs from the request) |
+//! | good credentials | 200 | `{"access_token": "…", "token_type": "bearer", "expires_in": 1800}` (+ `"scope"` when it differs from the request and is not empty) |
 //! | unknown user or wrong password | 400 | `{"detail": "Incorrect username or password", "error": "invalid_grant"}`, identical for both |
 //! | missing, empty, duplicated or non-UTF-8 field | 400 | `"error": "invalid_request"`, `detail` names the field |
 //! | `grant_type` other than `password` (and `refresh_token` when on) | 400 | `"error": "unsupported_grant_type"` |
@@ -87,7 +87,7 @@
 //! | a used (reuse: the login's family and its access tokens are revoked), unknown or expired refresh token, or one whose user changed | 400 | `{"detail": "Invalid refresh token", "error": "invalid_grant"}` |
 //! | malformed or undeclared `scope` | 400 | `"error": "invalid_scope"` |
 //! | strict mode and no `grant_type` | 400 | `"error": "invalid_request"` |
-//! | not a form (JSON, no `Content-Type`) | 415 | `"error": "invalid_request"` |
+//! | not a form (JSON, or a body without `Content-Type`; an empty body without one is an empty form: 400 for its missing field) | 415 | `"error": "invalid_request"` |
 //! | body over the limit (16 KiB) / too slow (10 s) | 413 / 408 | `"error": "invalid_request"` |
 //! | method other than `POST` | 405 | `Allow: POST` |
 //! | user or token store down | 503 | `"error": "temporarily_unavailable"`, `Retry-After` |
