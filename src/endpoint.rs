@@ -54,6 +54,20 @@ pub(crate) enum Endpoint {
     Revocation,
 }
 
+impl Endpoint {
+    /// The endpoint served at `path` (as the client sent it), if any.
+    #[inline]
+    pub(crate) fn at(config: &Config, path: &str) -> Option<Self> {
+        if path == &*config.token_url {
+            Some(Self::Token)
+        } else if config.revocation_url.as_deref() == Some(path) {
+            Some(Self::Revocation)
+        } else {
+            None
+        }
+    }
+}
+
 /// Answers a request for one of the layer's own URLs. Every answer, success or
 /// error, carries `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
 pub(crate) async fn endpoint<ReqBody, ResBody, E, Us, Ts>(
