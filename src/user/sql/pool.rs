@@ -56,15 +56,56 @@ impl From<SqlitePool> for SqlPool {
     }
 }
 
-/// Binds each parameter as text, in order (`$1`, `$2`, …).
-fn bind_all<'q, DB>(sql: &'q str, params: &[&'q str]) -> Query<'q, DB, DB::Arguments<'q>>
+/// A query parameter of one of the types the crate's queries bind.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Param<'a> {
+    Text(&'a str),
+    MaybeText(Option<&'a str>),
+    Flag(bool),
+    Int(i64),
+}
+
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(text: &'a str) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Param<'a> {
+    fn from(text: Option<&'a str>) -> Self {
+        Self::MaybeText(text)
+    }
+}
+
+impl From<bool> for Param<'_> {
+    fn from(flag: bool) -> Self {
+        Self::Flag(flag)
+    }
+}
+
+impl From<i64> for Param<'_> {
+    fn from(int: i64) -> Self {
+        Self::Int(int)
+    }
+}
+
+/// `sql` with `params` bound in order (`$1`, `$2`, …).
+fn bind_all<'q, DB>(sql: &'q str, params: &[Param<'q>]) -> Query<'q, DB, DB::Arguments<'q>>
 where
     DB: Database,
     &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
 {
     params
         .iter()
-        .fold(sqlx::query(sql), |query, param| query.bind(*param))
+        .fold(sqlx::query(sql), |query, param| match *param {
+            Param::Text(text) => query.bind(text),
+            Param::MaybeText(text) => query.bind(text),
+            Param::Flag(flag) => query.bind(flag),
+            Param::Int(int) => query.bind(int),
+        })
 }
 
 /// A native row as the `Any` driver would have read it.
@@ -75,12 +116,19 @@ where
     row.as_ref().map(AnyRow::try_from).transpose()
 }
 
+/// The databases the crate's default table has a schema for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 impl SqlPool {
-    /// At most one row of `sql` with the text parameters `params`.
+    /// At most one row of `sql` with `params`.
     pub(crate) async fn fetch_optional(
         &self,
         sql: &str,
-        params: &[&str],
+        params: &[Param<'_>],
     ) -> Result<Option<AnyRow>, sqlx::Error> {
         match self {
             Self::Any(pool) => bind_all(sql, params).fetch_optional(pool).await,
@@ -89,12 +137,41 @@ impl SqlPool {
         }
     }
 
-    /// Runs `sql` with the text parameters `params`.
-    pub(crate) async fn execute(&self, sql: &str, params: &[&str]) -> Result<(), sqlx::Error> {
+    /// Runs `sql` with `params`; the number of rows it changed.
+    pub(crate) async fn execute(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<u64, sqlx::Error> {
+        Ok(match self {
+            Self::Any(pool) => bind_all(sql, params).execute(pool).await?.rows_affected(),
+            Self::Postgres(pool) => bind_all(sql, params).execute(pool).await?.rows_affected(),
+            Self::Sqlite(pool) => bind_all(sql, params).execute(pool).await?.rows_affected(),
+        })
+    }
+
+    /// Runs the statements of `sql`, unprepared and without parameters.
+    pub(crate) async fn execute_script(&self, sql: &str) -> Result<(), sqlx::Error> {
+        let raw = sqlx::raw_sql(sql);
         match self {
-            Self::Any(pool) => bind_all(sql, params).execute(pool).await.map(drop),
-            Self::Postgres(pool) => bind_all(sql, params).execute(pool).await.map(drop),
-            Self::Sqlite(pool) => bind_all(sql, params).execute(pool).await.map(drop),
+            Self::Any(pool) => raw.execute(pool).await.map(drop),
+            Self::Postgres(pool) => raw.execute(pool).await.map(drop),
+            Self::Sqlite(pool) => raw.execute(pool).await.map(drop),
+        }
+    }
+
+    /// The database behind the pool (an `Any` pool asks a connection).
+    pub(crate) async fn backend(&self) -> Result<Backend, sqlx::Error> {
+        match self {
+            Self::Postgres(_) => Ok(Backend::Postgres),
+            Self::Sqlite(_) => Ok(Backend::Sqlite),
+            Self::Any(pool) => match pool.acquire().await?.backend_name() {
+                "SQLite" => Ok(Backend::Sqlite),
+                "PostgreSQL" => Ok(Backend::Postgres),
+                other => Err(sqlx::Error::Configuration(
+                    format!("no users table for {other} (SQLite and PostgreSQL only)").into(),
+                )),
+            },
         }
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{FromRow, Row};
 
-use super::SqlPool;
+use super::pool::SqlPool;
 
 use crate::error::StoreError;
 use crate::lookup::Lookup;
@@ -310,7 +310,7 @@ where
         let subject = subject.as_str().to_owned();
         Lookup::pending(async move {
             let row = pool
-                .fetch_optional(&queries.principal, &[&subject])
+                .fetch_optional(&queries.principal, &[subject.as_str().into()])
                 .await
                 .map_err(StoreError::new)?;
             row.as_ref()
@@ -329,7 +329,7 @@ where
         let username = username.to_owned();
         async move {
             let row = pool
-                .fetch_optional(&queries.credentials, &[&username])
+                .fetch_optional(&queries.credentials, &[username.as_str().into()])
                 .await
                 .map_err(StoreError::new)?;
             match row {
@@ -361,9 +361,13 @@ where
             let Some(sql) = &queries.password_update else {
                 return Ok(());
             };
-            pool.execute(sql, &[&subject, &old, new.as_str()])
-                .await
-                .map_err(StoreError::new)
+            let params = [
+                subject.as_str().into(),
+                old.as_str().into(),
+                new.as_str().into(),
+            ];
+            pool.execute(sql, &params).await.map_err(StoreError::new)?;
+            Ok(())
         }
     }
 }
