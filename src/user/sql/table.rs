@@ -2,7 +2,7 @@ use std::fmt;
 
 use sqlx::Row;
 
-use super::pool::{Backend, SqlPool};
+use super::pool::{Backend, Param, SqlPool};
 
 use crate::password::HashedPassword;
 use crate::scope::Scopes;
@@ -94,36 +94,31 @@ impl UsersTable {
         username: &str,
         password_hash: &HashedPassword,
     ) -> Result<bool, sqlx::Error> {
-        let params = [
-            username.into(),
-            password_hash.as_str().into(),
-            new_stamp()?.into(),
-        ];
-        let done = self
-            .pool
-            .execute(
-                "UPDATE users SET password_hash = $2, stamp = $3, updated_at = CURRENT_TIMESTAMP \
-                 WHERE username = $1",
-                &params,
-            )
-            .await;
-        changed(done)
+        self.set_and_restamp("password_hash", username, password_hash.as_str())
+            .await
     }
 
     /// Sets the scopes the user may be granted: their tokens stop working (they
     /// log in again for tokens with the new scopes).
     pub async fn set_scopes(&self, username: &str, scopes: &Scopes) -> Result<bool, sqlx::Error> {
-        let scopes = scopes.to_string();
-        let params = [username.into(), scopes.as_str().into(), new_stamp()?.into()];
-        let done = self
-            .pool
-            .execute(
-                "UPDATE users SET scopes = $2, stamp = $3, updated_at = CURRENT_TIMESTAMP \
-                 WHERE username = $1",
-                &params,
-            )
-            .await;
-        changed(done)
+        self.set_and_restamp("scopes", username, &scopes.to_string())
+            .await
+    }
+
+    /// Sets `column` (one of ours, never input) and a new stamp, which ends the
+    /// user's tokens.
+    async fn set_and_restamp(
+        &self,
+        column: &'static str,
+        username: &str,
+        value: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "UPDATE users SET {column} = $2, stamp = $3, updated_at = CURRENT_TIMESTAMP \
+             WHERE username = $1"
+        );
+        let params = [username.into(), value.into(), new_stamp()?.into()];
+        self.change(&sql, &params).await
     }
 
     /// Disables a user: their tokens answer "Inactive user" until
@@ -138,29 +133,24 @@ impl UsersTable {
     }
 
     async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, sqlx::Error> {
-        let done = self
-            .pool
-            .execute(
-                "UPDATE users SET disabled = $2, updated_at = CURRENT_TIMESTAMP WHERE username = $1",
-                &[username.into(), disabled.into()],
-            )
-            .await;
-        changed(done)
+        self.change(
+            "UPDATE users SET disabled = $2, updated_at = CURRENT_TIMESTAMP WHERE username = $1",
+            &[username.into(), disabled.into()],
+        )
+        .await
     }
 
     /// Removes a user: their tokens stop working, also if the name is added again
     /// (the new user gets a new stamp).
     pub async fn remove(&self, username: &str) -> Result<bool, sqlx::Error> {
-        let done = self
-            .pool
-            .execute("DELETE FROM users WHERE username = $1", &[username.into()])
-            .await;
-        changed(done)
+        self.change("DELETE FROM users WHERE username = $1", &[username.into()])
+            .await
     }
-}
 
-fn changed(rows: Result<u64, sqlx::Error>) -> Result<bool, sqlx::Error> {
-    Ok(rows? > 0)
+    /// Runs an `UPDATE` or `DELETE` of one user: whether there was one.
+    async fn change(&self, sql: &str, params: &[Param<'_>]) -> Result<bool, sqlx::Error> {
+        Ok(self.pool.execute(sql, params).await? > 0)
+    }
 }
 
 /// A random stamp: a user removed and added again must not get back an earlier
