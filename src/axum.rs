@@ -27,10 +27,14 @@
 //! ```
 //!
 //! Wrap the whole `Router` with [`Router::layer`], not `route_layer`: `route_layer`
-//! only runs for routes that matched, and `/token` is not one of your routes. And do
-//! not put the layer inside a router that is `nest`ed: nested routers see the path
-//! with the prefix stripped, so the token URL and public paths would not match what
-//! the client sent.
+//! only runs for routes that matched, and `/token` is not one of your routes. To
+//! guard only some routes, or a router that is `nest`ed, mount the two halves
+//! apart: [`OAuth2PasswordLayer::guard`](crate::OAuth2PasswordLayer::guard) under
+//! `route_layer`, and
+//! [`OAuth2PasswordLayer::token_endpoint`](crate::OAuth2PasswordLayer::token_endpoint)
+//! with `route_service` at the token URL (and the revocation URL). Paths in the
+//! builder are the ones the client sends, prefix of a `nest` included: the layer
+//! reads axum's `OriginalUri`.
 //!
 //! [`Router::layer`]: https://docs.rs/axum/0.8/axum/struct.Router.html#method.layer
 
@@ -65,8 +69,8 @@ impl fmt::Display for MissingAuthLayer {
         write!(
             f,
             "{} is missing from the request extensions: wrap the whole Router with \
-             OAuth2PasswordLayer (Router::layer, not route_layer), and use \
-             Option<CurrentUser<_>> on public paths",
+             OAuth2PasswordLayer (Router::layer, not route_layer) or the route with \
+             its guard() (route_layer), and use Option<CurrentUser<_>> on public paths",
             self.extension
         )?;
         f.write_str(self.hint)

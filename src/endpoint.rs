@@ -38,7 +38,8 @@ struct TokenResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,
     /// Present only when the granted scopes differ from the requested ones
-    /// (RFC 6749 §5.1).
+    /// (RFC 6749 §5.1) and are not none: RFC 6749 §3.3's grammar has no empty
+    /// scope, and clients read `""` as one scope named by the empty string.
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
 }
@@ -51,6 +52,20 @@ pub(crate) enum Endpoint {
     /// The revocation URL (RFC 7009): 200 with an empty body once the token no
     /// longer works, whether or not it ever did.
     Revocation,
+}
+
+impl Endpoint {
+    /// The endpoint served at `path` (as the client sent it), if any.
+    #[inline]
+    pub(crate) fn at(config: &Config, path: &str) -> Option<Self> {
+        if path == &*config.token_url {
+            Some(Self::Token)
+        } else if config.revocation_url.as_deref() == Some(path) {
+            Some(Self::Revocation)
+        } else {
+            None
+        }
+    }
 }
 
 /// Answers a request for one of the layer's own URLs. Every answer, success or
@@ -487,7 +502,8 @@ async fn issue<Us, Ts: TokenStore>(
             .duration_since(now)
             .map_or(0, |left| (left + Duration::from_millis(500)).as_secs()),
         refresh_token: refresh_token.as_ref().map(|token| token.as_str()),
-        scope: (granted.len() != requested.len()).then(|| granted.to_string()),
+        scope: (granted.len() != requested.len() && !granted.is_empty())
+            .then(|| granted.to_string()),
     };
     serde_json::to_vec(&response)
         .map(Bytes::from)

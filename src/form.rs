@@ -68,16 +68,25 @@ pub(crate) struct GrantTypes {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Encoding {
     UrlEncoded,
-    Multipart { boundary: String },
+    Multipart {
+        boundary: String,
+    },
+    /// No `Content-Type`: an empty body is read as an empty form, so that the
+    /// answer names the missing field (a 400, not a 415); anything else is
+    /// `UnsupportedMediaType`.
+    Unstated,
 }
 
 impl Encoding {
-    /// Reads `Content-Type`; anything but a form is `UnsupportedMediaType`.
+    /// Reads `Content-Type`; anything but a form (or none) is
+    /// `UnsupportedMediaType`.
     pub(crate) fn of(headers: &HeaderMap) -> Result<Self, Rejection> {
-        let content_type = headers
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .ok_or(Rejection::UnsupportedMediaType)?;
+        let Some(content_type) = headers.get(CONTENT_TYPE) else {
+            return Ok(Self::Unstated);
+        };
+        let content_type = content_type
+            .to_str()
+            .map_err(|_| Rejection::UnsupportedMediaType)?;
         let media_type = content_type.split(';').next().unwrap_or_default().trim();
         if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
             Ok(Self::UrlEncoded)
@@ -109,6 +118,8 @@ impl Encoding {
         match self {
             Self::UrlEncoded => parse_urlencoded(&body),
             Self::Multipart { boundary } => parse_multipart(body, boundary).await,
+            Self::Unstated if body.is_empty() => parse_urlencoded(&body),
+            Self::Unstated => Err(Rejection::UnsupportedMediaType),
         }
     }
 }
@@ -602,9 +613,23 @@ mod tests {
                 Err(Rejection::UnsupportedMediaType)
             );
         }
+        assert_eq!(Encoding::of(&HeaderMap::new()), Ok(Encoding::Unstated));
+    }
+
+    #[tokio::test]
+    async fn without_a_content_type_only_an_empty_body_is_read() {
+        let empty = Encoding::Unstated
+            .parse_revocation(Bytes::new())
+            .await
+            .err();
+        assert!(
+            matches!(&empty, Some(Rejection::InvalidRequest(message)) if message.contains("token")),
+            "{empty:?}"
+        );
+        let body = Bytes::from_static(b"token=abc");
         assert_eq!(
-            Encoding::of(&HeaderMap::new()),
-            Err(Rejection::UnsupportedMediaType)
+            Encoding::Unstated.parse_revocation(body).await.err(),
+            Some(Rejection::UnsupportedMediaType)
         );
     }
 

@@ -19,6 +19,18 @@ use crate::scope::Scopes;
 use crate::token::{BearerToken, Grant, TokenStore};
 use crate::user::{CurrentUser, Principal, UserStore};
 
+/// The request's path as the client sent it: inside an axum `nest` the request's
+/// URI has lost the prefix, and axum keeps the whole one as `OriginalUri`. Paths
+/// in the builder (token URL, public paths, scope rules) are the client's.
+#[inline]
+pub(crate) fn client_path<B>(request: &Request<B>) -> &str {
+    #[cfg(feature = "axum")]
+    if let Some(original) = request.extensions().get::<axum::extract::OriginalUri>() {
+        return original.path();
+    }
+    request.uri().path()
+}
+
 /// What the guard lets through: the user and the scopes to put in the extensions.
 pub(crate) type Authenticated<U> = (CurrentUser<U>, Scopes);
 
@@ -207,7 +219,7 @@ fn check_rules<B, Us, Ts>(
     if public || rules.is_empty() {
         return Ok(());
     }
-    match unmet_rule(rules, request.method(), request.uri().path(), granted) {
+    match unmet_rule(rules, request.method(), client_path(request), granted) {
         Some(rule) => Err(Rejection::InsufficientScope(rule.requirement.clone())),
         None => Ok(()),
     }

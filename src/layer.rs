@@ -17,7 +17,7 @@ use crate::password::{Argon2Hasher, PasswordHasher};
 use crate::policy::LoginPolicy;
 use crate::public::PublicRoutes;
 use crate::scope::ScopeRequirement;
-use crate::service::OAuth2Password;
+use crate::service::{GuardLayer, OAuth2Password, TokenEndpoint};
 use crate::throttle::LoginThrottle;
 use crate::token::{
     DynRefreshTokenStore, MemoryTokenStore, RefreshLifetimes, RefreshTokenStore, TokenStore,
@@ -53,6 +53,8 @@ pub const DEFAULT_REFRESH_TOKEN_ABSOLUTE_LIFETIME: Duration =
 ///
 /// Build it with [`OAuth2PasswordLayer::builder`] (or [`new`](Self::new) for the
 /// defaults) and wrap the *whole* service with it, so that it sees the token URL.
+/// To guard only some routes, or a `nest`ed router, mount its two halves apart:
+/// [`guard`](Self::guard) and [`token_endpoint`](Self::token_endpoint).
 /// Cloning is cheap: the configuration and the stores sit behind one `Arc`.
 ///
 /// Its type names the two stores the guard calls on every request (`Us` for users,
@@ -152,6 +154,45 @@ impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
         self.shared.config.revocation_url.as_deref()
     }
 
+    /// The token endpoint alone (the token URL, and the revocation URL if served),
+    /// as a service to mount as a route, for apps that guard only some routes
+    /// with [`guard`](Self::guard). Its answers are the layer's.
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use tower_oauth2_password::{CurrentUser, MemoryUserStore, OAuth2PasswordLayer};
+    ///
+    /// async fn me(user: CurrentUser<String>) -> String {
+    ///     user.username().to_owned()
+    /// }
+    ///
+    /// let layer = OAuth2PasswordLayer::new(MemoryUserStore::<String>::new());
+    /// let app: Router = Router::new()
+    ///     .route("/users/me", get(me))
+    ///     // Only the routes above are guarded...
+    ///     .route_layer(layer.guard())
+    ///     // ...and the token URLs, added after, are not.
+    ///     .route_service(layer.token_url(), layer.token_endpoint())
+    ///     .route_service("/revoke", layer.token_endpoint())
+    ///     .route("/health", get(|| async { "ok" }));
+    /// ```
+    ///
+    /// Inside `Router::nest("/api", …)`, the layer's URLs and paths are the
+    /// client's, prefix included (`token_url("/api/token")`): the guard and the
+    /// endpoint read axum's `OriginalUri`.
+    pub fn token_endpoint(&self) -> TokenEndpoint<Us, Ts> {
+        TokenEndpoint::new(Arc::clone(&self.shared))
+    }
+
+    /// The guard alone: a layer that checks bearer tokens (and the public paths
+    /// and scope rules of the builder) but does not answer the token URL, so it
+    /// works under axum's `route_layer` and inside a `nest`ed router. Serve the
+    /// token URL with [`token_endpoint`](Self::token_endpoint); see there for an
+    /// example.
+    pub fn guard(&self) -> GuardLayer<Us, Ts> {
+        GuardLayer::new(Arc::clone(&self.shared))
+    }
+
     /// Whether logins get refresh tokens (and the token URL answers
     /// `grant_type=refresh_token`).
     pub fn issues_refresh_tokens(&self) -> bool {
@@ -179,7 +220,7 @@ impl<S, Us, Ts> Layer<S> for OAuth2PasswordLayer<Us, Ts> {
     type Service = OAuth2Password<S, Us, Ts>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        OAuth2Password::new(inner, Arc::clone(&self.shared))
+        OAuth2Password::new(inner, Arc::clone(&self.shared), true)
     }
 }
 
@@ -464,8 +505,14 @@ where
     /// [`require_scopes`](Self::require_scopes)): then asking for an undeclared one is
     /// a 400 `invalid_scope`, and guarded requests carry [`Scopes`](crate::Scopes) in
     /// their extensions. With none declared, as in FastAPI's plain tutorial, no scope
-    /// is ever granted (the answer says `"scope": ""` to a client that asked for
-    /// some) and requests carry no `Scopes`.
+    /// is ever granted and requests carry no `Scopes`.
+    ///
+    /// The token response names the granted scopes (`"scope": "me"`) only when they
+    /// differ from the requested ones (RFC 6749 §5.1). When none is granted (no
+    /// scope declared, or none of the requested ones allowed to the user) it has
+    /// no `scope` field at all: RFC 6749 §3.3 has no empty scope, and `"scope": ""`
+    /// reads as one scope named `""` to clients such as the `oauth2` crate. The
+    /// token then opens only routes that require no scope.
     pub fn scope(mut self, name: &str, description: &str) -> Self {
         match self.config.description_mut(name) {
             // Declared by a rule already: give it its description.

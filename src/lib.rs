@@ -179,7 +179,9 @@ pub use crate::password::{
 pub use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
 pub use crate::require::{RequireScopes, RequireScopesLayer};
 pub use crate::scope::{InsufficientScope, ScopeRequirement, Scopes};
-pub use crate::service::OAuth2Password;
+pub use crate::service::{
+    GuardLayer, OAuth2Password, TokenEndpoint, TokenEndpointBody, TokenEndpointFuture,
+};
 pub use crate::subject::Subject;
 pub use crate::throttle::{
     LoginThrottle, DEFAULT_FAILURES_PER_ADDRESS, DEFAULT_FAILURES_PER_USERNAME,

@@ -9,7 +9,9 @@ mod sql_support;
 use common::{tutorial::User, Server};
 use sql_support::{Kind, TestDb};
 use tower_oauth2_password::testing::{UserFixture, UserStoreSuite};
-use tower_oauth2_password::user::sql::{NewUser, SqlUser, SqlUserStore, UsersTable};
+use tower_oauth2_password::user::sql::{
+    NewUser, PgPool, SqlPool, SqlUser, SqlUserStore, SqlitePool, UsersTable,
+};
 use tower_oauth2_password::{
     Argon2Hasher, HashedPassword, OAuth2PasswordLayer, PasswordHasher, Scopes, UserStore,
 };
@@ -20,6 +22,8 @@ on_each_database!(
     case_insensitive_login_issues_the_stored_name,
     wrong_password_changes_no_hash,
     malformed_stored_hash_answers_as_a_wrong_password,
+    a_native_pool_passes_the_user_store_suite,
+    case_insensitive_login_on_a_native_pool,
 );
 
 /// The suite adds and changes users through `UsersTable`, as the admin tool does.
@@ -74,6 +78,38 @@ async fn passes_the_user_store_suite(kind: Kind) {
         return;
     };
     let store = SqlUserStore::new(db.pool.clone());
+    UserStoreSuite::new().run(&Table { table, store }).await;
+}
+
+/// The pool an application holds: sqlx's own for the test's database, not `Any`.
+async fn native_pool(db: &TestDb) -> SqlPool {
+    match db.kind {
+        Kind::Sqlite => SqlitePool::connect(&db.url).await.expect("SQLite").into(),
+        Kind::Postgres => PgPool::connect(&db.url).await.expect("PostgreSQL").into(),
+    }
+}
+
+/// The table made and changed, and the store reading it, all on the native pool.
+async fn a_native_pool_passes_the_user_store_suite(kind: Kind) {
+    let Some(db) = TestDb::new(kind).await else {
+        return;
+    };
+    let pool = native_pool(&db).await;
+    let table = UsersTable::new(pool.clone());
+    assert!(table.migrate().await.expect("migrate"), "a fresh database");
+    assert!(
+        !table.migrate().await.expect("migrate again"),
+        "already there"
+    );
+    let store = SqlUserStore::new(pool.clone());
+    assert!(
+        matches!(
+            (kind, store.pool()),
+            (Kind::Sqlite, SqlPool::Sqlite(_)) | (Kind::Postgres, SqlPool::Postgres(_))
+        ),
+        "{:?}",
+        store.pool()
+    );
     UserStoreSuite::new().run(&Table { table, store }).await;
 }
 
@@ -139,24 +175,40 @@ async fn case_insensitive_login_issues_the_stored_name(kind: Kind) {
     let Some((db, table)) = migrated(kind).await else {
         return;
     };
+    let pool = SqlPool::from(db.pool.clone());
+    case_insensitive_login(&db, &table, pool).await;
+}
+
+async fn case_insensitive_login_on_a_native_pool(kind: Kind) {
+    let Some((db, table)) = migrated(kind).await else {
+        return;
+    };
+    let pool = native_pool(&db).await;
+    case_insensitive_login(&db, &table, pool).await;
+}
+
+/// A login over a socket through a store on `pool`: the default exact match
+/// refuses another spelling, a case-insensitive query issues the stored name, and
+/// the guard's lookup reads the tutorial's model.
+async fn case_insensitive_login(db: &TestDb, table: &UsersTable, pool: SqlPool) {
     let user = NewUser::new("JohnDoe", hasher().hash("secret").unwrap())
         .full_name("John Doe")
         .email("john@example.com");
     table.add(&user).await.unwrap();
-    let exact = server_on(&db, SqlUserStore::builder(db.pool.clone()).build()).await;
+    let exact = server_on(db, SqlUserStore::builder(pool.clone()).build()).await;
     exact
         .post_form("username=johndoe&password=secret")
         .await
         .assert_error(400, "Incorrect username or password", Some("invalid_grant"));
     exact.stop().await;
 
-    let store = SqlUserStore::builder(db.pool.clone())
+    let store = SqlUserStore::builder(pool)
         .credentials_query(
             "SELECT username AS subject, password_hash, scopes, disabled, stamp \
              FROM users WHERE lower(username) = lower($1)",
         )
         .build();
-    let server = server_on(&db, store).await;
+    let server = server_on(db, store).await;
     let token = server.login("johndoe", "secret").await;
     let me = server.me(&token).await;
     assert_eq!(me.status, 200);

@@ -5,6 +5,8 @@ mod common;
 
 use std::time::Duration;
 
+use http_body_util::Full;
+
 use common::{tutorial, Server};
 
 #[tokio::test]
@@ -196,13 +198,38 @@ async fn not_a_form_is_415_with_a_json_error() {
         .await;
     reply.assert_error(415, expected, Some("invalid_request"));
     assert_eq!(reply.header("cache-control"), Some("no-store"));
-    let raw = server
-        .raw(
-            b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            Duration::from_secs(5),
-        )
-        .await;
-    assert!(raw.starts_with("HTTP/1.1 415"), "no content type: {raw}");
+    // A body without a Content-Type is not a form either.
+    let request = http::Request::post(server.url("/token"))
+        .body(Full::from("username=johndoe&password=secret"))
+        .expect("request");
+    let reply = server.send(request).await;
+    reply.assert_error(415, expected, Some("invalid_request"));
+}
+
+/// An empty `POST` without a `Content-Type` lacks its fields, not a media type:
+/// 400 `invalid_request` naming the first missing field, at both URLs.
+#[tokio::test]
+async fn an_empty_post_without_a_content_type_is_400_for_the_missing_field() {
+    let server = Server::start().await;
+    for (path, detail) in [
+        ("/token", "Missing form field: username"),
+        ("/revoke", "Missing form field: token"),
+    ] {
+        let request = http::Request::post(server.url(path))
+            .body(Full::default())
+            .expect("request");
+        let reply = server.send(request).await;
+        reply.assert_error(400, detail, Some("invalid_request"));
+        assert_eq!(reply.header("cache-control"), Some("no-store"), "{path}");
+        assert_eq!(reply.header("pragma"), Some("no-cache"), "{path}");
+        // The same with `Content-Length: 0` on the wire, as curl -X POST sends it.
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let raw = server.raw(raw.as_bytes(), Duration::from_secs(5)).await;
+        assert!(raw.starts_with("HTTP/1.1 400"), "{path}: {raw}");
+        assert!(raw.contains(detail), "{path}: {raw}");
+    }
 }
 
 #[tokio::test]

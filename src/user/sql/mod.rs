@@ -1,9 +1,11 @@
 //! Users in SQLite or PostgreSQL (feature `sqlx`): [`SqlUserStore`] looks them up,
 //! [`UsersTable`] creates and manages the crate's default `users` table.
 //!
-//! One store type for both databases: it runs on sqlx's [`Any`](sqlx::Any) driver,
-//! so the `DATABASE_URL` alone picks SQLite (`sqlite://users.db`, built in, no
-//! system library) or PostgreSQL (`postgres://…`). Queries are checked at run
+//! One store type for both databases: on sqlx's [`Any`](sqlx::Any) driver the
+//! `DATABASE_URL` alone picks SQLite (`sqlite://users.db`, built in, no system
+//! library) or PostgreSQL (`postgres://…`), and an application that already holds
+//! a [`PgPool`] or a [`SqlitePool`] hands it over as it is
+//! (`SqlUserStore::new(pg_pool)`; see [`SqlPool`]). Queries are checked at run
 //! time, not by sqlx's `query!` macros: building needs no database and no
 //! `DATABASE_URL`.
 //!
@@ -49,12 +51,14 @@
 //! with your own tool, copy the file for your database into your migrations and
 //! do not call `migrate`.
 
+mod pool;
 mod store;
 mod table;
 
 pub use sqlx;
-pub use sqlx::AnyPool;
+pub use sqlx::{AnyPool, PgPool, SqlitePool};
 
+pub use pool::SqlPool;
 pub use store::{SqlUser, SqlUserStore, SqlUserStoreBuilder};
 pub use table::{NewUser, UsersTable};
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, FromRow, Row};
+use sqlx::{FromRow, Row};
+
+use super::pool::SqlPool;
 
 use crate::error::StoreError;
 use crate::lookup::Lookup;
@@ -26,7 +28,8 @@ const PASSWORD_UPDATE: &str =
      WHERE username = $1 AND password_hash = $2";
 
 /// Users in a SQL table, for the layer: SQLite or PostgreSQL through an
-/// [`AnyPool`].
+/// [`AnyPool`](sqlx::AnyPool), a [`PgPool`](sqlx::PgPool) or a
+/// [`SqlitePool`](sqlx::SqlitePool) (see [`SqlPool`]).
 ///
 /// [`new`](Self::new) reads the crate's default `users` table (see
 /// [`UsersTable`](super::UsersTable)) into a [`SqlUser`];
@@ -37,7 +40,7 @@ const PASSWORD_UPDATE: &str =
 /// [canonical form](SqlUserStoreBuilder::canonical_username) for the login
 /// throttle. Clones share the pool.
 pub struct SqlUserStore<U = SqlUser> {
-    pool: AnyPool,
+    pool: SqlPool,
     queries: Arc<Queries>,
     user: PhantomData<fn() -> U>,
 }
@@ -51,8 +54,9 @@ struct Queries {
 }
 
 impl SqlUserStore<SqlUser> {
-    /// The crate's default `users` table, read into [`SqlUser`].
-    pub fn new(pool: AnyPool) -> Self {
+    /// The crate's default `users` table, read into [`SqlUser`], through any of
+    /// the three pools.
+    pub fn new(pool: impl Into<SqlPool>) -> Self {
         Self::builder(pool).build()
     }
 }
@@ -96,9 +100,9 @@ impl<U> SqlUserStore<U> {
     ///         .build()
     /// }
     /// ```
-    pub fn builder(pool: AnyPool) -> SqlUserStoreBuilder<U> {
+    pub fn builder(pool: impl Into<SqlPool>) -> SqlUserStoreBuilder<U> {
         SqlUserStoreBuilder {
-            pool,
+            pool: pool.into(),
             principal: PRINCIPAL.into(),
             credentials: CREDENTIALS.into(),
             password_update: Some(PASSWORD_UPDATE.into()),
@@ -108,7 +112,7 @@ impl<U> SqlUserStore<U> {
     }
 
     /// The pool, for the application's own queries.
-    pub fn pool(&self) -> &AnyPool {
+    pub fn pool(&self) -> &SqlPool {
         &self.pool
     }
 }
@@ -138,7 +142,7 @@ impl<U> fmt::Debug for SqlUserStore<U> {
 /// Each query takes one parameter, `$1`, and answers at most one row; flags may
 /// be `BOOLEAN` or an integer 0/1, the stamp any 64-bit integer.
 pub struct SqlUserStoreBuilder<U> {
-    pool: AnyPool,
+    pool: SqlPool,
     principal: Box<str>,
     credentials: Box<str>,
     password_update: Option<Box<str>>,
@@ -305,9 +309,8 @@ where
         let queries = Arc::clone(&self.queries);
         let subject = subject.as_str().to_owned();
         Lookup::pending(async move {
-            let row = sqlx::query(&queries.principal)
-                .bind(subject)
-                .fetch_optional(&pool)
+            let row = pool
+                .fetch_optional(&queries.principal, &[subject.as_str().into()])
                 .await
                 .map_err(StoreError::new)?;
             row.as_ref()
@@ -325,9 +328,8 @@ where
         let queries = Arc::clone(&self.queries);
         let username = username.to_owned();
         async move {
-            let row = sqlx::query(&queries.credentials)
-                .bind(username)
-                .fetch_optional(&pool)
+            let row = pool
+                .fetch_optional(&queries.credentials, &[username.as_str().into()])
                 .await
                 .map_err(StoreError::new)?;
             match row {
@@ -359,13 +361,12 @@ where
             let Some(sql) = &queries.password_update else {
                 return Ok(());
             };
-            sqlx::query(sql)
-                .bind(subject)
-                .bind(old)
-                .bind(new.as_str().to_owned())
-                .execute(&pool)
-                .await
-                .map_err(StoreError::new)?;
+            let params = [
+                subject.as_str().into(),
+                old.as_str().into(),
+                new.as_str().into(),
+            ];
+            pool.execute(sql, &params).await.map_err(StoreError::new)?;
             Ok(())
         }
     }

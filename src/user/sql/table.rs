@@ -1,7 +1,8 @@
 use std::fmt;
 
-use sqlx::any::AnyQueryResult;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
+
+use super::pool::{Backend, Param, SqlPool};
 
 use crate::password::HashedPassword;
 use crate::scope::Scopes;
@@ -28,7 +29,7 @@ const POSTGRES_EXISTS: &str =
 /// for [`add`](Self::add), when the name is taken).
 #[derive(Clone)]
 pub struct UsersTable {
-    pool: AnyPool,
+    pool: SqlPool,
 }
 
 impl fmt::Debug for UsersTable {
@@ -37,59 +38,49 @@ impl fmt::Debug for UsersTable {
     }
 }
 
-/// Which schema file fits the pool's database.
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 impl UsersTable {
-    /// The table in the database of `pool`.
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    /// The table in the database of `pool`: an [`AnyPool`](sqlx::AnyPool), a
+    /// [`PgPool`](sqlx::PgPool) or a [`SqlitePool`](sqlx::SqlitePool).
+    pub fn new(pool: impl Into<SqlPool>) -> Self {
+        Self { pool: pool.into() }
     }
 
     /// Creates the table unless it exists; answers whether it created it (a
     /// fresh database, to seed). Safe to run on every start and from several
     /// processes at once. It does not touch sqlx's `_sqlx_migrations`.
     pub async fn migrate(&self) -> Result<bool, sqlx::Error> {
-        let mut connection = self.pool.acquire().await?;
-        let backend = match connection.backend_name() {
-            "SQLite" => Backend::Sqlite,
-            "PostgreSQL" => Backend::Postgres,
-            other => {
-                return Err(sqlx::Error::Configuration(
-                    format!("no users table for {other} (SQLite and PostgreSQL only)").into(),
-                ))
-            }
-        };
-        let (exists, schema) = match backend {
+        let (exists, schema) = match self.pool.backend().await? {
             Backend::Sqlite => (SQLITE_EXISTS, SQLITE_SCHEMA),
             Backend::Postgres => (POSTGRES_EXISTS, POSTGRES_SCHEMA),
         };
-        let found: i64 = sqlx::query(exists)
-            .fetch_one(&mut *connection)
-            .await?
-            .try_get("found")?;
-        sqlx::raw_sql(schema).execute(&mut *connection).await?;
+        let found: i64 = match self.pool.fetch_optional(exists, &[]).await? {
+            Some(row) => row.try_get("found")?,
+            None => 0,
+        };
+        self.pool.execute_script(schema).await?;
         Ok(found == 0)
     }
 
     /// Adds a user; `Ok(false)` if the username is taken.
     pub async fn add(&self, user: &NewUser) -> Result<bool, sqlx::Error> {
-        let inserted = sqlx::query(
-            "INSERT INTO users (username, password_hash, full_name, email, disabled, scopes, stamp) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(user.username.as_str())
-        .bind(user.password_hash.as_str())
-        .bind(user.full_name.as_deref())
-        .bind(user.email.as_deref())
-        .bind(user.disabled)
-        .bind(user.scopes.to_string())
-        .bind(new_stamp()?)
-        .execute(&self.pool)
-        .await;
+        let scopes = user.scopes.to_string();
+        let params = [
+            user.username.as_str().into(),
+            user.password_hash.as_str().into(),
+            user.full_name.as_deref().into(),
+            user.email.as_deref().into(),
+            user.disabled.into(),
+            scopes.as_str().into(),
+            new_stamp()?.into(),
+        ];
+        let inserted = self
+            .pool
+            .execute(
+                "INSERT INTO users (username, password_hash, full_name, email, disabled, scopes, stamp) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &params,
+            )
+            .await;
         match inserted {
             Ok(_) => Ok(true),
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(false),
@@ -103,31 +94,31 @@ impl UsersTable {
         username: &str,
         password_hash: &HashedPassword,
     ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = $2, stamp = $3, updated_at = CURRENT_TIMESTAMP \
-             WHERE username = $1",
-        )
-        .bind(username)
-        .bind(password_hash.as_str())
-        .bind(new_stamp()?)
-        .execute(&self.pool)
-        .await;
-        changed(done)
+        self.set_and_restamp("password_hash", username, password_hash.as_str())
+            .await
     }
 
     /// Sets the scopes the user may be granted: their tokens stop working (they
     /// log in again for tokens with the new scopes).
     pub async fn set_scopes(&self, username: &str, scopes: &Scopes) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE users SET scopes = $2, stamp = $3, updated_at = CURRENT_TIMESTAMP \
-             WHERE username = $1",
-        )
-        .bind(username)
-        .bind(scopes.to_string())
-        .bind(new_stamp()?)
-        .execute(&self.pool)
-        .await;
-        changed(done)
+        self.set_and_restamp("scopes", username, &scopes.to_string())
+            .await
+    }
+
+    /// Sets `column` (one of ours, never input) and a new stamp, which ends the
+    /// user's tokens.
+    async fn set_and_restamp(
+        &self,
+        column: &'static str,
+        username: &str,
+        value: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "UPDATE users SET {column} = $2, stamp = $3, updated_at = CURRENT_TIMESTAMP \
+             WHERE username = $1"
+        );
+        let params = [username.into(), value.into(), new_stamp()?.into()];
+        self.change(&sql, &params).await
     }
 
     /// Disables a user: their tokens answer "Inactive user" until
@@ -142,29 +133,24 @@ impl UsersTable {
     }
 
     async fn set_disabled(&self, username: &str, disabled: bool) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
+        self.change(
             "UPDATE users SET disabled = $2, updated_at = CURRENT_TIMESTAMP WHERE username = $1",
+            &[username.into(), disabled.into()],
         )
-        .bind(username)
-        .bind(disabled)
-        .execute(&self.pool)
-        .await;
-        changed(done)
+        .await
     }
 
     /// Removes a user: their tokens stop working, also if the name is added again
     /// (the new user gets a new stamp).
     pub async fn remove(&self, username: &str) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM users WHERE username = $1")
-            .bind(username)
-            .execute(&self.pool)
-            .await;
-        changed(done)
+        self.change("DELETE FROM users WHERE username = $1", &[username.into()])
+            .await
     }
-}
 
-fn changed(done: Result<AnyQueryResult, sqlx::Error>) -> Result<bool, sqlx::Error> {
-    Ok(done?.rows_affected() > 0)
+    /// Runs an `UPDATE` or `DELETE` of one user: whether there was one.
+    async fn change(&self, sql: &str, params: &[Param<'_>]) -> Result<bool, sqlx::Error> {
+        Ok(self.pool.execute(sql, params).await? > 0)
+    }
 }
 
 /// A random stamp: a user removed and added again must not get back an earlier
