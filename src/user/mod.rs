@@ -294,6 +294,30 @@ pub struct CurrentUser<U> {
 }
 
 impl<U> CurrentUser<U> {
+    /// The user `subject`, with the application's model `user`: what the guard
+    /// hands a handler. Public with the `testing` feature, to call a handler in a
+    /// unit test without the layer.
+    ///
+    /// ```
+    /// use tower_oauth2_password::CurrentUser;
+    ///
+    /// let mut request = http::Request::new(());
+    /// request
+    ///     .extensions_mut()
+    ///     .insert(CurrentUser::new("ada", "Ada Lovelace".to_owned()));
+    /// let user = request.extensions().get::<CurrentUser<String>>().unwrap();
+    /// assert_eq!((user.username(), user.as_str()), ("ada", "Ada Lovelace"));
+    /// ```
+    #[cfg(feature = "testing")]
+    pub fn new(subject: impl Into<Subject>, user: impl Into<Arc<U>>) -> Self {
+        Self {
+            subject: subject.into(),
+            user: user.into(),
+        }
+    }
+
+    /// The user `subject`, with the application's model `user`.
+    #[cfg(not(feature = "testing"))]
     pub(crate) fn new(subject: Subject, user: Arc<U>) -> Self {
         Self { subject, user }
     }
