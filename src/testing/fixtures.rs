@@ -58,6 +58,12 @@ impl<U> MemoryUsers<U> {
     }
 }
 
+impl<U> Default for MemoryUsers<U> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<U> UserFixture for MemoryUsers<U>
 where
     U: From<String> + Send + Sync + 'static,

@@ -1,44 +1,68 @@
-//! Conformance suites (feature `testing`): the behaviour every [`TokenStore`],
-//! [`RefreshTokenStore`](crate::RefreshTokenStore) and [`UserStore`] owes the layer, as one test each that any store can run — the
-//! crate's memory stores run them, and so should every Redis, SQL, JWT or
-//! third-party store.
+//! Feature `testing`: conformance suites for every extension point, and a kit to
+//! test a service that uses the layer. Put the feature in `[dev-dependencies]`
+//! only.
+//!
+//! # Conformance suites
+//!
+//! The behaviour each extension point owes the layer, one rule at a time:
+//! [`TokenStoreSuite`], [`RefreshTokenStoreSuite`], [`UserStoreSuite`] (through a
+//! [`UserFixture`]), [`LoginPolicySuite`], [`JtiDenylistSuite`] (with `jwt`) and
+//! [`PasswordHasherSuite`]. The crate's own stores run them, and so should every
+//! Redis, SQL, JWT or third-party one. One line per store gives one test per rule,
+//! named after it, so a broken store fails by the rules it breaks:
 //!
 //! ```
-//! use tower_oauth2_password::testing::{TokenStoreSuite, UserFixture, UserStoreSuite};
-//! use tower_oauth2_password::{HashedPassword, MemoryTokenStore, MemoryUserStore, Scopes, StoredUser};
-//!
-//! /// How the suite adds and changes users in a store: here, the memory store's own
-//! /// methods; for SQL, `INSERT` and `UPDATE` statements.
-//! struct Memory(MemoryUserStore<String>);
-//!
-//! impl UserFixture for Memory {
-//!     type Store = MemoryUserStore<String>;
-//!     fn store(&self) -> &Self::Store { &self.0 }
-//!     async fn add(&self, username: &str, hash: HashedPassword, scopes: Scopes) {
-//!         self.0.insert(username, StoredUser::new(username.to_owned(), hash).with_scopes(scopes.iter()));
-//!     }
-//!     async fn disable(&self, username: &str) { self.0.disable(username); }
-//!     async fn remove(&self, username: &str) { self.0.remove(username); }
-//!     async fn set_password(&self, username: &str, hash: HashedPassword) { self.0.set_password(username, hash); }
-//!     async fn set_scopes(&self, username: &str, scopes: Scopes) { self.0.set_scopes(username, scopes); }
+//! mod my_token_store {
+//!     use tower_oauth2_password::MemoryTokenStore;
+//!     tower_oauth2_password::token_store_tests!(MemoryTokenStore::new());
 //! }
+//! mod my_user_store {
+//!     use tower_oauth2_password::testing::MemoryUsers;
+//!     tower_oauth2_password::user_store_tests!(MemoryUsers::<String>::new());
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! The macros ([`token_store_tests!`](crate::token_store_tests),
+//! [`refresh_token_store_tests!`](crate::refresh_token_store_tests),
+//! [`user_store_tests!`](crate::user_store_tests),
+//! [`login_policy_tests!`](crate::login_policy_tests),
+//! [`jti_denylist_tests!`](crate::jti_denylist_tests),
+//! [`password_hasher_tests!`](crate::password_hasher_tests)) write
+//! `#[tokio::test]` functions: the crate that invokes them needs `tokio` with the
+//! `macros` and `rt` features in its `[dev-dependencies]`. Put each invocation in
+//! its own module. Each rule is also a method of its suite, to run one alone;
+//! `check` runs every rule and returns the [`BrokenRule`]s, and `run` panics
+//! listing them all:
+//!
+//! ```
+//! use tower_oauth2_password::testing::{MemoryUsers, TokenStoreSuite, UserStoreSuite};
+//! use tower_oauth2_password::MemoryTokenStore;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! TokenStoreSuite::new().run(&MemoryTokenStore::new()).await;
-//! UserStoreSuite::new().run(&Memory(MemoryUserStore::new())).await;
+//! assert!(UserStoreSuite::new().check(&MemoryUsers::<String>::new()).await.is_empty());
 //! # }
 //! ```
 //!
-//! Each suite panics with a message naming the broken rule, so it reads as a failed
-//! test. What no test from outside can see, and each store must still do: compare
+//! What no test from outside can see, and each store must still do: compare
 //! token secrets in constant time (the token suite checks that a token with any one
 //! character changed, or cut short, or extended, is refused, which catches prefix
 //! and truncated comparisons, but not a comparison that returns early), and look
 //! tokens up rather than scan.
 //!
-//! [`Awaited`] makes any store answer every lookup as a pending future, to run a
-//! service's own tests down the path that real network stores take.
+//! # Testing a service
+//!
+//! - [`CurrentUser::new`](crate::CurrentUser::new) builds the user a handler
+//!   receives, to call the handler without the layer.
+//! - [`InsecureFastHasher`] makes each test login cost microseconds (never in
+//!   production).
+//! - [`issue_token`] gives a test a token for a user without a login.
+//! - [`Awaited`] makes any store answer every lookup as a pending future, to run a
+//!   service's own tests down the path that real network stores take.
+//!
+//! `examples/testing.rs` shows each.
 
 use std::future::Future;
 use std::ops::Deref;

@@ -309,16 +309,19 @@ impl<U> CurrentUser<U> {
     /// assert_eq!((user.username(), user.as_str()), ("ada", "Ada Lovelace"));
     /// ```
     #[cfg(feature = "testing")]
-    pub fn new(subject: impl Into<Subject>, user: impl Into<Arc<U>>) -> Self {
-        Self {
-            subject: subject.into(),
-            user: user.into(),
-        }
+    pub fn new(subject: impl Into<Subject>, user: U) -> Self {
+        Self::from_shared(subject.into(), Arc::new(user))
     }
 
-    /// The user `subject`, with the application's model `user`.
+    /// The same, with a model shared with the user store (as the guard builds
+    /// it). Public with the `testing` feature.
+    #[cfg(feature = "testing")]
+    pub fn from_shared(subject: Subject, user: Arc<U>) -> Self {
+        Self { subject, user }
+    }
+
     #[cfg(not(feature = "testing"))]
-    pub(crate) fn new(subject: Subject, user: Arc<U>) -> Self {
+    pub(crate) fn from_shared(subject: Subject, user: Arc<U>) -> Self {
         Self { subject, user }
     }
 
