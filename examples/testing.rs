@@ -133,18 +133,23 @@ async fn main() {
     let (status, body) = get(app, None).await;
     println!("GET /hello without a token: {status} {body:?}");
 
-    let layer = layer();
-    let issued = issue_token(&layer, "ada", Default::default())
-        .await
-        .expect("ada is a user");
-    let token = issued.access_token.as_str().to_owned();
-    let (status, body) = get(app_with(layer), Some(&token)).await;
+    let (status, body) = get_as_ada_without_login().await;
     println!("GET /hello with a token from issue_token: {status} {body:?}");
 
     let request = as_user(CurrentUser::new("ada", "Ada Lovelace".to_owned()));
     let Ok(response) = hello(request).await;
     let Ok(body) = response.into_body().collect().await;
     println!("hello() called alone as ada: {:?}", body.to_bytes());
+}
+
+/// `GET /hello` with a token `issue_token` gave ada: no login, no password hash.
+async fn get_as_ada_without_login() -> (StatusCode, Bytes) {
+    let layer = layer();
+    let issued = issue_token(&layer, "ada", Default::default())
+        .await
+        .expect("ada is a user");
+    let token = issued.access_token.as_str().to_owned();
+    get(app_with(layer), Some(&token)).await
 }
 
 /// A request as the guard hands it to a handler: with `user` in its extensions.
@@ -188,12 +193,7 @@ mod tests {
     /// A token without a login: the test is about the handler, not the password.
     #[tokio::test]
     async fn an_issued_token_gets_through_the_guard() {
-        let layer = layer();
-        let issued = issue_token(&layer, "ada", Default::default())
-            .await
-            .expect("ada is a user");
-        let token = issued.access_token.as_str().to_owned();
-        let (status, body) = get(app_with(layer), Some(&token)).await;
+        let (status, body) = get_as_ada_without_login().await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, "hello, Ada Lovelace");
     }

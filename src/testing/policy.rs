@@ -6,6 +6,7 @@ use http::{Extensions, HeaderMap};
 
 use super::report::{self, BrokenRule, Report};
 use super::run_id;
+use crate::lookup::Lookup;
 use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy};
 use crate::subject::Subject;
 
@@ -107,7 +108,7 @@ impl LoginPolicySuite {
     pub async fn a_check_reserves_before_the_hash<P: LoginPolicy>(&self, policy: &P) {
         let client = Client::new();
         for _ in 0..self.max_failures {
-            allowed(policy, &client.attempt(), "a check within the limit").await;
+            allowed(policy, &client.attempt(), WITHIN).await;
         }
         refused(
             policy,
@@ -125,16 +126,12 @@ impl LoginPolicySuite {
     pub async fn a_success_gives_the_reservation_back<P: LoginPolicy>(&self, policy: &P) {
         let client = Client::new();
         let subject = Subject::from(client.canonical.as_str());
-        for _ in 0..=2 * self.max_failures {
-            let attempt = client.attempt();
-            allowed(
-                policy,
-                &attempt,
-                "a check after successful logins (a success gives its reservation back)",
-            )
-            .await;
-            settle(policy.succeeded(&attempt, &subject)).await;
-        }
+        let attempts = (0..=2 * self.max_failures).map(|_| client.attempt());
+        let what = "a check after successful logins (a success gives its reservation back)";
+        each_allowed(policy, attempts, what, |attempt| {
+            policy.succeeded(attempt, &subject)
+        })
+        .await;
     }
 
     /// An attempt that got no verdict (queue full, store failed, client gone)
@@ -144,16 +141,10 @@ impl LoginPolicySuite {
         policy: &P,
     ) {
         let client = Client::new();
-        for _ in 0..=2 * self.max_failures {
-            let attempt = client.attempt();
-            allowed(
-                policy,
-                &attempt,
-                "a check after abandoned attempts (an abandoned attempt gives its reservation back)",
-            )
-            .await;
-            settle(policy.abandoned(&attempt)).await;
-        }
+        let attempts = (0..=2 * self.max_failures).map(|_| client.attempt());
+        let what =
+            "a check after abandoned attempts (an abandoned attempt gives its reservation back)";
+        each_allowed(policy, attempts, what, |attempt| policy.abandoned(attempt)).await;
     }
 
     /// Failures count under the canonical username: spelling it otherwise does
@@ -163,11 +154,9 @@ impl LoginPolicySuite {
         let upper = client.canonical.to_uppercase();
         let spaced = format!(" {} ", client.canonical);
         let spellings = [client.canonical.as_str(), &upper, &spaced];
-        for at in 0..self.max_failures {
-            let attempt = client.spelled(spellings[at as usize % spellings.len()]);
-            allowed(policy, &attempt, "a check within the limit").await;
-            settle(policy.failed(&attempt)).await;
-        }
+        let attempts = (0..self.max_failures as usize)
+            .map(|at| client.spelled(spellings[at % spellings.len()]));
+        each_allowed(policy, attempts, WITHIN, |attempt| policy.failed(attempt)).await;
         refused(
             policy,
             &client.spelled("JohnDoe-another-spelling"),
@@ -193,12 +182,25 @@ impl LoginPolicySuite {
     }
 }
 
+const WITHIN: &str = "a check within the limit";
+
 /// `count` attempts by `client`, each allowed and failed.
 async fn fail<P: LoginPolicy>(policy: &P, client: &Client, count: u32) {
-    for _ in 0..count {
-        let attempt = client.attempt();
-        allowed(policy, &attempt, "a check within the limit").await;
-        settle(policy.failed(&attempt)).await;
+    let attempts = (0..count).map(|_| client.attempt());
+    each_allowed(policy, attempts, WITHIN, |attempt| policy.failed(attempt)).await;
+}
+
+/// Checks each of `attempts`, which must be allowed (`what` says why), and
+/// settles it with `settle_with`.
+async fn each_allowed<'a, P: LoginPolicy>(
+    policy: &P,
+    attempts: impl Iterator<Item = LoginAttempt<'a>>,
+    what: &str,
+    settle_with: impl Fn(&LoginAttempt<'a>) -> Lookup<()>,
+) {
+    for attempt in attempts {
+        allowed(policy, &attempt, what).await;
+        settle(settle_with(&attempt)).await;
     }
 }
 
@@ -221,7 +223,7 @@ async fn refused<P: LoginPolicy>(policy: &P, attempt: &LoginAttempt<'_>, what: &
     }
 }
 
-async fn settle(notification: crate::lookup::Lookup<()>) {
+async fn settle(notification: Lookup<()>) {
     notification
         .await
         .unwrap_or_else(|error| panic!("a notification failed on a working policy: {error}"));
