@@ -1,8 +1,6 @@
 //! Fixtures shipped with the suites, so that neither this crate's tests nor a
 //! downstream crate's copy them.
 
-use std::time::{Duration, SystemTime};
-
 use super::{Awaited, UserFixture};
 use crate::password::HashedPassword;
 use crate::scope::Scopes;
@@ -18,11 +16,7 @@ use crate::user::{MemoryUserStore, StoredUser};
 /// assert_eq!(grant_for("johndoe").subject, "johndoe");
 /// ```
 pub fn grant_for(subject: &str) -> Grant {
-    Grant::new(
-        subject,
-        Scopes::empty(),
-        SystemTime::now() + Duration::from_secs(3600),
-    )
+    Grant::new(subject, Scopes::empty(), super::in_an_hour())
 }
 
 /// The [`UserFixture`] of a [`MemoryUserStore`]: the suite adds and changes users

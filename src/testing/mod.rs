@@ -6,7 +6,7 @@
 //!
 //! The behaviour each extension point owes the layer, one rule at a time:
 //! [`TokenStoreSuite`], [`RefreshTokenStoreSuite`], [`UserStoreSuite`] (through a
-//! [`UserFixture`]), [`LoginPolicySuite`], [`JtiDenylistSuite`] (with `jwt`) and
+//! [`UserFixture`]), [`LoginPolicySuite`], `JtiDenylistSuite` (with `jwt`) and
 //! [`PasswordHasherSuite`]. The crate's own stores run them, and so should every
 //! Redis, SQL, JWT or third-party one. One line per store gives one test per rule,
 //! named after it, so a broken store fails by the rules it breaks:
@@ -262,7 +262,7 @@ async fn issued_tokens_resolve_to_their_grant<Ts: TokenStore>(store: &Ts) {
 async fn tokens_are_distinct<Ts: TokenStore>(store: &Ts) {
     let mut seen = std::collections::HashSet::new();
     for _ in 0..64 {
-        let issued = issue(store, grant("johndoe", in_an_hour())).await;
+        let issued = issue(store, grant_for("johndoe")).await;
         let token = issued.access_token.as_str().to_owned();
         assert!(
             token.len() >= 22,
@@ -277,7 +277,7 @@ async fn tokens_are_distinct<Ts: TokenStore>(store: &Ts) {
 }
 
 async fn foreign_and_altered_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {
-    let issued = issue(store, grant("johndoe", in_an_hour())).await;
+    let issued = issue(store, grant_for("johndoe")).await;
     let token = issued.access_token.as_str().as_bytes();
     for candidate in altered(token) {
         assert_eq!(
@@ -320,8 +320,8 @@ fn altered(token: &[u8]) -> Vec<Vec<u8>> {
 }
 
 async fn revoked_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {
-    let kept = issue(store, grant("johndoe", in_an_hour())).await;
-    let revoked = issue(store, grant("johndoe", in_an_hour())).await;
+    let kept = issue(store, grant_for("johndoe")).await;
+    let revoked = issue(store, grant_for("johndoe")).await;
     let token = BearerToken::from(revoked.access_token.as_str());
     match store.revoke(token, Some(TokenTypeHint::AccessToken)).await {
         Ok(Revocation::Revoked) => {
@@ -357,11 +357,11 @@ async fn revoked_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {
 async fn a_revoked_family_ends_its_tokens<Ts: TokenStore>(store: &Ts) {
     let family = FamilyId::random().expect("randomness");
     let other = FamilyId::random().expect("randomness");
-    let in_family = |subject| grant(subject, in_an_hour()).with_family(family);
+    let in_family = |subject| grant_for(subject).with_family(family);
     let first = issue(store, in_family("johndoe")).await;
     let second = issue(store, in_family("johndoe")).await;
-    let elsewhere = issue(store, grant("johndoe", in_an_hour()).with_family(other)).await;
-    let alone = issue(store, grant("johndoe", in_an_hour())).await;
+    let elsewhere = issue(store, grant_for("johndoe").with_family(other)).await;
+    let alone = issue(store, grant_for("johndoe")).await;
     for (token, of) in [
         (&first, Some(family)),
         (&elsewhere, Some(other)),

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 use super::report::{self, BrokenRule, Report};
-use super::{altered, grant, in_an_hour};
+use super::{altered, grant_for, in_an_hour};
 use crate::scope::Scopes;
 use crate::token::refresh::{FamilyKey, FamilyToken, KEY_BYTES};
 use crate::token::{
@@ -211,12 +211,7 @@ impl RefreshTokenStoreSuite {
     /// the family's newest token is invalid too (RFC 9700 §4.14).
     pub async fn reuse_revokes_the_family<Rs: RefreshTokenStore>(&self, store: &Rs) {
         let family = FamilyId::random().expect("randomness");
-        let first = issue(
-            store,
-            grant("stolen", in_an_hour()).with_family(family),
-            long(),
-        )
-        .await;
+        let first = issue(store, grant_for("stolen").with_family(family), long()).await;
         let second = rotated(store, &first, "a fresh token").await;
         tokio::time::sleep(self.retry_grace + Duration::from_millis(100)).await;
         match rotate(store, &first).await {
@@ -402,7 +397,7 @@ async fn used_twice<Rs: RefreshTokenStore>(
     lifetimes: RefreshLifetimes,
     what: &str,
 ) -> RefreshToken {
-    let mut token = issue(store, grant(subject, in_an_hour()), lifetimes).await;
+    let mut token = issue(store, grant_for(subject), lifetimes).await;
     for _ in 0..2 {
         tokio::time::sleep(STEP).await;
         token = match rotate_with(store, &token, lifetimes).await {
@@ -478,7 +473,7 @@ async fn issue<Rs: RefreshTokenStore>(
 }
 
 async fn start<Rs: RefreshTokenStore>(store: &Rs, subject: &str) -> RefreshToken {
-    issue(store, grant(subject, in_an_hour()), long()).await
+    issue(store, grant_for(subject), long()).await
 }
 
 async fn peek<Rs: RefreshTokenStore>(store: &Rs, token: &RefreshToken) -> Option<Grant> {
@@ -533,7 +528,7 @@ fn within_a_second(a: SystemTime, b: SystemTime) -> bool {
 /// access tokens by it (RFC 9700 §4.14.2, RFC 7009 §2.1).
 async fn families_are_the_ones_the_layer_names<Rs: RefreshTokenStore>(store: &Rs) {
     let family = FamilyId::random().expect("randomness");
-    let login = || grant("johndoe", in_an_hour()).with_family(family);
+    let login = || grant_for("johndoe").with_family(family);
     let first = issue(store, login(), long()).await;
     match rotate(store, &first).await {
         Rotation::Rotated { grant, .. } => assert_eq!(
@@ -559,12 +554,7 @@ async fn families_are_the_ones_the_layer_names<Rs: RefreshTokenStore>(store: &Rs
     assert_eq!(again, None, "an ended family is not ended again");
 
     let family = FamilyId::random().expect("randomness");
-    let token = issue(
-        store,
-        grant("johndoe", in_an_hour()).with_family(family),
-        long(),
-    )
-    .await;
+    let token = issue(store, grant_for("johndoe").with_family(family), long()).await;
     store
         .revoke_family(&family)
         .await
