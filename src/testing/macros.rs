@@ -197,6 +197,29 @@ macro_rules! __token_store_rules {
 #[macro_export]
 macro_rules! __refresh_token_store_rules {
     ($m:ident!($($args:tt)*)) => {
+        $crate::__refresh_token_store_quick_rules!($m!($($args)*));
+        $crate::__refresh_token_store_waiting_rules!($m!($($args)*));
+    };
+}
+
+/// The refresh rules that wait seconds (lifetimes): `check` runs them beside
+/// the others.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __refresh_token_store_waiting_rules {
+    ($m:ident!($($args:tt)*)) => {
+        $crate::$m!($($args)*;
+            an_unused_family_ends_after_its_idle_lifetime,
+            a_used_family_ends_at_its_absolute_lifetime,
+        );
+    };
+}
+
+/// The refresh rules that do not wait.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __refresh_token_store_quick_rules {
+    ($m:ident!($($args:tt)*)) => {
         $crate::$m!($($args)*;
             rotation_hands_back_the_grant_and_a_new_token,
             one_retry_per_generation_within_the_grace,
@@ -204,8 +227,6 @@ macro_rules! __refresh_token_store_rules {
             foreign_and_altered_tokens_are_invalid,
             revoked_families_are_invalid,
             families_are_the_ones_the_layer_names,
-            an_unused_family_ends_after_its_idle_lifetime,
-            a_used_family_ends_at_its_absolute_lifetime,
             a_users_live_families_are_capped,
         );
     };
