@@ -1,5 +1,12 @@
 //! How to unit-test your own service behind the layer, in process, with
-//! `tower::ServiceExt::oneshot`: no socket, no server, real tokens.
+//! `tower::ServiceExt::oneshot`: no socket, no server, real tokens. With the
+//! crate's `testing` feature (in `[dev-dependencies]` only):
+//!
+//! - `CurrentUser::new` builds the user a handler receives, to call the handler
+//!   alone;
+//! - `testing::InsecureFastHasher` makes every test login cost microseconds
+//!   (never use it in production);
+//! - `testing::issue_token` gives a test a token for a user without a login.
 //!
 //! `cargo test --example testing` runs the tests below (and plain `cargo test` does
 //! too: this example is marked `test = true` in Cargo.toml). `cargo run --example
@@ -11,9 +18,9 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_oauth2_password::testing::{issue_token, InsecureFastHasher};
 use tower_oauth2_password::{
-    Argon2Hasher, CurrentUser, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, ResponseBody,
-    StoredUser,
+    CurrentUser, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, ResponseBody, StoredUser,
 };
 
 /// Your handler: greets the user the layer authenticated.
@@ -25,22 +32,37 @@ async fn hello(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, I
     Ok(Response::new(Full::from(greeting)))
 }
 
-/// Your app as tests see it. Cheap Argon2 parameters keep tests fast; production
-/// code uses `Argon2Hasher::new()` (the OWASP defaults).
+/// The layer as tests build it: `InsecureFastHasher` keeps logins fast; production
+/// code keeps the default `Argon2Hasher::new()` (the OWASP parameters).
+fn layer() -> OAuth2PasswordLayer<MemoryUserStore<String>> {
+    let hasher = InsecureFastHasher::new();
+    let hash = hasher.hash("secret").expect("hashing works");
+    let users =
+        MemoryUserStore::new().with_user("ada", StoredUser::new("Ada Lovelace".to_owned(), hash));
+    OAuth2PasswordLayer::builder(users)
+        .password_hasher(hasher)
+        .build()
+}
+
+/// Your app behind `layer`, as tests see it.
+fn app_with(
+    layer: OAuth2PasswordLayer<MemoryUserStore<String>>,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<ResponseBody<Full<Bytes>>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    ServiceBuilder::new().layer(layer).service_fn(hello)
+}
+
 fn app() -> impl Service<
     Request<Full<Bytes>>,
     Response = Response<ResponseBody<Full<Bytes>>>,
     Error = Infallible,
     Future = impl Send,
 > + Clone {
-    let hasher = Argon2Hasher::with_params(1024, 1, 1).expect("valid parameters");
-    let hash = hasher.hash("secret").expect("hashing works");
-    let users =
-        MemoryUserStore::new().with_user("ada", StoredUser::new("Ada Lovelace".to_owned(), hash));
-    let layer = OAuth2PasswordLayer::builder(users)
-        .password_hasher(hasher)
-        .build();
-    ServiceBuilder::new().layer(layer).service_fn(hello)
+    app_with(layer())
 }
 
 /// Logs in through the token endpoint, as a client would: the token, or the status
@@ -110,6 +132,33 @@ async fn main() {
     println!("GET /hello with the token: {status} {body:?}");
     let (status, body) = get(app, None).await;
     println!("GET /hello without a token: {status} {body:?}");
+
+    let (status, body) = get_as_ada_without_login().await;
+    println!("GET /hello with a token from issue_token: {status} {body:?}");
+
+    let request = as_user(CurrentUser::new("ada", "Ada Lovelace".to_owned()));
+    let Ok(response) = hello(request).await;
+    let Ok(body) = response.into_body().collect().await;
+    println!("hello() called alone as ada: {:?}", body.to_bytes());
+}
+
+/// `GET /hello` with a token `issue_token` gave ada: no login, no password hash.
+async fn get_as_ada_without_login() -> (StatusCode, Bytes) {
+    let layer = layer();
+    let issued = issue_token(&layer, "ada", Default::default())
+        .await
+        .expect("ada is a user");
+    let token = issued.access_token.as_str().to_owned();
+    get(app_with(layer), Some(&token)).await
+}
+
+/// A request as the guard hands it to a handler: with `user` in its extensions.
+fn as_user(user: CurrentUser<String>) -> Request<Full<Bytes>> {
+    let mut request = Request::get("/hello")
+        .body(Full::default())
+        .expect("valid request");
+    request.extensions_mut().insert(user);
+    request
 }
 
 #[cfg(test)]
@@ -130,6 +179,30 @@ mod tests {
         let (status, body) = get(app(), None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(body, r#"{"detail":"Not authenticated"}"#);
+    }
+
+    /// The handler alone, as the guard would call it: no layer, no token.
+    #[tokio::test]
+    async fn the_handler_greets_the_current_user() {
+        let request = as_user(CurrentUser::new("ada", "Ada Lovelace".to_owned()));
+        let Ok(response) = hello(request).await;
+        let Ok(body) = response.into_body().collect().await;
+        assert_eq!(body.to_bytes(), "hello, Ada Lovelace");
+    }
+
+    /// A token without a login: the test is about the handler, not the password.
+    #[tokio::test]
+    async fn an_issued_token_gets_through_the_guard() {
+        let (status, body) = get_as_ada_without_login().await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "hello, Ada Lovelace");
+    }
+
+    #[tokio::test]
+    async fn no_token_for_an_unknown_user() {
+        assert!(issue_token(&layer(), "nobody", Default::default())
+            .await
+            .is_err());
     }
 
     #[tokio::test]

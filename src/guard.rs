@@ -196,7 +196,7 @@ fn accept_user<U>(
         return Err(Rejection::InactiveUser);
     }
     Ok((
-        CurrentUser::new(grant.subject, principal.user),
+        CurrentUser::from_shared(grant.subject, principal.user),
         grant.scopes,
     ))
 }

@@ -126,8 +126,9 @@ impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
         &*self.shared.hasher
     }
 
-    /// What the builder configured (for the OpenAPI documentation).
-    #[cfg(feature = "utoipa")]
+    /// What the builder configured (for the OpenAPI documentation, and
+    /// `testing::issue_token`).
+    #[cfg(any(feature = "utoipa", feature = "testing"))]
     pub(crate) fn config(&self) -> &Config {
         &self.shared.config
     }

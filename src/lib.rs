@@ -114,7 +114,8 @@
 //! a future to await. Tokens carry their user's security stamp, so a password
 //! change, a scope taken away or a user removed and created again ends the user's
 //! sessions on the next request. With the `testing` feature, the `testing` module
-//! holds the conformance suites every store should pass.
+//! holds the conformance suites every store should pass (one test per rule with
+//! `token_store_tests!` and its kin) and a kit to test a service behind the layer.
 //!
 //! # Runtime
 //!

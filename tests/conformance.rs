@@ -5,42 +5,97 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+#[cfg(feature = "jwt")]
+use tower_oauth2_password::testing::JtiDenylistSuite;
 use tower_oauth2_password::testing::{
-    Awaited, RefreshTokenStoreSuite, TokenStoreSuite, UserFixture, UserStoreSuite,
+    Awaited, InsecureFastHasher, LoginPolicySuite, MemoryUsers, PasswordHasherSuite,
+    RefreshTokenStoreSuite, TokenStoreSuite, UserStoreSuite,
 };
 use tower_oauth2_password::{
-    BearerToken, FamilyId, Grant, HashedPassword, IssuedToken, Lookup, MemoryRefreshTokenStore,
-    MemoryTokenStore, MemoryUserStore, RefreshLifetimes, RefreshToken, RefreshTokenStore,
-    Revocation, Rotation, Scopes, StoreError, StoredUser, TokenStore, TokenTypeHint, UserStore,
+    Argon2Hasher, BearerToken, FamilyId, Grant, HashedPassword, IssuedToken, LoginAttempt,
+    LoginDecision, LoginPolicy, LoginThrottle, Lookup, MemoryRefreshTokenStore, MemoryTokenStore,
+    PasswordError, PasswordHasher, RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation,
+    Rotation, StoreError, TokenStore, TokenTypeHint, Verification,
+    DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS,
 };
+#[cfg(feature = "jwt")]
+use tower_oauth2_password::{JtiDenylist, MemoryJtiDenylist};
 
+mod memory_token_store {
+    use super::*;
+    tower_oauth2_password::token_store_tests!(MemoryTokenStore::new());
+}
+
+mod memory_token_store_awaited {
+    use super::*;
+    tower_oauth2_password::token_store_tests!(Awaited::new(MemoryTokenStore::new()));
+}
+
+mod memory_refresh_token_store {
+    use super::*;
+    const GRACE: Duration = Duration::from_secs(1);
+    tower_oauth2_password::refresh_token_store_tests!(
+        MemoryRefreshTokenStore::with_retry_grace(GRACE),
+        RefreshTokenStoreSuite::new(GRACE)
+    );
+}
+
+mod memory_refresh_token_store_without_grace_and_a_small_cap {
+    // With no grace, a second use is always reuse: the retry rule passes at once.
+    use super::*;
+    tower_oauth2_password::refresh_token_store_tests!(
+        MemoryRefreshTokenStore::with_retry_grace(Duration::ZERO).with_max_families_per_user(2),
+        RefreshTokenStoreSuite::new(Duration::ZERO).max_families_per_user(2)
+    );
+}
+
+mod memory_user_store {
+    use super::*;
+    tower_oauth2_password::user_store_tests!(MemoryUsers::<String>::new());
+}
+
+mod memory_user_store_awaited {
+    use super::*;
+    tower_oauth2_password::user_store_tests!(MemoryUsers::<String>::awaited());
+}
+
+mod login_throttle {
+    use super::*;
+    tower_oauth2_password::login_policy_tests!(
+        LoginThrottle::new(),
+        DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS
+    );
+}
+
+#[cfg(feature = "jwt")]
+mod memory_jti_denylist {
+    use super::*;
+    tower_oauth2_password::jti_denylist_tests!(MemoryJtiDenylist::new());
+}
+
+mod argon2_hasher {
+    use super::*;
+    tower_oauth2_password::password_hasher_tests!(Argon2Hasher::with_params(1024, 1, 1).unwrap());
+}
+
+mod insecure_fast_hasher {
+    use super::*;
+    tower_oauth2_password::password_hasher_tests!(InsecureFastHasher::new());
+}
+
+/// The suites' `run` still runs every rule in one call, as before the macros.
 #[tokio::test]
-async fn memory_token_store() {
+async fn run_still_runs_every_suite_in_one_call() {
     TokenStoreSuite::new().run(&MemoryTokenStore::new()).await;
-}
-
-#[tokio::test]
-async fn memory_token_store_awaited() {
-    let store = Awaited::new(MemoryTokenStore::new());
-    TokenStoreSuite::new().run(&store).await;
-}
-
-#[tokio::test]
-async fn memory_refresh_token_store() {
-    let grace = Duration::from_secs(1);
-    let store = MemoryRefreshTokenStore::with_retry_grace(grace);
-    RefreshTokenStoreSuite::new(grace).run(&store).await;
-}
-
-#[tokio::test]
-async fn memory_refresh_token_store_without_grace_and_a_small_cap() {
-    // With no grace, a second use is always reuse: the suite skips the retry check.
-    let store =
-        MemoryRefreshTokenStore::with_retry_grace(Duration::ZERO).with_max_families_per_user(2);
-    RefreshTokenStoreSuite::new(Duration::ZERO)
-        .max_families_per_user(2)
-        .run(&store)
+    UserStoreSuite::new()
+        .run(&MemoryUsers::<String>::new())
         .await;
+    LoginPolicySuite::new(DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS)
+        .run(&LoginThrottle::new())
+        .await;
+    #[cfg(feature = "jwt")]
+    JtiDenylistSuite::new().run(&MemoryJtiDenylist::new()).await;
+    PasswordHasherSuite::new().run(&InsecureFastHasher::new());
 }
 
 /// A refresh store that writes down every token it issues, as a careless store
@@ -101,54 +156,6 @@ async fn the_suite_catches_a_refresh_store_that_persists_its_tokens() {
     RefreshTokenStoreSuite::new(Duration::from_secs(1))
         .run_with_persisted(&store, || async { store.written.lock().unwrap().clone() })
         .await;
-}
-
-/// The memory user store, changed through its own methods, answering as `S` does.
-struct Memory<S>(S);
-
-impl<S> UserFixture for Memory<S>
-where
-    S: UserStore + std::ops::Deref<Target = MemoryUserStore<S::User>>,
-    S::User: From<String>,
-{
-    type Store = S;
-
-    fn store(&self) -> &S {
-        &self.0
-    }
-
-    async fn add(&self, username: &str, password_hash: HashedPassword, scopes: Scopes) {
-        let user = StoredUser::new(S::User::from(username.to_owned()), password_hash);
-        self.0.insert(username, user.with_scopes(scopes.iter()));
-    }
-
-    async fn disable(&self, username: &str) {
-        assert!(self.0.disable(username));
-    }
-
-    async fn remove(&self, username: &str) {
-        assert!(self.0.remove(username));
-    }
-
-    async fn set_password(&self, username: &str, password_hash: HashedPassword) {
-        assert!(self.0.set_password(username, password_hash));
-    }
-
-    async fn set_scopes(&self, username: &str, scopes: Scopes) {
-        assert!(self.0.set_scopes(username, scopes));
-    }
-}
-
-#[tokio::test]
-async fn memory_user_store() {
-    let store = Awaited::passthrough(MemoryUserStore::<String>::new());
-    UserStoreSuite::new().run(&Memory(store)).await;
-}
-
-#[tokio::test]
-async fn memory_user_store_awaited() {
-    let store = Awaited::new(MemoryUserStore::<String>::new());
-    UserStoreSuite::new().run(&Memory(store)).await;
 }
 
 /// What a broken token store gets wrong.
@@ -272,4 +279,147 @@ async fn the_suite_catches_a_store_that_cannot_revoke_families() {
 #[should_panic(expected = "a token that differs from an issued one")]
 async fn the_suite_catches_a_store_that_compares_a_prefix() {
     run_on_broken(Flaw::ComparesAPrefix).await;
+}
+
+/// The names of the rules `broken` lists.
+fn names(broken: &[tower_oauth2_password::testing::BrokenRule]) -> Vec<&'static str> {
+    broken.iter().map(|broken| broken.rule).collect()
+}
+
+fn broken_token_store(flaw: Flaw) -> Broken {
+    Broken {
+        inner: MemoryTokenStore::new(),
+        flaw,
+        by_prefix: Mutex::default(),
+    }
+}
+
+#[tokio::test]
+async fn the_token_suite_names_each_rule_a_broken_store_breaks() {
+    for (flaw, rules) in [
+        (Flaw::ForgetsExpiry, ["expired_tokens_are_unknown"]),
+        (Flaw::FakesRevocation, ["revoked_tokens_are_unknown"]),
+        (
+            Flaw::ComparesAPrefix,
+            ["foreign_and_altered_tokens_are_unknown"],
+        ),
+        (
+            Flaw::FakesFamilyRevocation,
+            ["a_revoked_family_ends_its_tokens"],
+        ),
+        (
+            Flaw::CannotRevokeFamilies,
+            ["a_revoked_family_ends_its_tokens"],
+        ),
+    ] {
+        let broken = TokenStoreSuite::new()
+            .check(&broken_token_store(flaw))
+            .await;
+        assert_eq!(names(&broken), rules);
+    }
+}
+
+/// One rule, run on its own on a broken store, fails with its message (what a
+/// test from `token_store_tests!` shows, under the rule's name).
+#[tokio::test]
+#[should_panic(expected = "a token the store says it revoked must not resolve")]
+async fn one_rule_fails_on_its_own() {
+    let store = broken_token_store(Flaw::FakesRevocation);
+    TokenStoreSuite::new()
+        .revoked_tokens_are_unknown(&store)
+        .await;
+}
+
+/// `run` names every broken rule, not only the first.
+#[tokio::test]
+#[should_panic(expected = "1 rule(s) broken:\n- a_revoked_family_ends_its_tokens: ")]
+async fn run_names_the_broken_rules() {
+    let store = broken_token_store(Flaw::FakesFamilyRevocation);
+    TokenStoreSuite::new().run(&store).await;
+}
+
+/// A login policy that counts failures when told of them, not when it allows an
+/// attempt: concurrent attempts all pass its check.
+#[derive(Default)]
+struct CountsTooLate(Mutex<HashMap<String, u32>>);
+
+impl LoginPolicy for CountsTooLate {
+    fn check(&self, attempt: &LoginAttempt<'_>) -> Lookup<LoginDecision> {
+        let failures = self.0.lock().unwrap();
+        let count = failures.get(attempt.canonical_username()).copied();
+        Lookup::ready(Ok(
+            if count.unwrap_or(0) < DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS {
+                LoginDecision::Allow
+            } else {
+                LoginDecision::refuse(Duration::from_secs(60))
+            },
+        ))
+    }
+
+    fn failed(&self, attempt: &LoginAttempt<'_>) -> Lookup<()> {
+        let mut failures = self.0.lock().unwrap();
+        *failures
+            .entry(attempt.canonical_username().to_owned())
+            .or_default() += 1;
+        Lookup::ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn the_policy_suite_catches_a_policy_that_does_not_reserve() {
+    let broken = LoginPolicySuite::new(DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS)
+        .check(&CountsTooLate::default())
+        .await;
+    assert_eq!(names(&broken), ["a_check_reserves_before_the_hash"]);
+}
+
+/// A denylist that keeps the last expiry it was given, not the later one.
+#[cfg(feature = "jwt")]
+#[derive(Default)]
+struct KeepsTheLastExpiry(Mutex<HashMap<String, SystemTime>>);
+
+#[cfg(feature = "jwt")]
+impl JtiDenylist for KeepsTheLastExpiry {
+    async fn deny(&self, jti: &str, until: SystemTime) -> Result<(), StoreError> {
+        self.0.lock().unwrap().insert(jti.to_owned(), until);
+        Ok(())
+    }
+
+    fn is_denied(&self, jti: &str) -> Lookup<bool> {
+        let until = self.0.lock().unwrap().get(jti).copied();
+        Lookup::ready(Ok(until.is_some_and(|until| until > SystemTime::now())))
+    }
+}
+
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn the_denylist_suite_catches_a_denylist_that_shortens_an_entry() {
+    let broken = JtiDenylistSuite::new()
+        .check(&KeepsTheLastExpiry::default())
+        .await;
+    assert_eq!(names(&broken), ["a_later_expiry_wins"]);
+}
+
+/// A hasher that panics on a hash it cannot check, instead of an error.
+struct PanicsOnForeignHashes(InsecureFastHasher);
+
+impl PasswordHasher for PanicsOnForeignHashes {
+    fn hash(&self, password: &str) -> Result<HashedPassword, PasswordError> {
+        self.0.hash(password)
+    }
+
+    fn verify(&self, password: &str, hash: &HashedPassword) -> Result<Verification, PasswordError> {
+        Ok(self.0.verify(password, hash).expect("a hash I can check"))
+    }
+
+    fn verify_dummy(&self, password: &str) {
+        self.0.verify_dummy(password);
+    }
+}
+
+#[test]
+fn the_hasher_suite_catches_a_hasher_that_panics_on_a_foreign_hash() {
+    let broken =
+        PasswordHasherSuite::new().check(&PanicsOnForeignHashes(InsecureFastHasher::new()));
+    assert_eq!(names(&broken), ["a_hash_it_cannot_check_is_an_error"]);
 }

@@ -1,44 +1,68 @@
-//! Conformance suites (feature `testing`): the behaviour every [`TokenStore`],
-//! [`RefreshTokenStore`](crate::RefreshTokenStore) and [`UserStore`] owes the layer, as one test each that any store can run — the
-//! crate's memory stores run them, and so should every Redis, SQL, JWT or
-//! third-party store.
+//! Feature `testing`: conformance suites for every extension point, and a kit to
+//! test a service that uses the layer. Put the feature in `[dev-dependencies]`
+//! only.
+//!
+//! # Conformance suites
+//!
+//! The behaviour each extension point owes the layer, one rule at a time:
+//! [`TokenStoreSuite`], [`RefreshTokenStoreSuite`], [`UserStoreSuite`] (through a
+//! [`UserFixture`]), [`LoginPolicySuite`], `JtiDenylistSuite` (with `jwt`) and
+//! [`PasswordHasherSuite`]. The crate's own stores run them, and so should every
+//! Redis, SQL, JWT or third-party one. One line per store gives one test per rule,
+//! named after it, so a broken store fails by the rules it breaks:
 //!
 //! ```
-//! use tower_oauth2_password::testing::{TokenStoreSuite, UserFixture, UserStoreSuite};
-//! use tower_oauth2_password::{HashedPassword, MemoryTokenStore, MemoryUserStore, Scopes, StoredUser};
-//!
-//! /// How the suite adds and changes users in a store: here, the memory store's own
-//! /// methods; for SQL, `INSERT` and `UPDATE` statements.
-//! struct Memory(MemoryUserStore<String>);
-//!
-//! impl UserFixture for Memory {
-//!     type Store = MemoryUserStore<String>;
-//!     fn store(&self) -> &Self::Store { &self.0 }
-//!     async fn add(&self, username: &str, hash: HashedPassword, scopes: Scopes) {
-//!         self.0.insert(username, StoredUser::new(username.to_owned(), hash).with_scopes(scopes.iter()));
-//!     }
-//!     async fn disable(&self, username: &str) { self.0.disable(username); }
-//!     async fn remove(&self, username: &str) { self.0.remove(username); }
-//!     async fn set_password(&self, username: &str, hash: HashedPassword) { self.0.set_password(username, hash); }
-//!     async fn set_scopes(&self, username: &str, scopes: Scopes) { self.0.set_scopes(username, scopes); }
+//! mod my_token_store {
+//!     use tower_oauth2_password::MemoryTokenStore;
+//!     tower_oauth2_password::token_store_tests!(MemoryTokenStore::new());
 //! }
+//! mod my_user_store {
+//!     use tower_oauth2_password::testing::MemoryUsers;
+//!     tower_oauth2_password::user_store_tests!(MemoryUsers::<String>::new());
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! The macros ([`token_store_tests!`](crate::token_store_tests),
+//! [`refresh_token_store_tests!`](crate::refresh_token_store_tests),
+//! [`user_store_tests!`](crate::user_store_tests),
+//! [`login_policy_tests!`](crate::login_policy_tests),
+//! [`jti_denylist_tests!`](crate::jti_denylist_tests),
+//! [`password_hasher_tests!`](crate::password_hasher_tests)) write
+//! `#[tokio::test]` functions: the crate that invokes them needs `tokio` with the
+//! `macros` and `rt` features in its `[dev-dependencies]`. Put each invocation in
+//! its own module. Each rule is also a method of its suite, to run one alone;
+//! `check` runs every rule and returns the [`BrokenRule`]s, and `run` panics
+//! listing them all:
+//!
+//! ```
+//! use tower_oauth2_password::testing::{MemoryUsers, TokenStoreSuite, UserStoreSuite};
+//! use tower_oauth2_password::MemoryTokenStore;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! TokenStoreSuite::new().run(&MemoryTokenStore::new()).await;
-//! UserStoreSuite::new().run(&Memory(MemoryUserStore::new())).await;
+//! assert!(UserStoreSuite::new().check(&MemoryUsers::<String>::new()).await.is_empty());
 //! # }
 //! ```
 //!
-//! Each suite panics with a message naming the broken rule, so it reads as a failed
-//! test. What no test from outside can see, and each store must still do: compare
+//! What no test from outside can see, and each store must still do: compare
 //! token secrets in constant time (the token suite checks that a token with any one
 //! character changed, or cut short, or extended, is refused, which catches prefix
 //! and truncated comparisons, but not a comparison that returns early), and look
 //! tokens up rather than scan.
 //!
-//! [`Awaited`] makes any store answer every lookup as a pending future, to run a
-//! service's own tests down the path that real network stores take.
+//! # Testing a service
+//!
+//! - [`CurrentUser::new`](crate::CurrentUser::new) builds the user a handler
+//!   receives, to call the handler without the layer.
+//! - [`InsecureFastHasher`] makes each test login cost microseconds (never in
+//!   production).
+//! - [`issue_token`] gives a test a token for a user without a login.
+//! - [`Awaited`] makes any store answer every lookup as a pending future, to run a
+//!   service's own tests down the path that real network stores take.
+//!
+//! `examples/testing.rs` shows each.
 
 use std::future::Future;
 use std::ops::Deref;
@@ -54,9 +78,25 @@ use crate::token::{
 };
 use crate::user::{Credentials, Principal, UserStore};
 
+#[cfg(feature = "jwt")]
+mod denylist;
+mod fixtures;
+mod hasher;
+mod issue;
+mod macros;
+mod policy;
 mod refresh;
+mod report;
 
+#[cfg(feature = "jwt")]
+pub use denylist::JtiDenylistSuite;
+pub use fixtures::{grant_for, MemoryUsers};
+pub use hasher::{InsecureFastHasher, PasswordHasherSuite};
+pub use issue::issue_token;
+pub use policy::LoginPolicySuite;
 pub use refresh::RefreshTokenStoreSuite;
+pub use report::BrokenRule;
+use report::Report;
 
 /// The [`TokenStore`] conformance suite.
 #[derive(Debug, Clone)]
@@ -85,17 +125,52 @@ impl TokenStoreSuite {
         self
     }
 
-    /// Runs every check against `store`; panics naming the first rule broken.
+    /// Runs every rule against `store`; panics listing every rule broken.
     pub async fn run<Ts: TokenStore>(&self, store: &Ts) {
-        issued_tokens_resolve_to_their_grant(store).await;
-        tokens_are_distinct(store).await;
-        foreign_and_altered_tokens_are_unknown(store).await;
-        revoked_tokens_are_unknown(store).await;
-        a_revoked_family_ends_its_tokens(store).await;
-        self.expired_tokens_are_unknown(store).await;
+        report::fail_on("TokenStoreSuite", &self.check(store).await);
     }
 
-    async fn expired_tokens_are_unknown<Ts: TokenStore>(&self, store: &Ts) {
+    /// Runs every rule against `store` and returns the broken ones.
+    pub async fn check<Ts: TokenStore>(&self, store: &Ts) -> Vec<BrokenRule> {
+        let mut report = Report::default();
+        crate::__token_store_rules!(__each_rule!(report, self, store));
+        report.into_broken()
+    }
+
+    /// A token resolves to the grant it was issued for: subject, scopes, stamp and
+    /// expiry (rounded down to the second at most).
+    pub async fn issued_tokens_resolve_to_their_grant<Ts: TokenStore>(&self, store: &Ts) {
+        issued_tokens_resolve_to_their_grant(store).await;
+    }
+
+    /// Tokens are distinct, RFC 6750 `b64token` text, and long enough to hold 128
+    /// random bits.
+    pub async fn tokens_are_distinct<Ts: TokenStore>(&self, store: &Ts) {
+        tokens_are_distinct(store).await;
+    }
+
+    /// A token with any one character changed, cut short, extended or upper-cased,
+    /// and foreign bytes, resolve to nothing.
+    pub async fn foreign_and_altered_tokens_are_unknown<Ts: TokenStore>(&self, store: &Ts) {
+        foreign_and_altered_tokens_are_unknown(store).await;
+    }
+
+    /// A revoked token resolves to nothing, revoking it again is no error, the
+    /// user's other tokens go on, and unknown tokens revoke without error
+    /// (RFC 7009).
+    pub async fn revoked_tokens_are_unknown<Ts: TokenStore>(&self, store: &Ts) {
+        revoked_tokens_are_unknown(store).await;
+    }
+
+    /// Revoking a refresh family ends its access tokens, and one issued for it
+    /// later, and nothing else (RFC 9700 §4.14.2).
+    pub async fn a_revoked_family_ends_its_tokens<Ts: TokenStore>(&self, store: &Ts) {
+        a_revoked_family_ends_its_tokens(store).await;
+    }
+
+    /// An expired token resolves to nothing (past the suite's leeway); one that
+    /// has not expired resolves. Waits about a second.
+    pub async fn expired_tokens_are_unknown<Ts: TokenStore>(&self, store: &Ts) {
         let long_ago = SystemTime::now() - Duration::from_secs(3600) - self.leeway;
         let expired = issue(store, grant("expired", long_ago)).await;
         assert_eq!(
@@ -187,7 +262,7 @@ async fn issued_tokens_resolve_to_their_grant<Ts: TokenStore>(store: &Ts) {
 async fn tokens_are_distinct<Ts: TokenStore>(store: &Ts) {
     let mut seen = std::collections::HashSet::new();
     for _ in 0..64 {
-        let issued = issue(store, grant("johndoe", in_an_hour())).await;
+        let issued = issue(store, grant_for("johndoe")).await;
         let token = issued.access_token.as_str().to_owned();
         assert!(
             token.len() >= 22,
@@ -202,7 +277,7 @@ async fn tokens_are_distinct<Ts: TokenStore>(store: &Ts) {
 }
 
 async fn foreign_and_altered_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {
-    let issued = issue(store, grant("johndoe", in_an_hour())).await;
+    let issued = issue(store, grant_for("johndoe")).await;
     let token = issued.access_token.as_str().as_bytes();
     for candidate in altered(token) {
         assert_eq!(
@@ -245,8 +320,8 @@ fn altered(token: &[u8]) -> Vec<Vec<u8>> {
 }
 
 async fn revoked_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {
-    let kept = issue(store, grant("johndoe", in_an_hour())).await;
-    let revoked = issue(store, grant("johndoe", in_an_hour())).await;
+    let kept = issue(store, grant_for("johndoe")).await;
+    let revoked = issue(store, grant_for("johndoe")).await;
     let token = BearerToken::from(revoked.access_token.as_str());
     match store.revoke(token, Some(TokenTypeHint::AccessToken)).await {
         Ok(Revocation::Revoked) => {
@@ -282,11 +357,11 @@ async fn revoked_tokens_are_unknown<Ts: TokenStore>(store: &Ts) {
 async fn a_revoked_family_ends_its_tokens<Ts: TokenStore>(store: &Ts) {
     let family = FamilyId::random().expect("randomness");
     let other = FamilyId::random().expect("randomness");
-    let in_family = |subject| grant(subject, in_an_hour()).with_family(family);
+    let in_family = |subject| grant_for(subject).with_family(family);
     let first = issue(store, in_family("johndoe")).await;
     let second = issue(store, in_family("johndoe")).await;
-    let elsewhere = issue(store, grant("johndoe", in_an_hour()).with_family(other)).await;
-    let alone = issue(store, grant("johndoe", in_an_hour())).await;
+    let elsewhere = issue(store, grant_for("johndoe").with_family(other)).await;
+    let alone = issue(store, grant_for("johndoe")).await;
     for (token, of) in [
         (&first, Some(family)),
         (&elsewhere, Some(other)),
@@ -393,14 +468,22 @@ impl UserStoreSuite {
         Self::default()
     }
 
-    /// Runs every check through `fixture`; panics naming the first rule broken.
+    /// Runs every rule through `fixture`; panics listing every rule broken.
     pub async fn run<F: UserFixture>(&self, fixture: &F) {
-        let run = run_id();
-        let hash_a = phc(HASH_A);
-        let hash_b = phc(HASH_B);
-        let store = fixture.store();
+        report::fail_on("UserStoreSuite", &self.check(fixture).await);
+    }
 
-        let username = format!("suite-{run}-johndoe");
+    /// Runs every rule through `fixture` and returns the broken ones.
+    pub async fn check<F: UserFixture>(&self, fixture: &F) -> Vec<BrokenRule> {
+        let mut report = Report::default();
+        crate::__user_store_rules!(__each_rule!(report, self, fixture));
+        report.into_broken()
+    }
+
+    /// An unknown username has no credentials, an unknown subject no principal.
+    pub async fn unknown_users_have_nothing<F: UserFixture>(&self, fixture: &F) {
+        let store = fixture.store();
+        let username = format!("suite-{}-nobody", run_id());
         assert!(
             credentials(store, &username).await.is_none(),
             "an unknown username has no credentials"
@@ -411,17 +494,16 @@ impl UserStoreSuite {
                 .is_none(),
             "an unknown subject has no principal"
         );
+    }
 
-        let scopes: Scopes = ["me", "items"].into_iter().collect();
-        fixture.add(&username, hash_a.clone(), scopes.clone()).await;
-        let found = credentials(store, &username)
-            .await
-            .expect("a user just added has credentials");
-        assert_eq!(found.password_hash, hash_a, "the hash must round-trip");
-        assert_eq!(found.scopes, scopes, "the scopes must round-trip");
+    /// A user just added has their hash and scopes, is active, and the guard
+    /// (principal) and the login (credentials) see the same stamp.
+    pub async fn added_users_round_trip<F: UserFixture>(&self, fixture: &F) {
+        let (username, found) = added(fixture).await;
+        assert_eq!(found.password_hash, phc(HASH_A), "the hash must round-trip");
+        assert_eq!(found.scopes, suite_scopes(), "the scopes must round-trip");
         assert!(found.active, "a user just added is active");
-        let subject = found.subject.clone();
-        let first = principal(store, &subject)
+        let first = principal(fixture.store(), &found.subject)
             .await
             .expect("the canonical subject finds the user");
         assert!(first.active, "a user just added is active");
@@ -429,24 +511,31 @@ impl UserStoreSuite {
             first.stamp, found.stamp,
             "the guard and the login must see the same stamp"
         );
+        fixture.remove(&username).await;
+    }
 
-        // Renewing the hash is no password change: sessions go on.
+    /// Renewing a hash (`update_password_hash`) is no password change: the stamp
+    /// stays, and a renewal for a hash no longer stored changes nothing.
+    pub async fn renewing_a_hash_keeps_the_stamp<F: UserFixture>(&self, fixture: &F) {
+        let store = fixture.store();
+        let (username, found) = added(fixture).await;
+        let subject = found.subject.clone();
         let outcome = store
-            .update_password_hash(&subject, &hash_a, hash_b.clone())
+            .update_password_hash(&subject, &phc(HASH_A), phc(HASH_B))
             .await;
         assert!(outcome.is_ok(), "update_password_hash failed");
         let renewed = credentials(store, &username).await.expect("still there");
         assert!(
-            renewed.password_hash == hash_b || renewed.password_hash == hash_a,
+            renewed.password_hash == phc(HASH_B) || renewed.password_hash == phc(HASH_A),
             "a renewed hash is the new one (or, for stores that do not renew, the old)"
         );
         assert_eq!(
-            renewed.stamp, first.stamp,
+            renewed.stamp, found.stamp,
             "renewing a hash keeps the stamp"
         );
         let current = renewed.password_hash.clone();
         let stale = store
-            .update_password_hash(&subject, &phc(HASH_STALE), hash_a.clone())
+            .update_password_hash(&subject, &phc(HASH_STALE), phc(HASH_A))
             .await;
         assert!(stale.is_ok(), "update_password_hash failed");
         assert_eq!(
@@ -454,49 +543,101 @@ impl UserStoreSuite {
             Some(current),
             "a renewal for a hash that is no longer stored changes nothing"
         );
+        fixture.remove(&username).await;
+    }
 
-        fixture.set_password(&username, hash_a.clone()).await;
-        let changed = stamp(store, &subject).await;
+    /// A password change changes the stamp: the user's tokens end.
+    pub async fn a_password_change_changes_the_stamp<F: UserFixture>(&self, fixture: &F) {
+        let (username, found) = added(fixture).await;
+        fixture.set_password(&username, phc(HASH_B)).await;
+        let changed = stamp(fixture.store(), &found.subject).await;
         assert_ne!(
-            changed, first.stamp,
+            changed, found.stamp,
             "a password change must change the stamp"
         );
+        fixture.remove(&username).await;
+    }
 
+    /// Taking a scope away changes the stamp: tokens that hold it end.
+    pub async fn taking_a_scope_away_changes_the_stamp<F: UserFixture>(&self, fixture: &F) {
+        let (username, found) = added(fixture).await;
         fixture
             .set_scopes(&username, ["me"].into_iter().collect())
             .await;
-        let narrowed = stamp(store, &subject).await;
+        let narrowed = stamp(fixture.store(), &found.subject).await;
         assert_ne!(
-            narrowed, changed,
+            narrowed, found.stamp,
             "taking a scope away must change the stamp"
         );
+        fixture.remove(&username).await;
+    }
 
+    /// A disabled user is inactive for the guard and at login.
+    pub async fn disabled_users_are_inactive<F: UserFixture>(&self, fixture: &F) {
+        let store = fixture.store();
+        let (username, found) = added(fixture).await;
         fixture.disable(&username).await;
-        let disabled = principal(store, &subject).await.expect("still there");
+        let disabled = principal(store, &found.subject).await.expect("still there");
         assert!(
             !disabled.active,
             "a disabled user is inactive for the guard"
         );
         let disabled = credentials(store, &username).await.expect("still there");
         assert!(!disabled.active, "a disabled user is inactive at login");
+        fixture.remove(&username).await;
+    }
 
+    /// A removed user's tokens find no user, and they cannot log in.
+    pub async fn removed_users_are_gone<F: UserFixture>(&self, fixture: &F) {
+        let store = fixture.store();
+        let (username, found) = added(fixture).await;
         fixture.remove(&username).await;
         assert!(
-            principal(store, &subject).await.is_none(),
+            principal(store, &found.subject).await.is_none(),
             "a removed user's tokens must find no user"
         );
         assert!(
             credentials(store, &username).await.is_none(),
             "a removed user cannot log in"
         );
-        fixture.add(&username, hash_a, Scopes::empty()).await;
+    }
+
+    /// A user removed and added again takes none of their earlier stamps, or
+    /// their old tokens would come back.
+    pub async fn a_user_added_again_gets_a_new_stamp<F: UserFixture>(&self, fixture: &F) {
+        let store = fixture.store();
+        let (username, found) = added(fixture).await;
+        let subject = found.subject;
+        fixture.set_password(&username, phc(HASH_B)).await;
+        let changed = stamp(store, &subject).await;
+        fixture
+            .set_scopes(&username, ["me"].into_iter().collect())
+            .await;
+        let narrowed = stamp(store, &subject).await;
+        fixture.remove(&username).await;
+        fixture.add(&username, phc(HASH_A), Scopes::empty()).await;
         let again = stamp(store, &subject).await;
         assert!(
-            again != first.stamp && again != changed && again != narrowed,
+            again != found.stamp && again != changed && again != narrowed,
             "a user removed and added again must not take an earlier stamp: old tokens would come back"
         );
         fixture.remove(&username).await;
     }
+}
+
+fn suite_scopes() -> Scopes {
+    ["me", "items"].into_iter().collect()
+}
+
+/// Adds a user unique to this call, with [`HASH_A`] and the suite's scopes;
+/// returns the username and the credentials the store then gives.
+async fn added<F: UserFixture>(fixture: &F) -> (String, Credentials) {
+    let username = format!("suite-{}-johndoe", run_id());
+    fixture.add(&username, phc(HASH_A), suite_scopes()).await;
+    let found = credentials(fixture.store(), &username)
+        .await
+        .expect("a user just added has credentials");
+    (username, found)
 }
 
 /// Valid, and stored by no user.

@@ -5,7 +5,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use futures_util::future::join;
 
-use super::{altered, grant, in_an_hour};
+use super::report::{self, BrokenRule, Report};
+use super::{altered, grant_for, in_an_hour};
 use crate::scope::Scopes;
 use crate::token::refresh::{FamilyKey, FamilyToken, KEY_BYTES};
 use crate::token::{
@@ -67,33 +68,81 @@ impl RefreshTokenStoreSuite {
         self
     }
 
-    /// Runs every check against `store`, which keeps nothing outside the process
+    /// Runs every rule against `store`, which keeps nothing outside the process
     /// (as [`MemoryRefreshTokenStore`](crate::MemoryRefreshTokenStore)); panics
-    /// naming the first rule broken. A store that keeps families in a database,
+    /// listing every rule broken. A store that keeps families in a database,
     /// Redis or a file runs [`run_with_persisted`](Self::run_with_persisted).
     pub async fn run<Rs: RefreshTokenStore>(&self, store: &Rs) {
-        rotation_hands_back_the_grant_and_a_new_token(store).await;
-        self.one_retry_per_generation_within_the_grace(store).await;
-        self.reuse_revokes_the_family(store).await;
-        foreign_and_altered_tokens_are_invalid(store).await;
-        revoked_families_are_invalid(store).await;
-        families_are_the_ones_the_layer_names(store).await;
-        join(
-            an_unused_family_ends_after_its_idle_lifetime(store),
-            a_used_family_ends_at_its_absolute_lifetime(store),
-        )
-        .await;
-        self.a_users_live_families_are_capped(store).await;
+        report::fail_on("RefreshTokenStoreSuite", &self.check(store).await);
     }
 
-    /// Every check of [`run`](Self::run), and first: nothing the store keeps
-    /// outside the process mints a token. `persisted` returns everything it
-    /// keeps there, as an attacker with a copy would read it (for Redis: every
-    /// key's name, its `DUMP` and its values; for SQL: every row of its tables).
-    /// The suite issues and rotates tokens, then fails if what `persisted` returns
-    /// holds one of them (as text or decoded), its MAC, or, for tokens in this
-    /// crate's format, the key that MACs them (raw, base64url or hex).
-    pub async fn run_with_persisted<Rs, P, Fut>(&self, store: &Rs, mut persisted: P)
+    /// Runs every rule against `store` and returns the broken ones.
+    pub async fn check<Rs: RefreshTokenStore>(&self, store: &Rs) -> Vec<BrokenRule> {
+        // The waiting rules (their own subjects) run beside the others: seconds
+        // saved, and a store shared by concurrent logins is what the layer has.
+        let (mut quick, mut waiting) = (Report::default(), Report::default());
+        join(
+            async {
+                crate::__refresh_token_store_quick_rules!(__each_rule!(quick, self, store));
+            },
+            async {
+                crate::__refresh_token_store_waiting_rules!(__each_rule!(waiting, self, store));
+            },
+        )
+        .await;
+        quick.extend_from(waiting.into_broken());
+        quick.into_broken()
+    }
+
+    /// A fresh token's family can be looked at; rotating it hands back the
+    /// login's grant (subject, scopes, stamp), expiring with the new token, and a
+    /// new token that rotates in turn.
+    pub async fn rotation_hands_back_the_grant_and_a_new_token<Rs: RefreshTokenStore>(
+        &self,
+        store: &Rs,
+    ) {
+        rotation_hands_back_the_grant_and_a_new_token(store).await;
+    }
+
+    /// A token differing from an issued one has no family to look at, is invalid,
+    /// and revokes without error.
+    pub async fn foreign_and_altered_tokens_are_invalid<Rs: RefreshTokenStore>(&self, store: &Rs) {
+        foreign_and_altered_tokens_are_invalid(store).await;
+    }
+
+    /// Revoking with any generation's token ends the family.
+    pub async fn revoked_families_are_invalid<Rs: RefreshTokenStore>(&self, store: &Rs) {
+        revoked_families_are_invalid(store).await;
+    }
+
+    /// The family id given at login is the one rotations, revocations and
+    /// `revoke_family` name (RFC 9700 §4.14.2, RFC 7009 §2.1).
+    pub async fn families_are_the_ones_the_layer_names<Rs: RefreshTokenStore>(&self, store: &Rs) {
+        families_are_the_ones_the_layer_names(store).await;
+    }
+
+    /// A family used within its idle lifetime lives on; unused for it, it ends.
+    /// Waits about 4.5 seconds.
+    pub async fn an_unused_family_ends_after_its_idle_lifetime<Rs: RefreshTokenStore>(
+        &self,
+        store: &Rs,
+    ) {
+        an_unused_family_ends_after_its_idle_lifetime(store).await;
+    }
+
+    /// A family past its absolute lifetime ends, however recently it was used.
+    /// Waits about 3.3 seconds.
+    pub async fn a_used_family_ends_at_its_absolute_lifetime<Rs: RefreshTokenStore>(
+        &self,
+        store: &Rs,
+    ) {
+        a_used_family_ends_at_its_absolute_lifetime(store).await;
+    }
+
+    /// Nothing `persisted` returns (what the store keeps outside the process)
+    /// holds an issued token, its MAC or the key that MACs it; see
+    /// [`run_with_persisted`](Self::run_with_persisted).
+    pub async fn nothing_persisted_mints_a_token<Rs, P, Fut>(&self, store: &Rs, mut persisted: P)
     where
         Rs: RefreshTokenStore,
         P: FnMut() -> Fut,
@@ -106,10 +155,38 @@ impl RefreshTokenStoreSuite {
         for token in [&first, &second, &third] {
             nothing_in_mints(&data, token);
         }
-        self.run(store).await;
     }
 
-    async fn one_retry_per_generation_within_the_grace<Rs: RefreshTokenStore>(&self, store: &Rs) {
+    /// Every check of [`run`](Self::run), and first: nothing the store keeps
+    /// outside the process mints a token. `persisted` returns everything it
+    /// keeps there, as an attacker with a copy would read it (for Redis: every
+    /// key's name, its `DUMP` and its values; for SQL: every row of its tables).
+    /// The suite issues and rotates tokens, then fails if what `persisted` returns
+    /// holds one of them (as text or decoded), its MAC, or, for tokens in this
+    /// crate's format, the key that MACs them (raw, base64url or hex).
+    pub async fn run_with_persisted<Rs, P, Fut>(&self, store: &Rs, persisted: P)
+    where
+        Rs: RefreshTokenStore,
+        P: FnMut() -> Fut,
+        Fut: Future<Output = Vec<u8>>,
+    {
+        let mut report = Report::default();
+        report
+            .rule(
+                "nothing_persisted_mints_a_token",
+                self.nothing_persisted_mints_a_token(store, persisted),
+            )
+            .await;
+        report.extend_from(self.check(store).await);
+        report::fail_on("RefreshTokenStoreSuite", &report.into_broken());
+    }
+
+    /// A retry within the grace gets a new token, once per generation: a third
+    /// use is reuse, and ends the family. Skipped with no grace.
+    pub async fn one_retry_per_generation_within_the_grace<Rs: RefreshTokenStore>(
+        &self,
+        store: &Rs,
+    ) {
         if self.retry_grace.is_zero() {
             return;
         }
@@ -142,14 +219,11 @@ impl RefreshTokenStoreSuite {
         );
     }
 
-    async fn reuse_revokes_the_family<Rs: RefreshTokenStore>(&self, store: &Rs) {
+    /// A token used again after the grace is reuse: it names the family, and
+    /// the family's newest token is invalid too (RFC 9700 §4.14).
+    pub async fn reuse_revokes_the_family<Rs: RefreshTokenStore>(&self, store: &Rs) {
         let family = FamilyId::random().expect("randomness");
-        let first = issue(
-            store,
-            grant("stolen", in_an_hour()).with_family(family),
-            long(),
-        )
-        .await;
+        let first = issue(store, grant_for("stolen").with_family(family), long()).await;
         let second = rotated(store, &first, "a fresh token").await;
         tokio::time::sleep(self.retry_grace + Duration::from_millis(100)).await;
         match rotate(store, &first).await {
@@ -169,7 +243,9 @@ impl RefreshTokenStoreSuite {
         );
     }
 
-    async fn a_users_live_families_are_capped<Rs: RefreshTokenStore>(&self, store: &Rs) {
+    /// A login beyond the cap ends the user's oldest live family (a revoked one
+    /// does not count), and no other user's.
+    pub async fn a_users_live_families_are_capped<Rs: RefreshTokenStore>(&self, store: &Rs) {
         let neighbour = start(store, "neighbour").await;
         let mut families = Vec::new();
         for _ in 0..self.max_families_per_user {
@@ -333,7 +409,7 @@ async fn used_twice<Rs: RefreshTokenStore>(
     lifetimes: RefreshLifetimes,
     what: &str,
 ) -> RefreshToken {
-    let mut token = issue(store, grant(subject, in_an_hour()), lifetimes).await;
+    let mut token = issue(store, grant_for(subject), lifetimes).await;
     for _ in 0..2 {
         tokio::time::sleep(STEP).await;
         token = match rotate_with(store, &token, lifetimes).await {
@@ -409,7 +485,7 @@ async fn issue<Rs: RefreshTokenStore>(
 }
 
 async fn start<Rs: RefreshTokenStore>(store: &Rs, subject: &str) -> RefreshToken {
-    issue(store, grant(subject, in_an_hour()), long()).await
+    issue(store, grant_for(subject), long()).await
 }
 
 async fn peek<Rs: RefreshTokenStore>(store: &Rs, token: &RefreshToken) -> Option<Grant> {
@@ -464,7 +540,7 @@ fn within_a_second(a: SystemTime, b: SystemTime) -> bool {
 /// access tokens by it (RFC 9700 §4.14.2, RFC 7009 §2.1).
 async fn families_are_the_ones_the_layer_names<Rs: RefreshTokenStore>(store: &Rs) {
     let family = FamilyId::random().expect("randomness");
-    let login = || grant("johndoe", in_an_hour()).with_family(family);
+    let login = || grant_for("johndoe").with_family(family);
     let first = issue(store, login(), long()).await;
     match rotate(store, &first).await {
         Rotation::Rotated { grant, .. } => assert_eq!(
@@ -490,12 +566,7 @@ async fn families_are_the_ones_the_layer_names<Rs: RefreshTokenStore>(store: &Rs
     assert_eq!(again, None, "an ended family is not ended again");
 
     let family = FamilyId::random().expect("randomness");
-    let token = issue(
-        store,
-        grant("johndoe", in_an_hour()).with_family(family),
-        long(),
-    )
-    .await;
+    let token = issue(store, grant_for("johndoe").with_family(family), long()).await;
     store
         .revoke_family(&family)
         .await

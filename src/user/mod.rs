@@ -294,7 +294,34 @@ pub struct CurrentUser<U> {
 }
 
 impl<U> CurrentUser<U> {
-    pub(crate) fn new(subject: Subject, user: Arc<U>) -> Self {
+    /// The user `subject`, with the application's model `user`: what the guard
+    /// hands a handler. Public with the `testing` feature, to call a handler in a
+    /// unit test without the layer.
+    ///
+    /// ```
+    /// use tower_oauth2_password::CurrentUser;
+    ///
+    /// let mut request = http::Request::new(());
+    /// request
+    ///     .extensions_mut()
+    ///     .insert(CurrentUser::new("ada", "Ada Lovelace".to_owned()));
+    /// let user = request.extensions().get::<CurrentUser<String>>().unwrap();
+    /// assert_eq!((user.username(), user.as_str()), ("ada", "Ada Lovelace"));
+    /// ```
+    #[cfg(feature = "testing")]
+    pub fn new(subject: impl Into<Subject>, user: U) -> Self {
+        Self::from_shared(subject.into(), Arc::new(user))
+    }
+
+    /// The same, with a model shared with the user store (as the guard builds
+    /// it). Public with the `testing` feature.
+    #[cfg(feature = "testing")]
+    pub fn from_shared(subject: Subject, user: Arc<U>) -> Self {
+        Self { subject, user }
+    }
+
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn from_shared(subject: Subject, user: Arc<U>) -> Self {
         Self { subject, user }
     }
 
