@@ -360,3 +360,38 @@ async fn warn_if_evicting(mut connection: MultiplexedConnection, timeout: Durati
         _ => tracing::warn!("could not read Redis's maxmemory-policy; make it noeviction"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neither_debug_nor_a_bad_url_shows_the_password() {
+        let redis = RedisConnection::new("redis://user:hunter2-secret@127.0.0.1:6379/0")
+            .unwrap()
+            .with_prefix("app:");
+        let debug = format!("{redis:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("127.0.0.1:6379") && debug.contains("app:"),
+            "{debug}"
+        );
+        let error = RedisConnection::new("nope://user:hunter2-secret@host").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn handles_with_their_own_prefix_and_deadline_share_one_connection() {
+        let redis = RedisConnection::new("redis://127.0.0.1:6379").unwrap();
+        let other = redis
+            .clone()
+            .with_prefix("other:")
+            .with_timeout(Duration::from_secs(2));
+        assert!(Arc::ptr_eq(&redis.link, &other.link));
+        assert_eq!(
+            (redis.key("k"), other.key("k")),
+            ("k".into(), "other:k".into())
+        );
+        assert_eq!(other.timeout, Duration::from_secs(2));
+    }
+}

@@ -155,7 +155,10 @@ async fn one_connection_from_the_apps_own_client_serves_tokens_and_the_throttle(
     assert_eq!(server.me(&access).await.status, StatusCode::OK);
     server.refresh(&refresh_token).await.tokens();
     assert_eq!(
-        server.post_form("username=janedoe&password=wrong").await.status,
+        server
+            .post_form("username=janedoe&password=wrong")
+            .await
+            .status,
         StatusCode::BAD_REQUEST
     );
     assert_eq!(

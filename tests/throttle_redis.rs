@@ -276,7 +276,11 @@ async fn the_throttle_builder_gives_the_same_limits_in_either_order() {
         for _ in 0..2 {
             assert_eq!(attempt(&server, "johndoe", "wrong").await.status, 400);
         }
-        assert_eq!(attempt(&server, "johndoe", "secret").await.status, 429, "{order}");
+        assert_eq!(
+            attempt(&server, "johndoe", "secret").await.status,
+            429,
+            "{order}"
+        );
         assert_eq!(attempt(&server, "janedoe", "wrong").await.status, 400);
         server.login("johndoe", "secret").await;
         server.stop().await;

@@ -373,14 +373,16 @@ impl RedisTokenStore {
     }
 
     fn family_key(&self, family: &[u8]) -> String {
-        self.redis().key(&format!("rf:{}", URL_SAFE_NO_PAD.encode(family)))
+        self.redis()
+            .key(&format!("rf:{}", URL_SAFE_NO_PAD.encode(family)))
     }
 
     /// The key of a user's list of families: a hash of the subject, so that its
     /// length is bounded.
     fn user_families_key(&self, subject: &str) -> String {
         let hash = Blake2b::<U32>::digest(subject.as_bytes());
-        self.redis().key(&format!("rfu:{}", URL_SAFE_NO_PAD.encode(hash)))
+        self.redis()
+            .key(&format!("rfu:{}", URL_SAFE_NO_PAD.encode(hash)))
     }
 
     /// The family of a refresh token, if the token is one of its generations
@@ -390,8 +392,10 @@ impl RedisTokenStore {
             return Ok(None);
         };
         let key = self.family_key(&presented.family);
-        let (secret_id, grant, expires_at): (Option<String>, Option<String>, Option<u64>) =
-            self.redis().query("HMGET", (&key, "sid", "grant", "exp")).await?;
+        let (secret_id, grant, expires_at): (Option<String>, Option<String>, Option<u64>) = self
+            .redis()
+            .query("HMGET", (&key, "sid", "grant", "exp"))
+            .await?;
         let (Some(secret_id), Some(grant), Some(expires_at)) = (secret_id, grant, expires_at)
         else {
             return Ok(None);
@@ -637,7 +641,10 @@ impl RefreshTokenStore for RedisTokenStore {
                 store.inner.retry_grace.as_millis().to_string(),
                 lifetimes.idle().as_millis().to_string(),
             ];
-            let outcome: Vec<i64> = store.redis().script(&store.inner.rotate, &[&key], &args).await?;
+            let outcome: Vec<i64> = store
+                .redis()
+                .script(&store.inner.rotate, &[&key], &args)
+                .await?;
             let family = FamilyId::from_bytes(presented.family);
             grant.family = Some(family);
             Ok(match outcome[..] {
