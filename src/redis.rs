@@ -142,8 +142,8 @@ impl RedisConnection {
         self.query::<String>("PING", &[] as &[&str]).await.map(drop)
     }
 
-    /// `name` under the prefix.
-    pub(crate) fn key(&self, name: &str) -> String {
+    /// `name` under the prefix, in one allocation.
+    pub(crate) fn key(&self, name: fmt::Arguments<'_>) -> String {
         format!("{}{name}", self.prefix)
     }
 
@@ -389,7 +389,7 @@ mod tests {
             .with_timeout(Duration::from_secs(2));
         assert!(Arc::ptr_eq(&redis.link, &other.link));
         assert_eq!(
-            (redis.key("k"), other.key("k")),
+            (redis.key(format_args!("k")), other.key(format_args!("k"))),
             ("k".into(), "other:k".into())
         );
         assert_eq!(other.timeout, Duration::from_secs(2));

@@ -478,7 +478,7 @@ return 0
                 KeyKind::Address => "a",
             };
             let hash = URL_SAFE_NO_PAD.encode(Blake2b::<U16>::digest(key.text.as_bytes()));
-            self.redis.key(&format!("throttle:{kind}:{hash}"))
+            self.redis.key(format_args!("throttle:{kind}:{hash}"))
         }
 
         /// Runs `script` on the keys with `args`, its answer made a `T` by

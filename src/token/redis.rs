@@ -354,12 +354,13 @@ impl RedisTokenStore {
     }
 
     fn access_key(&self, token: &[u8]) -> String {
-        self.redis().key(&format!("at:{}", token_hash(token)))
+        self.redis().key(format_args!("at:{}", token_hash(token)))
     }
 
     /// The hash of `family`'s access tokens; the id is its hash tag.
     fn family_access_key(&self, family: FamilyId) -> String {
-        self.redis().key(&format!("af:{{{}}}", family.to_text()))
+        self.redis()
+            .key(format_args!("af:{{{}}}", family.to_text()))
     }
 
     /// Where an access token of a refresh family lives: its family, the family's
@@ -374,7 +375,7 @@ impl RedisTokenStore {
 
     fn family_key(&self, family: &[u8]) -> String {
         self.redis()
-            .key(&format!("rf:{}", URL_SAFE_NO_PAD.encode(family)))
+            .key(format_args!("rf:{}", URL_SAFE_NO_PAD.encode(family)))
     }
 
     /// The key of a user's list of families: a hash of the subject, so that its
@@ -382,7 +383,7 @@ impl RedisTokenStore {
     fn user_families_key(&self, subject: &str) -> String {
         let hash = Blake2b::<U32>::digest(subject.as_bytes());
         self.redis()
-            .key(&format!("rfu:{}", URL_SAFE_NO_PAD.encode(hash)))
+            .key(format_args!("rfu:{}", URL_SAFE_NO_PAD.encode(hash)))
     }
 
     /// The family of a refresh token, if the token is one of its generations
@@ -810,7 +811,7 @@ fn deny_jti(
     jti: &str,
     until: SystemTime,
 ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-    let key = connection.key(&format!("jti:{jti}"));
+    let key = connection.key(format_args!("jti:{jti}"));
     let until = millis(until).max(1);
     let connection = connection.clone();
     async move {
@@ -829,7 +830,7 @@ fn deny_jti(
 
 #[cfg(feature = "jwt")]
 fn jti_is_denied(connection: &RedisConnection, jti: &str) -> Lookup<bool> {
-    let key = connection.key(&format!("jti:{jti}"));
+    let key = connection.key(format_args!("jti:{jti}"));
     let connection = connection.clone();
     Lookup::pending(async move { connection.query("EXISTS", &key).await })
 }
