@@ -333,11 +333,15 @@ impl Default for LoginThrottle {
 
 impl fmt::Debug for LoginThrottle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoginThrottle")
+        let mut debug = f.debug_struct("LoginThrottle");
+        debug
             .field("per_username_and_address", &self.per_pair)
             .field("per_username", &self.per_username)
             .field("per_address", &self.per_address)
-            .finish_non_exhaustive()
+            .field("max_keys", &self.max_keys);
+        #[cfg(feature = "redis")]
+        debug.field("redis", &self.redis);
+        debug.finish_non_exhaustive()
     }
 }
 

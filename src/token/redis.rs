@@ -274,13 +274,15 @@ impl RedisTokenStore {
     }
 
     /// Puts every key under `prefix` (e.g. `"myapp:"`), so that services, or test
-    /// runs, can share a Redis server. Replicas must use the same prefix.
+    /// runs, can share a Redis server. Replicas must use the same prefix. Only
+    /// this store's: set it on the [`RedisConnection`] to give every part it.
     pub fn with_prefix(self, prefix: &str) -> Self {
         self.reconfigure(|inner| inner.connection = inner.connection.clone().with_prefix(prefix))
     }
 
     /// Gives every Redis call, connecting included, at most `timeout` (default
-    /// 500 ms) before the layer answers 503.
+    /// 500 ms) before the layer answers 503. Only this store's, as
+    /// [`with_prefix`](Self::with_prefix).
     pub fn with_timeout(self, timeout: Duration) -> Self {
         self.reconfigure(|inner| inner.connection = inner.connection.clone().with_timeout(timeout))
     }
