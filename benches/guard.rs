@@ -358,6 +358,9 @@ fn random_token() -> String {
 }
 
 fn main() {
+    // The Redis store's deadlines are tokio timers, made at a request's first
+    // poll, which `drive` does outside `block_on`: in the runtime's context.
+    let _runtime = runtime().enter();
     let mut cases = cases();
     if std::env::var_os("BENCH_LIST").is_some() {
         for case in &cases {

@@ -153,6 +153,8 @@ pub mod openapi;
 mod password;
 mod policy;
 mod public;
+#[cfg(feature = "redis")]
+mod redis;
 mod require;
 mod scope;
 mod service;
@@ -206,6 +208,12 @@ pub use crate::user::{
     Credentials, CurrentUser, MemoryUserStore, Principal, StoredUser, UserStore,
 };
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use crate::redis::RedisConnection;
+#[cfg(all(feature = "redis", feature = "jwt"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "redis", feature = "jwt"))))]
+pub use crate::token::RedisJtiDenylist;
 #[cfg(feature = "redis")]
 pub use crate::token::RedisTokenStore;
 

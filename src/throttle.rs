@@ -106,9 +106,12 @@ pub struct LoginThrottle {
     per_pair: Limit,
     per_username: Limit,
     per_address: Limit,
+    /// Built from the settings below by [`Self::with_counts`], whichever of
+    /// their builder methods runs last.
     counts: Arc<dyn FailureCounts>,
-    /// The counts in memory: `counts` itself, or the fallback of a shared store.
-    memory: Arc<MemoryCounts>,
+    max_keys: usize,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::redis::RedisConnection>,
 }
 
 /// At most `max_failures` in `window`.
@@ -165,7 +168,6 @@ impl LoginThrottle {
     /// The defaults: per (username, address) 5 failures and per address 20 in
     /// 15 minutes, per username 100 in an hour, at most 100,000 keys per table.
     pub fn new() -> Self {
-        let memory = Arc::new(MemoryCounts::new(DEFAULT_THROTTLE_KEYS));
         Self {
             per_pair: Limit::new(
                 DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS,
@@ -173,8 +175,10 @@ impl LoginThrottle {
             ),
             per_username: Limit::new(DEFAULT_FAILURES_PER_USERNAME, DEFAULT_USERNAME_WINDOW),
             per_address: Limit::new(DEFAULT_FAILURES_PER_ADDRESS, DEFAULT_THROTTLE_WINDOW),
-            counts: Arc::clone(&memory) as Arc<dyn FailureCounts>,
-            memory,
+            counts: Arc::new(MemoryCounts::new(DEFAULT_THROTTLE_KEYS)),
+            max_keys: DEFAULT_THROTTLE_KEYS,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 
@@ -203,29 +207,56 @@ impl LoginThrottle {
         self
     }
 
-    /// Keeps at most `keys` of each kind (at least 1) in memory. Counts in
-    /// memory again: call it before [`in_redis`](Self::in_redis), whose
-    /// fallback it sizes.
+    /// Keeps at most `keys` of each kind (at least 1) in memory: the counts
+    /// themselves, or with [`in_redis`](Self::in_redis) (before or after this)
+    /// the fallback while Redis is down. Default 100,000.
     pub fn max_keys(mut self, keys: usize) -> Self {
-        self.memory = Arc::new(MemoryCounts::new(keys));
-        self.counts = Arc::clone(&self.memory) as Arc<dyn FailureCounts>;
-        self
+        self.max_keys = keys;
+        self.with_counts()
     }
 
-    /// Keeps the counts in Redis, on `store`'s connection and under its key
-    /// prefix (`{prefix}throttle:p:…`, `throttle:u:…` and `throttle:a:…`, hashes
-    /// of the keys, expiring with their windows), so that every replica sees
-    /// every attempt. Reserving is one atomic script over the attempt's keys,
-    /// on Redis's clock, so replicas cannot together slip past a limit either.
-    /// While Redis cannot answer (within the store's timeout), the throttle
-    /// counts in memory and logs a warning: local limits, never none.
+    /// Keeps the counts in Redis, on `connection` (a
+    /// [`RedisConnection`](crate::RedisConnection), a reference to one, or a
+    /// [`RedisTokenStore`](crate::RedisTokenStore) whose connection to share)
+    /// under its key prefix (`{prefix}throttle:p:…`, `throttle:u:…` and
+    /// `throttle:a:…`, hashes of the keys, expiring with their windows), so
+    /// that every replica sees every attempt. Reserving is one atomic script
+    /// over the attempt's keys, on Redis's clock, so replicas cannot together
+    /// slip past a limit either. While Redis cannot answer (within the
+    /// connection's deadline), the throttle counts in memory and logs a
+    /// warning: local limits, never none.
+    ///
+    /// The builder's methods go in any order.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tower_oauth2_password::{LoginThrottle, RedisConnection};
+    ///
+    /// let redis = RedisConnection::new("redis://127.0.0.1:6379")?.with_prefix("myapp:");
+    /// let throttle = LoginThrottle::new()
+    ///     .in_redis(&redis)
+    ///     .per_username(50, Duration::from_secs(3600))
+    ///     .max_keys(10_000);
+    /// # let _ = throttle;
+    /// # Ok::<(), tower_oauth2_password::StoreError>(())
+    /// ```
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn in_redis(mut self, store: crate::RedisTokenStore) -> Self {
-        self.counts = Arc::new(redis_counts::RedisCounts::new(
-            store,
-            Arc::clone(&self.memory),
-        ));
+    pub fn in_redis(mut self, connection: impl Into<crate::redis::RedisConnection>) -> Self {
+        self.redis = Some(connection.into());
+        self.with_counts()
+    }
+
+    /// The counts the settings say: in memory, or in Redis with memory as its
+    /// fallback. Built afresh (empty) by each method that changes them, so
+    /// their order does not matter.
+    fn with_counts(mut self) -> Self {
+        let memory = Arc::new(MemoryCounts::new(self.max_keys));
+        self.counts = memory.clone();
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            self.counts = Arc::new(redis_counts::RedisCounts::new(redis.clone(), memory));
+        }
         self
     }
 
@@ -302,11 +333,15 @@ impl Default for LoginThrottle {
 
 impl fmt::Debug for LoginThrottle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoginThrottle")
+        let mut debug = f.debug_struct("LoginThrottle");
+        debug
             .field("per_username_and_address", &self.per_pair)
             .field("per_username", &self.per_username)
             .field("per_address", &self.per_address)
-            .finish_non_exhaustive()
+            .field("max_keys", &self.max_keys);
+        #[cfg(feature = "redis")]
+        debug.field("redis", &self.redis);
+        debug.finish_non_exhaustive()
     }
 }
 
@@ -374,7 +409,7 @@ mod redis_counts {
 
     use super::{FailureCounts, Key, KeyKind, MemoryCounts, Outcome, IN_FLIGHT_RETRY};
     use crate::lookup::Lookup;
-    use crate::RedisTokenStore;
+    use crate::redis::RedisConnection;
 
     /// The check and the reservation, in one step for all the attempt's keys
     /// (each a hash: `f` failures, `r` reservations). ARGV[1]: 1 to reserve;
@@ -422,16 +457,16 @@ return 0
 ";
 
     pub(super) struct RedisCounts {
-        store: RedisTokenStore,
+        redis: RedisConnection,
         fallback: Arc<MemoryCounts>,
         admit: Script,
         settle: Script,
     }
 
     impl RedisCounts {
-        pub(super) fn new(store: RedisTokenStore, fallback: Arc<MemoryCounts>) -> Self {
+        pub(super) fn new(redis: RedisConnection, fallback: Arc<MemoryCounts>) -> Self {
             Self {
-                store,
+                redis,
                 fallback,
                 admit: Script::new(ADMIT),
                 settle: Script::new(SETTLE),
@@ -447,7 +482,7 @@ return 0
                 KeyKind::Address => "a",
             };
             let hash = URL_SAFE_NO_PAD.encode(Blake2b::<U16>::digest(key.text.as_bytes()));
-            self.store.prefixed(&format!("throttle:{kind}:{hash}"))
+            self.redis.key(format_args!("throttle:{kind}:{hash}"))
         }
 
         /// Runs `script` on the keys with `args`, its answer made a `T` by
@@ -464,24 +499,13 @@ return 0
             R: redis::FromRedisValue + Send + 'static,
             T: Send + 'static,
         {
-            let (store, fallback, script) = (
-                self.store.clone(),
+            let (redis, fallback, script) = (
+                self.redis.clone(),
                 Arc::clone(&self.fallback),
                 script.clone(),
             );
             Lookup::pending(async move {
-                let answered = store
-                    .run(|mut connection| async move {
-                        let mut invocation = script.prepare_invoke();
-                        for key in &keys {
-                            invocation.key(key);
-                        }
-                        for arg in &args {
-                            invocation.arg(arg);
-                        }
-                        invocation.invoke_async::<R>(&mut connection).await
-                    })
-                    .await;
+                let answered = redis.script::<R>(&script, &keys, &args).await;
                 match answered {
                     Ok(answered) => Ok(answer(answered)),
                     Err(error) => {

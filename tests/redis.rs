@@ -25,7 +25,9 @@ use common::refresh::{
 use common::{tutorial, Reply, Server};
 use http::StatusCode;
 use tower_oauth2_password::testing::{RefreshTokenStoreSuite, TokenStoreSuite};
-use tower_oauth2_password::{Builder, MemoryUserStore, OAuth2PasswordLayer, RedisTokenStore};
+use tower_oauth2_password::{
+    Builder, LoginThrottle, MemoryUserStore, OAuth2PasswordLayer, RedisConnection, RedisTokenStore,
+};
 
 /// The tutorial's layer with its tokens (access and refresh) in `store`.
 /// No login policy: these tests present many used and unknown refresh tokens
@@ -47,9 +49,10 @@ async fn replica(store: RedisTokenStore) -> Server {
 
 /// A store on `url` (a private Redis), with the tests' refresh secret.
 fn store_on(url: &str) -> RedisTokenStore {
-    RedisTokenStore::new(url)
+    let redis = RedisConnection::new(url)
         .unwrap()
-        .with_timeout(Duration::from_millis(300))
+        .with_timeout(Duration::from_millis(300));
+    RedisTokenStore::on(&redis)
         .with_refresh_secret("test", REFRESH_SECRET)
         .unwrap()
 }
@@ -92,7 +95,7 @@ async fn redis_token_store_conformance() {
 #[cfg(feature = "jwt")]
 #[tokio::test]
 async fn jwt_with_a_redis_denylist_conformance() {
-    use tower_oauth2_password::{JwtKey, JwtTokenStore};
+    use tower_oauth2_password::{JwtKey, JwtTokenStore, RedisJtiDenylist};
 
     let prefix = Prefix::new("jwt");
     let store = |prefix: &Prefix| {
@@ -100,7 +103,7 @@ async fn jwt_with_a_redis_denylist_conformance() {
         JwtTokenStore::signing_with(key)
             .issuer("https://auth.example.com")
             .leeway(Duration::from_secs(1))
-            .with_denylist(prefix.store())
+            .with_denylist(RedisJtiDenylist::on(&prefix.connection()))
             .build()
             .unwrap()
     };
@@ -127,6 +130,56 @@ async fn jwt_with_a_redis_denylist_conformance() {
         StatusCode::OK
     );
     b.me(&access).await.assert_invalid_token();
+}
+
+/// An app's own `redis::Client`, configured once: the token store, the refresh
+/// families and the login throttle all under its prefix.
+#[tokio::test]
+async fn one_connection_from_the_apps_own_client_serves_tokens_and_the_throttle() {
+    let prefix = Prefix::new("own-client");
+    let client = redis::Client::open(redis_url()).unwrap();
+    let redis = RedisConnection::from_client(client).with_prefix(prefix.as_str());
+    let tokens = RedisTokenStore::on(&redis)
+        .with_refresh_secret("test", REFRESH_SECRET)
+        .unwrap();
+    let throttle = LoginThrottle::new().per_username(1, Duration::from_secs(60));
+    let server = Server::start_with(
+        OAuth2PasswordLayer::builder(tutorial::users())
+            .refresh_tokens(tokens.clone())
+            .token_store(tokens)
+            .login_policy(throttle.in_redis(&redis))
+            .build(),
+    )
+    .await;
+    let (access, refresh_token) = server.login_with_refresh().await;
+    assert_eq!(server.me(&access).await.status, StatusCode::OK);
+    server.refresh(&refresh_token).await.tokens();
+    assert_eq!(
+        server
+            .post_form("username=janedoe&password=wrong")
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        server.post_form("username=janedoe&password=x").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let kinds: std::collections::BTreeSet<String> = prefix
+        .keys()
+        .iter()
+        .map(|key| {
+            let name = &key[prefix.as_str().len()..];
+            name.split(':').next().unwrap().to_owned()
+        })
+        .collect();
+    assert!(
+        ["af", "rf", "rfu", "throttle"]
+            .iter()
+            .all(|kind| kinds.contains(*kind)),
+        "{kinds:?}"
+    );
+    server.stop().await;
 }
 
 #[tokio::test]

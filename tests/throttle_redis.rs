@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use common::redis::Prefix;
 use common::{tutorial, Captured, Reply, Server};
-use tower_oauth2_password::{LoginThrottle, RedisTokenStore};
+use tower_oauth2_password::{LoginThrottle, RedisConnection};
 
 /// A replica: the tutorial with its throttle counting in Redis under `prefix`.
 async fn replica(prefix: &Prefix, throttle: LoginThrottle) -> Server {
     let layer = tutorial::layer_builder()
-        .login_policy(throttle.in_redis(prefix.store()))
+        .login_policy(throttle.in_redis(prefix.connection()))
         .build();
     Server::start_with(layer).await
 }
@@ -88,12 +88,9 @@ async fn a_success_clears_the_pairs_count_on_every_replica_and_windows_end() {
 #[tokio::test]
 async fn with_redis_down_the_limits_hold_locally() {
     // Nothing listens on port 1: every call fails at once.
-    let store = RedisTokenStore::new("redis://127.0.0.1:1")
-        .unwrap()
-        .with_timeout(Duration::from_millis(200));
     let throttle = LoginThrottle::new()
         .per_username(2, Duration::from_secs(60))
-        .in_redis(store);
+        .in_redis(unreachable());
     let server = Server::start_with(tutorial::layer_builder().login_policy(throttle).build()).await;
     for _ in 0..2 {
         assert_eq!(attempt(&server, "johndoe", "wrong").await.status, 400);
@@ -195,8 +192,8 @@ impl PrivateRedis {
         panic!("the private redis-server did not start");
     }
 
-    fn store(&self) -> RedisTokenStore {
-        RedisTokenStore::new(&format!("redis://127.0.0.1:{}", self.1)).unwrap()
+    fn connection(&self) -> RedisConnection {
+        RedisConnection::new(&format!("redis://127.0.0.1:{}", self.1)).unwrap()
     }
 }
 
@@ -218,7 +215,7 @@ async fn a_redis_that_may_evict_keys_is_a_warning_at_the_first_connection() {
     };
     let warning = "Redis may evict keys before they expire";
     for redis in [&keeping, &evicting] {
-        redis.store().ping().await.unwrap();
+        redis.connection().ping().await.unwrap();
     }
     // The check runs beside the first call: wait for its line (bounded).
     for _ in 0..500 {
@@ -232,4 +229,60 @@ async fn a_redis_that_may_evict_keys_is_a_warning_at_the_first_connection() {
     assert_eq!(warnings.len(), 1, "{logs}");
     assert!(warnings[0].contains(" WARN "), "{}", warnings[0]);
     assert!(warnings[0].contains("allkeys-lru"), "{}", warnings[0]);
+}
+
+/// A Redis nothing listens on (port 1): every call fails at once.
+fn unreachable() -> RedisConnection {
+    RedisConnection::new("redis://127.0.0.1:1")
+        .unwrap()
+        .with_timeout(Duration::from_millis(200))
+}
+
+/// `max_keys` before `in_redis` or after it: the counts are in Redis either way
+/// (two replicas share them), and the key bound sizes the memory fallback.
+#[tokio::test]
+async fn the_throttle_builder_gives_the_same_limits_in_either_order() {
+    type Order = fn(LoginThrottle, RedisConnection) -> LoginThrottle;
+    let orders: [(&str, Order); 2] = [
+        ("max_keys first", |throttle, redis| {
+            throttle.max_keys(1).in_redis(redis)
+        }),
+        ("in_redis first", |throttle, redis| {
+            throttle.in_redis(redis).max_keys(1)
+        }),
+    ];
+    for (order, build) in orders {
+        let limited = || LoginThrottle::new().per_username(2, Duration::from_secs(60));
+        // Shared by two replicas through Redis.
+        let prefix = Prefix::new("order");
+        let start = || async {
+            let throttle = build(limited(), prefix.connection());
+            Server::start_with(tutorial::layer_builder().login_policy(throttle).build()).await
+        };
+        let (a, b) = (start().await, start().await);
+        for _ in 0..2 {
+            assert_eq!(attempt(&a, "johndoe", "wrong").await.status, 400, "{order}");
+        }
+        let reply = attempt(&b, "johndoe", "secret").await;
+        assert_eq!(reply.status, 429, "{order}: b sees a's failures");
+        a.stop().await;
+        b.stop().await;
+
+        // With Redis down, one key per table in memory: a second user's failure
+        // pushes the first user's count out.
+        let throttle = build(limited(), unreachable());
+        let server =
+            Server::start_with(tutorial::layer_builder().login_policy(throttle).build()).await;
+        for _ in 0..2 {
+            assert_eq!(attempt(&server, "johndoe", "wrong").await.status, 400);
+        }
+        assert_eq!(
+            attempt(&server, "johndoe", "secret").await.status,
+            429,
+            "{order}"
+        );
+        assert_eq!(attempt(&server, "janedoe", "wrong").await.status, 400);
+        server.login("johndoe", "secret").await;
+        server.stop().await;
+    }
 }

@@ -14,6 +14,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::SystemTime;
 
+#[cfg(all(feature = "redis", feature = "jwt"))]
+pub use self::redis::RedisJtiDenylist;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisTokenStore;
 #[cfg(feature = "jwt")]

@@ -2,15 +2,14 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script, ToRedisArgs};
+use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use super::refresh::{
@@ -24,6 +23,7 @@ use super::{
 };
 use crate::error::StoreError;
 use crate::lookup::Lookup;
+use crate::redis::RedisConnection;
 use crate::scope::Scopes;
 
 /// Opaque access tokens and refresh-token families in Redis: every replica of a
@@ -57,17 +57,14 @@ use crate::scope::Scopes;
 ///   most 10 access tokens
 ///   ([`with_max_tokens_per_family`](Self::with_max_tokens_per_family)); issuing
 ///   one more drops the oldest, so one login cannot mint tokens without bound.
-/// - **Bounded**: every call, connecting included, has a deadline (default 500 ms).
-///   Redis down, slow or unreachable is a [`StoreError`], which the layer answers
-///   with 503 `temporarily_unavailable` and `Retry-After`, never a 2xx and never a
-///   hang. One multiplexed connection is shared; once it fails, the next call
-///   reconnects (at most every 200 ms), so service resumes by itself when Redis is
-///   back.
-/// - **Nothing may be evicted**: revoked JWTs' `jti` entries and login-throttle
-///   counts must last until they expire, so run Redis with
-///   `maxmemory-policy noeviction` (every key here has an expiry, so `volatile-*`
-///   policies evict them too). The first connection reads the policy and logs a
-///   warning for any other, or if it cannot be read.
+/// - **On a [`RedisConnection`]** ([`on`](Self::on)), which the JWT denylist
+///   and the login throttle can share: every call, connecting included, has its
+///   deadline (default 500 ms); Redis down, slow or unreachable is a
+///   [`StoreError`], which the layer answers with 503 `temporarily_unavailable`
+///   and `Retry-After`, never a 2xx and never a hang; a failed connection is
+///   replaced by the next call (at most every 200 ms), so service resumes by
+///   itself when Redis is back; and a `maxmemory-policy` that may evict keys is
+///   logged as a warning. [`new`](Self::new) is the short way, from a URL.
 /// - **Rotation is atomic**: a Lua script applies the refresh-token rotation rule
 ///   (see [`RefreshTokenStore`]) in one step, so two replicas presented the same
 ///   token at once cannot both rotate it (nor both retry it). Issuing a family is
@@ -95,8 +92,7 @@ pub struct RedisTokenStore {
 }
 
 struct Inner {
-    connection: Connection,
-    prefix: Box<str>,
+    connection: RedisConnection,
     retry_grace: Duration,
     /// What refresh families' MAC keys are derived from; none until configured.
     secrets: FamilySecrets,
@@ -106,12 +102,6 @@ struct Inner {
     issue_in_family: Script,
     max_per_family: usize,
 }
-
-/// The default deadline of every Redis call.
-const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
-/// After a failed connection attempt, calls fail at once for this long instead of
-/// each trying again (and waiting for the timeout) while Redis is down.
-const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Random bytes per access token (43 base64url characters).
 const ACCESS_TOKEN_BYTES: usize = 32;
@@ -229,7 +219,8 @@ fn timed_script(body: &str) -> Script {
 impl RedisTokenStore {
     /// A store on the Redis server at `url` (`redis://host:port/db`, with
     /// `rediss://` for TLS if the `redis` crate was built with it), with no key
-    /// prefix, a 500 ms deadline per call and a 10 s refresh retry grace.
+    /// prefix, a 500 ms deadline per call and a 10 s refresh retry grace: short
+    /// for `RedisTokenStore::on(&RedisConnection::new(url)?)`.
     ///
     /// Nothing is connected yet: the first call connects, so a service can start
     /// while Redis is still coming up (and answers 503 until it is).
@@ -238,11 +229,27 @@ impl RedisTokenStore {
     ///
     /// If `url` is not a Redis URL.
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(StoreError::new)?;
-        Ok(Self {
+        RedisConnection::new(url).map(|connection| Self::on(&connection))
+    }
+
+    /// A store on `connection`, under its key prefix and with its deadline, and
+    /// a 10 s refresh retry grace. Clones of the connection (the JWT
+    /// denylist's, the login throttle's) share its socket.
+    ///
+    /// ```no_run
+    /// use tower_oauth2_password::{LoginThrottle, RedisConnection, RedisTokenStore};
+    ///
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?; // the app's own
+    /// let redis = RedisConnection::from_client(client).with_prefix("myapp:");
+    /// let tokens = RedisTokenStore::on(&redis);
+    /// let throttle = LoginThrottle::new().in_redis(&redis);
+    /// # let _ = (tokens, throttle);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on(connection: &RedisConnection) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                connection: Connection::new(client, DEFAULT_TIMEOUT),
-                prefix: "".into(),
+                connection: connection.clone(),
                 retry_grace: DEFAULT_RETRY_GRACE,
                 secrets: FamilySecrets::default(),
                 max_families_per_user: DEFAULT_MAX_FAMILIES_PER_USER,
@@ -251,7 +258,13 @@ impl RedisTokenStore {
                 issue_in_family: Script::new(ISSUE_IN_FAMILY),
                 max_per_family: DEFAULT_MAX_TOKENS_PER_FAMILY,
             }),
-        })
+        }
+    }
+
+    /// The connection this store uses (its prefix and deadline included), for
+    /// the other Redis-backed parts to share.
+    pub fn connection(&self) -> &RedisConnection {
+        &self.inner.connection
     }
 
     /// Keeps at most `max` access tokens per refresh family (default 10, at least
@@ -261,15 +274,17 @@ impl RedisTokenStore {
     }
 
     /// Puts every key under `prefix` (e.g. `"myapp:"`), so that services, or test
-    /// runs, can share a Redis server. Replicas must use the same prefix.
+    /// runs, can share a Redis server. Replicas must use the same prefix. Only
+    /// this store's: set it on the [`RedisConnection`] to give every part it.
     pub fn with_prefix(self, prefix: &str) -> Self {
-        self.reconfigure(|inner| inner.prefix = prefix.into())
+        self.reconfigure(|inner| inner.connection = inner.connection.clone().with_prefix(prefix))
     }
 
     /// Gives every Redis call, connecting included, at most `timeout` (default
-    /// 500 ms) before the layer answers 503.
+    /// 500 ms) before the layer answers 503. Only this store's, as
+    /// [`with_prefix`](Self::with_prefix).
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        self.reconfigure(|inner| inner.connection.timeout = timeout)
+        self.reconfigure(|inner| inner.connection = inner.connection.clone().with_timeout(timeout))
     }
 
     /// Treats a refresh token presented again within `grace` (default 10 s) of
@@ -309,14 +324,10 @@ impl RedisTokenStore {
     }
 
     /// Builder methods run before any clone exists; a clone made earlier keeps its
-    /// own configuration (the connection is then not shared).
+    /// own configuration (and shares the connection).
     fn reconfigure(self, change: impl FnOnce(&mut Inner)) -> Self {
         let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            connection: Connection::new(
-                shared.connection.client.clone(),
-                shared.connection.timeout,
-            ),
-            prefix: shared.prefix.clone(),
+            connection: shared.connection.clone(),
             retry_grace: shared.retry_grace,
             secrets: shared.secrets.clone(),
             max_families_per_user: shared.max_families_per_user,
@@ -331,75 +342,27 @@ impl RedisTokenStore {
         }
     }
 
-    /// Runs one command on the shared connection, within the timeout.
-    pub(crate) async fn query<T: FromRedisValue>(
-        &self,
-        name: &str,
-        args: impl ToRedisArgs,
-    ) -> Result<T, StoreError> {
-        let mut command = redis::cmd(name);
-        command.arg(args);
-        self.inner
-            .connection
-            .run(|mut connection| async move { command.query_async(&mut connection).await })
-            .await
-    }
-
-    /// Runs `script` on `keys` with `args`, within the timeout.
-    async fn script<T: FromRedisValue>(
-        &self,
-        script: &Script,
-        keys: &[&str],
-        args: &[String],
-    ) -> Result<T, StoreError> {
-        self.inner
-            .connection
-            .run(|mut connection| async move {
-                let mut invocation = script.prepare_invoke();
-                for key in keys {
-                    invocation.key(*key);
-                }
-                for arg in args {
-                    invocation.arg(arg);
-                }
-                invocation.invoke_async(&mut connection).await
-            })
-            .await
-    }
-
-    /// Runs `pipe` (a `MULTI` … `EXEC`) on the shared connection, within the
-    /// timeout, its answers ignored.
-    async fn run_atomic(&self, pipe: redis::Pipeline) -> Result<(), StoreError> {
-        self.inner
-            .connection
-            .run(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
-            .await
-    }
-
     /// Checks that Redis answers (`PING`), e.g. before a service starts listening.
     ///
     /// # Errors
     ///
     /// If Redis cannot be reached or does not answer in time.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.inner
-            .connection
-            .run(|mut connection| async move {
-                redis::cmd("PING")
-                    .query_async::<String>(&mut connection)
-                    .await
-                    .map(drop)
-            })
-            .await
+        self.redis().ping().await
+    }
+
+    fn redis(&self) -> &RedisConnection {
+        &self.inner.connection
     }
 
     fn access_key(&self, token: &[u8]) -> String {
-        format!("{}at:{}", self.inner.prefix, token_hash(token))
+        self.redis().key(format_args!("at:{}", token_hash(token)))
     }
 
     /// The hash of `family`'s access tokens; the id is its hash tag.
     fn family_access_key(&self, family: FamilyId) -> String {
-        format!("{}af:{{{}}}", self.inner.prefix, family.to_text())
+        self.redis()
+            .key(format_args!("af:{{{}}}", family.to_text()))
     }
 
     /// Where an access token of a refresh family lives: its family, the family's
@@ -413,14 +376,16 @@ impl RedisTokenStore {
     }
 
     fn family_key(&self, family: &[u8]) -> String {
-        format!("{}rf:{}", self.inner.prefix, URL_SAFE_NO_PAD.encode(family))
+        self.redis()
+            .key(format_args!("rf:{}", URL_SAFE_NO_PAD.encode(family)))
     }
 
     /// The key of a user's list of families: a hash of the subject, so that its
     /// length is bounded.
     fn user_families_key(&self, subject: &str) -> String {
         let hash = Blake2b::<U32>::digest(subject.as_bytes());
-        format!("{}rfu:{}", self.inner.prefix, URL_SAFE_NO_PAD.encode(hash))
+        self.redis()
+            .key(format_args!("rfu:{}", URL_SAFE_NO_PAD.encode(hash)))
     }
 
     /// The family of a refresh token, if the token is one of its generations
@@ -430,8 +395,10 @@ impl RedisTokenStore {
             return Ok(None);
         };
         let key = self.family_key(&presented.family);
-        let (secret_id, grant, expires_at): (Option<String>, Option<String>, Option<u64>) =
-            self.query("HMGET", (&key, "sid", "grant", "exp")).await?;
+        let (secret_id, grant, expires_at): (Option<String>, Option<String>, Option<u64>) = self
+            .redis()
+            .query("HMGET", (&key, "sid", "grant", "exp"))
+            .await?;
         let (Some(secret_id), Some(grant), Some(expires_at)) = (secret_id, grant, expires_at)
         else {
             return Ok(None);
@@ -469,12 +436,8 @@ struct Family {
 
 impl fmt::Debug for RedisTokenStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may hold a password: only the parts that cannot.
-        let info = self.inner.connection.client.get_connection_info();
         f.debug_struct("RedisTokenStore")
-            .field("addr", &info.addr().to_string())
-            .field("prefix", &self.inner.prefix)
-            .field("timeout", &self.inner.connection.timeout)
+            .field("connection", &self.inner.connection)
             .field("retry_grace", &self.inner.retry_grace)
             .field(
                 "refresh_secrets",
@@ -496,6 +459,7 @@ impl TokenStore for RedisTokenStore {
                 None => {
                     let key = store.access_key(random.as_bytes());
                     store
+                        .redis()
                         .query::<()>("SET", (&key, &value, "PXAT", expires_at))
                         .await?;
                     random
@@ -504,17 +468,16 @@ impl TokenStore for RedisTokenStore {
                     let token = family.to_text() + &random;
                     let key = store.family_access_key(family);
                     let field = token_hash(token.as_bytes());
-                    let cap = store.inner.max_per_family;
-                    let mut call = store.inner.issue_in_family.key(&key);
-                    call.arg(&field).arg(&value).arg(expires_at).arg(cap);
-                    let _stored: i64 =
-                        store
-                            .inner
-                            .connection
-                            .run(|mut connection| async move {
-                                call.invoke_async(&mut connection).await
-                            })
-                            .await?;
+                    let args = [
+                        field,
+                        value,
+                        expires_at.to_string(),
+                        store.inner.max_per_family.to_string(),
+                    ];
+                    let _stored: i64 = store
+                        .redis()
+                        .script(&store.inner.issue_in_family, &[&key], &args)
+                        .await?;
                     token
                 }
             };
@@ -533,7 +496,7 @@ impl TokenStore for RedisTokenStore {
         if bytes.len() == ACCESS_TOKEN_CHARS {
             let key = self.access_key(bytes);
             return Lookup::pending(async move {
-                let value: Option<String> = store.query("GET", &key).await?;
+                let value: Option<String> = store.redis().query("GET", &key).await?;
                 live_grant(value.as_deref(), None)
             });
         }
@@ -541,7 +504,7 @@ impl TokenStore for RedisTokenStore {
             return Lookup::ready(Ok(None));
         };
         Lookup::pending(async move {
-            let value: Option<String> = store.query("HGET", (&key, &field)).await?;
+            let value: Option<String> = store.redis().query("HGET", (&key, &field)).await?;
             // `{number}:` first: the issue order, for the cap.
             let record = value.as_deref().map(|value| {
                 value
@@ -572,7 +535,7 @@ impl TokenStore for RedisTokenStore {
         let store = self.clone();
         async move {
             if let Some(key) = key {
-                store.query::<()>(command, (&key, field)).await?;
+                store.redis().query::<()>(command, (&key, field)).await?;
             }
             Ok(Revocation::Revoked)
         }
@@ -592,7 +555,7 @@ impl TokenStore for RedisTokenStore {
             let mut pipe = redis::pipe();
             pipe.atomic().del(&key).hset(&key, "!", 1);
             pipe.cmd("PEXPIREAT").arg(&key).arg(until);
-            store.run_atomic(pipe).await?;
+            store.redis().run_atomic(pipe).await?;
             Ok(Revocation::Revoked)
         }
     }
@@ -642,6 +605,7 @@ impl RefreshTokenStore for RedisTokenStore {
                 store.inner.max_families_per_user.to_string(),
             ];
             store
+                .redis()
                 .script::<u64>(&store.inner.issue_family, &[&key, &user_key], &args)
                 .await?;
             Ok(FamilyToken::new(&mac_key, family, 0).encode())
@@ -680,7 +644,10 @@ impl RefreshTokenStore for RedisTokenStore {
                 store.inner.retry_grace.as_millis().to_string(),
                 lifetimes.idle().as_millis().to_string(),
             ];
-            let outcome: Vec<i64> = store.script(&store.inner.rotate, &[&key], &args).await?;
+            let outcome: Vec<i64> = store
+                .redis()
+                .script(&store.inner.rotate, &[&key], &args)
+                .await?;
             let family = FamilyId::from_bytes(presented.family);
             grant.family = Some(family);
             Ok(match outcome[..] {
@@ -716,7 +683,7 @@ impl RefreshTokenStore for RedisTokenStore {
             let Some(Family { key, presented, .. }) = found.await? else {
                 return Ok(None);
             };
-            store.query::<()>("DEL", &key).await?;
+            store.redis().query::<()>("DEL", &key).await?;
             Ok(Some(FamilyId::from_bytes(presented.family)))
         }
     }
@@ -727,7 +694,7 @@ impl RefreshTokenStore for RedisTokenStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         let key = self.family_key(&family.to_bytes());
         let store = self.clone();
-        async move { store.query::<()>("DEL", &key).await }
+        async move { store.redis().query::<()>("DEL", &key).await }
     }
 }
 
@@ -771,167 +738,58 @@ impl Record {
     }
 }
 
-/// Logs a warning, once per store on its first connection, unless Redis's
-/// `maxmemory-policy` is `noeviction`. Every key this crate writes has an expiry,
-/// so `volatile-*` policies may evict them as `allkeys-*` ones do: a revoked
-/// JWT's `jti` entry (the token works again) or a login-throttle count (more
-/// guesses). A warning, not a refusal: the policy can change at any time, and
-/// managed Redis may hide `CONFIG`; it is logged as unknown then.
-async fn warn_if_evicting(mut connection: MultiplexedConnection, timeout: Duration) {
-    let mut command = redis::cmd("CONFIG");
-    command.arg("GET").arg("maxmemory-policy");
-    let config = command.query_async::<std::collections::HashMap<String, String>>(&mut connection);
-    match tokio::time::timeout(timeout, config).await {
-        Ok(Ok(config)) => match config.get("maxmemory-policy") {
-            Some(policy) if policy == "noeviction" => {}
-            Some(policy) => tracing::warn!(
-                policy,
-                "Redis may evict keys before they expire (maxmemory-policy {policy}): revoked \
-                 tokens could work again and login-throttle counts be lost; set noeviction"
-            ),
-            None => tracing::warn!("Redis did not say its maxmemory-policy; make it noeviction"),
-        },
-        _ => tracing::warn!("could not read Redis's maxmemory-policy; make it noeviction"),
-    }
-}
-
-/// One multiplexed connection, made on first use and again after it fails, with
-/// a deadline on every call.
+/// Revoked JWTs in Redis, on a [`RedisConnection`] (which the token store and
+/// the login throttle may share): `{prefix}jti:{jti}`, or the family's id for a
+/// token of a refresh family, expiring with the token or family, so that a
+/// logout on one replica reaches every replica that verifies the same tokens.
+/// One `EXISTS` per guarded request.
 ///
-/// Not redis-rs's `ConnectionManager`: while Redis is down it makes every call
-/// wait through its whole reconnect sequence. Here a call waits at most the
-/// timeout, and while the server is unreachable calls fail at once between
-/// attempts.
-struct Connection {
-    client: redis::Client,
-    timeout: Duration,
-    state: Mutex<State>,
-    /// One connection attempt at a time.
-    connecting: tokio::sync::Mutex<()>,
+/// ```no_run
+/// use tower_oauth2_password::{JwtKey, JwtTokenStore, RedisConnection, RedisJtiDenylist};
+///
+/// let redis = RedisConnection::new("redis://127.0.0.1:6379")?.with_prefix("myapp:");
+/// let key = JwtKey::hs256("2025-01", b"a secret of at least thirty-two bytes!")?;
+/// let tokens = JwtTokenStore::signing_with(key)
+///     .with_denylist(RedisJtiDenylist::on(&redis))
+///     .build()?;
+/// # let _ = tokens;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// A [`RedisTokenStore`] is one too, on its connection.
+#[cfg(feature = "jwt")]
+#[derive(Debug, Clone)]
+pub struct RedisJtiDenylist {
+    connection: RedisConnection,
 }
 
-#[derive(Default)]
-struct State {
-    /// The shared connection and its number, so that a failure reported late
-    /// does not drop its replacement.
-    current: Option<(u64, MultiplexedConnection)>,
-    made: u64,
-    /// No new attempt before this, after a failed one.
-    retry_at: Option<Instant>,
-}
-
-impl Connection {
-    fn new(client: redis::Client, timeout: Duration) -> Self {
+#[cfg(feature = "jwt")]
+impl RedisJtiDenylist {
+    /// The denylist on `connection`, under its prefix.
+    pub fn on(connection: &RedisConnection) -> Self {
         Self {
-            client,
-            timeout,
-            state: Mutex::default(),
-            connecting: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `command` on the connection within the timeout; a connection that
-    /// fails or times out is dropped, for the next call to replace.
-    async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(MultiplexedConnection) -> Fut,
-        Fut: Future<Output = Result<T, RedisError>>,
-    {
-        let attempt = async {
-            let (number, connection) = self.connection().await?;
-            command(connection).await.map_err(|error| {
-                if error.is_io_error()
-                    || error.is_connection_dropped()
-                    || error.is_unrecoverable_error()
-                    || error.is_timeout()
-                {
-                    self.drop_connection(number);
-                }
-                StoreError::new(error)
-            })
-        };
-        match tokio::time::timeout(self.timeout, attempt).await {
-            Ok(result) => result,
-            Err(_elapsed) => {
-                // A server that stopped answering: do not queue behind it.
-                let number = self.state().current.as_ref().map(|(number, _)| *number);
-                if let Some(number) = number {
-                    self.drop_connection(number);
-                }
-                Err(StoreError::new(format!(
-                    "Redis did not answer within {:?}",
-                    self.timeout
-                )))
-            }
-        }
-    }
-
-    async fn connection(&self) -> Result<(u64, MultiplexedConnection), StoreError> {
-        if let Some(current) = self.current() {
-            return Ok(current);
-        }
-        let _one_at_a_time = self.connecting.lock().await;
-        if let Some(current) = self.current() {
-            return Ok(current);
-        }
-        if self
-            .state()
-            .retry_at
-            .is_some_and(|retry_at| Instant::now() < retry_at)
-        {
-            return Err(StoreError::new("Redis is unreachable (retrying shortly)"));
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
-        match self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
-            Ok(connection) => {
-                let mut state = self.state();
-                if state.made == 0 {
-                    tokio::spawn(warn_if_evicting(connection.clone(), self.timeout));
-                }
-                state.made += 1;
-                state.retry_at = None;
-                let current = (state.made, connection);
-                state.current = Some(current.clone());
-                Ok(current)
-            }
-            Err(error) => {
-                self.state().retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
-                Err(StoreError::new(error))
-            }
-        }
-    }
-
-    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        self.state().current.clone()
-    }
-
-    fn drop_connection(&self, number: u64) {
-        let mut state = self.state();
-        if state
-            .current
-            .as_ref()
-            .is_some_and(|(current, _)| *current == number)
-        {
-            state.current = None;
+            connection: connection.clone(),
         }
     }
 }
 
-/// Revoked JWTs in Redis (`{prefix}jti:{jti}`, or the family's id for a token of
-/// a refresh family, expiring with the token or family), so that
-/// a logout on one replica reaches every replica that verifies the same tokens:
-/// `JwtTokenStore::signing_with(key).with_denylist(redis_store)`. One `EXISTS`
-/// per guarded request.
+#[cfg(feature = "jwt")]
+impl super::JtiDenylist for RedisJtiDenylist {
+    fn deny(
+        &self,
+        jti: &str,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        deny_jti(&self.connection, jti, until)
+    }
+
+    fn is_denied(&self, jti: &str) -> Lookup<bool> {
+        jti_is_denied(&self.connection, jti)
+    }
+}
+
+/// The [`RedisJtiDenylist`] on the store's connection:
+/// `JwtTokenStore::signing_with(key).with_denylist(redis_store)`.
 #[cfg(feature = "jwt")]
 impl super::JtiDenylist for RedisTokenStore {
     fn deny(
@@ -939,47 +797,54 @@ impl super::JtiDenylist for RedisTokenStore {
         jti: &str,
         until: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let key = format!("{}jti:{jti}", self.inner.prefix);
-        let until = millis(until).max(1);
-        let store = self.clone();
-        async move {
-            // Never shortened: a family's entry is denied again with the expiry
-            // of whichever of its tokens is revoked.
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            pipe.cmd("SET")
-                .arg(&key)
-                .arg(1)
-                .arg("NX")
-                .arg("PXAT")
-                .arg(until);
-            pipe.cmd("PEXPIREAT").arg(&key).arg(until).arg("GT");
-            store.run_atomic(pipe).await
-        }
+        deny_jti(self.redis(), jti, until)
     }
 
     fn is_denied(&self, jti: &str) -> Lookup<bool> {
-        let key = format!("{}jti:{jti}", self.inner.prefix);
-        let store = self.clone();
-        Lookup::pending(async move { store.query("EXISTS", &key).await })
+        jti_is_denied(self.redis(), jti)
     }
 }
 
-/// What the login throttle shares with the token store: the connection, with
-/// the same deadline on every call, and the key prefix.
-#[cfg(feature = "redis")]
-impl RedisTokenStore {
-    /// `name` under this store's prefix.
-    pub(crate) fn prefixed(&self, name: &str) -> String {
-        format!("{}{name}", self.inner.prefix)
+/// One `MULTI`: the entry, never shortened (a family's entry is denied again
+/// with the expiry of whichever of its tokens is revoked).
+#[cfg(feature = "jwt")]
+fn deny_jti(
+    connection: &RedisConnection,
+    jti: &str,
+    until: SystemTime,
+) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+    let key = connection.key(format_args!("jti:{jti}"));
+    let until = millis(until).max(1);
+    let connection = connection.clone();
+    async move {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .arg("NX")
+            .arg("PXAT")
+            .arg(until);
+        pipe.cmd("PEXPIREAT").arg(&key).arg(until).arg("GT");
+        connection.run_atomic(pipe).await
     }
+}
 
-    /// Runs `command` on this store's connection, within its timeout.
-    pub(crate) async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(MultiplexedConnection) -> Fut,
-        Fut: Future<Output = Result<T, RedisError>>,
-    {
-        self.inner.connection.run(command).await
+#[cfg(feature = "jwt")]
+fn jti_is_denied(connection: &RedisConnection, jti: &str) -> Lookup<bool> {
+    let key = connection.key(format_args!("jti:{jti}"));
+    let connection = connection.clone();
+    Lookup::pending(async move { connection.query("EXISTS", &key).await })
+}
+
+impl From<RedisTokenStore> for RedisConnection {
+    fn from(store: RedisTokenStore) -> Self {
+        store.inner.connection.clone()
+    }
+}
+
+impl From<&RedisTokenStore> for RedisConnection {
+    fn from(store: &RedisTokenStore) -> Self {
+        store.inner.connection.clone()
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tower_oauth2_password::RedisTokenStore;
+use tower_oauth2_password::{RedisConnection, RedisTokenStore};
 
 /// The refresh secret of the tests' stores.
 pub const REFRESH_SECRET: &[u8] = b"the tests' refresh secret, 32 bytes or more";
@@ -31,12 +31,17 @@ impl Prefix {
         &self.0
     }
 
+    /// A connection to the tests' Redis under this prefix.
+    pub fn connection(&self) -> RedisConnection {
+        RedisConnection::new(&redis_url())
+            .unwrap()
+            .with_prefix(&self.0)
+    }
+
     /// A store under this prefix, with a refresh secret (every replica of a test
     /// gets the same one).
     pub fn store(&self) -> RedisTokenStore {
-        RedisTokenStore::new(&redis_url())
-            .unwrap()
-            .with_prefix(&self.0)
+        RedisTokenStore::on(&self.connection())
             .with_refresh_secret("test", REFRESH_SECRET)
             .unwrap()
     }

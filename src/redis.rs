@@ -1,0 +1,397 @@
+//! [`RedisConnection`]: the one Redis handle every Redis-backed part takes (the
+//! token and refresh store, the JWT denylist, the login throttle), so that an
+//! application configures Redis once.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script, ToRedisArgs};
+
+use crate::error::StoreError;
+
+/// The default deadline of every Redis call.
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+/// After a failed connection attempt, calls fail at once for this long instead of
+/// each trying again (and waiting for the timeout) while Redis is down.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+
+/// A Redis server, a key prefix and a deadline: what
+/// [`RedisTokenStore`](crate::RedisTokenStore) (access and refresh tokens),
+/// [`RedisJtiDenylist`](crate::RedisJtiDenylist) (revoked JWTs) and
+/// [`LoginThrottle::in_redis`](crate::LoginThrottle::in_redis) (login-failure
+/// counts) each take. Configure it once and hand each part a clone (or a
+/// reference): they share one multiplexed connection and put every key under
+/// the same prefix.
+///
+/// - **From a URL or your own client**: [`new`](Self::new) takes a URL;
+///   [`from_client`](Self::from_client) a [`redis::Client`] the application
+///   already built (its TLS, its credentials).
+/// - **Lazy**: nothing connects until the first call, so a service can start
+///   while Redis is still coming up (and answers 503 until it is).
+/// - **Bounded**: every call, connecting included, has a deadline (default
+///   500 ms, [`with_timeout`](Self::with_timeout)). Redis down, slow or
+///   unreachable is a [`StoreError`], which the layer answers with 503
+///   `temporarily_unavailable` and `Retry-After`, never a 2xx and never a hang.
+/// - **Reconnects by itself**: once the connection fails, the next call makes
+///   a new one, at most every 200 ms; between attempts calls fail at once
+///   instead of each waiting for its deadline.
+/// - **Nothing may be evicted**: revoked JWTs' entries and login-throttle counts
+///   must last until they expire, so run Redis with `maxmemory-policy
+///   noeviction` (every key written here has an expiry, so `volatile-*`
+///   policies evict them too). The first connection reads the policy and logs a
+///   warning for any other, or if it cannot be read.
+///
+/// Clones share the connection; [`with_prefix`](Self::with_prefix) and
+/// [`with_timeout`](Self::with_timeout) change only the handle they are called
+/// on, so two services' prefixes can share one connection too.
+///
+/// ```no_run
+/// use tower_oauth2_password::{
+///     LoginThrottle, MemoryUserStore, OAuth2PasswordLayer, RedisConnection, RedisTokenStore,
+/// };
+///
+/// # fn env(_: &str) -> String { "a secret of at least thirty-two bytes!".into() }
+/// // Or `RedisConnection::from_client(client)` with a `redis::Client` of your own.
+/// let redis = RedisConnection::new("redis://127.0.0.1:6379")?.with_prefix("myapp:");
+/// let tokens = RedisTokenStore::on(&redis)
+///     // The same secret on every replica, from the environment or a vault.
+///     .with_refresh_secret("2025-01", env("REFRESH_SECRET").as_bytes())?;
+/// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+///     .refresh_tokens(tokens.clone())
+///     .token_store(tokens)
+///     .login_policy(LoginThrottle::new().in_redis(&redis))
+///     .build();
+/// # Ok::<(), tower_oauth2_password::StoreError>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisConnection {
+    link: Arc<Link>,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+impl RedisConnection {
+    /// The Redis server at `url` (`redis://host:port/db`, `rediss://` for TLS if
+    /// the `redis` crate was built with it), with no key prefix and a 500 ms
+    /// deadline per call. Nothing is connected yet.
+    ///
+    /// # Errors
+    ///
+    /// If `url` is not a Redis URL. The message does not show the URL (it may
+    /// hold a password).
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        redis::Client::open(url)
+            .map(Self::from_client)
+            .map_err(StoreError::new)
+    }
+
+    /// The server `client` connects to, with the settings the application gave
+    /// it, no key prefix and a 500 ms deadline per call. Nothing is connected
+    /// yet.
+    ///
+    /// ```
+    /// use tower_oauth2_password::RedisConnection;
+    ///
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let redis = RedisConnection::from_client(client).with_prefix("myapp:");
+    /// # let _ = redis;
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
+    pub fn from_client(client: redis::Client) -> Self {
+        Self {
+            link: Arc::new(Link {
+                client,
+                state: Mutex::default(),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+            prefix: "".into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Puts every key under `prefix` (e.g. `"myapp:"`), so that services, or
+    /// test runs, can share a Redis server. Replicas must use the same prefix.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Gives every Redis call, connecting included, at most `timeout` (default
+    /// 500 ms) before the layer answers 503.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Checks that Redis answers (`PING`), e.g. before a service starts listening.
+    ///
+    /// # Errors
+    ///
+    /// If Redis cannot be reached or does not answer in time.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.query::<String>("PING", &[] as &[&str]).await.map(drop)
+    }
+
+    /// `name` under the prefix, in one allocation.
+    pub(crate) fn key(&self, name: fmt::Arguments<'_>) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Runs one command, within the deadline.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        name: &str,
+        args: impl ToRedisArgs,
+    ) -> Result<T, StoreError> {
+        let mut command = redis::cmd(name);
+        command.arg(args);
+        self.run(|mut connection| async move { command.query_async(&mut connection).await })
+            .await
+    }
+
+    /// Runs `script` on `keys` with `args`, within the deadline.
+    pub(crate) async fn script<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[impl ToRedisArgs + Sync],
+        args: &[impl ToRedisArgs + Sync],
+    ) -> Result<T, StoreError> {
+        self.run(|mut connection| async move {
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async(&mut connection).await
+        })
+        .await
+    }
+
+    /// Runs `pipe` (a `MULTI` … `EXEC`) within the deadline, its answers ignored.
+    pub(crate) async fn run_atomic(&self, pipe: redis::Pipeline) -> Result<(), StoreError> {
+        self.run(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
+            .await
+    }
+
+    /// Runs `command` on the shared connection within the deadline; a
+    /// connection that fails or times out is dropped, for the next call to
+    /// replace.
+    async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let link = &self.link;
+        let attempt = async {
+            let (number, connection) = link.connection(self.timeout).await?;
+            command(connection).await.map_err(|error| {
+                if error.is_io_error()
+                    || error.is_connection_dropped()
+                    || error.is_unrecoverable_error()
+                    || error.is_timeout()
+                {
+                    link.drop_connection(number);
+                }
+                StoreError::new(error)
+            })
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_elapsed) => {
+                // A server that stopped answering: do not queue behind it.
+                let number = link.state().current.as_ref().map(|(number, _)| *number);
+                if let Some(number) = number {
+                    link.drop_connection(number);
+                }
+                Err(StoreError::new(format!(
+                    "Redis did not answer within {:?}",
+                    self.timeout
+                )))
+            }
+        }
+    }
+}
+
+impl From<&RedisConnection> for RedisConnection {
+    fn from(connection: &RedisConnection) -> Self {
+        connection.clone()
+    }
+}
+
+impl From<redis::Client> for RedisConnection {
+    fn from(client: redis::Client) -> Self {
+        Self::from_client(client)
+    }
+}
+
+impl fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password: only the parts that cannot.
+        let info = self.link.client.get_connection_info();
+        f.debug_struct("RedisConnection")
+            .field("addr", &info.addr().to_string())
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// One multiplexed connection, made on first use and again after it fails.
+///
+/// Not redis-rs's `ConnectionManager`: while Redis is down it makes every call
+/// wait through its whole reconnect sequence. Here a call waits at most its
+/// deadline, and while the server is unreachable calls fail at once between
+/// attempts.
+struct Link {
+    client: redis::Client,
+    state: Mutex<State>,
+    /// One connection attempt at a time.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The shared connection and its number, so that a failure reported late
+    /// does not drop its replacement.
+    current: Option<(u64, MultiplexedConnection)>,
+    made: u64,
+    /// No new attempt before this, after a failed one.
+    retry_at: Option<Instant>,
+}
+
+impl Link {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn connection(
+        &self,
+        timeout: Duration,
+    ) -> Result<(u64, MultiplexedConnection), StoreError> {
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        if self
+            .state()
+            .retry_at
+            .is_some_and(|retry_at| Instant::now() < retry_at)
+        {
+            return Err(StoreError::new("Redis is unreachable (retrying shortly)"));
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        match self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(connection) => {
+                let mut state = self.state();
+                if state.made == 0 {
+                    tokio::spawn(warn_if_evicting(connection.clone(), timeout));
+                }
+                state.made += 1;
+                state.retry_at = None;
+                let current = (state.made, connection);
+                state.current = Some(current.clone());
+                Ok(current)
+            }
+            Err(error) => {
+                self.state().retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
+                Err(StoreError::new(error))
+            }
+        }
+    }
+
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.state().current.clone()
+    }
+
+    fn drop_connection(&self, number: u64) {
+        let mut state = self.state();
+        if state
+            .current
+            .as_ref()
+            .is_some_and(|(current, _)| *current == number)
+        {
+            state.current = None;
+        }
+    }
+}
+
+/// Logs a warning, once per connection (and its clones) on its first
+/// connecting, unless Redis's `maxmemory-policy` is `noeviction`. Every key
+/// this crate writes has an expiry, so `volatile-*` policies may evict them as
+/// `allkeys-*` ones do: a revoked JWT's `jti` entry (the token works again) or
+/// a login-throttle count (more guesses). A warning, not a refusal: the policy
+/// can change at any time, and managed Redis may hide `CONFIG`; it is logged as
+/// unknown then.
+async fn warn_if_evicting(mut connection: MultiplexedConnection, timeout: Duration) {
+    let mut command = redis::cmd("CONFIG");
+    command.arg("GET").arg("maxmemory-policy");
+    let config = command.query_async::<std::collections::HashMap<String, String>>(&mut connection);
+    match tokio::time::timeout(timeout, config).await {
+        Ok(Ok(config)) => match config.get("maxmemory-policy") {
+            Some(policy) if policy == "noeviction" => {}
+            Some(policy) => tracing::warn!(
+                policy,
+                "Redis may evict keys before they expire (maxmemory-policy {policy}): revoked \
+                 tokens could work again and login-throttle counts be lost; set noeviction"
+            ),
+            None => tracing::warn!("Redis did not say its maxmemory-policy; make it noeviction"),
+        },
+        _ => tracing::warn!("could not read Redis's maxmemory-policy; make it noeviction"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neither_debug_nor_a_bad_url_shows_the_password() {
+        let redis = RedisConnection::new("redis://user:hunter2-secret@127.0.0.1:6379/0")
+            .unwrap()
+            .with_prefix("app:");
+        let debug = format!("{redis:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("127.0.0.1:6379") && debug.contains("app:"),
+            "{debug}"
+        );
+        let error = RedisConnection::new("nope://user:hunter2-secret@host").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn handles_with_their_own_prefix_and_deadline_share_one_connection() {
+        let redis = RedisConnection::new("redis://127.0.0.1:6379").unwrap();
+        let other = redis
+            .clone()
+            .with_prefix("other:")
+            .with_timeout(Duration::from_secs(2));
+        assert!(Arc::ptr_eq(&redis.link, &other.link));
+        assert_eq!(
+            (redis.key(format_args!("k")), other.key(format_args!("k"))),
+            ("k".into(), "other:k".into())
+        );
+        assert_eq!(other.timeout, Duration::from_secs(2));
+    }
+}
