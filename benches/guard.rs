@@ -14,7 +14,9 @@
 //!   in a `HashMap` behind an `RwLock`, put the user in the extensions): the least
 //!   work any opaque-token guard does (`examples/common/map_lookup.rs`);
 //!   `map_lookup_arc` is the same with the user cloned as an `Arc`, not a `String`;
-//! - `memory`: our layer with the memory stores and a valid token;
+//! - `memory`: our layer with the memory stores and a valid token; `boxed`: the
+//!   same memory store behind a `BoxTokenStore` (what an application that picks its
+//!   store at run time pays: one virtual call, no allocation);
 //! - `jwt` (feature `jwt`): our layer with `JwtTokenStore` (HS256) and a token it
 //!   issued; beside it `jsonwebtoken_decode`, a guard that does nothing but
 //!   jsonwebtoken's own `decode` of the same token (same key, leeway and required
@@ -57,8 +59,8 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_oauth2_password::{
-    Grant, HashedPassword, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer, Scopes,
-    StoredUser, TokenStore, UserStore,
+    BoxTokenStore, Grant, HashedPassword, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer,
+    Scopes, StoredUser, TokenStore, UserStore,
 };
 
 /// The user model handed to handlers: a name, as in the crate's quick start.
@@ -78,6 +80,7 @@ fn cases() -> Vec<Box<dyn Case>> {
         map_lookup_arc,
         // Our layer, one line per token store, each with a token it issued:
         ours("memory", MemoryTokenStore::new()),
+        ours("boxed", BoxTokenStore::new(MemoryTokenStore::new())),
     ];
     // One GET to the Redis at REDIS_URL per request (the keys expire in a day).
     #[cfg(feature = "redis")]

@@ -1,8 +1,9 @@
 //! The conformance suites (`testing` feature) on the crate's own stores, answering at
 //! once and awaited; and on broken stores, which the suites must catch.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tower_oauth2_password::testing::{
@@ -12,6 +13,9 @@ use tower_oauth2_password::{
     BearerToken, FamilyId, Grant, HashedPassword, IssuedToken, Lookup, MemoryRefreshTokenStore,
     MemoryTokenStore, MemoryUserStore, RefreshLifetimes, RefreshToken, RefreshTokenStore,
     Revocation, Rotation, Scopes, StoreError, StoredUser, TokenStore, TokenTypeHint, UserStore,
+};
+use tower_oauth2_password::{
+    BoxRefreshTokenStore, BoxTokenStore, BoxUserStore, Credentials, Principal, Subject,
 };
 
 #[tokio::test]
@@ -272,4 +276,118 @@ async fn the_suite_catches_a_store_that_cannot_revoke_families() {
 #[should_panic(expected = "a token that differs from an issued one")]
 async fn the_suite_catches_a_store_that_compares_a_prefix() {
     run_on_broken(Flaw::ComparesAPrefix).await;
+}
+
+// The boxed and shared forms (`BoxTokenStore`, `Arc<T>`, …) must keep every rule
+// of the store they hold: the same suites, through them.
+
+#[tokio::test]
+async fn boxed_memory_token_store() {
+    let store = BoxTokenStore::new(MemoryTokenStore::new());
+    TokenStoreSuite::new().run(&store).await;
+}
+
+#[tokio::test]
+async fn boxed_memory_token_store_awaited() {
+    let store = BoxTokenStore::new(Awaited::new(MemoryTokenStore::new()));
+    TokenStoreSuite::new().run(&store).await;
+}
+
+#[tokio::test]
+async fn shared_memory_token_store() {
+    let store = Arc::new(MemoryTokenStore::new());
+    TokenStoreSuite::new().run(&store).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "a token the store says it revoked must not resolve")]
+async fn the_suite_catches_a_broken_store_behind_a_box() {
+    let store = BoxTokenStore::new(Broken {
+        inner: MemoryTokenStore::new(),
+        flaw: Flaw::FakesRevocation,
+        by_prefix: Mutex::default(),
+    });
+    TokenStoreSuite::new().run(&store).await;
+}
+
+#[tokio::test]
+async fn boxed_memory_refresh_token_store() {
+    let grace = Duration::from_secs(1);
+    let store = BoxRefreshTokenStore::new(MemoryRefreshTokenStore::with_retry_grace(grace));
+    RefreshTokenStoreSuite::new(grace).run(&store).await;
+}
+
+#[tokio::test]
+async fn shared_memory_refresh_token_store() {
+    let grace = Duration::from_secs(1);
+    let store = Arc::new(MemoryRefreshTokenStore::with_retry_grace(grace));
+    RefreshTokenStoreSuite::new(grace).run(&store).await;
+}
+
+/// A memory user store boxed, changed through the handle it was boxed from.
+struct BoxedMemory {
+    boxed: BoxUserStore<String>,
+    memory: MemoryUserStore<String>,
+}
+
+impl BoxedMemory {
+    /// An empty memory store, and `boxed` of it.
+    fn new(boxed: impl FnOnce(MemoryUserStore<String>) -> BoxUserStore<String>) -> Self {
+        let memory = MemoryUserStore::new();
+        Self {
+            boxed: boxed(memory.clone()),
+            memory,
+        }
+    }
+}
+
+impl std::ops::Deref for BoxedMemory {
+    type Target = MemoryUserStore<String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.memory
+    }
+}
+
+impl UserStore for BoxedMemory {
+    type User = String;
+
+    fn principal(&self, subject: &Subject) -> Lookup<Option<Principal<String>>> {
+        self.boxed.principal(subject)
+    }
+
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
+        self.boxed.credentials(username).await
+    }
+
+    fn canonical_username<'a>(&self, username: &'a str) -> Cow<'a, str> {
+        self.boxed.canonical_username(username)
+    }
+
+    async fn update_password_hash(
+        &self,
+        subject: &Subject,
+        old: &HashedPassword,
+        new: HashedPassword,
+    ) -> Result<(), StoreError> {
+        self.boxed.update_password_hash(subject, old, new).await
+    }
+}
+
+#[tokio::test]
+async fn boxed_memory_user_store() {
+    let store = BoxedMemory::new(BoxUserStore::new);
+    UserStoreSuite::new().run(&Memory(store)).await;
+}
+
+#[tokio::test]
+async fn boxed_memory_user_store_awaited() {
+    let store = BoxedMemory::new(|memory| BoxUserStore::new(Awaited::new(memory)));
+    UserStoreSuite::new().run(&Memory(store)).await;
+}
+
+#[tokio::test]
+async fn shared_memory_user_store() {
+    let store = Arc::new(MemoryUserStore::<String>::new());
+    UserStoreSuite::new().run(&Memory(store)).await;
 }

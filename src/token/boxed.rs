@@ -381,3 +381,34 @@ mod denylist {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::FutureExt as _;
+
+    use super::*;
+    use crate::scope::Scopes;
+    use crate::token::MemoryTokenStore;
+
+    /// The guard's fast path: a store that answers at once still does behind a box.
+    #[test]
+    fn a_boxed_store_answers_a_ready_lookup_at_once() {
+        let store = BoxTokenStore::new(MemoryTokenStore::new());
+        let grant = Grant::new(
+            "johndoe",
+            Scopes::empty(),
+            SystemTime::now() + Duration::from_secs(60),
+        );
+        let issued = store.issue(grant.clone()).now_or_never().unwrap().unwrap();
+        let token = BearerToken::from(issued.access_token.as_str());
+        let shared = store.clone();
+        let answer = shared.resolve(token).into_ready().expect("ready");
+        assert_eq!(answer.unwrap(), Some(grant));
+        let revoked = store.revoke(token, None).now_or_never().unwrap().unwrap();
+        assert_eq!(revoked, Revocation::Revoked);
+        let answer = store.resolve(token).into_ready().expect("ready");
+        assert_eq!(answer.unwrap(), None);
+    }
+}

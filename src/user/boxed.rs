@@ -137,3 +137,29 @@ impl<U: Send + Sync + 'static> UserStore for BoxUserStore<U> {
         async move { self.0.dyn_update_password_hash(subject, old, new).await }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::user::{MemoryUserStore, StoredUser};
+
+    /// The guard's fast path: a store that answers at once still does behind a box.
+    #[test]
+    fn a_boxed_store_answers_a_ready_lookup_at_once() {
+        let hash = HashedPassword::parse(
+            "$argon2id$v=19$m=19456,t=2,p=1$QlGICJv0VkLd2pqAa9i9+Q$8jVAeYmJi0SJhtpkUv7OIxBaTEMmu/PL5yjLUR5dcQ8",
+        )
+        .unwrap();
+        let memory = MemoryUserStore::new().with_user("johndoe", StoredUser::new(7_u32, hash));
+        let store = BoxUserStore::new(memory);
+        let principal = store
+            .principal(&Subject::from("johndoe"))
+            .into_ready()
+            .expect("ready")
+            .unwrap()
+            .expect("johndoe exists");
+        assert_eq!(*principal.user, 7);
+        let unknown = store.principal(&Subject::from("janedoe")).into_ready();
+        assert!(matches!(unknown, Ok(Ok(None))));
+    }
+}
