@@ -28,8 +28,8 @@ use crate::error::StoreError;
 use crate::lookup::Lookup;
 
 /// A store's answer to await, boxed: what a trait object can return. (A `Box…`
-/// method with two borrows awaits it in an `async move` block: its `impl Future`
-/// must name each borrow's lifetime, and the box is bounded by their meet.)
+/// method with two borrows is an `async fn` that awaits it: its future must name
+/// each borrow's lifetime, and the box is bounded by their meet, which it cannot.)
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// [`TokenStore`] as a trait object, implemented for every `TokenStore`: use it
@@ -142,20 +142,20 @@ impl TokenStore for BoxTokenStore {
         self.0.dyn_resolve(token)
     }
 
-    fn revoke(
+    async fn revoke(
         &self,
         token: BearerToken<'_>,
         hint: Option<TokenTypeHint>,
-    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
-        async move { self.0.dyn_revoke(token, hint).await }
+    ) -> Result<Revocation, StoreError> {
+        self.0.dyn_revoke(token, hint).await
     }
 
-    fn revoke_family(
+    async fn revoke_family(
         &self,
         family: &FamilyId,
         until: SystemTime,
-    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
-        async move { self.0.dyn_revoke_family(family, until).await }
+    ) -> Result<Revocation, StoreError> {
+        self.0.dyn_revoke_family(family, until).await
     }
 }
 
@@ -271,33 +271,30 @@ impl RefreshTokenStore for BoxRefreshTokenStore {
         self.0.dyn_issue_refresh_token(grant, lifetimes)
     }
 
-    fn peek_refresh_token(
+    async fn peek_refresh_token(
         &self,
         token: BearerToken<'_>,
-    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
-        async move { self.0.dyn_peek_refresh_token(token).await }
+    ) -> Result<Option<Grant>, StoreError> {
+        self.0.dyn_peek_refresh_token(token).await
     }
 
-    fn rotate_refresh_token(
+    async fn rotate_refresh_token(
         &self,
         token: BearerToken<'_>,
         lifetimes: RefreshLifetimes,
-    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send {
-        async move { self.0.dyn_rotate_refresh_token(token, lifetimes).await }
+    ) -> Result<Rotation, StoreError> {
+        self.0.dyn_rotate_refresh_token(token, lifetimes).await
     }
 
-    fn revoke_refresh_token(
+    async fn revoke_refresh_token(
         &self,
         token: BearerToken<'_>,
-    ) -> impl Future<Output = Result<Option<FamilyId>, StoreError>> + Send {
-        async move { self.0.dyn_revoke_refresh_token(token).await }
+    ) -> Result<Option<FamilyId>, StoreError> {
+        self.0.dyn_revoke_refresh_token(token).await
     }
 
-    fn revoke_family(
-        &self,
-        family: &FamilyId,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { self.0.dyn_revoke_refresh_family(family).await }
+    async fn revoke_family(&self, family: &FamilyId) -> Result<(), StoreError> {
+        self.0.dyn_revoke_refresh_family(family).await
     }
 }
 
@@ -367,12 +364,8 @@ mod denylist {
     }
 
     impl JtiDenylist for BoxJtiDenylist {
-        fn deny(
-            &self,
-            jti: &str,
-            until: SystemTime,
-        ) -> impl Future<Output = Result<(), StoreError>> + Send {
-            async move { self.0.dyn_deny(jti, until).await }
+        async fn deny(&self, jti: &str, until: SystemTime) -> Result<(), StoreError> {
+            self.0.dyn_deny(jti, until).await
         }
 
         #[inline]

@@ -20,8 +20,8 @@ use crate::password::HashedPassword;
 use crate::subject::Subject;
 
 /// A store's answer to await, boxed: what a trait object can return. (A `Box…`
-/// method with two borrows awaits it in an `async move` block: its `impl Future`
-/// must name each borrow's lifetime, and the box is bounded by their meet.)
+/// method with two borrows is an `async fn` that awaits it: its future must name
+/// each borrow's lifetime, and the box is bounded by their meet, which it cannot.)
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// [`UserStore`] with user model `U`, as a trait object: implemented for every
@@ -117,24 +117,21 @@ impl<U: Send + Sync + 'static> UserStore for BoxUserStore<U> {
         self.0.dyn_principal(subject)
     }
 
-    fn credentials(
-        &self,
-        username: &str,
-    ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send {
-        async move { self.0.dyn_credentials(username).await }
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
+        self.0.dyn_credentials(username).await
     }
 
     fn canonical_username<'a>(&self, username: &'a str) -> Cow<'a, str> {
         self.0.dyn_canonical_username(username)
     }
 
-    fn update_password_hash(
+    async fn update_password_hash(
         &self,
         subject: &Subject,
         old: &HashedPassword,
         new: HashedPassword,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { self.0.dyn_update_password_hash(subject, old, new).await }
+    ) -> Result<(), StoreError> {
+        self.0.dyn_update_password_hash(subject, old, new).await
     }
 }
 
