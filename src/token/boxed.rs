@@ -237,7 +237,7 @@ impl<S: RefreshTokenStore> DynRefreshTokenStore for S {
 /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
 ///     .refresh_tokens(refresh)
 ///     .build();
-/// assert!(layer.refresh_tokens());
+/// assert!(layer.issues_refresh_tokens());
 /// ```
 #[derive(Clone)]
 pub struct BoxRefreshTokenStore(Arc<dyn DynRefreshTokenStore>);
@@ -336,6 +336,7 @@ mod denylist {
     ///
     /// let key = JwtKey::hs256("1", &[7; 32])?;
     /// let tokens: JwtTokenStore<BoxJtiDenylist> = JwtTokenStore::signing_with(key)
+    ///     .issuer("https://api.example.com")
     ///     .with_denylist(BoxJtiDenylist::new(MemoryJtiDenylist::new()))
     ///     .build()?;
     /// # let _ = tokens;
