@@ -55,6 +55,9 @@ use crate::subject::Subject;
 ///   [`BearerToken::to_str`], which checks RFC 6750 `b64token` syntax, rather than
 ///   assuming UTF-8, and answer `None` for what cannot be one of yours before any
 ///   round trip to a server.
+///
+/// A store picked at run time goes in a [`BoxTokenStore`] (one type whichever it
+/// is); a store the application also keeps a handle to goes in an `Arc`.
 pub trait TokenStore: Send + Sync + 'static {
     /// Issues a token for `grant`, valid until `grant.expires_at` (or earlier, if
     /// the store says so in [`IssuedToken::expires_at`]).

@@ -56,6 +56,9 @@ use crate::layer::MAX_TOKEN_LIFETIME;
 /// - **Nothing persisted mints a token**: a store that keeps families outside the
 ///   process (a database, Redis) keeps nothing from which a working refresh token
 ///   can be computed: not the token, nor the key its MAC is made with.
+///
+/// A store picked at run time goes in a
+/// [`BoxRefreshTokenStore`](super::BoxRefreshTokenStore); a shared one in an `Arc`.
 pub trait RefreshTokenStore: Send + Sync + 'static {
     /// Starts a family for `grant` (a login) and returns its first refresh token.
     /// The family's id is `grant.family` (the layer always sets it, and the access

@@ -73,6 +73,10 @@ use crate::subject::Subject;
 ///     }
 /// }
 /// ```
+///
+/// A store picked at run time goes in a [`BoxUserStore`] (one type whichever it
+/// is); a store the application also keeps a handle to (to add users) goes in an
+/// `Arc`.
 pub trait UserStore: Send + Sync + 'static {
     /// The application's own user model, handed to handlers in [`CurrentUser`].
     /// Keep secrets out of it: it is what handlers see and may serialise.
