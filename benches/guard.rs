@@ -14,7 +14,9 @@
 //!   in a `HashMap` behind an `RwLock`, put the user in the extensions): the least
 //!   work any opaque-token guard does (`examples/common/map_lookup.rs`);
 //!   `map_lookup_arc` is the same with the user cloned as an `Arc`, not a `String`;
-//! - `memory`: our layer with the memory stores and a valid token;
+//! - `memory`: our layer with the memory stores and a valid token; `boxed`: the
+//!   same memory store behind a `BoxTokenStore` (what an application that picks its
+//!   store at run time pays: one virtual call, no allocation);
 //! - `jwt` (feature `jwt`): our layer with `JwtTokenStore` (HS256) and a token it
 //!   issued; beside it `jsonwebtoken_decode`, a guard that does nothing but
 //!   jsonwebtoken's own `decode` of the same token (same key, leeway and required
@@ -57,8 +59,8 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_oauth2_password::{
-    Grant, HashedPassword, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer, Scopes,
-    StoredUser, TokenStore, UserStore,
+    BoxTokenStore, Grant, HashedPassword, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer,
+    Scopes, StoredUser, TokenStore, UserStore,
 };
 
 /// The user model handed to handlers: a name, as in the crate's quick start.
@@ -78,6 +80,7 @@ fn cases() -> Vec<Box<dyn Case>> {
         map_lookup_arc,
         // Our layer, one line per token store, each with a token it issued:
         ours("memory", MemoryTokenStore::new()),
+        ours("boxed", BoxTokenStore::new(MemoryTokenStore::new())),
     ];
     // One GET to the Redis at REDIS_URL per request (the keys expire in a day).
     #[cfg(feature = "redis")]
@@ -152,17 +155,18 @@ mod jwt {
     use tower_oauth2_password::{JwtKey, JwtTokenStore};
 
     const SECRET: &[u8; 32] = b"bench-secret-bench-secret-bench!";
+    const ISSUER: &str = "https://auth.example.com";
 
     pub(super) fn cases() -> [Box<dyn Case>; 3] {
         let key = JwtKey::hs256("bench", SECRET).expect("valid key");
         let store = JwtTokenStore::signing_with(key)
-            .issuer("https://auth.example.com")
+            .issuer(ISSUER)
             .build()
             .expect("valid store");
         let (ours, token) = ours_and_token("jwt", store);
         let key = JwtKey::ed25519("bench-ed", &[7; 32]).expect("valid key");
         let eddsa = JwtTokenStore::signing_with(key)
-            .issuer("https://auth.example.com")
+            .issuer(ISSUER)
             .build()
             .expect("valid store");
         [
@@ -190,7 +194,10 @@ mod jwt {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = tower_oauth2_password::token::DEFAULT_LEEWAY.as_secs();
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "nbf", "sub"]);
+        validation.set_required_spec_claims(&["exp", "nbf", "sub", "iss", "aud"]);
+        // Our tokens name the issuer as their audience too: check both, as we do.
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[ISSUER]);
         let verifier = Arc::new((key, validation));
         let service = service_fn(move |mut request: Request<Body>| {
             let (key, validation) = &*verifier;

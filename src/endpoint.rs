@@ -365,7 +365,7 @@ where
     // (A family's scopes never change, so a look first is as good as a lock.)
     if config.uses_scopes() && !requested.is_empty() {
         let Some(family) = store
-            .peek(presented)
+            .dyn_peek_refresh_token(presented)
             .await
             .map_err(|error| Rejection::store_failed("refresh token", error))?
         else {
@@ -375,7 +375,7 @@ where
         narrowed(requested, &family.scopes)?;
     }
     let rotation = store
-        .rotate(presented, config.refresh_lifetimes)
+        .dyn_rotate_refresh_token(presented, config.refresh_lifetimes)
         .await
         .map_err(|error| Rejection::store_failed("refresh token", error))?;
     let (grant, next) = match rotation {
@@ -410,7 +410,10 @@ where
         principal.stamp == grant.stamp && (principal.active || !config.refuse_inactive_login)
     });
     if !still_valid {
-        if let Err(error) = store.revoke(BearerToken::from(next.as_str())).await {
+        if let Err(error) = store
+            .dyn_revoke_refresh_token(BearerToken::from(next.as_str()))
+            .await
+        {
             tracing::error!(%error, "refresh token of a changed user not revoked");
         }
         return Err(Rejection::InvalidRefreshToken);
@@ -485,7 +488,7 @@ async fn issue<Us, Ts: TokenStore>(
     let refresh_token = match (family, next, &shared.refresh) {
         (Some(family), _, Some(store)) => Some(
             store
-                .issue(family, config.refresh_lifetimes)
+                .dyn_issue_refresh_token(family, config.refresh_lifetimes)
                 .await
                 .map_err(|error| Rejection::store_failed("refresh token", error))?,
         ),
@@ -558,7 +561,7 @@ where
     let token = BearerToken::from(form.token.as_str());
     if let Some(store) = &shared.refresh {
         let ended = store
-            .revoke(token)
+            .dyn_revoke_refresh_token(token)
             .await
             .map_err(|error| Rejection::store_failed("refresh token", error))?;
         if let Some(family) = ended {
@@ -577,7 +580,7 @@ where
         // still finds the token, and its family.
         if let Some(store) = &shared.refresh {
             store
-                .revoke_family(&family)
+                .dyn_revoke_refresh_family(&family)
                 .await
                 .map_err(|error| Rejection::store_failed("refresh token", error))?;
         }

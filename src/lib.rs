@@ -192,20 +192,23 @@ pub use crate::throttle::{
     DEFAULT_USERNAME_WINDOW,
 };
 pub use crate::token::{
-    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, MemoryRefreshTokenStore,
-    MemoryTokenStore, RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation, Rotation,
-    TokenStore, TokenTypeHint, DEFAULT_MAX_FAMILIES_PER_USER,
+    AccessToken, BearerToken, BoxRefreshTokenStore, BoxTokenStore, DynRefreshTokenStore,
+    DynTokenStore, FamilyId, Grant, IssuedToken, MemoryRefreshTokenStore, MemoryTokenStore,
+    RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation, Rotation, TokenStore,
+    TokenTypeHint, DEFAULT_MAX_FAMILIES_PER_USER,
 };
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use crate::token::{
-    JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, JwtTokenStoreBuilder, MemoryJtiDenylist,
+    BoxJtiDenylist, DynJtiDenylist, JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore,
+    JwtTokenStoreBuilder, MemoryJtiDenylist,
 };
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
 pub use crate::user::sql::{SqlUserStore, UsersTable};
 pub use crate::user::{
-    Credentials, CurrentUser, MemoryUserStore, Principal, StoredUser, UserStore,
+    BoxUserStore, Credentials, CurrentUser, DynUserStore, MemoryUserStore, Principal, StoredUser,
+    UserStore,
 };
 
 #[cfg(feature = "redis")]

@@ -2,14 +2,14 @@
 //! once and awaited; and on broken stores, which the suites must catch.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 #[cfg(feature = "jwt")]
 use tower_oauth2_password::testing::JtiDenylistSuite;
 use tower_oauth2_password::testing::{
     Awaited, InsecureFastHasher, LoginPolicySuite, MemoryUsers, PasswordHasherSuite,
-    RefreshTokenStoreSuite, TokenStoreSuite, UserStoreSuite,
+    RefreshTokenStoreSuite, TokenStoreSuite, UserFixture, UserStoreSuite,
 };
 use tower_oauth2_password::{
     Argon2Hasher, BearerToken, FamilyId, Grant, HashedPassword, IssuedToken, LoginAttempt,
@@ -17,6 +17,10 @@ use tower_oauth2_password::{
     PasswordError, PasswordHasher, RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation,
     Rotation, StoreError, TokenStore, TokenTypeHint, Verification,
     DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS,
+};
+use tower_oauth2_password::{
+    BoxRefreshTokenStore, BoxTokenStore, BoxUserStore, MemoryUserStore, Scopes, StoredUser,
+    UserStore,
 };
 #[cfg(feature = "jwt")]
 use tower_oauth2_password::{JtiDenylist, MemoryJtiDenylist};
@@ -422,4 +426,113 @@ fn the_hasher_suite_catches_a_hasher_that_panics_on_a_foreign_hash() {
     let broken =
         PasswordHasherSuite::new().check(&PanicsOnForeignHashes(InsecureFastHasher::new()));
     assert_eq!(names(&broken), ["a_hash_it_cannot_check_is_an_error"]);
+}
+
+// The boxed and shared forms (`BoxTokenStore`, `Arc<T>`, …) must keep every rule
+// of the store they hold: the same suites, through them.
+
+#[tokio::test]
+async fn boxed_memory_token_store() {
+    let store = BoxTokenStore::new(MemoryTokenStore::new());
+    TokenStoreSuite::new().run(&store).await;
+}
+
+#[tokio::test]
+async fn boxed_memory_token_store_awaited() {
+    let store = BoxTokenStore::new(Awaited::new(MemoryTokenStore::new()));
+    TokenStoreSuite::new().run(&store).await;
+}
+
+#[tokio::test]
+async fn shared_memory_token_store() {
+    let store = Arc::new(MemoryTokenStore::new());
+    TokenStoreSuite::new().run(&store).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "a token the store says it revoked must not resolve")]
+async fn the_suite_catches_a_broken_store_behind_a_box() {
+    let store = BoxTokenStore::new(Broken {
+        inner: MemoryTokenStore::new(),
+        flaw: Flaw::FakesRevocation,
+        by_prefix: Mutex::default(),
+    });
+    TokenStoreSuite::new().run(&store).await;
+}
+
+#[tokio::test]
+async fn boxed_memory_refresh_token_store() {
+    let grace = Duration::from_secs(1);
+    let store = BoxRefreshTokenStore::new(MemoryRefreshTokenStore::with_retry_grace(grace));
+    RefreshTokenStoreSuite::new(grace).run(&store).await;
+}
+
+#[tokio::test]
+async fn shared_memory_refresh_token_store() {
+    let grace = Duration::from_secs(1);
+    let store = Arc::new(MemoryRefreshTokenStore::with_retry_grace(grace));
+    RefreshTokenStoreSuite::new(grace).run(&store).await;
+}
+
+/// A user store under test (`store`: a boxed or shared memory store), changed
+/// through the memory store it holds.
+struct Through<S> {
+    store: S,
+    memory: MemoryUserStore<String>,
+}
+
+impl<S: UserStore<User = String>> UserFixture for Through<S> {
+    type Store = S;
+
+    fn store(&self) -> &S {
+        &self.store
+    }
+
+    async fn add(&self, username: &str, password_hash: HashedPassword, scopes: Scopes) {
+        let user = StoredUser::new(username.to_owned(), password_hash);
+        self.memory
+            .insert(username, user.with_scopes(scopes.iter()));
+    }
+
+    async fn disable(&self, username: &str) {
+        assert!(self.memory.disable(username));
+    }
+
+    async fn remove(&self, username: &str) {
+        assert!(self.memory.remove(username));
+    }
+
+    async fn set_password(&self, username: &str, password_hash: HashedPassword) {
+        assert!(self.memory.set_password(username, password_hash));
+    }
+
+    async fn set_scopes(&self, username: &str, scopes: Scopes) {
+        assert!(self.memory.set_scopes(username, scopes));
+    }
+}
+
+/// The memory user store behind `wrap`.
+fn through<S>(wrap: impl FnOnce(MemoryUserStore<String>) -> S) -> Through<S> {
+    let memory = MemoryUserStore::new();
+    Through {
+        store: wrap(memory.clone()),
+        memory,
+    }
+}
+
+#[tokio::test]
+async fn boxed_memory_user_store() {
+    UserStoreSuite::new().run(&through(BoxUserStore::new)).await;
+}
+
+#[tokio::test]
+async fn boxed_memory_user_store_awaited() {
+    UserStoreSuite::new()
+        .run(&through(|memory| BoxUserStore::new(Awaited::new(memory))))
+        .await;
+}
+
+#[tokio::test]
+async fn shared_memory_user_store() {
+    UserStoreSuite::new().run(&through(Arc::new)).await;
 }

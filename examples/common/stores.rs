@@ -19,49 +19,26 @@
 //!
 //! Anything else is refused before the example listens, with one line saying why.
 
-use std::time::SystemTime;
-
 use tower_oauth2_password::{
-    BearerToken, Builder, FamilyId, Grant, IssuedToken, Lookup, MemoryRefreshTokenStore,
-    MemoryTokenStore, RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation, Rotation,
-    StoreError, TokenStore, TokenTypeHint, UserStore,
+    BoxRefreshTokenStore, BoxTokenStore, Builder, MemoryRefreshTokenStore, MemoryTokenStore,
+    UserStore,
 };
 #[cfg(feature = "jwt")]
 use tower_oauth2_password::{JwtKey, JwtTokenStore};
 #[cfg(feature = "redis")]
 use tower_oauth2_password::{LoginThrottle, RedisTokenStore};
 
-/// The access-token store `TOKEN_STORE` names.
-#[derive(Clone)]
-pub enum Tokens {
-    Memory(MemoryTokenStore),
-    #[cfg(feature = "redis")]
-    Redis(RedisTokenStore),
-    #[cfg(feature = "jwt")]
-    Jwt(JwtTokenStore),
-    #[cfg(all(feature = "jwt", feature = "redis"))]
-    JwtRedis(JwtTokenStore<RedisTokenStore>),
-}
-
-/// The refresh-token store that goes with it.
-#[derive(Clone)]
-pub enum RefreshTokens {
-    Memory(MemoryRefreshTokenStore),
-    #[cfg(feature = "redis")]
-    Redis(RedisTokenStore),
-}
-
 /// What the environment chose: the token stores, and the Redis they use (where
 /// login-failure counts go too, so that replicas share them).
 pub struct Stores {
-    tokens: Tokens,
-    refresh: Option<RefreshTokens>,
+    tokens: BoxTokenStore,
+    refresh: Option<BoxRefreshTokenStore>,
     #[cfg(feature = "redis")]
     redis: Option<RedisTokenStore>,
 }
 
 impl Stores {
-    fn new(tokens: Tokens, refresh: Option<RefreshTokens>) -> Self {
+    fn new(tokens: BoxTokenStore, refresh: Option<BoxRefreshTokenStore>) -> Self {
         Self {
             tokens,
             refresh,
@@ -78,7 +55,7 @@ impl Stores {
 
     /// `builder` with these stores, and with Redis its login throttle counting in
     /// Redis (the default throttle counts in this process).
-    pub fn apply<Us: UserStore>(self, builder: Builder<Us>) -> Builder<Us, Tokens> {
+    pub fn apply<Us: UserStore>(self, builder: Builder<Us>) -> Builder<Us, BoxTokenStore> {
         let mut builder = builder.token_store(self.tokens);
         if let Some(refresh) = self.refresh {
             builder = builder.refresh_tokens(refresh);
@@ -89,6 +66,11 @@ impl Stores {
         }
         builder
     }
+}
+
+/// Refresh tokens in process memory, if asked for.
+fn memory_refresh(refresh: bool) -> Option<BoxRefreshTokenStore> {
+    refresh.then(|| BoxRefreshTokenStore::new(MemoryRefreshTokenStore::new()))
 }
 
 /// The stores the environment names, or exits with status 2 and the one line saying why, before the
@@ -114,8 +96,8 @@ async fn from_env() -> Result<Stores, String> {
     let kind = std::env::var("TOKEN_STORE").unwrap_or_else(|_| "memory".into());
     match kind.as_str() {
         "memory" => Ok(Stores::new(
-            Tokens::Memory(MemoryTokenStore::new()),
-            refresh.then(|| RefreshTokens::Memory(MemoryRefreshTokenStore::new())),
+            BoxTokenStore::new(MemoryTokenStore::new()),
+            memory_refresh(refresh),
         )),
         "redis" => redis(refresh).await,
         "jwt" => jwt(refresh).await,
@@ -128,7 +110,7 @@ async fn from_env() -> Result<Stores, String> {
 async fn redis(refresh: bool) -> Result<Stores, String> {
     let store = redis_store().await?;
     let refresh = redis_refresh(refresh, &store)?;
-    Ok(Stores::new(Tokens::Redis(store.clone()), refresh).with_redis(store))
+    Ok(Stores::new(BoxTokenStore::new(store.clone()), refresh).with_redis(store))
 }
 
 #[cfg(not(feature = "redis"))]
@@ -149,8 +131,10 @@ async fn jwt(refresh: bool) -> Result<Stores, String> {
     let builder = JwtTokenStore::signing_with(key).issuer(issuer);
     if std::env::var_os("REDIS_URL").is_none() {
         let tokens = builder.build().map_err(|error| error.to_string())?;
-        let refresh = refresh.then(|| RefreshTokens::Memory(MemoryRefreshTokenStore::new()));
-        return Ok(Stores::new(Tokens::Jwt(tokens), refresh));
+        return Ok(Stores::new(
+            BoxTokenStore::new(tokens),
+            memory_refresh(refresh),
+        ));
     }
     jwt_on_redis(builder, refresh).await
 }
@@ -167,7 +151,7 @@ async fn jwt_on_redis(
         .build()
         .map_err(|error| error.to_string())?;
     let refresh = redis_refresh(refresh, &store)?;
-    Ok(Stores::new(Tokens::JwtRedis(tokens), refresh).with_redis(store))
+    Ok(Stores::new(BoxTokenStore::new(tokens), refresh).with_redis(store))
 }
 
 #[cfg(all(feature = "jwt", not(feature = "redis")))]
@@ -202,7 +186,10 @@ async fn redis_store() -> Result<RedisTokenStore, String> {
 /// Refresh tokens in Redis, if asked for: keyed from `REFRESH_SECRET`, which
 /// every replica must share. Neither message shows the secret.
 #[cfg(feature = "redis")]
-fn redis_refresh(refresh: bool, store: &RedisTokenStore) -> Result<Option<RefreshTokens>, String> {
+fn redis_refresh(
+    refresh: bool,
+    store: &RedisTokenStore,
+) -> Result<Option<BoxRefreshTokenStore>, String> {
     if !refresh {
         return Ok(None);
     }
@@ -214,119 +201,5 @@ fn redis_refresh(refresh: bool, store: &RedisTokenStore) -> Result<Option<Refres
         .clone()
         .with_refresh_secret("1", secret.as_bytes())
         .map_err(|error| format!("REFRESH_SECRET: {error}"))?;
-    Ok(Some(RefreshTokens::Redis(store)))
-}
-
-impl TokenStore for Tokens {
-    async fn issue(&self, grant: Grant) -> Result<IssuedToken, StoreError> {
-        match self {
-            Self::Memory(store) => store.issue(grant).await,
-            #[cfg(feature = "redis")]
-            Self::Redis(store) => store.issue(grant).await,
-            #[cfg(feature = "jwt")]
-            Self::Jwt(store) => store.issue(grant).await,
-            #[cfg(all(feature = "jwt", feature = "redis"))]
-            Self::JwtRedis(store) => store.issue(grant).await,
-        }
-    }
-
-    fn resolve(&self, token: BearerToken<'_>) -> Lookup<Option<Grant>> {
-        match self {
-            Self::Memory(store) => store.resolve(token),
-            #[cfg(feature = "redis")]
-            Self::Redis(store) => store.resolve(token),
-            #[cfg(feature = "jwt")]
-            Self::Jwt(store) => store.resolve(token),
-            #[cfg(all(feature = "jwt", feature = "redis"))]
-            Self::JwtRedis(store) => store.resolve(token),
-        }
-    }
-
-    async fn revoke(
-        &self,
-        token: BearerToken<'_>,
-        hint: Option<TokenTypeHint>,
-    ) -> Result<Revocation, StoreError> {
-        match self {
-            Self::Memory(store) => store.revoke(token, hint).await,
-            #[cfg(feature = "redis")]
-            Self::Redis(store) => store.revoke(token, hint).await,
-            #[cfg(feature = "jwt")]
-            Self::Jwt(store) => store.revoke(token, hint).await,
-            #[cfg(all(feature = "jwt", feature = "redis"))]
-            Self::JwtRedis(store) => store.revoke(token, hint).await,
-        }
-    }
-
-    async fn revoke_family(
-        &self,
-        family: &FamilyId,
-        until: SystemTime,
-    ) -> Result<Revocation, StoreError> {
-        match self {
-            Self::Memory(store) => store.revoke_family(family, until).await,
-            #[cfg(feature = "redis")]
-            Self::Redis(store) => TokenStore::revoke_family(store, family, until).await,
-            #[cfg(feature = "jwt")]
-            Self::Jwt(store) => store.revoke_family(family, until).await,
-            #[cfg(all(feature = "jwt", feature = "redis"))]
-            Self::JwtRedis(store) => store.revoke_family(family, until).await,
-        }
-    }
-}
-
-impl RefreshTokenStore for RefreshTokens {
-    async fn issue_refresh_token(
-        &self,
-        grant: Grant,
-        lifetimes: RefreshLifetimes,
-    ) -> Result<RefreshToken, StoreError> {
-        match self {
-            Self::Memory(store) => store.issue_refresh_token(grant, lifetimes).await,
-            #[cfg(feature = "redis")]
-            Self::Redis(store) => store.issue_refresh_token(grant, lifetimes).await,
-        }
-    }
-
-    async fn peek_refresh_token(
-        &self,
-        token: BearerToken<'_>,
-    ) -> Result<Option<Grant>, StoreError> {
-        match self {
-            Self::Memory(store) => store.peek_refresh_token(token).await,
-            #[cfg(feature = "redis")]
-            Self::Redis(store) => store.peek_refresh_token(token).await,
-        }
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        token: BearerToken<'_>,
-        lifetimes: RefreshLifetimes,
-    ) -> Result<Rotation, StoreError> {
-        match self {
-            Self::Memory(store) => store.rotate_refresh_token(token, lifetimes).await,
-            #[cfg(feature = "redis")]
-            Self::Redis(store) => store.rotate_refresh_token(token, lifetimes).await,
-        }
-    }
-
-    async fn revoke_refresh_token(
-        &self,
-        token: BearerToken<'_>,
-    ) -> Result<Option<FamilyId>, StoreError> {
-        match self {
-            Self::Memory(store) => store.revoke_refresh_token(token).await,
-            #[cfg(feature = "redis")]
-            Self::Redis(store) => store.revoke_refresh_token(token).await,
-        }
-    }
-
-    async fn revoke_family(&self, family: &FamilyId) -> Result<(), StoreError> {
-        match self {
-            Self::Memory(store) => RefreshTokenStore::revoke_family(store, family).await,
-            #[cfg(feature = "redis")]
-            Self::Redis(store) => RefreshTokenStore::revoke_family(store, family).await,
-        }
-    }
+    Ok(Some(BoxRefreshTokenStore::new(store)))
 }

@@ -2,6 +2,7 @@
 //! and hands out ([`IssuedToken`]); the [`RefreshTokenStore`] trait for refresh
 //! tokens; and their in-memory stores.
 
+mod boxed;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod memory;
@@ -12,10 +13,15 @@ pub(crate) mod refresh;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::SystemTime;
 
+#[cfg(feature = "jwt")]
+pub use self::boxed::{BoxJtiDenylist, DynJtiDenylist};
+pub use self::boxed::{BoxRefreshTokenStore, BoxTokenStore, DynRefreshTokenStore, DynTokenStore};
 #[cfg(all(feature = "redis", feature = "jwt"))]
 pub use self::redis::RedisJtiDenylist;
+
 #[cfg(feature = "redis")]
 pub use self::redis::RedisTokenStore;
 #[cfg(feature = "jwt")]
@@ -25,7 +31,6 @@ pub use jwt::{
 };
 pub use memory::MemoryTokenStore;
 pub use memory_refresh::MemoryRefreshTokenStore;
-pub(crate) use refresh::DynRefreshTokenStore;
 pub use refresh::{RefreshLifetimes, RefreshTokenStore, Rotation, DEFAULT_MAX_FAMILIES_PER_USER};
 
 use crate::error::StoreError;
@@ -52,6 +57,9 @@ use crate::subject::Subject;
 ///   [`BearerToken::to_str`], which checks RFC 6750 `b64token` syntax, rather than
 ///   assuming UTF-8, and answer `None` for what cannot be one of yours before any
 ///   round trip to a server.
+///
+/// A store picked at run time goes in a [`BoxTokenStore`] (one type whichever it
+/// is); a store the application also keeps a handle to goes in an `Arc`.
 pub trait TokenStore: Send + Sync + 'static {
     /// Issues a token for `grant`, valid until `grant.expires_at` (or earlier, if
     /// the store says so in [`IssuedToken::expires_at`]).
@@ -97,6 +105,35 @@ pub trait TokenStore: Send + Sync + 'static {
         family: &FamilyId,
         until: SystemTime,
     ) -> impl Future<Output = Result<Revocation, StoreError>> + Send;
+}
+
+/// A shared store: the application keeps a handle (to issue tokens itself, say)
+/// and gives the layer a clone.
+impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
+    fn issue(&self, grant: Grant) -> impl Future<Output = Result<IssuedToken, StoreError>> + Send {
+        (**self).issue(grant)
+    }
+
+    #[inline]
+    fn resolve(&self, token: BearerToken<'_>) -> Lookup<Option<Grant>> {
+        (**self).resolve(token)
+    }
+
+    fn revoke(
+        &self,
+        token: BearerToken<'_>,
+        hint: Option<TokenTypeHint>,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
+        (**self).revoke(token, hint)
+    }
+
+    fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<Revocation, StoreError>> + Send {
+        (**self).revoke_family(family, until)
+    }
 }
 
 /// The id of a refresh-token *family*: the tokens (refresh and access) issued

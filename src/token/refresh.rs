@@ -16,7 +16,6 @@
 //! so that what Redis holds mints no token.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -57,6 +56,9 @@ use crate::layer::MAX_TOKEN_LIFETIME;
 /// - **Nothing persisted mints a token**: a store that keeps families outside the
 ///   process (a database, Redis) keeps nothing from which a working refresh token
 ///   can be computed: not the token, nor the key its MAC is made with.
+///
+/// A store picked at run time goes in a
+/// [`BoxRefreshTokenStore`](super::BoxRefreshTokenStore); a shared one in an `Arc`.
 pub trait RefreshTokenStore: Send + Sync + 'static {
     /// Starts a family for `grant` (a login) and returns its first refresh token.
     /// The family's id is `grant.family` (the layer always sets it, and the access
@@ -484,45 +486,43 @@ pub(crate) const DEFAULT_RETRY_GRACE: Duration = Duration::from_secs(10);
 /// login beyond it ends the user's oldest family.
 pub const DEFAULT_MAX_FAMILIES_PER_USER: usize = 100;
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// [`RefreshTokenStore`] as a trait object: the layer holds one without making
-/// it part of its type (refresh is rare; a box per call costs nothing measurable).
-pub(crate) trait DynRefreshTokenStore: Send + Sync + 'static {
-    fn issue(&self, grant: Grant, lifetimes: RefreshLifetimes) -> BoxFuture<'_, RefreshToken>;
-    fn peek<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, Option<Grant>>;
-    fn rotate<'a>(
-        &'a self,
-        token: BearerToken<'a>,
+/// A shared store: the application keeps a handle and gives the layer a clone.
+impl<T: RefreshTokenStore + ?Sized> RefreshTokenStore for std::sync::Arc<T> {
+    fn issue_refresh_token(
+        &self,
+        grant: Grant,
         lifetimes: RefreshLifetimes,
-    ) -> BoxFuture<'a, Rotation>;
-    fn revoke<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, Option<super::FamilyId>>;
-    fn revoke_family<'a>(&'a self, family: &'a super::FamilyId) -> BoxFuture<'a, ()>;
-}
-
-impl<S: RefreshTokenStore> DynRefreshTokenStore for S {
-    fn issue(&self, grant: Grant, lifetimes: RefreshLifetimes) -> BoxFuture<'_, RefreshToken> {
-        Box::pin(self.issue_refresh_token(grant, lifetimes))
+    ) -> impl Future<Output = Result<RefreshToken, StoreError>> + Send {
+        (**self).issue_refresh_token(grant, lifetimes)
     }
 
-    fn peek<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, Option<Grant>> {
-        Box::pin(self.peek_refresh_token(token))
+    fn peek_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
+        (**self).peek_refresh_token(token)
     }
 
-    fn rotate<'a>(
-        &'a self,
-        token: BearerToken<'a>,
+    fn rotate_refresh_token(
+        &self,
+        token: BearerToken<'_>,
         lifetimes: RefreshLifetimes,
-    ) -> BoxFuture<'a, Rotation> {
-        Box::pin(self.rotate_refresh_token(token, lifetimes))
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send {
+        (**self).rotate_refresh_token(token, lifetimes)
     }
 
-    fn revoke<'a>(&'a self, token: BearerToken<'a>) -> BoxFuture<'a, Option<super::FamilyId>> {
-        Box::pin(self.revoke_refresh_token(token))
+    fn revoke_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> impl Future<Output = Result<Option<super::FamilyId>, StoreError>> + Send {
+        (**self).revoke_refresh_token(token)
     }
 
-    fn revoke_family<'a>(&'a self, family: &'a super::FamilyId) -> BoxFuture<'a, ()> {
-        Box::pin(RefreshTokenStore::revoke_family(self, family))
+    fn revoke_family(
+        &self,
+        family: &super::FamilyId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).revoke_family(family)
     }
 }
 

@@ -2,6 +2,7 @@
 //! login ([`Credentials`]), what handlers receive ([`CurrentUser`]), and the
 //! in-memory store, and (feature `sqlx`) the SQL one.
 
+mod boxed;
 mod memory;
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
@@ -12,6 +13,7 @@ use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 
+pub use boxed::{BoxUserStore, DynUserStore};
 pub use memory::MemoryUserStore;
 
 use crate::error::StoreError;
@@ -71,6 +73,10 @@ use crate::subject::Subject;
 ///     }
 /// }
 /// ```
+///
+/// A store picked at run time goes in a [`BoxUserStore`] (one type whichever it
+/// is); a store the application also keeps a handle to (to add users) goes in an
+/// `Arc`.
 pub trait UserStore: Send + Sync + 'static {
     /// The application's own user model, handed to handlers in [`CurrentUser`].
     /// Keep secrets out of it: it is what handlers see and may serialise.
@@ -118,6 +124,37 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         let _ = (subject, old, new);
         std::future::ready(Ok(()))
+    }
+}
+
+/// A shared store: the application keeps a handle (to add users, say) and gives
+/// the layer a clone.
+impl<T: UserStore + ?Sized> UserStore for Arc<T> {
+    type User = T::User;
+
+    #[inline]
+    fn principal(&self, subject: &Subject) -> Lookup<Option<Principal<Self::User>>> {
+        (**self).principal(subject)
+    }
+
+    fn credentials(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send {
+        (**self).credentials(username)
+    }
+
+    fn canonical_username<'a>(&self, username: &'a str) -> Cow<'a, str> {
+        (**self).canonical_username(username)
+    }
+
+    fn update_password_hash(
+        &self,
+        subject: &Subject,
+        old: &HashedPassword,
+        new: HashedPassword,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).update_password_hash(subject, old, new)
     }
 }
 

@@ -41,6 +41,22 @@ pub trait JtiDenylist: Send + Sync + 'static {
     fn is_denied(&self, jti: &str) -> Lookup<bool>;
 }
 
+/// A shared denylist: the application keeps a handle and gives the store a clone.
+impl<D: JtiDenylist + ?Sized> JtiDenylist for Arc<D> {
+    fn deny(
+        &self,
+        jti: &str,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).deny(jti, until)
+    }
+
+    #[inline]
+    fn is_denied(&self, jti: &str) -> Lookup<bool> {
+        (**self).is_denied(jti)
+    }
+}
+
 /// The default capacity of a [`MemoryJtiDenylist`]: live (not yet expired) entries.
 pub const DEFAULT_DENYLIST_CAPACITY: usize = 100_000;
 
