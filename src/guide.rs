@@ -18,6 +18,7 @@
 //! 11. [Writing your own store](own_store).
 //! 12. [The wire contract](wire_contract): every request and its answer.
 //! 13. [Performance](performance): method and figures.
+//! 14. [What changed](changes): renamed and changed public behaviour, with what it was.
 
 // Empty modules that exist for their docs: always compiled (they cost nothing), so
 // `cargo test --doc` runs their snippets as it does every other item's.
@@ -49,3 +50,5 @@ pub mod own_store {}
 pub mod wire_contract {}
 #[doc = include_str!("../docs/guide/performance.md")]
 pub mod performance {}
+#[doc = include_str!("../docs/guide/changes.md")]
+pub mod changes {}
