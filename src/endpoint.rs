@@ -560,12 +560,25 @@ where
     let form = encoding.parse_revocation(body).await?;
     let token = BearerToken::from(form.token.as_str());
     if let Some(store) = &shared.refresh {
+        // The access tokens before the refresh token: if the access store fails, the
+        // client's retry of the 503 still finds the refresh token, and its family.
+        let live = store
+            .dyn_peek_refresh_token(token)
+            .await
+            .map_err(|error| Rejection::store_failed("refresh token", error))?
+            .and_then(|grant| grant.family);
+        if let Some(family) = &live {
+            end_family_access_tokens(shared, family).await?;
+        }
         let ended = store
             .dyn_revoke_refresh_token(token)
             .await
             .map_err(|error| Rejection::store_failed("refresh token", error))?;
         if let Some(family) = ended {
-            end_family_access_tokens(shared, &family).await?;
+            // A store whose peek does not name the family.
+            if live != Some(family) {
+                end_family_access_tokens(shared, &family).await?;
+            }
             return Ok(());
         }
     }

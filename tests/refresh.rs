@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::refresh::{
     assert_invalid_refresh_token, present_at_once, refresh_lifetimes_hold, short_lifetimes,
@@ -13,7 +13,10 @@ use common::{
     Server, Stores,
 };
 use http::StatusCode;
-use tower_oauth2_password::{HashedPassword, MemoryRefreshTokenStore, MemoryTokenStore};
+use tower_oauth2_password::{
+    BearerToken, FamilyId, Grant, HashedPassword, IssuedToken, Lookup, MemoryRefreshTokenStore,
+    MemoryTokenStore, Revocation, StoreError, TokenStore, TokenTypeHint,
+};
 
 /// The tutorial with refresh tokens, and a retry grace of `grace`.
 /// No login policy: these tests present many used and unknown refresh tokens
@@ -388,4 +391,67 @@ async fn no_access_token_outlives_a_reuse_it_raced() {
         let server = std::sync::Arc::new(start(Stores::Awaited, Duration::ZERO).await);
         common::no_access_token_outlives_a_reuse_it_raced(&server, &server).await;
     }
+}
+
+/// The memory token store, whose first family revocation fails as a store that
+/// is briefly unreachable would.
+struct FirstFamilyRevocationFails {
+    inner: MemoryTokenStore,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl TokenStore for FirstFamilyRevocationFails {
+    async fn issue(&self, grant: Grant) -> Result<IssuedToken, StoreError> {
+        self.inner.issue(grant).await
+    }
+
+    fn resolve(&self, token: BearerToken<'_>) -> Lookup<Option<Grant>> {
+        self.inner.resolve(token)
+    }
+
+    async fn revoke(
+        &self,
+        token: BearerToken<'_>,
+        hint: Option<TokenTypeHint>,
+    ) -> Result<Revocation, StoreError> {
+        self.inner.revoke(token, hint).await
+    }
+
+    async fn revoke_family(
+        &self,
+        family: &FamilyId,
+        until: SystemTime,
+    ) -> Result<Revocation, StoreError> {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::new("unreachable, once"));
+        }
+        self.inner.revoke_family(family, until).await
+    }
+}
+
+/// Revoking a refresh token while the access store fails answers 503, and the
+/// client's retry still ends the login's access tokens: the access tokens are
+/// ended before the refresh token, which a retry would no longer find.
+#[tokio::test]
+async fn a_revocation_that_failed_half_way_is_finished_by_its_retry() {
+    let layer = tutorial_builder(Stores::Ready)
+        .token_store(FirstFamilyRevocationFails {
+            inner: MemoryTokenStore::new(),
+            failed: Default::default(),
+        })
+        .refresh_tokens(MemoryRefreshTokenStore::new())
+        .build();
+    let server = Server::start_with(layer).await;
+    let (access, refresh) = server.login_with_refresh().await;
+    let form = format!("token={refresh}&token_type_hint=refresh_token");
+    server.revoke(&form).await.assert_error(
+        503,
+        "Service temporarily unavailable, try again later",
+        Some("temporarily_unavailable"),
+    );
+    assert_eq!(server.me(&access).await.status, StatusCode::OK);
+    let retried = server.revoke(&form).await;
+    assert_eq!(retried.status, StatusCode::OK, "{:?}", retried.body);
+    server.me(&access).await.assert_invalid_token();
+    assert_invalid_refresh_token(&server.refresh(&refresh).await);
 }

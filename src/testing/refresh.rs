@@ -542,6 +542,11 @@ async fn families_are_the_ones_the_layer_names<Rs: RefreshTokenStore>(store: &Rs
     let family = FamilyId::random().expect("randomness");
     let login = || grant_for("johndoe").with_family(family);
     let first = issue(store, login(), long()).await;
+    assert_eq!(
+        peek(store, &first).await.and_then(|grant| grant.family),
+        Some(family),
+        "a peek names the family given at login (the layer ends its access tokens before the refresh token)"
+    );
     match rotate(store, &first).await {
         Rotation::Rotated { grant, .. } => assert_eq!(
             grant.family,

@@ -415,6 +415,7 @@ impl RedisTokenStore {
         }
         let mut grant = Record::parse(&grant)?.into_grant()?;
         grant.expires_at = UNIX_EPOCH + Duration::from_millis(expires_at);
+        grant.family = Some(FamilyId::from_bytes(presented.family));
         Ok(Some(Family {
             presented,
             key,
