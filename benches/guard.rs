@@ -58,10 +58,12 @@ use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
-use tower_oauth2_password::{
-    BoxTokenStore, Grant, HashedPassword, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer,
-    Scopes, StoredUser, TokenStore, UserStore,
-};
+use tower_oauth2_password::password::HashedPassword;
+use tower_oauth2_password::scope::Scopes;
+use tower_oauth2_password::token::memory::MemoryTokenStore;
+use tower_oauth2_password::token::{BoxTokenStore, Grant, TokenStore};
+use tower_oauth2_password::user::UserStore;
+use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer, StoredUser};
 
 /// The user model handed to handlers: a name, as in the crate's quick start.
 type User = String;
@@ -152,7 +154,7 @@ mod jwt {
 
     use super::*;
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-    use tower_oauth2_password::{JwtKey, JwtTokenStore};
+    use tower_oauth2_password::token::jwt::{JwtKey, JwtTokenStore};
 
     const SECRET: &[u8; 32] = b"bench-secret-bench-secret-bench!";
     const ISSUER: &str = "https://auth.example.com";
@@ -192,7 +194,7 @@ mod jwt {
     fn jsonwebtoken_decode(token: &str) -> Box<dyn Case> {
         let key = DecodingKey::from_secret(SECRET).expect("valid key");
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = tower_oauth2_password::token::DEFAULT_LEEWAY.as_secs();
+        validation.leeway = tower_oauth2_password::token::jwt::DEFAULT_LEEWAY.as_secs();
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "nbf", "sub", "iss", "aud"]);
         // Our tokens name the issuer as their audience too: check both, as we do.
@@ -227,7 +229,7 @@ mod jwt {
 #[cfg(feature = "redis")]
 fn redis() -> Box<dyn Case> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let store = tower_oauth2_password::RedisTokenStore::new(&url)
+    let store = tower_oauth2_password::token::redis::RedisTokenStore::new(&url)
         .expect("a Redis URL")
         .with_prefix("tower-oauth2-password-bench:");
     drive(store.ping()).expect("the redis row needs Redis at REDIS_URL");

@@ -38,8 +38,10 @@ use hyper_util::rt::TokioIo;
 use server::tutorial;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tower_oauth2_password::token::TokenStore;
 use tower_oauth2_password::user::sql::{self, sqlx, AnyPool};
-use tower_oauth2_password::{OAuth2PasswordLayer, TokenStore, UserStore};
+use tower_oauth2_password::user::UserStore;
+use tower_oauth2_password::OAuth2PasswordLayer;
 
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 

@@ -17,7 +17,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tower_oauth2_password::{Builder, CurrentUser, MemoryUserStore, OAuth2PasswordLayer};
+use tower_oauth2_password::layer::Builder;
+use tower_oauth2_password::{CurrentUser, MemoryUserStore, OAuth2PasswordLayer};
 
 mod common;
 pub use common::{users, User};

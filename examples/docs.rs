@@ -28,10 +28,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use tower_oauth2_password::layer::Builder;
 use tower_oauth2_password::openapi::PasswordFlowDocs;
-use tower_oauth2_password::{
-    Builder, CurrentUser, MemoryUserStore, OAuth2PasswordLayer, ScopeRequirement,
-};
+use tower_oauth2_password::scope::ScopeRequirement;
+use tower_oauth2_password::{CurrentUser, MemoryUserStore, OAuth2PasswordLayer};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi, ToSchema};

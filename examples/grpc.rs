@@ -28,7 +28,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
-use tower_oauth2_password::{CurrentUser, OAuth2PasswordLayer, TokenStore, UserStore};
+use tower_oauth2_password::token::TokenStore;
+use tower_oauth2_password::user::UserStore;
+use tower_oauth2_password::{CurrentUser, OAuth2PasswordLayer};
 
 mod common;
 pub use common::{users, User};

@@ -18,10 +18,10 @@
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tower_oauth2_password::{
-    Builder, CurrentUser, InsufficientScope, MemoryUserStore, OAuth2PasswordLayer,
-    RequireScopesLayer, Scopes,
-};
+use tower_oauth2_password::guard::RequireScopesLayer;
+use tower_oauth2_password::layer::Builder;
+use tower_oauth2_password::scope::{InsufficientScope, Scopes};
+use tower_oauth2_password::{CurrentUser, MemoryUserStore, OAuth2PasswordLayer};
 
 mod common;
 pub use common::{users, User};

@@ -30,7 +30,8 @@
 use std::process::exit;
 
 use tower_oauth2_password::user::sql::{self, AnyPool, NewUser, SqlUserStore, UsersTable};
-use tower_oauth2_password::{OAuth2PasswordLayer, UserStore};
+use tower_oauth2_password::user::UserStore;
+use tower_oauth2_password::OAuth2PasswordLayer;
 
 mod common;
 // Its routes, its users and its `serve`: the same HTTP behaviour by construction.

@@ -18,9 +18,10 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_oauth2_password::http::ResponseBody;
 use tower_oauth2_password::testing::{issue_token, InsecureFastHasher};
 use tower_oauth2_password::{
-    CurrentUser, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, ResponseBody, StoredUser,
+    CurrentUser, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, StoredUser,
 };
 
 /// Your handler: greets the user the layer authenticated.

@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
-use tower_oauth2_password::{Grant, MemoryTokenStore, TokenStore};
+use tower_oauth2_password::token::memory::MemoryTokenStore;
+use tower_oauth2_password::token::{Grant, TokenStore};
 
 /// Live tokens looked up during the sweeps: enough to land in every shard.
 const PROBES: usize = 64;

@@ -28,9 +28,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_oauth2_password::{
-    Builder, CurrentUser, MemoryUserStore, OAuth2PasswordLayer, TokenStore, UserStore,
-};
+use tower_oauth2_password::layer::Builder;
+use tower_oauth2_password::token::TokenStore;
+use tower_oauth2_password::user::UserStore;
+use tower_oauth2_password::{CurrentUser, MemoryUserStore, OAuth2PasswordLayer};
 
 mod common;
 pub use common::{users, User};

@@ -20,8 +20,10 @@
 use std::io::{BufRead, IsTerminal};
 use std::process::exit;
 
+use tower_oauth2_password::password::HashedPassword;
+use tower_oauth2_password::scope::Scopes;
 use tower_oauth2_password::user::sql::{self, NewUser, UsersTable};
-use tower_oauth2_password::{Argon2Hasher, HashedPassword, PasswordHasher, Scopes};
+use tower_oauth2_password::{Argon2Hasher, PasswordHasher};
 
 const USAGE: &str =
     "usage: useradd add <username> [--full-name NAME] [--email EMAIL] [--scope SCOPE]...

@@ -49,7 +49,7 @@ use http::request::Parts;
 use http::StatusCode;
 
 use crate::scope::{InsufficientScope, Scopes};
-use crate::user::CurrentUser;
+use crate::user::current::CurrentUser;
 
 /// Rejection of the [`CurrentUser`] and [`Scopes`] extractors: the value is not in the
 /// request extensions, so the route is not behind
@@ -157,7 +157,7 @@ where
 /// 403 `insufficient_scope`, for handlers that check scopes themselves:
 ///
 /// ```
-/// use tower_oauth2_password::{InsufficientScope, Scopes};
+/// use tower_oauth2_password::scope::{InsufficientScope, Scopes};
 ///
 /// async fn items(scopes: Scopes) -> Result<&'static str, InsufficientScope> {
 ///     scopes.require_all(["items"])?;

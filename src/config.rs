@@ -8,13 +8,14 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
-use crate::client_addr::TrustedProxies;
-use crate::error::Messages;
+use crate::endpoint::client_addr::TrustedProxies;
+use crate::endpoint::policy::LoginPolicy;
+use crate::guard::paths::{canonical, under, PublicRoutes, Spellings};
+use crate::http::rejection::Messages;
 use crate::password::PasswordHasher;
-use crate::policy::LoginPolicy;
-use crate::public::{canonical, under, PublicRoutes, Spellings};
 use crate::scope::ScopeRequirement;
-use crate::token::{DynRefreshTokenStore, RefreshLifetimes};
+use crate::token::boxed::DynRefreshTokenStore;
+use crate::token::refresh::RefreshLifetimes;
 
 /// Everything the service needs, shared by every clone of the layer and service.
 pub(crate) struct Shared<Us, Ts> {
@@ -70,7 +71,7 @@ pub(crate) struct ScopeRule {
 
 impl ScopeRule {
     /// A rule for `path` (everything below it if it ends in `/*`), and `method` if
-    /// given. The path is kept in its canonical spelling (see [`crate::public`]).
+    /// given. The path is kept in its canonical spelling (see [`crate::guard::paths`]).
     pub(crate) fn new(method: Option<Method>, path: &str, requirement: ScopeRequirement) -> Self {
         let (path, prefix) = match path.strip_suffix("/*") {
             Some(prefix) => (prefix, true),
@@ -86,7 +87,7 @@ impl ScopeRule {
 
     /// Whether the rule covers a request. Fail closed: it covers every spelling of
     /// its path some router may resolve to it (`//admin`, `/admin;x`, `/%61dmin`:
-    /// see [`crate::public`]), and a `GET` rule covers `HEAD`, which routers answer
+    /// see [`crate::guard::paths`]), and a `GET` rule covers `HEAD`, which routers answer
     /// with the `GET` handler.
     pub(crate) fn applies_to(&self, method: &Method, request: &Spellings<'_>) -> bool {
         let method_matches = match &self.method {

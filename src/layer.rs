@@ -10,19 +10,23 @@ use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
-use crate::client_addr::TrustedProxies;
 use crate::config::{Config, ScopeRule, Shared};
-use crate::error::Messages;
+use crate::endpoint::client_addr::TrustedProxies;
+use crate::endpoint::policy::LoginPolicy;
+use crate::endpoint::service::TokenEndpoint;
+use crate::endpoint::throttle::LoginThrottle;
+use crate::guard::layer::GuardLayer;
+use crate::guard::paths::PublicRoutes;
+use crate::http::rejection::Messages;
 use crate::password::{Argon2Hasher, PasswordHasher};
-use crate::policy::LoginPolicy;
-use crate::public::PublicRoutes;
 use crate::scope::ScopeRequirement;
-use crate::service::{GuardLayer, OAuth2Password, TokenEndpoint};
-use crate::throttle::LoginThrottle;
-use crate::token::{
-    DynRefreshTokenStore, MemoryTokenStore, RefreshLifetimes, RefreshTokenStore, TokenStore,
-};
-use crate::user::UserStore;
+pub use crate::service::OAuth2Password;
+use crate::token::boxed::DynRefreshTokenStore;
+use crate::token::grant::MAX_TOKEN_LIFETIME;
+use crate::token::memory::access::MemoryTokenStore;
+use crate::token::refresh::{RefreshLifetimes, RefreshTokenStore};
+use crate::token::store::TokenStore;
+use crate::user::store::UserStore;
 
 /// Default token lifetime: 30 minutes, as in FastAPI's JWT tutorial.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
@@ -34,10 +38,6 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_WAITING_LOGINS: usize = 64;
 /// Default time a login waits for a password check before a 503: 10 seconds.
 pub const DEFAULT_LOGIN_WAIT: Duration = Duration::from_secs(10);
-/// The longest token lifetime the builder accepts: one year. Access tokens should
-/// live minutes (RFC 9700 §2.2); this bound keeps expiry arithmetic far from
-/// overflowing.
-pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Default idle lifetime of a refresh token: 14 days unused (each rotation starts
 /// it again, so a client that comes back within 14 days stays logged in, up to the
 /// absolute lifetime).
@@ -300,7 +300,8 @@ where
     /// refresh token at the revocation URL ends its whole family.
     ///
     /// ```
-    /// use tower_oauth2_password::{MemoryRefreshTokenStore, MemoryUserStore, OAuth2PasswordLayer};
+    /// use tower_oauth2_password::token::memory::MemoryRefreshTokenStore;
+    /// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
     ///
     /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
     ///     .refresh_tokens(MemoryRefreshTokenStore::new())
@@ -333,7 +334,8 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_oauth2_password::{MemoryRefreshTokenStore, MemoryUserStore, OAuth2PasswordLayer};
+    /// use tower_oauth2_password::token::memory::MemoryRefreshTokenStore;
+    /// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
     ///
     /// let day = Duration::from_secs(24 * 3600);
     /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
@@ -504,7 +506,7 @@ where
     /// Declares a scope the token endpoint may grant, with a description for people
     /// (docs, OpenAPI). Scopes are off until one is declared (here or by
     /// [`require_scopes`](Self::require_scopes)): then asking for an undeclared one is
-    /// a 400 `invalid_scope`, and guarded requests carry [`Scopes`](crate::Scopes) in
+    /// a 400 `invalid_scope`, and guarded requests carry [`Scopes`](crate::scope::Scopes) in
     /// their extensions. With none declared, as in FastAPI's plain tutorial, no scope
     /// is ever granted and requests carry no `Scopes`.
     ///
@@ -530,7 +532,7 @@ where
     /// Rules fail closed: a rule for `/admin` also covers every other spelling a
     /// router might resolve to it (`/admin/`, `//admin`, `/admin;x`, `/%61dmin`,
     /// `/x/../admin`), and a rule for `GET` also covers `HEAD`. For a check tied to
-    /// the route itself, put a [`RequireScopesLayer`](crate::RequireScopesLayer) on
+    /// the route itself, put a [`RequireScopesLayer`](crate::guard::RequireScopesLayer) on
     /// the route.
     pub fn require_scopes(self, path: &str, requirement: ScopeRequirement) -> Self {
         self.add_scope_rule(None, path, requirement)

@@ -23,7 +23,8 @@
 //! use bytes::Bytes;
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_oauth2_password::{
-//!     Argon2Hasher, CurrentUser, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, StoredUser,
+//!      Argon2Hasher, CurrentUser, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher,
+//!      StoredUser,
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -84,38 +85,50 @@
 //! # Stacks
 //!
 //! - **hyper**: wrap your service and serve it, with the connection's address as a
-//!   [`PeerAddr`] for the login throttle (`examples/tutorial.rs`).
-//! - **axum** (feature `axum`): [`CurrentUser`], `Option<CurrentUser>` and [`Scopes`]
-//!   are extractors; wrap the whole `Router` with `Router::layer` and serve it with
-//!   `into_make_service_with_connect_info::<SocketAddr>()` (see the [`axum`] module).
+//!   [`PeerAddr`](endpoint::PeerAddr) for the login throttle (`examples/tutorial.rs`).
+//! - **axum** (feature `axum`): [`CurrentUser`], `Option<CurrentUser>` and
+//!   [`Scopes`](scope::Scopes) are extractors; wrap the whole `Router` with `Router::layer` and serve it with
+//!   `into_make_service_with_connect_info::<SocketAddr>()` (see the `axum` module).
 //! - **tonic**: `Server::builder().layer(…)`; rejections become gRPC statuses and
 //!   handlers read the user from `request.extensions()` (`examples/grpc.rs`).
 //! - **OpenAPI / Swagger UI** (feature `utoipa`): `openapi::PasswordFlowDocs` adds
 //!   the layer's security scheme, token endpoint and guarded operations to a utoipa
 //!   document, for a working "Authorize" button (`examples/docs.rs`).
 //!
-//! # Extension points
+//! # Modules
 //!
-//! - [`UserStore`]: where users live ([`MemoryUserStore`] included): one lookup
-//!   for the guard ([`Principal`], no password hash) and one for the login
-//!   ([`Credentials`], with the canonical [`Subject`]).
-//! - [`TokenStore`]: where access tokens live ([`MemoryTokenStore`] included;
-//!   `RedisTokenStore` with the `redis` feature, `JwtTokenStore` with `jwt`).
-//! - [`RefreshTokenStore`]: refresh-token families, rotated on every use
-//!   ([`MemoryRefreshTokenStore`] included; `RedisTokenStore` with `redis`).
-//! - [`PasswordHasher`]: how passwords are checked ([`Argon2Hasher`] included).
-//! - `JtiDenylist` (feature `jwt`): where revoked JWTs are remembered
-//!   (`MemoryJtiDenylist` included; `RedisTokenStore` with `redis`).
-//! - [`LoginPolicy`]: reserves each attempt before any password hash is computed;
-//!   the default, [`LoginThrottle`], refuses (429) a (username, address) pair, a
-//!   username or a client address with too many failed attempts.
+//! One concept per module, in the order a request meets them; each public item has
+//! one path (the root re-exports only what the quick start above names):
 //!
-//! The guard's lookups answer a [`Lookup`]: ready at once (no future allocated) or
-//! a future to await. Tokens carry their user's security stamp, so a password
+//! - [`layer`]: [`OAuth2PasswordLayer`], its [`Builder`](layer::Builder) and defaults,
+//!   and the service it makes.
+//! - [`endpoint`]: the token and revocation URLs — the form, the
+//!   [`LoginPolicy`](endpoint::LoginPolicy) and its default
+//!   [`LoginThrottle`](endpoint::LoginThrottle), the client's address
+//!   ([`PeerAddr`](endpoint::PeerAddr), [`TrustedProxies`](endpoint::TrustedProxies)),
+//!   and [`TokenEndpoint`](endpoint::TokenEndpoint) to mount them as a route.
+//! - [`guard`]: everything else — bearer tokens, public paths, scope rules;
+//!   [`GuardLayer`](guard::GuardLayer) for some routes only,
+//!   [`RequireScopesLayer`](guard::RequireScopesLayer).
+//! - [`http`]: the response body and future the layer answers with.
+//! - [`token`]: the [`TokenStore`](token::TokenStore) and
+//!   [`RefreshTokenStore`](token::RefreshTokenStore) traits and what they keep;
+//!   stores in [`token::memory`], `token::redis` (feature `redis`) and `token::jwt`
+//!   (feature `jwt`, with its `JtiDenylist`).
+//! - [`user`]: the [`UserStore`](user::UserStore) trait, [`CurrentUser`], and stores
+//!   in [`user::memory`] and `user::sql` (feature `sqlx`).
+//! - [`password`]: [`PasswordHasher`] and [`Argon2Hasher`].
+//! - `redis` (feature `redis`): the one `RedisConnection` every Redis part takes.
+//! - [`scope`] and [`store`]: what every part speaks — [`Scopes`](scope::Scopes), a
+//!   store's [`Lookup`](store::Lookup) (ready at once, or a future) and
+//!   [`StoreError`](store::StoreError) (the layer answers 503).
+//! - Integrations: `axum` (extractors), `openapi` (utoipa), `testing` (conformance
+//!   suites, one test per rule with `token_store_tests!` and its kin, and a kit to
+//!   test a service behind the layer).
+//!
+//! Tokens carry their user's security stamp, so a password
 //! change, a scope taken away or a user removed and created again ends the user's
-//! sessions on the next request. With the `testing` feature, the `testing` module
-//! holds the conformance suites every store should pass (one test per rule with
-//! `token_store_tests!` and its kin) and a kit to test a service behind the layer.
+//! sessions on the next request.
 //!
 //! # Runtime
 //!
@@ -134,96 +147,36 @@
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
-mod bearer;
-mod body;
-mod client_addr;
 mod clock;
 mod config;
-mod endpoint;
-mod error;
-mod form;
-mod future;
-mod guard;
+pub mod endpoint;
+pub mod guard;
 pub mod guide;
-mod layer;
-mod lookup;
+pub mod http;
+pub mod layer;
 #[cfg(feature = "utoipa")]
 #[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
 pub mod openapi;
-mod password;
-mod policy;
-mod public;
+pub mod password;
 #[cfg(feature = "redis")]
-mod redis;
-mod require;
-mod scope;
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
+pub mod scope;
 mod service;
-mod subject;
+pub mod store;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
-mod throttle;
 pub mod token;
 pub mod user;
 
-pub use crate::body::ResponseBody;
-pub use crate::client_addr::{InvalidProxy, PeerAddr, TrustedProxies};
-pub use crate::error::StoreError;
-pub use crate::future::ResponseFuture;
-pub use crate::layer::{
-    Builder, OAuth2PasswordLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_LOGIN_WAIT,
-    DEFAULT_MAX_WAITING_LOGINS, DEFAULT_REFRESH_TOKEN_ABSOLUTE_LIFETIME,
-    DEFAULT_REFRESH_TOKEN_LIFETIME, DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME,
-};
-pub use crate::lookup::Lookup;
-pub use crate::password::{
-    Argon2Hasher, HashedPassword, PasswordError, PasswordHasher, Verification,
-};
-pub use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
-pub use crate::require::{RequireScopes, RequireScopesLayer};
-pub use crate::scope::{InsufficientScope, ScopeRequirement, Scopes};
-pub use crate::service::{
-    GuardLayer, OAuth2Password, TokenEndpoint, TokenEndpointBody, TokenEndpointFuture,
-};
-pub use crate::subject::Subject;
-pub use crate::throttle::{
-    LoginThrottle, DEFAULT_FAILURES_PER_ADDRESS, DEFAULT_FAILURES_PER_USERNAME,
-    DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS, DEFAULT_THROTTLE_KEYS, DEFAULT_THROTTLE_WINDOW,
-    DEFAULT_USERNAME_WINDOW,
-};
-pub use crate::token::{
-    AccessToken, BearerToken, BoxRefreshTokenStore, BoxTokenStore, DynRefreshTokenStore,
-    DynTokenStore, FamilyId, Grant, IssuedToken, MemoryRefreshTokenStore, MemoryTokenStore,
-    RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation, Rotation, TokenStore,
-    TokenTypeHint, DEFAULT_MAX_FAMILIES_PER_USER,
-};
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use crate::token::{
-    BoxJtiDenylist, DynJtiDenylist, JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore,
-    JwtTokenStoreBuilder, MemoryJtiDenylist,
-};
-#[cfg(feature = "sqlx")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
-pub use crate::user::sql::{SqlUserStore, UsersTable};
-pub use crate::user::{
-    BoxUserStore, Credentials, CurrentUser, DynUserStore, MemoryUserStore, Principal, StoredUser,
-    UserStore,
-};
-
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use crate::redis::RedisConnection;
-#[cfg(all(feature = "redis", feature = "jwt"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "redis", feature = "jwt"))))]
-pub use crate::token::RedisJtiDenylist;
-#[cfg(feature = "redis")]
-pub use crate::token::RedisTokenStore;
+// What the quick start names; everything else has one path, in its module.
+pub use crate::layer::OAuth2PasswordLayer;
+pub use crate::password::{Argon2Hasher, PasswordHasher};
+pub use crate::user::current::CurrentUser;
+pub use crate::user::memory::{MemoryUserStore, StoredUser};
 
 /// Compiles the README's Rust snippets as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-
-/// The error type inner services' bodies may fail with.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;

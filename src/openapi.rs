@@ -42,11 +42,11 @@
 //! - on every documented operation the layer guards (all but the token URL and the
 //!   public paths), unless the operation already says otherwise: the security
 //!   requirement, with the scopes the layer's rules
-//!   ([`Builder::require_scopes`](crate::Builder::require_scopes)) demand of it, and
+//!   ([`Builder::require_scopes`](crate::layer::Builder::require_scopes)) demand of it, and
 //!   the layer's error answers (401, 400, 403 when scopes apply, 503).
 //!
-//! Scopes checked inside the router ([`RequireScopesLayer`](crate::RequireScopesLayer),
-//! [`Scopes::require_all`](crate::Scopes::require_all)) are invisible to the layer:
+//! Scopes checked inside the router ([`RequireScopesLayer`](crate::guard::RequireScopesLayer),
+//! [`Scopes::require_all`](crate::scope::Scopes::require_all)) are invisible to the layer:
 //! name them on the operation, and they are kept:
 //! `#[utoipa::path(get, path = "/users/me/items", security(("OAuth2PasswordBearer" = ["items"])))]`.
 //! An operation documented with `security(())` (none) is left alone.
@@ -77,12 +77,12 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{Components, OpenApi, Ref, RefOr, Required, Schema, Server};
 use utoipa::Modify;
 
-use crate::bearer::MAX_TOKEN_LEN;
 use crate::config::Config;
-use crate::form::{MAX_PASSWORD_LEN, MAX_SCOPES, MAX_SCOPE_LEN, MAX_USERNAME_LEN};
+use crate::endpoint::form::{MAX_PASSWORD_LEN, MAX_SCOPES, MAX_SCOPE_LEN, MAX_USERNAME_LEN};
+use crate::guard::paths::spellings;
 use crate::layer::OAuth2PasswordLayer;
-use crate::public::spellings;
 use crate::scope::ScopeRequirement;
+use crate::token::grant::MAX_TOKEN_LEN;
 
 /// The name of the security scheme [`PasswordFlowDocs`] adds (unless
 /// [`PasswordFlowDocs::scheme_name`] changes it): FastAPI's, so that clients and
@@ -619,12 +619,12 @@ fn text(description: String) -> ObjectBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MemoryUserStore;
+    use crate::user::memory::MemoryUserStore;
     use serde_json::{json, Value};
     use utoipa::openapi::path::{HttpMethod, PathsBuilder};
     use utoipa::openapi::OpenApiBuilder;
 
-    fn builder() -> crate::Builder<MemoryUserStore<String>> {
+    fn builder() -> crate::layer::Builder<MemoryUserStore<String>> {
         OAuth2PasswordLayer::builder(MemoryUserStore::new())
     }
 
@@ -811,7 +811,7 @@ mod tests {
     #[test]
     fn refresh_url_and_revocation_when_the_layer_has_them() {
         let layer = builder()
-            .refresh_tokens(crate::MemoryRefreshTokenStore::new())
+            .refresh_tokens(crate::token::memory::refresh::MemoryRefreshTokenStore::new())
             .build();
         let docs = PasswordFlowDocs::new(&layer).path_prefix("/api");
         let json = document(&docs, &[]);

@@ -19,7 +19,7 @@ impl HashedPassword {
     /// Checks that `phc` is a well-formed PHC string and wraps it.
     ///
     /// ```
-    /// use tower_oauth2_password::HashedPassword;
+    /// use tower_oauth2_password::password::HashedPassword;
     ///
     /// assert!(HashedPassword::parse("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$dGVzdHRlc3R0ZXN0dGVzdA").is_ok());
     /// assert!(HashedPassword::parse("secret").is_err());
@@ -76,7 +76,7 @@ pub enum Verification {
     Match,
     /// Right password, but the stored hash uses older parameters or another
     /// algorithm: the layer stores a fresh hash
-    /// ([`UserStore::update_password_hash`](crate::UserStore::update_password_hash)).
+    /// ([`UserStore::update_password_hash`](crate::user::UserStore::update_password_hash)).
     MatchNeedsRehash,
 }
 
@@ -121,7 +121,7 @@ pub trait PasswordHasher: Send + Sync + 'static {
 /// assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
 /// assert!(hasher.verify("correct horse battery staple", &hash)?.is_match());
 /// assert!(!hasher.verify("Tr0ub4dor&3", &hash)?.is_match());
-/// # Ok::<(), tower_oauth2_password::PasswordError>(())
+/// # Ok::<(), tower_oauth2_password::password::PasswordError>(())
 /// ```
 #[derive(Clone)]
 pub struct Argon2Hasher {

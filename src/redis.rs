@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script, ToRedisArgs};
 
-use crate::error::StoreError;
+use crate::store::StoreError;
 
 /// The default deadline of every Redis call.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -19,9 +19,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 
 /// A Redis server, a key prefix and a deadline: what
-/// [`RedisTokenStore`](crate::RedisTokenStore) (access and refresh tokens),
-/// [`RedisJtiDenylist`](crate::RedisJtiDenylist) (revoked JWTs) and
-/// [`LoginThrottle::in_redis`](crate::LoginThrottle::in_redis) (login-failure
+/// [`RedisTokenStore`](crate::token::redis::RedisTokenStore) (access and refresh tokens),
+/// [`RedisJtiDenylist`](crate::token::redis::RedisJtiDenylist) (revoked JWTs) and
+/// [`LoginThrottle::in_redis`](crate::endpoint::LoginThrottle::in_redis) (login-failure
 /// counts) each take. Configure it once and hand each part a clone (or a
 /// reference): they share one multiplexed connection and put every key under
 /// the same prefix.
@@ -49,9 +49,10 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 /// on, so two services' prefixes can share one connection too.
 ///
 /// ```no_run
-/// use tower_oauth2_password::{
-///     LoginThrottle, MemoryUserStore, OAuth2PasswordLayer, RedisConnection, RedisTokenStore,
-/// };
+/// use tower_oauth2_password::endpoint::LoginThrottle;
+/// use tower_oauth2_password::redis::RedisConnection;
+/// use tower_oauth2_password::token::redis::RedisTokenStore;
+/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
 ///
 /// # fn env(_: &str) -> String { "a secret of at least thirty-two bytes!".into() }
 /// // Or `RedisConnection::from_client(client)` with a `redis::Client` of your own.
@@ -64,7 +65,7 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 ///     .token_store(tokens)
 ///     .login_policy(LoginThrottle::new().in_redis(&redis))
 ///     .build();
-/// # Ok::<(), tower_oauth2_password::StoreError>(())
+/// # Ok::<(), tower_oauth2_password::store::StoreError>(())
 /// ```
 #[derive(Clone)]
 pub struct RedisConnection {
@@ -93,7 +94,7 @@ impl RedisConnection {
     /// yet.
     ///
     /// ```
-    /// use tower_oauth2_password::RedisConnection;
+    /// use tower_oauth2_password::redis::RedisConnection;
     ///
     /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
     /// let redis = RedisConnection::from_client(client).with_prefix("myapp:");

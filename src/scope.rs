@@ -10,12 +10,12 @@ use http::HeaderValue;
 
 /// The scopes a token was granted, as a cheap-to-clone set.
 ///
-/// When the layer declares scopes ([`Builder::scope`](crate::Builder::scope)), the
+/// When the layer declares scopes ([`Builder::scope`](crate::layer::Builder::scope)), the
 /// guard inserts it into the request extensions beside
 /// [`CurrentUser`](crate::CurrentUser), so handlers can check what the caller may do:
 ///
 /// ```
-/// use tower_oauth2_password::Scopes;
+/// use tower_oauth2_password::scope::Scopes;
 ///
 /// let scopes: Scopes = ["me", "items"].into_iter().collect();
 /// assert!(scopes.contains("items"));
@@ -62,7 +62,7 @@ impl Scopes {
     /// 403 `insufficient_scope` (with the `axum` feature, it is an `IntoResponse`).
     ///
     /// ```
-    /// use tower_oauth2_password::Scopes;
+    /// use tower_oauth2_password::scope::Scopes;
     ///
     /// let granted: Scopes = ["me"].into_iter().collect();
     /// assert!(granted.require_all(["me"]).is_ok());
@@ -202,7 +202,7 @@ impl fmt::Debug for Scopes {
 /// What a route needs: all of some scopes, or any one of them.
 ///
 /// ```
-/// use tower_oauth2_password::{ScopeRequirement, Scopes};
+/// use tower_oauth2_password::scope::{ScopeRequirement, Scopes};
 ///
 /// let granted: Scopes = ["items"].into_iter().collect();
 /// assert!(ScopeRequirement::any(["me", "items"]).is_met_by(&granted));

@@ -1,37 +1,32 @@
-//! [`OAuth2Password`]: the service the layer produces; [`GuardLayer`] and
-//! [`TokenEndpoint`]: its two halves, for apps that mount them apart.
+//! [`OAuth2Password`]: the service the layer produces, which sends each request
+//! to the token endpoint or through the guard.
 
-use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
-use http::{Request, Response, StatusCode};
+use http::header::AUTHORIZATION;
+use http::{Request, Response};
 use http_body::Body;
-use http_body_util::Empty;
-use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::Shared;
-use crate::endpoint::{endpoint, Endpoint};
-use crate::future::ResponseFuture;
-use crate::guard::{client_path, decide_now, guard, insert, reject, Progress};
-use crate::token::TokenStore;
-use crate::user::UserStore;
-use crate::BoxError;
+use crate::endpoint::token::{endpoint, Endpoint};
+use crate::guard::decide::{decide_now, guard, insert, reject, Progress};
+use crate::guard::paths::client_path;
+use crate::http::body::BoxError;
+use crate::http::future::ResponseFuture;
+use crate::token::store::TokenStore;
+use crate::user::store::UserStore;
 
 /// Wraps a service with the OAuth2 password flow; made by
 /// [`OAuth2PasswordLayer`](crate::OAuth2PasswordLayer) (token endpoint and guard)
-/// and by [`GuardLayer`] (the guard alone).
+/// and by [`GuardLayer`](crate::guard::GuardLayer) (the guard alone).
 ///
-/// Requests for the token URL are answered here (not behind a [`GuardLayer`]),
+/// Requests for the token URL are answered here (not behind a [`GuardLayer`](crate::guard::GuardLayer)),
 /// requests for public paths go straight to the inner service, and every other
 /// request goes to the inner service only with a valid bearer token of an active
-/// user, with [`CurrentUser`](crate::CurrentUser) and [`Scopes`](crate::Scopes) in
+/// user, with [`CurrentUser`](crate::CurrentUser) and [`Scopes`](crate::scope::Scopes) in
 /// its extensions. Every failure is a response, never an `Err`.
 ///
 /// Paths (the token URL, public paths, scope rules) are matched as the client sent
@@ -91,7 +86,7 @@ where
     Us: UserStore,
     Ts: TokenStore,
 {
-    type Response = Response<crate::ResponseBody<ResBody>>;
+    type Response = Response<crate::http::body::ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
@@ -154,129 +149,4 @@ where
             pending,
         ))
     }
-}
-
-/// The guard of an [`OAuth2PasswordLayer`](crate::OAuth2PasswordLayer) without its
-/// token endpoint; made by
-/// [`OAuth2PasswordLayer::guard`](crate::OAuth2PasswordLayer::guard).
-///
-/// It wraps services in an [`OAuth2Password`] that never answers the token or
-/// revocation URL itself, so it can wrap only some routes: axum's `route_layer`, a
-/// router that is `nest`ed. Public paths and scope rules are matched on the path
-/// the client sent (axum's `OriginalUri` inside a `nest`). Serve the token URL
-/// with [`TokenEndpoint`].
-pub struct GuardLayer<Us, Ts> {
-    shared: Arc<Shared<Us, Ts>>,
-}
-
-impl<Us, Ts> GuardLayer<Us, Ts> {
-    pub(crate) fn new(shared: Arc<Shared<Us, Ts>>) -> Self {
-        Self { shared }
-    }
-}
-
-impl<Us, Ts> Clone for GuardLayer<Us, Ts> {
-    fn clone(&self) -> Self {
-        Self::new(Arc::clone(&self.shared))
-    }
-}
-
-impl<Us, Ts> fmt::Debug for GuardLayer<Us, Ts> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GuardLayer")
-            .field("config", &self.shared.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, Us, Ts> Layer<S> for GuardLayer<Us, Ts> {
-    type Service = OAuth2Password<S, Us, Ts>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        OAuth2Password::new(inner, Arc::clone(&self.shared), false)
-    }
-}
-
-/// The token endpoint of an [`OAuth2PasswordLayer`](crate::OAuth2PasswordLayer)
-/// as a service of its own, for apps that mount it as a route (axum's
-/// `route_service`); made by
-/// [`OAuth2PasswordLayer::token_endpoint`](crate::OAuth2PasswordLayer::token_endpoint).
-///
-/// It answers the layer's token URL and revocation URL exactly as the layer does,
-/// so mount it at both ([`token_url`](crate::OAuth2PasswordLayer::token_url),
-/// [`revocation_url`](crate::OAuth2PasswordLayer::revocation_url)), as the client
-/// sees them: inside a `nest`, the paths include the prefix. Any other path is a
-/// 404 (and an error in the logs: the service is mounted where the layer's
-/// configuration does not say).
-pub struct TokenEndpoint<Us, Ts> {
-    shared: Arc<Shared<Us, Ts>>,
-}
-
-impl<Us, Ts> TokenEndpoint<Us, Ts> {
-    pub(crate) fn new(shared: Arc<Shared<Us, Ts>>) -> Self {
-        Self { shared }
-    }
-}
-
-impl<Us, Ts> Clone for TokenEndpoint<Us, Ts> {
-    fn clone(&self) -> Self {
-        Self::new(Arc::clone(&self.shared))
-    }
-}
-
-impl<Us, Ts> fmt::Debug for TokenEndpoint<Us, Ts> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenEndpoint")
-            .field("config", &self.shared.config)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The response body of a [`TokenEndpoint`]: always one the layer wrote.
-pub type TokenEndpointBody = crate::ResponseBody<Empty<Bytes>>;
-
-/// The response future of a [`TokenEndpoint`].
-pub type TokenEndpointFuture =
-    Pin<Box<dyn Future<Output = Result<Response<TokenEndpointBody>, Infallible>> + Send>>;
-
-impl<Us, Ts, ReqBody> Service<Request<ReqBody>> for TokenEndpoint<Us, Ts>
-where
-    ReqBody: Body + Send + 'static,
-    ReqBody::Data: Send,
-    ReqBody::Error: Into<BoxError>,
-    Us: UserStore,
-    Ts: TokenStore,
-{
-    type Response = Response<TokenEndpointBody>;
-    type Error = Infallible;
-    type Future = TokenEndpointFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        match Endpoint::at(&self.shared.config, client_path(&request)) {
-            Some(which) => Box::pin(endpoint(Arc::clone(&self.shared), request, which)),
-            None => {
-                tracing::error!(
-                    "TokenEndpoint mounted at a path that is neither the layer's token URL \
-                     nor its revocation URL"
-                );
-                Box::pin(std::future::ready(Ok(not_found())))
-            }
-        }
-    }
-}
-
-/// FastAPI's 404, uncacheable like every answer of the endpoint.
-fn not_found() -> Response<TokenEndpointBody> {
-    let mut response = Response::new(crate::ResponseBody::full(Bytes::from_static(
-        br#"{"detail":"Not Found"}"#,
-    )));
-    *response.status_mut() = StatusCode::NOT_FOUND;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

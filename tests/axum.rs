@@ -15,10 +15,9 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_oauth2_password::{
-    Builder, CurrentUser, InsufficientScope, MemoryUserStore, OAuth2PasswordLayer,
-    ScopeRequirement, Scopes,
-};
+use tower_oauth2_password::layer::Builder;
+use tower_oauth2_password::scope::{InsufficientScope, ScopeRequirement, Scopes};
+use tower_oauth2_password::{CurrentUser, MemoryUserStore, OAuth2PasswordLayer};
 
 #[path = "../examples/axum.rs"]
 #[allow(dead_code)]

@@ -5,25 +5,30 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use tower_oauth2_password::endpoint::{
+    LoginAttempt, LoginDecision, LoginPolicy, LoginThrottle,
+    DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS,
+};
+use tower_oauth2_password::password::{HashedPassword, PasswordError, Verification};
+use tower_oauth2_password::scope::Scopes;
+use tower_oauth2_password::store::{Lookup, StoreError};
 #[cfg(feature = "jwt")]
 use tower_oauth2_password::testing::JtiDenylistSuite;
 use tower_oauth2_password::testing::{
     Awaited, InsecureFastHasher, LoginPolicySuite, MemoryUsers, PasswordHasherSuite,
     RefreshTokenStoreSuite, TokenStoreSuite, UserFixture, UserStoreSuite,
 };
-use tower_oauth2_password::{
-    Argon2Hasher, BearerToken, FamilyId, Grant, HashedPassword, IssuedToken, LoginAttempt,
-    LoginDecision, LoginPolicy, LoginThrottle, Lookup, MemoryRefreshTokenStore, MemoryTokenStore,
-    PasswordError, PasswordHasher, RefreshLifetimes, RefreshToken, RefreshTokenStore, Revocation,
-    Rotation, StoreError, TokenStore, TokenTypeHint, Verification,
-    DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS,
-};
-use tower_oauth2_password::{
-    BoxRefreshTokenStore, BoxTokenStore, BoxUserStore, MemoryUserStore, Scopes, StoredUser,
-    UserStore,
-};
 #[cfg(feature = "jwt")]
-use tower_oauth2_password::{JtiDenylist, MemoryJtiDenylist};
+use tower_oauth2_password::token::jwt::{JtiDenylist, MemoryJtiDenylist};
+use tower_oauth2_password::token::memory::{MemoryRefreshTokenStore, MemoryTokenStore};
+use tower_oauth2_password::token::{
+    BearerToken, FamilyId, Grant, IssuedToken, RefreshLifetimes, RefreshToken, RefreshTokenStore,
+    Revocation, Rotation, TokenStore, TokenTypeHint,
+};
+use tower_oauth2_password::token::{BoxRefreshTokenStore, BoxTokenStore};
+use tower_oauth2_password::user::{BoxUserStore, UserStore};
+use tower_oauth2_password::{Argon2Hasher, PasswordHasher};
+use tower_oauth2_password::{MemoryUserStore, StoredUser};
 
 mod memory_token_store {
     use super::*;

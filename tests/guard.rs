@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{tutorial_builder, Reply, Server, Stores};
-use tower_oauth2_password::{Argon2Hasher, PasswordHasher, Scopes, StoredUser, TokenStore};
+use tower_oauth2_password::scope::Scopes;
+use tower_oauth2_password::token::TokenStore;
+use tower_oauth2_password::{Argon2Hasher, PasswordHasher, StoredUser};
 
 for_each_kind_of_store!(
     the_seed_walkthrough,

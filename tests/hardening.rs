@@ -12,7 +12,7 @@ use http::{Request, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tower_oauth2_password::ScopeRequirement;
+use tower_oauth2_password::scope::ScopeRequirement;
 
 /// `GET path` with a `content-type` (and no credentials) over HTTP/1.1.
 async fn get_with_content_type(server: &Server, path: &str, content_type: &str) -> Reply {

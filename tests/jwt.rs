@@ -16,11 +16,16 @@ use futures_util::FutureExt as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use proptest::prelude::*;
 use serde_json::{json, Value};
+use tower_oauth2_password::scope::Scopes;
+use tower_oauth2_password::store::{Lookup, StoreError};
 use tower_oauth2_password::testing::TokenStoreSuite;
+use tower_oauth2_password::token::jwt::{
+    JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, MemoryJtiDenylist,
+};
+use tower_oauth2_password::token::memory::MemoryRefreshTokenStore;
+use tower_oauth2_password::token::{BearerToken, FamilyId, Grant, TokenStore};
 use tower_oauth2_password::{
-    Argon2Hasher, BearerToken, FamilyId, Grant, JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore,
-    Lookup, MemoryJtiDenylist, MemoryRefreshTokenStore, MemoryUserStore, OAuth2PasswordLayer,
-    PasswordHasher, Scopes, StoreError, StoredUser, TokenStore,
+    Argon2Hasher, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, StoredUser,
 };
 
 const SECRET: &[u8; 32] = b"0123456789abcdef0123456789abcdef";

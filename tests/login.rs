@@ -9,11 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::{tutorial, Server};
+use tower_oauth2_password::endpoint::{LoginAttempt, LoginDecision, LoginPolicy};
+use tower_oauth2_password::password::{HashedPassword, PasswordError, Verification};
+use tower_oauth2_password::store::{Lookup, StoreError};
+use tower_oauth2_password::token::memory::MemoryTokenStore;
+use tower_oauth2_password::token::{
+    BearerToken, FamilyId, Grant, IssuedToken, RefreshToken, Revocation, TokenStore, TokenTypeHint,
+};
+use tower_oauth2_password::user::{Credentials, Principal, Subject, UserStore};
 use tower_oauth2_password::{
-    Argon2Hasher, BearerToken, Credentials, FamilyId, Grant, HashedPassword, IssuedToken,
-    LoginAttempt, LoginDecision, LoginPolicy, Lookup, MemoryTokenStore, MemoryUserStore,
-    OAuth2PasswordLayer, PasswordError, PasswordHasher, Principal, RefreshToken, Revocation,
-    StoreError, StoredUser, Subject, TokenStore, TokenTypeHint, UserStore, Verification,
+    Argon2Hasher, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, StoredUser,
 };
 
 /// What a [`Counting`] hasher saw.

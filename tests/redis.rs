@@ -24,10 +24,12 @@ use common::refresh::{
 };
 use common::{tutorial, Reply, Server};
 use http::StatusCode;
+use tower_oauth2_password::endpoint::LoginThrottle;
+use tower_oauth2_password::layer::Builder;
+use tower_oauth2_password::redis::RedisConnection;
 use tower_oauth2_password::testing::{RefreshTokenStoreSuite, TokenStoreSuite};
-use tower_oauth2_password::{
-    Builder, LoginThrottle, MemoryUserStore, OAuth2PasswordLayer, RedisConnection, RedisTokenStore,
-};
+use tower_oauth2_password::token::redis::RedisTokenStore;
+use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
 
 /// The tutorial's layer with its tokens (access and refresh) in `store`.
 /// No login policy: these tests present many used and unknown refresh tokens
@@ -95,7 +97,8 @@ async fn redis_token_store_conformance() {
 #[cfg(feature = "jwt")]
 #[tokio::test]
 async fn jwt_with_a_redis_denylist_conformance() {
-    use tower_oauth2_password::{JwtKey, JwtTokenStore, RedisJtiDenylist};
+    use tower_oauth2_password::token::jwt::{JwtKey, JwtTokenStore};
+    use tower_oauth2_password::token::redis::RedisJtiDenylist;
 
     let prefix = Prefix::new("jwt");
     let store = |prefix: &Prefix| {
@@ -683,7 +686,7 @@ async fn no_access_token_outlives_a_reuse_it_raced_across_replicas() {
 #[cfg(feature = "jwt")]
 #[tokio::test]
 async fn ending_a_family_ends_its_jwts_on_every_replica() {
-    use tower_oauth2_password::{JwtKey, JwtTokenStore};
+    use tower_oauth2_password::token::jwt::{JwtKey, JwtTokenStore};
 
     let prefix = Prefix::new("family-jwt");
     let start = || async {

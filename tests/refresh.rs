@@ -13,9 +13,11 @@ use common::{
     Server, Stores,
 };
 use http::StatusCode;
-use tower_oauth2_password::{
-    BearerToken, FamilyId, Grant, HashedPassword, IssuedToken, Lookup, MemoryRefreshTokenStore,
-    MemoryTokenStore, Revocation, StoreError, TokenStore, TokenTypeHint,
+use tower_oauth2_password::password::HashedPassword;
+use tower_oauth2_password::store::{Lookup, StoreError};
+use tower_oauth2_password::token::memory::{MemoryRefreshTokenStore, MemoryTokenStore};
+use tower_oauth2_password::token::{
+    BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint,
 };
 
 /// The tutorial with refresh tokens, and a retry grace of `grace`.

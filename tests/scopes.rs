@@ -10,7 +10,8 @@ mod common;
 use common::{tutorial, Reply, Server};
 use http::{Method, StatusCode};
 use tokio::net::TcpListener;
-use tower_oauth2_password::{Argon2Hasher, PasswordHasher, ScopeRequirement, StoredUser};
+use tower_oauth2_password::scope::ScopeRequirement;
+use tower_oauth2_password::{Argon2Hasher, PasswordHasher, StoredUser};
 
 #[path = "../examples/scopes.rs"]
 #[allow(dead_code)]

@@ -12,12 +12,18 @@ use common::{tutorial, Captured, Server};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::ServiceExt;
+use tower_oauth2_password::endpoint::{
+    LoginAttempt, LoginDecision, LoginPolicy, LoginThrottle, PeerAddr, TrustedProxies,
+};
+use tower_oauth2_password::scope::Scopes;
+use tower_oauth2_password::store::{Lookup, StoreError};
+use tower_oauth2_password::token::memory::{MemoryRefreshTokenStore, MemoryTokenStore};
+use tower_oauth2_password::token::{
+    BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint,
+};
+use tower_oauth2_password::user::{Credentials, Principal, Subject, UserStore};
 use tower_oauth2_password::{
-    Argon2Hasher, BearerToken, Credentials, CurrentUser, FamilyId, Grant, IssuedToken,
-    LoginAttempt, LoginDecision, LoginPolicy, LoginThrottle, Lookup, MemoryRefreshTokenStore,
-    MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, PeerAddr, Principal,
-    Revocation, Scopes, StoreError, StoredUser, Subject, TokenStore, TokenTypeHint, TrustedProxies,
-    UserStore,
+    Argon2Hasher, CurrentUser, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, StoredUser,
 };
 
 /// Every `Debug` rendering made during the test.

@@ -8,13 +8,14 @@ mod sql_support;
 
 use common::{tutorial::User, Server};
 use sql_support::{Kind, TestDb};
+use tower_oauth2_password::password::HashedPassword;
+use tower_oauth2_password::scope::Scopes;
 use tower_oauth2_password::testing::{UserFixture, UserStoreSuite};
 use tower_oauth2_password::user::sql::{
     NewUser, PgPool, SqlPool, SqlUser, SqlUserStore, SqlitePool, UsersTable,
 };
-use tower_oauth2_password::{
-    Argon2Hasher, HashedPassword, OAuth2PasswordLayer, PasswordHasher, Scopes, UserStore,
-};
+use tower_oauth2_password::user::UserStore;
+use tower_oauth2_password::{Argon2Hasher, OAuth2PasswordLayer, PasswordHasher};
 
 on_each_database!(
     passes_the_user_store_suite,

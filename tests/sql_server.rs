@@ -477,7 +477,8 @@ async fn unusable_settings_are_refused_before_listening() {
 #[tokio::test]
 async fn useradd_prompts_on_a_terminal_without_echo() {
     use std::io::Read;
-    use tower_oauth2_password::{Argon2Hasher, HashedPassword, PasswordHasher};
+    use tower_oauth2_password::password::HashedPassword;
+    use tower_oauth2_password::{Argon2Hasher, PasswordHasher};
 
     let db = TestDb::sqlite().await;
     let useradd = example("useradd");

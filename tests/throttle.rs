@@ -15,11 +15,12 @@ use bytes::Bytes;
 use common::{tutorial, Captured, Reply, Server};
 use http::Request;
 use http_body_util::Full;
-use tower_oauth2_password::{
-    Argon2Hasher, Credentials, HashedPassword, LoginThrottle, Lookup, MemoryRefreshTokenStore,
-    MemoryUserStore, OAuth2PasswordLayer, PasswordError, PasswordHasher, Principal, StoreError,
-    Subject, TrustedProxies, UserStore, Verification,
-};
+use tower_oauth2_password::endpoint::{LoginThrottle, TrustedProxies};
+use tower_oauth2_password::password::{HashedPassword, PasswordError, Verification};
+use tower_oauth2_password::store::{Lookup, StoreError};
+use tower_oauth2_password::token::memory::MemoryRefreshTokenStore;
+use tower_oauth2_password::user::{Credentials, Principal, Subject, UserStore};
+use tower_oauth2_password::{Argon2Hasher, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher};
 
 const INVALID_GRANT: &str =
     r#"{"detail":"Incorrect username or password","error":"invalid_grant"}"#;

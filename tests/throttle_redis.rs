@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use common::redis::Prefix;
 use common::{tutorial, Captured, Reply, Server};
-use tower_oauth2_password::{LoginThrottle, RedisConnection};
+use tower_oauth2_password::endpoint::LoginThrottle;
+use tower_oauth2_password::redis::RedisConnection;
 
 /// A replica: the tutorial with its throttle counting in Redis under `prefix`.
 async fn replica(prefix: &Prefix, throttle: LoginThrottle) -> Server {

@@ -15,11 +15,13 @@ use http_body_util::{BodyExt, Full};
 use tower::buffer::Buffer;
 use tower::limit::ConcurrencyLimit;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
-use tower_oauth2_password::{
-    BearerToken, Credentials, CurrentUser, FamilyId, Grant, IssuedToken, Lookup, MemoryTokenStore,
-    MemoryUserStore, OAuth2PasswordLayer, Principal, Revocation, StoreError, Subject, TokenStore,
-    TokenTypeHint, UserStore,
+use tower_oauth2_password::store::{Lookup, StoreError};
+use tower_oauth2_password::token::memory::MemoryTokenStore;
+use tower_oauth2_password::token::{
+    BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint,
 };
+use tower_oauth2_password::user::{Credentials, Principal, Subject, UserStore};
+use tower_oauth2_password::{CurrentUser, MemoryUserStore, OAuth2PasswordLayer};
 
 fn login_request() -> Request<Full<Bytes>> {
     Request::post("/token")
@@ -49,7 +51,7 @@ async fn drive<S>(mut service: S, token: &str, n: usize)
 where
     S: Service<
         Request<Full<Bytes>>,
-        Response = Response<tower_oauth2_password::ResponseBody<Full<Bytes>>>,
+        Response = Response<tower_oauth2_password::http::ResponseBody<Full<Bytes>>>,
     >,
     S::Error: std::fmt::Debug + Send + 'static,
     S::Future: Send + 'static,
@@ -71,7 +73,7 @@ async fn token_from<S>(service: S) -> String
 where
     S: Service<
         Request<Full<Bytes>>,
-        Response = Response<tower_oauth2_password::ResponseBody<Full<Bytes>>>,
+        Response = Response<tower_oauth2_password::http::ResponseBody<Full<Bytes>>>,
     >,
     S::Error: std::fmt::Debug,
 {

@@ -23,7 +23,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_oauth2_password::{HashedPassword, MemoryUserStore, PeerAddr, StoredUser};
+use tower_oauth2_password::endpoint::PeerAddr;
+use tower_oauth2_password::password::HashedPassword;
+use tower_oauth2_password::{MemoryUserStore, StoredUser};
 use tracing::Instrument;
 
 /// The application's user model: what `/users/me` shows. No password hash in it.

@@ -19,14 +19,16 @@
 //!
 //! Anything else is refused before the example listens, with one line saying why.
 
-use tower_oauth2_password::{
-    BoxRefreshTokenStore, BoxTokenStore, Builder, MemoryRefreshTokenStore, MemoryTokenStore,
-    UserStore,
-};
-#[cfg(feature = "jwt")]
-use tower_oauth2_password::{JwtKey, JwtTokenStore};
 #[cfg(feature = "redis")]
-use tower_oauth2_password::{LoginThrottle, RedisTokenStore};
+use tower_oauth2_password::endpoint::LoginThrottle;
+use tower_oauth2_password::layer::Builder;
+#[cfg(feature = "jwt")]
+use tower_oauth2_password::token::jwt::{JwtKey, JwtTokenStore};
+use tower_oauth2_password::token::memory::{MemoryRefreshTokenStore, MemoryTokenStore};
+#[cfg(feature = "redis")]
+use tower_oauth2_password::token::redis::RedisTokenStore;
+use tower_oauth2_password::token::{BoxRefreshTokenStore, BoxTokenStore};
+use tower_oauth2_password::user::UserStore;
 
 /// What the environment chose: the token stores, and the Redis they use (where
 /// login-failure counts go too, so that replicas share them).
@@ -142,7 +144,7 @@ async fn jwt(refresh: bool) -> Result<Stores, String> {
 /// JWTs whose revocations (and refresh tokens) every replica sees, in Redis.
 #[cfg(all(feature = "jwt", feature = "redis"))]
 async fn jwt_on_redis(
-    builder: tower_oauth2_password::JwtTokenStoreBuilder,
+    builder: tower_oauth2_password::token::jwt::JwtTokenStoreBuilder,
     refresh: bool,
 ) -> Result<Stores, String> {
     let store = redis_store().await?;
@@ -156,7 +158,7 @@ async fn jwt_on_redis(
 
 #[cfg(all(feature = "jwt", not(feature = "redis")))]
 async fn jwt_on_redis(
-    _builder: tower_oauth2_password::JwtTokenStoreBuilder,
+    _builder: tower_oauth2_password::token::jwt::JwtTokenStoreBuilder,
     _refresh: bool,
 ) -> Result<Stores, String> {
     Err("REDIS_URL with TOKEN_STORE=jwt needs the redis feature too".into())

@@ -8,8 +8,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
+use tower_oauth2_password::password::HashedPassword;
 use tower_oauth2_password::{
-    Argon2Hasher, HashedPassword, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, StoredUser,
+    Argon2Hasher, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, StoredUser,
 };
 
 /// Cheap Argon2id, so that forms reaching the password check do not slow the

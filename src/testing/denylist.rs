@@ -7,7 +7,7 @@ use base64::Engine as _;
 
 use super::report::{self, BrokenRule, Report};
 use super::{in_an_hour, run_id};
-use crate::token::JtiDenylist;
+use crate::token::jwt::denylist::JtiDenylist;
 
 /// The [`JtiDenylist`] conformance suite: a denied entry is denied and nothing
 /// else is, denying again keeps the later expiry (never the earlier), and
@@ -16,7 +16,7 @@ use crate::token::JtiDenylist;
 ///
 /// ```
 /// use tower_oauth2_password::testing::JtiDenylistSuite;
-/// use tower_oauth2_password::MemoryJtiDenylist;
+/// use tower_oauth2_password::token::jwt::MemoryJtiDenylist;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {

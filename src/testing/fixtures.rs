@@ -4,8 +4,8 @@
 use super::{Awaited, UserFixture};
 use crate::password::HashedPassword;
 use crate::scope::Scopes;
-use crate::token::Grant;
-use crate::user::{MemoryUserStore, StoredUser};
+use crate::token::grant::Grant;
+use crate::user::memory::{MemoryUserStore, StoredUser};
 
 /// A grant for `subject` with no scopes, stamp 0, expiring in an hour: what a
 /// token store's own tests issue.

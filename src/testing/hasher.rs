@@ -22,7 +22,7 @@ use crate::password::{Argon2Hasher, HashedPassword, PasswordError, PasswordHashe
 /// let users = MemoryUserStore::new().with_user("ada", StoredUser::new("Ada".to_owned(), hash));
 /// let layer = OAuth2PasswordLayer::builder(users).password_hasher(hasher).build();
 /// # let _ = layer;
-/// # Ok::<(), tower_oauth2_password::PasswordError>(())
+/// # Ok::<(), tower_oauth2_password::password::PasswordError>(())
 /// ```
 #[derive(Clone)]
 pub struct InsecureFastHasher(Argon2Hasher);

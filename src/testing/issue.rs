@@ -2,12 +2,13 @@
 
 use std::time::SystemTime;
 
-use crate::error::StoreError;
 use crate::layer::OAuth2PasswordLayer;
 use crate::scope::Scopes;
-use crate::subject::Subject;
-use crate::token::{Grant, IssuedToken, TokenStore};
-use crate::user::UserStore;
+use crate::store::StoreError;
+use crate::token::grant::{Grant, IssuedToken};
+use crate::token::store::TokenStore;
+use crate::user::store::UserStore;
+use crate::user::subject::Subject;
 
 /// Issues an access token for the user `subject` with `scopes`, as a login would
 /// (the layer's token store and lifetime, the user's current stamp), without a
@@ -20,7 +21,8 @@ use crate::user::UserStore;
 ///
 /// ```
 /// use tower_oauth2_password::testing::{issue_token, InsecureFastHasher};
-/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, Scopes, StoredUser};
+/// use tower_oauth2_password::scope::Scopes;
+/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, StoredUser};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -29,7 +29,7 @@ macro_rules! __conformance_tests {
 /// mod memory_token_store {
 ///     use std::time::Duration;
 ///     use tower_oauth2_password::testing::TokenStoreSuite;
-///     use tower_oauth2_password::MemoryTokenStore;
+///     use tower_oauth2_password::token::memory::MemoryTokenStore;
 ///
 ///     tower_oauth2_password::token_store_tests!(MemoryTokenStore::new());
 ///     // Or: token_store_tests!(store, TokenStoreSuite::new().expiry_leeway(Duration::from_secs(1)));
@@ -56,7 +56,7 @@ macro_rules! token_store_tests {
 /// mod memory_refresh_token_store {
 ///     use std::time::Duration;
 ///     use tower_oauth2_password::testing::RefreshTokenStoreSuite;
-///     use tower_oauth2_password::MemoryRefreshTokenStore;
+///     use tower_oauth2_password::token::memory::MemoryRefreshTokenStore;
 ///
 ///     const GRACE: Duration = Duration::from_millis(200);
 ///     tower_oauth2_password::refresh_token_store_tests!(
@@ -101,7 +101,7 @@ macro_rules! user_store_tests {
 ///
 /// ```
 /// mod login_throttle {
-///     use tower_oauth2_password::LoginThrottle;
+///     use tower_oauth2_password::endpoint::LoginThrottle;
 ///
 ///     tower_oauth2_password::login_policy_tests!(LoginThrottle::new(), 5);
 /// }
@@ -124,7 +124,7 @@ macro_rules! login_policy_tests {
 /// ```
 /// # #[cfg(feature = "jwt")]
 /// mod memory_denylist {
-///     use tower_oauth2_password::MemoryJtiDenylist;
+///     use tower_oauth2_password::token::jwt::MemoryJtiDenylist;
 ///
 ///     tower_oauth2_password::jti_denylist_tests!(MemoryJtiDenylist::new());
 /// }

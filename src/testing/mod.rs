@@ -13,7 +13,7 @@
 //!
 //! ```
 //! mod my_token_store {
-//!     use tower_oauth2_password::MemoryTokenStore;
+//!     use tower_oauth2_password::token::memory::MemoryTokenStore;
 //!     tower_oauth2_password::token_store_tests!(MemoryTokenStore::new());
 //! }
 //! mod my_user_store {
@@ -37,7 +37,7 @@
 //!
 //! ```
 //! use tower_oauth2_password::testing::{MemoryUsers, TokenStoreSuite, UserStoreSuite};
-//! use tower_oauth2_password::MemoryTokenStore;
+//! use tower_oauth2_password::token::memory::MemoryTokenStore;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -68,25 +68,24 @@ use std::future::Future;
 use std::ops::Deref;
 use std::time::{Duration, SystemTime};
 
-use crate::error::StoreError;
-use crate::lookup::Lookup;
 use crate::password::HashedPassword;
 use crate::scope::Scopes;
-use crate::subject::Subject;
-use crate::token::{
-    BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint,
-};
-use crate::user::{Credentials, Principal, UserStore};
+use crate::store::Lookup;
+use crate::store::StoreError;
+use crate::token::grant::{BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenTypeHint};
+use crate::token::store::TokenStore;
+use crate::user::store::{Credentials, Principal, UserStore};
+use crate::user::subject::Subject;
 
 #[cfg(feature = "jwt")]
-mod denylist;
-mod fixtures;
-mod hasher;
-mod issue;
-mod macros;
-mod policy;
-mod refresh;
-mod report;
+pub(crate) mod denylist;
+pub(crate) mod fixtures;
+pub(crate) mod hasher;
+pub(crate) mod issue;
+pub(crate) mod macros;
+pub(crate) mod policy;
+pub(crate) mod refresh;
+pub(crate) mod report;
 
 #[cfg(feature = "jwt")]
 pub use denylist::JtiDenylistSuite;

@@ -6,9 +6,9 @@ use http::{Extensions, HeaderMap};
 
 use super::report::{self, BrokenRule, Report};
 use super::run_id;
-use crate::lookup::Lookup;
-use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy};
-use crate::subject::Subject;
+use crate::endpoint::policy::{LoginAttempt, LoginDecision, LoginPolicy};
+use crate::store::Lookup;
+use crate::user::subject::Subject;
 
 /// The [`LoginPolicy`] conformance suite: the contract its documentation states.
 /// A check reserves before the password hash (concurrent attempts cannot all
@@ -17,13 +17,13 @@ use crate::subject::Subject;
 /// addresses go on.
 ///
 /// Tell it how many failures one username may have from one address before the
-/// policy refuses (5 for the default [`LoginThrottle`](crate::LoginThrottle)).
+/// policy refuses (5 for the default [`LoginThrottle`](crate::endpoint::LoginThrottle)).
 /// Every rule uses its own usernames and addresses (random IPv6 documentation
 /// addresses), so the rules can share one policy.
 ///
 /// ```
 /// use tower_oauth2_password::testing::LoginPolicySuite;
-/// use tower_oauth2_password::LoginThrottle;
+/// use tower_oauth2_password::endpoint::LoginThrottle;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {

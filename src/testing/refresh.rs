@@ -8,10 +8,10 @@ use futures_util::future::join;
 use super::report::{self, BrokenRule, Report};
 use super::{altered, grant_for, in_an_hour};
 use crate::scope::Scopes;
+use crate::token::grant::{BearerToken, FamilyId, Grant, RefreshToken};
 use crate::token::refresh::{FamilyKey, FamilyToken, KEY_BYTES};
-use crate::token::{
-    BearerToken, FamilyId, Grant, RefreshLifetimes, RefreshToken, RefreshTokenStore, Rotation,
-    DEFAULT_MAX_FAMILIES_PER_USER,
+use crate::token::refresh::{
+    RefreshLifetimes, RefreshTokenStore, Rotation, DEFAULT_MAX_FAMILIES_PER_USER,
 };
 
 /// The [`RefreshTokenStore`] conformance suite: rotation, reuse detection (RFC 9700
@@ -26,7 +26,7 @@ use crate::token::{
 /// ```
 /// use std::time::Duration;
 /// use tower_oauth2_password::testing::RefreshTokenStoreSuite;
-/// use tower_oauth2_password::MemoryRefreshTokenStore;
+/// use tower_oauth2_password::token::memory::MemoryRefreshTokenStore;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -69,7 +69,7 @@ impl RefreshTokenStoreSuite {
     }
 
     /// Runs every rule against `store`, which keeps nothing outside the process
-    /// (as [`MemoryRefreshTokenStore`](crate::MemoryRefreshTokenStore)); panics
+    /// (as [`MemoryRefreshTokenStore`](crate::token::memory::MemoryRefreshTokenStore)); panics
     /// listing every rule broken. A store that keeps families in a database,
     /// Redis or a file runs [`run_with_persisted`](Self::run_with_persisted).
     pub async fn run<Rs: RefreshTokenStore>(&self, store: &Rs) {

@@ -1,6 +1,6 @@
 //! Token stores as trait objects: [`DynTokenStore`] and [`BoxTokenStore`] for
 //! access tokens, [`DynRefreshTokenStore`] and [`BoxRefreshTokenStore`] for
-//! refresh tokens, and (feature `jwt`) [`DynJtiDenylist`] and [`BoxJtiDenylist`].
+//! refresh tokens (and for the JWT denylist, [`jwt::BoxJtiDenylist`](super::jwt::BoxJtiDenylist)).
 //!
 //! The store traits return `impl Future`, so that a store in memory costs no
 //! allocation; that makes them impossible to use as `dyn`. Each `Dyn…` trait is
@@ -20,17 +20,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::refresh::{RefreshLifetimes, RefreshTokenStore, Rotation};
-use super::{
-    BearerToken, FamilyId, Grant, IssuedToken, RefreshToken, Revocation, TokenStore, TokenTypeHint,
+use crate::store::Lookup;
+use crate::store::StoreError;
+use crate::token::grant::{
+    BearerToken, FamilyId, Grant, IssuedToken, RefreshToken, Revocation, TokenTypeHint,
 };
-use crate::error::StoreError;
-use crate::lookup::Lookup;
+use crate::token::refresh::{RefreshLifetimes, RefreshTokenStore, Rotation};
+use crate::token::store::TokenStore;
 
 /// A store's answer to await, boxed: what a trait object can return. (A `Box…`
 /// method with two borrows is an `async fn` that awaits it: its future must name
 /// each borrow's lifetime, and the box is bounded by their meet, which it cannot.)
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// [`TokenStore`] as a trait object, implemented for every `TokenStore`: use it
 /// through [`BoxTokenStore`] (implement `TokenStore`, not this).
@@ -94,7 +95,9 @@ impl<S: TokenStore> DynTokenStore for S {
 /// box their future.
 ///
 /// ```
-/// use tower_oauth2_password::{BoxTokenStore, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer};
+/// use tower_oauth2_password::token::BoxTokenStore;
+/// use tower_oauth2_password::token::memory::MemoryTokenStore;
+/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
 ///
 /// # fn store_named(name: &str) -> Result<BoxTokenStore, String> {
 /// match name {
@@ -231,7 +234,9 @@ impl<S: RefreshTokenStore> DynRefreshTokenStore for S {
 /// Any [`RefreshTokenStore`], chosen at run time. Cloning it shares the store.
 ///
 /// ```
-/// use tower_oauth2_password::{BoxRefreshTokenStore, MemoryRefreshTokenStore, MemoryUserStore, OAuth2PasswordLayer};
+/// use tower_oauth2_password::token::BoxRefreshTokenStore;
+/// use tower_oauth2_password::token::memory::MemoryRefreshTokenStore;
+/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
 ///
 /// let refresh = BoxRefreshTokenStore::new(MemoryRefreshTokenStore::new());
 /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
@@ -298,84 +303,6 @@ impl RefreshTokenStore for BoxRefreshTokenStore {
     }
 }
 
-#[cfg(feature = "jwt")]
-pub use self::denylist::{BoxJtiDenylist, DynJtiDenylist};
-
-#[cfg(feature = "jwt")]
-mod denylist {
-    use super::*;
-    use crate::token::JtiDenylist;
-
-    /// [`JtiDenylist`] as a trait object, implemented for every `JtiDenylist`:
-    /// use it through [`BoxJtiDenylist`] (implement `JtiDenylist`, not this).
-    pub trait DynJtiDenylist: Send + Sync + 'static {
-        /// [`JtiDenylist::deny`], boxed.
-        fn dyn_deny<'a>(&'a self, jti: &'a str, until: SystemTime) -> BoxFuture<'a, ()>;
-
-        /// [`JtiDenylist::is_denied`]: a ready answer is not boxed.
-        fn dyn_is_denied(&self, jti: &str) -> Lookup<bool>;
-    }
-
-    impl<D: JtiDenylist> DynJtiDenylist for D {
-        fn dyn_deny<'a>(&'a self, jti: &'a str, until: SystemTime) -> BoxFuture<'a, ()> {
-            Box::pin(self.deny(jti, until))
-        }
-
-        #[inline]
-        fn dyn_is_denied(&self, jti: &str) -> Lookup<bool> {
-            self.is_denied(jti)
-        }
-    }
-
-    /// Any [`JtiDenylist`], chosen at run time, for a
-    /// [`JwtTokenStore`](crate::JwtTokenStore) whose type does not depend on
-    /// where revocations are kept. Cloning it shares the denylist.
-    ///
-    /// ```
-    /// use tower_oauth2_password::{BoxJtiDenylist, JwtKey, JwtTokenStore, MemoryJtiDenylist};
-    ///
-    /// let key = JwtKey::hs256("1", &[7; 32])?;
-    /// let tokens: JwtTokenStore<BoxJtiDenylist> = JwtTokenStore::signing_with(key)
-    ///     .issuer("https://api.example.com")
-    ///     .with_denylist(BoxJtiDenylist::new(MemoryJtiDenylist::new()))
-    ///     .build()?;
-    /// # let _ = tokens;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[derive(Clone)]
-    pub struct BoxJtiDenylist(Arc<dyn DynJtiDenylist>);
-
-    impl BoxJtiDenylist {
-        /// Boxes `denylist`.
-        pub fn new(denylist: impl JtiDenylist) -> Self {
-            Self(Arc::new(denylist))
-        }
-    }
-
-    impl From<Arc<dyn DynJtiDenylist>> for BoxJtiDenylist {
-        fn from(denylist: Arc<dyn DynJtiDenylist>) -> Self {
-            Self(denylist)
-        }
-    }
-
-    impl fmt::Debug for BoxJtiDenylist {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("BoxJtiDenylist").finish_non_exhaustive()
-        }
-    }
-
-    impl JtiDenylist for BoxJtiDenylist {
-        async fn deny(&self, jti: &str, until: SystemTime) -> Result<(), StoreError> {
-            self.0.dyn_deny(jti, until).await
-        }
-
-        #[inline]
-        fn is_denied(&self, jti: &str) -> Lookup<bool> {
-            self.0.dyn_is_denied(jti)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -384,7 +311,7 @@ mod tests {
 
     use super::*;
     use crate::scope::Scopes;
-    use crate::token::MemoryTokenStore;
+    use crate::token::memory::access::MemoryTokenStore;
 
     /// The guard's fast path: a store that answers at once still does behind a box.
     #[test]

@@ -25,13 +25,13 @@ use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2bMac;
 use subtle::ConstantTimeEq;
 
-use super::{BearerToken, Grant, RefreshToken};
-use crate::error::StoreError;
-use crate::layer::MAX_TOKEN_LIFETIME;
+use crate::store::StoreError;
+use crate::token::grant::MAX_TOKEN_LIFETIME;
+use crate::token::grant::{BearerToken, Grant, RefreshToken};
 
 /// Stores refresh-token families: issues, rotates and revokes refresh tokens.
 ///
-/// Turned on with [`Builder::refresh_tokens`](crate::Builder::refresh_tokens);
+/// Turned on with [`Builder::refresh_tokens`](crate::layer::Builder::refresh_tokens);
 /// the token endpoint then answers `grant_type=refresh_token`. It is separate from
 /// [`TokenStore`](super::TokenStore) so that any access-token store (memory, Redis,
 /// JWT) can be paired with any refresh-token store. The method names differ from
@@ -103,13 +103,13 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     fn revoke_refresh_token(
         &self,
         token: BearerToken<'_>,
-    ) -> impl Future<Output = Result<Option<super::FamilyId>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<crate::token::grant::FamilyId>, StoreError>> + Send;
 
     /// Ends the family `family`, if it is live: the layer calls it when one of
     /// the family's access tokens is revoked (a logout ends the whole login).
     fn revoke_family(
         &self,
-        family: &super::FamilyId,
+        family: &crate::token::grant::FamilyId,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -118,13 +118,13 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
 /// actively a login is used), whichever comes first.
 ///
 /// The layer passes the builder's
-/// [`refresh_token_idle_lifetime`](crate::Builder::refresh_token_idle_lifetime)
-/// and [`refresh_token_absolute_lifetime`](crate::Builder::refresh_token_absolute_lifetime)
+/// [`refresh_token_idle_lifetime`](crate::layer::Builder::refresh_token_idle_lifetime)
+/// and [`refresh_token_absolute_lifetime`](crate::layer::Builder::refresh_token_absolute_lifetime)
 /// to its [`RefreshTokenStore`].
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_oauth2_password::RefreshLifetimes;
+/// use tower_oauth2_password::token::RefreshLifetimes;
 ///
 /// let day = Duration::from_secs(24 * 3600);
 /// let lifetimes = RefreshLifetimes::new(14 * day, 30 * day);
@@ -181,9 +181,9 @@ pub enum Rotation {
     /// The token was one the family had moved past: the family is revoked now.
     Reused {
         /// Whose family it was, for the log.
-        subject: crate::Subject,
+        subject: crate::user::subject::Subject,
         /// The family, whose access tokens the layer revokes next.
-        family: super::FamilyId,
+        family: crate::token::grant::FamilyId,
     },
     /// Unknown, expired, revoked or malformed.
     Invalid,
@@ -208,13 +208,6 @@ const TAG_BYTES: usize = 16;
 const TOKEN_BYTES: usize = ID_BYTES + 4 + TAG_BYTES;
 /// Base64url of 36 bytes, no padding.
 const TOKEN_CHARS: usize = 48;
-
-/// `N` random bytes, from the operating system.
-pub(crate) fn random<const N: usize>() -> Result<[u8; N], StoreError> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| StoreError::new(e.to_string()))?;
-    Ok(bytes)
-}
 
 /// A MAC (keyed BLAKE2b) of `parts` under a 32-byte key.
 fn keyed<M: Mac + KeyInit>(key: &[u8; KEY_BYTES], parts: &[&[u8]]) -> blake2::digest::Output<M> {
@@ -295,7 +288,7 @@ mod secrets {
     use zeroize::Zeroizing;
 
     use super::{keyed, FamilyId, FamilyKey, KEY_BYTES};
-    use crate::error::StoreError;
+    use crate::store::StoreError;
 
     /// The application's secrets that family keys are derived from (keyed BLAKE2b of
     /// the family id): a store that keeps families outside the process keeps only the
@@ -514,13 +507,14 @@ impl<T: RefreshTokenStore + ?Sized> RefreshTokenStore for std::sync::Arc<T> {
     fn revoke_refresh_token(
         &self,
         token: BearerToken<'_>,
-    ) -> impl Future<Output = Result<Option<super::FamilyId>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Option<crate::token::grant::FamilyId>, StoreError>> + Send
+    {
         (**self).revoke_refresh_token(token)
     }
 
     fn revoke_family(
         &self,
-        family: &super::FamilyId,
+        family: &crate::token::grant::FamilyId,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).revoke_family(family)
     }
@@ -529,6 +523,7 @@ impl<T: RefreshTokenStore + ?Sized> RefreshTokenStore for std::sync::Arc<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::grant::random;
 
     const GRACE: Duration = Duration::from_secs(10);
 

@@ -13,11 +13,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{Credentials, Principal, UserStore};
-use crate::error::StoreError;
-use crate::lookup::Lookup;
 use crate::password::HashedPassword;
-use crate::subject::Subject;
+use crate::store::Lookup;
+use crate::store::StoreError;
+use crate::user::store::{Credentials, Principal, UserStore};
+use crate::user::subject::Subject;
 
 /// A store's answer to await, boxed: what a trait object can return. (A `Box…`
 /// method with two borrows is an `async fn` that awaits it: its future must name
@@ -75,7 +75,8 @@ impl<S: UserStore> DynUserStore<S::User> for S {
 /// the layer whichever store the configuration names. Cloning it shares the store.
 ///
 /// ```
-/// use tower_oauth2_password::{BoxUserStore, MemoryUserStore, OAuth2PasswordLayer};
+/// use tower_oauth2_password::user::BoxUserStore;
+/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
 ///
 /// let users: BoxUserStore<String> = BoxUserStore::new(MemoryUserStore::new());
 /// let layer = OAuth2PasswordLayer::new(users);
@@ -138,7 +139,7 @@ impl<U: Send + Sync + 'static> UserStore for BoxUserStore<U> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::user::{MemoryUserStore, StoredUser};
+    use crate::user::memory::{MemoryUserStore, StoredUser};
 
     /// The guard's fast path: a store that answers at once still does behind a box.
     #[test]

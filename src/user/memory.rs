@@ -1,3 +1,6 @@
+//! Users in this process's memory: [`MemoryUserStore`], filled with
+//! [`StoredUser`]s at start-up (the tutorial's store, and a test suite's).
+
 use std::collections::HashMap;
 use std::fmt;
 use std::future::{ready, Future};
@@ -7,12 +10,12 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use blake2::digest::consts::U8;
 use blake2::{Blake2b, Digest};
 
-use super::{Credentials, Principal, StoredUser, UserStore};
-use crate::error::StoreError;
-use crate::lookup::Lookup;
 use crate::password::HashedPassword;
 use crate::scope::Scopes;
-use crate::subject::Subject;
+use crate::store::Lookup;
+use crate::store::StoreError;
+use crate::user::store::{Credentials, Principal, UserStore};
+use crate::user::subject::Subject;
 
 /// foldhash with a random seed per map: SipHash (std's default) was the guard's
 /// largest single cost after the token lookup, and this store holds a small set of
@@ -41,7 +44,7 @@ struct Record<U> {
 /// let hash = Argon2Hasher::new().hash("secret")?;
 /// let users = MemoryUserStore::new().with_user("johndoe", StoredUser::new("John Doe", hash));
 /// users.disable("johndoe");
-/// # Ok::<(), tower_oauth2_password::PasswordError>(())
+/// # Ok::<(), tower_oauth2_password::password::PasswordError>(())
 /// ```
 pub struct MemoryUserStore<U> {
     inner: Arc<Inner<U>>,
@@ -234,5 +237,61 @@ impl<U: Send + Sync + 'static> UserStore for MemoryUserStore<U> {
             }
         });
         ready(Ok(()))
+    }
+}
+
+/// A user as handed to [`MemoryUserStore`]: the model, the password hash, whether
+/// they are active, and the scopes they may be granted.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct StoredUser<U> {
+    /// The application's model.
+    pub user: Arc<U>,
+    /// The user's password hash (PHC string).
+    pub password_hash: HashedPassword,
+    /// Whether the user may use the service.
+    pub active: bool,
+    /// The scopes this user may be granted at login.
+    pub scopes: Scopes,
+}
+
+/// Cheap: reference counts and a flag.
+impl<U> Clone for StoredUser<U> {
+    fn clone(&self) -> Self {
+        Self {
+            user: Arc::clone(&self.user),
+            password_hash: self.password_hash.clone(),
+            active: self.active,
+            scopes: self.scopes.clone(),
+        }
+    }
+}
+
+impl<U> StoredUser<U> {
+    /// An active user with no scopes.
+    pub fn new(user: U, password_hash: HashedPassword) -> Self {
+        Self {
+            user: Arc::new(user),
+            password_hash,
+            active: true,
+            scopes: Scopes::empty(),
+        }
+    }
+
+    /// Marks the user disabled: it can log in, but every protected request answers
+    /// "Inactive user".
+    pub fn disabled(mut self) -> Self {
+        self.active = false;
+        self
+    }
+
+    /// Sets the scopes the user may be granted.
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.scopes = scopes.into_iter().collect();
+        self
     }
 }

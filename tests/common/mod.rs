@@ -13,10 +13,12 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tower_oauth2_password::layer::Builder;
 use tower_oauth2_password::testing::Awaited;
-use tower_oauth2_password::{
-    Builder, MemoryTokenStore, MemoryUserStore, OAuth2PasswordLayer, TokenStore, UserStore,
-};
+use tower_oauth2_password::token::memory::MemoryTokenStore;
+use tower_oauth2_password::token::TokenStore;
+use tower_oauth2_password::user::UserStore;
+use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
 
 #[cfg(feature = "redis")]
 pub mod redis;

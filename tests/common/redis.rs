@@ -3,7 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tower_oauth2_password::{RedisConnection, RedisTokenStore};
+use tower_oauth2_password::redis::RedisConnection;
+use tower_oauth2_password::token::redis::RedisTokenStore;
 
 /// The refresh secret of the tests' stores.
 pub const REFRESH_SECRET: &[u8] = b"the tests' refresh secret, 32 bytes or more";

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use tower_oauth2_password::{Builder, TokenStore, UserStore};
+use tower_oauth2_password::layer::Builder;
+use tower_oauth2_password::token::TokenStore;
+use tower_oauth2_password::user::UserStore;
 
 use super::{Reply, Server};
 

@@ -7,8 +7,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::scope::Scopes;
-use crate::subject::Subject;
-use crate::token::{FamilyId, Grant};
+use crate::token::grant::{FamilyId, Grant};
+use crate::user::subject::Subject;
+
+/// The clock difference allowed between the replica that issued a token and the
+/// one checking it, unless [`JwtTokenStoreBuilder::leeway`](super::JwtTokenStoreBuilder::leeway) says otherwise: 5
+/// seconds.
+///
+/// Servers kept by NTP agree within milliseconds; 5 seconds still covers a clock
+/// that is being corrected, and a token that is refused early or late by a few
+/// seconds is harmless. It is short because it lengthens every token's life,
+/// a stolen one's included.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
+
+/// The longest leeway accepted: 5 minutes.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 /// What an issued token says, in the order it says it.
 #[derive(Serialize)]

@@ -8,8 +8,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::clock;
-use crate::error::StoreError;
-use crate::lookup::Lookup;
+use crate::store::Lookup;
+use crate::store::StoreError;
 
 /// Where a [`JwtTokenStore`](super::JwtTokenStore) remembers revoked tokens, by
 /// their `jti`, until they would have expired anyway.
@@ -77,14 +77,14 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tower_oauth2_password::{JtiDenylist, MemoryJtiDenylist};
+/// use tower_oauth2_password::token::jwt::{JtiDenylist, MemoryJtiDenylist};
 ///
 /// # futures_util::FutureExt::now_or_never(async {
 /// let denylist = MemoryJtiDenylist::new();
 /// denylist.deny("x1Yb3Qc5lm2nqXnO7dLzKg", SystemTime::now() + Duration::from_secs(60)).await?;
 /// assert!(denylist.is_denied("x1Yb3Qc5lm2nqXnO7dLzKg").await?);
 /// assert!(!denylist.is_denied("another-jti").await?);
-/// # Ok::<(), tower_oauth2_password::StoreError>(())
+/// # Ok::<(), tower_oauth2_password::store::StoreError>(())
 /// # }).unwrap().unwrap();
 /// ```
 #[derive(Clone)]

@@ -1,5 +1,6 @@
 //! [`JwtKey`]: one key a [`JwtTokenStore`](super::JwtTokenStore) signs or verifies
-//! with, named by its `kid`, and the header it issues under.
+//! with, named by its `kid`, and the header it issues under; [`JwtConfigError`] when
+//! a key or a store cannot be built.
 
 use std::fmt;
 
@@ -10,7 +11,7 @@ use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
-use super::JwtConfigError;
+use crate::token::jwt::claims::MAX_LEEWAY;
 
 /// The shortest HS256 secret accepted: 32 bytes, the output size of SHA-256
 /// (RFC 7518 §3.2: "a key of the same size as the hash output or larger MUST be
@@ -36,12 +37,12 @@ const MAX_KID_LEN: usize = 64;
 /// `Debug` shows the `kid` and the algorithm, never key material:
 ///
 /// ```
-/// use tower_oauth2_password::JwtKey;
+/// use tower_oauth2_password::token::jwt::JwtKey;
 ///
 /// let key = JwtKey::hs256("2026-12", &[7u8; 32])?;
 /// assert_eq!(format!("{key:?}"), r#"JwtKey { kid: "2026-12", alg: "HS256" }"#);
 /// assert!(JwtKey::hs256("2026-12", b"too short").is_err());
-/// # Ok::<(), tower_oauth2_password::JwtConfigError>(())
+/// # Ok::<(), tower_oauth2_password::token::jwt::JwtConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct JwtKey {
@@ -241,3 +242,61 @@ impl fmt::Debug for JwtKey {
             .finish()
     }
 }
+
+/// A key or a [`JwtTokenStore`](super::JwtTokenStore) could not be built. The message never contains key
+/// material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JwtConfigError {
+    /// An HS256 secret shorter than [`MIN_HS256_SECRET_LEN`] bytes.
+    SecretTooShort {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A `kid` that is not 1 to 64 characters of `A-Z a-z 0-9 - . _ ~`.
+    InvalidKid,
+    /// An Ed25519 public key that is not a valid, strong point.
+    InvalidPublicKey {
+        /// The key's `kid`.
+        kid: String,
+    },
+    /// Two keys with the same `kid`.
+    DuplicateKid {
+        /// The `kid`.
+        kid: String,
+    },
+    /// The signing key cannot sign (an Ed25519 public key).
+    CannotSign {
+        /// The key's `kid`.
+        kid: String,
+    },
+    /// A leeway longer than [`MAX_LEEWAY`].
+    LeewayTooLong,
+    /// No [issuer](super::JwtTokenStoreBuilder::issuer) (or an empty issuer or audience).
+    NoIssuer,
+}
+
+impl fmt::Display for JwtConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SecretTooShort { len } => write!(
+                f,
+                "the HS256 secret is {len} bytes long; at least {MIN_HS256_SECRET_LEN} random bytes are needed"
+            ),
+            Self::InvalidKid => f.write_str("a kid must be 1 to 64 characters of A-Z a-z 0-9 - . _ ~"),
+            Self::InvalidPublicKey { kid } => {
+                write!(f, "the Ed25519 public key {kid:?} is not a valid, strong curve point")
+            }
+            Self::DuplicateKid { kid } => write!(f, "two keys have the kid {kid:?}"),
+            Self::NoIssuer => f.write_str(
+                "a JWT store needs an issuer (the URL the service is known by), and a non-empty audience if one is set",
+            ),
+            Self::CannotSign { kid } => {
+                write!(f, "the key {kid:?} is a public key and cannot sign tokens")
+            }
+            Self::LeewayTooLong => write!(f, "the leeway is longer than {MAX_LEEWAY:?}"),
+        }
+    }
+}
+
+impl std::error::Error for JwtConfigError {}

@@ -38,7 +38,7 @@
 //! connection and cached.
 //!
 //! **Errors.** A database error (down, unreachable, a query that does not fit the
-//! table) is a [`StoreError`](crate::StoreError): the layer answers 503 and lets
+//! table) is a [`StoreError`](crate::store::StoreError): the layer answers 503 and lets
 //! nothing through, and the pool reconnects when the database is back.
 //!
 //! **Your own table.** [`SqlUserStore::builder`] takes your queries and your row
@@ -51,9 +51,9 @@
 //! with your own tool, copy the file for your database into your migrations and
 //! do not call `migrate`.
 
-mod pool;
-mod store;
-mod table;
+pub(crate) mod pool;
+pub(crate) mod store;
+pub(crate) mod table;
 
 pub use sqlx;
 pub use sqlx::{AnyPool, PgPool, SqlitePool};

@@ -8,14 +8,14 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{FromRow, Row};
 
-use super::pool::SqlPool;
+use crate::user::sql::pool::SqlPool;
 
-use crate::error::StoreError;
-use crate::lookup::Lookup;
 use crate::password::HashedPassword;
 use crate::scope::Scopes;
-use crate::subject::Subject;
-use crate::user::{Credentials, Principal, UserStore};
+use crate::store::Lookup;
+use crate::store::StoreError;
+use crate::user::store::{Credentials, Principal, UserStore};
+use crate::user::subject::Subject;
 
 /// The default table's queries (see `migrations/`). `$1` is the subject or the
 /// username; SQLite reads `$1` as PostgreSQL does.
@@ -67,7 +67,8 @@ impl<U> SqlUserStore<U> {
     ///
     /// ```
     /// use serde::Serialize;
-    /// use tower_oauth2_password::user::sql::sqlx::{self, any::AnyRow, FromRow, Row};
+    /// use tower_oauth2_password::user::sql::sqlx::{self, FromRow, Row};
+    /// use tower_oauth2_password::user::sql::sqlx::any::AnyRow;
     /// use tower_oauth2_password::user::sql::{AnyPool, SqlUserStore};
     ///
     /// /// The application's own model: what handlers see.

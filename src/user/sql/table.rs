@@ -2,7 +2,7 @@ use std::fmt;
 
 use sqlx::Row;
 
-use super::pool::{Backend, Param, SqlPool};
+use crate::user::sql::pool::{Backend, Param, SqlPool};
 
 use crate::password::HashedPassword;
 use crate::scope::Scopes;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use http::{Extensions, HeaderMap};
 
-use crate::lookup::Lookup;
-use crate::subject::Subject;
+use crate::store::Lookup;
+use crate::user::subject::Subject;
 
 /// Decides whether a login may proceed, and hears how it ended: the place for
 /// brute-force limits (RFC 6749 §4.3.2 requires them at the token endpoint).
@@ -38,8 +38,8 @@ use crate::subject::Subject;
 /// refresh request names no user): by default refresh grants are let through
 /// and failures ignored.
 ///
-/// The default is a [`LoginThrottle`](crate::LoginThrottle); install another with
-/// [`Builder::login_policy`](crate::Builder::login_policy). Answers
+/// The default is a [`LoginThrottle`](crate::endpoint::LoginThrottle); install another with
+/// [`Builder::login_policy`](crate::layer::Builder::login_policy). Answers
 /// are [`Lookup`]s, so a policy may keep its counters in memory (ready) or in
 /// Redis (pending). A failed `check` is a 503 (a policy that cannot decide does
 /// not let the attempt through); a failed notification is logged.
@@ -47,7 +47,9 @@ use crate::subject::Subject;
 /// ```
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use std::time::Duration;
-/// use tower_oauth2_password::{LoginAttempt, LoginDecision, LoginPolicy, Lookup, Subject};
+/// use tower_oauth2_password::endpoint::{LoginAttempt, LoginDecision, LoginPolicy};
+/// use tower_oauth2_password::store::Lookup;
+/// use tower_oauth2_password::user::Subject;
 ///
 /// /// Refuses every login once ten have failed in the life of the process.
 /// #[derive(Default)]
@@ -200,7 +202,7 @@ impl<'a> LoginAttempt<'a> {
     }
 
     /// Sets the canonical username: what the user store's
-    /// [`canonical_username`](crate::UserStore::canonical_username) made of the
+    /// [`canonical_username`](crate::user::UserStore::canonical_username) made of the
     /// typed one.
     pub fn with_canonical_username(mut self, canonical: &'a str) -> Self {
         self.canonical_username = canonical;
@@ -208,8 +210,8 @@ impl<'a> LoginAttempt<'a> {
     }
 
     /// The client's IP address: the connection's peer (see
-    /// [`PeerAddr`](crate::PeerAddr)), or behind
-    /// [trusted proxies](crate::Builder::trusted_proxies) the client they name;
+    /// [`PeerAddr`](crate::endpoint::PeerAddr)), or behind
+    /// [trusted proxies](crate::layer::Builder::trusted_proxies) the client they name;
     /// `None` when the server did not say.
     pub fn client_ip(&self) -> Option<IpAddr> {
         self.client.client_ip
@@ -221,7 +223,7 @@ impl<'a> LoginAttempt<'a> {
     }
 
     /// The username in the form the user store matches on
-    /// ([`UserStore::canonical_username`](crate::UserStore::canonical_username)):
+    /// ([`UserStore::canonical_username`](crate::user::UserStore::canonical_username)):
     /// every spelling that logs in as one user has the same one, so count
     /// failures under it.
     pub fn canonical_username(&self) -> &'a str {

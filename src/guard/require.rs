@@ -6,9 +6,9 @@ use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::body::ResponseBody;
-use crate::error::{Messages, Protocol, Rejection};
-use crate::future::ResponseFuture;
+use crate::http::body::ResponseBody;
+use crate::http::future::ResponseFuture;
+use crate::http::rejection::{Messages, Protocol, Rejection};
 use crate::scope::{ScopeRequirement, Scopes};
 
 /// Layer that wraps a service in [`RequireScopes`]: a per-route scope check, for
@@ -16,7 +16,8 @@ use crate::scope::{ScopeRequirement, Scopes};
 ///
 /// ```
 /// use axum::{routing::get, Router};
-/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer, RequireScopesLayer};
+/// use tower_oauth2_password::guard::RequireScopesLayer;
+/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
 ///
 /// let users = MemoryUserStore::<String>::new();
 /// let app: Router = Router::new()
@@ -31,7 +32,7 @@ use crate::scope::{ScopeRequirement, Scopes};
 /// It reads the [`Scopes`] the guard put in the request extensions, so it goes
 /// *inside* the main layer (axum's `route_layer`, or around one tonic service), and
 /// the main layer must declare its scopes
-/// ([`Builder::scope`](crate::Builder::scope)): without any, no scope is granted
+/// ([`Builder::scope`](crate::layer::Builder::scope)): without any, no scope is granted
 /// and none is put in the extensions. A request without them (no main layer, no
 /// declared scope, or a public path) gets 401 "Not authenticated"; one whose
 /// token lacks a scope gets 403 `insufficient_scope` with

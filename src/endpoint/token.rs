@@ -14,21 +14,21 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 
-use crate::body::ResponseBody;
 use crate::config::{Config, Shared};
-use crate::error::{Protocol, Rejection};
-use crate::form::{Encoding, GrantTypes, Password, PasswordForm, TokenRequest};
-use crate::lookup::Lookup;
+use crate::endpoint::form::{Encoding, GrantTypes, Password, PasswordForm, TokenRequest};
+use crate::endpoint::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
+use crate::endpoint::throttle::log_refused;
+use crate::http::body::BoxError;
+use crate::http::body::ResponseBody;
+use crate::http::rejection::{Protocol, Rejection};
 use crate::password::{HashedPassword, PasswordHasher, Verification};
-use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
 use crate::scope::{is_scope_token, Scopes};
-use crate::subject::Subject;
-use crate::throttle::log_refused;
-use crate::token::{
-    BearerToken, FamilyId, Grant, RefreshToken, Revocation, Rotation, TokenStore, TokenTypeHint,
-};
-use crate::user::{Credentials, UserStore};
-use crate::BoxError;
+use crate::store::Lookup;
+use crate::token::grant::{BearerToken, FamilyId, Grant, RefreshToken, Revocation, TokenTypeHint};
+use crate::token::refresh::Rotation;
+use crate::token::store::TokenStore;
+use crate::user::store::{Credentials, UserStore};
+use crate::user::subject::Subject;
 
 #[derive(Serialize)]
 struct TokenResponse<'a> {
@@ -271,7 +271,7 @@ impl Drop for Reservation<'_> {
 }
 
 /// A policy's decision as the endpoint answers it: on, 429, or 503.
-fn allowed(decision: Result<LoginDecision, crate::StoreError>) -> Result<(), Rejection> {
+fn allowed(decision: Result<LoginDecision, crate::store::StoreError>) -> Result<(), Rejection> {
     match decision {
         Ok(LoginDecision::Allow) => Ok(()),
         Ok(LoginDecision::Refuse { retry_after }) => Err(Rejection::TooManyAttempts(retry_after)),

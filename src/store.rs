@@ -1,11 +1,10 @@
-//! [`Lookup`]: a store's answer, ready at once or still to be awaited.
+//! What every store answers with: a [`Lookup`] (ready at once or still to be
+//! awaited) on the request path, a [`StoreError`] when it cannot answer.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-
-use crate::error::StoreError;
 
 type Pending<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
@@ -21,7 +20,7 @@ type Pending<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 /// It is itself a future, so stores can be called from async code as they are:
 ///
 /// ```
-/// use tower_oauth2_password::{Lookup, StoreError};
+/// use tower_oauth2_password::store::{Lookup, StoreError};
 ///
 /// # futures_util::FutureExt::now_or_never(async {
 /// let now: Lookup<u32> = Lookup::ready(Ok(7));
@@ -66,7 +65,7 @@ impl<T> Lookup<T> {
     /// Transforms the answer, now if it is ready, else when it arrives.
     ///
     /// ```
-    /// use tower_oauth2_password::Lookup;
+    /// use tower_oauth2_password::store::Lookup;
     ///
     /// let doubled = Lookup::ready(Ok(21)).map(|answer| answer.map(|n: u32| n * 2));
     /// assert_eq!(doubled.into_ready().ok().and_then(Result::ok), Some(42));
@@ -108,5 +107,35 @@ impl<T> fmt::Debug for Lookup<T> {
             State::Pending(_) => "pending",
         };
         f.debug_tuple("Lookup").field(&state).finish()
+    }
+}
+
+/// Error a user or token store returns when it cannot answer (connection lost,
+/// timeout, corrupt data). The layer answers 503 and never lets the request through.
+///
+/// "Not found" is not an error: stores return `Ok(None)` for it.
+#[derive(Debug)]
+pub struct StoreError {
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    /// Wraps the store's own error.
+    pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            source: source.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "store unavailable: {}", self.source)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
     }
 }

@@ -19,7 +19,7 @@ use ipnet::IpNet;
 /// ```
 /// use std::net::SocketAddr;
 /// use http::Request;
-/// use tower_oauth2_password::PeerAddr;
+/// use tower_oauth2_password::endpoint::PeerAddr;
 ///
 /// # let peer: SocketAddr = "192.0.2.1:5000".parse().unwrap();
 /// // let (stream, peer) = listener.accept().await?;
@@ -46,7 +46,7 @@ pub struct PeerAddr(pub SocketAddr);
 /// not one is the client.
 ///
 /// ```
-/// use tower_oauth2_password::TrustedProxies;
+/// use tower_oauth2_password::endpoint::TrustedProxies;
 ///
 /// let proxies = TrustedProxies::x_forwarded_for(["10.0.0.0/8", "::1"]).expect("networks");
 /// let proxies = TrustedProxies::forwarded(["192.0.2.7"]).expect("networks");

@@ -7,8 +7,11 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+/// The error type inner services' bodies may fail with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 pin_project! {
-    /// Response body of [`OAuth2Password`](crate::OAuth2Password).
+    /// Response body of [`OAuth2Password`](crate::service::OAuth2Password).
     ///
     /// Either the inner service's body, untouched, or a complete body written by the
     /// layer (a token response or a rejection). Its data type is the inner body's, so

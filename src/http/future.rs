@@ -1,4 +1,4 @@
-//! [`ResponseFuture`]: the future of [`OAuth2Password`](crate::OAuth2Password).
+//! [`ResponseFuture`]: the future of [`OAuth2Password`](crate::service::OAuth2Password).
 
 use std::fmt;
 use std::future::Future;
@@ -8,15 +8,15 @@ use std::task::{ready, Context, Poll};
 use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 
-use crate::body::ResponseBody;
-use crate::error::restate_scope_refusal;
+use crate::http::body::ResponseBody;
+use crate::http::rejection::restate_scope_refusal;
 
 type BoxedResponse<B, E> =
     Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
 
 pin_project! {
-    /// Response future of [`OAuth2Password`](crate::OAuth2Password) and
-    /// [`RequireScopes`](crate::RequireScopes).
+    /// Response future of [`OAuth2Password`](crate::service::OAuth2Password) and
+    /// [`RequireScopes`](crate::guard::RequireScopes).
     ///
     /// Requests the guard could decide at once (in-memory stores) run the inner
     /// service's future as is, or return the rejection; the token endpoint, and

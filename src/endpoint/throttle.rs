@@ -9,10 +9,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::error::Rejection;
-use crate::lookup::Lookup;
-use crate::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
-use crate::subject::Subject;
+use crate::endpoint::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
+use crate::http::rejection::Rejection;
+use crate::store::Lookup;
+use crate::user::subject::Subject;
 
 /// Default failures per (username, client address) in a window before that
 /// pair's logins are refused.
@@ -71,10 +71,10 @@ const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
 ///
 /// Unknown users are counted like known ones, so a 429 reveals nothing about
 /// which exist. Usernames are counted in the form the user store matches them
-/// ([`UserStore::canonical_username`](crate::UserStore::canonical_username)), so
+/// ([`UserStore::canonical_username`](crate::user::UserStore::canonical_username)), so
 /// every spelling of one user shares its counts. The address is the
-/// connection's peer (see [`PeerAddr`](crate::PeerAddr)), or behind
-/// [trusted proxies](crate::Builder::trusted_proxies) the client they name; IPv6
+/// connection's peer (see [`PeerAddr`](crate::endpoint::PeerAddr)), or behind
+/// [trusted proxies](crate::layer::Builder::trusted_proxies) the client they name; IPv6
 /// addresses by their /64 network, which one client usually has whole. Without
 /// an address every client is one: the pair's 5 then hold per username.
 ///
@@ -90,7 +90,8 @@ const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_oauth2_password::{LoginThrottle, MemoryUserStore, OAuth2PasswordLayer};
+/// use tower_oauth2_password::endpoint::LoginThrottle;
+/// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
 ///
 /// let throttle = LoginThrottle::new()
 ///     .per_username_and_address(10, Duration::from_secs(600))
@@ -216,8 +217,8 @@ impl LoginThrottle {
     }
 
     /// Keeps the counts in Redis, on `connection` (a
-    /// [`RedisConnection`](crate::RedisConnection), a reference to one, or a
-    /// [`RedisTokenStore`](crate::RedisTokenStore) whose connection to share)
+    /// [`RedisConnection`](crate::redis::RedisConnection), a reference to one, or a
+    /// [`RedisTokenStore`](crate::token::redis::RedisTokenStore) whose connection to share)
     /// under its key prefix (`{prefix}throttle:p:…`, `throttle:u:…` and
     /// `throttle:a:…`, hashes of the keys, expiring with their windows), so
     /// that every replica sees every attempt. Reserving is one atomic script
@@ -230,7 +231,8 @@ impl LoginThrottle {
     ///
     /// ```no_run
     /// use std::time::Duration;
-    /// use tower_oauth2_password::{LoginThrottle, RedisConnection};
+    /// use tower_oauth2_password::endpoint::LoginThrottle;
+    /// use tower_oauth2_password::redis::RedisConnection;
     ///
     /// let redis = RedisConnection::new("redis://127.0.0.1:6379")?.with_prefix("myapp:");
     /// let throttle = LoginThrottle::new()
@@ -238,7 +240,7 @@ impl LoginThrottle {
     ///     .per_username(50, Duration::from_secs(3600))
     ///     .max_keys(10_000);
     /// # let _ = throttle;
-    /// # Ok::<(), tower_oauth2_password::StoreError>(())
+    /// # Ok::<(), tower_oauth2_password::store::StoreError>(())
     /// ```
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -408,8 +410,8 @@ mod redis_counts {
     use redis::Script;
 
     use super::{FailureCounts, Key, KeyKind, MemoryCounts, Outcome, IN_FLIGHT_RETRY};
-    use crate::lookup::Lookup;
     use crate::redis::RedisConnection;
+    use crate::store::Lookup;
 
     /// The check and the reservation, in one step for all the attempt's keys
     /// (each a hash: `f` failures, `r` reservations). ARGV[1]: 1 to reserve;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 /// Names of up to this many bytes are held inline: most usernames and ids.
 const INLINE: usize = 23;
 
-/// The canonical name of a user, as their [`UserStore`](crate::UserStore) knows them:
-/// what tokens are issued to ([`Grant::subject`](crate::Grant::subject)) and what
+/// The canonical name of a user, as their [`UserStore`](crate::user::UserStore) knows them:
+/// what tokens are issued to ([`Grant::subject`](crate::token::Grant::subject)) and what
 /// [`CurrentUser::username`](crate::CurrentUser::username) returns.
 ///
 /// It comes from the store, never from the login form: with a case-insensitive
@@ -20,7 +20,7 @@ const INLINE: usize = 23;
 /// request); longer ones share one allocation.
 ///
 /// ```
-/// use tower_oauth2_password::Subject;
+/// use tower_oauth2_password::user::Subject;
 ///
 /// let subject = Subject::from("johndoe");
 /// assert_eq!(subject, "johndoe");

@@ -8,28 +8,20 @@
 use http::{Method, Request, Response};
 use tower_service::Service;
 
-use crate::bearer;
-use crate::body::ResponseBody;
 use crate::clock;
 use crate::config::{ScopeRule, Shared};
-use crate::error::{restate_scope_refusal, Protocol, Rejection, StoreError};
-use crate::lookup::Lookup;
-use crate::public::spellings;
+use crate::guard::bearer;
+use crate::guard::paths::client_path;
+use crate::guard::paths::spellings;
+use crate::http::body::ResponseBody;
+use crate::http::rejection::{restate_scope_refusal, Protocol, Rejection};
 use crate::scope::Scopes;
-use crate::token::{BearerToken, Grant, TokenStore};
-use crate::user::{CurrentUser, Principal, UserStore};
-
-/// The request's path as the client sent it: inside an axum `nest` the request's
-/// URI has lost the prefix, and axum keeps the whole one as `OriginalUri`. Paths
-/// in the builder (token URL, public paths, scope rules) are the client's.
-#[inline]
-pub(crate) fn client_path<B>(request: &Request<B>) -> &str {
-    #[cfg(feature = "axum")]
-    if let Some(original) = request.extensions().get::<axum::extract::OriginalUri>() {
-        return original.path();
-    }
-    request.uri().path()
-}
+use crate::store::Lookup;
+use crate::store::StoreError;
+use crate::token::grant::{BearerToken, Grant};
+use crate::token::store::TokenStore;
+use crate::user::current::CurrentUser;
+use crate::user::store::{Principal, UserStore};
 
 /// What the guard lets through: the user and the scopes to put in the extensions.
 pub(crate) type Authenticated<U> = (CurrentUser<U>, Scopes);

@@ -12,8 +12,9 @@ use http::{Response, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Serialize;
 
-use crate::body::ResponseBody;
+use crate::http::body::ResponseBody;
 use crate::scope::{InsufficientScope, ScopeRequirement};
+use crate::store::StoreError;
 
 /// Why the layer answered a request itself instead of passing it on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,8 +384,8 @@ impl InsufficientScope {
     ///
     /// Behind [`OAuth2PasswordLayer`](crate::OAuth2PasswordLayer), the layer gives it
     /// the status set with
-    /// [`Builder::insufficient_scope_status`](crate::Builder::insufficient_scope_status).
-    pub fn into_http<B>(self) -> http::Response<crate::ResponseBody<B>> {
+    /// [`Builder::insufficient_scope_status`](crate::layer::Builder::insufficient_scope_status).
+    pub fn into_http<B>(self) -> http::Response<crate::http::body::ResponseBody<B>> {
         let mut response = Rejection::InsufficientScope(self.requirement)
             .into_response(&Messages::default(), Protocol::Http);
         response.extensions_mut().insert(ScopeRefused);
@@ -402,36 +403,6 @@ struct ScopeRefused;
 pub(crate) fn restate_scope_refusal<B>(response: &mut Response<B>, status: StatusCode) {
     if response.extensions().get::<ScopeRefused>().is_some() {
         *response.status_mut() = status;
-    }
-}
-
-/// Error a user or token store returns when it cannot answer (connection lost,
-/// timeout, corrupt data). The layer answers 503 and never lets the request through.
-///
-/// "Not found" is not an error: stores return `Ok(None)` for it.
-#[derive(Debug)]
-pub struct StoreError {
-    source: Box<dyn std::error::Error + Send + Sync>,
-}
-
-impl StoreError {
-    /// Wraps the store's own error.
-    pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self {
-            source: source.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "store unavailable: {}", self.source)
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.source)
     }
 }
 

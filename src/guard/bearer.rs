@@ -3,11 +3,8 @@
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Uri};
 
-use crate::error::Rejection;
-
-/// Longest bearer token accepted, in bytes. Far above any token this crate or a
-/// sane JWT issues; longer ones are refused before any store sees them.
-pub(crate) const MAX_TOKEN_LEN: usize = 4096;
+use crate::http::rejection::Rejection;
+use crate::token::grant::MAX_TOKEN_LEN;
 
 /// The bearer token of a request, or why there is none.
 ///
@@ -19,7 +16,7 @@ pub(crate) const MAX_TOKEN_LEN: usize = 4096;
 /// The scheme is case-insensitive; one or more spaces separate it from the token,
 /// and trailing spaces or tabs (optional whitespace) are ignored.
 ///
-/// The token's bytes are left to [`b64token`]: a store that answers at once
+/// The token's bytes are left to [`BearerToken::to_str`](crate::token::BearerToken::to_str): a store that answers at once
 /// rejects a malformed token by not finding it, more cheaply than the check would,
 /// so only tokens on their way to a store that must be awaited are checked first.
 pub(crate) fn token(headers: &HeaderMap) -> Result<&[u8], Rejection> {
@@ -44,15 +41,6 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<&[u8], Rejection> {
         return Err(Rejection::InvalidToken);
     }
     Ok(token)
-}
-
-/// `token` as text if it is RFC 6750 `b64token` syntax, else `InvalidToken`.
-pub(crate) fn b64token(token: &[u8]) -> Result<&str, Rejection> {
-    if !is_b64token(token) {
-        return Err(Rejection::InvalidToken);
-    }
-    // b64token is ASCII, so this never fails.
-    std::str::from_utf8(token).map_err(|_| Rejection::InvalidToken)
 }
 
 /// Whether the URL carries RFC 6750 §2.3's `access_token` query parameter.
@@ -94,33 +82,21 @@ fn trim_trailing_ows(bytes: &[u8]) -> &[u8] {
     &bytes[..end]
 }
 
-/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
-fn is_b64token(token: &[u8]) -> bool {
-    let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
-    // A branch-free fold: the compiler unrolls it, where `all` stops at each byte.
-    body_len > 0
-        && token[..body_len]
-            .iter()
-            .fold(true, |valid, &b| valid & B64TOKEN_CHAR[usize::from(b)])
-}
-
-/// The characters of a `b64token` body, as a table: this runs on every request.
-const B64TOKEN_CHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        table[i] =
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
-        i += 1;
-    }
-    table
-};
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    use crate::token::grant::is_b64token;
+
+    /// What a store does with a token: RFC 6750 `b64token` text, or no token.
+    fn b64token(token: &[u8]) -> Result<&str, Rejection> {
+        if !is_b64token(token) {
+            return Err(Rejection::InvalidToken);
+        }
+        // b64token is ASCII, so this never fails.
+        std::str::from_utf8(token).map_err(|_| Rejection::InvalidToken)
+    }
 
     fn parse(values: &[&[u8]]) -> Result<String, Rejection> {
         let mut headers = HeaderMap::new();

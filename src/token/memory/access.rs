@@ -11,15 +11,16 @@ use base64::Engine as _;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use super::{
-    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenStore, TokenTypeHint,
+use crate::clock;
+use crate::scope::Scopes;
+use crate::store::Lookup;
+use crate::store::StoreError;
+use crate::token::grant::{
+    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenTypeHint,
     DEFAULT_MAX_TOKENS_PER_FAMILY,
 };
-use crate::clock;
-use crate::error::StoreError;
-use crate::lookup::Lookup;
-use crate::scope::Scopes;
-use crate::subject::Subject;
+use crate::token::store::TokenStore;
+use crate::user::subject::Subject;
 
 /// Opaque tokens in process memory: the embedded default, for one process.
 ///
@@ -47,7 +48,9 @@ use crate::subject::Subject;
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tower_oauth2_password::{Grant, MemoryTokenStore, Scopes, TokenStore};
+/// use tower_oauth2_password::scope::Scopes;
+/// use tower_oauth2_password::token::{Grant, TokenStore};
+/// use tower_oauth2_password::token::memory::MemoryTokenStore;
 ///
 /// # tokio_test_block_on(async {
 /// let store = MemoryTokenStore::new();
@@ -59,7 +62,7 @@ use crate::subject::Subject;
 /// assert_eq!(resolved.expires_at, issued.expires_at);
 /// store.revoke(token.into(), None).await?;
 /// assert_eq!(store.resolve(token.into()).await?, None);
-/// # Ok::<(), tower_oauth2_password::StoreError>(())
+/// # Ok::<(), tower_oauth2_password::store::StoreError>(())
 /// # }).unwrap();
 /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     futures_util::FutureExt::now_or_never(f).unwrap()

@@ -9,10 +9,10 @@ use http::HeaderMap;
 
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::bearer::MAX_TOKEN_LEN;
-use crate::error::Rejection;
+use crate::http::rejection::Rejection;
 use crate::scope::dedup_in_order;
-use crate::token::TokenTypeHint;
+use crate::token::grant::TokenTypeHint;
+use crate::token::grant::MAX_TOKEN_LEN;
 
 /// Longest accepted `username`, in bytes.
 pub(crate) const MAX_USERNAME_LEN: usize = 256;

@@ -22,6 +22,7 @@
 //! Public paths match only requests already spelt canonically (an ambiguous
 //! spelling stays guarded); scope rules match every spelling of their path.
 
+use http::Request;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -359,6 +360,18 @@ impl fmt::Debug for PublicRoutes {
             .field("predicate", &self.predicate.is_some())
             .finish()
     }
+}
+
+/// The request's path as the client sent it: inside an axum `nest` the request's
+/// URI has lost the prefix, and axum keeps the whole one as `OriginalUri`. Paths
+/// in the builder (token URL, public paths, scope rules) are the client's.
+#[inline]
+pub(crate) fn client_path<B>(request: &Request<B>) -> &str {
+    #[cfg(feature = "axum")]
+    if let Some(original) = request.extensions().get::<axum::extract::OriginalUri>() {
+        return original.path();
+    }
+    request.uri().path()
 }
 
 #[cfg(test)]

@@ -4,14 +4,16 @@ use std::future::{ready, Future};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use super::refresh::{
-    millis, random, Chain, FamilyId, FamilyKey, FamilyToken, RefreshLifetimes, Step,
+use crate::store::StoreError;
+use crate::token::grant::random;
+use crate::token::grant::FamilyId as Id;
+use crate::token::grant::{BearerToken, Grant, RefreshToken};
+use crate::token::refresh::{
+    millis, Chain, FamilyId, FamilyKey, FamilyToken, RefreshLifetimes, Step,
     DEFAULT_MAX_FAMILIES_PER_USER, DEFAULT_RETRY_GRACE,
 };
-use super::{BearerToken, Grant, RefreshToken, RefreshTokenStore, Rotation};
-use crate::error::StoreError;
-use crate::subject::Subject;
-use crate::token::FamilyId as Id;
+use crate::token::refresh::{RefreshTokenStore, Rotation};
+use crate::user::subject::Subject;
 
 /// Refresh-token families in process memory: the embedded default, for one process.
 ///
@@ -24,9 +26,9 @@ use crate::token::FamilyId as Id;
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tower_oauth2_password::{
-///     Grant, MemoryRefreshTokenStore, RefreshLifetimes, RefreshTokenStore, Rotation, Scopes,
-/// };
+/// use tower_oauth2_password::scope::Scopes;
+/// use tower_oauth2_password::token::{Grant, RefreshLifetimes, RefreshTokenStore, Rotation};
+/// use tower_oauth2_password::token::memory::MemoryRefreshTokenStore;
 ///
 /// # futures_util::FutureExt::now_or_never(async {
 /// let store = MemoryRefreshTokenStore::new();
@@ -44,7 +46,7 @@ use crate::token::FamilyId as Id;
 ///     store.rotate_refresh_token(second.as_str().into(), lifetimes).await?,
 ///     Rotation::Rotated { .. }
 /// ));
-/// # Ok::<(), tower_oauth2_password::StoreError>(())
+/// # Ok::<(), tower_oauth2_password::store::StoreError>(())
 /// # }).unwrap().unwrap();
 /// ```
 #[derive(Clone)]

@@ -1,0 +1,23 @@
+//! The token endpoint: what the layer answers at its token URL (the password and
+//! refresh grants) and its revocation URL, how it reads the form, and what stands
+//! between a client and the password hasher — the [`LoginPolicy`] (by default a
+//! [`LoginThrottle`]) and the client's address ([`PeerAddr`], [`TrustedProxies`]).
+//!
+//! [`TokenEndpoint`] is the same endpoint as a service of its own, for apps that
+//! mount it as a route.
+
+pub(crate) mod client_addr;
+pub(crate) mod form;
+pub(crate) mod policy;
+pub(crate) mod service;
+pub(crate) mod throttle;
+pub(crate) mod token;
+
+pub use self::client_addr::{InvalidProxy, PeerAddr, TrustedProxies};
+pub use self::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
+pub use self::service::{TokenEndpoint, TokenEndpointBody, TokenEndpointFuture};
+pub use self::throttle::{
+    LoginThrottle, DEFAULT_FAILURES_PER_ADDRESS, DEFAULT_FAILURES_PER_USERNAME,
+    DEFAULT_FAILURES_PER_USERNAME_AND_ADDRESS, DEFAULT_THROTTLE_KEYS, DEFAULT_THROTTLE_WINDOW,
+    DEFAULT_USERNAME_WINDOW,
+};

@@ -1,0 +1,322 @@
+//! What token stores keep and hand out: [`Grant`], [`IssuedToken`], the token
+//! types, [`FamilyId`], [`TokenTypeHint`] and [`Revocation`].
+
+use crate::scope::Scopes;
+use crate::store::StoreError;
+use crate::user::subject::Subject;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+/// The longest token lifetime the builder accepts: one year. Access tokens should
+/// live minutes (RFC 9700 §2.2); this bound keeps expiry arithmetic far from
+/// overflowing.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// The id of a refresh-token *family*: the tokens (refresh and access) issued
+/// from one login, ended together. The layer picks it at login (128 random bits)
+/// and puts it in every [`Grant`] of the family; refresh-token stores key the
+/// family by it, access-token stores index their tokens by it so that
+/// [`TokenStore::revoke_family`](crate::token::TokenStore::revoke_family) finds them.
+///
+/// It names a login, it is no credential; still, `Debug` shows only its first
+/// characters, enough to tell families apart in a log.
+///
+/// ```
+/// use tower_oauth2_password::token::FamilyId;
+///
+/// let family = FamilyId::from_bytes([7; 16]);
+/// assert_eq!(family.to_bytes(), [7; 16]);
+/// assert_eq!(format!("{family:?}"), "FamilyId(BwcH…)");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FamilyId([u8; FAMILY_ID_BYTES]);
+
+const FAMILY_ID_BYTES: usize = 16;
+/// Base64url of 16 bytes, no padding.
+#[cfg(any(feature = "redis", feature = "jwt"))]
+pub(crate) const FAMILY_ID_CHARS: usize = 22;
+
+impl FamilyId {
+    /// A new family's id: 128 random bits from the operating system.
+    ///
+    /// # Errors
+    ///
+    /// If the operating system has no randomness to give.
+    pub fn random() -> Result<Self, StoreError> {
+        random().map(Self)
+    }
+
+    /// The family with these bytes (as a store read them back).
+    pub fn from_bytes(bytes: [u8; FAMILY_ID_BYTES]) -> Self {
+        Self(bytes)
+    }
+
+    /// Its bytes, to store.
+    pub fn to_bytes(self) -> [u8; FAMILY_ID_BYTES] {
+        self.0
+    }
+
+    /// Base64url, 22 characters: the form JWT claims and Redis keys hold.
+    pub(crate) fn to_text(self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// The id written by [`to_text`](Self::to_text), if `text` is one.
+    #[cfg(any(feature = "redis", feature = "jwt"))]
+    pub(crate) fn from_text(text: &[u8]) -> Option<Self> {
+        use base64::Engine as _;
+        if text.len() != FAMILY_ID_CHARS {
+            return None;
+        }
+        let mut bytes = [0u8; FAMILY_ID_BYTES];
+        let len = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode_slice(text, &mut bytes)
+            .ok()?;
+        (len == FAMILY_ID_BYTES).then_some(Self(bytes))
+    }
+}
+
+impl fmt::Debug for FamilyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.to_text();
+        write!(f, "FamilyId({}…)", &text[..4])
+    }
+}
+
+/// How many access tokens one family holds at most in the stores that keep
+/// state, unless they are told otherwise: a client refreshes about once per
+/// access-token lifetime, so it holds one or two; beyond this the oldest go.
+pub(crate) const DEFAULT_MAX_TOKENS_PER_FAMILY: usize = 10;
+
+/// What a token stands for: who, which scopes, until when, and the user's security
+/// stamp at the time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Grant {
+    /// The user's canonical name, from the user store (never as typed at login).
+    pub subject: Subject,
+    /// The scopes granted.
+    pub scopes: Scopes,
+    /// When the token stops being valid.
+    pub expires_at: SystemTime,
+    /// The user's [`Principal::stamp`](crate::user::Principal::stamp) when the token was
+    /// issued: once the user's stamp changes (password changed, a scope taken
+    /// away, the user removed and created again) the guard refuses the token.
+    pub stamp: u64,
+    /// The refresh-token family the token was issued from, if refresh tokens are
+    /// on: revoking the family ends the token ([`TokenStore::revoke_family`](crate::token::TokenStore::revoke_family)).
+    pub family: Option<FamilyId>,
+}
+
+impl Grant {
+    /// A grant for `subject` with `scopes` until `expires_at`, with stamp 0.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_oauth2_password::scope::Scopes;
+    /// use tower_oauth2_password::token::Grant;
+    ///
+    /// let grant = Grant::new("johndoe", Scopes::empty(), SystemTime::now() + Duration::from_secs(60))
+    ///     .with_stamp(7);
+    /// assert_eq!(grant.subject, "johndoe");
+    /// ```
+    pub fn new(subject: impl Into<Subject>, scopes: Scopes, expires_at: SystemTime) -> Self {
+        Self {
+            subject: subject.into(),
+            scopes,
+            expires_at,
+            stamp: 0,
+            family: None,
+        }
+    }
+
+    /// Sets the user's security stamp.
+    pub fn with_stamp(mut self, stamp: u64) -> Self {
+        self.stamp = stamp;
+        self
+    }
+
+    /// Sets the refresh-token family the token belongs to.
+    pub fn with_family(mut self, family: FamilyId) -> Self {
+        self.family = Some(family);
+        self
+    }
+
+    /// Whether the grant is still valid at `now`.
+    pub fn is_live(&self, now: SystemTime) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// What [`TokenStore::issue`](crate::token::TokenStore::issue) hands back for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssuedToken {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// When it expires, as the store decided (the token response's `expires_in`
+    /// is computed from it).
+    pub expires_at: SystemTime,
+    /// A refresh token, for stores that issue them.
+    pub refresh_token: Option<RefreshToken>,
+}
+
+impl IssuedToken {
+    /// An access token valid until `expires_at`, without a refresh token.
+    pub fn new(access_token: AccessToken, expires_at: SystemTime) -> Self {
+        Self {
+            access_token,
+            expires_at,
+            refresh_token: None,
+        }
+    }
+
+    /// Adds a refresh token.
+    pub fn with_refresh_token(mut self, refresh_token: RefreshToken) -> Self {
+        self.refresh_token = Some(refresh_token);
+        self
+    }
+}
+
+/// A secret token string as handed to the client; its `Debug` does not show it.
+macro_rules! secret_token {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        /// Its memory is wiped when it is dropped.
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(zeroize::Zeroizing<String>);
+
+        impl $name {
+            /// Wraps a token string made by a [`TokenStore`](crate::token::TokenStore).
+            pub fn new(token: String) -> Self {
+                Self(zeroize::Zeroizing::new(token))
+            }
+
+            /// The token, to send to the client (and nowhere else: not to logs).
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+    };
+}
+
+secret_token! {
+    /// An access token as handed to the client. `Debug` does not show it.
+    AccessToken
+}
+
+secret_token! {
+    /// A refresh token as handed to the client. `Debug` does not show it.
+    RefreshToken
+}
+
+/// A token as the client sent it, handed to [`TokenStore::resolve`](crate::token::TokenStore::resolve) and
+/// [`TokenStore::revoke`](crate::token::TokenStore::revoke): any bytes, up to 4 KiB (longer ones are refused before
+/// any store sees them). `Debug` does not show it.
+///
+/// ```
+/// use tower_oauth2_password::token::BearerToken;
+///
+/// assert_eq!(BearerToken::new(b"abc-DEF_123").to_str(), Some("abc-DEF_123"));
+/// assert_eq!(BearerToken::new(b"\xff\xfe").to_str(), None);
+/// assert_eq!(BearerToken::new(b"a b").to_str(), None);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BearerToken<'a>(&'a [u8]);
+
+impl<'a> BearerToken<'a> {
+    /// Wraps the bytes of a token.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
+
+    /// The token's bytes, unchecked: a store that compares them against what it
+    /// issued needs nothing else.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// The token as text, if it is RFC 6750 `b64token` syntax (printable ASCII:
+    /// letters, digits, `-._~+/`, then `=` padding); `None` otherwise, and such a
+    /// token is no token any store issued.
+    pub fn to_str(&self) -> Option<&'a str> {
+        // b64token is ASCII, so `from_utf8` never fails on it.
+        is_b64token(self.0)
+            .then(|| std::str::from_utf8(self.0).ok())
+            .flatten()
+    }
+}
+
+impl<'a> From<&'a str> for BearerToken<'a> {
+    fn from(token: &'a str) -> Self {
+        Self(token.as_bytes())
+    }
+}
+
+impl fmt::Debug for BearerToken<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BearerToken(<redacted, {} bytes>)", self.0.len())
+    }
+}
+
+/// What kind of token a client says it is revoking (RFC 7009 `token_type_hint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenTypeHint {
+    /// `access_token`.
+    AccessToken,
+    /// `refresh_token`.
+    RefreshToken,
+}
+
+/// The outcome of [`TokenStore::revoke`](crate::token::TokenStore::revoke).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// The token no longer resolves (or never did: RFC 7009 answers the same).
+    Revoked,
+    /// This store cannot revoke this kind of token: the client must not be told
+    /// that it is logged out (RFC 7009 `unsupported_token_type`).
+    Unsupported,
+}
+
+/// `N` random bytes, from the operating system.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], StoreError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::new(e.to_string()))?;
+    Ok(bytes)
+}
+
+/// Longest bearer token accepted, in bytes. Far above any token this crate or a
+/// sane JWT issues; longer ones are refused before any store sees them.
+pub(crate) const MAX_TOKEN_LEN: usize = 4096;
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+pub(crate) fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
+    // A branch-free fold: the compiler unrolls it, where `all` stops at each byte.
+    body_len > 0
+        && token[..body_len]
+            .iter()
+            .fold(true, |valid, &b| valid & B64TOKEN_CHAR[usize::from(b)])
+}
+
+/// The characters of a `b64token` body, as a table: this runs on every request.
+const B64TOKEN_CHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] =
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        i += 1;
+    }
+    table
+};

@@ -1,0 +1,140 @@
+//! [`RedisTokenStore`] as a refresh-token store: one hash per family, rotated by
+//! a script.
+
+use std::future::Future;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::store::StoreError;
+use crate::token::grant::random;
+use crate::token::grant::BearerToken;
+use crate::token::grant::FamilyId;
+use crate::token::grant::Grant;
+use crate::token::grant::RefreshToken;
+use crate::token::redis::store::RedisTokenStore;
+use crate::token::redis::store::{Family, Record};
+use crate::token::refresh::FamilyToken;
+use crate::token::refresh::RefreshLifetimes;
+use crate::token::refresh::RefreshTokenStore;
+use crate::token::refresh::Rotation;
+
+impl RefreshTokenStore for RedisTokenStore {
+    /// One script: the family's record, its expiry, and the user's cap.
+    fn issue_refresh_token(
+        &self,
+        grant: Grant,
+        lifetimes: RefreshLifetimes,
+    ) -> impl Future<Output = Result<RefreshToken, StoreError>> + Send {
+        let store = self.clone();
+        async move {
+            let family = match grant.family {
+                Some(family) => family.to_bytes(),
+                None => random()?,
+            };
+            let Some((secret_id, mac_key)) = store.inner.secrets.current(&family) else {
+                return Err(StoreError::new(
+                    "RedisTokenStore has no refresh secret: configure one with with_refresh_secret",
+                ));
+            };
+            let key = store.family_key(&family);
+            let user_key = store.user_families_key(&grant.subject);
+            let record = Record::of(&grant).to_json()?;
+            let args = [
+                secret_id.to_owned(),
+                record,
+                lifetimes.idle().as_millis().to_string(),
+                lifetimes.absolute().as_millis().to_string(),
+                store.inner.max_families_per_user.to_string(),
+            ];
+            store
+                .redis()
+                .script::<u64>(&store.inner.issue_family, &[&key, &user_key], &args)
+                .await?;
+            Ok(FamilyToken::new(&mac_key, family, 0).encode())
+        }
+    }
+
+    /// One `HMGET`.
+    fn peek_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send {
+        let found = self.family_of(token);
+        async move { Ok(found.await?.map(|family| family.grant)) }
+    }
+
+    /// One `HMGET`, then the rotation script.
+    fn rotate_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+        lifetimes: RefreshLifetimes,
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send {
+        let found = self.family_of(token);
+        let store = self.clone();
+        async move {
+            let Some(Family {
+                presented,
+                key,
+                mac_key,
+                mut grant,
+            }) = found.await?
+            else {
+                return Ok(Rotation::Invalid);
+            };
+            let args = [
+                presented.generation.to_string(),
+                store.inner.retry_grace.as_millis().to_string(),
+                lifetimes.idle().as_millis().to_string(),
+            ];
+            let outcome: Vec<i64> = store
+                .redis()
+                .script(&store.inner.rotate, &[&key], &args)
+                .await?;
+            let family = FamilyId::from_bytes(presented.family);
+            grant.family = Some(family);
+            Ok(match outcome[..] {
+                [-1] => Rotation::Reused {
+                    subject: grant.subject,
+                    family,
+                },
+                [next, expires_at] if next >= 2 => {
+                    let (Ok(generation), Ok(expires_at)) =
+                        (u32::try_from(next - 1), u64::try_from(expires_at))
+                    else {
+                        return Err(StoreError::new("rotation script returned a bad generation"));
+                    };
+                    grant.expires_at = UNIX_EPOCH + Duration::from_millis(expires_at);
+                    Rotation::Rotated {
+                        grant,
+                        refresh_token: FamilyToken::new(&mac_key, presented.family, generation)
+                            .encode(),
+                    }
+                }
+                _ => Rotation::Invalid,
+            })
+        }
+    }
+
+    fn revoke_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> impl Future<Output = Result<Option<FamilyId>, StoreError>> + Send {
+        let found = self.family_of(token);
+        let store = self.clone();
+        async move {
+            let Some(Family { key, presented, .. }) = found.await? else {
+                return Ok(None);
+            };
+            store.redis().query::<()>("DEL", &key).await?;
+            Ok(Some(FamilyId::from_bytes(presented.family)))
+        }
+    }
+
+    fn revoke_family(
+        &self,
+        family: &FamilyId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let key = self.family_key(&family.to_bytes());
+        let store = self.clone();
+        async move { store.redis().query::<()>("DEL", &key).await }
+    }
+}
