@@ -2,7 +2,7 @@
 //! and a public `GET /` that greets logged-in users by name.
 //!
 //! ```text
-//! cargo run --release --example axum      # on 127.0.0.1:8000; ADDR=… to move it
+//! cargo run --release --features axum --example axum      # on 127.0.0.1:8000; ADDR=… to move it
 //!
 //! curl -s -X POST localhost:8000/token -d 'username=johndoe&password=secret'
 //! curl -s localhost:8000/users/me -H "Authorization: Bearer $TOKEN"

@@ -1,7 +1,7 @@
 //! gRPC and the token endpoint on one port, behind the layer.
 //!
 //! ```text
-//! cargo run --release --example grpc      # on 127.0.0.1:50051; ADDR=… to move it
+//! cargo run --release --features grpc --example grpc      # on 127.0.0.1:50051; ADDR=… to move it
 //!
 //! # A token over plain HTTP/1.1 (same users as the tutorial)...
 //! curl -s -X POST localhost:50051/token -d 'username=johndoe&password=secret'

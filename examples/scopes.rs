@@ -3,7 +3,7 @@
 //! `insufficient_scope` that names the scopes needed.
 //!
 //! ```text
-//! cargo run --release --example scopes    # on 127.0.0.1:8000; ADDR=… to move it
+//! cargo run --release --features axum --example scopes    # on 127.0.0.1:8000; ADDR=… to move it
 //!
 //! curl -s -X POST localhost:8000/token -d 'username=johndoe&password=secret&scope=me items'
 //! curl -s localhost:8000/users/me/items -H "Authorization: Bearer $TOKEN"

@@ -9,7 +9,7 @@
 //! - `testing::issue_token` gives a test a token for a user without a login.
 //!
 //! `cargo test --example testing` runs the tests below (and plain `cargo test` does
-//! too: this example is marked `test = true` in Cargo.toml). `cargo run --example
+//! too: this example is marked `test = true` in examples/Cargo.toml). `cargo run --example
 //! testing` walks the same steps and prints them.
 
 use std::convert::Infallible;

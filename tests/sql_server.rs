@@ -40,6 +40,8 @@ fn example(name: &str) -> PathBuf {
         build.args([
             "build",
             "--quiet",
+            "--package",
+            "tower-oauth2-password-examples",
             "--features",
             "sqlx",
             "--example",
