@@ -284,9 +284,15 @@ mod tests {
         NormalizedUri::parse(uri).map(|uri| uri.0)
     }
 
+    fn assert_normalises(cases: &[(&str, &str)]) {
+        for (input, expected) in cases {
+            assert_eq!(norm(input).as_deref(), Ok(*expected), "{input}");
+        }
+    }
+
     #[test]
     fn normalises_case_ports_empty_path_query_and_fragment() {
-        for (input, expected) in [
+        assert_normalises(&[
             (
                 "https://server.example.com/token",
                 "https://server.example.com/token",
@@ -331,14 +337,12 @@ mod tests {
             ("https://[2001:DB8::1]:443/x", "https://[2001:db8::1]/x"),
             ("https://[::1]:8443/x", "https://[::1]:8443/x"),
             ("https://127.0.0.1:8080", "https://127.0.0.1:8080/"),
-        ] {
-            assert_eq!(norm(input).as_deref(), Ok(expected), "{input}");
-        }
+        ]);
     }
 
     #[test]
     fn normalises_percent_encoding_and_dot_segments() {
-        for (input, expected) in [
+        assert_normalises(&[
             ("https://a.example/%7euser", "https://a.example/~user"),
             ("https://a.example/%7Euser", "https://a.example/~user"),
             ("https://a.example/a%2fb", "https://a.example/a%2Fb"),
@@ -355,9 +359,7 @@ mod tests {
             ("https://a.example//a", "https://a.example//a"),
             ("https://%61.EXAMPLE/", "https://a.example/"),
             ("https://a%2dB.example/", "https://a-b.example/"),
-        ] {
-            assert_eq!(norm(input).as_deref(), Ok(expected), "{input}");
-        }
+        ]);
     }
 
     #[test]

@@ -80,6 +80,23 @@ impl Key {
     fn proof(&self, header: &Value, claims: &Value) -> String {
         self.proof_raw(&header.to_string(), &claims.to_string())
     }
+
+    /// A proof with the usual header and claims but header member `name` set to
+    /// `value`.
+    fn proof_with_header(&self, name: &str, value: Value) -> String {
+        let header = header_with(self, |h| {
+            h.insert(name.into(), value);
+        });
+        self.proof(&header, &claims())
+    }
+
+    /// A proof with the usual header and claims but claim `name` set to `value`.
+    fn proof_with(&self, name: &str, value: Value) -> String {
+        let claims = claims_with(|c| {
+            c.insert(name.into(), value);
+        });
+        self.proof(&self.header(), &claims)
+    }
 }
 
 fn claims() -> Value {
@@ -259,13 +276,10 @@ fn refuses_missing_and_mistyped_members() {
             Err(ProofError::MissingMember(name))
         );
     }
-    let header = header_with(&key, |h| {
-        h.insert("jwk".into(), json!("a key"));
-    });
-    assert_eq!(
-        verify(&key.proof(&header, &claims())),
-        Err(ProofError::InvalidMember("jwk"))
-    );
+    for (name, value) in [("jwk", json!("a key")), ("typ", json!(7))] {
+        let proof = key.proof_with_header(name, value);
+        assert_eq!(verify(&proof), Err(ProofError::InvalidMember(name)));
+    }
     for (name, value) in [
         ("jti", json!(1)),
         ("htm", json!(["POST"])),
@@ -275,22 +289,10 @@ fn refuses_missing_and_mistyped_members() {
         ("iat", json!(1e300)),
         ("iat", json!(true)),
     ] {
-        let claims = claims_with(|c| {
-            c.insert(name.into(), value.clone());
-        });
-        assert_eq!(
-            verify(&key.proof(&key.header(), &claims)),
-            Err(ProofError::InvalidMember(name)),
-            "{name}: {value}"
-        );
+        let proof = key.proof_with(name, value.clone());
+        let expected = Err(ProofError::InvalidMember(name));
+        assert_eq!(verify(&proof), expected, "{name}: {value}");
     }
-    let header = header_with(&key, |h| {
-        h.insert("typ".into(), json!(7));
-    });
-    assert_eq!(
-        verify(&key.proof(&header, &claims())),
-        Err(ProofError::InvalidMember("typ"))
-    );
 }
 
 #[test]
@@ -305,21 +307,15 @@ fn typ_must_be_dpop_jwt() {
         "text/dpop+jwt",
         "",
     ] {
-        let header = header_with(&key, |h| {
-            h.insert("typ".into(), json!(typ));
-        });
-        assert_eq!(
-            verify(&key.proof(&header, &claims())),
-            Err(ProofError::Type),
-            "{typ}"
-        );
+        let proof = key.proof_with_header("typ", json!(typ));
+        assert_eq!(verify(&proof), Err(ProofError::Type), "{typ}");
     }
     // RFC 7515 §4.1.9: media types are case-insensitive, `application/` optional.
     for typ in ["DPoP+JWT", "application/dpop+jwt", "Application/DPOP+jwt"] {
-        let header = header_with(&key, |h| {
-            h.insert("typ".into(), json!(typ));
-        });
-        assert!(verify(&key.proof(&header, &claims())).is_ok(), "{typ}");
+        assert!(
+            verify(&key.proof_with_header("typ", json!(typ))).is_ok(),
+            "{typ}"
+        );
     }
 }
 
@@ -330,24 +326,17 @@ fn alg_must_be_allowed_and_fit_the_key() {
     for alg in [
         "none", "HS256", "RS256", "PS256", "ES384", "es256", "EDDSA", "Ed25519", "",
     ] {
-        let header = header_with(&ed, |h| {
-            h.insert("alg".into(), json!(alg));
-        });
+        let proof = ed.proof_with_header("alg", json!(alg));
         assert_eq!(
-            verify(&ed.proof(&header, &claims())),
+            verify(&proof),
             Err(ProofError::UnsupportedAlgorithm),
             "{alg}"
         );
     }
     // ES256 with an Ed25519 key, EdDSA with a P-256 key.
     for (key, alg) in [(&ed, "ES256"), (&ec, "EdDSA")] {
-        let header = header_with(key, |h| {
-            h.insert("alg".into(), json!(alg));
-        });
-        assert_eq!(
-            verify(&key.proof(&header, &claims())),
-            Err(ProofError::AlgorithmMismatch)
-        );
+        let proof = key.proof_with_header("alg", json!(alg));
+        assert_eq!(verify(&proof), Err(ProofError::AlgorithmMismatch));
     }
     // The key's own `alg`: the same is fine, another is not.
     for (alg, expected) in [
@@ -372,13 +361,8 @@ fn alg_must_be_allowed_and_fit_the_key() {
 fn refuses_crit() {
     let key = Key::ed25519(5);
     for crit in [json!(["b64"]), json!([]), json!("exp")] {
-        let header = header_with(&key, |h| {
-            h.insert("crit".into(), crit.clone());
-        });
-        assert_eq!(
-            verify(&key.proof(&header, &claims())),
-            Err(ProofError::CriticalHeader)
-        );
+        let proof = key.proof_with_header("crit", crit);
+        assert_eq!(verify(&proof), Err(ProofError::CriticalHeader));
     }
 }
 
@@ -483,69 +467,50 @@ fn jti_must_be_short_and_present() {
         ("j".repeat(MAX_JTI_LEN), Ok(())),
         ("j".repeat(MAX_JTI_LEN + 1), Err(ProofError::Jti)),
     ] {
-        let claims = claims_with(|c| {
-            c.insert("jti".into(), json!(jti));
-        });
-        assert_eq!(
-            verify(&key.proof(&key.header(), &claims)).map(|_| ()),
-            expected
-        );
+        let result = verify(&key.proof_with("jti", json!(jti)));
+        assert_eq!(result.map(|_| ()), expected);
     }
 }
 
 #[test]
 fn htm_and_htu_must_name_the_request() {
     let key = Key::ed25519(12);
-    for htm in ["GET", "post", "POST ", ""] {
-        let claims = claims_with(|c| {
-            c.insert("htm".into(), json!(htm));
-        });
-        assert_eq!(
-            verify(&key.proof(&key.header(), &claims)),
-            Err(ProofError::MethodMismatch)
-        );
-    }
-    for htu in [
-        "https://server.example.com/token/",
-        "https://server.example.com/tokens",
-        "http://server.example.com/token",
-        "https://server.example.com:8443/token",
-        "https://other.example.com/token",
-        "https://server.example.com/Token",
+    let (method, uri, invalid) = (
+        Err(ProofError::MethodMismatch),
+        Err(ProofError::UriMismatch),
+        Err(ProofError::InvalidUri),
+    );
+    let host = "https://server.example.com";
+    for (name, value, expected) in [
+        ("htm", "GET".to_owned(), method),
+        ("htm", "post".to_owned(), method),
+        ("htm", "POST ".to_owned(), method),
+        ("htm", String::new(), method),
+        ("htu", format!("{host}/token/"), uri),
+        ("htu", format!("{host}/tokens"), uri),
+        ("htu", format!("{host}/Token"), uri),
+        ("htu", format!("{host}:8443/token"), uri),
+        ("htu", "http://server.example.com/token".to_owned(), uri),
+        ("htu", "https://other.example.com/token".to_owned(), uri),
+        ("htu", "/token".to_owned(), invalid),
+        ("htu", "server.example.com/token".to_owned(), invalid),
+        (
+            "htu",
+            "https://u@server.example.com/token".to_owned(),
+            invalid,
+        ),
+        ("htu", format!("{host}/%zz"), invalid),
+        // Other spellings of the same URI.
+        (
+            "htu",
+            "HTTPS://SERVER.example.com:443/token".to_owned(),
+            Ok(()),
+        ),
+        ("htu", format!("{host}/token?query#fragment"), Ok(())),
+        ("htu", format!("{host}/./%74oken"), Ok(())),
     ] {
-        let claims = claims_with(|c| {
-            c.insert("htu".into(), json!(htu));
-        });
-        assert_eq!(
-            verify(&key.proof(&key.header(), &claims)),
-            Err(ProofError::UriMismatch),
-            "{htu}"
-        );
-    }
-    for htu in [
-        "/token",
-        "server.example.com/token",
-        "https://u@server.example.com/token",
-        "https://server.example.com/%zz",
-    ] {
-        let claims = claims_with(|c| {
-            c.insert("htu".into(), json!(htu));
-        });
-        assert_eq!(
-            verify(&key.proof(&key.header(), &claims)),
-            Err(ProofError::InvalidUri),
-            "{htu}"
-        );
-    }
-    for htu in [
-        "HTTPS://SERVER.example.com:443/token",
-        "https://server.example.com/token?query#fragment",
-        "https://server.example.com/./%74oken",
-    ] {
-        let claims = claims_with(|c| {
-            c.insert("htu".into(), json!(htu));
-        });
-        assert!(verify(&key.proof(&key.header(), &claims)).is_ok(), "{htu}");
+        let result = verify(&key.proof_with(name, json!(value)));
+        assert_eq!(result.map(|_| ()), expected, "{name}: {value}");
     }
 }
 
