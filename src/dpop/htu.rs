@@ -405,4 +405,40 @@ mod tests {
             assert_eq!(norm(&once).unwrap(), once, "{input}");
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::norm;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2048, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// The guard normalises the request's URI and the proof's `htu` alike:
+            /// a normalised URI must normalise to itself, or two spellings of one
+            /// URI could compare unequal.
+            #[test]
+            fn normalising_is_idempotent(
+                scheme in prop::sample::select(vec!["https", "HTTP", "Https"]),
+                host in prop::sample::select(vec!["a.example", "A.EXAMPLE", "%61.Example", "x%2d%2E", "[::1]", "[2001:DB8::a]", "127.0.0.1"]),
+                port in prop::sample::select(vec!["", ":", ":443", ":80", ":0080", ":8443", ":00"]),
+                path in prop::collection::vec(
+                    prop::sample::select(vec!["/", ".", "..", "%2e", "%2E", "%7e", "%41", "%2f", "%25", "a", "B", "~", " ", "|", "é", ":", "@", ";="]),
+                    0..12,
+                ),
+                rest in prop::sample::select(vec!["", "?", "?q=/../", "#", "#f/."]),
+            ) {
+                // An empty path, or one that starts with `/` (else it is the authority's).
+                let path = match path.concat() {
+                    path if path.is_empty() => path,
+                    path => format!("/{path}"),
+                };
+                let uri = format!("{scheme}://{host}{port}{path}{rest}");
+                let once = norm(&uri);
+                prop_assert!(once.is_ok(), "{uri}: {once:?}");
+                let once = once.unwrap();
+                prop_assert_eq!(norm(&once), Ok(once.clone()), "{}", uri);
+            }
+        }
+    }
 }

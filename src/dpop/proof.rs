@@ -328,7 +328,8 @@ impl VerifiedProof {
     }
 
     /// The proof's `jti`: unique per proof, for the replay store (at most
-    /// [`MAX_JTI_LEN`] bytes).
+    /// [`MAX_JTI_LEN`] bytes). Remember it with the [thumbprint](Self::thumbprint)
+    /// until `iat` leaves the window: the same `jti` from two keys is two proofs.
     pub fn jti(&self) -> &str {
         &self.jti
     }
@@ -366,9 +367,9 @@ impl fmt::Debug for VerifiedProof {
 ///    `htu` equal to the URI once both are [normalised](NormalizedUri), `iat`
 ///    within the window, `ath` when an access token is presented (compared in
 ///    constant time), `nonce` when one is expected;
-/// 4. the signature, canonical base64url of 64 bytes, with the proof's key: ES256
-///    as JOSE's `r || s`,
-///    EdDSA with ed25519-dalek's `verify_strict`.
+/// 4. the signature, canonical base64url of 64 bytes, with the proof's key:
+///    ES256 as JOSE's `r || s` with p256, EdDSA with ed25519-dalek's
+///    `verify_strict` (no small-order keys or `R`, no non-canonical `S`).
 ///
 /// Other header members and claims are ignored (RFC 7515 §4: unknown members
 /// that are not `crit` are ignored). Replays are not detected here: the caller
