@@ -45,6 +45,7 @@ LAYERS = [
             "guard::bearer",
             "guard::paths",
             "http",
+            "dpop",
         ],
     ),
     ("stores", ["token", "user", "password", "redis"]),
