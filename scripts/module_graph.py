@@ -46,6 +46,7 @@ LAYERS = [
             "guard::paths",
             "http",
             "dpop",
+            "dpop::replay",
         ],
     ),
     ("stores", ["token", "user", "password", "redis"]),

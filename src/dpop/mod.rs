@@ -63,10 +63,17 @@ mod htu;
 mod json;
 mod jwk;
 mod proof;
+mod replay;
 
 pub use self::htu::{InvalidUri, NormalizedUri};
 pub use self::jwk::{JwkThumbprint, PublicJwk};
 pub use self::proof::{
     verify_proof, DpopAlgorithm, ProofCheck, ProofError, VerifiedProof, DEFAULT_FUTURE_LEEWAY,
     DEFAULT_MAX_AGE, MAX_JTI_LEN, MAX_PROOF_LEN,
+};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::replay::RedisReplayStore;
+pub use self::replay::{
+    MemoryReplayStore, ProofId, ReplayStore, Sighting, DEFAULT_REPLAY_CAPACITY,
 };
