@@ -61,9 +61,9 @@
 
 mod htu;
 mod json;
-mod jwk;
+pub(crate) mod jwk;
 mod proof;
-mod replay;
+pub(crate) mod replay;
 
 pub use self::htu::{InvalidUri, NormalizedUri};
 pub use self::jwk::{JwkThumbprint, PublicJwk};
