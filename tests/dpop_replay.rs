@@ -105,26 +105,35 @@ mod redis {
         assert!(keys.contains(&wanted), "{wanted} in {keys:?}");
     }
 
-    /// Redis unreachable is an error within the deadline, never a pass.
+    /// A store on the Redis at `port` of this machine, with a 300 ms deadline.
+    fn store_at(port: u16) -> RedisReplayStore {
+        let connection = RedisConnection::new(&format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .with_timeout(Duration::from_millis(300));
+        RedisReplayStore::on(&connection)
+    }
+
+    /// `remember` fails: the request is refused, never let through.
+    async fn assert_fails_closed(store: &RedisReplayStore) {
+        let error = store
+            .remember(&proof("unanswered"), in_a_minute())
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().starts_with("store unavailable: "),
+            "{error}"
+        );
+    }
+
+    /// Redis unreachable is an error, also while the connection backs off.
     #[tokio::test]
     async fn an_unreachable_redis_fails_closed() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener); // nothing listens there now
-        let connection = RedisConnection::new(&format!("redis://127.0.0.1:{port}"))
-            .unwrap()
-            .with_timeout(Duration::from_millis(300));
-        let store = RedisReplayStore::on(&connection);
-        for _ in 0..2 {
-            let error = store
-                .remember(&proof("down"), in_a_minute())
-                .await
-                .unwrap_err();
-            assert!(
-                error.to_string().starts_with("store unavailable: "),
-                "{error}"
-            );
-        }
+        let store = store_at(port);
+        assert_fails_closed(&store).await;
+        assert_fails_closed(&store).await;
     }
 
     /// A silent Redis (accepts, never answers) is an error at the deadline.
@@ -138,16 +147,6 @@ mod redis {
                 held.push(socket);
             }
         });
-        let connection = RedisConnection::new(&format!("redis://127.0.0.1:{port}"))
-            .unwrap()
-            .with_timeout(Duration::from_millis(300));
-        let error = RedisReplayStore::on(&connection)
-            .remember(&proof("silent"), in_a_minute())
-            .await
-            .unwrap_err();
-        assert!(
-            error.to_string().starts_with("store unavailable: "),
-            "{error}"
-        );
+        assert_fails_closed(&store_at(port)).await;
     }
 }

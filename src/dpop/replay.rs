@@ -100,9 +100,9 @@ impl Sighting {
 }
 
 /// Where the `jti`s of DPoP proofs are remembered for as long as the proofs are
-/// accepted (RFC 9449 §11.1), so that a proof is used once: one store shared by
-/// every replica that accepts the same proofs (e.g. [`RedisReplayStore`]), or
-/// [`MemoryReplayStore`] for one process.
+/// accepted (RFC 9449 §11.1), so that a proof is used once: one store shared
+/// by every replica that accepts the same proofs (`RedisReplayStore`, feature
+/// `redis`), or [`MemoryReplayStore`] for one process.
 ///
 /// [`remember`](ReplayStore::remember) is one atomic operation, a
 /// check-and-insert: of two requests carrying the same proof at the same time,
@@ -155,9 +155,12 @@ pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
 
 /// How often [`MemoryReplayStore::remember`] drops the entries that expired.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// While full, how often a new proof may sweep (a sweep reads every entry under
+/// the lock): a flood of new proofs is refused at once in between.
+const FULL_SWEEP_GAP: Duration = Duration::from_millis(100);
 
 /// A [`ReplayStore`] in process memory, for one process (with several replicas,
-/// a proof replayed to another replica is not seen: use [`RedisReplayStore`]).
+/// a proof replayed to another replica is not seen: use `RedisReplayStore`).
 ///
 /// It holds at most `capacity` unexpired proofs ([`DEFAULT_REPLAY_CAPACITY`]
 /// unless [`with_capacity`](Self::with_capacity) says otherwise), about 60 bytes
@@ -168,7 +171,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// acceptance window (entries expire with it), and filling the store takes that
 /// many validly signed proofs within one window; size it for the proofs one
 /// window brings at peak (100 000 in 60 s is about 1 600 a second). Expired
-/// entries are swept at most every 10 s, and whenever the store is full.
+/// entries are swept every 10 s, and when the store is full and one has
+/// expired (at most every 100 ms: in between, new proofs are refused at once).
 ///
 /// One mutex around one map: a check-and-insert is a hash and a map insert, far
 /// below what the proof's signature check costs. Clones share the entries.
@@ -199,6 +203,11 @@ struct MemoryInner {
 struct Entries {
     until: HashMap<ProofId, SystemTime, foldhash::fast::RandomState>,
     next_sweep: SystemTime,
+    /// When the last sweep ran.
+    last_sweep: SystemTime,
+    /// No entry expires before this: a full store with nothing expired need not
+    /// sweep.
+    earliest: SystemTime,
 }
 
 impl MemoryReplayStore {
@@ -214,6 +223,8 @@ impl MemoryReplayStore {
                 entries: Mutex::new(Entries {
                     until: HashMap::default(),
                     next_sweep: SystemTime::UNIX_EPOCH,
+                    last_sweep: SystemTime::UNIX_EPOCH,
+                    earliest: SystemTime::UNIX_EPOCH,
                 }),
                 capacity,
             }),
@@ -255,9 +266,13 @@ impl MemoryReplayStore {
             }
         }
         let full = entries.until.len() >= self.inner.capacity;
-        if full || now >= entries.next_sweep {
+        let room_to_make =
+            full && now >= entries.earliest && now >= entries.last_sweep + FULL_SWEEP_GAP;
+        if room_to_make || now >= entries.next_sweep {
             entries.until.retain(|_, held| *held > now);
             entries.next_sweep = now + SWEEP_INTERVAL;
+            entries.last_sweep = now;
+            entries.earliest = entries.until.values().copied().min().unwrap_or(until);
         }
         // An expired entry of this proof was swept above, or is replaced here.
         if entries.until.len() >= self.inner.capacity && !entries.until.contains_key(proof) {
@@ -266,7 +281,11 @@ impl MemoryReplayStore {
                 self.inner.capacity
             )));
         }
-        entries.until.insert(*proof, until);
+        if entries.until.insert(*proof, until).is_none() && entries.until.len() == 1 {
+            entries.earliest = until;
+        } else {
+            entries.earliest = entries.earliest.min(until);
+        }
         Ok(Sighting::First)
     }
 }
@@ -413,7 +432,7 @@ mod tests {
     fn a_full_store_makes_room_from_expired_entries() {
         let store = MemoryReplayStore::with_capacity(1);
         remember(&store, "short", Duration::from_millis(50)).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(FULL_SWEEP_GAP + Duration::from_millis(50));
         assert_eq!(
             remember(&store, "next", Duration::from_secs(60)).unwrap(),
             Sighting::First
