@@ -27,7 +27,7 @@
 //! [`refresh_token_store_tests!`](crate::refresh_token_store_tests),
 //! [`user_store_tests!`](crate::user_store_tests),
 //! [`login_policy_tests!`](crate::login_policy_tests),
-//! [`jti_denylist_tests!`](crate::jti_denylist_tests),
+//! [`jti_denylist_tests!`](crate::jti_denylist_tests), `replay_store_tests!` (with `dpop`),
 //! [`password_hasher_tests!`](crate::password_hasher_tests)) write
 //! `#[tokio::test]` functions: the crate that invokes them needs `tokio` with the
 //! `macros` and `rt` features in its `[dev-dependencies]`. Put each invocation in
