@@ -27,9 +27,11 @@ use crate::user::store::UserStore;
 /// `route_service`); made by
 /// [`OAuth2PasswordLayer::token_endpoint`](crate::OAuth2PasswordLayer::token_endpoint).
 ///
-/// It answers the layer's token URL and revocation URL exactly as the layer does,
-/// so mount it at both ([`token_url`](crate::OAuth2PasswordLayer::token_url),
-/// [`revocation_url`](crate::OAuth2PasswordLayer::revocation_url)), as the client
+/// It answers the layer's token URL, revocation URL and introspection URL exactly
+/// as the layer does, so mount it at each
+/// ([`token_url`](crate::OAuth2PasswordLayer::token_url),
+/// [`revocation_url`](crate::OAuth2PasswordLayer::revocation_url),
+/// [`introspection_url`](crate::OAuth2PasswordLayer::introspection_url)), as the client
 /// sees them: inside a `nest`, the paths include the prefix. Any other path is a
 /// 404 (and an error in the logs: the service is mounted where the layer's
 /// configuration does not say).
@@ -85,8 +87,8 @@ where
             Some(which) => Box::pin(endpoint(Arc::clone(&self.shared), request, which)),
             None => {
                 tracing::error!(
-                    "TokenEndpoint mounted at a path that is neither the layer's token URL \
-                     nor its revocation URL"
+                    "TokenEndpoint mounted at a path that is none of the layer's token, \
+                     revocation and introspection URLs"
                 );
                 Box::pin(std::future::ready(Ok(not_found())))
             }

@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 
 use crate::config::{Config, Shared};
 use crate::endpoint::form::{Encoding, GrantTypes, Password, PasswordForm, TokenRequest};
+use crate::endpoint::introspect;
 use crate::endpoint::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
 use crate::endpoint::throttle::log_refused;
 use crate::http::body::BoxError;
@@ -52,6 +53,8 @@ pub(crate) enum Endpoint {
     /// The revocation URL (RFC 7009): 200 with an empty body once the token no
     /// longer works, whether or not it ever did.
     Revocation,
+    /// The introspection URL (RFC 7662), when clients are configured.
+    Introspection,
 }
 
 impl Endpoint {
@@ -62,6 +65,8 @@ impl Endpoint {
             Some(Self::Token)
         } else if config.revocation_url.as_deref() == Some(path) {
             Some(Self::Revocation)
+        } else if config.served_introspection_url() == Some(path) {
+            Some(Self::Introspection)
         } else {
             None
         }
@@ -93,6 +98,7 @@ where
         Endpoint::Revocation => revoke(&shared, request)
             .await
             .map(|()| Response::new(ResponseBody::empty())),
+        Endpoint::Introspection => introspection(&shared, request).await,
     };
     Ok(no_store(&shared.config, version, answer))
 }
@@ -122,6 +128,26 @@ fn no_store<B>(
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// An introspection request (RFC 7662), from a client, read as a revocation
+/// request is: `token` and an optional `token_type_hint`.
+async fn introspection<ReqBody, B, Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    request: Request<ReqBody>,
+) -> Result<Response<ResponseBody<B>>, Rejection>
+where
+    ReqBody: Body,
+    ReqBody::Error: Into<BoxError>,
+    Us: UserStore,
+    Ts: TokenStore,
+{
+    if let Some(refused) = introspect::refuse_stranger(&shared.config, request.headers()) {
+        return Ok(refused);
+    }
+    let (_, encoding, body) = read_form(&shared.config, request).await?;
+    let form = encoding.parse_revocation(body).await?;
+    introspect::answer(shared, &form.token).await
 }
 
 /// Checks method, media type and size, and reads the whole form body.
