@@ -88,7 +88,10 @@ pub async fn serve<Us, Ts>(
 async fn main() {
     common::init_logging();
     let stores = common::stores::from_env_or_exit().await;
-    let builder = stores.apply(layer_builder());
+    let mut builder = stores.apply(layer_builder());
+    if let Some(clients) = common::introspect::from_env_or_exit() {
+        builder = builder.introspection(clients);
+    }
     let (listener, addr) = common::listen("127.0.0.1:8000").await;
     tracing::info!(
         "listening on http://{addr} (POST /token, GET /users/me, POST /revoke; Ctrl-C to stop)"
