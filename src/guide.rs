@@ -14,6 +14,7 @@
 //! 7. [Users in SQL](sql_users).
 //! 8. [Facing the internet](facing_the_internet): throttle, proxies, limits, defaults.
 //! 9. [Interactive docs](interactive_docs): OpenAPI and Swagger UI.
+//!    [Token introspection](introspection): resource servers check tokens (RFC 7662).
 //! 10. [Testing your service](testing).
 //! 11. [Writing your own store](own_store).
 //! 12. [The wire contract](wire_contract): every request and its answer.
@@ -42,6 +43,8 @@ pub mod sql_users {}
 pub mod facing_the_internet {}
 #[doc = include_str!("../docs/guide/interactive_docs.md")]
 pub mod interactive_docs {}
+#[doc = include_str!("../docs/guide/introspection.md")]
+pub mod introspection {}
 #[doc = include_str!("../docs/guide/testing.md")]
 pub mod testing {}
 #[doc = include_str!("../docs/guide/own_store.md")]
