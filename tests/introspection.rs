@@ -432,3 +432,23 @@ async fn authlib_reads_the_answers() {
         .starts_with("Basic realm="));
     server.stop().await;
 }
+
+/// Stores that answer at once and stores that are awaited (as Redis and SQL are)
+/// give the same answers.
+async fn every_kind_of_store_answers_alike(stores: common::Stores) {
+    let layer = common::tutorial_builder(stores)
+        .introspection(clients())
+        .build();
+    let server = Server::start_with(layer).await;
+    let token = server.login("johndoe", "secret").await;
+    let json = introspect(&server, &token).await.json();
+    assert_eq!(json["active"], true, "{json}");
+    assert_eq!(json["sub"], "johndoe");
+    let alice = server.login("alice", "secret2").await;
+    assert_inactive(&introspect(&server, &alice).await);
+    assert_eq!(server.revoke(&format!("token={token}")).await.status, 200);
+    assert_inactive(&introspect(&server, &token).await);
+    server.stop().await;
+}
+
+for_each_kind_of_store!(every_kind_of_store_answers_alike);
