@@ -267,11 +267,7 @@ where
     /// Serves the token endpoint at `path` (default `/token`). A missing leading `/`
     /// is added.
     pub fn token_url(mut self, path: impl Into<String>) -> Self {
-        let mut path = path.into();
-        if !path.starts_with('/') {
-            path.insert(0, '/');
-        }
-        self.config.token_url = path.into();
+        self.config.token_url = absolute(path);
         self
     }
 
@@ -283,11 +279,7 @@ where
     /// unknown token is answered 200 like a known one, as the RFC asks, so the
     /// endpoint tells nobody which tokens exist.
     pub fn revocation_url(mut self, path: impl Into<String>) -> Self {
-        let mut path = path.into();
-        if !path.starts_with('/') {
-            path.insert(0, '/');
-        }
-        self.config.revocation_url = Some(path.into());
+        self.config.revocation_url = Some(absolute(path));
         self
     }
 
@@ -333,11 +325,7 @@ where
     /// Serves introspection, when it is on, at `path` (default `/introspect`). A
     /// missing leading `/` is added.
     pub fn introspection_url(mut self, path: impl Into<String>) -> Self {
-        let mut path = path.into();
-        if !path.starts_with('/') {
-            path.insert(0, '/');
-        }
-        self.config.introspection_url = path.into();
+        self.config.introspection_url = absolute(path);
         self
     }
 
@@ -697,6 +685,15 @@ impl<Us, Ts> fmt::Debug for Builder<Us, Ts> {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// `path` with a leading `/`, added if missing.
+fn absolute(path: impl Into<String>) -> Box<str> {
+    let mut path = path.into();
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    path.into()
 }
 
 /// Panics unless `lifetime` (the setting `name`) is more than zero and at most

@@ -68,7 +68,7 @@ use http::{Method, Request, StatusCode};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, OperationBuilder, PathItem};
-use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::request_body::{RequestBody, RequestBodyBuilder};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{
@@ -349,15 +349,7 @@ impl PasswordFlowDocs {
 
     /// `POST {revocation_url}` (RFC 7009), when the layer serves it.
     fn revoke_operation(&self) -> Operation {
-        let form = RequestBodyBuilder::new()
-            .required(Some(Required::True))
-            .content(
-                "application/x-www-form-urlencoded",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(REVOCATION_REQUEST)))
-                    .build(),
-            )
-            .build();
+        let form = token_form();
         let mut operation = OperationBuilder::new()
             .operation_id(Some("revoke"))
             .summary(Some("Log out: revoke a token"))
@@ -385,15 +377,7 @@ impl PasswordFlowDocs {
 
     /// `POST {introspection_url}` (RFC 7662), when the layer serves it.
     fn introspect_operation(&self) -> Operation {
-        let form = RequestBodyBuilder::new()
-            .required(Some(Required::True))
-            .content(
-                "application/x-www-form-urlencoded",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(REVOCATION_REQUEST)))
-                    .build(),
-            )
-            .build();
+        let form = token_form();
         let number = |description: &str| {
             ObjectBuilder::new()
                 .schema_type(Type::Integer)
@@ -710,6 +694,19 @@ fn with(alternative: &[String], scope: &str) -> Vec<String> {
         scopes.push(scope.to_owned());
     }
     scopes
+}
+
+/// The request body of the revocation and introspection URLs: a form with `token`.
+fn token_form() -> RequestBody {
+    RequestBodyBuilder::new()
+        .required(Some(Required::True))
+        .content(
+            "application/x-www-form-urlencoded",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(REVOCATION_REQUEST)))
+                .build(),
+        )
+        .build()
 }
 
 fn string() -> ObjectBuilder {

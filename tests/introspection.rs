@@ -64,13 +64,8 @@ async fn post(server: &Server, path: &str, authorization: Option<&str>, form: &s
 
 /// Introspects `token` as client rs1.
 async fn introspect(server: &Server, token: &str) -> Reply {
-    post(
-        server,
-        "/introspect",
-        Some(&basic("rs1", SECRET)),
-        &format!("token={token}"),
-    )
-    .await
+    let rs1 = basic("rs1", SECRET);
+    post(server, "/introspect", Some(&rs1), &format!("token={token}")).await
 }
 
 #[track_caller]
@@ -123,13 +118,9 @@ async fn a_live_token_is_described() {
     .await;
     assert_eq!(curl.body, reply.body);
     // The other client, and the hint, change nothing.
-    let other = post(
-        &server,
-        "/introspect",
-        Some(&basic("rs2", OTHER_SECRET)),
-        &format!("token={token}&token_type_hint=access_token"),
-    )
-    .await;
+    let rs2 = basic("rs2", OTHER_SECRET);
+    let form = format!("token={token}&token_type_hint=access_token");
+    let other = post(&server, "/introspect", Some(&rs2), &form).await;
     assert_eq!(other.body, reply.body);
     server.stop().await;
 }
@@ -210,13 +201,9 @@ async fn anything_but_a_live_access_token_is_inactive() {
     // A refresh token, with or without the hint: inactive, and not used up.
     let (access, refresh) = server.login_with_refresh().await;
     assert_inactive(&introspect(&server, &refresh).await);
-    let hinted = post(
-        &server,
-        "/introspect",
-        Some(&basic("rs1", SECRET)),
-        &format!("token={refresh}&token_type_hint=refresh_token"),
-    )
-    .await;
+    let rs1 = basic("rs1", SECRET);
+    let form = format!("token={refresh}&token_type_hint=refresh_token");
+    let hinted = post(&server, "/introspect", Some(&rs1), &form).await;
     assert_inactive(&hinted);
     let (_, rotated) = server.refresh(&refresh).await.tokens();
     // Revoked (the logout ends the login: every token of it).
@@ -313,13 +300,8 @@ async fn off_by_default_and_moved_by_the_builder() {
     let server = Server::start_with(layer).await;
     let token = server.login("johndoe", "secret").await;
     let auth = basic("rs1", SECRET);
-    let reply = post(
-        &server,
-        "/oauth/introspect",
-        Some(&auth),
-        &format!("token={token}"),
-    )
-    .await;
+    let form = format!("token={token}");
+    let reply = post(&server, "/oauth/introspect", Some(&auth), &form).await;
     assert_eq!(reply.json()["active"], true);
     server.stop().await;
 }
@@ -336,11 +318,7 @@ async fn the_token_endpoint_service_answers_it_too() {
         )))
         .unwrap();
     let response = endpoint.clone().oneshot(login).await.unwrap();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let json = json_of(response).await;
     let token = json["access_token"].as_str().unwrap();
     let request = Request::post("/introspect")
         .header("content-type", "application/x-www-form-urlencoded")
@@ -349,12 +327,18 @@ async fn the_token_endpoint_service_answers_it_too() {
         .unwrap();
     let response = endpoint.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_of(response).await["active"], true);
+}
+
+async fn json_of<B: http_body::Body>(response: http::Response<B>) -> serde_json::Value
+where
+    B::Error: std::fmt::Debug,
+{
     let body = http_body_util::BodyExt::collect(response.into_body())
         .await
         .unwrap()
         .to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(json["active"], true);
+    serde_json::from_slice(&body).unwrap()
 }
 
 /// What authlib's `introspect_token` (client_secret_basic) got, as JSON lines.

@@ -98,7 +98,20 @@ where
         Endpoint::Revocation => revoke(&shared, request)
             .await
             .map(|()| Response::new(ResponseBody::empty())),
-        Endpoint::Introspection => introspection(&shared, request).await,
+        // A client's, read as a revocation request is: `token`, `token_type_hint`.
+        Endpoint::Introspection => {
+            async {
+                if let Some(refused) =
+                    introspect::refuse_stranger(&shared.config, request.headers())
+                {
+                    return Ok(refused);
+                }
+                let (_, encoding, body) = read_form(&shared.config, request).await?;
+                let form = encoding.parse_revocation(body).await?;
+                introspect::answer(&shared, &form.token).await
+            }
+            .await
+        }
     };
     Ok(no_store(&shared.config, version, answer))
 }
@@ -128,26 +141,6 @@ fn no_store<B>(
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     response
-}
-
-/// An introspection request (RFC 7662), from a client, read as a revocation
-/// request is: `token` and an optional `token_type_hint`.
-async fn introspection<ReqBody, B, Us, Ts>(
-    shared: &Shared<Us, Ts>,
-    request: Request<ReqBody>,
-) -> Result<Response<ResponseBody<B>>, Rejection>
-where
-    ReqBody: Body,
-    ReqBody::Error: Into<BoxError>,
-    Us: UserStore,
-    Ts: TokenStore,
-{
-    if let Some(refused) = introspect::refuse_stranger(&shared.config, request.headers()) {
-        return Ok(refused);
-    }
-    let (_, encoding, body) = read_form(&shared.config, request).await?;
-    let form = encoding.parse_revocation(body).await?;
-    introspect::answer(shared, &form.token).await
 }
 
 /// Checks method, media type and size, and reads the whole form body.
