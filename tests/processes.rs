@@ -71,7 +71,10 @@ fn bad_settings_are_refused_before_listening() {
     let short = "too-short-a-client-secret";
     let clients = format!("rs1:{}, rs2:{short}", "k".repeat(32));
     let stderr = refused(&[("INTROSPECT_CLIENTS", &clients)]);
-    assert!(stderr.contains("client rs2") && stderr.contains("at least 32"), "{stderr}");
+    assert!(
+        stderr.contains("client rs2") && stderr.contains("at least 32"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(short), "the secret is not shown: {stderr}");
     let stderr = refused(&[("INTROSPECT_CLIENTS", "rs1")]);
     assert!(stderr.contains("id:secret"), "{stderr}");
