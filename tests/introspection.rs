@@ -436,3 +436,25 @@ async fn every_kind_of_store_answers_alike(stores: common::Stores) {
 }
 
 for_each_kind_of_store!(every_kind_of_store_answers_alike);
+
+/// The same answers with tokens (access and refresh) in the real Redis.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn tokens_in_redis_are_introspected() {
+    let prefix = common::redis::Prefix::new("introspection");
+    let store = prefix.store();
+    let layer = tutorial::layer_builder()
+        .token_store(store.clone())
+        .refresh_tokens(store)
+        .introspection(clients())
+        .build();
+    let server = Server::start_with(layer).await;
+    let (access, refresh) = server.login_with_refresh().await;
+    let json = introspect(&server, &access).await.json();
+    assert_eq!(json["active"], true, "{json}");
+    assert_eq!(json["username"], "johndoe");
+    assert_inactive(&introspect(&server, &refresh).await);
+    assert_eq!(server.revoke(&format!("token={refresh}")).await.status, 200);
+    assert_inactive(&introspect(&server, &access).await);
+    server.stop().await;
+}
