@@ -33,7 +33,10 @@ LAYERS = [
     ("integrations", ["axum", "openapi", "testing"]),
     ("the layer", ["layer"]),
     ("services", ["service", "endpoint::service", "guard::layer"]),
-    ("request handling", ["endpoint::token", "guard::decide", "guard::require"]),
+    (
+        "request handling",
+        ["endpoint::token", "endpoint::metadata", "guard::decide", "guard::require"],
+    ),
     ("configuration", ["config"]),
     (
         "request parts",
@@ -42,6 +45,7 @@ LAYERS = [
             "endpoint::policy",
             "endpoint::throttle",
             "endpoint::client_addr",
+            "endpoint::jwks",
             "guard::bearer",
             "guard::paths",
             "http",
