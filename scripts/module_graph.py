@@ -33,9 +33,16 @@ LAYERS = [
     ("integrations", ["axum", "openapi", "testing"]),
     ("the layer", ["layer"]),
     ("services", ["service", "endpoint::service", "guard::layer"]),
-    ("request handling", [
-        "endpoint::token", "endpoint::introspect", "guard::decide", "guard::require",
-    ]),
+    (
+        "request handling",
+        [
+            "endpoint::token",
+            "endpoint::introspect",
+            "endpoint::metadata",
+            "guard::decide",
+            "guard::require",
+        ],
+    ),
     ("configuration", ["config"]),
     (
         "request parts",
@@ -45,9 +52,11 @@ LAYERS = [
             "endpoint::throttle",
             "endpoint::client_addr",
             "endpoint::clients",
+            "endpoint::jwks",
             "guard::bearer",
             "guard::paths",
             "http",
+            "dpop",
         ],
     ),
     ("stores", ["token", "user", "password", "redis"]),

@@ -14,12 +14,13 @@
 //! 7. [Users in SQL](sql_users).
 //! 8. [Facing the internet](facing_the_internet): throttle, proxies, limits, defaults.
 //! 9. [Interactive docs](interactive_docs): OpenAPI and Swagger UI.
-//!    [Token introspection](introspection): resource servers check tokens (RFC 7662).
-//! 10. [Testing your service](testing).
-//! 11. [Writing your own store](own_store).
-//! 12. [The wire contract](wire_contract): every request and its answer.
-//! 13. [Performance](performance): method and figures.
-//! 14. [What changed](changes): renamed and changed public behaviour, with what it was.
+//! 10. [For operators and sibling services](operators): server metadata, JWKS.
+//!     [Token introspection](introspection): resource servers check tokens (RFC 7662).
+//! 11. [Testing your service](testing).
+//! 12. [Writing your own store](own_store).
+//! 13. [The wire contract](wire_contract): every request and its answer.
+//! 14. [Performance](performance): method and figures.
+//! 15. [What changed](changes): renamed and changed public behaviour, with what it was.
 
 // Empty modules that exist for their docs: always compiled (they cost nothing), so
 // `cargo test --doc` runs their snippets as it does every other item's.
@@ -45,6 +46,8 @@ pub mod facing_the_internet {}
 pub mod interactive_docs {}
 #[doc = include_str!("../docs/guide/introspection.md")]
 pub mod introspection {}
+#[doc = include_str!("../docs/guide/operators.md")]
+pub mod operators {}
 #[doc = include_str!("../docs/guide/testing.md")]
 pub mod testing {}
 #[doc = include_str!("../docs/guide/own_store.md")]

@@ -149,6 +149,9 @@
 pub mod axum;
 mod clock;
 mod config;
+#[cfg(feature = "dpop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+pub mod dpop;
 pub mod endpoint;
 pub mod guard;
 pub mod guide;

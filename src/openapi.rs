@@ -186,7 +186,8 @@ impl PasswordFlowDocs {
         let public = &self.config.public;
         let endpoint = path == &*self.config.token_url
             || self.config.revocation_url.as_deref() == Some(path)
-            || self.config.served_introspection_url() == Some(path);
+            || self.config.served_introspection_url() == Some(path)
+            || self.published().any(|(url, _)| url == path);
         if endpoint || public.matches_path(path) {
             return true;
         }
@@ -345,6 +346,36 @@ impl PasswordFlowDocs {
             ],
         );
         operation
+    }
+
+    /// The documents the layer serves to `GET`: (path, operation).
+    fn published(&self) -> impl Iterator<Item = (&str, Operation)> {
+        let config = &self.config;
+        let metadata = config
+            .metadata
+            .as_ref()
+            .and(config.metadata_url.as_deref())
+            .map(|url| {
+                let operation = published_operation(
+                    "authorizationServerMetadata",
+                    "Authorization server metadata (RFC 8414)",
+                    "The issuer, the token and revocation endpoints, the grant types, \
+                     scopes and client authentication methods, and the `jwks_uri` when \
+                     a key set is served. Cacheable for an hour.",
+                );
+                (url, operation)
+            });
+        let jwks = config.jwks.as_ref().map(|_| {
+            let operation = published_operation(
+                "jwks",
+                "The public keys of the JWT access tokens (RFC 7517)",
+                "A JSON Web Key Set of the Ed25519 keys (RFC 8037) the access tokens are \
+                 signed and verified with, by `kid`; never a secret. Cacheable for five \
+                 minutes.",
+            );
+            (&*config.jwks_url, operation)
+        });
+        metadata.into_iter().chain(jwks)
     }
 
     /// `POST {revocation_url}` (RFC 7009), when the layer serves it.
@@ -603,6 +634,13 @@ impl Modify for PasswordFlowDocs {
             }
         }
 
+        for (url, operation) in self.published() {
+            let item = paths.entry(url.to_owned()).or_default();
+            if item.get.is_none() {
+                item.get = Some(operation);
+            }
+        }
+
         if let Some(introspect_path) = self.config.served_introspection_url() {
             let introspect = paths.entry(introspect_path.to_owned()).or_default();
             if introspect.post.is_none() {
@@ -618,6 +656,31 @@ impl Modify for PasswordFlowDocs {
             openapi.servers = Some(vec![Server::new(&self.path_prefix)]);
         }
     }
+}
+
+/// A public `GET` of a JSON document the layer serves.
+fn published_operation(id: &str, summary: &str, description: &str) -> Operation {
+    let json = ContentBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+        .build();
+    let mut operation = OperationBuilder::new()
+        .operation_id(Some(id))
+        .summary(Some(summary))
+        .description(Some(description))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description(summary)
+                .content("application/json", json)
+                .build(),
+        )
+        .security(SecurityRequirement::default())
+        .build();
+    add_answers(
+        &mut operation,
+        [(StatusCode::METHOD_NOT_ALLOWED, "Only GET and HEAD")],
+    );
+    operation
 }
 
 /// The operations of a path item, with their methods.
@@ -745,6 +808,34 @@ mod tests {
 
     fn security(json: &Value, path: &str) -> Value {
         json["paths"][path]["get"]["security"].clone()
+    }
+
+    #[test]
+    fn the_published_documents_are_public_gets() {
+        let layer = builder()
+            .issuer("https://auth.example.com")
+            .jwks(crate::endpoint::jwks::Jwks::new())
+            .build();
+        let docs = PasswordFlowDocs::new(&layer);
+        let json = document(&docs, &["/users/me"]);
+        for (path, id) in [
+            (
+                "/.well-known/oauth-authorization-server",
+                "authorizationServerMetadata",
+            ),
+            ("/.well-known/jwks.json", "jwks"),
+        ] {
+            let get = &json["paths"][path]["get"];
+            assert_eq!(get["operationId"], id, "{json}");
+            assert_eq!(get["security"], json!([{}]), "{path}: public");
+            assert!(get["responses"]["200"]["content"]["application/json"].is_object());
+        }
+        // Without an issuer there is no metadata, nor its operation.
+        let docs = PasswordFlowDocs::new(&builder().build());
+        let json = document(&docs, &[]);
+        assert!(json["paths"]
+            .get("/.well-known/oauth-authorization-server")
+            .is_none());
     }
 
     #[test]

@@ -458,3 +458,40 @@ async fn tokens_in_redis_are_introspected() {
     assert_inactive(&introspect(&server, &access).await);
     server.stop().await;
 }
+
+/// The server metadata (RFC 8414) names the endpoint and how clients authenticate.
+#[tokio::test]
+async fn metadata_names_the_endpoint() {
+    let layer = tutorial::layer_builder()
+        .issuer("https://auth.example.com")
+        .introspection(clients())
+        .introspection_url("/oauth/introspect")
+        .build();
+    let server = Server::start_with(layer).await;
+    let json = server
+        .get("/.well-known/oauth-authorization-server", &[])
+        .await
+        .json();
+    assert_eq!(
+        json["introspection_endpoint"],
+        "https://auth.example.com/oauth/introspect"
+    );
+    assert_eq!(
+        json["introspection_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic"])
+    );
+    server.stop().await;
+    let json = Server::start_with(
+        tutorial::layer_builder()
+            .issuer("https://a.example")
+            .build(),
+    )
+    .await
+    .get("/.well-known/oauth-authorization-server", &[])
+    .await
+    .json();
+    assert!(json.get("introspection_endpoint").is_none(), "{json}");
+    assert!(json
+        .get("introspection_endpoint_auth_methods_supported")
+        .is_none());
+}

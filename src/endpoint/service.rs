@@ -27,11 +27,12 @@ use crate::user::store::UserStore;
 /// `route_service`); made by
 /// [`OAuth2PasswordLayer::token_endpoint`](crate::OAuth2PasswordLayer::token_endpoint).
 ///
-/// It answers the layer's token URL, revocation URL and introspection URL exactly
-/// as the layer does, so mount it at each
-/// ([`token_url`](crate::OAuth2PasswordLayer::token_url),
-/// [`revocation_url`](crate::OAuth2PasswordLayer::revocation_url),
-/// [`introspection_url`](crate::OAuth2PasswordLayer::introspection_url)), as the client
+/// It answers the layer's token URL and revocation URL exactly as the layer does,
+/// so mount it at both ([`token_url`](crate::OAuth2PasswordLayer::token_url),
+/// [`revocation_url`](crate::OAuth2PasswordLayer::revocation_url)), and at the
+/// [`introspection_url`](crate::OAuth2PasswordLayer::introspection_url),
+/// [`metadata_url`](crate::OAuth2PasswordLayer::metadata_url) and
+/// [`jwks_url`](crate::OAuth2PasswordLayer::jwks_url) when they are served, as the client
 /// sees them: inside a `nest`, the paths include the prefix. Any other path is a
 /// 404 (and an error in the logs: the service is mounted where the layer's
 /// configuration does not say).
@@ -87,8 +88,8 @@ where
             Some(which) => Box::pin(endpoint(Arc::clone(&self.shared), request, which)),
             None => {
                 tracing::error!(
-                    "TokenEndpoint mounted at a path that is none of the layer's token, \
-                     revocation and introspection URLs"
+                    "TokenEndpoint mounted at a path that is not one of the layer's URLs \
+                     (token, revocation, introspection, metadata or JWKS URL)"
                 );
                 Box::pin(std::future::ready(Ok(not_found())))
             }

@@ -86,7 +86,7 @@ const IN_FLIGHT_RETRY: Duration = Duration::from_secs(1);
 /// by default; a full table first drops expired windows, then the one closest to
 /// its end. Keys are added by attempts let through to the password check, so
 /// they grow no faster than the server hashes. With several replicas, keep them
-/// in Redis ([`in_redis`](Self::in_redis)).
+/// in Redis (`in_redis`, feature `redis`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -209,7 +209,7 @@ impl LoginThrottle {
     }
 
     /// Keeps at most `keys` of each kind (at least 1) in memory: the counts
-    /// themselves, or with [`in_redis`](Self::in_redis) (before or after this)
+    /// themselves, or with `in_redis` (feature `redis`; before or after this)
     /// the fallback while Redis is down. Default 100,000.
     pub fn max_keys(mut self, keys: usize) -> Self {
         self.max_keys = keys;

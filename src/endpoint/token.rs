@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 use crate::config::{Config, Shared};
 use crate::endpoint::form::{Encoding, GrantTypes, Password, PasswordForm, TokenRequest};
 use crate::endpoint::introspect;
+use crate::endpoint::metadata::Published;
 use crate::endpoint::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
 use crate::endpoint::throttle::log_refused;
 use crate::http::body::BoxError;
@@ -45,7 +46,7 @@ struct TokenResponse<'a> {
     scope: Option<String>,
 }
 
-/// The two URLs the layer answers itself.
+/// The URLs the layer answers itself.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Endpoint {
     /// The token URL: password and refresh-token grants, a JSON token response.
@@ -55,6 +56,8 @@ pub(crate) enum Endpoint {
     Revocation,
     /// The introspection URL (RFC 7662), when clients are configured.
     Introspection,
+    /// A document served to `GET`: the metadata (RFC 8414) or the key set (RFC 7517).
+    Published(Published),
 }
 
 impl Endpoint {
@@ -67,6 +70,13 @@ impl Endpoint {
             Some(Self::Revocation)
         } else if config.served_introspection_url() == Some(path) {
             Some(Self::Introspection)
+        } else if config
+            .published_prefix
+            .as_deref()
+            .is_some_and(|prefix| path.starts_with(prefix))
+        {
+            // One comparison for every other request; the rest out of line.
+            Published::at(config, path).map(Self::Published)
         } else {
             None
         }
@@ -88,6 +98,10 @@ where
 {
     let version = request.version();
     let answer = match endpoint {
+        // Public documents: cacheable, and answered without reading the body.
+        Endpoint::Published(which) => {
+            return Ok(which.answer(&shared.config, request.method()));
+        }
         Endpoint::Token => token_request(&shared, request).await.map(|json| {
             let mut response = Response::new(ResponseBody::full(json));
             response

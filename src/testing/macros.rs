@@ -118,7 +118,7 @@ macro_rules! login_policy_tests {
 }
 
 /// One `#[tokio::test]` per rule of the
-/// [`JtiDenylistSuite`](crate::testing::JtiDenylistSuite) (features `testing`
+/// `JtiDenylistSuite` (features `testing`
 /// and `jwt`).
 ///
 /// ```

@@ -1,8 +1,8 @@
 //! Tokens: the [`TokenStore`] trait for access tokens, what it stores ([`Grant`])
 //! and hands out ([`IssuedToken`]); the [`RefreshTokenStore`] trait for refresh
 //! tokens; boxed forms of both for a store picked at run time; and the stores:
-//! [`memory`] (one process), [`redis`] (replicas sharing a Redis) and [`jwt`]
-//! (stateless tokens any replica verifies).
+//! [`memory`] (one process), `redis` (feature `redis`: replicas sharing a Redis) and
+//! `jwt` (feature `jwt`: stateless tokens any replica verifies).
 
 pub(crate) mod boxed;
 pub(crate) mod grant;

@@ -1,7 +1,7 @@
 //! Users: the [`UserStore`] trait, what it answers the guard ([`Principal`]) and the
 //! login ([`Credentials`]), what handlers receive ([`CurrentUser`]), the boxed form
 //! for a store picked at run time, and the stores: [`memory`] and (feature `sqlx`)
-//! [`sql`].
+//! `sql`.
 
 pub(crate) mod boxed;
 pub(crate) mod current;

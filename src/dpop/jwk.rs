@@ -1,0 +1,321 @@
+//! The client's public key as a proof carries it (RFC 7517 JWK), and its RFC 7638
+//! thumbprint, the name a token is bound to.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+use super::json::{Json, Object};
+
+/// JWK members that only a private (or symmetric) key has: RSA's and EC's `d`,
+/// RSA's CRT and multi-prime members, and `oct`'s `k`. A proof carrying one leaks
+/// the client's key and is refused (RFC 9449 §4.3, check 7).
+const PRIVATE_MEMBERS: [&str; 10] = ["d", "p", "q", "dp", "dq", "qi", "oth", "r", "t", "k"];
+
+/// The length of a P-256 coordinate and of an Ed25519 public key, in bytes.
+const KEY_PART_LEN: usize = 32;
+
+/// A proof's public key: the key types and curves of the algorithms accepted.
+///
+/// Built only from a proof's `jwk` header by [`verify_proof`](super::verify_proof):
+/// a P-256 point that is on the curve, or an Ed25519 point that decodes canonically
+/// and is not of small order.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PublicJwk {
+    /// `{"kty":"EC","crv":"P-256","x":…,"y":…}`: the affine coordinates, big-endian.
+    P256 {
+        /// The x coordinate.
+        x: [u8; 32],
+        /// The y coordinate.
+        y: [u8; 32],
+    },
+    /// `{"kty":"OKP","crv":"Ed25519","x":…}` (RFC 8037): the encoded point.
+    Ed25519 {
+        /// The public key's 32 bytes.
+        x: [u8; 32],
+    },
+}
+
+/// Why a proof's `jwk` is refused; [`ProofError`](super::ProofError) says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum JwkError {
+    /// A private-key member (`d`, `k`, …) is present.
+    PrivateKey,
+    /// `kty`/`crv` name a key type or curve this verifier does not accept.
+    Unsupported,
+    /// A member is missing, of the wrong type, not canonical base64url, of the
+    /// wrong length, or the point is not a valid public key.
+    Invalid,
+}
+
+impl PublicJwk {
+    /// Reads a `jwk` header member.
+    pub(super) fn from_json(object: &Object) -> Result<Self, JwkError> {
+        if PRIVATE_MEMBERS.iter().any(|name| object.contains(name)) {
+            return Err(JwkError::PrivateKey);
+        }
+        let member = |name: &str| match object.get(name) {
+            Some(Json::String(value)) => Ok(value.as_str()),
+            _ => Err(JwkError::Invalid),
+        };
+        match (member("kty")?, member("crv")) {
+            ("EC", Ok("P-256")) => {
+                let jwk = PublicJwk::P256 {
+                    x: decode_key_part(member("x")?)?,
+                    y: decode_key_part(member("y")?)?,
+                };
+                jwk.p256_key()?;
+                Ok(jwk)
+            }
+            ("OKP", Ok("Ed25519")) => {
+                let jwk = PublicJwk::Ed25519 {
+                    x: decode_key_part(member("x")?)?,
+                };
+                jwk.ed25519_key()?;
+                Ok(jwk)
+            }
+            (_, Ok(_) | Err(_)) => Err(JwkError::Unsupported),
+        }
+    }
+
+    /// The key as p256 verifies with it; `Invalid` when the point is not on the
+    /// curve (or is not a P-256 key).
+    pub(super) fn p256_key(&self) -> Result<p256::ecdsa::VerifyingKey, JwkError> {
+        let PublicJwk::P256 { x, y } = self else {
+            return Err(JwkError::Invalid);
+        };
+        let mut sec1 = [0u8; 1 + 2 * KEY_PART_LEN];
+        sec1[0] = 0x04; // uncompressed: the identity has no such encoding
+        sec1[1..=KEY_PART_LEN].copy_from_slice(x);
+        sec1[1 + KEY_PART_LEN..].copy_from_slice(y);
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| JwkError::Invalid)
+    }
+
+    /// The key as ed25519-dalek verifies with it; `Invalid` when the bytes are not
+    /// a point, not its canonical encoding (two encodings would give one key two
+    /// thumbprints), or a small-order ("weak") point.
+    pub(super) fn ed25519_key(&self) -> Result<ed25519_dalek::VerifyingKey, JwkError> {
+        let PublicJwk::Ed25519 { x } = self else {
+            return Err(JwkError::Invalid);
+        };
+        let key = ed25519_dalek::VerifyingKey::from_bytes(x).map_err(|_| JwkError::Invalid)?;
+        if key.is_weak() || key.to_edwards().compress().as_bytes() != x {
+            return Err(JwkError::Invalid);
+        }
+        Ok(key)
+    }
+
+    /// The key's RFC 7638 thumbprint: SHA-256 of its required members, in
+    /// lexicographic order, without whitespace.
+    pub fn thumbprint(&self) -> JwkThumbprint {
+        let mut hash = Sha256::new();
+        match self {
+            PublicJwk::P256 { x, y } => {
+                hash.update(br#"{"crv":"P-256","kty":"EC","x":""#);
+                hash.update(URL_SAFE_NO_PAD.encode(x));
+                hash.update(br#"","y":""#);
+                hash.update(URL_SAFE_NO_PAD.encode(y));
+            }
+            PublicJwk::Ed25519 { x } => {
+                hash.update(br#"{"crv":"Ed25519","kty":"OKP","x":""#);
+                hash.update(URL_SAFE_NO_PAD.encode(x));
+            }
+        }
+        hash.update(br#""}"#);
+        JwkThumbprint(URL_SAFE_NO_PAD.encode(hash.finalize()))
+    }
+}
+
+impl fmt::Debug for PublicJwk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            PublicJwk::P256 { .. } => "P256",
+            PublicJwk::Ed25519 { .. } => "Ed25519",
+        };
+        f.debug_tuple(kind).field(&self.thumbprint()).finish()
+    }
+}
+
+/// Decodes a 32-byte key member: canonical base64url (no padding, no stray bits),
+/// the full length RFC 7518 §6.2.1.2 and RFC 8037 §2 ask for.
+fn decode_key_part(text: &str) -> Result<[u8; KEY_PART_LEN], JwkError> {
+    let mut bytes = [0u8; KEY_PART_LEN];
+    // Exactly 43 characters: a shorter value would decode into the start of the
+    // buffer, a longer one does not fit.
+    if text.len() != 43 {
+        return Err(JwkError::Invalid);
+    }
+    match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+        Ok(KEY_PART_LEN) => Ok(bytes),
+        _ => Err(JwkError::Invalid),
+    }
+}
+
+/// A key's RFC 7638 SHA-256 thumbprint, base64url (43 characters): the value of
+/// `cnf.jkt` (RFC 9449 §6) a DPoP-bound token carries.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JwkThumbprint(String);
+
+impl JwkThumbprint {
+    /// The thumbprint, base64url without padding.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads a thumbprint stored earlier (a token's `cnf.jkt`): `None` unless it is
+    /// 43 characters of canonical base64url, a SHA-256 hash.
+    pub fn from_encoded(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        match (text.len(), URL_SAFE_NO_PAD.decode_slice(text, &mut bytes)) {
+            (43, Ok(32)) => Some(JwkThumbprint(text.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for JwkThumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for JwkThumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JwkThumbprint({})", self.0)
+    }
+}
+
+impl AsRef<str> for JwkThumbprint {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwk(text: &str) -> Result<PublicJwk, JwkError> {
+        PublicJwk::from_json(&Object::parse(text.as_bytes()).unwrap())
+    }
+
+    /// RFC 8037 Appendix A.1/A.3: the Ed25519 example key and its thumbprint.
+    #[test]
+    fn rfc8037_ed25519_thumbprint() {
+        let key = jwk(
+            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            key.thumbprint().as_str(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    /// RFC 9449 §4.2's example proof key (ES256), and RFC 7638's method: the
+    /// thumbprint ignores members other than the required ones and their order.
+    #[test]
+    fn rfc9449_example_key_thumbprint() {
+        let a = jwk(r#"{"kty":"EC","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA","crv":"P-256"}"#)
+            .unwrap();
+        let b = jwk(r#"{"y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA","crv":"P-256","kid":"x","use":"sig","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","kty":"EC"}"#)
+            .unwrap();
+        assert_eq!(a.thumbprint(), b.thumbprint());
+        // Independently: SHA-256 of the canonical JSON RFC 7638 §3 spells out.
+        let canonical = r#"{"crv":"P-256","kty":"EC","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA"}"#;
+        assert_eq!(
+            a.thumbprint().as_str(),
+            URL_SAFE_NO_PAD.encode(Sha256::digest(canonical))
+        );
+        assert!(JwkThumbprint::from_encoded(a.thumbprint().as_str()).is_some());
+    }
+
+    #[test]
+    fn refuses_private_members() {
+        for member in PRIVATE_MEMBERS {
+            let text = format!(
+                r#"{{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","{member}":"AA"}}"#
+            );
+            assert_eq!(jwk(&text), Err(JwkError::PrivateKey), "{member}");
+        }
+    }
+
+    #[test]
+    fn refuses_other_key_types_and_curves() {
+        for text in [
+            r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#,
+            r#"{"kty":"EC","crv":"P-384","x":"AA","y":"AA"}"#,
+            r#"{"kty":"EC","crv":"secp256k1","x":"AA","y":"AA"}"#,
+            r#"{"kty":"OKP","crv":"Ed448","x":"AA"}"#,
+            r#"{"kty":"OKP","crv":"X25519","x":"AA"}"#,
+            r#"{"kty":"OKP","x":"AA"}"#,
+            r#"{"kty":"oct"}"#,
+        ] {
+            assert_eq!(jwk(text), Err(JwkError::Unsupported), "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_points_off_the_curve_and_bad_encodings() {
+        let x = "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs";
+        let y = "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA";
+        let off_curve = "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDE";
+        let p256 = |x: &str, y: &str| {
+            jwk(&format!(
+                r#"{{"kty":"EC","crv":"P-256","x":"{x}","y":"{y}"}}"#
+            ))
+        };
+        assert!(p256(x, y).is_ok());
+        for (x, y) in [
+            (x, off_curve),
+            (x, "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDB"), // stray low bits
+            (x, "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA="), // padding
+            (x, "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRD"),  // short
+            (x, "9VE4jf+Ok/o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA"), // not url-safe
+            (x, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), // (x, 0) is not a point
+            (
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ),
+            // x = p: a coordinate past the field's modulus
+            ("_____wAAAAEAAAAAAAAAAAAAAAD_______________8", y),
+        ] {
+            assert_eq!(p256(x, y), Err(JwkError::Invalid), "{x} {y}");
+        }
+        assert_eq!(
+            jwk(r#"{"kty":"EC","crv":"P-256","x":1,"y":2}"#),
+            Err(JwkError::Invalid)
+        );
+        assert_eq!(jwk(r#"{"crv":"P-256"}"#), Err(JwkError::Invalid));
+
+        let ed = |x: &str| jwk(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}"#));
+        // The identity (small order); y = 3 is a point, y = p + 3 encodes it too but
+        // not canonically (one key, two thumbprints).
+        assert_eq!(
+            ed("AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            Err(JwkError::Invalid)
+        );
+        assert!(ed("AwAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").is_ok());
+        assert_eq!(
+            ed("8P_______________________________________38"),
+            Err(JwkError::Invalid)
+        );
+    }
+
+    #[test]
+    fn thumbprint_from_encoded_is_strict() {
+        assert!(
+            JwkThumbprint::from_encoded("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k").is_some()
+        );
+        for text in [
+            "",
+            "kPrK",
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4l",
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k=",
+        ] {
+            assert!(JwkThumbprint::from_encoded(text).is_none(), "{text}");
+        }
+    }
+}

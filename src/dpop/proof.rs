@@ -1,0 +1,552 @@
+//! Parsing and verifying a `DPoP` header's proof (RFC 9449 §4.2–4.3).
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::htu::NormalizedUri;
+use super::json::{Json, JsonError, Number, Object};
+use super::jwk::{JwkError, JwkThumbprint, PublicJwk};
+
+/// The longest proof read, in bytes: 8 KiB.
+///
+/// A proof is a header with one public key, five short claims and a signature:
+/// an ES256 proof is about 500 bytes and an EdDSA one less; a long `htu` (URLs of
+/// a few KiB are already beyond what many proxies accept) still fits. The limit
+/// bounds what an unauthenticated client makes the server decode and parse
+/// before the signature is checked, and it matches the header size most HTTP
+/// servers accept per field.
+pub const MAX_PROOF_LEN: usize = 8 * 1024;
+
+/// The longest `jti` accepted, in bytes: 128.
+///
+/// RFC 9449 §4.2 asks for at least 96 random bits; clients send 22 to 43
+/// base64url characters or a 36-character UUID. The replay store keeps each `jti`
+/// for the acceptance window, so a client must not make it keep kilobytes.
+pub const MAX_JTI_LEN: usize = 128;
+
+/// How old a proof may be, unless [`ProofCheck::max_age`] says otherwise: 60
+/// seconds.
+///
+/// A proof is made for one request, just before it is sent; a minute covers
+/// a slow network and a client clock somewhat behind. The replay store keeps each
+/// `jti` this long (plus the leeway), so a longer window costs memory.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// How far in the future a proof's `iat` may be, unless
+/// [`ProofCheck::future_leeway`] says otherwise: 5 seconds, for a client clock
+/// slightly ahead (a client far off should use server nonces, RFC 9449 §8).
+pub const DEFAULT_FUTURE_LEEWAY: Duration = Duration::from_secs(5);
+
+/// The signature algorithms a proof may use (RFC 9449 §4.3 check 5: asymmetric
+/// only; never `none`, never a MAC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DpopAlgorithm {
+    /// ECDSA with P-256 and SHA-256 (RFC 7518 §3.4), a `{"kty":"EC","crv":"P-256"}` key.
+    Es256,
+    /// Ed25519 (RFC 8037), an `{"kty":"OKP","crv":"Ed25519"}` key.
+    EdDsa,
+}
+
+impl DpopAlgorithm {
+    /// Every algorithm accepted, for `dpop_signing_alg_values_supported` and the
+    /// `algs` parameter of `WWW-Authenticate: DPoP` (RFC 9449 §5.1, §7.1).
+    pub const ALL: [DpopAlgorithm; 2] = [DpopAlgorithm::Es256, DpopAlgorithm::EdDsa];
+
+    /// The JOSE name: `ES256` or `EdDSA`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DpopAlgorithm::Es256 => "ES256",
+            DpopAlgorithm::EdDsa => "EdDSA",
+        }
+    }
+
+    /// The algorithm a JOSE `alg` names (case-sensitive, RFC 7515 §4.1.1).
+    fn from_name(name: &str) -> Option<Self> {
+        DpopAlgorithm::ALL
+            .into_iter()
+            .find(|alg| alg.as_str() == name)
+    }
+
+    /// Whether `key` is the kind of key this algorithm signs with.
+    fn fits(self, key: &PublicJwk) -> bool {
+        matches!(
+            (self, key),
+            (DpopAlgorithm::Es256, PublicJwk::P256 { .. })
+                | (DpopAlgorithm::EdDsa, PublicJwk::Ed25519 { .. })
+        )
+    }
+}
+
+impl fmt::Display for DpopAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a proof was refused: one variant per check. `Display` says which check
+/// failed, never what the proof held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProofError {
+    /// Longer than [`MAX_PROOF_LEN`].
+    TooLong,
+    /// Not a JWS in compact form: three non-empty base64url segments separated by dots.
+    NotCompact,
+    /// A segment is not canonical base64url: padding, characters outside the
+    /// URL-safe alphabet, or stray bits in the last character.
+    Base64,
+    /// The header or the claims are not one JSON object.
+    Json,
+    /// An object (the header, the key, the claims) names a member twice.
+    DuplicateMember,
+    /// A required member is missing: `typ`, `alg`, `jwk`, `jti`, `htm`, `htu`, `iat`.
+    MissingMember(&'static str),
+    /// A member has the wrong JSON type (`iat` a string, `htm` a number, …), or a
+    /// negative or non-finite `iat`.
+    InvalidMember(&'static str),
+    /// `typ` is not `dpop+jwt`.
+    Type,
+    /// `alg` is not one of [`DpopAlgorithm::ALL`]: `none`, MACs, RSA and others.
+    UnsupportedAlgorithm,
+    /// The header has `crit`: this verifier understands no JWS extension.
+    CriticalHeader,
+    /// The `jwk` holds private-key members (`d`, `k`, …).
+    PrivateKey,
+    /// The `jwk` has a key type or curve no accepted algorithm uses.
+    UnsupportedKey,
+    /// The `jwk` is not a valid public key: a missing or malformed coordinate, a
+    /// point not on the curve, a small-order or non-canonical Ed25519 point.
+    InvalidKey,
+    /// `alg` does not go with the key (ES256 with an Ed25519 key, …), or the key's
+    /// own `alg` names another algorithm.
+    AlgorithmMismatch,
+    /// `jti` is empty or longer than [`MAX_JTI_LEN`].
+    Jti,
+    /// `htm` is not the request's method.
+    MethodMismatch,
+    /// `htu` is not an absolute `http`/`https` URI.
+    InvalidUri,
+    /// `htu` does not name the request's URI.
+    UriMismatch,
+    /// `iat` is older than the [maximum age](ProofCheck::max_age).
+    Expired,
+    /// `iat` is later than now plus the [leeway](ProofCheck::future_leeway).
+    IssuedInFuture,
+    /// An access token is presented and the proof has no `ath`.
+    MissingAccessTokenHash,
+    /// `ath` is not the hash of the access token presented.
+    AccessTokenHashMismatch,
+    /// The server expects a nonce and the proof has none.
+    MissingNonce,
+    /// `nonce` is not the one the server expects.
+    NonceMismatch,
+    /// The signature is not 64 bytes, or does not verify with the proof's key.
+    Signature,
+}
+
+impl fmt::Display for ProofError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProofError::TooLong => write!(f, "the DPoP proof is longer than {MAX_PROOF_LEN} bytes"),
+            ProofError::NotCompact => {
+                f.write_str("the DPoP proof is not a compact JWS (three base64url segments)")
+            }
+            ProofError::Base64 => {
+                f.write_str("a segment of the DPoP proof is not canonical base64url")
+            }
+            ProofError::Json => {
+                f.write_str("the DPoP proof's header or claims are not a JSON object")
+            }
+            ProofError::DuplicateMember => {
+                f.write_str("the DPoP proof has a duplicate JSON member")
+            }
+            ProofError::MissingMember(name) => write!(f, "the DPoP proof has no `{name}`"),
+            ProofError::InvalidMember(name) => {
+                write!(f, "the DPoP proof's `{name}` has the wrong type or value")
+            }
+            ProofError::Type => f.write_str("the DPoP proof's `typ` is not `dpop+jwt`"),
+            ProofError::UnsupportedAlgorithm => {
+                f.write_str("the DPoP proof's `alg` is not ES256 or EdDSA")
+            }
+            ProofError::CriticalHeader => f.write_str("the DPoP proof has a `crit` header"),
+            ProofError::PrivateKey => f.write_str("the DPoP proof's `jwk` holds a private key"),
+            ProofError::UnsupportedKey => {
+                f.write_str("the DPoP proof's `jwk` is not a P-256 or Ed25519 key")
+            }
+            ProofError::InvalidKey => {
+                f.write_str("the DPoP proof's `jwk` is not a valid public key")
+            }
+            ProofError::AlgorithmMismatch => {
+                f.write_str("the DPoP proof's `alg` does not match its key")
+            }
+            ProofError::Jti => write!(
+                f,
+                "the DPoP proof's `jti` is empty or longer than {MAX_JTI_LEN} bytes"
+            ),
+            ProofError::MethodMismatch => {
+                f.write_str("the DPoP proof's `htm` is not the request's method")
+            }
+            ProofError::InvalidUri => {
+                f.write_str("the DPoP proof's `htu` is not an absolute http(s) URI")
+            }
+            ProofError::UriMismatch => {
+                f.write_str("the DPoP proof's `htu` is not the request's URI")
+            }
+            ProofError::Expired => f.write_str("the DPoP proof's `iat` is too old"),
+            ProofError::IssuedInFuture => f.write_str("the DPoP proof's `iat` is in the future"),
+            ProofError::MissingAccessTokenHash => {
+                f.write_str("the DPoP proof has no `ath` for the access token")
+            }
+            ProofError::AccessTokenHashMismatch => {
+                f.write_str("the DPoP proof's `ath` is not the access token's hash")
+            }
+            ProofError::MissingNonce => f.write_str("the DPoP proof has no `nonce`"),
+            ProofError::NonceMismatch => {
+                f.write_str("the DPoP proof's `nonce` is not the server's")
+            }
+            ProofError::Signature => f.write_str("the DPoP proof's signature does not verify"),
+        }
+    }
+}
+
+impl std::error::Error for ProofError {}
+
+/// What a proof must match: the request (method and URI), the time, and, where
+/// they apply, the access token and the server's nonce.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_oauth2_password::dpop::{NormalizedUri, ProofCheck};
+///
+/// let uri = NormalizedUri::parse("https://api.example.com/users/me")?;
+/// let check = ProofCheck::new(&http::Method::GET, &uri, 1_700_000_000)
+///     .access_token("the token from `Authorization: DPoP …`")
+///     .max_age(Duration::from_secs(30));
+/// # let _ = check;
+/// # Ok::<(), tower_oauth2_password::dpop::InvalidUri>(())
+/// ```
+#[derive(Clone)]
+pub struct ProofCheck<'a> {
+    method: &'a http::Method,
+    uri: &'a NormalizedUri,
+    now: u64,
+    max_age: u64,
+    future_leeway: u64,
+    access_token: Option<&'a str>,
+    nonce: Option<&'a str>,
+}
+
+impl<'a> ProofCheck<'a> {
+    /// A check for a request with this method and URI, at `now` (Unix seconds),
+    /// with no access token and no nonce, and the default window
+    /// ([`DEFAULT_MAX_AGE`], [`DEFAULT_FUTURE_LEEWAY`]).
+    pub fn new(method: &'a http::Method, uri: &'a NormalizedUri, now: u64) -> Self {
+        ProofCheck {
+            method,
+            uri,
+            now,
+            max_age: DEFAULT_MAX_AGE.as_secs(),
+            future_leeway: DEFAULT_FUTURE_LEEWAY.as_secs(),
+            access_token: None,
+            nonce: None,
+        }
+    }
+
+    /// The access token the request presents (`Authorization: DPoP <token>`): the
+    /// proof must carry its hash as `ath` (RFC 9449 §4.3 check 12).
+    pub fn access_token(mut self, token: &'a str) -> Self {
+        self.access_token = Some(token);
+        self
+    }
+
+    /// The nonce the server gave the client (`DPoP-Nonce`, RFC 9449 §8): the proof
+    /// must carry it. Without this, a proof's `nonce` is not looked at.
+    pub fn nonce(mut self, nonce: &'a str) -> Self {
+        self.nonce = Some(nonce);
+        self
+    }
+
+    /// How old a proof may be (its `iat` before `now`), in whole seconds.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age.as_secs();
+        self
+    }
+
+    /// How far after `now` a proof's `iat` may be, in whole seconds.
+    pub fn future_leeway(mut self, leeway: Duration) -> Self {
+        self.future_leeway = leeway.as_secs();
+        self
+    }
+}
+
+impl fmt::Debug for ProofCheck<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProofCheck")
+            .field("method", self.method)
+            .field("uri", self.uri)
+            .field("now", &self.now)
+            .field("max_age", &self.max_age)
+            .field("future_leeway", &self.future_leeway)
+            .field("access_token", &self.access_token.map(|_| "…"))
+            .field("nonce", &self.nonce.map(|_| "…"))
+            .finish()
+    }
+}
+
+/// A proof that passed every check of its [`ProofCheck`]: the key's thumbprint to
+/// bind a token to (or to compare with a token's binding), and the `jti` and `iat`
+/// for the replay store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifiedProof {
+    key: PublicJwk,
+    thumbprint: JwkThumbprint,
+    algorithm: DpopAlgorithm,
+    jti: String,
+    iat: u64,
+}
+
+impl VerifiedProof {
+    /// The RFC 7638 thumbprint of the proof's key (`jkt`).
+    pub fn thumbprint(&self) -> &JwkThumbprint {
+        &self.thumbprint
+    }
+
+    /// The proof's public key.
+    pub fn key(&self) -> &PublicJwk {
+        &self.key
+    }
+
+    /// The algorithm the proof was signed with.
+    pub fn algorithm(&self) -> DpopAlgorithm {
+        self.algorithm
+    }
+
+    /// The proof's `jti`: unique per proof, for the replay store (at most
+    /// [`MAX_JTI_LEN`] bytes). Remember it with the [thumbprint](Self::thumbprint)
+    /// until `iat` leaves the window: the same `jti` from two keys is two proofs.
+    pub fn jti(&self) -> &str {
+        &self.jti
+    }
+
+    /// The proof's `iat`, in Unix seconds (a fractional one rounded down).
+    pub fn iat(&self) -> u64 {
+        self.iat
+    }
+}
+
+impl fmt::Debug for VerifiedProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedProof")
+            .field("thumbprint", &self.thumbprint)
+            .field("algorithm", &self.algorithm)
+            .field("jti", &self.jti)
+            .field("iat", &self.iat)
+            .finish()
+    }
+}
+
+/// Verifies `proof`, a `DPoP` header's value, against `check`.
+///
+/// The checks of RFC 9449 §4.3, in this order (the first failure is the error):
+///
+/// 1. at most [`MAX_PROOF_LEN`] bytes; three non-empty segments; the header and
+///    the claims canonical base64url, each one JSON object without duplicate
+///    members;
+/// 2. the header: `typ` is `dpop+jwt` (media types are case-insensitive and the
+///    `application/` prefix optional, RFC 7515 §4.1.9); `alg` is ES256 or EdDSA;
+///    no `crit`; `jwk` a P-256 or Ed25519 public key, valid, without private
+///    members, of the type `alg` signs with (and, if it has its own `alg`, that
+///    one);
+/// 3. the claims: `jti` (1 to [`MAX_JTI_LEN`] bytes), `htm` equal to the method,
+///    `htu` equal to the URI once both are [normalised](NormalizedUri), `iat`
+///    within the window, `ath` when an access token is presented (compared in
+///    constant time), `nonce` when one is expected;
+/// 4. the signature, canonical base64url of 64 bytes, with the proof's key:
+///    ES256 as JOSE's `r || s` with p256, EdDSA with ed25519-dalek's
+///    `verify_strict` (no small-order keys or `R`, no non-canonical `S`).
+///
+/// Other header members and claims are ignored (RFC 7515 §4: unknown members
+/// that are not `crit` are ignored). Replays are not detected here: the caller
+/// remembers [`VerifiedProof::jti`].
+///
+/// **High-S ECDSA signatures are accepted.** Neither RFC 7518 nor RFC 9449 asks for
+/// low-S, WebCrypto and most JOSE libraries sign with either, and a second valid
+/// signature of the same proof gains an attacker nothing: replay is detected by
+/// `jti`, not by the signature's bytes.
+pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProof, ProofError> {
+    if proof.len() > MAX_PROOF_LEN {
+        return Err(ProofError::TooLong);
+    }
+    let mut segments = proof.split(|&b| b == b'.');
+    let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(ProofError::NotCompact);
+    };
+    if header_b64.is_empty() || claims_b64.is_empty() || signature_b64.is_empty() {
+        return Err(ProofError::NotCompact);
+    }
+    let header = parse_segment(header_b64)?;
+    let claims = parse_segment(claims_b64)?;
+
+    // The header.
+    let typ = string(&header, "typ")?;
+    let typ = match typ.get(.."application/".len()) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ["application/".len()..],
+        _ => typ,
+    };
+    if !typ.eq_ignore_ascii_case("dpop+jwt") {
+        return Err(ProofError::Type);
+    }
+    let algorithm = DpopAlgorithm::from_name(string(&header, "alg")?)
+        .ok_or(ProofError::UnsupportedAlgorithm)?;
+    if header.contains("crit") {
+        return Err(ProofError::CriticalHeader);
+    }
+    let jwk = match header.get("jwk") {
+        Some(Json::Object(jwk)) => jwk,
+        Some(_) => return Err(ProofError::InvalidMember("jwk")),
+        None => return Err(ProofError::MissingMember("jwk")),
+    };
+    let key = PublicJwk::from_json(jwk).map_err(|error| match error {
+        JwkError::PrivateKey => ProofError::PrivateKey,
+        JwkError::Unsupported => ProofError::UnsupportedKey,
+        JwkError::Invalid => ProofError::InvalidKey,
+    })?;
+    if !algorithm.fits(&key) {
+        return Err(ProofError::AlgorithmMismatch);
+    }
+    match jwk.get("alg") {
+        None => {}
+        Some(Json::String(alg)) if alg == algorithm.as_str() => {}
+        Some(_) => return Err(ProofError::AlgorithmMismatch),
+    }
+
+    // The claims.
+    let jti = string(&claims, "jti")?;
+    if jti.is_empty() || jti.len() > MAX_JTI_LEN {
+        return Err(ProofError::Jti);
+    }
+    if string(&claims, "htm")? != check.method.as_str() {
+        return Err(ProofError::MethodMismatch);
+    }
+    let htu = NormalizedUri::parse(string(&claims, "htu")?).map_err(|_| ProofError::InvalidUri)?;
+    if htu != *check.uri {
+        return Err(ProofError::UriMismatch);
+    }
+    let iat = numeric_date(&claims, "iat")?;
+    if iat.saturating_add(check.max_age) < check.now {
+        return Err(ProofError::Expired);
+    }
+    if iat > check.now.saturating_add(check.future_leeway) {
+        return Err(ProofError::IssuedInFuture);
+    }
+    if let Some(token) = check.access_token {
+        let ath = optional_string(&claims, "ath")?.ok_or(ProofError::MissingAccessTokenHash)?;
+        let expected = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
+        if !bool::from(ath.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(ProofError::AccessTokenHashMismatch);
+        }
+    }
+    if let Some(expected) = check.nonce {
+        let nonce = optional_string(&claims, "nonce")?.ok_or(ProofError::MissingNonce)?;
+        if !bool::from(nonce.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(ProofError::NonceMismatch);
+        }
+    }
+
+    // The signature, over the first two segments as sent; 64 bytes are 86
+    // characters exactly (decode_slice would accept a shorter segment).
+    let mut signature = [0u8; 64];
+    if signature_b64.len() != 86 {
+        return Err(ProofError::Signature);
+    }
+    match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
+        Ok(64) => {}
+        Ok(_) => return Err(ProofError::Signature),
+        Err(_) => return Err(ProofError::Base64),
+    }
+    let signed = &proof[..header_b64.len() + 1 + claims_b64.len()];
+    let verified = match algorithm {
+        DpopAlgorithm::Es256 => {
+            use p256::ecdsa::signature::Verifier as _;
+            let key = key.p256_key().map_err(|_| ProofError::InvalidKey)?;
+            p256::ecdsa::Signature::from_slice(&signature)
+                .is_ok_and(|signature| key.verify(signed, &signature).is_ok())
+        }
+        DpopAlgorithm::EdDsa => {
+            let key = key.ed25519_key().map_err(|_| ProofError::InvalidKey)?;
+            let signature = ed25519_dalek::Signature::from_bytes(&signature);
+            key.verify_strict(signed, &signature).is_ok()
+        }
+    };
+    if !verified {
+        return Err(ProofError::Signature);
+    }
+
+    Ok(VerifiedProof {
+        thumbprint: key.thumbprint(),
+        key,
+        algorithm,
+        jti: jti.to_owned(),
+        iat,
+    })
+}
+
+/// Decodes one base64url segment into a JSON object.
+fn parse_segment(segment: &[u8]) -> Result<Object, ProofError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| ProofError::Base64)?;
+    Object::parse(&bytes).map_err(|error| match error {
+        JsonError::Malformed => ProofError::Json,
+        JsonError::DuplicateMember => ProofError::DuplicateMember,
+    })
+}
+
+/// A required string member.
+fn string<'o>(object: &'o Object, name: &'static str) -> Result<&'o str, ProofError> {
+    optional_string(object, name)?.ok_or(ProofError::MissingMember(name))
+}
+
+/// An optional string member: absent is `None`, another type an error.
+fn optional_string<'o>(
+    object: &'o Object,
+    name: &'static str,
+) -> Result<Option<&'o str>, ProofError> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(Json::String(value)) => Ok(Some(value)),
+        Some(_) => Err(ProofError::InvalidMember(name)),
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): a non-negative number of seconds, a fraction
+/// rounded down.
+fn numeric_date(object: &Object, name: &'static str) -> Result<u64, ProofError> {
+    match object.get(name) {
+        None => Err(ProofError::MissingMember(name)),
+        Some(Json::Number(Number::Unsigned(seconds))) => Ok(*seconds),
+        // Below 2^53 a float holds whole seconds exactly; beyond, no real date.
+        Some(Json::Number(Number::Float(seconds)))
+            if seconds.is_finite() && *seconds >= 0.0 && *seconds < 9_007_199_254_740_992.0 =>
+        {
+            // Truncation is the rounding down asked for; the range is checked.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Ok(seconds.floor() as u64)
+        }
+        Some(_) => Err(ProofError::InvalidMember(name)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

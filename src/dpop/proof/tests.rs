@@ -1,0 +1,647 @@
+//! One test per refusal of [`verify_proof`], and RFC 9449's example proofs.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::*;
+
+const NOW: u64 = 1_700_000_000;
+const URI: &str = "https://server.example.com/token";
+
+/// A client key that signs proofs.
+enum Key {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+}
+
+impl Key {
+    fn ed25519(seed: u8) -> Self {
+        Key::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
+    }
+
+    fn p256(seed: u8) -> Self {
+        Key::P256(p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap())
+    }
+
+    fn alg(&self) -> &'static str {
+        match self {
+            Key::Ed25519(_) => "EdDSA",
+            Key::P256(_) => "ES256",
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        match self {
+            Key::Ed25519(key) => json!({
+                "kty": "OKP", "crv": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+            }),
+            Key::P256(key) => {
+                let point = key.verifying_key().to_sec1_point(false);
+                json!({
+                    "kty": "EC", "crv": "P-256",
+                    "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+                    "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
+                })
+            }
+        }
+    }
+
+    fn header(&self) -> Value {
+        json!({ "typ": "dpop+jwt", "alg": self.alg(), "jwk": self.jwk() })
+    }
+
+    fn sign(&self, input: &[u8]) -> Vec<u8> {
+        match self {
+            Key::Ed25519(key) => {
+                use ed25519_dalek::Signer as _;
+                key.sign(input).to_bytes().to_vec()
+            }
+            Key::P256(key) => {
+                use p256::ecdsa::signature::Signer as _;
+                let signature: p256::ecdsa::Signature = key.sign(input);
+                signature.to_bytes().to_vec()
+            }
+        }
+    }
+
+    /// A proof with this header and these claims, JSON as written.
+    fn proof_raw(&self, header: &str, claims: &str) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let signature = URL_SAFE_NO_PAD.encode(self.sign(input.as_bytes()));
+        format!("{input}.{signature}")
+    }
+
+    fn proof(&self, header: &Value, claims: &Value) -> String {
+        self.proof_raw(&header.to_string(), &claims.to_string())
+    }
+
+    /// A proof with the usual header and claims but header member `name` set to
+    /// `value`.
+    fn proof_with_header(&self, name: &str, value: Value) -> String {
+        let header = header_with(self, |h| {
+            h.insert(name.into(), value);
+        });
+        self.proof(&header, &claims())
+    }
+
+    /// A proof with the usual header and claims but claim `name` set to `value`.
+    fn proof_with(&self, name: &str, value: Value) -> String {
+        let claims = claims_with(|c| {
+            c.insert(name.into(), value);
+        });
+        self.proof(&self.header(), &claims)
+    }
+}
+
+fn claims() -> Value {
+    json!({ "jti": "-BwC3ESc6acc2lTc", "htm": "POST", "htu": URI, "iat": NOW })
+}
+
+/// `claims()` with `edit` applied.
+fn claims_with(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
+    let mut claims = claims();
+    edit(claims.as_object_mut().unwrap());
+    claims
+}
+
+/// `key.header()` with `edit` applied.
+fn header_with(key: &Key, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
+    let mut header = key.header();
+    edit(header.as_object_mut().unwrap());
+    header
+}
+
+fn verify(proof: &str) -> Result<VerifiedProof, ProofError> {
+    let uri = NormalizedUri::parse(URI).unwrap();
+    verify_proof(
+        proof.as_bytes(),
+        &ProofCheck::new(&http::Method::POST, &uri, NOW),
+    )
+}
+
+fn keys() -> [Key; 2] {
+    [Key::ed25519(1), Key::p256(1)]
+}
+
+#[test]
+fn accepts_a_proof_of_either_algorithm() {
+    for key in keys() {
+        let verified = verify(&key.proof(&key.header(), &claims())).unwrap();
+        assert_eq!(verified.jti(), "-BwC3ESc6acc2lTc");
+        assert_eq!(verified.iat(), NOW);
+        assert_eq!(verified.algorithm().as_str(), key.alg());
+        assert_eq!(verified.thumbprint(), &verified.key().thumbprint());
+    }
+}
+
+/// RFC 9449 §4.2 (Figure 2/4, the token request) and §7.1 (the resource request
+/// with `ath`); the key's thumbprint is §6.1's `jkt` example.
+#[test]
+fn rfc9449_examples() {
+    const HEADER: &str = "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JEQSIsImNydiI6IlAtMjU2In19";
+    let token_proof = format!("{HEADER}.eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIjoiUE9TVCIsImh0dSI6Imh0dHBzOi8vc2VydmVyLmV4YW1wbGUuY29tL3Rva2VuIiwiaWF0IjoxNTYyMjYyNjE2fQ.2-GxA6T8lP4vfrg8v-FdWP0A0zdrj8igiMLvqRMUvwnQg4PtFLbdLXiOSsX0x7NVY-FNyJK70nfbV37xRZT3Lg");
+    let resource_proof = format!("{HEADER}.eyJqdGkiOiJlMWozVl9iS2ljOC1MQUVCIiwiaHRtIjoiR0VUIiwiaHR1IjoiaHR0cHM6Ly9yZXNvdXJjZS5leGFtcGxlLm9yZy9wcm90ZWN0ZWRyZXNvdXJjZSIsImlhdCI6MTU2MjI2MjYxOCwiYXRoIjoiZlVIeU8ycjJaM0RaNTNFc05yV0JiMHhXWG9hTnk1OUlpS0NBcWtzbVFFbyJ9.2oW9RP35yRqzhrtNP86L-Ey71EOptxRimPPToA1plemAgR6pxHF8y6-yqyVnmcw6Fy1dqd-jfxSYoMxhAJpLjA");
+    const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+    const ACCESS_TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+
+    let uri = NormalizedUri::parse(URI).unwrap();
+    let check = ProofCheck::new(&http::Method::POST, &uri, 1_562_262_616);
+    let verified = verify_proof(token_proof.as_bytes(), &check).unwrap();
+    assert_eq!(verified.thumbprint().as_str(), JKT);
+    assert_eq!(verified.jti(), "-BwC3ESc6acc2lTc");
+    assert_eq!(verified.algorithm(), DpopAlgorithm::Es256);
+
+    let uri = NormalizedUri::parse("https://resource.example.org/protectedresource").unwrap();
+    let check = ProofCheck::new(&http::Method::GET, &uri, 1_562_262_618);
+    let verified = verify_proof(
+        resource_proof.as_bytes(),
+        &check.clone().access_token(ACCESS_TOKEN),
+    )
+    .unwrap();
+    assert_eq!(verified.thumbprint().as_str(), JKT);
+    assert_eq!(
+        verify_proof(
+            resource_proof.as_bytes(),
+            &check.access_token("another token")
+        ),
+        Err(ProofError::AccessTokenHashMismatch)
+    );
+}
+
+#[test]
+fn refuses_malformed_compact_serialisations() {
+    let key = Key::ed25519(1);
+    let good = key.proof(&key.header(), &claims());
+    let (header, rest) = good.split_once('.').unwrap();
+    let (claims_b64, signature) = rest.split_once('.').unwrap();
+
+    assert_eq!(
+        verify(&"a".repeat(MAX_PROOF_LEN + 1)),
+        Err(ProofError::TooLong)
+    );
+    for proof in [
+        String::new(),
+        header.to_owned(),
+        format!("{header}.{claims_b64}"),
+        format!("{good}."),
+        format!("{good}.{signature}"),
+        format!(".{claims_b64}.{signature}"),
+        format!("{header}..{signature}"),
+        format!("{header}.{claims_b64}."),
+    ] {
+        assert_eq!(verify(&proof), Err(ProofError::NotCompact), "{proof}");
+    }
+    // Padding, the standard alphabet, whitespace, stray bits.
+    for proof in [
+        format!("{header}=.{claims_b64}.{signature}"),
+        format!("{}.{claims_b64}.{signature}", header.replacen('e', "+", 1)),
+        format!(" {good}"),
+        format!(
+            "{header}.{claims_b64}.{}",
+            signature.replace(['_', '-'], "+")
+        ),
+    ] {
+        assert_eq!(verify(&proof), Err(ProofError::Base64), "{proof}");
+    }
+    // 64 bytes in 86 characters: the last one carries 2 bits and 4 zero bits;
+    // setting a zero bit is a non-canonical encoding of the same signature.
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut tweaked = signature.as_bytes().to_vec();
+    let last = tweaked.last_mut().unwrap();
+    let index = ALPHABET.iter().position(|c| c == last).unwrap();
+    assert_eq!(index & 0x0F, 0);
+    *last = ALPHABET[index | 1];
+    let proof = format!(
+        "{header}.{claims_b64}.{}",
+        String::from_utf8(tweaked).unwrap()
+    );
+    assert_eq!(verify(&proof), Err(ProofError::Base64));
+
+    assert_eq!(
+        verify(&key.proof_raw("[1]", &claims().to_string())),
+        Err(ProofError::Json)
+    );
+    assert_eq!(
+        verify(&key.proof_raw(&key.header().to_string(), "not json")),
+        Err(ProofError::Json)
+    );
+}
+
+#[test]
+fn refuses_duplicate_members_anywhere() {
+    let key = Key::ed25519(1);
+    let header = key.header().to_string();
+    let claims = claims().to_string();
+    let dup_claim = claims.replacen('{', r#"{"htm":"GET","#, 1);
+    let dup_header = header.replacen('{', r#"{"alg":"none","#, 1);
+    let jwk = key.jwk().to_string();
+    let dup_jwk = header.replace(&jwk, &jwk.replacen('{', r#"{"x":"AAAA","#, 1));
+    for (header, claims) in [
+        (&header, &dup_claim),
+        (&dup_header, &claims),
+        (&dup_jwk, &claims),
+    ] {
+        assert_eq!(
+            verify(&key.proof_raw(header, claims)),
+            Err(ProofError::DuplicateMember),
+            "{header} {claims}"
+        );
+    }
+}
+
+#[test]
+fn refuses_missing_and_mistyped_members() {
+    let key = Key::p256(2);
+    for name in ["typ", "alg", "jwk"] {
+        let header = header_with(&key, |h| {
+            h.remove(name);
+        });
+        assert_eq!(
+            verify(&key.proof(&header, &claims())),
+            Err(ProofError::MissingMember(name))
+        );
+    }
+    for name in ["jti", "htm", "htu", "iat"] {
+        let claims = claims_with(|c| {
+            c.remove(name);
+        });
+        assert_eq!(
+            verify(&key.proof(&key.header(), &claims)),
+            Err(ProofError::MissingMember(name))
+        );
+    }
+    for (name, value) in [("jwk", json!("a key")), ("typ", json!(7))] {
+        let proof = key.proof_with_header(name, value);
+        assert_eq!(verify(&proof), Err(ProofError::InvalidMember(name)));
+    }
+    for (name, value) in [
+        ("jti", json!(1)),
+        ("htm", json!(["POST"])),
+        ("htu", json!(null)),
+        ("iat", json!("1700000000")),
+        ("iat", json!(-1)),
+        ("iat", json!(1e300)),
+        ("iat", json!(true)),
+    ] {
+        let proof = key.proof_with(name, value.clone());
+        let expected = Err(ProofError::InvalidMember(name));
+        assert_eq!(verify(&proof), expected, "{name}: {value}");
+    }
+}
+
+#[test]
+fn typ_must_be_dpop_jwt() {
+    let key = Key::ed25519(3);
+    for typ in [
+        "JWT",
+        "at+jwt",
+        "dpop",
+        "dpop+jwt ",
+        "application/jwt",
+        "text/dpop+jwt",
+        "",
+    ] {
+        let proof = key.proof_with_header("typ", json!(typ));
+        assert_eq!(verify(&proof), Err(ProofError::Type), "{typ}");
+    }
+    // RFC 7515 §4.1.9: media types are case-insensitive, `application/` optional.
+    for typ in ["DPoP+JWT", "application/dpop+jwt", "Application/DPOP+jwt"] {
+        assert!(
+            verify(&key.proof_with_header("typ", json!(typ))).is_ok(),
+            "{typ}"
+        );
+    }
+}
+
+#[test]
+fn alg_must_be_allowed_and_fit_the_key() {
+    let ed = Key::ed25519(4);
+    let ec = Key::p256(4);
+    for alg in [
+        "none", "HS256", "RS256", "PS256", "ES384", "es256", "EDDSA", "Ed25519", "",
+    ] {
+        let proof = ed.proof_with_header("alg", json!(alg));
+        assert_eq!(
+            verify(&proof),
+            Err(ProofError::UnsupportedAlgorithm),
+            "{alg}"
+        );
+    }
+    // ES256 with an Ed25519 key, EdDSA with a P-256 key.
+    for (key, alg) in [(&ed, "ES256"), (&ec, "EdDSA")] {
+        let proof = key.proof_with_header("alg", json!(alg));
+        assert_eq!(verify(&proof), Err(ProofError::AlgorithmMismatch));
+    }
+    // The key's own `alg`: the same is fine, another is not.
+    for (alg, expected) in [
+        ("EdDSA", Ok(())),
+        ("ES256", Err(ProofError::AlgorithmMismatch)),
+    ] {
+        let header = header_with(&ed, |h| {
+            h["jwk"]
+                .as_object_mut()
+                .unwrap()
+                .insert("alg".into(), json!(alg));
+        });
+        assert_eq!(
+            verify(&ed.proof(&header, &claims())).map(|_| ()),
+            expected,
+            "{alg}"
+        );
+    }
+}
+
+#[test]
+fn refuses_crit() {
+    let key = Key::ed25519(5);
+    for crit in [json!(["b64"]), json!([]), json!("exp")] {
+        let proof = key.proof_with_header("crit", crit);
+        assert_eq!(verify(&proof), Err(ProofError::CriticalHeader));
+    }
+}
+
+#[test]
+fn refuses_private_unsupported_and_invalid_keys() {
+    let key = Key::p256(6);
+    let with_jwk = |edit: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+        let header = header_with(&key, |h| edit(h["jwk"].as_object_mut().unwrap()));
+        verify(&key.proof(&header, &claims()))
+    };
+    assert_eq!(
+        with_jwk(&|jwk| {
+            jwk.insert("d".into(), json!("AAAA"));
+        }),
+        Err(ProofError::PrivateKey)
+    );
+    assert_eq!(
+        with_jwk(&|jwk| {
+            jwk.insert("crv".into(), json!("P-384"));
+        }),
+        Err(ProofError::UnsupportedKey)
+    );
+    assert_eq!(
+        with_jwk(&|jwk| {
+            jwk.insert("kty".into(), json!("RSA"));
+        }),
+        Err(ProofError::UnsupportedKey)
+    );
+    // y of another point: (x, y') is not on the curve.
+    let other = Key::p256(7).jwk();
+    assert_eq!(
+        with_jwk(&|jwk| {
+            jwk.insert("y".into(), other["y"].clone());
+        }),
+        Err(ProofError::InvalidKey)
+    );
+    assert_eq!(
+        with_jwk(&|jwk| {
+            jwk.remove("y");
+        }),
+        Err(ProofError::InvalidKey)
+    );
+}
+
+#[test]
+fn the_signature_must_verify_with_the_proofs_key() {
+    for (key, other) in [
+        (Key::ed25519(8), Key::ed25519(9)),
+        (Key::p256(8), Key::p256(9)),
+    ] {
+        let good = key.proof(&key.header(), &claims());
+        // Signed by another key.
+        let forged = other.proof(&key.header(), &claims());
+        assert_eq!(verify(&forged), Err(ProofError::Signature));
+        // Claims swapped after signing.
+        let (input, signature) = good.rsplit_once('.').unwrap();
+        let changed = other.proof(
+            &key.header(),
+            &claims_with(|c| {
+                c.insert("jti".into(), json!("another"));
+            }),
+        );
+        let (changed_input, _) = changed.rsplit_once('.').unwrap();
+        assert_eq!(
+            verify(&format!("{changed_input}.{signature}")),
+            Err(ProofError::Signature)
+        );
+        // A bit flipped in the signature; a short one; zeros (r = s = 0).
+        let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        bytes[10] ^= 1;
+        let flipped = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&bytes));
+        assert_eq!(verify(&flipped), Err(ProofError::Signature));
+        let short = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&bytes[..63]));
+        assert_eq!(verify(&short), Err(ProofError::Signature));
+        let zeros = format!("{input}.{}", URL_SAFE_NO_PAD.encode([0u8; 64]));
+        assert_eq!(verify(&zeros), Err(ProofError::Signature));
+        // `alg: none` with an empty signature is not even a compact JWS here.
+        assert_eq!(verify(&format!("{input}.")), Err(ProofError::NotCompact));
+    }
+}
+
+#[test]
+fn accepts_high_s_ecdsa_signatures() {
+    use p256::elliptic_curve::ops::Neg as _;
+    let key = Key::p256(10);
+    let good = key.proof(&key.header(), &claims());
+    let (input, signature) = good.rsplit_once('.').unwrap();
+    let signature =
+        p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
+    let (r, s) = signature.split_scalars();
+    let negated = p256::ecdsa::Signature::from_scalars(*r, (*s).neg()).unwrap();
+    let other = format!("{input}.{}", URL_SAFE_NO_PAD.encode(negated.to_bytes()));
+    assert!(verify(&good).is_ok());
+    assert!(verify(&other).is_ok());
+}
+
+#[test]
+fn jti_must_be_short_and_present() {
+    let key = Key::ed25519(11);
+    for (jti, expected) in [
+        (String::new(), Err(ProofError::Jti)),
+        ("j".repeat(MAX_JTI_LEN), Ok(())),
+        ("j".repeat(MAX_JTI_LEN + 1), Err(ProofError::Jti)),
+    ] {
+        let result = verify(&key.proof_with("jti", json!(jti)));
+        assert_eq!(result.map(|_| ()), expected);
+    }
+}
+
+#[test]
+fn htm_and_htu_must_name_the_request() {
+    let key = Key::ed25519(12);
+    let (method, uri, invalid) = (
+        Err(ProofError::MethodMismatch),
+        Err(ProofError::UriMismatch),
+        Err(ProofError::InvalidUri),
+    );
+    let host = "https://server.example.com";
+    for (name, value, expected) in [
+        ("htm", "GET".to_owned(), method),
+        ("htm", "post".to_owned(), method),
+        ("htm", "POST ".to_owned(), method),
+        ("htm", String::new(), method),
+        ("htu", format!("{host}/token/"), uri),
+        ("htu", format!("{host}/tokens"), uri),
+        ("htu", format!("{host}/Token"), uri),
+        ("htu", format!("{host}:8443/token"), uri),
+        ("htu", "http://server.example.com/token".to_owned(), uri),
+        ("htu", "https://other.example.com/token".to_owned(), uri),
+        ("htu", "/token".to_owned(), invalid),
+        ("htu", "server.example.com/token".to_owned(), invalid),
+        (
+            "htu",
+            "https://u@server.example.com/token".to_owned(),
+            invalid,
+        ),
+        ("htu", format!("{host}/%zz"), invalid),
+        // Other spellings of the same URI.
+        (
+            "htu",
+            "HTTPS://SERVER.example.com:443/token".to_owned(),
+            Ok(()),
+        ),
+        ("htu", format!("{host}/token?query#fragment"), Ok(())),
+        ("htu", format!("{host}/./%74oken"), Ok(())),
+    ] {
+        let result = verify(&key.proof_with(name, json!(value)));
+        assert_eq!(result.map(|_| ()), expected, "{name}: {value}");
+    }
+}
+
+#[test]
+fn iat_must_be_within_the_window() {
+    let key = Key::p256(13);
+    let max_age = DEFAULT_MAX_AGE.as_secs();
+    let leeway = DEFAULT_FUTURE_LEEWAY.as_secs();
+    for (iat, expected) in [
+        (json!(NOW - max_age), Ok(())),
+        (json!(NOW - max_age - 1), Err(ProofError::Expired)),
+        (json!(0), Err(ProofError::Expired)),
+        (json!(NOW + leeway), Ok(())),
+        (json!(NOW + leeway + 1), Err(ProofError::IssuedInFuture)),
+        (json!(u64::MAX), Err(ProofError::IssuedInFuture)),
+        (json!(NOW as f64 + 0.75), Ok(())),
+    ] {
+        let claims = claims_with(|c| {
+            c.insert("iat".into(), iat.clone());
+        });
+        assert_eq!(
+            verify(&key.proof(&key.header(), &claims)).map(|_| ()),
+            expected,
+            "{iat}"
+        );
+    }
+    // A configured window.
+    let uri = NormalizedUri::parse(URI).unwrap();
+    let proof = key.proof(
+        &key.header(),
+        &claims_with(|c| {
+            c.insert("iat".into(), json!(NOW - 20));
+        }),
+    );
+    let check = ProofCheck::new(&http::Method::POST, &uri, NOW).max_age(Duration::from_secs(10));
+    assert_eq!(
+        verify_proof(proof.as_bytes(), &check),
+        Err(ProofError::Expired)
+    );
+    let check =
+        ProofCheck::new(&http::Method::POST, &uri, NOW - 40).future_leeway(Duration::from_secs(30));
+    assert!(verify_proof(proof.as_bytes(), &check).is_ok());
+}
+
+#[test]
+fn ath_is_required_with_an_access_token() {
+    let key = Key::ed25519(14);
+    let token = "an-access-token";
+    let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(token));
+    let uri = NormalizedUri::parse(URI).unwrap();
+    let check = ProofCheck::new(&http::Method::POST, &uri, NOW).access_token(token);
+    let with_ath = |ath: Value| {
+        key.proof(
+            &key.header(),
+            &claims_with(|c| {
+                c.insert("ath".into(), ath);
+            }),
+        )
+    };
+    assert!(verify_proof(with_ath(json!(ath)).as_bytes(), &check).is_ok());
+    assert_eq!(
+        verify_proof(key.proof(&key.header(), &claims()).as_bytes(), &check),
+        Err(ProofError::MissingAccessTokenHash)
+    );
+    for wrong in [
+        json!(ath.to_uppercase()),
+        json!(""),
+        json!(format!("{ath}=")),
+        json!(URL_SAFE_NO_PAD.encode(Sha256::digest("other"))),
+    ] {
+        assert_eq!(
+            verify_proof(with_ath(wrong).as_bytes(), &check),
+            Err(ProofError::AccessTokenHashMismatch)
+        );
+    }
+    assert_eq!(
+        verify_proof(with_ath(json!(7)).as_bytes(), &check),
+        Err(ProofError::InvalidMember("ath"))
+    );
+    // Without a token (the token endpoint), `ath` is not looked at.
+    assert!(verify(&with_ath(json!("anything"))).is_ok());
+}
+
+#[test]
+fn nonce_is_required_when_expected() {
+    let key = Key::p256(15);
+    let uri = NormalizedUri::parse(URI).unwrap();
+    let check = ProofCheck::new(&http::Method::POST, &uri, NOW).nonce("eyJ7S_zG.eyJH0-Z.HX4w-7v");
+    let with_nonce = |nonce: &str| {
+        key.proof(
+            &key.header(),
+            &claims_with(|c| {
+                c.insert("nonce".into(), json!(nonce));
+            }),
+        )
+    };
+    assert!(verify_proof(with_nonce("eyJ7S_zG.eyJH0-Z.HX4w-7v").as_bytes(), &check).is_ok());
+    assert_eq!(
+        verify_proof(key.proof(&key.header(), &claims()).as_bytes(), &check),
+        Err(ProofError::MissingNonce)
+    );
+    assert_eq!(
+        verify_proof(with_nonce("eyJ7S_zG.eyJH0-Z.HX4w-7w").as_bytes(), &check),
+        Err(ProofError::NonceMismatch)
+    );
+    assert!(verify(&with_nonce("not expected, not looked at")).is_ok());
+}
+
+#[test]
+fn debug_and_display_never_show_the_proof_or_the_token() {
+    let key = Key::ed25519(16);
+    let proof = key.proof(&key.header(), &claims());
+    let verified = verify(&proof).unwrap();
+    let debug = format!("{verified:?}");
+    assert!(debug.contains(verified.thumbprint().as_str()));
+    assert!(!debug.contains(&proof[..20]));
+    let uri = NormalizedUri::parse(URI).unwrap();
+    let check = ProofCheck::new(&http::Method::POST, &uri, NOW)
+        .access_token("secret-token")
+        .nonce("n0nce");
+    let debug = format!("{check:?}");
+    assert!(
+        !debug.contains("secret-token") && !debug.contains("n0nce"),
+        "{debug}"
+    );
+    let proof = key.proof(
+        &key.header(),
+        &claims_with(|c| {
+            c.insert("htm".into(), json!("SECRET"));
+        }),
+    );
+    let error = verify(&proof).unwrap_err();
+    assert!(!error.to_string().contains("SECRET"));
+}
