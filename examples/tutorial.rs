@@ -107,6 +107,7 @@ async fn main() {
     tracing::info!(
         metadata = layer.metadata_url(),
         jwks = layer.jwks_url(),
+        introspection = layer.introspection_url(),
         issuer = layer.issuer(),
         "published"
     );
