@@ -95,7 +95,10 @@ pub async fn serve<Us, Ts>(
 async fn main() {
     common::init_logging();
     let stores = common::stores::from_env_or_exit().await;
-    let builder = stores.apply(layer_builder());
+    let mut builder = stores.apply(layer_builder());
+    if let Some(clients) = common::introspect::from_env_or_exit() {
+        builder = builder.introspection(clients);
+    }
     let (listener, addr) = common::listen("127.0.0.1:8000").await;
     let layer = builder.issuer(&issuer(addr)).build();
     tracing::info!(
@@ -104,6 +107,7 @@ async fn main() {
     tracing::info!(
         metadata = layer.metadata_url(),
         jwks = layer.jwks_url(),
+        introspection = layer.introspection_url(),
         issuer = layer.issuer(),
         "published"
     );

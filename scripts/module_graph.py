@@ -35,7 +35,13 @@ LAYERS = [
     ("services", ["service", "endpoint::service", "guard::layer"]),
     (
         "request handling",
-        ["endpoint::token", "endpoint::metadata", "guard::decide", "guard::require"],
+        [
+            "endpoint::token",
+            "endpoint::introspect",
+            "endpoint::metadata",
+            "guard::decide",
+            "guard::require",
+        ],
     ),
     ("configuration", ["config"]),
     (
@@ -45,6 +51,7 @@ LAYERS = [
             "endpoint::policy",
             "endpoint::throttle",
             "endpoint::client_addr",
+            "endpoint::clients",
             "endpoint::jwks",
             "guard::bearer",
             "guard::paths",

@@ -10,6 +10,7 @@ use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
 use crate::endpoint::client_addr::TrustedProxies;
+use crate::endpoint::clients::IntrospectionClients;
 use crate::endpoint::policy::LoginPolicy;
 use crate::guard::paths::{canonical, under, PublicRoutes, Spellings};
 use crate::http::rejection::Messages;
@@ -39,6 +40,10 @@ pub(crate) struct Shared<Us, Ts> {
 pub(crate) struct Config {
     pub(crate) token_url: Box<str>,
     pub(crate) revocation_url: Option<Box<str>>,
+    /// Where introspection is served, when it is: only with clients.
+    pub(crate) introspection_url: Box<str>,
+    /// The clients that may introspect; `None` (the default) serves no endpoint.
+    pub(crate) introspection_clients: Option<Arc<IntrospectionClients>>,
     pub(crate) refresh_lifetimes: RefreshLifetimes,
     pub(crate) public: PublicRoutes,
     pub(crate) token_lifetime: Duration,
@@ -186,6 +191,13 @@ impl Issuer {
 }
 
 impl Config {
+    /// The introspection URL, if it is served.
+    pub(crate) fn served_introspection_url(&self) -> Option<&str> {
+        self.introspection_clients
+            .as_ref()
+            .map(|_| &*self.introspection_url)
+    }
+
     /// The 403 status for a missing scope, if the builder changed it: responses
     /// from the inner service that refused a scope get it too.
     pub(crate) fn custom_scope_status(&self) -> Option<StatusCode> {

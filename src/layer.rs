@@ -12,6 +12,7 @@ use tower_layer::Layer;
 
 use crate::config::{Config, Issuer, ScopeRule, Shared};
 use crate::endpoint::client_addr::TrustedProxies;
+use crate::endpoint::clients::IntrospectionClients;
 use crate::endpoint::jwks::Jwks;
 use crate::endpoint::metadata::{document, shared_prefix, DEFAULT_JWKS_URL, DEFAULT_METADATA_URL};
 use crate::endpoint::policy::LoginPolicy;
@@ -86,6 +87,8 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
             config: Config {
                 token_url: "/token".into(),
                 revocation_url: Some("/revoke".into()),
+                introspection_url: "/introspect".into(),
+                introspection_clients: None,
                 refresh_lifetimes: RefreshLifetimes::new(
                     DEFAULT_REFRESH_TOKEN_LIFETIME,
                     DEFAULT_REFRESH_TOKEN_ABSOLUTE_LIFETIME,
@@ -163,6 +166,12 @@ impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
         self.shared.config.revocation_url.as_deref()
     }
 
+    /// The path of the introspection endpoint, if it is served (only with
+    /// [`Builder::introspection`] clients).
+    pub fn introspection_url(&self) -> Option<&str> {
+        self.shared.config.served_introspection_url()
+    }
+
     /// The URL the service is known by (RFC 8414 `issuer`), if the builder set one.
     pub fn issuer(&self) -> Option<&str> {
         self.shared
@@ -189,7 +198,8 @@ impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
         config.jwks.as_ref().map(|_| &*config.jwks_url)
     }
 
-    /// The token endpoint alone (the token URL, and the revocation URL if served),
+    /// The token endpoint alone (the token URL, and the revocation, introspection,
+    /// metadata and JWKS URLs if served),
     /// as a service to mount as a route, for apps that guard only some routes
     /// with [`guard`](Self::guard). Its answers are the layer's.
     ///
@@ -311,6 +321,45 @@ where
     /// service, guarded like any other path.
     pub fn without_revocation_url(mut self) -> Self {
         self.config.revocation_url = None;
+        self
+    }
+
+    /// Serves token introspection (RFC 7662) for `clients`, the resource servers
+    /// that check tokens without sharing the token store, at `/introspect` (or
+    /// [`introspection_url`](Self::introspection_url)). Off by default, and off
+    /// while `clients` is empty.
+    ///
+    /// A client `POST`s a form with `token` (and an optional `token_type_hint`,
+    /// read and ignored), authenticated with HTTP Basic. A live access token of an
+    /// active user is answered `{"active":true,"scope":…,"username":…,"sub":…,
+    /// "exp":…,"iat":…,"token_type":"Bearer"}`; anything else, refresh tokens
+    /// included, exactly `{"active":false}`. A caller that is not a client gets 401
+    /// `invalid_client` with `WWW-Authenticate: Basic`. The form is read under the
+    /// token endpoint's [`body_limit`](Self::body_limit) and
+    /// [`body_timeout`](Self::body_timeout).
+    ///
+    /// ```
+    /// use tower_oauth2_password::endpoint::{ClientSecretHash, IntrospectionClients};
+    /// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
+    ///
+    /// // The hash is what configuration holds; the secret only the resource server.
+    /// let hash: ClientSecretHash = "blake2b-256$dM0rFSh-AQnNDQ7dVs8C9K0Ft2IjqLrqmZfQLyIn2A4"
+    ///     .parse()
+    ///     .unwrap();
+    /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+    ///     .introspection(IntrospectionClients::new().client("orders", hash))
+    ///     .build();
+    /// assert_eq!(layer.introspection_url(), Some("/introspect"));
+    /// ```
+    pub fn introspection(mut self, clients: IntrospectionClients) -> Self {
+        self.config.introspection_clients = (!clients.is_empty()).then(|| Arc::new(clients));
+        self
+    }
+
+    /// Serves introspection, when it is on, at `path` (default `/introspect`). A
+    /// missing leading `/` is added.
+    pub fn introspection_url(mut self, path: impl Into<String>) -> Self {
+        self.config.introspection_url = with_leading_slash(path.into());
         self
     }
 

@@ -5,6 +5,7 @@
 // Each example uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod introspect;
 pub mod map_lookup;
 pub mod stores;
 

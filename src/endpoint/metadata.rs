@@ -37,6 +37,9 @@ struct Metadata<'a> {
     revocation_endpoint_auth_methods_supported: Option<[&'a str; 1]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     introspection_endpoint: Option<String>,
+    /// Resource servers authenticate with HTTP Basic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    introspection_endpoint_auth_methods_supported: Option<[&'a str; 1]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     jwks_uri: Option<String>,
 }
@@ -62,20 +65,16 @@ pub(crate) fn document(config: &Config, refresh_tokens: bool) -> Option<Bytes> {
             .revocation_url
             .as_ref()
             .map(|_| ["none"]),
-        // Issue 19 item 5 (RFC 7662): once the layer serves an introspection URL,
-        // its absolute URL goes here, from `introspection_path(config)`.
-        introspection_endpoint: introspection_path(config).map(|p| issuer.url_of(p)),
+        introspection_endpoint: config.served_introspection_url().map(|p| issuer.url_of(p)),
+        introspection_endpoint_auth_methods_supported: config
+            .served_introspection_url()
+            .map(|_| ["client_secret_basic"]),
         jwks_uri: config
             .jwks
             .as_ref()
             .map(|_| issuer.url_of(&config.jwks_url)),
     };
     serde_json::to_vec(&metadata).ok().map(Bytes::from)
-}
-
-/// The hook for the introspection endpoint (RFC 7662): its path, when served.
-fn introspection_path(_config: &Config) -> Option<&str> {
-    None
 }
 
 /// The longest prefix the served `GET` URLs share, so that other requests cost

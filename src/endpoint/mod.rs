@@ -8,9 +8,14 @@
 //!
 //! [`TokenEndpoint`] is the same endpoint as a service of its own, for apps that
 //! mount it as a route.
+//!
+//! Token introspection (RFC 7662) is off until [`IntrospectionClients`] are given
+//! to [`Builder::introspection`](crate::layer::Builder::introspection).
 
 pub(crate) mod client_addr;
+pub(crate) mod clients;
 pub(crate) mod form;
+pub(crate) mod introspect;
 pub(crate) mod jwks;
 pub(crate) mod metadata;
 pub(crate) mod policy;
@@ -19,6 +24,9 @@ pub(crate) mod throttle;
 pub(crate) mod token;
 
 pub use self::client_addr::{InvalidProxy, PeerAddr, TrustedProxies};
+pub use self::clients::{
+    ClientSecretError, ClientSecretHash, IntrospectionClients, MIN_CLIENT_SECRET_LEN,
+};
 pub use self::jwks::{Jwks, JWKS_MAX_AGE};
 pub use self::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
 pub use self::service::{TokenEndpoint, TokenEndpointBody, TokenEndpointFuture};

@@ -30,6 +30,7 @@ use crate::user::store::UserStore;
 /// It answers the layer's token URL and revocation URL exactly as the layer does,
 /// so mount it at both ([`token_url`](crate::OAuth2PasswordLayer::token_url),
 /// [`revocation_url`](crate::OAuth2PasswordLayer::revocation_url)), and at the
+/// [`introspection_url`](crate::OAuth2PasswordLayer::introspection_url),
 /// [`metadata_url`](crate::OAuth2PasswordLayer::metadata_url) and
 /// [`jwks_url`](crate::OAuth2PasswordLayer::jwks_url) when they are served, as the client
 /// sees them: inside a `nest`, the paths include the prefix. Any other path is a
@@ -88,7 +89,7 @@ where
             None => {
                 tracing::error!(
                     "TokenEndpoint mounted at a path that is not one of the layer's URLs \
-                     (token, revocation, metadata or JWKS URL)"
+                     (token, revocation, introspection, metadata or JWKS URL)"
                 );
                 Box::pin(std::future::ready(Ok(not_found())))
             }

@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 
 use crate::config::{Config, Shared};
 use crate::endpoint::form::{Encoding, GrantTypes, Password, PasswordForm, TokenRequest};
+use crate::endpoint::introspect;
 use crate::endpoint::metadata::Published;
 use crate::endpoint::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
 use crate::endpoint::throttle::log_refused;
@@ -53,6 +54,8 @@ pub(crate) enum Endpoint {
     /// The revocation URL (RFC 7009): 200 with an empty body once the token no
     /// longer works, whether or not it ever did.
     Revocation,
+    /// The introspection URL (RFC 7662), when clients are configured.
+    Introspection,
     /// A document served to `GET`: the metadata (RFC 8414) or the key set (RFC 7517).
     Published(Published),
 }
@@ -65,6 +68,8 @@ impl Endpoint {
             Some(Self::Token)
         } else if config.revocation_url.as_deref() == Some(path) {
             Some(Self::Revocation)
+        } else if config.served_introspection_url() == Some(path) {
+            Some(Self::Introspection)
         } else if config
             .published_prefix
             .as_deref()
@@ -107,6 +112,20 @@ where
         Endpoint::Revocation => revoke(&shared, request)
             .await
             .map(|()| Response::new(ResponseBody::empty())),
+        // A client's, read as a revocation request is: `token`, `token_type_hint`.
+        Endpoint::Introspection => {
+            async {
+                if let Some(refused) =
+                    introspect::refuse_stranger(&shared.config, request.headers())
+                {
+                    return Ok(refused);
+                }
+                let (_, encoding, body) = read_form(&shared.config, request).await?;
+                let form = encoding.parse_revocation(body).await?;
+                introspect::answer(&shared, &form.token).await
+            }
+            .await
+        }
     };
     Ok(no_store(&shared.config, version, answer))
 }
