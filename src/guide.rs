@@ -14,8 +14,8 @@
 //! 7. [Users in SQL](sql_users).
 //! 8. [Facing the internet](facing_the_internet): throttle, proxies, limits, defaults.
 //! 9. [Interactive docs](interactive_docs): OpenAPI and Swagger UI.
-//! 10. [For operators and sibling services](operators): server metadata, JWKS.
-//!     [Token introspection](introspection): resource servers check tokens (RFC 7662).
+//! 10. [For operators and sibling services](operators): server metadata, JWKS, token
+//!     introspection (RFC 7662) for resource servers.
 //! 11. [Testing your service](testing).
 //! 12. [Writing your own store](own_store).
 //! 13. [The wire contract](wire_contract): every request and its answer.
@@ -44,8 +44,6 @@ pub mod sql_users {}
 pub mod facing_the_internet {}
 #[doc = include_str!("../docs/guide/interactive_docs.md")]
 pub mod interactive_docs {}
-#[doc = include_str!("../docs/guide/introspection.md")]
-pub mod introspection {}
 #[doc = include_str!("../docs/guide/operators.md")]
 pub mod operators {}
 #[doc = include_str!("../docs/guide/testing.md")]
