@@ -64,9 +64,16 @@ use crate::token::refresh::{
 /// - **Rotation is atomic**: a Lua script applies the refresh-token rotation rule
 ///   (see [`RefreshTokenStore`](crate::token::RefreshTokenStore)) in one step, so two replicas presented the same
 ///   token at once cannot both rotate it (nor both retry it). Issuing a family is
-///   one script too (the record, its expiry, the user's cap). The scripts touch
-///   keys they are not given (a user's oldest families), so they need a single
-///   Redis, not a cluster.
+///   one script too (the record, its expiry, the user's cap) on one server.
+/// - **On a Redis Cluster** ([`RedisConnection::cluster`]) every script's keys
+///   share a hash tag: a family is `{prefix}rf:{{family}}`, in its access
+///   tokens' slot, and issuing one is three steps, as its user's list lives in
+///   another slot: the family, then its entry in the user's list, then (only
+///   past the cap) each of the user's oldest families ended by a command of
+///   its own. The cost: two concurrent logins of one user past the cap may
+///   both end a family (the user keeps one fewer), and a family whose listing
+///   failed (Redis down between the steps: the login is a 503, its token never
+///   sent) lives out its idle lifetime unlisted.
 ///
 /// ```no_run
 /// use tower_oauth2_password::token::redis::RedisTokenStore;
@@ -95,6 +102,9 @@ pub(super) struct Inner {
     pub(super) secrets: FamilySecrets,
     pub(super) max_families_per_user: usize,
     pub(super) issue_family: Script,
+    /// On a cluster, [`ISSUE_FAMILY`]'s two steps: the family, then its user's list.
+    pub(super) start_family: Script,
+    pub(super) list_family: Script,
     pub(super) rotate: Script,
     pub(super) issue_in_family: Script,
     pub(super) max_per_family: usize,
@@ -178,6 +188,39 @@ end
 return exp
 "#;
 
+/// On a cluster, a family's record alone (its user's list is in another slot):
+/// KEYS[1]: the family. ARGV as [`ISSUE_FAMILY`]'s first four. Returns its
+/// absolute expiry (ms).
+pub(super) const START_FAMILY: &str = r#"
+local abs = now + tonumber(ARGV[4])
+local exp = math.min(now + tonumber(ARGV[3]), abs)
+redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'grant', ARGV[2], 'cur', 0, 'abs', abs, 'exp', exp)
+redis.call('PEXPIREAT', KEYS[1], exp)
+return abs
+"#;
+
+/// On a cluster, lists a started family under its user. KEYS[1]: the user's
+/// families. ARGV: the family's key, its absolute expiry (ms), the cap.
+/// Returns every listed family, oldest first, when there are more than the
+/// cap (the caller drops the ended ones and ends the oldest beyond it, each
+/// family in its own slot), else nothing.
+pub(super) const LIST_FAMILY: &str = r#"
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local score = now
+if newest[2] and tonumber(newest[2]) >= now then
+  score = tonumber(newest[2]) + 1
+end
+redis.call('ZADD', KEYS[1], score, ARGV[1])
+local abs = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[1]) < abs - now then
+  redis.call('PEXPIREAT', KEYS[1], abs)
+end
+if redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[3]) then
+  return redis.call('ZRANGE', KEYS[1], 0, -1)
+end
+return {}
+"#;
+
 /// The rotation rule of `refresh::Chain::step`/`rotated`, applied atomically.
 /// KEYS[1]: the family. ARGV: presented generation, grace (ms), idle lifetime
 /// (ms). Returns `{new current generation + 1, new expiry (ms)}`, `{0}` to
@@ -253,6 +296,8 @@ impl RedisTokenStore {
                 secrets: FamilySecrets::default(),
                 max_families_per_user: DEFAULT_MAX_FAMILIES_PER_USER,
                 issue_family: timed_script(ISSUE_FAMILY),
+                start_family: timed_script(START_FAMILY),
+                list_family: timed_script(LIST_FAMILY),
                 rotate: timed_script(ROTATE),
                 issue_in_family: Script::new(ISSUE_IN_FAMILY),
                 max_per_family: DEFAULT_MAX_TOKENS_PER_FAMILY,
@@ -331,6 +376,8 @@ impl RedisTokenStore {
             secrets: shared.secrets.clone(),
             max_families_per_user: shared.max_families_per_user,
             issue_family: timed_script(ISSUE_FAMILY),
+            start_family: timed_script(START_FAMILY),
+            list_family: timed_script(LIST_FAMILY),
             rotate: timed_script(ROTATE),
             issue_in_family: Script::new(ISSUE_IN_FAMILY),
             max_per_family: shared.max_per_family,
@@ -374,9 +421,15 @@ impl RedisTokenStore {
         Some((family, self.family_access_key(family), token_hash(token)))
     }
 
+    /// `rf:{family}` on one server; on a cluster `rf:{{family}}`, the id as
+    /// its hash tag (the slot of the family's access tokens too).
     pub(super) fn family_key(&self, family: &[u8]) -> String {
-        self.redis()
-            .key(format_args!("rf:{}", URL_SAFE_NO_PAD.encode(family)))
+        let family = URL_SAFE_NO_PAD.encode(family);
+        if self.redis().is_cluster() {
+            self.redis().key(format_args!("rf:{{{family}}}"))
+        } else {
+            self.redis().key(format_args!("rf:{family}"))
+        }
     }
 
     /// The key of a user's list of families: a hash of the subject, so that its
