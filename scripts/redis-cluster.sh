@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # A local Redis Cluster for the tests: 3 masters with one replica each on
 # loopback ports 7101-7106 (REDIS_CLUSTER_PORT_BASE=7100 moves them), data in
-# target/redis-cluster/, nothing saved to disk.
+# target/redis-cluster-7100/ (the base port), nothing saved to disk.
 #
 #   scripts/redis-cluster.sh start   # then: export REDIS_CLUSTER_URLS=redis://127.0.0.1:7101,...
 #   scripts/redis-cluster.sh stop    # stops every node and deletes its directory
 #
 # `start` prints the REDIS_CLUSTER_URLS line. cluster-node-timeout is 1 s, so a
-# replica takes over a failed master within a few seconds (the failover test).
+# replica takes over a failed master within a few seconds; and the other
+# masters keep serving their slots meanwhile (cluster-require-full-coverage no).
 set -euo pipefail
 
 base=${REDIS_CLUSTER_PORT_BASE:-7100}
 ports=$(seq $((base + 1)) $((base + 6)))
-root="$(cd "$(dirname "$0")/.." && pwd)/target/redis-cluster"
+root="$(cd "$(dirname "$0")/.." && pwd)/target/redis-cluster-$base"
 
 urls() {
     local out=""
@@ -26,7 +27,8 @@ start() {
         mkdir -p "$root/$port"
         redis-server --port "$port" --bind 127.0.0.1 --dir "$root/$port" \
             --cluster-enabled yes --cluster-config-file nodes.conf \
-            --cluster-node-timeout 1000 --save "" --appendonly no \
+            --cluster-node-timeout 1000 --cluster-require-full-coverage no \
+            --save "" --appendonly no \
             --maxmemory-policy noeviction \
             --daemonize yes --pidfile "$root/$port/redis.pid" --logfile "$root/$port/redis.log"
     done

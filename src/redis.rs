@@ -242,22 +242,42 @@ impl RedisConnection {
             .await
     }
 
-    /// Runs `script` on `keys` with `args`, within the deadline.
+    /// Runs `script` on `keys` with `args`, within the deadline: `EVALSHA`,
+    /// and `EVAL` where the server does not have it yet. (Not redis-rs's
+    /// `SCRIPT LOAD`, which a cluster sends to every node it knows, a failed
+    /// one included.)
     pub(crate) async fn script<T: FromRedisValue>(
         &self,
-        script: &Script,
+        script: &LuaScript,
         keys: &[impl ToRedisArgs + Sync],
         args: &[impl ToRedisArgs + Sync],
     ) -> Result<T, StoreError> {
         self.run(|mut connection| async move {
-            let mut invocation = script.prepare_invoke();
-            for key in keys {
-                invocation.key(key);
+            let call = |name: &str, body: &str| {
+                let mut command = redis::cmd(name);
+                command.arg(body).arg(keys.len());
+                for key in keys {
+                    command.arg(key);
+                }
+                for arg in args {
+                    command.arg(arg);
+                }
+                command
+            };
+            match call("EVALSHA", script.hash.get_hash())
+                .query_async(&mut connection)
+                .await
+            {
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    call("EVAL", &script.code)
+                        .query_async(&mut connection)
+                        .await
+                }
+                answered => answered,
             }
-            for arg in args {
-                invocation.arg(arg);
-            }
-            invocation.invoke_async(&mut connection).await
         })
         .await
     }
@@ -410,6 +430,21 @@ impl Link {
             .is_some_and(|(current, _)| *current == number)
         {
             state.current = None;
+        }
+    }
+}
+
+/// A Lua script and its SHA-1, run by [`RedisConnection::script`].
+pub(crate) struct LuaScript {
+    code: Box<str>,
+    hash: Script,
+}
+
+impl LuaScript {
+    pub(crate) fn new(code: &str) -> Self {
+        Self {
+            code: code.into(),
+            hash: Script::new(code),
         }
     }
 }

@@ -407,10 +407,9 @@ mod redis_counts {
     use base64::Engine as _;
     use blake2::digest::consts::U16;
     use blake2::{Blake2b, Digest};
-    use redis::Script;
 
     use super::{FailureCounts, Key, KeyKind, MemoryCounts, Outcome, IN_FLIGHT_RETRY};
-    use crate::redis::RedisConnection;
+    use crate::redis::{LuaScript, RedisConnection};
     use crate::store::Lookup;
 
     /// The check and the reservation, in one step for all the attempt's keys
@@ -461,8 +460,8 @@ return 0
     pub(super) struct RedisCounts {
         redis: RedisConnection,
         fallback: Arc<MemoryCounts>,
-        admit: Script,
-        settle: Script,
+        admit: Arc<LuaScript>,
+        settle: Arc<LuaScript>,
     }
 
     impl RedisCounts {
@@ -470,8 +469,8 @@ return 0
             Self {
                 redis,
                 fallback,
-                admit: Script::new(ADMIT),
-                settle: Script::new(SETTLE),
+                admit: Arc::new(LuaScript::new(ADMIT)),
+                settle: Arc::new(LuaScript::new(SETTLE)),
             }
         }
 

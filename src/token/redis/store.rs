@@ -8,10 +8,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
-use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use crate::redis::RedisConnection;
+use crate::redis::{LuaScript, RedisConnection};
 use crate::scope::Scopes;
 use crate::store::StoreError;
 use crate::token::grant::{
@@ -101,12 +100,12 @@ pub(super) struct Inner {
     /// What refresh families' MAC keys are derived from; none until configured.
     pub(super) secrets: FamilySecrets,
     pub(super) max_families_per_user: usize,
-    pub(super) issue_family: Script,
+    pub(super) issue_family: LuaScript,
     /// On a cluster, [`ISSUE_FAMILY`]'s two steps: the family, then its user's list.
-    pub(super) start_family: Script,
-    pub(super) list_family: Script,
-    pub(super) rotate: Script,
-    pub(super) issue_in_family: Script,
+    pub(super) start_family: LuaScript,
+    pub(super) list_family: LuaScript,
+    pub(super) rotate: LuaScript,
+    pub(super) issue_in_family: LuaScript,
     pub(super) max_per_family: usize,
 }
 
@@ -252,8 +251,8 @@ return {0}
 "#;
 
 /// A script that starts by reading Redis's clock into `now`.
-pub(super) fn timed_script(body: &str) -> Script {
-    Script::new(&format!("{NOW}{body}"))
+pub(super) fn timed_script(body: &str) -> LuaScript {
+    LuaScript::new(&format!("{NOW}{body}"))
 }
 
 impl RedisTokenStore {
@@ -299,7 +298,7 @@ impl RedisTokenStore {
                 start_family: timed_script(START_FAMILY),
                 list_family: timed_script(LIST_FAMILY),
                 rotate: timed_script(ROTATE),
-                issue_in_family: Script::new(ISSUE_IN_FAMILY),
+                issue_in_family: LuaScript::new(ISSUE_IN_FAMILY),
                 max_per_family: DEFAULT_MAX_TOKENS_PER_FAMILY,
             }),
         }
@@ -379,7 +378,7 @@ impl RedisTokenStore {
             start_family: timed_script(START_FAMILY),
             list_family: timed_script(LIST_FAMILY),
             rotate: timed_script(ROTATE),
-            issue_in_family: Script::new(ISSUE_IN_FAMILY),
+            issue_in_family: LuaScript::new(ISSUE_IN_FAMILY),
             max_per_family: shared.max_per_family,
         });
         change(&mut inner);
