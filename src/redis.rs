@@ -196,6 +196,7 @@ impl RedisConnection {
 
     /// Puts every key under `prefix` (e.g. `"myapp:"`), so that services, or
     /// test runs, can share a Redis server. Replicas must use the same prefix.
+    /// On a cluster keep `{` and `}` out of it: the keys' hash tags follow it.
     #[must_use]
     pub fn with_prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.into();

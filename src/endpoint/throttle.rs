@@ -489,13 +489,16 @@ return 0
             if !self.redis.is_cluster() {
                 return self.redis.key(format_args!("throttle:{kind}:{hashed}"));
             }
-            let tag = match key.kind {
+            match key.kind {
                 // `{username}\0{address}`: the pair's tag is its username's.
-                KeyKind::Pair => hash(key.text.split('\0').next().unwrap_or_default()),
-                KeyKind::Username | KeyKind::Address => hashed.clone(),
-            };
-            self.redis
-                .key(format_args!("throttle:{kind}:{{{tag}}}{hashed}"))
+                KeyKind::Pair => {
+                    let tag = hash(key.text.split('\0').next().unwrap_or_default());
+                    self.redis.key(format_args!("throttle:p:{{{tag}}}{hashed}"))
+                }
+                KeyKind::Username | KeyKind::Address => {
+                    self.redis.key(format_args!("throttle:{kind}:{{{hashed}}}"))
+                }
+            }
         }
 
         /// The keys in the groups one script may touch: all of them on one
