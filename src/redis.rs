@@ -154,7 +154,7 @@ impl RedisConnection {
             .collect::<Vec<_>>()
             .join(",");
         let client = ClusterClient::new(infos).map_err(StoreError::new)?;
-        Ok(Self::with_client(Client::Cluster(client), addrs))
+        Ok(Self::with_client(Client::Cluster(Box::new(client)), addrs))
     }
 
     /// The Redis Cluster `client` connects to, with the settings the
@@ -172,7 +172,7 @@ impl RedisConnection {
     /// # Ok::<(), redis::RedisError>(())
     /// ```
     pub fn from_cluster_client(client: ClusterClient) -> Self {
-        Self::with_client(Client::Cluster(client), "cluster".to_owned())
+        Self::with_client(Client::Cluster(Box::new(client)), "cluster".to_owned())
     }
 
     fn with_client(client: Client, addr: String) -> Self {
@@ -453,7 +453,7 @@ impl LuaScript {
 /// One server or a cluster.
 enum Client {
     Single(redis::Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 impl Client {
@@ -561,7 +561,7 @@ mod tests {
         assert!(!error.to_string().contains("hunter2"), "{error}");
         let cluster = RedisConnection::cluster(&[
             "redis://user:hunter2-secret@127.0.0.1:7101",
-            "redis://127.0.0.1:7102",
+            "redis://user:hunter2-secret@127.0.0.1:7102",
         ])
         .unwrap();
         let debug = format!("{cluster:?}");

@@ -519,6 +519,9 @@ return 0
         }
     }
 
+    /// Keys with their outcomes, and their Redis keys.
+    type Settled = (Vec<(Key, Outcome)>, Vec<String>);
+
     fn hash(text: &str) -> String {
         URL_SAFE_NO_PAD.encode(Blake2b::<U16>::digest(text.as_bytes()))
     }
@@ -616,7 +619,7 @@ return 0
         }
 
         fn settle(&self, keys: &[(Key, Outcome)]) -> Lookup<()> {
-            let groups: Vec<(Vec<(Key, Outcome)>, Vec<String>)> = self
+            let groups: Vec<Settled> = self
                 .groups(keys, |(key, _)| key)
                 .into_iter()
                 .map(|group| {
