@@ -25,42 +25,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis::{Prefix, REFRESH_SECRET};
-use common::refresh::{assert_invalid_refresh_token, present_at_once};
-use common::{tutorial, Reply, Server};
+use common::redis::{
+    assert_unavailable, attempt, replica, throttled_replica, Prefix, REFRESH_SECRET,
+};
+use common::Reply;
 use http::StatusCode;
 use tower_oauth2_password::endpoint::LoginThrottle;
 use tower_oauth2_password::redis::RedisConnection;
-use tower_oauth2_password::testing::{LoginPolicySuite, RefreshTokenStoreSuite, TokenStoreSuite};
+use tower_oauth2_password::testing::LoginPolicySuite;
 use tower_oauth2_password::token::redis::RedisTokenStore;
-use tower_oauth2_password::OAuth2PasswordLayer;
-
-/// The tutorial app with its tokens (access and refresh) in `store`, no login
-/// policy (as in tests/redis.rs).
-async fn replica(store: RedisTokenStore) -> Server {
-    Server::start_with(
-        OAuth2PasswordLayer::builder(tutorial::users())
-            .refresh_tokens(store.clone())
-            .token_store(store)
-            .no_login_policy()
-            .build(),
-    )
-    .await
-}
-
-/// The tutorial app with its login throttle counting in the cluster.
-async fn throttled_replica(prefix: &Prefix, throttle: LoginThrottle) -> Server {
-    let layer = tutorial::layer_builder()
-        .login_policy(throttle.in_redis(prefix.connection()))
-        .build();
-    Server::start_with(layer).await
-}
-
-async fn attempt(server: &Server, username: &str, password: &str) -> Reply {
-    server
-        .post_form(&format!("username={username}&password={password}"))
-        .await
-}
 
 #[tokio::test]
 async fn cluster_token_store_conformance() {
@@ -68,25 +41,8 @@ async fn cluster_token_store_conformance() {
         return;
     };
     assert!(prefix.connection().is_cluster());
-    let store = prefix.store();
-    TokenStoreSuite::new().run(&store).await;
-    let grace = Duration::from_secs(1);
-    RefreshTokenStoreSuite::new(grace)
-        .run_with_persisted(&store.clone().with_retry_grace(grace), || async {
-            prefix.dump()
-        })
-        .await;
     let small = Prefix::in_cluster("conformance-cap").unwrap();
-    RefreshTokenStoreSuite::new(Duration::ZERO)
-        .max_families_per_user(2)
-        .run_with_persisted(
-            &small
-                .store()
-                .with_retry_grace(Duration::ZERO)
-                .with_max_families_per_user(2),
-            || async { small.dump() },
-        )
-        .await;
+    common::redis::token_store_conformance(&prefix, &small).await;
 }
 
 #[cfg(feature = "jwt")]
@@ -121,23 +77,7 @@ async fn cluster_replicas_share_tokens_revocations_and_refresh_families() {
     let Some(prefix) = Prefix::in_cluster("replicas") else {
         return;
     };
-    let a = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
-    let b = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
-    let (access, first) = a.login_with_refresh().await;
-    let me = b.me(&access).await;
-    assert_eq!(me.status, StatusCode::OK);
-    assert_eq!(me.json()["username"], "johndoe");
-    assert_eq!(
-        a.revoke(&format!("token={access}")).await.status,
-        StatusCode::OK
-    );
-    b.me(&access).await.assert_invalid_token();
-    assert_invalid_refresh_token(&b.refresh(&first).await);
-    let (_, first) = a.login_with_refresh().await;
-    let (access, second) = b.refresh(&first).await.tokens();
-    assert_eq!(a.me(&access).await.status, StatusCode::OK);
-    assert_invalid_refresh_token(&a.refresh(&first).await);
-    assert_invalid_refresh_token(&b.refresh(&second).await);
+    common::redis::replicas_share_tokens_revocations_and_refresh_families(&prefix).await;
     // A family and its access tokens share a slot: both keys carry its id as
     // the hash tag.
     let keys = prefix.keys();
@@ -154,20 +94,9 @@ async fn cluster_two_replicas_presenting_one_token_at_once() {
     let Some(prefix) = Prefix::in_cluster("race") else {
         return;
     };
-    let a = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
-    let b = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
-    for _ in 0..10 {
-        let (_, token) = a.login_with_refresh().await;
-        let rotated = present_at_once(&[&a, &b], &token, 2).await;
-        assert_eq!(rotated.len(), 1, "exactly one replica rotates");
-        assert_invalid_refresh_token(&b.refresh(&rotated[0]).await);
-    }
+    common::redis::two_replicas_presenting_one_token_at_once(&prefix).await;
     let prefix = Prefix::in_cluster("race-grace").unwrap();
-    let a = replica(prefix.store()).await;
-    let b = replica(prefix.store()).await;
-    let (_, token) = a.login_with_refresh().await;
-    let rotated = present_at_once(&[&a, &b], &token, 64).await;
-    assert_eq!(rotated.len(), 2, "a rotation and its one retry");
+    common::redis::one_token_presented_64_times_rotates_once_and_retries_once(&prefix).await;
 }
 
 /// The user's list and the families are in different slots: the cap still
@@ -177,16 +106,7 @@ async fn cluster_a_fourth_login_ends_the_first_when_the_cap_is_three() {
     let Some(prefix) = Prefix::in_cluster("cap") else {
         return;
     };
-    let a = replica(prefix.store().with_max_families_per_user(3)).await;
-    let b = replica(prefix.store().with_max_families_per_user(3)).await;
-    let mut logins = Vec::new();
-    for server in [&a, &a, &a, &b] {
-        logins.push(server.login_with_refresh().await.1);
-    }
-    assert_invalid_refresh_token(&b.refresh(&logins[0]).await);
-    for token in &logins[1..] {
-        a.refresh(token).await.tokens();
-    }
+    common::redis::a_fourth_login_ends_the_first_when_the_cap_is_three(&prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,28 +129,13 @@ async fn cluster_throttle_replicas_share_the_counts() {
     let Some(prefix) = Prefix::in_cluster("throttle") else {
         return;
     };
-    let replicas = Arc::new([
+    // Never more than the pair's 5 guesses, with the username's and the
+    // address's counts reserved in two steps.
+    common::redis::sixty_four_concurrent_wrong_passwords_get_five_verdicts(&prefix).await;
+    let replicas = [
         throttled_replica(&prefix, LoginThrottle::new()).await,
         throttled_replica(&prefix, LoginThrottle::new()).await,
-    ]);
-    let logins: Vec<_> = (0..64)
-        .map(|i| {
-            let replicas = Arc::clone(&replicas);
-            tokio::spawn(async move { attempt(&replicas[i % 2], "johndoe", "wrong").await })
-        })
-        .collect();
-    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
-    for login in logins {
-        *statuses
-            .entry(login.await.unwrap().status.as_u16())
-            .or_default() += 1;
-    }
-    // Never more than the pair's 5 guesses; a refusal by the address's group
-    // after the username's reserved is given back, so no fewer either here.
-    assert_eq!(statuses, [(400, 5), (429, 59)].into());
-    for replica in replicas.iter() {
-        assert_eq!(attempt(replica, "johndoe", "secret").await.status, 429);
-    }
+    ];
     // A stranger's address, throttled on both replicas; the user from
     // elsewhere is not.
     let stranger = replicas[0].connecting_from("127.0.0.2");
@@ -308,16 +213,6 @@ async fn bounded<F: std::future::Future<Output = Reply>>(request: F) -> Reply {
     tokio::time::timeout(Duration::from_secs(10), request)
         .await
         .expect("the service answered (no hang behind a failed master)")
-}
-
-#[track_caller]
-fn assert_unavailable(reply: &Reply) {
-    reply.assert_error(
-        503,
-        "Service temporarily unavailable, try again later",
-        Some("temporarily_unavailable"),
-    );
-    assert_eq!(reply.header("retry-after"), Some("1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,6 +149,20 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 "#;
 
+/// `add_newest(list, member)`: adds `member` to the sorted set `list` as its
+/// newest, by Redis's clock; logins in one millisecond still get distinct,
+/// ordered scores. Follows [`NOW`].
+pub(super) const ADD_NEWEST: &str = r#"
+local function add_newest(list, member)
+  local newest = redis.call('ZRANGE', list, -1, -1, 'WITHSCORES')
+  local score = now
+  if newest[2] and tonumber(newest[2]) >= now then
+    score = tonumber(newest[2]) + 1
+  end
+  redis.call('ZADD', list, score, member)
+end
+"#;
+
 /// Starts a family. KEYS[1]: the family, KEYS[2]: its user's families (a sorted
 /// set of family keys, oldest login first). ARGV: secret id, grant, idle and absolute
 /// lifetimes (ms), the cap on the user's live families. Returns the expiry (ms).
@@ -157,13 +171,7 @@ local abs = now + tonumber(ARGV[4])
 local exp = math.min(now + tonumber(ARGV[3]), abs)
 redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'grant', ARGV[2], 'cur', 0, 'abs', abs, 'exp', exp)
 redis.call('PEXPIREAT', KEYS[1], exp)
--- Logins in one millisecond still get distinct, ordered scores.
-local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-local score = now
-if newest[2] and tonumber(newest[2]) >= now then
-  score = tonumber(newest[2]) + 1
-end
-redis.call('ZADD', KEYS[2], score, KEYS[1])
+add_newest(KEYS[2], KEYS[1])
 local max = tonumber(ARGV[5])
 if redis.call('ZCARD', KEYS[2]) > max then
   -- Ended families (expired, revoked, reused) do not count.
@@ -204,12 +212,7 @@ return abs
 /// cap (the caller drops the ended ones and ends the oldest beyond it, each
 /// family in its own slot), else nothing.
 pub(super) const LIST_FAMILY: &str = r#"
-local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-local score = now
-if newest[2] and tonumber(newest[2]) >= now then
-  score = tonumber(newest[2]) + 1
-end
-redis.call('ZADD', KEYS[1], score, ARGV[1])
+add_newest(KEYS[1], ARGV[1])
 local abs = tonumber(ARGV[2])
 if redis.call('PTTL', KEYS[1]) < abs - now then
   redis.call('PEXPIREAT', KEYS[1], abs)
@@ -255,6 +258,11 @@ pub(super) fn timed_script(body: &str) -> LuaScript {
     LuaScript::new(&format!("{NOW}{body}"))
 }
 
+/// A timed script that adds to a user's list of families with `add_newest`.
+pub(super) fn listing_script(body: &str) -> LuaScript {
+    timed_script(&format!("{ADD_NEWEST}{body}"))
+}
+
 impl RedisTokenStore {
     /// A store on the Redis server at `url` (`redis://host:port/db`, with
     /// `rediss://` for TLS if the `redis` crate was built with it), with no key
@@ -294,9 +302,9 @@ impl RedisTokenStore {
                 retry_grace: DEFAULT_RETRY_GRACE,
                 secrets: FamilySecrets::default(),
                 max_families_per_user: DEFAULT_MAX_FAMILIES_PER_USER,
-                issue_family: timed_script(ISSUE_FAMILY),
+                issue_family: listing_script(ISSUE_FAMILY),
                 start_family: timed_script(START_FAMILY),
-                list_family: timed_script(LIST_FAMILY),
+                list_family: listing_script(LIST_FAMILY),
                 rotate: timed_script(ROTATE),
                 issue_in_family: LuaScript::new(ISSUE_IN_FAMILY),
                 max_per_family: DEFAULT_MAX_TOKENS_PER_FAMILY,
@@ -374,9 +382,9 @@ impl RedisTokenStore {
             retry_grace: shared.retry_grace,
             secrets: shared.secrets.clone(),
             max_families_per_user: shared.max_families_per_user,
-            issue_family: timed_script(ISSUE_FAMILY),
+            issue_family: listing_script(ISSUE_FAMILY),
             start_family: timed_script(START_FAMILY),
-            list_family: timed_script(LIST_FAMILY),
+            list_family: listing_script(LIST_FAMILY),
             rotate: timed_script(ROTATE),
             issue_in_family: LuaScript::new(ISSUE_IN_FAMILY),
             max_per_family: shared.max_per_family,
