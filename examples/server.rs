@@ -14,7 +14,7 @@
 //!   and seeded with the tutorial's users, `johndoe` / `secret` and `alice` /
 //!   `secret2` (disabled); later starts leave the users alone. Manage them with
 //!   `examples/useradd.rs`: changes take effect on the next request.
-//! - `TOKEN_STORE`, `REDIS_URL`, `REDIS_PREFIX`, `JWT_SECRET`, `JWT_KID`,
+//! - `TOKEN_STORE`, `REDIS_URL` (or `REDIS_CLUSTER_URLS`), `REDIS_PREFIX`, `JWT_SECRET`, `JWT_KID`,
 //!   `REFRESH_TOKENS`, `REFRESH_SECRET`: the token store, as for the tutorial (`examples/common/stores.rs`;
 //!   `memory` by default, tokens ending with the process; `redis` and `jwt` need
 //!   their features).
@@ -107,7 +107,8 @@ async fn tutorial_users() -> Vec<NewUser> {
 #[tokio::main]
 async fn main() {
     common::init_logging();
-    // Tokens as in the tutorial: TOKEN_STORE, REDIS_URL, JWT_SECRET, REFRESH_TOKENS.
+    // Tokens as in the tutorial: TOKEN_STORE, REDIS_URL (or REDIS_CLUSTER_URLS), JWT_SECRET,
+    // REFRESH_TOKENS.
     let stores = common::stores::from_env_or_exit().await;
     let introspection = common::introspect::from_env_or_exit();
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());

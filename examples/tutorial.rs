@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The token store comes from the environment (see `examples/common/stores.rs`):
-//! `TOKEN_STORE=memory` (default) or `redis` (`REDIS_URL`, `REDIS_PREFIX`; build
+//! `TOKEN_STORE=memory` (default) or `redis` (`REDIS_URL`, or a cluster's seed nodes in
+//! `REDIS_CLUSTER_URLS=redis://h1:p1,…`, which wins; `REDIS_PREFIX`; build
 //! with `--features redis`), and `REFRESH_TOKENS=1` adds refresh tokens
 //! (`grant_type=refresh_token&refresh_token=…` at `/token`; in Redis they need
 //! `REFRESH_SECRET`, at least 32 bytes, the same on every replica). Two processes on one

@@ -4,6 +4,8 @@
 //! - `TOKEN_STORE=redis`: tokens in Redis at `REDIS_URL` (default
 //!   `redis://127.0.0.1:6379`) under `REDIS_PREFIX` (default
 //!   `tower-oauth2-password:`), shared by every replica; needs `--features redis`.
+//!   `REDIS_CLUSTER_URLS=redis://h1:p1,redis://h2:p2,…` (seed nodes of a Redis
+//!   Cluster) wins over `REDIS_URL`, for every Redis part.
 //! - `TOKEN_STORE=jwt`: HS256 JWTs signed with `JWT_SECRET` (at least 32 bytes;
 //!   `JWT_KID`, default `1`, names the key; `ISSUER`, the URL the service is
 //!   known by, goes in every token's `iss` and `aud` claims and must be the same on
@@ -162,7 +164,7 @@ async fn jwt(refresh: bool) -> Result<Stores, String> {
     let issuer =
         std::env::var("ISSUER").unwrap_or_else(|_| "urn:tower-oauth2-password:tutorial".into());
     let builder = JwtTokenStore::signing_with(key).issuer(issuer);
-    if std::env::var_os("REDIS_URL").is_none() {
+    if std::env::var_os("REDIS_URL").is_none() && std::env::var_os("REDIS_CLUSTER_URLS").is_none() {
         let tokens = builder.build().map_err(|error| error.to_string())?;
         let jwks = published(&tokens);
         return Ok(
@@ -233,15 +235,33 @@ async fn jwt(_refresh: bool) -> Result<Stores, String> {
     Err("TOKEN_STORE=jwt needs the jwt feature: cargo run --features jwt --example …".into())
 }
 
-/// `REDIS_URL` (default `redis://127.0.0.1:6379`) under `REDIS_PREFIX`.
+/// `REDIS_CLUSTER_URLS` (a cluster's seed nodes, comma-separated), else
+/// `REDIS_URL` (default `redis://127.0.0.1:6379`), under `REDIS_PREFIX`.
 #[cfg(feature = "redis")]
 async fn redis_store() -> Result<RedisTokenStore, String> {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    use tower_oauth2_password::redis::RedisConnection;
+
     let prefix = std::env::var("REDIS_PREFIX").unwrap_or_else(|_| "tower-oauth2-password:".into());
-    // Not the URL itself in the message: it may hold a password.
-    let store = RedisTokenStore::new(&url)
-        .map_err(|error| format!("REDIS_URL is not a usable Redis URL: {error}"))?
-        .with_prefix(&prefix);
+    // Not the URL itself in the messages: it may hold a password.
+    let connection = match std::env::var("REDIS_CLUSTER_URLS") {
+        Ok(seeds) => {
+            let seeds: Vec<&str> = seeds
+                .split(',')
+                .map(str::trim)
+                .filter(|seed| !seed.is_empty())
+                .collect();
+            RedisConnection::cluster(&seeds).map_err(|error| {
+                format!("REDIS_CLUSTER_URLS is not a list of Redis URLs: {error}")
+            })?
+        }
+        Err(_) => {
+            let url =
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            RedisConnection::new(&url)
+                .map_err(|error| format!("REDIS_URL is not a usable Redis URL: {error}"))?
+        }
+    };
+    let store = RedisTokenStore::on(&connection.with_prefix(&prefix));
     // Replicas may start before Redis: warn, and answer 503 until it is up.
     if let Err(error) = store.ping().await {
         tracing::warn!(%error, "Redis does not answer yet; token requests get 503 until it does");

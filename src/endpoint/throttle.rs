@@ -407,10 +407,9 @@ mod redis_counts {
     use base64::Engine as _;
     use blake2::digest::consts::U16;
     use blake2::{Blake2b, Digest};
-    use redis::Script;
 
     use super::{FailureCounts, Key, KeyKind, MemoryCounts, Outcome, IN_FLIGHT_RETRY};
-    use crate::redis::RedisConnection;
+    use crate::redis::{LuaScript, RedisConnection};
     use crate::store::Lookup;
 
     /// The check and the reservation, in one step for all the attempt's keys
@@ -461,8 +460,8 @@ return 0
     pub(super) struct RedisCounts {
         redis: RedisConnection,
         fallback: Arc<MemoryCounts>,
-        admit: Script,
-        settle: Script,
+        admit: Arc<LuaScript>,
+        settle: Arc<LuaScript>,
     }
 
     impl RedisCounts {
@@ -470,53 +469,61 @@ return 0
             Self {
                 redis,
                 fallback,
-                admit: Script::new(ADMIT),
-                settle: Script::new(SETTLE),
+                admit: Arc::new(LuaScript::new(ADMIT)),
+                settle: Arc::new(LuaScript::new(SETTLE)),
             }
         }
 
         /// The key's Redis key: a hash, so Redis holds no usernames (people type
-        /// passwords into that field) and no addresses.
+        /// passwords into that field) and no addresses. On a cluster the hash
+        /// of the username (of the address for an address's count) is the
+        /// hash tag: a username's two counts (its own and the pair's) share a
+        /// slot, the address's is elsewhere.
         fn redis_key(&self, key: &Key) -> String {
             let kind = match key.kind {
                 KeyKind::Pair => "p",
                 KeyKind::Username => "u",
                 KeyKind::Address => "a",
             };
-            let hash = URL_SAFE_NO_PAD.encode(Blake2b::<U16>::digest(key.text.as_bytes()));
-            self.redis.key(format_args!("throttle:{kind}:{hash}"))
+            let hashed = hash(&key.text);
+            if !self.redis.is_cluster() {
+                return self.redis.key(format_args!("throttle:{kind}:{hashed}"));
+            }
+            match key.kind {
+                // `{username}\0{address}`: the pair's tag is its username's.
+                KeyKind::Pair => {
+                    let tag = hash(key.text.split('\0').next().unwrap_or_default());
+                    self.redis.key(format_args!("throttle:p:{{{tag}}}{hashed}"))
+                }
+                KeyKind::Username | KeyKind::Address => {
+                    self.redis.key(format_args!("throttle:{kind}:{{{hashed}}}"))
+                }
+            }
         }
 
-        /// Runs `script` on the keys with `args`, its answer made a `T` by
-        /// `answer`; while Redis has no answer, `memory`'s.
-        fn run<R, T>(
-            &self,
-            script: &Script,
-            keys: Vec<String>,
-            args: Vec<String>,
-            answer: fn(R) -> T,
-            memory: impl FnOnce(&MemoryCounts) -> Lookup<T> + Send + 'static,
-        ) -> Lookup<T>
-        where
-            R: redis::FromRedisValue + Send + 'static,
-            T: Send + 'static,
-        {
-            let (redis, fallback, script) = (
-                self.redis.clone(),
-                Arc::clone(&self.fallback),
-                script.clone(),
-            );
-            Lookup::pending(async move {
-                let answered = redis.script::<R>(&script, &keys, &args).await;
-                match answered {
-                    Ok(answered) => Ok(answer(answered)),
-                    Err(error) => {
-                        tracing::warn!(%error, "login throttle: Redis unavailable, counting in memory");
-                        memory(&fallback).await
-                    }
-                }
-            })
+        /// The keys in the groups one script may touch: all of them on one
+        /// server; on a cluster, those of one slot (the username's, the
+        /// address's), in the order given.
+        fn groups<T: Clone>(&self, keys: &[T], key: fn(&T) -> &Key) -> Vec<Vec<T>> {
+            if !self.redis.is_cluster() {
+                return vec![keys.to_vec()];
+            }
+            let (address, username): (Vec<T>, Vec<T>) = keys
+                .iter()
+                .cloned()
+                .partition(|item| key(item).kind == KeyKind::Address);
+            [username, address]
+                .into_iter()
+                .filter(|group| !group.is_empty())
+                .collect()
         }
+    }
+
+    /// Keys with their outcomes, and their Redis keys.
+    type Settled = (Vec<(Key, Outcome)>, Vec<String>);
+
+    fn hash(text: &str) -> String {
+        URL_SAFE_NO_PAD.encode(Blake2b::<U16>::digest(text.as_bytes()))
     }
 
     fn millis(duration: Duration) -> u64 {
@@ -525,45 +532,118 @@ return 0
             .max(1)
     }
 
+    fn admit_args(keys: &[Key], reserve: bool) -> Vec<String> {
+        let mut args = vec![u8::from(reserve).to_string()];
+        for key in keys {
+            args.extend([
+                key.limit.max_failures.to_string(),
+                millis(key.limit.window).to_string(),
+                millis(IN_FLIGHT_RETRY).to_string(),
+            ]);
+        }
+        args
+    }
+
+    fn settle_args(keys: &[(Key, Outcome)]) -> Vec<String> {
+        let mut args = Vec::with_capacity(2 * keys.len());
+        for (key, outcome) in keys {
+            let outcome = match outcome {
+                Outcome::Failed => "f",
+                Outcome::Counted => "c",
+                Outcome::GivenBack => "g",
+                Outcome::Cleared => "x",
+            };
+            args.extend([outcome.to_owned(), millis(key.limit.window).to_string()]);
+        }
+        args
+    }
+
+    /// On one server, one script checks and reserves every key at once. On a
+    /// cluster, one per slot group, the username's first: a group that refuses
+    /// gives the groups before it their reservations back (so a concurrent
+    /// attempt may see one in-flight reservation too many for that moment and
+    /// be told to retry shortly: never a guess beyond a limit, at worst a
+    /// spurious short 429); the remaining groups are only checked, for the
+    /// longest wait. Redis unavailable at any step: reservations made are
+    /// given back (if Redis answers) and memory decides, as on one server.
     impl FailureCounts for RedisCounts {
         fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>> {
-            let mut args = vec![u8::from(reserve).to_string()];
-            for key in keys {
-                args.extend([
-                    key.limit.max_failures.to_string(),
-                    millis(key.limit.window).to_string(),
-                    millis(IN_FLIGHT_RETRY).to_string(),
-                ]);
-            }
+            let groups: Vec<(Vec<Key>, Vec<String>)> = self
+                .groups(keys, |key| key)
+                .into_iter()
+                .map(|group| {
+                    let names = group.iter().map(|key| self.redis_key(key)).collect();
+                    (group, names)
+                })
+                .collect();
+            let (redis, fallback, script, settle) = (
+                self.redis.clone(),
+                Arc::clone(&self.fallback),
+                self.admit.clone(),
+                self.settle.clone(),
+            );
             let owned = keys.to_vec();
-            self.run(
-                &self.admit,
-                keys.iter().map(|key| self.redis_key(key)).collect(),
-                args,
-                |wait: u64| (wait > 0).then(|| Duration::from_millis(wait)),
-                move |memory| memory.admit(&owned, reserve),
-            )
+            Lookup::pending(async move {
+                let mut wait = 0;
+                let mut reserved: Vec<(Vec<Key>, Vec<String>)> = Vec::new();
+                let mut failed = None;
+                for (group, names) in groups {
+                    let reserving = reserve && wait == 0;
+                    let args = admit_args(&group, reserving);
+                    match redis.script::<u64>(&script, &names, &args).await {
+                        Ok(0) if reserving => reserved.push((group, names)),
+                        Ok(group_wait) => wait = wait.max(group_wait),
+                        Err(error) => {
+                            failed = Some(error);
+                            break;
+                        }
+                    }
+                }
+                if wait > 0 || failed.is_some() {
+                    for (group, names) in reserved {
+                        let given_back: Vec<_> = group
+                            .into_iter()
+                            .map(|key| (key, Outcome::GivenBack))
+                            .collect();
+                        let _ = redis
+                            .script::<i64>(&settle, &names, &settle_args(&given_back))
+                            .await;
+                    }
+                }
+                if let Some(error) = failed {
+                    tracing::warn!(%error, "login throttle: Redis unavailable, counting in memory");
+                    return fallback.admit(&owned, reserve).await;
+                }
+                Ok((wait > 0).then(|| Duration::from_millis(wait)))
+            })
         }
 
         fn settle(&self, keys: &[(Key, Outcome)]) -> Lookup<()> {
-            let mut args = Vec::with_capacity(2 * keys.len());
-            for (key, outcome) in keys {
-                let outcome = match outcome {
-                    Outcome::Failed => "f",
-                    Outcome::Counted => "c",
-                    Outcome::GivenBack => "g",
-                    Outcome::Cleared => "x",
-                };
-                args.extend([outcome.to_owned(), millis(key.limit.window).to_string()]);
-            }
-            let owned = keys.to_vec();
-            self.run(
-                &self.settle,
-                keys.iter().map(|(key, _)| self.redis_key(key)).collect(),
-                args,
-                |_: i64| (),
-                move |memory| memory.settle(&owned),
-            )
+            let groups: Vec<Settled> = self
+                .groups(keys, |(key, _)| key)
+                .into_iter()
+                .map(|group| {
+                    let names = group.iter().map(|(key, _)| self.redis_key(key)).collect();
+                    (group, names)
+                })
+                .collect();
+            let (redis, fallback, script) = (
+                self.redis.clone(),
+                Arc::clone(&self.fallback),
+                self.settle.clone(),
+            );
+            Lookup::pending(async move {
+                for (group, names) in groups {
+                    let settled = redis
+                        .script::<i64>(&script, &names, &settle_args(&group))
+                        .await;
+                    if let Err(error) = settled {
+                        tracing::warn!(%error, "login throttle: Redis unavailable, counting in memory");
+                        fallback.settle(&group).await?;
+                    }
+                }
+                Ok(())
+            })
         }
     }
 }
