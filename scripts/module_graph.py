@@ -42,13 +42,14 @@ LAYERS = [
             "endpoint::policy",
             "endpoint::throttle",
             "endpoint::client_addr",
+            "audit",
             "guard::bearer",
             "guard::paths",
             "http",
         ],
     ),
     ("stores", ["token", "user", "password", "redis"]),
-    ("vocabulary", ["clock", "scope", "store", "user::subject"]),
+    ("vocabulary", ["clock", "metrics", "scope", "store", "user::subject"]),
 ]
 # Hubs (`mod.rs` of a directory) only declare and re-export; they sit with the
 # highest of their children.

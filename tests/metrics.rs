@@ -1,0 +1,1 @@
+//! The `metrics` feature over a real socket (written next).
