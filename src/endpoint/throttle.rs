@@ -360,10 +360,13 @@ tokio::task_local! {
 
 /// Runs a login policy's check, and tells which of the throttle's limits
 /// refused it, if the throttle did (the decision itself has no room for it).
-pub(crate) async fn refused_by<T>(check: impl Future<Output = T>) -> (T, Option<ThrottleLimit>) {
+/// `check` is called in the scope: a memory throttle decides in the call.
+pub(crate) async fn refused_by<F: Future>(
+    check: impl FnOnce() -> F,
+) -> (F::Output, Option<ThrottleLimit>) {
     REFUSED_BY
         .scope(Cell::new(None), async {
-            let decided = check.await;
+            let decided = check().await;
             (decided, REFUSED_BY.with(Cell::get))
         })
         .await

@@ -348,7 +348,7 @@ impl<'a> Reservation<'a> {
         attempt: &'a LoginAttempt<'a>,
         notes: &mut Notes,
     ) -> Result<Self, Rejection> {
-        let (decision, limit) = refused_by(policy.check(attempt)).await;
+        let (decision, limit) = refused_by(|| policy.check(attempt)).await;
         notes.throttled = limit;
         allowed(decision)?;
         Ok(Self {
@@ -476,7 +476,7 @@ where
     Ts: TokenStore,
 {
     if let Some(policy) = &shared.policy {
-        let (decision, limit) = refused_by(policy.check_refresh(client)).await;
+        let (decision, limit) = refused_by(|| policy.check_refresh(client)).await;
         notes.throttled = limit;
         allowed(decision)?;
     }
