@@ -15,6 +15,11 @@
 //! `REFRESH_SECRET`, at least 32 bytes, the same on every replica). Two processes on one
 //! Redis (`ADDR=127.0.0.1:8001` for the second) accept each other's tokens.
 //!
+//! `METRICS_ADDR=127.0.0.1:9100` serves the layer's metrics in Prometheus text
+//! format at `http://127.0.0.1:9100/metrics` (build with `--features metrics`);
+//! `AUDIT_LOG=audit.jsonl` (or `-`) writes every audit event (logins, throttling,
+//! refresh-token reuse, revocations) as a JSON line instead of a log line.
+//!
 //! Users: `johndoe` / `secret` (active) and `alice` / `secret2` (disabled: she can
 //! log in, but `/users/me` answers 400 "Inactive user"). Passwords are stored as
 //! Argon2id hashes; one log line per request, never a password or a token.
@@ -87,8 +92,13 @@ pub async fn serve<Us, Ts>(
 #[tokio::main]
 async fn main() {
     common::init_logging();
+    // Before the layer is built: the guard registers its counters then.
+    common::metrics_from_env();
     let stores = common::stores::from_env_or_exit().await;
-    let builder = stores.apply(layer_builder());
+    let mut builder = stores.apply(layer_builder());
+    if let Some(audit) = common::audit_log_from_env() {
+        builder = builder.audit_sink(audit);
+    }
     let (listener, addr) = common::listen("127.0.0.1:8000").await;
     tracing::info!(
         "listening on http://{addr} (POST /token, GET /users/me, POST /revoke; Ctrl-C to stop)"

@@ -19,6 +19,7 @@
 //! 12. [The wire contract](wire_contract): every request and its answer.
 //! 13. [Performance](performance): method and figures.
 //! 14. [What changed](changes): renamed and changed public behaviour, with what it was.
+//! 15. [Metrics and audit events](metrics_and_audit): what an operator counts and records.
 
 // Empty modules that exist for their docs: always compiled (they cost nothing), so
 // `cargo test --doc` runs their snippets as it does every other item's.
@@ -52,3 +53,5 @@ pub mod wire_contract {}
 pub mod performance {}
 #[doc = include_str!("../docs/guide/changes.md")]
 pub mod changes {}
+#[doc = include_str!("../docs/guide/metrics_and_audit.md")]
+pub mod metrics_and_audit {}

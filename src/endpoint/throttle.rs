@@ -819,13 +819,16 @@ mod tests {
         let keys = std::slice::from_ref(&key);
         assert_eq!(ready(counts.admit(keys, true)), None);
         assert_eq!(ready(counts.admit(keys, true)), None);
-        assert_eq!(ready(counts.admit(keys, true)), Some(IN_FLIGHT_RETRY));
+        assert_eq!(
+            ready(counts.admit(keys, true)),
+            Some((IN_FLIGHT_RETRY, KeyKind::Pair))
+        );
         ready(counts.settle(&[(key.clone(), Outcome::GivenBack)]));
         assert_eq!(ready(counts.admit(keys, true)), None);
         for _ in 0..2 {
             ready(counts.settle(&[(key.clone(), Outcome::Failed)]));
         }
-        let wait = ready(counts.admit(keys, true)).unwrap();
+        let (wait, _) = ready(counts.admit(keys, true)).unwrap();
         assert!(
             wait > Duration::from_secs(590),
             "{wait:?}: the window's end"
