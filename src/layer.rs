@@ -471,7 +471,7 @@ where
     /// same for a username for the life of the process) instead of the username
     /// (default: the username), for logs that must not hold what people typed
     /// (sometimes their password, in the wrong field). Every
-    /// [`AuditSink`](crate::audit::AuditSink) gets the hash
+    /// [`AuditSink`] gets the hash
     /// ([`AuditUser::Hashed`](crate::audit::AuditUser::Hashed)) then.
     pub fn hash_usernames_in_logs(mut self, hash: bool) -> Self {
         self.config.hash_usernames_in_logs = hash;
