@@ -44,6 +44,12 @@ fn user(user: &AuditUser<'_>) -> User {
     }
 }
 
+/// The binary's one log capture (a global subscriber), for the tests that read logs.
+fn captured() -> &'static common::Captured {
+    static CAPTURED: std::sync::OnceLock<common::Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(common::Captured::install)
+}
+
 fn name(name: &str) -> User {
     User::Name(name.to_owned())
 }
@@ -216,7 +222,7 @@ async fn hashed_usernames_reach_every_sink_as_the_same_hash() {
 
 #[tokio::test]
 async fn the_default_sink_logs_structured_lines() {
-    let captured = common::Captured::install();
+    let captured = captured();
     let layer = tutorial::layer_builder()
         .password_hasher(InsecureFastHasher::new())
         .login_policy(LoginThrottle::new().per_username(1, Duration::from_secs(60)))
@@ -253,4 +259,42 @@ async fn the_default_sink_logs_structured_lines() {
     assert!(lines[1].contains("retry_after="), "{}", lines[1]);
     assert!(logs.contains("token revoked"), "{logs}");
     assert!(!logs.contains("never-issued"), "{logs}");
+}
+
+/// The Redis throttle's script names the key that refused (by its index): each
+/// kind is told apart as in memory.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_throttle_in_redis_names_the_limit_too() {
+    let prefix = common::redis::Prefix::new("audit-limit");
+    let captured = captured();
+    let events = Collected::default();
+    let throttle = LoginThrottle::new()
+        .per_username(1, Duration::from_secs(60))
+        .per_address(2, Duration::from_secs(60))
+        .in_redis(prefix.connection());
+    let layer = tutorial::layer_builder()
+        .password_hasher(InsecureFastHasher::new())
+        .login_policy(throttle)
+        .audit_sink(events.sink())
+        .build();
+    let server = Server::start_with(layer).await;
+    let from = server.connecting_from("127.0.0.9");
+    for username in ["zed", "zed", "yan", "xia"] {
+        from.post_form(&format!("username={username}&password=x"))
+            .await;
+    }
+    server.stop().await;
+    assert_eq!(
+        events.take(),
+        [
+            Seen::Failed(name("zed"), LoginFailure::InvalidCredentials),
+            Seen::Throttled(Some(name("zed")), ThrottleLimit::Username),
+            Seen::Failed(name("yan"), LoginFailure::InvalidCredentials),
+            Seen::Throttled(Some(name("xia")), ThrottleLimit::Address),
+        ]
+    );
+    // Decided in Redis, not by the memory fallback.
+    assert!(!captured.text().contains("Redis unavailable"), "{}", captured.text());
+    assert!(!prefix.keys().is_empty());
 }
