@@ -295,6 +295,10 @@ async fn a_throttle_in_redis_names_the_limit_too() {
         ]
     );
     // Decided in Redis, not by the memory fallback.
-    assert!(!captured.text().contains("Redis unavailable"), "{}", captured.text());
+    assert!(
+        !captured.text().contains("Redis unavailable"),
+        "{}",
+        captured.text()
+    );
     assert!(!prefix.keys().is_empty());
 }

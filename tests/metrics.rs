@@ -4,7 +4,10 @@
 //! the endpoints and the awaited guard lookups, and shows the gauges; no label
 //! holds a username, a token or an address.
 //!
-//! One test: the recorder is global to this binary.
+//! One test: the recorder is global to this binary. Then the tutorial as an
+//! operator runs it, `METRICS_ADDR` set, scraped over HTTP (the tutorial binary
+//! must have been built with the examples' `metrics` feature, as `cargo test
+//! --all-features` does).
 
 mod common;
 
@@ -198,4 +201,101 @@ async fn each_count_matches_a_known_sequence_of_requests() {
     ] {
         assert!(!scrape.0.contains(secret), "{secret} in\n{}", scrape.0);
     }
+}
+
+/// The tutorial binary `cargo test` built beside this test.
+fn tutorial_binary() -> std::path::PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let profile = deps.parent().and_then(|deps| deps.parent()).unwrap();
+    profile.join("examples").join("tutorial")
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A child process, killed and reaped on drop (a failed assertion included).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_tutorial_serves_its_counts_at_metrics_addr() {
+    let (addr, metrics_addr) = (free_addr(), free_addr());
+    let child = std::process::Command::new(tutorial_binary())
+        .env_remove("TOKEN_STORE")
+        .env_remove("REFRESH_TOKENS")
+        .env_remove("AUDIT_LOG")
+        .env("ADDR", addr.to_string())
+        .env("METRICS_ADDR", metrics_addr.to_string())
+        .env("LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the tutorial example is built by cargo test");
+    let mut child = Killed(child);
+    let mut listening = false;
+    for _ in 0..400 {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            panic!("the tutorial stopped ({status}): {stderr} (built without the examples' metrics feature? run `cargo test --all-features`)");
+        }
+        let up = |at| std::net::TcpStream::connect(at).is_ok();
+        if up(addr) && up(metrics_addr) {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        listening,
+        "the tutorial did not listen on {addr} and {metrics_addr}"
+    );
+
+    let app = Server::client_for(addr);
+    let wrong = app.post_form("username=johndoe&password=wrong").await;
+    assert_eq!(wrong.status, 400);
+    let token = app.login("johndoe", "secret").await;
+    assert_eq!(app.me(&token).await.status, 200);
+    assert_eq!(app.get("/users/me", &[]).await.status, 401);
+
+    let scrape = Server::client_for(metrics_addr).get("/metrics", &[]).await;
+    assert_eq!(scrape.status, 200);
+    let text = String::from_utf8(scrape.body.to_vec()).unwrap();
+    let scrape = Scrape(text);
+    scrape.expect("oauth2_password_logins", &[("outcome", "issued")], 1.0);
+    scrape.expect(
+        "oauth2_password_logins",
+        &[("outcome", "invalid_grant")],
+        1.0,
+    );
+    scrape.expect(
+        "oauth2_password_guard_requests",
+        &[("outcome", "passed")],
+        1.0,
+    );
+    scrape.expect(
+        "oauth2_password_guard_requests",
+        &[("outcome", "missing")],
+        1.0,
+    );
+    assert!(
+        scrape.0.contains("# TYPE oauth2_password_logins counter"),
+        "{}",
+        scrape.0
+    );
+    assert!(
+        !scrape.0.contains("johndoe") && !scrape.0.contains(&token),
+        "{}",
+        scrape.0
+    );
 }
