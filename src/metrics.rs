@@ -301,33 +301,29 @@ pub(crate) fn permit_waited(started: Started) {
 /// One more (`true`) or one fewer login waiting for a hashing permit.
 #[inline(always)]
 pub(crate) fn login_waiting(more: bool) {
-    #[cfg(feature = "metrics")]
-    {
-        let gauge = metrics::gauge!(LOGINS_WAITING);
-        if more {
-            gauge.increment(1.0);
-        } else {
-            gauge.decrement(1.0);
-        }
-    }
-    #[cfg(not(feature = "metrics"))]
-    let _ = more;
+    step(LOGINS_WAITING, more);
 }
 
 /// One more (`true`) or one fewer password hash running.
 #[inline(always)]
 pub(crate) fn hash_running(more: bool) {
+    step(HASHES_RUNNING, more);
+}
+
+/// Moves the gauge `name` one up (`true`) or down.
+#[inline(always)]
+fn step(name: &'static str, up: bool) {
     #[cfg(feature = "metrics")]
     {
-        let gauge = metrics::gauge!(HASHES_RUNNING);
-        if more {
+        let gauge = metrics::gauge!(name);
+        if up {
             gauge.increment(1.0);
         } else {
             gauge.decrement(1.0);
         }
     }
     #[cfg(not(feature = "metrics"))]
-    let _ = more;
+    let _ = (name, up);
 }
 
 /// A memory store (`"memory_access"`, `"memory_refresh"`) holds `count` tokens.
