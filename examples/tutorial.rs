@@ -23,6 +23,11 @@
 //! 32-byte seed in `JWT_ED25519_SEED`, base64url, else one made at start),
 //! `GET /.well-known/jwks.json` serves the public key that verifies the tokens.
 //!
+//! `METRICS_ADDR=127.0.0.1:9100` serves the layer's metrics in Prometheus text
+//! format at `http://127.0.0.1:9100/metrics` (build with `--features metrics`);
+//! `AUDIT_LOG=audit.jsonl` (or `-`) writes every audit event (logins, throttling,
+//! refresh-token reuse, revocations) as a JSON line instead of a log line.
+//!
 //! Users: `johndoe` / `secret` (active) and `alice` / `secret2` (disabled: she can
 //! log in, but `/users/me` answers 400 "Inactive user"). Passwords are stored as
 //! Argon2id hashes; one log line per request, never a password or a token.
@@ -95,10 +100,15 @@ pub async fn serve<Us, Ts>(
 #[tokio::main]
 async fn main() {
     common::init_logging();
+    // Before the layer is built: the guard registers its counters then.
+    common::metrics_from_env();
     let stores = common::stores::from_env_or_exit().await;
     let mut builder = stores.apply(layer_builder());
     if let Some(clients) = common::introspect::from_env_or_exit() {
         builder = builder.introspection(clients);
+    }
+    if let Some(audit) = common::audit_log_from_env() {
+        builder = builder.audit_sink(audit);
     }
     let (listener, addr) = common::listen("127.0.0.1:8000").await;
     let layer = builder.issuer(&issuer(addr)).build();

@@ -53,6 +53,7 @@ LAYERS = [
             "endpoint::client_addr",
             "endpoint::clients",
             "endpoint::jwks",
+            "audit",
             "guard::bearer",
             "guard::paths",
             "http",
@@ -60,7 +61,7 @@ LAYERS = [
         ],
     ),
     ("stores", ["token", "user", "password", "redis"]),
-    ("vocabulary", ["clock", "scope", "store", "user::subject"]),
+    ("vocabulary", ["clock", "metrics", "scope", "store", "user::subject"]),
 ]
 # Hubs (`mod.rs` of a directory) only declare and re-export; they sit with the
 # highest of their children.

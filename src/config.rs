@@ -9,11 +9,13 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
+use crate::audit::AuditSink;
 use crate::endpoint::client_addr::TrustedProxies;
 use crate::endpoint::clients::IntrospectionClients;
 use crate::endpoint::policy::LoginPolicy;
 use crate::guard::paths::{canonical, under, PublicRoutes, Spellings};
 use crate::http::rejection::Messages;
+use crate::metrics::Handles;
 use crate::password::PasswordHasher;
 use crate::scope::ScopeRequirement;
 use crate::token::boxed::DynRefreshTokenStore;
@@ -34,6 +36,10 @@ pub(crate) struct Shared<Us, Ts> {
     pub(crate) hashing: Arc<Semaphore>,
     /// Logins waiting for a hashing permit, bounded by `max_waiting_logins`.
     pub(crate) waiting: AtomicUsize,
+    /// Where audit events go (by default `tracing`).
+    pub(crate) audit: Box<dyn AuditSink>,
+    /// The guard's metric handles (nothing without the `metrics` feature).
+    pub(crate) metrics: Handles,
 }
 
 #[derive(Debug, Clone)]

@@ -16,11 +16,12 @@
 //! 9. [Interactive docs](interactive_docs): OpenAPI and Swagger UI.
 //! 10. [For operators and sibling services](operators): server metadata, JWKS, token
 //!     introspection (RFC 7662) for resource servers.
-//! 11. [Testing your service](testing).
-//! 12. [Writing your own store](own_store).
-//! 13. [The wire contract](wire_contract): every request and its answer.
-//! 14. [Performance](performance): method and figures.
-//! 15. [What changed](changes): renamed and changed public behaviour, with what it was.
+//! 11. [Metrics and audit events](metrics_and_audit): what an operator counts and records.
+//! 12. [Testing your service](testing).
+//! 13. [Writing your own store](own_store).
+//! 14. [The wire contract](wire_contract): every request and its answer.
+//! 15. [Performance](performance): method and figures.
+//! 16. [What changed](changes): renamed and changed public behaviour, with what it was.
 
 // Empty modules that exist for their docs: always compiled (they cost nothing), so
 // `cargo test --doc` runs their snippets as it does every other item's.
@@ -56,3 +57,5 @@ pub mod wire_contract {}
 pub mod performance {}
 #[doc = include_str!("../docs/guide/changes.md")]
 pub mod changes {}
+#[doc = include_str!("../docs/guide/metrics_and_audit.md")]
+pub mod metrics_and_audit {}

@@ -10,6 +10,7 @@ use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
+use crate::audit::{AuditSink, TracingSink};
 use crate::config::{Config, Issuer, ScopeRule, Shared};
 use crate::endpoint::client_addr::TrustedProxies;
 use crate::endpoint::clients::IntrospectionClients;
@@ -21,6 +22,7 @@ use crate::endpoint::throttle::LoginThrottle;
 use crate::guard::layer::GuardLayer;
 use crate::guard::paths::PublicRoutes;
 use crate::http::rejection::Messages;
+use crate::metrics::Handles;
 use crate::password::{Argon2Hasher, PasswordHasher};
 use crate::scope::ScopeRequirement;
 pub use crate::service::OAuth2Password;
@@ -84,6 +86,7 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
             refresh: None,
             hasher: Box::new(Argon2Hasher::new()),
             policy: Some(Box::new(LoginThrottle::new())),
+            audit: Box::new(TracingSink),
             config: Config {
                 token_url: "/token".into(),
                 revocation_url: Some("/revoke".into()),
@@ -290,6 +293,7 @@ pub struct Builder<Us, Ts = MemoryTokenStore> {
     refresh: Option<Box<dyn DynRefreshTokenStore>>,
     hasher: Box<dyn PasswordHasher>,
     policy: Option<Box<dyn LoginPolicy>>,
+    audit: Box<dyn AuditSink>,
     config: Config,
 }
 
@@ -541,9 +545,30 @@ where
     /// Logs refused logins with a keyed hash of the username (16 hex digits, the
     /// same for a username for the life of the process) instead of the username
     /// (default: the username), for logs that must not hold what people typed
-    /// (sometimes their password, in the wrong field).
+    /// (sometimes their password, in the wrong field). Every
+    /// [`AuditSink`] gets the hash
+    /// ([`AuditUser::Hashed`](crate::audit::AuditUser::Hashed)) then.
     pub fn hash_usernames_in_logs(mut self, hash: bool) -> Self {
         self.config.hash_usernames_in_logs = hash;
+        self
+    }
+
+    /// Sends the layer's [`AuditEvent`](crate::audit::AuditEvent)s (logins,
+    /// throttling, refresh-token reuse, revocations, rehashes) to `sink` instead
+    /// of the default [`TracingSink`] (`info` events). A closure
+    /// `Fn(&AuditEvent<'_>)` is a sink; see [`crate::audit`].
+    ///
+    /// ```
+    /// use tower_oauth2_password::audit::AuditEvent;
+    /// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
+    ///
+    /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+    ///     .audit_sink(|event: &AuditEvent<'_>| eprintln!("audit: {}", event.name()))
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    pub fn audit_sink(mut self, sink: impl AuditSink) -> Self {
+        self.audit = Box::new(sink);
         self
     }
 
@@ -761,6 +786,7 @@ where
             refresh: self.refresh,
             hasher: self.hasher,
             policy: self.policy,
+            audit: self.audit,
             config: self.config,
         }
     }
@@ -814,6 +840,8 @@ where
                 policy: self.policy,
                 hashing: Arc::new(Semaphore::new(permits)),
                 waiting: Default::default(),
+                audit: self.audit,
+                metrics: Handles::new(),
                 config: self.config,
             }),
         }

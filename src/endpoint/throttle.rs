@@ -2,15 +2,17 @@
 //! (username, client address), per username and per client address (RFC 6749
 //! §4.3.2), reserved before the password check.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::audit::ThrottleLimit;
 use crate::endpoint::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
-use crate::http::rejection::Rejection;
 use crate::store::Lookup;
 use crate::user::subject::Subject;
 
@@ -159,7 +161,7 @@ pub(crate) trait FailureCounts: Send + Sync + 'static {
     /// How long the attempt must wait: `Some` once any key has its limit's worth
     /// of failures and reservations in a live window. Else, if `reserve`, one
     /// attempt is reserved on every key, in the same atomic step.
-    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>>;
+    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Refusal>>;
 
     /// Applies each key's outcome; a failure with no live window starts one.
     fn settle(&self, keys: &[(Key, Outcome)]) -> Lookup<()>;
@@ -347,11 +349,43 @@ impl fmt::Debug for LoginThrottle {
     }
 }
 
+/// How long to wait, and the kind of key whose limit was reached (the one with
+/// the longest wait).
+pub(crate) type Refusal = (Duration, KeyKind);
+
+tokio::task_local! {
+    /// Which limit refused the attempt checked in [`refused_by`]'s scope.
+    static REFUSED_BY: Cell<Option<ThrottleLimit>>;
+}
+
+/// Runs a login policy's check, and tells which of the throttle's limits
+/// refused it, if the throttle did (the decision itself has no room for it).
+/// `check` is called in the scope: a memory throttle decides in the call.
+pub(crate) async fn refused_by<F: Future>(
+    check: impl FnOnce() -> F,
+) -> (F::Output, Option<ThrottleLimit>) {
+    REFUSED_BY
+        .scope(Cell::new(None), async {
+            let decided = check().await;
+            (decided, REFUSED_BY.with(Cell::get))
+        })
+        .await
+}
+
 /// A refusal as a decision.
-fn decision(refused: Lookup<Option<Duration>>) -> Lookup<LoginDecision> {
+fn decision(refused: Lookup<Option<Refusal>>) -> Lookup<LoginDecision> {
     refused.map(|refused| {
         Ok(match refused? {
-            Some(retry_after) => LoginDecision::refuse(retry_after),
+            Some((retry_after, kind)) => {
+                let limit = match kind {
+                    KeyKind::Pair => ThrottleLimit::UsernameAndAddress,
+                    KeyKind::Username => ThrottleLimit::Username,
+                    KeyKind::Address => ThrottleLimit::Address,
+                };
+                // Outside `refused_by` (a policy wrapping the throttle) nobody asks.
+                let _ = REFUSED_BY.try_with(|cell| cell.set(Some(limit)));
+                LoginDecision::refuse(retry_after)
+            }
             None => LoginDecision::Allow,
         })
     })
@@ -408,16 +442,17 @@ mod redis_counts {
     use blake2::digest::consts::U16;
     use blake2::{Blake2b, Digest};
 
-    use super::{FailureCounts, Key, KeyKind, MemoryCounts, Outcome, IN_FLIGHT_RETRY};
+    use super::{FailureCounts, Key, KeyKind, MemoryCounts, Outcome, Refusal, IN_FLIGHT_RETRY};
     use crate::redis::{LuaScript, RedisConnection};
     use crate::store::Lookup;
 
     /// The check and the reservation, in one step for all the attempt's keys
     /// (each a hash: `f` failures, `r` reservations). ARGV[1]: 1 to reserve;
     /// then per key its limit and window (ms), and the wait (ms) for a count
-    /// full only of reservations. Returns the wait in ms, 0 when admitted.
+    /// full only of reservations. Returns the wait in ms, 0 when admitted, and
+    /// the (1-based) index of the key with the longest wait.
     const ADMIT: &str = r"
-local wait = 0
+local wait, which = 0, 0
 for i, key in ipairs(KEYS) do
   local limit = tonumber(ARGV[3 * i - 1])
   local v = redis.call('HMGET', key, 'f', 'r')
@@ -425,15 +460,15 @@ for i, key in ipairs(KEYS) do
   if f + r >= limit then
     local left = redis.call('PTTL', key)
     if f < limit or left < 1 then left = tonumber(ARGV[3 * i + 1]) end
-    if left > wait then wait = left end
+    if left > wait then wait, which = left, i end
   end
 end
-if wait > 0 or ARGV[1] ~= '1' then return wait end
+if wait > 0 or ARGV[1] ~= '1' then return {wait, which} end
 for i, key in ipairs(KEYS) do
   redis.call('HINCRBY', key, 'r', 1)
   if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[3 * i]) end
 end
-return 0
+return {0, 0}
 ";
 
     /// Each key's outcome (ARGV: per key `f` failed, `c` counted, `g` given back,
@@ -567,7 +602,7 @@ return 0
     /// longest wait. Redis unavailable at any step: reservations made are
     /// given back (if Redis answers) and memory decides, as on one server.
     impl FailureCounts for RedisCounts {
-        fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>> {
+        fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Refusal>> {
             let groups: Vec<(Vec<Key>, Vec<String>)> = self
                 .groups(keys, |key| key)
                 .into_iter()
@@ -584,22 +619,33 @@ return 0
             );
             let owned = keys.to_vec();
             Lookup::pending(async move {
-                let mut wait = 0;
+                // The longest wait any group asks for, and the limit that asked.
+                let mut refused: Option<(u64, KeyKind)> = None;
                 let mut reserved: Vec<(Vec<Key>, Vec<String>)> = Vec::new();
                 let mut failed = None;
                 for (group, names) in groups {
-                    let reserving = reserve && wait == 0;
+                    let reserving = reserve && refused.is_none();
                     let args = admit_args(&group, reserving);
-                    match redis.script::<u64>(&script, &names, &args).await {
-                        Ok(0) if reserving => reserved.push((group, names)),
-                        Ok(group_wait) => wait = wait.max(group_wait),
+                    // The script names the refusing key by its 1-based index in `names`.
+                    match redis.script::<(u64, usize)>(&script, &names, &args).await {
+                        Ok((0, _)) if reserving => reserved.push((group, names)),
+                        Ok((0, _)) => {}
+                        Ok((wait, which)) => {
+                            let kind = which
+                                .checked_sub(1)
+                                .and_then(|i| group.get(i))
+                                .map_or(KeyKind::Address, |key| key.kind);
+                            if refused.is_none_or(|(longest, _)| wait > longest) {
+                                refused = Some((wait, kind));
+                            }
+                        }
                         Err(error) => {
                             failed = Some(error);
                             break;
                         }
                     }
                 }
-                if wait > 0 || failed.is_some() {
+                if refused.is_some() || failed.is_some() {
                     for (group, names) in reserved {
                         let given_back: Vec<_> = group
                             .into_iter()
@@ -614,7 +660,7 @@ return 0
                     tracing::warn!(%error, "login throttle: Redis unavailable, counting in memory");
                     return fallback.admit(&owned, reserve).await;
                 }
-                Ok((wait > 0).then(|| Duration::from_millis(wait)))
+                Ok(refused.map(|(wait, kind)| (Duration::from_millis(wait), kind)))
             })
         }
 
@@ -645,39 +691,6 @@ return 0
                 Ok(())
             })
         }
-    }
-}
-
-/// Logs a refused login or refresh grant at `info`, so that operators see
-/// attacks: who (the client address, and for a login the username or its keyed
-/// hash) and why. Never the password or the token. Store failures are not
-/// logged here: `Rejection::store_failed` logged them.
-pub(crate) fn log_refused(
-    client: Option<IpAddr>,
-    username: Option<&str>,
-    hash_username: bool,
-    rejection: &Rejection,
-) {
-    let reason = match rejection {
-        Rejection::InvalidGrant => "unknown user or wrong password",
-        Rejection::InvalidRefreshToken => "unknown, expired or reused refresh token",
-        Rejection::TooManyAttempts(_) => "too many failed attempts (429)",
-        Rejection::Busy(why) => why,
-        _ => return,
-    };
-    let client = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    let Some(username) = username else {
-        tracing::info!(%client, reason, "refresh grant refused");
-        return;
-    };
-    if hash_username {
-        /// One key for the process: a username's hash stays the same in its logs.
-        static KEY: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
-        let hash = KEY.get_or_init(Default::default).hash_one(username);
-        tracing::info!(%client, username_hash = %format_args!("{hash:016x}"), reason, "login refused");
-    } else {
-        // Debug-quoted: a username with a line break cannot forge a log line.
-        tracing::info!(%client, username = ?username, reason, "login refused");
     }
 }
 
@@ -760,16 +773,17 @@ impl MemoryCounts {
         table.get_mut(&hash).expect("inserted above")
     }
 
-    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>> {
+    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Refusal>> {
         let now = Instant::now();
         let mut tables = self.lock();
         let refused = keys
             .iter()
             .filter_map(|key| {
                 let (table, hash) = self.slot(key);
-                tables[table].get(&hash)?.refused_for(key.limit, now)
+                let wait = tables[table].get(&hash)?.refused_for(key.limit, now)?;
+                Some((wait, key.kind))
             })
-            .max();
+            .max_by_key(|(wait, _)| *wait);
         if refused.is_none() && reserve {
             for key in keys {
                 let window = self.window(&mut tables, key, now);
@@ -811,7 +825,7 @@ impl MemoryCounts {
 }
 
 impl FailureCounts for MemoryCounts {
-    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>> {
+    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Refusal>> {
         MemoryCounts::admit(self, keys, reserve)
     }
 
@@ -876,13 +890,16 @@ mod tests {
         let keys = std::slice::from_ref(&key);
         assert_eq!(ready(counts.admit(keys, true)), None);
         assert_eq!(ready(counts.admit(keys, true)), None);
-        assert_eq!(ready(counts.admit(keys, true)), Some(IN_FLIGHT_RETRY));
+        assert_eq!(
+            ready(counts.admit(keys, true)),
+            Some((IN_FLIGHT_RETRY, KeyKind::Pair))
+        );
         ready(counts.settle(&[(key.clone(), Outcome::GivenBack)]));
         assert_eq!(ready(counts.admit(keys, true)), None);
         for _ in 0..2 {
             ready(counts.settle(&[(key.clone(), Outcome::Failed)]));
         }
-        let wait = ready(counts.admit(keys, true)).unwrap();
+        let (wait, _) = ready(counts.admit(keys, true)).unwrap();
         assert!(
             wait > Duration::from_secs(590),
             "{wait:?}: the window's end"
