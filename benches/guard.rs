@@ -22,7 +22,11 @@
 //!   jsonwebtoken's own `decode` of the same token (same key, leeway and required
 //!   claims) and puts the subject in the extensions; `jwt_eddsa`: our layer with
 //!   Ed25519 JWTs (a signature verification costs tens of microseconds);
-//! - `missing_header`, `invalid_token`: our layer's rejections.
+//! - `missing_header`, `invalid_token`: our layer's rejections;
+//! - `memory_metrics` (feature `metrics`): `memory` with a Prometheus recorder
+//!   installed before its layer was built (the rows above were built before it, so
+//!   they count into no-op handles): what the guard's counter costs. The
+//!   interleaved rounds print `memory_metrics − memory` (target ≤ 30 ns).
 //!
 //! Criterion measures each case on its own; its means drift by up to 1.5x between
 //! runs on small shared machines, so after criterion the bench runs all cases again
@@ -94,6 +98,20 @@ fn cases() -> Vec<Box<dyn Case>> {
     let app = ServiceBuilder::new().layer(layer).service(handler());
     cases.push(oneshot("missing_header", app.clone(), None));
     cases.push(oneshot("invalid_token", app, Some(&token)));
+    // Last: the recorder is global, and the layers built above must not see it.
+    #[cfg(feature = "metrics")]
+    {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        metrics::set_global_recorder(recorder).expect("the bench's only recorder");
+        let after_memory = cases
+            .iter()
+            .position(|case| case.name() == "boxed")
+            .map_or(0, |i| i + 1);
+        cases.insert(
+            after_memory,
+            ours("memory_metrics", MemoryTokenStore::new()),
+        );
+    }
     cases
 }
 
@@ -474,6 +492,18 @@ fn interleaved(cases: &mut [Box<dyn Case>]) {
             "{}\t{median:.1}\t{p25:.1}\t{p75:.1}\t{added_median:.1}\n",
             case.name()
         );
+    }
+    if let (Some(memory), Some(metrics)) = (index("memory"), index("memory_metrics")) {
+        let extra: Vec<f64> = samples[metrics]
+            .iter()
+            .zip(&samples[memory])
+            .map(|(with, without)| with - without)
+            .collect();
+        let (p25, extra_median, p75) = quartiles(&extra);
+        println!(
+            "memory_metrics - memory: {extra_median:.1} ns (p25 {p25:.1}, p75 {p75:.1}; target <= 30)"
+        );
+        tsv += &format!("delta:memory_metrics-memory\t{extra_median:.1}\t{p25:.1}\t{p75:.1}\t\n");
     }
     for floor in ["map_lookup", "map_lookup_arc"] {
         let (Some(memory), Some(map)) = (index("memory"), index(floor)) else {

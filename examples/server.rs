@@ -14,10 +14,12 @@
 //!   and seeded with the tutorial's users, `johndoe` / `secret` and `alice` /
 //!   `secret2` (disabled); later starts leave the users alone. Manage them with
 //!   `examples/useradd.rs`: changes take effect on the next request.
-//! - `TOKEN_STORE`, `REDIS_URL`, `REDIS_PREFIX`, `JWT_SECRET`, `JWT_KID`,
+//! - `TOKEN_STORE`, `REDIS_URL` (or `REDIS_CLUSTER_URLS`), `REDIS_PREFIX`, `JWT_SECRET`, `JWT_KID`,
 //!   `REFRESH_TOKENS`, `REFRESH_SECRET`: the token store, as for the tutorial (`examples/common/stores.rs`;
 //!   `memory` by default, tokens ending with the process; `redis` and `jwt` need
 //!   their features).
+//! - `INTROSPECT_CLIENTS=id:secret,…`: token introspection at `/introspect` for
+//!   those resource servers, as in the tutorial (`examples/common/introspect.rs`).
 //! - `ADDR` (default `127.0.0.1:8000`), `LOG=off` as in the tutorial.
 //!
 //! A `DATABASE_URL` that cannot be used stops it before it listens, with one line
@@ -105,8 +107,10 @@ async fn tutorial_users() -> Vec<NewUser> {
 #[tokio::main]
 async fn main() {
     common::init_logging();
-    // Tokens as in the tutorial: TOKEN_STORE, REDIS_URL, JWT_SECRET, REFRESH_TOKENS.
+    // Tokens as in the tutorial: TOKEN_STORE, REDIS_URL (or REDIS_CLUSTER_URLS), JWT_SECRET,
+    // REFRESH_TOKENS.
     let stores = common::stores::from_env_or_exit().await;
+    let introspection = common::introspect::from_env_or_exit();
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
     let pool = match open_database(&url).await {
         Ok(pool) => pool,
@@ -122,6 +126,9 @@ async fn main() {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let builder = stores.apply(OAuth2PasswordLayer::builder(user_store(pool)));
+    let mut builder = stores.apply(OAuth2PasswordLayer::builder(user_store(pool)));
+    if let Some(clients) = introspection {
+        builder = builder.introspection(clients);
+    }
     tutorial::serve(listener, builder.build(), shutdown).await;
 }

@@ -9,11 +9,24 @@
 //! ```
 //!
 //! The token store comes from the environment (see `examples/common/stores.rs`):
-//! `TOKEN_STORE=memory` (default) or `redis` (`REDIS_URL`, `REDIS_PREFIX`; build
+//! `TOKEN_STORE=memory` (default) or `redis` (`REDIS_URL`, or a cluster's seed nodes in
+//! `REDIS_CLUSTER_URLS=redis://h1:p1,…`, which wins; `REDIS_PREFIX`; build
 //! with `--features redis`), and `REFRESH_TOKENS=1` adds refresh tokens
 //! (`grant_type=refresh_token&refresh_token=…` at `/token`; in Redis they need
 //! `REFRESH_SECRET`, at least 32 bytes, the same on every replica). Two processes on one
 //! Redis (`ADDR=127.0.0.1:8001` for the second) accept each other's tokens.
+//!
+//! `GET /.well-known/oauth-authorization-server` describes the server (RFC 8414):
+//! its issuer is `ISSUER` when that is an `http(s)://` URL (set it to the URL
+//! clients use, the same on every replica), else `http://` and the listening
+//! address. With `TOKEN_STORE=jwt JWT_ALG=EdDSA` (`--features jwt`; the key's
+//! 32-byte seed in `JWT_ED25519_SEED`, base64url, else one made at start),
+//! `GET /.well-known/jwks.json` serves the public key that verifies the tokens.
+//!
+//! `METRICS_ADDR=127.0.0.1:9100` serves the layer's metrics in Prometheus text
+//! format at `http://127.0.0.1:9100/metrics` (build with `--features metrics`);
+//! `AUDIT_LOG=audit.jsonl` (or `-`) writes every audit event (logins, throttling,
+//! refresh-token reuse, revocations) as a JSON line instead of a log line.
 //!
 //! Users: `johndoe` / `secret` (active) and `alice` / `secret2` (disabled: she can
 //! log in, but `/users/me` answers 400 "Inactive user"). Passwords are stored as
@@ -87,14 +100,51 @@ pub async fn serve<Us, Ts>(
 #[tokio::main]
 async fn main() {
     common::init_logging();
+    // Before the layer is built: the guard registers its counters then.
+    common::metrics_from_env();
     let stores = common::stores::from_env_or_exit().await;
-    let builder = stores.apply(layer_builder());
+    let mut builder = stores.apply(layer_builder());
+    if let Some(clients) = common::introspect::from_env_or_exit() {
+        builder = builder.introspection(clients);
+    }
+    if let Some(audit) = common::audit_log_from_env() {
+        builder = builder.audit_sink(audit);
+    }
     let (listener, addr) = common::listen("127.0.0.1:8000").await;
+    let layer = builder.issuer(&issuer(addr)).build();
     tracing::info!(
         "listening on http://{addr} (POST /token, GET /users/me, POST /revoke; Ctrl-C to stop)"
+    );
+    tracing::info!(
+        metadata = layer.metadata_url(),
+        jwks = layer.jwks_url(),
+        introspection = layer.introspection_url(),
+        issuer = layer.issuer(),
+        "published"
     );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    serve(listener, builder.build(), shutdown).await;
+    serve(listener, layer, shutdown).await;
+}
+
+/// `ISSUER` if it is a URL the metadata can name (an `http(s)://` URL with a host
+/// and no query, fragment or user information), else `http://` and `addr`. An
+/// `ISSUER` that is no such URL (a `urn:`) still names the JWT store's tokens.
+fn issuer(addr: std::net::SocketAddr) -> String {
+    if let Ok(issuer) = std::env::var("ISSUER") {
+        let uri = issuer.parse::<http::Uri>().ok();
+        let usable = uri.is_some_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.authority().is_some_and(|a| !a.as_str().contains('@'))
+        }) && !issuer.contains(['?', '#']);
+        if usable {
+            return issuer;
+        }
+        tracing::warn!(
+            issuer,
+            "ISSUER is not an http(s):// URL: the metadata names http://ADDR"
+        );
+    }
+    format!("http://{addr}")
 }

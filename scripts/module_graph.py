@@ -33,7 +33,16 @@ LAYERS = [
     ("integrations", ["axum", "openapi", "testing"]),
     ("the layer", ["layer"]),
     ("services", ["service", "endpoint::service", "guard::layer"]),
-    ("request handling", ["endpoint::token", "guard::decide", "guard::require"]),
+    (
+        "request handling",
+        [
+            "endpoint::token",
+            "endpoint::introspect",
+            "endpoint::metadata",
+            "guard::decide",
+            "guard::require",
+        ],
+    ),
     ("configuration", ["config"]),
     (
         "request parts",
@@ -42,6 +51,9 @@ LAYERS = [
             "endpoint::policy",
             "endpoint::throttle",
             "endpoint::client_addr",
+            "endpoint::clients",
+            "endpoint::jwks",
+            "audit",
             "guard::bearer",
             "guard::paths",
             "http",
@@ -50,7 +62,7 @@ LAYERS = [
         ],
     ),
     ("stores", ["token", "user", "password", "redis"]),
-    ("vocabulary", ["clock", "scope", "store", "user::subject"]),
+    ("vocabulary", ["clock", "metrics", "scope", "store", "user::subject"]),
 ]
 # Hubs (`mod.rs` of a directory) only declare and re-export; they sit with the
 # highest of their children.

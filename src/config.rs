@@ -5,13 +5,17 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
+use crate::audit::AuditSink;
 use crate::endpoint::client_addr::TrustedProxies;
+use crate::endpoint::clients::IntrospectionClients;
 use crate::endpoint::policy::LoginPolicy;
 use crate::guard::paths::{canonical, under, PublicRoutes, Spellings};
 use crate::http::rejection::Messages;
+use crate::metrics::Handles;
 use crate::password::PasswordHasher;
 use crate::scope::ScopeRequirement;
 use crate::token::boxed::DynRefreshTokenStore;
@@ -32,12 +36,20 @@ pub(crate) struct Shared<Us, Ts> {
     pub(crate) hashing: Arc<Semaphore>,
     /// Logins waiting for a hashing permit, bounded by `max_waiting_logins`.
     pub(crate) waiting: AtomicUsize,
+    /// Where audit events go (by default `tracing`).
+    pub(crate) audit: Box<dyn AuditSink>,
+    /// The guard's metric handles (nothing without the `metrics` feature).
+    pub(crate) metrics: Handles,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) token_url: Box<str>,
     pub(crate) revocation_url: Option<Box<str>>,
+    /// Where introspection is served, when it is: only with clients.
+    pub(crate) introspection_url: Box<str>,
+    /// The clients that may introspect; `None` (the default) serves no endpoint.
+    pub(crate) introspection_clients: Option<Arc<IntrospectionClients>>,
     pub(crate) refresh_lifetimes: RefreshLifetimes,
     pub(crate) public: PublicRoutes,
     pub(crate) token_lifetime: Duration,
@@ -57,6 +69,19 @@ pub(crate) struct Config {
     /// The scopes this service knows, with a description each.
     pub(crate) scopes: Vec<(Box<str>, Box<str>)>,
     pub(crate) scope_rules: Vec<ScopeRule>,
+    /// The URL the service is known by (RFC 8414 `issuer`); without it no
+    /// metadata is served.
+    pub(crate) issuer: Option<Issuer>,
+    /// Where the metadata is served (RFC 8414 §3), if it is.
+    pub(crate) metadata_url: Option<Box<str>>,
+    /// Where the key set is served, once there is one.
+    pub(crate) jwks_url: Box<str>,
+    /// The key set as served (RFC 7517), if any.
+    pub(crate) jwks: Option<Bytes>,
+    /// The metadata document as served: written by the builder.
+    pub(crate) metadata: Option<Bytes>,
+    /// What every `GET` URL above starts with (see `Published::at`).
+    pub(crate) published_prefix: Option<Box<str>>,
 }
 
 /// "Requests for this method and path need these scopes."
@@ -113,7 +138,72 @@ impl ScopeRule {
     }
 }
 
+/// An issuer the builder accepted: the URL itself, and its origin
+/// (`scheme://authority`), which the endpoint paths are appended to.
+#[derive(Debug, Clone)]
+pub(crate) struct Issuer {
+    pub(crate) url: Box<str>,
+    origin: Box<str>,
+    /// The issuer's path without a trailing `/` (`""` for none).
+    path: Box<str>,
+}
+
+impl Issuer {
+    /// Checks `url` as RFC 8414 §2 asks: `https` (or `http`, for a laptop or a
+    /// service behind a TLS-terminating proxy on a private network), a host, no
+    /// query, no fragment. `Err` says what is wrong.
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        if url.contains(['?', '#']) {
+            return Err(format!(
+                "issuer {url:?} has a query or fragment (RFC 8414 §2)"
+            ));
+        }
+        let uri: http::Uri = url.parse().map_err(|error| {
+            format!("issuer {url:?} is not an https:// (or http://) URL: {error}")
+        })?;
+        let scheme = match uri.scheme_str() {
+            Some(scheme @ ("https" | "http")) => scheme,
+            _ => {
+                return Err(format!(
+                    "issuer {url:?} is not an https:// (or http://) URL"
+                ))
+            }
+        };
+        let Some(authority) = uri.authority() else {
+            return Err(format!("issuer {url:?} has no host"));
+        };
+        if authority.as_str().contains('@') {
+            return Err(format!("issuer {url:?} has user information"));
+        }
+        Ok(Self {
+            url: url.into(),
+            origin: format!("{scheme}://{authority}").into(),
+            path: uri.path().trim_end_matches('/').into(),
+        })
+    }
+
+    /// The absolute URL of the layer's `path` (as the layer sees it): the origin
+    /// and `path` when `path` is under the issuer's path (the client's path, a
+    /// `nest` prefix included), else the issuer and `path` (a proxy in front
+    /// strips the issuer's path before the layer sees it). Either way it is under
+    /// the issuer, as RFC 8414 §3.3 lets clients check.
+    pub(crate) fn url_of(&self, path: &str) -> String {
+        if under(path, &self.path) {
+            format!("{}{path}", self.origin)
+        } else {
+            format!("{}{}{path}", self.origin, self.path)
+        }
+    }
+}
+
 impl Config {
+    /// The introspection URL, if it is served.
+    pub(crate) fn served_introspection_url(&self) -> Option<&str> {
+        self.introspection_clients
+            .as_ref()
+            .map(|_| &*self.introspection_url)
+    }
+
     /// The 403 status for a missing scope, if the builder changed it: responses
     /// from the inner service that refused a scope get it too.
     pub(crate) fn custom_scope_status(&self) -> Option<StatusCode> {
@@ -138,5 +228,37 @@ impl Config {
             .iter_mut()
             .find(|(declared, _)| **declared == *name)
             .map(|(_, description)| description)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuers() {
+        let issuer = Issuer::parse("https://auth.example.com").unwrap();
+        assert_eq!(issuer.url_of("/token"), "https://auth.example.com/token");
+        let issuer = Issuer::parse("http://127.0.0.1:8000/api/").unwrap();
+        assert_eq!(
+            issuer.url_of("/api/token"),
+            "http://127.0.0.1:8000/api/token"
+        );
+        // Behind a proxy that strips `/api`, the layer sees `/token`.
+        assert_eq!(issuer.url_of("/token"), "http://127.0.0.1:8000/api/token");
+        assert_eq!(issuer.url_of("/apiary"), "http://127.0.0.1:8000/api/apiary");
+        for bad in [
+            "auth.example.com",
+            "/token",
+            "ftp://auth.example.com",
+            "urn:tower-oauth2-password:tutorial",
+            "https://auth.example.com/?x=1",
+            "https://auth.example.com/#x",
+            "https://user:pw@auth.example.com",
+            "",
+        ] {
+            let error = Issuer::parse(bad).unwrap_err();
+            assert!(error.contains("issuer"), "{bad}: {error}");
+        }
     }
 }

@@ -15,11 +15,14 @@
 //! 8. [Facing the internet](facing_the_internet): throttle, proxies, limits, defaults.
 //! 9. [DPoP](dpop): sender-constrained tokens, replayed proofs.
 //! 10. [Interactive docs](interactive_docs): OpenAPI and Swagger UI.
-//! 11. [Testing your service](testing).
-//! 12. [Writing your own store](own_store).
-//! 13. [The wire contract](wire_contract): every request and its answer.
-//! 14. [Performance](performance): method and figures.
-//! 15. [What changed](changes): renamed and changed public behaviour, with what it was.
+//! 11. [For operators and sibling services](operators): server metadata, JWKS, token
+//!     introspection (RFC 7662) for resource servers.
+//! 12. [Metrics and audit events](metrics_and_audit): what an operator counts and records.
+//! 13. [Testing your service](testing).
+//! 14. [Writing your own store](own_store).
+//! 15. [The wire contract](wire_contract): every request and its answer.
+//! 16. [Performance](performance): method and figures.
+//! 17. [What changed](changes): renamed and changed public behaviour, with what it was.
 
 // Empty modules that exist for their docs: always compiled (they cost nothing), so
 // `cargo test --doc` runs their snippets as it does every other item's.
@@ -45,6 +48,8 @@ pub mod facing_the_internet {}
 pub mod dpop {}
 #[doc = include_str!("../docs/guide/interactive_docs.md")]
 pub mod interactive_docs {}
+#[doc = include_str!("../docs/guide/operators.md")]
+pub mod operators {}
 #[doc = include_str!("../docs/guide/testing.md")]
 pub mod testing {}
 #[doc = include_str!("../docs/guide/own_store.md")]
@@ -55,3 +60,5 @@ pub mod wire_contract {}
 pub mod performance {}
 #[doc = include_str!("../docs/guide/changes.md")]
 pub mod changes {}
+#[doc = include_str!("../docs/guide/metrics_and_audit.md")]
+pub mod metrics_and_audit {}

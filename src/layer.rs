@@ -10,14 +10,19 @@ use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
-use crate::config::{Config, ScopeRule, Shared};
+use crate::audit::{AuditSink, TracingSink};
+use crate::config::{Config, Issuer, ScopeRule, Shared};
 use crate::endpoint::client_addr::TrustedProxies;
+use crate::endpoint::clients::IntrospectionClients;
+use crate::endpoint::jwks::Jwks;
+use crate::endpoint::metadata::{document, shared_prefix, DEFAULT_JWKS_URL, DEFAULT_METADATA_URL};
 use crate::endpoint::policy::LoginPolicy;
 use crate::endpoint::service::TokenEndpoint;
 use crate::endpoint::throttle::LoginThrottle;
 use crate::guard::layer::GuardLayer;
 use crate::guard::paths::PublicRoutes;
 use crate::http::rejection::Messages;
+use crate::metrics::Handles;
 use crate::password::{Argon2Hasher, PasswordHasher};
 use crate::scope::ScopeRequirement;
 pub use crate::service::OAuth2Password;
@@ -81,9 +86,12 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
             refresh: None,
             hasher: Box::new(Argon2Hasher::new()),
             policy: Some(Box::new(LoginThrottle::new())),
+            audit: Box::new(TracingSink),
             config: Config {
                 token_url: "/token".into(),
                 revocation_url: Some("/revoke".into()),
+                introspection_url: "/introspect".into(),
+                introspection_clients: None,
                 refresh_lifetimes: RefreshLifetimes::new(
                     DEFAULT_REFRESH_TOKEN_LIFETIME,
                     DEFAULT_REFRESH_TOKEN_ABSOLUTE_LIFETIME,
@@ -105,6 +113,12 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
                 messages: Messages::default(),
                 scopes: Vec::new(),
                 scope_rules: Vec::new(),
+                issuer: None,
+                metadata_url: Some(DEFAULT_METADATA_URL.into()),
+                jwks_url: DEFAULT_JWKS_URL.into(),
+                jwks: None,
+                metadata: None,
+                published_prefix: None,
             },
         }
     }
@@ -155,7 +169,40 @@ impl<Us, Ts> OAuth2PasswordLayer<Us, Ts> {
         self.shared.config.revocation_url.as_deref()
     }
 
-    /// The token endpoint alone (the token URL, and the revocation URL if served),
+    /// The path of the introspection endpoint, if it is served (only with
+    /// [`Builder::introspection`] clients).
+    pub fn introspection_url(&self) -> Option<&str> {
+        self.shared.config.served_introspection_url()
+    }
+
+    /// The URL the service is known by (RFC 8414 `issuer`), if the builder set one.
+    pub fn issuer(&self) -> Option<&str> {
+        self.shared
+            .config
+            .issuer
+            .as_ref()
+            .map(|issuer| &*issuer.url)
+    }
+
+    /// The path of the authorization server metadata (RFC 8414), if it is served:
+    /// only with an [issuer](Builder::issuer).
+    pub fn metadata_url(&self) -> Option<&str> {
+        self.shared
+            .config
+            .metadata
+            .as_ref()
+            .and(self.shared.config.metadata_url.as_deref())
+    }
+
+    /// The path of the JSON Web Key Set, if it is served: only with a
+    /// [key set](Builder::jwks).
+    pub fn jwks_url(&self) -> Option<&str> {
+        let config = &self.shared.config;
+        config.jwks.as_ref().map(|_| &*config.jwks_url)
+    }
+
+    /// The token endpoint alone (the token URL, and the revocation, introspection,
+    /// metadata and JWKS URLs if served),
     /// as a service to mount as a route, for apps that guard only some routes
     /// with [`guard`](Self::guard). Its answers are the layer's.
     ///
@@ -246,6 +293,7 @@ pub struct Builder<Us, Ts = MemoryTokenStore> {
     refresh: Option<Box<dyn DynRefreshTokenStore>>,
     hasher: Box<dyn PasswordHasher>,
     policy: Option<Box<dyn LoginPolicy>>,
+    audit: Box<dyn AuditSink>,
     config: Config,
 }
 
@@ -257,11 +305,7 @@ where
     /// Serves the token endpoint at `path` (default `/token`). A missing leading `/`
     /// is added.
     pub fn token_url(mut self, path: impl Into<String>) -> Self {
-        let mut path = path.into();
-        if !path.starts_with('/') {
-            path.insert(0, '/');
-        }
-        self.config.token_url = path.into();
+        self.config.token_url = with_leading_slash(path.into());
         self
     }
 
@@ -273,11 +317,7 @@ where
     /// unknown token is answered 200 like a known one, as the RFC asks, so the
     /// endpoint tells nobody which tokens exist.
     pub fn revocation_url(mut self, path: impl Into<String>) -> Self {
-        let mut path = path.into();
-        if !path.starts_with('/') {
-            path.insert(0, '/');
-        }
-        self.config.revocation_url = Some(path.into());
+        self.config.revocation_url = Some(with_leading_slash(path.into()));
         self
     }
 
@@ -285,6 +325,45 @@ where
     /// service, guarded like any other path.
     pub fn without_revocation_url(mut self) -> Self {
         self.config.revocation_url = None;
+        self
+    }
+
+    /// Serves token introspection (RFC 7662) for `clients`, the resource servers
+    /// that check tokens without sharing the token store, at `/introspect` (or
+    /// [`introspection_url`](Self::introspection_url)). Off by default, and off
+    /// while `clients` is empty.
+    ///
+    /// A client `POST`s a form with `token` (and an optional `token_type_hint`,
+    /// read and ignored), authenticated with HTTP Basic. A live access token of an
+    /// active user is answered `{"active":true,"scope":…,"username":…,"sub":…,
+    /// "exp":…,"iat":…,"token_type":"Bearer"}`; anything else, refresh tokens
+    /// included, exactly `{"active":false}`. A caller that is not a client gets 401
+    /// `invalid_client` with `WWW-Authenticate: Basic`. The form is read under the
+    /// token endpoint's [`body_limit`](Self::body_limit) and
+    /// [`body_timeout`](Self::body_timeout).
+    ///
+    /// ```
+    /// use tower_oauth2_password::endpoint::{ClientSecretHash, IntrospectionClients};
+    /// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
+    ///
+    /// // The hash is what configuration holds; the secret only the resource server.
+    /// let hash: ClientSecretHash = "blake2b-256$dM0rFSh-AQnNDQ7dVs8C9K0Ft2IjqLrqmZfQLyIn2A4"
+    ///     .parse()
+    ///     .unwrap();
+    /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+    ///     .introspection(IntrospectionClients::new().client("orders", hash))
+    ///     .build();
+    /// assert_eq!(layer.introspection_url(), Some("/introspect"));
+    /// ```
+    pub fn introspection(mut self, clients: IntrospectionClients) -> Self {
+        self.config.introspection_clients = (!clients.is_empty()).then(|| Arc::new(clients));
+        self
+    }
+
+    /// Serves introspection, when it is on, at `path` (default `/introspect`). A
+    /// missing leading `/` is added.
+    pub fn introspection_url(mut self, path: impl Into<String>) -> Self {
+        self.config.introspection_url = with_leading_slash(path.into());
         self
     }
 
@@ -466,9 +545,30 @@ where
     /// Logs refused logins with a keyed hash of the username (16 hex digits, the
     /// same for a username for the life of the process) instead of the username
     /// (default: the username), for logs that must not hold what people typed
-    /// (sometimes their password, in the wrong field).
+    /// (sometimes their password, in the wrong field). Every
+    /// [`AuditSink`] gets the hash
+    /// ([`AuditUser::Hashed`](crate::audit::AuditUser::Hashed)) then.
     pub fn hash_usernames_in_logs(mut self, hash: bool) -> Self {
         self.config.hash_usernames_in_logs = hash;
+        self
+    }
+
+    /// Sends the layer's [`AuditEvent`](crate::audit::AuditEvent)s (logins,
+    /// throttling, refresh-token reuse, revocations, rehashes) to `sink` instead
+    /// of the default [`TracingSink`] (`info` events). A closure
+    /// `Fn(&AuditEvent<'_>)` is a sink; see [`crate::audit`].
+    ///
+    /// ```
+    /// use tower_oauth2_password::audit::AuditEvent;
+    /// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
+    ///
+    /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+    ///     .audit_sink(|event: &AuditEvent<'_>| eprintln!("audit: {}", event.name()))
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    pub fn audit_sink(mut self, sink: impl AuditSink) -> Self {
+        self.audit = Box::new(sink);
         self
     }
 
@@ -573,6 +673,111 @@ where
         self
     }
 
+    /// Names the service by `url` (RFC 8414 §2: `https://auth.example.com`, with a
+    /// path if the service has one) and serves its authorization server metadata
+    /// at the [metadata URL](Self::metadata_url), `GET
+    /// /.well-known/oauth-authorization-server` unless set otherwise.
+    ///
+    /// The metadata names the issuer, the token and revocation endpoints (the
+    /// issuer's scheme and host followed by the layer's URLs as the client sends
+    /// them, a `nest` prefix included), the grant types (`password`, and
+    /// `refresh_token` with [refresh tokens](Self::refresh_tokens)), the declared
+    /// scopes, `"none"` as the client authentication (public clients), no
+    /// response types (there is no authorization endpoint), and the `jwks_uri`
+    /// when a [key set](Self::jwks) is served. It is written once, at
+    /// [`build`](Self::build), and served with `Cache-Control: public,
+    /// max-age=3600`; other methods get 405.
+    ///
+    /// **Without an issuer, no metadata is served**: requests for its URL go to the
+    /// inner service, guarded like any other path. The layer never makes one up
+    /// from the request's `Host` header: whoever sends the request chooses that
+    /// header, and metadata naming the attacker's host, cached by a proxy, would
+    /// send other clients' passwords there (RFC 8414 §6.2 asks clients to check
+    /// the issuer for this reason). Set the same issuer as the `JwtTokenStore`'s,
+    /// if you use one.
+    ///
+    /// ```
+    /// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
+    ///
+    /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+    ///     .issuer("https://auth.example.com")
+    ///     .build();
+    /// assert_eq!(layer.metadata_url(), Some("/.well-known/oauth-authorization-server"));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `url` is not an `https://` or `http://` URL with a host and without a
+    /// query, fragment or user information: a configuration mistake, refused
+    /// when the layer is configured.
+    #[track_caller]
+    pub fn issuer(mut self, url: &str) -> Self {
+        match Issuer::parse(url) {
+            Ok(issuer) => self.config.issuer = Some(issuer),
+            Err(message) => panic!("{message}"),
+        }
+        self
+    }
+
+    /// Serves the authorization server metadata at `path` (default
+    /// `/.well-known/oauth-authorization-server`; inside `Router::nest("/api", …)`,
+    /// `/api/.well-known/oauth-authorization-server`). A missing leading `/` is
+    /// added. Served only with an [issuer](Self::issuer).
+    pub fn metadata_url(mut self, path: impl Into<String>) -> Self {
+        self.config.metadata_url = Some(with_leading_slash(path.into()));
+        self
+    }
+
+    /// Serves no metadata, even with an issuer: requests for its URL go to the
+    /// inner service, guarded like any other path.
+    pub fn without_metadata_url(mut self) -> Self {
+        self.config.metadata_url = None;
+        self
+    }
+
+    /// Publishes `jwks` at the [JWKS URL](Self::jwks_url) (default
+    /// `/.well-known/jwks.json`), so that other services verify the layer's JWT
+    /// access tokens by their `kid` (resource servers such as `jwt-authorizer`'s
+    /// `from_jwks_url`), and names it `jwks_uri` in the metadata. Served to `GET`
+    /// with `Cache-Control: public, max-age=300` ([`JWKS_MAX_AGE`]); other methods
+    /// get 405.
+    ///
+    /// Only public Ed25519 keys can be in a [`Jwks`]: a store that signs with
+    /// HS256 publishes `{"keys":[]}` (its secret is no one else's business).
+    ///
+    /// ```
+    /// # #[cfg(feature = "jwt")] {
+    /// use tower_oauth2_password::endpoint::Jwks;
+    /// use tower_oauth2_password::token::jwt::{JwtKey, JwtTokenStore};
+    /// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
+    ///
+    /// # let seed = [7u8; 32];
+    /// let tokens = JwtTokenStore::signing_with(JwtKey::ed25519("2026-12", &seed)?)
+    ///     .issuer("https://auth.example.com")
+    ///     .build()?;
+    /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+    ///     .issuer("https://auth.example.com")
+    ///     .jwks(Jwks::of(&tokens))
+    ///     .token_store(tokens)
+    ///     .build();
+    /// assert_eq!(layer.jwks_url(), Some("/.well-known/jwks.json"));
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// [`JWKS_MAX_AGE`]: crate::endpoint::JWKS_MAX_AGE
+    pub fn jwks(mut self, jwks: Jwks) -> Self {
+        self.config.jwks = Some(jwks.to_json());
+        self
+    }
+
+    /// Serves the [key set](Self::jwks) at `path` (default
+    /// `/.well-known/jwks.json`). A missing leading `/` is added.
+    pub fn jwks_url(mut self, path: impl Into<String>) -> Self {
+        self.config.jwks_url = with_leading_slash(path.into());
+        self
+    }
+
     /// Keeps tokens in `tokens` instead of process memory.
     pub fn token_store<T: TokenStore>(self, tokens: T) -> Builder<Us, T> {
         Builder {
@@ -581,6 +786,7 @@ where
             refresh: self.refresh,
             hasher: self.hasher,
             policy: self.policy,
+            audit: self.audit,
             config: self.config,
         }
     }
@@ -618,7 +824,9 @@ where
     }
 
     /// The layer.
-    pub fn build(self) -> OAuth2PasswordLayer<Us, Ts> {
+    pub fn build(mut self) -> OAuth2PasswordLayer<Us, Ts> {
+        self.config.metadata = document(&self.config, self.refresh.is_some());
+        self.config.published_prefix = shared_prefix(&self.config);
         let permits = self
             .config
             .max_concurrent_hashes
@@ -632,6 +840,8 @@ where
                 policy: self.policy,
                 hashing: Arc::new(Semaphore::new(permits)),
                 waiting: Default::default(),
+                audit: self.audit,
+                metrics: Handles::new(),
                 config: self.config,
             }),
         }
@@ -644,6 +854,14 @@ impl<Us, Ts> fmt::Debug for Builder<Us, Ts> {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// `path`, with a `/` in front if it had none.
+fn with_leading_slash(mut path: String) -> Box<str> {
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    path.into()
 }
 
 /// Panics unless `lifetime` (the setting `name`) is more than zero and at most

@@ -144,6 +144,7 @@
     unreachable_pub
 )]
 
+pub mod audit;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
@@ -157,6 +158,7 @@ pub mod guard;
 pub mod guide;
 pub mod http;
 pub mod layer;
+mod metrics;
 #[cfg(feature = "utoipa")]
 #[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
 pub mod openapi;

@@ -68,11 +68,12 @@ use http::{Method, Request, StatusCode};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, OperationBuilder, PathItem};
-use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::request_body::{RequestBody, RequestBodyBuilder};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{
-    Flow, OAuth2, Password, Scopes as FlowScopes, SecurityRequirement, SecurityScheme,
+    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes as FlowScopes, SecurityRequirement,
+    SecurityScheme,
 };
 use utoipa::openapi::{Components, OpenApi, Ref, RefOr, Required, Schema, Server};
 use utoipa::Modify;
@@ -95,6 +96,8 @@ const TOKEN_REQUEST: &str = "OAuth2PasswordRequestForm";
 const TOKEN_RESPONSE: &str = "OAuth2Token";
 const ERROR: &str = "OAuth2Error";
 const REVOCATION_REQUEST: &str = "OAuth2RevocationForm";
+/// The HTTP Basic scheme of the introspection endpoint's clients (resource servers).
+const INTROSPECTION_SCHEME: &str = "OAuth2IntrospectionClient";
 
 /// A utoipa [`Modify`] that documents an [`OAuth2PasswordLayer`] in an OpenAPI
 /// document: its security scheme, its token endpoint, and which operations it
@@ -181,8 +184,10 @@ impl PasswordFlowDocs {
     /// public paths. A path template (`/items/{id}`) matches public prefixes only.
     fn is_public(&self, method: &Method, path: &str) -> bool {
         let public = &self.config.public;
-        let endpoint =
-            path == &*self.config.token_url || self.config.revocation_url.as_deref() == Some(path);
+        let endpoint = path == &*self.config.token_url
+            || self.config.revocation_url.as_deref() == Some(path)
+            || self.config.served_introspection_url() == Some(path)
+            || self.published().any(|(url, _)| url == path);
         if endpoint || public.matches_path(path) {
             return true;
         }
@@ -343,17 +348,39 @@ impl PasswordFlowDocs {
         operation
     }
 
+    /// The documents the layer serves to `GET`: (path, operation).
+    fn published(&self) -> impl Iterator<Item = (&str, Operation)> {
+        let config = &self.config;
+        let metadata = config
+            .metadata
+            .as_ref()
+            .and(config.metadata_url.as_deref())
+            .map(|url| {
+                let operation = published_operation(
+                    "authorizationServerMetadata",
+                    "Authorization server metadata (RFC 8414)",
+                    "The issuer, the token and revocation endpoints, the grant types, \
+                     scopes and client authentication methods, and the `jwks_uri` when \
+                     a key set is served. Cacheable for an hour.",
+                );
+                (url, operation)
+            });
+        let jwks = config.jwks.as_ref().map(|_| {
+            let operation = published_operation(
+                "jwks",
+                "The public keys of the JWT access tokens (RFC 7517)",
+                "A JSON Web Key Set of the Ed25519 keys (RFC 8037) the access tokens are \
+                 signed and verified with, by `kid`; never a secret. Cacheable for five \
+                 minutes.",
+            );
+            (&*config.jwks_url, operation)
+        });
+        metadata.into_iter().chain(jwks)
+    }
+
     /// `POST {revocation_url}` (RFC 7009), when the layer serves it.
     fn revoke_operation(&self) -> Operation {
-        let form = RequestBodyBuilder::new()
-            .required(Some(Required::True))
-            .content(
-                "application/x-www-form-urlencoded",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(REVOCATION_REQUEST)))
-                    .build(),
-            )
-            .build();
+        let form = token_form();
         let mut operation = OperationBuilder::new()
             .operation_id(Some("revoke"))
             .summary(Some("Log out: revoke a token"))
@@ -376,6 +403,84 @@ impl PasswordFlowDocs {
                 ),
             ],
         );
+        operation
+    }
+
+    /// `POST {introspection_url}` (RFC 7662), when the layer serves it.
+    fn introspect_operation(&self) -> Operation {
+        let form = token_form();
+        let number = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .description(Some(description))
+        };
+        let answer = ObjectBuilder::new()
+            .property("active", ObjectBuilder::new().schema_type(Type::Boolean))
+            .required("active")
+            .property(
+                "scope",
+                text("The granted scopes, space-separated; absent when none.".to_owned()),
+            )
+            .property("username", text("The user the token names.".to_owned()))
+            .property("sub", text("The same: the user's canonical name.".to_owned()))
+            .property("exp", number("Expiry, in seconds since the Unix epoch."))
+            .property(
+                "iat",
+                number("Issue time, in seconds since the Unix epoch: the expiry less the token lifetime."),
+            )
+            .property(
+                "token_type",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["Bearer"])),
+            );
+        let answered = ResponseBuilder::new()
+            .description(
+                "`active: true` and the token's fields for a live access token of an \
+                 active user; exactly `{\"active\":false}` for anything else (expired, \
+                 revoked, unknown, a refresh token, a disabled user's token)",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(answer)).build(),
+            )
+            .build();
+        let mut operation = OperationBuilder::new()
+            .operation_id(Some("introspect"))
+            .summary(Some("Token introspection, for resource servers"))
+            .description(Some(
+                "RFC 7662. The caller authenticates as one of the layer's introspection \
+                 clients with HTTP Basic (client id and secret).",
+            ))
+            .request_body(Some(form))
+            .response("200", answered)
+            .security(SecurityRequirement::new(
+                INTROSPECTION_SCHEME,
+                Vec::<String>::new(),
+            ))
+            .build();
+        add_answers(
+            &mut operation,
+            [
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "Not one of the introspection clients (`invalid_client`)",
+                ),
+                (StatusCode::BAD_REQUEST, "A missing or malformed field"),
+                (StatusCode::PAYLOAD_TOO_LARGE, "The body is over the limit"),
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "The body is not a form"),
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The user or token store is unavailable; try again later",
+                ),
+            ],
+        );
+        if let Some(RefOr::T(refused)) = operation.responses.responses.get_mut("401") {
+            if let Some(challenge) = refused.headers.get_mut("WWW-Authenticate") {
+                challenge.description = Some("The Basic challenge (RFC 7617)".to_owned());
+            }
+        }
         operation
     }
 
@@ -470,7 +575,7 @@ impl PasswordFlowDocs {
             .property(
                 "token",
                 text(format!(
-                    "The token to revoke; at most {MAX_TOKEN_LEN} bytes."
+                    "The token to revoke or introspect; at most {MAX_TOKEN_LEN} bytes."
                 ))
                 .min_length(Some(1)),
             )
@@ -500,7 +605,10 @@ impl Modify for PasswordFlowDocs {
             .security_schemes
             .insert(self.scheme_name.to_string(), self.security_scheme());
         for (name, schema) in self.schemas() {
-            if name == REVOCATION_REQUEST && self.config.revocation_url.is_none() {
+            if name == REVOCATION_REQUEST
+                && self.config.revocation_url.is_none()
+                && self.config.served_introspection_url().is_none()
+            {
                 continue;
             }
             components
@@ -526,10 +634,53 @@ impl Modify for PasswordFlowDocs {
             }
         }
 
+        for (url, operation) in self.published() {
+            let item = paths.entry(url.to_owned()).or_default();
+            if item.get.is_none() {
+                item.get = Some(operation);
+            }
+        }
+
+        if let Some(introspect_path) = self.config.served_introspection_url() {
+            let introspect = paths.entry(introspect_path.to_owned()).or_default();
+            if introspect.post.is_none() {
+                introspect.post = Some(self.introspect_operation());
+            }
+            components.security_schemes.insert(
+                INTROSPECTION_SCHEME.to_owned(),
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+            );
+        }
+
         if !self.path_prefix.is_empty() && openapi.servers.is_none() {
             openapi.servers = Some(vec![Server::new(&self.path_prefix)]);
         }
     }
+}
+
+/// A public `GET` of a JSON document the layer serves.
+fn published_operation(id: &str, summary: &str, description: &str) -> Operation {
+    let json = ContentBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+        .build();
+    let mut operation = OperationBuilder::new()
+        .operation_id(Some(id))
+        .summary(Some(summary))
+        .description(Some(description))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description(summary)
+                .content("application/json", json)
+                .build(),
+        )
+        .security(SecurityRequirement::default())
+        .build();
+    add_answers(
+        &mut operation,
+        [(StatusCode::METHOD_NOT_ALLOWED, "Only GET and HEAD")],
+    );
+    operation
 }
 
 /// The operations of a path item, with their methods.
@@ -608,6 +759,19 @@ fn with(alternative: &[String], scope: &str) -> Vec<String> {
     scopes
 }
 
+/// The request body of the revocation and introspection URLs: a form with `token`.
+fn token_form() -> RequestBody {
+    RequestBodyBuilder::new()
+        .required(Some(Required::True))
+        .content(
+            "application/x-www-form-urlencoded",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(REVOCATION_REQUEST)))
+                .build(),
+        )
+        .build()
+}
+
 fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
@@ -644,6 +808,34 @@ mod tests {
 
     fn security(json: &Value, path: &str) -> Value {
         json["paths"][path]["get"]["security"].clone()
+    }
+
+    #[test]
+    fn the_published_documents_are_public_gets() {
+        let layer = builder()
+            .issuer("https://auth.example.com")
+            .jwks(crate::endpoint::jwks::Jwks::new())
+            .build();
+        let docs = PasswordFlowDocs::new(&layer);
+        let json = document(&docs, &["/users/me"]);
+        for (path, id) in [
+            (
+                "/.well-known/oauth-authorization-server",
+                "authorizationServerMetadata",
+            ),
+            ("/.well-known/jwks.json", "jwks"),
+        ] {
+            let get = &json["paths"][path]["get"];
+            assert_eq!(get["operationId"], id, "{json}");
+            assert_eq!(get["security"], json!([{}]), "{path}: public");
+            assert!(get["responses"]["200"]["content"]["application/json"].is_object());
+        }
+        // Without an issuer there is no metadata, nor its operation.
+        let docs = PasswordFlowDocs::new(&builder().build());
+        let json = document(&docs, &[]);
+        assert!(json["paths"]
+            .get("/.well-known/oauth-authorization-server")
+            .is_none());
     }
 
     #[test]
@@ -827,6 +1019,37 @@ mod tests {
         let flow = &json["components"]["securitySchemes"][SCHEME_NAME]["flows"]["password"];
         assert!(flow["refreshUrl"].is_null());
         assert!(json["paths"]["/revoke"].is_null());
+    }
+
+    #[test]
+    fn introspection_when_the_layer_serves_it() {
+        use crate::endpoint::clients::{ClientSecretHash, IntrospectionClients};
+        let hash = ClientSecretHash::of("kQ3vY8xW0pL5nR2tZ7aB9cD4eF6gH1jK").unwrap();
+        let layer = builder()
+            .without_revocation_url()
+            .introspection(IntrospectionClients::new().client("rs", hash))
+            .build();
+        // A guarded `GET` there too: the layer answers the path, never the guard.
+        let json = document(&PasswordFlowDocs::new(&layer), &["/introspect"]);
+        let scheme = &json["components"]["securitySchemes"][INTROSPECTION_SCHEME];
+        assert_eq!(scheme["type"], "http");
+        assert_eq!(scheme["scheme"], "basic");
+        let post = &json["paths"]["/introspect"]["post"];
+        assert_eq!(post["security"], json!([{ INTROSPECTION_SCHEME: [] }]));
+        let answer = &post["responses"]["200"]["content"]["application/json"]["schema"];
+        assert_eq!(answer["required"], json!(["active"]));
+        assert!(answer["properties"]["exp"].is_object());
+        let refused = &post["responses"]["401"];
+        assert!(refused["headers"]["WWW-Authenticate"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("Basic"));
+        assert!(json["components"]["schemas"][REVOCATION_REQUEST].is_object());
+        assert!(security(&json, "/introspect").is_null());
+
+        let json = document(&PasswordFlowDocs::new(&builder().build()), &[]);
+        assert!(json["paths"]["/introspect"].is_null());
+        assert!(json["components"]["securitySchemes"][INTROSPECTION_SCHEME].is_null());
     }
 
     #[test]

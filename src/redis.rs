@@ -8,7 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script, ToRedisArgs};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    AsyncConnectionConfig, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError,
+    RedisFuture, Script, ToRedisArgs, Value,
+};
 
 use crate::store::StoreError;
 
@@ -29,6 +34,11 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 /// - **From a URL or your own client**: [`new`](Self::new) takes a URL;
 ///   [`from_client`](Self::from_client) a [`redis::Client`] the application
 ///   already built (its TLS, its credentials).
+/// - **Or a Redis Cluster**: [`cluster`](Self::cluster) takes seed nodes' URLs,
+///   [`from_cluster_client`](Self::from_cluster_client) a
+///   [`ClusterClient`] of your own; every part works on it as on one server
+///   (each script's keys share a hash tag; see the guide's "Redis Cluster"
+///   section for what that costs the refresh families and the login throttle).
 /// - **Lazy**: nothing connects until the first call, so a service can start
 ///   while Redis is still coming up (and answers 503 until it is).
 /// - **Bounded**: every call, connecting included, has a deadline (default
@@ -102,9 +112,74 @@ impl RedisConnection {
     /// # Ok::<(), redis::RedisError>(())
     /// ```
     pub fn from_client(client: redis::Client) -> Self {
+        let addr = client.get_connection_info().addr().to_string();
+        Self::with_client(Client::Single(client), addr)
+    }
+
+    /// A Redis Cluster, found through `seeds` (URLs of some of its nodes,
+    /// `redis://host:port`; one that answers is enough), with no key prefix and
+    /// a 500 ms deadline per call. Nothing is connected yet. The cluster's
+    /// slot map is read on the first call and again whenever a node moves
+    /// slots or fails, so a failover needs no restart: calls for the failed
+    /// master's slots fail (503) until its replica is promoted, and the others
+    /// go on.
+    ///
+    /// ```no_run
+    /// use tower_oauth2_password::redis::RedisConnection;
+    ///
+    /// let redis = RedisConnection::cluster(&["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"])?
+    ///     .with_prefix("myapp:");
+    /// assert!(redis.is_cluster());
+    /// # Ok::<(), tower_oauth2_password::store::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// If `seeds` is empty or one is not a Redis URL. The message does not show
+    /// the URL (it may hold a password).
+    pub fn cluster<S: AsRef<str>>(seeds: &[S]) -> Result<Self, StoreError> {
+        let infos = seeds
+            .iter()
+            .map(|seed| seed.as_ref().into_connection_info())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::new)?;
+        if infos.is_empty() {
+            return Err(StoreError::new(
+                "a Redis Cluster needs at least one seed node URL",
+            ));
+        }
+        let addrs = infos
+            .iter()
+            .map(|info| info.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let client = ClusterClient::new(infos).map_err(StoreError::new)?;
+        Ok(Self::with_client(Client::Cluster(Box::new(client)), addrs))
+    }
+
+    /// The Redis Cluster `client` connects to, with the settings the
+    /// application gave it (TLS, credentials, retries), no key prefix and a
+    /// 500 ms deadline per call. Nothing is connected yet.
+    ///
+    /// ```
+    /// use tower_oauth2_password::redis::RedisConnection;
+    ///
+    /// let client = redis::cluster::ClusterClient::builder(["redis://127.0.0.1:7101"])
+    ///     .retries(3)
+    ///     .build()?;
+    /// let redis = RedisConnection::from_cluster_client(client).with_prefix("myapp:");
+    /// # let _ = redis;
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
+    pub fn from_cluster_client(client: ClusterClient) -> Self {
+        Self::with_client(Client::Cluster(Box::new(client)), "cluster".to_owned())
+    }
+
+    fn with_client(client: Client, addr: String) -> Self {
         Self {
             link: Arc::new(Link {
                 client,
+                addr,
                 state: Mutex::default(),
                 connecting: tokio::sync::Mutex::new(()),
             }),
@@ -113,8 +188,15 @@ impl RedisConnection {
         }
     }
 
+    /// Whether this is a Redis Cluster ([`cluster`](Self::cluster)): its parts
+    /// then keep each script's keys in one hash slot.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.link.client, Client::Cluster(_))
+    }
+
     /// Puts every key under `prefix` (e.g. `"myapp:"`), so that services, or
     /// test runs, can share a Redis server. Replicas must use the same prefix.
+    /// On a cluster keep `{` and `}` out of it: the keys' hash tags follow it.
     #[must_use]
     pub fn with_prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.into();
@@ -134,7 +216,8 @@ impl RedisConnection {
         &self.prefix
     }
 
-    /// Checks that Redis answers (`PING`), e.g. before a service starts listening.
+    /// Checks that Redis answers (`PING`; on a cluster, every master), e.g.
+    /// before a service starts listening.
     ///
     /// # Errors
     ///
@@ -160,48 +243,71 @@ impl RedisConnection {
             .await
     }
 
-    /// Runs `script` on `keys` with `args`, within the deadline.
+    /// Runs `script` on `keys` with `args`, within the deadline: `EVALSHA`,
+    /// and `EVAL` where the server does not have it yet. (Not redis-rs's
+    /// `SCRIPT LOAD`, which a cluster sends to every node it knows, a failed
+    /// one included.)
     pub(crate) async fn script<T: FromRedisValue>(
         &self,
-        script: &Script,
+        script: &LuaScript,
         keys: &[impl ToRedisArgs + Sync],
         args: &[impl ToRedisArgs + Sync],
     ) -> Result<T, StoreError> {
         self.run(|mut connection| async move {
-            let mut invocation = script.prepare_invoke();
-            for key in keys {
-                invocation.key(key);
+            let call = |name: &str, body: &str| {
+                let mut command = redis::cmd(name);
+                command.arg(body).arg(keys.len());
+                for key in keys {
+                    command.arg(key);
+                }
+                for arg in args {
+                    command.arg(arg);
+                }
+                command
+            };
+            match call("EVALSHA", script.hash.get_hash())
+                .query_async(&mut connection)
+                .await
+            {
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    call("EVAL", &script.code)
+                        .query_async(&mut connection)
+                        .await
+                }
+                answered => answered,
             }
-            for arg in args {
-                invocation.arg(arg);
-            }
-            invocation.invoke_async(&mut connection).await
         })
         .await
     }
 
-    /// Runs `pipe` (a `MULTI` … `EXEC`) within the deadline, its answers ignored.
+    /// Runs `pipe` (a `MULTI` … `EXEC`; on a cluster its keys must share a
+    /// slot) within the deadline, its answers ignored.
     pub(crate) async fn run_atomic(&self, pipe: redis::Pipeline) -> Result<(), StoreError> {
         self.run(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
             .await
     }
 
     /// Runs `command` on the shared connection within the deadline; a
-    /// connection that fails or times out is dropped, for the next call to
-    /// replace.
+    /// connection to one server that fails or times out is dropped, for the
+    /// next call to replace. A cluster connection is kept: it reconnects to
+    /// its nodes and rereads the slot map by itself.
     async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let link = &self.link;
         let attempt = async {
             let (number, connection) = link.connection(self.timeout).await?;
             command(connection).await.map_err(|error| {
-                if error.is_io_error()
-                    || error.is_connection_dropped()
-                    || error.is_unrecoverable_error()
-                    || error.is_timeout()
+                if !self.is_cluster()
+                    && (error.is_io_error()
+                        || error.is_connection_dropped()
+                        || error.is_unrecoverable_error()
+                        || error.is_timeout())
                 {
                     link.drop_connection(number);
                 }
@@ -213,7 +319,7 @@ impl RedisConnection {
             Err(_elapsed) => {
                 // A server that stopped answering: do not queue behind it.
                 let number = link.state().current.as_ref().map(|(number, _)| *number);
-                if let Some(number) = number {
+                if let (Some(number), false) = (number, self.is_cluster()) {
                     link.drop_connection(number);
                 }
                 Err(StoreError::new(format!(
@@ -240,9 +346,9 @@ impl From<redis::Client> for RedisConnection {
 impl fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may hold a password: only the parts that cannot.
-        let info = self.link.client.get_connection_info();
         f.debug_struct("RedisConnection")
-            .field("addr", &info.addr().to_string())
+            .field("addr", &self.link.addr)
+            .field("cluster", &self.is_cluster())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish()
@@ -256,7 +362,9 @@ impl fmt::Debug for RedisConnection {
 /// deadline, and while the server is unreachable calls fail at once between
 /// attempts.
 struct Link {
-    client: redis::Client,
+    client: Client,
+    /// Host and port (each seed's, for a cluster): what `Debug` shows.
+    addr: String,
     state: Mutex<State>,
     /// One connection attempt at a time.
     connecting: tokio::sync::Mutex<()>,
@@ -266,7 +374,7 @@ struct Link {
 struct State {
     /// The shared connection and its number, so that a failure reported late
     /// does not drop its replacement.
-    current: Option<(u64, MultiplexedConnection)>,
+    current: Option<(u64, Connection)>,
     made: u64,
     /// No new attempt before this, after a failed one.
     retry_at: Option<Instant>,
@@ -277,10 +385,7 @@ impl Link {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn connection(
-        &self,
-        timeout: Duration,
-    ) -> Result<(u64, MultiplexedConnection), StoreError> {
+    async fn connection(&self, timeout: Duration) -> Result<(u64, Connection), StoreError> {
         if let Some(current) = self.current() {
             return Ok(current);
         }
@@ -295,14 +400,7 @@ impl Link {
         {
             return Err(StoreError::new("Redis is unreachable (retrying shortly)"));
         }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        match self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        match self.client.connect(timeout).await {
             Ok(connection) => {
                 let mut state = self.state();
                 if state.made == 0 {
@@ -321,7 +419,7 @@ impl Link {
         }
     }
 
-    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+    fn current(&self) -> Option<(u64, Connection)> {
         self.state().current.clone()
     }
 
@@ -337,6 +435,88 @@ impl Link {
     }
 }
 
+/// A Lua script and its SHA-1, run by [`RedisConnection::script`].
+pub(crate) struct LuaScript {
+    code: Box<str>,
+    hash: Script,
+}
+
+impl LuaScript {
+    pub(crate) fn new(code: &str) -> Self {
+        Self {
+            code: code.into(),
+            hash: Script::new(code),
+        }
+    }
+}
+
+/// One server or a cluster.
+enum Client {
+    Single(redis::Client),
+    Cluster(Box<ClusterClient>),
+}
+
+impl Client {
+    async fn connect(&self, timeout: Duration) -> Result<Connection, RedisError> {
+        match self {
+            Self::Single(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout));
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(Connection::Single)
+            }
+            Self::Cluster(client) => {
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(timeout)
+                    .set_response_timeout(timeout);
+                client
+                    .get_async_connection_with_config(config)
+                    .await
+                    .map(Connection::Cluster)
+            }
+        }
+    }
+}
+
+/// A multiplexed connection to one server, or a cluster connection (which
+/// routes each command to the master of its keys' slot).
+#[derive(Clone)]
+enum Connection {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
 /// Logs a warning, once per connection (and its clones) on its first
 /// connecting, unless Redis's `maxmemory-policy` is `noeviction`. Every key
 /// this crate writes has an expiry, so `volatile-*` policies may evict them as
@@ -344,7 +524,7 @@ impl Link {
 /// a login-throttle count (more guesses). A warning, not a refusal: the policy
 /// can change at any time, and managed Redis may hide `CONFIG`; it is logged as
 /// unknown then.
-async fn warn_if_evicting(mut connection: MultiplexedConnection, timeout: Duration) {
+async fn warn_if_evicting(mut connection: Connection, timeout: Duration) {
     let mut command = redis::cmd("CONFIG");
     command.arg("GET").arg("maxmemory-policy");
     let config = command.query_async::<std::collections::HashMap<String, String>>(&mut connection);
@@ -379,6 +559,20 @@ mod tests {
         );
         let error = RedisConnection::new("nope://user:hunter2-secret@host").unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
+        let cluster = RedisConnection::cluster(&[
+            "redis://user:hunter2-secret@127.0.0.1:7101",
+            "redis://user:hunter2-secret@127.0.0.1:7102",
+        ])
+        .unwrap();
+        let debug = format!("{cluster:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("127.0.0.1:7101,127.0.0.1:7102"), "{debug}");
+        assert!(cluster.is_cluster());
+        let error =
+            RedisConnection::cluster(&["redis://127.0.0.1:7101", "nope://u:hunter2-secret@h"])
+                .unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(RedisConnection::cluster::<&str>(&[]).is_err());
     }
 
     #[test]

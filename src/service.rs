@@ -24,6 +24,7 @@ use crate::user::store::UserStore;
 /// and by [`GuardLayer`](crate::guard::GuardLayer) (the guard alone).
 ///
 /// Requests for the token URL are answered here (not behind a [`GuardLayer`](crate::guard::GuardLayer)),
+/// and so are those for the revocation, metadata and JWKS URLs when served;
 /// requests for public paths go straight to the inner service, and every other
 /// request goes to the inner service only with a valid bearer token of an active
 /// user, with [`CurrentUser`](crate::CurrentUser) and [`Scopes`](crate::scope::Scopes) in

@@ -33,6 +33,7 @@ fn tutorial(env: &[(&str, &str)], addr: SocketAddr) -> Command {
         .env_remove("REDIS_URL")
         .env_remove("JWT_SECRET")
         .env_remove("REFRESH_SECRET")
+        .env_remove("INTROSPECT_CLIENTS")
         .env("ADDR", addr.to_string())
         .env("LOG", "off")
         .envs(env.iter().copied());
@@ -67,6 +68,16 @@ fn refused(env: &[(&str, &str)]) -> String {
 fn bad_settings_are_refused_before_listening() {
     assert!(refused(&[("TOKEN_STORE", "postgres")]).contains("TOKEN_STORE must be"));
     assert!(refused(&[("REFRESH_TOKENS", "yes")]).contains("REFRESH_TOKENS must be 1 or 0"));
+    let short = "too-short-a-client-secret";
+    let clients = format!("rs1:{}, rs2:{short}", "k".repeat(32));
+    let stderr = refused(&[("INTROSPECT_CLIENTS", &clients)]);
+    assert!(
+        stderr.contains("client rs2") && stderr.contains("at least 32"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(short), "the secret is not shown: {stderr}");
+    let stderr = refused(&[("INTROSPECT_CLIENTS", "rs1")]);
+    assert!(stderr.contains("id:secret"), "{stderr}");
     if cfg!(feature = "jwt") {
         let stderr = refused(&[("TOKEN_STORE", "jwt")]);
         assert!(stderr.contains("needs JWT_SECRET"), "{stderr}");

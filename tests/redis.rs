@@ -18,36 +18,17 @@ use base64::Engine as _;
 use blake2::digest::consts::U16;
 use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2bMac;
-use common::redis::{redis_url, Prefix, REFRESH_SECRET};
-use common::refresh::{
-    assert_invalid_refresh_token, present_at_once, refresh_lifetimes_hold, short_lifetimes,
+use common::redis::{
+    assert_unavailable, redis_url, replica, replica_builder, Prefix, REFRESH_SECRET,
 };
-use common::{tutorial, Reply, Server};
+use common::refresh::{assert_invalid_refresh_token, refresh_lifetimes_hold, short_lifetimes};
+use common::{tutorial, Server};
 use http::StatusCode;
 use tower_oauth2_password::endpoint::LoginThrottle;
-use tower_oauth2_password::layer::Builder;
 use tower_oauth2_password::redis::RedisConnection;
-use tower_oauth2_password::testing::{RefreshTokenStoreSuite, TokenStoreSuite};
+use tower_oauth2_password::testing::TokenStoreSuite;
 use tower_oauth2_password::token::redis::RedisTokenStore;
-use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
-
-/// The tutorial's layer with its tokens (access and refresh) in `store`.
-/// No login policy: these tests present many used and unknown refresh tokens
-/// from one address, which the throttle would answer with 429
-/// (tests/throttle_redis.rs tests the throttle in Redis).
-fn replica_builder(
-    store: RedisTokenStore,
-) -> Builder<MemoryUserStore<tutorial::User>, RedisTokenStore> {
-    OAuth2PasswordLayer::builder(tutorial::users())
-        .refresh_tokens(store.clone())
-        .token_store(store)
-        .no_login_policy()
-}
-
-/// The tutorial app with its tokens (access and refresh) in `store`.
-async fn replica(store: RedisTokenStore) -> Server {
-    Server::start_with(replica_builder(store).build()).await
-}
+use tower_oauth2_password::OAuth2PasswordLayer;
 
 /// A store on `url` (a private Redis), with the tests' refresh secret.
 fn store_on(url: &str) -> RedisTokenStore {
@@ -59,38 +40,10 @@ fn store_on(url: &str) -> RedisTokenStore {
         .unwrap()
 }
 
-#[track_caller]
-fn assert_unavailable(reply: &Reply) {
-    reply.assert_error(
-        503,
-        "Service temporarily unavailable, try again later",
-        Some("temporarily_unavailable"),
-    );
-    assert_eq!(reply.header("retry-after"), Some("1"));
-}
-
 #[tokio::test]
 async fn redis_token_store_conformance() {
-    let prefix = Prefix::new("conformance");
-    let store = prefix.store();
-    TokenStoreSuite::new().run(&store).await;
-    let grace = Duration::from_secs(1);
-    RefreshTokenStoreSuite::new(grace)
-        .run_with_persisted(&store.clone().with_retry_grace(grace), || async {
-            prefix.dump()
-        })
-        .await;
-    let small = Prefix::new("conformance-cap");
-    RefreshTokenStoreSuite::new(Duration::ZERO)
-        .max_families_per_user(2)
-        .run_with_persisted(
-            &small
-                .store()
-                .with_retry_grace(Duration::ZERO)
-                .with_max_families_per_user(2),
-            || async { small.dump() },
-        )
-        .await;
+    let (prefix, small) = (Prefix::new("conformance"), Prefix::new("conformance-cap"));
+    common::redis::token_store_conformance(&prefix, &small).await;
 }
 
 /// JWTs with their denylist in Redis: what one replica revokes, all refuse.
@@ -208,41 +161,11 @@ async fn redis_holds_hashes_not_tokens() {
     }
 }
 
-/// Two replicas of the tutorial app sharing Redis: what one issues or revokes,
-/// the other sees on its next request.
+/// Two replicas of the tutorial app sharing Redis (see the helper).
 #[tokio::test]
 async fn replicas_share_tokens_revocations_and_refresh_families() {
     let prefix = Prefix::new("replicas");
-    // No retry grace: any second use of a refresh token is reuse.
-    let a = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
-    let b = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
-
-    let (access, first) = a.login_with_refresh().await;
-    let me = b.me(&access).await;
-    assert_eq!(me.status, StatusCode::OK);
-    assert_eq!(me.json()["username"], "johndoe");
-
-    assert_eq!(
-        a.revoke(&format!("token={access}")).await.status,
-        StatusCode::OK
-    );
-    b.me(&access).await.assert_invalid_token();
-    // That logout ended the login: its refresh token too (RFC 7009 §2.1).
-    b.refresh(&first)
-        .await
-        .assert_error(400, "Invalid refresh token", Some("invalid_grant"));
-
-    // A refresh on B rotates the family A started...
-    let (_, first) = a.login_with_refresh().await;
-    let (access, second) = b.refresh(&first).await.tokens();
-    assert_eq!(a.me(&access).await.status, StatusCode::OK);
-    // ...and presenting the used token again, on A, is reuse: the family ends.
-    a.refresh(&first)
-        .await
-        .assert_error(400, "Invalid refresh token", Some("invalid_grant"));
-    b.refresh(&second)
-        .await
-        .assert_error(400, "Invalid refresh token", Some("invalid_grant"));
+    common::redis::replicas_share_tokens_revocations_and_refresh_families(&prefix).await;
 }
 
 #[tokio::test]
@@ -531,36 +454,17 @@ async fn without_a_refresh_secret_redis_starts_no_family() {
     assert!(!error.contains(short), "{error}");
 }
 
-/// Two replicas presented one refresh token at the same moment, with no retry
-/// grace: one rotates it, and the other's use is reuse (not merely invalid): it
-/// ends the family, so the winner's new token is refused too. Ten rounds.
+/// One rotation when two replicas race, and one retry in the grace (see the
+/// helpers).
 #[tokio::test]
 async fn two_replicas_presenting_one_token_at_once() {
-    let prefix = Prefix::new("race");
-    let a = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
-    let b = replica(prefix.store().with_retry_grace(Duration::ZERO)).await;
-    for _ in 0..10 {
-        let (_, token) = a.login_with_refresh().await;
-        let rotated = present_at_once(&[&a, &b], &token, 2).await;
-        assert_eq!(rotated.len(), 1, "exactly one replica rotates");
-        assert_invalid_refresh_token(&b.refresh(&rotated[0]).await);
-    }
+    common::redis::two_replicas_presenting_one_token_at_once(&Prefix::new("race")).await;
 }
 
-/// 64 requests presenting one token at once, half on each replica, within the
-/// retry grace: one rotation and one retry; the third use is reuse, which ends
-/// the family.
 #[tokio::test]
 async fn one_token_presented_64_times_across_replicas_rotates_once_and_retries_once() {
     let prefix = Prefix::new("race-grace");
-    let a = replica(prefix.store()).await;
-    let b = replica(prefix.store()).await;
-    let (_, token) = a.login_with_refresh().await;
-    let rotated = present_at_once(&[&a, &b], &token, 64).await;
-    assert_eq!(rotated.len(), 2, "a rotation and its one retry");
-    for token in &rotated {
-        assert_invalid_refresh_token(&a.refresh(token).await);
-    }
+    common::redis::one_token_presented_64_times_rotates_once_and_retries_once(&prefix).await;
 }
 
 /// Idle 2 s, absolute 2.8 s, by Redis's clock: refreshes slide the idle lifetime
@@ -577,16 +481,7 @@ async fn redis_refresh_families_end_after_their_idle_and_absolute_lifetimes() {
 #[tokio::test]
 async fn a_fourth_login_ends_the_first_in_redis_when_the_cap_is_three() {
     let prefix = Prefix::new("cap");
-    let a = replica(prefix.store().with_max_families_per_user(3)).await;
-    let b = replica(prefix.store().with_max_families_per_user(3)).await;
-    let mut logins = Vec::new();
-    for server in [&a, &a, &a, &b] {
-        logins.push(server.login_with_refresh().await.1);
-    }
-    assert_invalid_refresh_token(&b.refresh(&logins[0]).await);
-    for token in &logins[1..] {
-        a.refresh(token).await.tokens();
-    }
+    common::redis::a_fourth_login_ends_the_first_when_the_cap_is_three(&prefix).await;
 }
 
 /// Two replicas with their tokens in `prefix`, no refresh retry grace.

@@ -12,27 +12,12 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis::Prefix;
-use common::{tutorial, Captured, Reply, Server};
+use common::redis::{attempt, throttled_replica as replica, Prefix};
+use common::{tutorial, Captured, Server};
 use tower_oauth2_password::endpoint::LoginThrottle;
 use tower_oauth2_password::redis::RedisConnection;
-
-/// A replica: the tutorial with its throttle counting in Redis under `prefix`.
-async fn replica(prefix: &Prefix, throttle: LoginThrottle) -> Server {
-    let layer = tutorial::layer_builder()
-        .login_policy(throttle.in_redis(prefix.connection()))
-        .build();
-    Server::start_with(layer).await
-}
-
-async fn attempt(server: &Server, username: &str, password: &str) -> Reply {
-    server
-        .post_form(&format!("username={username}&password={password}"))
-        .await
-}
 
 #[tokio::test]
 async fn replicas_share_the_counts_and_redis_holds_no_username() {
@@ -103,32 +88,7 @@ async fn with_redis_down_the_limits_hold_locally() {
 #[tokio::test]
 async fn sixty_four_concurrent_wrong_passwords_across_two_replicas_get_five_verdicts() {
     let prefix = Prefix::new("concurrent");
-    let replicas = Arc::new([
-        replica(&prefix, LoginThrottle::new()).await,
-        replica(&prefix, LoginThrottle::new()).await,
-    ]);
-    let logins: Vec<_> = (0..64)
-        .map(|i| {
-            let replicas = Arc::clone(&replicas);
-            tokio::spawn(async move { attempt(&replicas[i % 2], "johndoe", "wrong").await })
-        })
-        .collect();
-    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
-    for login in logins {
-        let reply = login.await.unwrap();
-        if reply.status == 429 {
-            reply.assert_error(
-                429,
-                "Too many login attempts, try again later",
-                Some("temporarily_unavailable"),
-            );
-        }
-        *statuses.entry(reply.status.as_u16()).or_default() += 1;
-    }
-    assert_eq!(statuses, [(400, 5), (429, 59)].into());
-    for replica in replicas.iter() {
-        assert_eq!(attempt(replica, "johndoe", "secret").await.status, 429);
-    }
+    common::redis::sixty_four_concurrent_wrong_passwords_get_five_verdicts(&prefix).await;
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 // Each example uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod introspect;
 pub mod map_lookup;
 pub mod stores;
 
@@ -108,6 +109,158 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>>
         header::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// `METRICS_ADDR=127.0.0.1:9100`: the layer's metrics in Prometheus text format
+/// at `http://METRICS_ADDR/metrics` (build with `--features metrics`). Call it
+/// before building the layer: the guard registers its counters at `build`.
+/// Exits with a message when the variable is set and cannot be served.
+pub fn metrics_from_env() {
+    let Ok(addr) = std::env::var("METRICS_ADDR") else {
+        return;
+    };
+    #[cfg(feature = "metrics")]
+    {
+        let installed = addr
+            .parse::<SocketAddr>()
+            .map_err(|error| format!("METRICS_ADDR={addr:?} is not an address: {error}"))
+            .and_then(|at| {
+                metrics_exporter_prometheus::PrometheusBuilder::new()
+                    .with_http_listener(at)
+                    .install()
+                    .map_err(|error| format!("METRICS_ADDR={addr}: {error}"))
+            });
+        match installed {
+            Ok(()) => tracing::info!("metrics on http://{addr}/metrics"),
+            Err(message) => {
+                eprintln!("{message}");
+                std::process::exit(2);
+            }
+        }
+    }
+    #[cfg(not(feature = "metrics"))]
+    {
+        eprintln!("METRICS_ADDR={addr} needs the metrics feature: cargo run --example tutorial --features metrics");
+        std::process::exit(2);
+    }
+}
+
+/// `AUDIT_LOG=path` (or `-` for standard output): every audit event as one JSON
+/// line, e.g. `{"event":"login_failed","username":"johndoe","client":"127.0.0.1",
+/// "reason":"unknown user or wrong password"}`; `None` when unset (the default
+/// sink, `tracing`, logs them then). Exits with a message when the file cannot be
+/// opened.
+pub fn audit_log_from_env() -> Option<JsonLinesAudit> {
+    let path = std::env::var("AUDIT_LOG").ok()?;
+    let out: Box<dyn std::io::Write + Send> = if path == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(file) => Box::new(file),
+            Err(error) => {
+                eprintln!("AUDIT_LOG={path}: {error}");
+                std::process::exit(2);
+            }
+        }
+    };
+    Some(JsonLinesAudit(std::sync::Mutex::new(
+        std::io::LineWriter::new(out),
+    )))
+}
+
+/// An [`AuditSink`](tower_oauth2_password::audit::AuditSink) writing one JSON
+/// object per line. A write per event, on the request's task: fine for a
+/// tutorial; a busy server would hand events to a channel and write elsewhere.
+pub struct JsonLinesAudit(std::sync::Mutex<std::io::LineWriter<Box<dyn std::io::Write + Send>>>);
+
+impl tower_oauth2_password::audit::AuditSink for JsonLinesAudit {
+    fn record(&self, event: &tower_oauth2_password::audit::AuditEvent<'_>) {
+        let line = audit_json(event);
+        let mut out = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(error) = std::io::Write::write_all(&mut *out, format!("{line}\n").as_bytes()) {
+            tracing::error!(%error, "audit event not written");
+        }
+    }
+}
+
+/// An audit event as a JSON object: `event`, then its fields.
+pub fn audit_json(event: &tower_oauth2_password::audit::AuditEvent<'_>) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    use tower_oauth2_password::audit::{AuditEvent, AuditUser};
+
+    let mut fields = Map::new();
+    fields.insert("event".into(), event.name().into());
+    let mut user = |user: &AuditUser<'_>| match user {
+        AuditUser::Name(name) => fields.insert("username".into(), (*name).into()),
+        AuditUser::Hashed(hash) => {
+            fields.insert("username_hash".into(), format!("{hash:016x}").into())
+        }
+        _ => None,
+    };
+    let (client, rest): (Option<std::net::IpAddr>, Value) = match event {
+        AuditEvent::LoginSucceeded { user: u, client } => {
+            user(u);
+            (*client, json!({}))
+        }
+        AuditEvent::LoginFailed {
+            user: u,
+            client,
+            reason,
+        } => {
+            user(u);
+            (*client, json!({ "reason": reason.as_str() }))
+        }
+        AuditEvent::InactiveUserRefused { user: u, client } => {
+            user(u);
+            (*client, json!({}))
+        }
+        AuditEvent::Throttled {
+            user: u,
+            client,
+            limit,
+            retry_after,
+        } => {
+            if let Some(u) = u {
+                user(u);
+            }
+            (
+                *client,
+                json!({ "limit": limit.as_str(), "retry_after": retry_after.as_secs() }),
+            )
+        }
+        AuditEvent::RefreshRefused { client } => (*client, json!({})),
+        AuditEvent::RefreshReuseDetected {
+            user: u,
+            family,
+            client,
+        } => {
+            user(u);
+            (*client, json!({ "family": format!("{family:?}") }))
+        }
+        AuditEvent::TokenRevoked { family, client } => (
+            *client,
+            json!({ "family": family.map(|family| format!("{family:?}")) }),
+        ),
+        AuditEvent::PasswordRehashed { user: u } => {
+            user(u);
+            (None, json!({}))
+        }
+        _ => (None, json!({})),
+    };
+    if let Some(client) = client {
+        fields.insert("client".into(), client.to_string().into());
+    }
+    if let Value::Object(rest) = rest {
+        fields.extend(rest);
+    }
+    Value::Object(fields)
 }
 
 /// One log line per request unless `LOG=off` (for load tests).

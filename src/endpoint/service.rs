@@ -29,7 +29,10 @@ use crate::user::store::UserStore;
 ///
 /// It answers the layer's token URL and revocation URL exactly as the layer does,
 /// so mount it at both ([`token_url`](crate::OAuth2PasswordLayer::token_url),
-/// [`revocation_url`](crate::OAuth2PasswordLayer::revocation_url)), as the client
+/// [`revocation_url`](crate::OAuth2PasswordLayer::revocation_url)), and at the
+/// [`introspection_url`](crate::OAuth2PasswordLayer::introspection_url),
+/// [`metadata_url`](crate::OAuth2PasswordLayer::metadata_url) and
+/// [`jwks_url`](crate::OAuth2PasswordLayer::jwks_url) when they are served, as the client
 /// sees them: inside a `nest`, the paths include the prefix. Any other path is a
 /// 404 (and an error in the logs: the service is mounted where the layer's
 /// configuration does not say).
@@ -85,8 +88,8 @@ where
             Some(which) => Box::pin(endpoint(Arc::clone(&self.shared), request, which)),
             None => {
                 tracing::error!(
-                    "TokenEndpoint mounted at a path that is neither the layer's token URL \
-                     nor its revocation URL"
+                    "TokenEndpoint mounted at a path that is not one of the layer's URLs \
+                     (token, revocation, introspection, metadata or JWKS URL)"
                 );
                 Box::pin(std::future::ready(Ok(not_found())))
             }

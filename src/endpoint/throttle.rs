@@ -2,15 +2,17 @@
 //! (username, client address), per username and per client address (RFC 6749
 //! §4.3.2), reserved before the password check.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::audit::ThrottleLimit;
 use crate::endpoint::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
-use crate::http::rejection::Rejection;
 use crate::store::Lookup;
 use crate::user::subject::Subject;
 
@@ -159,7 +161,7 @@ pub(crate) trait FailureCounts: Send + Sync + 'static {
     /// How long the attempt must wait: `Some` once any key has its limit's worth
     /// of failures and reservations in a live window. Else, if `reserve`, one
     /// attempt is reserved on every key, in the same atomic step.
-    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>>;
+    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Refusal>>;
 
     /// Applies each key's outcome; a failure with no live window starts one.
     fn settle(&self, keys: &[(Key, Outcome)]) -> Lookup<()>;
@@ -347,11 +349,43 @@ impl fmt::Debug for LoginThrottle {
     }
 }
 
+/// How long to wait, and the kind of key whose limit was reached (the one with
+/// the longest wait).
+pub(crate) type Refusal = (Duration, KeyKind);
+
+tokio::task_local! {
+    /// Which limit refused the attempt checked in [`refused_by`]'s scope.
+    static REFUSED_BY: Cell<Option<ThrottleLimit>>;
+}
+
+/// Runs a login policy's check, and tells which of the throttle's limits
+/// refused it, if the throttle did (the decision itself has no room for it).
+/// `check` is called in the scope: a memory throttle decides in the call.
+pub(crate) async fn refused_by<F: Future>(
+    check: impl FnOnce() -> F,
+) -> (F::Output, Option<ThrottleLimit>) {
+    REFUSED_BY
+        .scope(Cell::new(None), async {
+            let decided = check().await;
+            (decided, REFUSED_BY.with(Cell::get))
+        })
+        .await
+}
+
 /// A refusal as a decision.
-fn decision(refused: Lookup<Option<Duration>>) -> Lookup<LoginDecision> {
+fn decision(refused: Lookup<Option<Refusal>>) -> Lookup<LoginDecision> {
     refused.map(|refused| {
         Ok(match refused? {
-            Some(retry_after) => LoginDecision::refuse(retry_after),
+            Some((retry_after, kind)) => {
+                let limit = match kind {
+                    KeyKind::Pair => ThrottleLimit::UsernameAndAddress,
+                    KeyKind::Username => ThrottleLimit::Username,
+                    KeyKind::Address => ThrottleLimit::Address,
+                };
+                // Outside `refused_by` (a policy wrapping the throttle) nobody asks.
+                let _ = REFUSED_BY.try_with(|cell| cell.set(Some(limit)));
+                LoginDecision::refuse(retry_after)
+            }
             None => LoginDecision::Allow,
         })
     })
@@ -407,18 +441,18 @@ mod redis_counts {
     use base64::Engine as _;
     use blake2::digest::consts::U16;
     use blake2::{Blake2b, Digest};
-    use redis::Script;
 
-    use super::{FailureCounts, Key, KeyKind, MemoryCounts, Outcome, IN_FLIGHT_RETRY};
-    use crate::redis::RedisConnection;
+    use super::{FailureCounts, Key, KeyKind, MemoryCounts, Outcome, Refusal, IN_FLIGHT_RETRY};
+    use crate::redis::{LuaScript, RedisConnection};
     use crate::store::Lookup;
 
     /// The check and the reservation, in one step for all the attempt's keys
     /// (each a hash: `f` failures, `r` reservations). ARGV[1]: 1 to reserve;
     /// then per key its limit and window (ms), and the wait (ms) for a count
-    /// full only of reservations. Returns the wait in ms, 0 when admitted.
+    /// full only of reservations. Returns the wait in ms, 0 when admitted, and
+    /// the (1-based) index of the key with the longest wait.
     const ADMIT: &str = r"
-local wait = 0
+local wait, which = 0, 0
 for i, key in ipairs(KEYS) do
   local limit = tonumber(ARGV[3 * i - 1])
   local v = redis.call('HMGET', key, 'f', 'r')
@@ -426,15 +460,15 @@ for i, key in ipairs(KEYS) do
   if f + r >= limit then
     local left = redis.call('PTTL', key)
     if f < limit or left < 1 then left = tonumber(ARGV[3 * i + 1]) end
-    if left > wait then wait = left end
+    if left > wait then wait, which = left, i end
   end
 end
-if wait > 0 or ARGV[1] ~= '1' then return wait end
+if wait > 0 or ARGV[1] ~= '1' then return {wait, which} end
 for i, key in ipairs(KEYS) do
   redis.call('HINCRBY', key, 'r', 1)
   if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[3 * i]) end
 end
-return 0
+return {0, 0}
 ";
 
     /// Each key's outcome (ARGV: per key `f` failed, `c` counted, `g` given back,
@@ -461,8 +495,8 @@ return 0
     pub(super) struct RedisCounts {
         redis: RedisConnection,
         fallback: Arc<MemoryCounts>,
-        admit: Script,
-        settle: Script,
+        admit: Arc<LuaScript>,
+        settle: Arc<LuaScript>,
     }
 
     impl RedisCounts {
@@ -470,53 +504,61 @@ return 0
             Self {
                 redis,
                 fallback,
-                admit: Script::new(ADMIT),
-                settle: Script::new(SETTLE),
+                admit: Arc::new(LuaScript::new(ADMIT)),
+                settle: Arc::new(LuaScript::new(SETTLE)),
             }
         }
 
         /// The key's Redis key: a hash, so Redis holds no usernames (people type
-        /// passwords into that field) and no addresses.
+        /// passwords into that field) and no addresses. On a cluster the hash
+        /// of the username (of the address for an address's count) is the
+        /// hash tag: a username's two counts (its own and the pair's) share a
+        /// slot, the address's is elsewhere.
         fn redis_key(&self, key: &Key) -> String {
             let kind = match key.kind {
                 KeyKind::Pair => "p",
                 KeyKind::Username => "u",
                 KeyKind::Address => "a",
             };
-            let hash = URL_SAFE_NO_PAD.encode(Blake2b::<U16>::digest(key.text.as_bytes()));
-            self.redis.key(format_args!("throttle:{kind}:{hash}"))
+            let hashed = hash(&key.text);
+            if !self.redis.is_cluster() {
+                return self.redis.key(format_args!("throttle:{kind}:{hashed}"));
+            }
+            match key.kind {
+                // `{username}\0{address}`: the pair's tag is its username's.
+                KeyKind::Pair => {
+                    let tag = hash(key.text.split('\0').next().unwrap_or_default());
+                    self.redis.key(format_args!("throttle:p:{{{tag}}}{hashed}"))
+                }
+                KeyKind::Username | KeyKind::Address => {
+                    self.redis.key(format_args!("throttle:{kind}:{{{hashed}}}"))
+                }
+            }
         }
 
-        /// Runs `script` on the keys with `args`, its answer made a `T` by
-        /// `answer`; while Redis has no answer, `memory`'s.
-        fn run<R, T>(
-            &self,
-            script: &Script,
-            keys: Vec<String>,
-            args: Vec<String>,
-            answer: fn(R) -> T,
-            memory: impl FnOnce(&MemoryCounts) -> Lookup<T> + Send + 'static,
-        ) -> Lookup<T>
-        where
-            R: redis::FromRedisValue + Send + 'static,
-            T: Send + 'static,
-        {
-            let (redis, fallback, script) = (
-                self.redis.clone(),
-                Arc::clone(&self.fallback),
-                script.clone(),
-            );
-            Lookup::pending(async move {
-                let answered = redis.script::<R>(&script, &keys, &args).await;
-                match answered {
-                    Ok(answered) => Ok(answer(answered)),
-                    Err(error) => {
-                        tracing::warn!(%error, "login throttle: Redis unavailable, counting in memory");
-                        memory(&fallback).await
-                    }
-                }
-            })
+        /// The keys in the groups one script may touch: all of them on one
+        /// server; on a cluster, those of one slot (the username's, the
+        /// address's), in the order given.
+        fn groups<T: Clone>(&self, keys: &[T], key: fn(&T) -> &Key) -> Vec<Vec<T>> {
+            if !self.redis.is_cluster() {
+                return vec![keys.to_vec()];
+            }
+            let (address, username): (Vec<T>, Vec<T>) = keys
+                .iter()
+                .cloned()
+                .partition(|item| key(item).kind == KeyKind::Address);
+            [username, address]
+                .into_iter()
+                .filter(|group| !group.is_empty())
+                .collect()
         }
+    }
+
+    /// Keys with their outcomes, and their Redis keys.
+    type Settled = (Vec<(Key, Outcome)>, Vec<String>);
+
+    fn hash(text: &str) -> String {
+        URL_SAFE_NO_PAD.encode(Blake2b::<U16>::digest(text.as_bytes()))
     }
 
     fn millis(duration: Duration) -> u64 {
@@ -525,79 +567,130 @@ return 0
             .max(1)
     }
 
+    fn admit_args(keys: &[Key], reserve: bool) -> Vec<String> {
+        let mut args = vec![u8::from(reserve).to_string()];
+        for key in keys {
+            args.extend([
+                key.limit.max_failures.to_string(),
+                millis(key.limit.window).to_string(),
+                millis(IN_FLIGHT_RETRY).to_string(),
+            ]);
+        }
+        args
+    }
+
+    fn settle_args(keys: &[(Key, Outcome)]) -> Vec<String> {
+        let mut args = Vec::with_capacity(2 * keys.len());
+        for (key, outcome) in keys {
+            let outcome = match outcome {
+                Outcome::Failed => "f",
+                Outcome::Counted => "c",
+                Outcome::GivenBack => "g",
+                Outcome::Cleared => "x",
+            };
+            args.extend([outcome.to_owned(), millis(key.limit.window).to_string()]);
+        }
+        args
+    }
+
+    /// On one server, one script checks and reserves every key at once. On a
+    /// cluster, one per slot group, the username's first: a group that refuses
+    /// gives the groups before it their reservations back (so a concurrent
+    /// attempt may see one in-flight reservation too many for that moment and
+    /// be told to retry shortly: never a guess beyond a limit, at worst a
+    /// spurious short 429); the remaining groups are only checked, for the
+    /// longest wait. Redis unavailable at any step: reservations made are
+    /// given back (if Redis answers) and memory decides, as on one server.
     impl FailureCounts for RedisCounts {
-        fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>> {
-            let mut args = vec![u8::from(reserve).to_string()];
-            for key in keys {
-                args.extend([
-                    key.limit.max_failures.to_string(),
-                    millis(key.limit.window).to_string(),
-                    millis(IN_FLIGHT_RETRY).to_string(),
-                ]);
-            }
+        fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Refusal>> {
+            let groups: Vec<(Vec<Key>, Vec<String>)> = self
+                .groups(keys, |key| key)
+                .into_iter()
+                .map(|group| {
+                    let names = group.iter().map(|key| self.redis_key(key)).collect();
+                    (group, names)
+                })
+                .collect();
+            let (redis, fallback, script, settle) = (
+                self.redis.clone(),
+                Arc::clone(&self.fallback),
+                self.admit.clone(),
+                self.settle.clone(),
+            );
             let owned = keys.to_vec();
-            self.run(
-                &self.admit,
-                keys.iter().map(|key| self.redis_key(key)).collect(),
-                args,
-                |wait: u64| (wait > 0).then(|| Duration::from_millis(wait)),
-                move |memory| memory.admit(&owned, reserve),
-            )
+            Lookup::pending(async move {
+                // The longest wait any group asks for, and the limit that asked.
+                let mut refused: Option<(u64, KeyKind)> = None;
+                let mut reserved: Vec<(Vec<Key>, Vec<String>)> = Vec::new();
+                let mut failed = None;
+                for (group, names) in groups {
+                    let reserving = reserve && refused.is_none();
+                    let args = admit_args(&group, reserving);
+                    // The script names the refusing key by its 1-based index in `names`.
+                    match redis.script::<(u64, usize)>(&script, &names, &args).await {
+                        Ok((0, _)) if reserving => reserved.push((group, names)),
+                        Ok((0, _)) => {}
+                        Ok((wait, which)) => {
+                            let kind = which
+                                .checked_sub(1)
+                                .and_then(|i| group.get(i))
+                                .map_or(KeyKind::Address, |key| key.kind);
+                            if refused.is_none_or(|(longest, _)| wait > longest) {
+                                refused = Some((wait, kind));
+                            }
+                        }
+                        Err(error) => {
+                            failed = Some(error);
+                            break;
+                        }
+                    }
+                }
+                if refused.is_some() || failed.is_some() {
+                    for (group, names) in reserved {
+                        let given_back: Vec<_> = group
+                            .into_iter()
+                            .map(|key| (key, Outcome::GivenBack))
+                            .collect();
+                        let _ = redis
+                            .script::<i64>(&settle, &names, &settle_args(&given_back))
+                            .await;
+                    }
+                }
+                if let Some(error) = failed {
+                    tracing::warn!(%error, "login throttle: Redis unavailable, counting in memory");
+                    return fallback.admit(&owned, reserve).await;
+                }
+                Ok(refused.map(|(wait, kind)| (Duration::from_millis(wait), kind)))
+            })
         }
 
         fn settle(&self, keys: &[(Key, Outcome)]) -> Lookup<()> {
-            let mut args = Vec::with_capacity(2 * keys.len());
-            for (key, outcome) in keys {
-                let outcome = match outcome {
-                    Outcome::Failed => "f",
-                    Outcome::Counted => "c",
-                    Outcome::GivenBack => "g",
-                    Outcome::Cleared => "x",
-                };
-                args.extend([outcome.to_owned(), millis(key.limit.window).to_string()]);
-            }
-            let owned = keys.to_vec();
-            self.run(
-                &self.settle,
-                keys.iter().map(|(key, _)| self.redis_key(key)).collect(),
-                args,
-                |_: i64| (),
-                move |memory| memory.settle(&owned),
-            )
+            let groups: Vec<Settled> = self
+                .groups(keys, |(key, _)| key)
+                .into_iter()
+                .map(|group| {
+                    let names = group.iter().map(|(key, _)| self.redis_key(key)).collect();
+                    (group, names)
+                })
+                .collect();
+            let (redis, fallback, script) = (
+                self.redis.clone(),
+                Arc::clone(&self.fallback),
+                self.settle.clone(),
+            );
+            Lookup::pending(async move {
+                for (group, names) in groups {
+                    let settled = redis
+                        .script::<i64>(&script, &names, &settle_args(&group))
+                        .await;
+                    if let Err(error) = settled {
+                        tracing::warn!(%error, "login throttle: Redis unavailable, counting in memory");
+                        fallback.settle(&group).await?;
+                    }
+                }
+                Ok(())
+            })
         }
-    }
-}
-
-/// Logs a refused login or refresh grant at `info`, so that operators see
-/// attacks: who (the client address, and for a login the username or its keyed
-/// hash) and why. Never the password or the token. Store failures are not
-/// logged here: `Rejection::store_failed` logged them.
-pub(crate) fn log_refused(
-    client: Option<IpAddr>,
-    username: Option<&str>,
-    hash_username: bool,
-    rejection: &Rejection,
-) {
-    let reason = match rejection {
-        Rejection::InvalidGrant => "unknown user or wrong password",
-        Rejection::InvalidRefreshToken => "unknown, expired or reused refresh token",
-        Rejection::TooManyAttempts(_) => "too many failed attempts (429)",
-        Rejection::Busy(why) => why,
-        _ => return,
-    };
-    let client = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    let Some(username) = username else {
-        tracing::info!(%client, reason, "refresh grant refused");
-        return;
-    };
-    if hash_username {
-        /// One key for the process: a username's hash stays the same in its logs.
-        static KEY: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
-        let hash = KEY.get_or_init(Default::default).hash_one(username);
-        tracing::info!(%client, username_hash = %format_args!("{hash:016x}"), reason, "login refused");
-    } else {
-        // Debug-quoted: a username with a line break cannot forge a log line.
-        tracing::info!(%client, username = ?username, reason, "login refused");
     }
 }
 
@@ -680,16 +773,17 @@ impl MemoryCounts {
         table.get_mut(&hash).expect("inserted above")
     }
 
-    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>> {
+    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Refusal>> {
         let now = Instant::now();
         let mut tables = self.lock();
         let refused = keys
             .iter()
             .filter_map(|key| {
                 let (table, hash) = self.slot(key);
-                tables[table].get(&hash)?.refused_for(key.limit, now)
+                let wait = tables[table].get(&hash)?.refused_for(key.limit, now)?;
+                Some((wait, key.kind))
             })
-            .max();
+            .max_by_key(|(wait, _)| *wait);
         if refused.is_none() && reserve {
             for key in keys {
                 let window = self.window(&mut tables, key, now);
@@ -731,7 +825,7 @@ impl MemoryCounts {
 }
 
 impl FailureCounts for MemoryCounts {
-    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Duration>> {
+    fn admit(&self, keys: &[Key], reserve: bool) -> Lookup<Option<Refusal>> {
         MemoryCounts::admit(self, keys, reserve)
     }
 
@@ -796,13 +890,16 @@ mod tests {
         let keys = std::slice::from_ref(&key);
         assert_eq!(ready(counts.admit(keys, true)), None);
         assert_eq!(ready(counts.admit(keys, true)), None);
-        assert_eq!(ready(counts.admit(keys, true)), Some(IN_FLIGHT_RETRY));
+        assert_eq!(
+            ready(counts.admit(keys, true)),
+            Some((IN_FLIGHT_RETRY, KeyKind::Pair))
+        );
         ready(counts.settle(&[(key.clone(), Outcome::GivenBack)]));
         assert_eq!(ready(counts.admit(keys, true)), None);
         for _ in 0..2 {
             ready(counts.settle(&[(key.clone(), Outcome::Failed)]));
         }
-        let wait = ready(counts.admit(keys, true)).unwrap();
+        let (wait, _) = ready(counts.admit(keys, true)).unwrap();
         assert!(
             wait > Duration::from_secs(590),
             "{wait:?}: the window's end"

@@ -14,13 +14,17 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
 
+use crate::audit::{AuditEvent, AuditUser, LoginFailure, ThrottleLimit};
 use crate::config::{Config, Shared};
 use crate::endpoint::form::{Encoding, GrantTypes, Password, PasswordForm, TokenRequest};
+use crate::endpoint::introspect;
+use crate::endpoint::metadata::Published;
 use crate::endpoint::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
-use crate::endpoint::throttle::log_refused;
+use crate::endpoint::throttle::refused_by;
 use crate::http::body::BoxError;
 use crate::http::body::ResponseBody;
 use crate::http::rejection::{Protocol, Rejection};
+use crate::metrics::{self, LoginOutcome, RefreshOutcome, Started};
 use crate::password::{HashedPassword, PasswordHasher, Verification};
 use crate::scope::{is_scope_token, Scopes};
 use crate::store::Lookup;
@@ -44,7 +48,7 @@ struct TokenResponse<'a> {
     scope: Option<String>,
 }
 
-/// The two URLs the layer answers itself.
+/// The URLs the layer answers itself.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Endpoint {
     /// The token URL: password and refresh-token grants, a JSON token response.
@@ -52,9 +56,24 @@ pub(crate) enum Endpoint {
     /// The revocation URL (RFC 7009): 200 with an empty body once the token no
     /// longer works, whether or not it ever did.
     Revocation,
+    /// The introspection URL (RFC 7662), when clients are configured.
+    Introspection,
+    /// A document served to `GET`: the metadata (RFC 8414) or the key set (RFC 7517).
+    Published(Published),
 }
 
 impl Endpoint {
+    /// Its name in metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Revocation => "revocation",
+            Self::Introspection => "introspection",
+            Self::Published(Published::Metadata) => "metadata",
+            Self::Published(Published::Jwks) => "jwks",
+        }
+    }
+
     /// The endpoint served at `path` (as the client sent it), if any.
     #[inline]
     pub(crate) fn at(config: &Config, path: &str) -> Option<Self> {
@@ -62,6 +81,15 @@ impl Endpoint {
             Some(Self::Token)
         } else if config.revocation_url.as_deref() == Some(path) {
             Some(Self::Revocation)
+        } else if config.served_introspection_url() == Some(path) {
+            Some(Self::Introspection)
+        } else if config
+            .published_prefix
+            .as_deref()
+            .is_some_and(|prefix| path.starts_with(prefix))
+        {
+            // One comparison for every other request; the rest out of line.
+            Published::at(config, path).map(Self::Published)
         } else {
             None
         }
@@ -81,8 +109,13 @@ where
     Us: UserStore,
     Ts: TokenStore,
 {
+    let started = Started::now();
     let version = request.version();
     let answer = match endpoint {
+        // Public documents: cacheable, and answered without reading the body.
+        Endpoint::Published(which) => {
+            return Ok(which.answer(&shared.config, request.method()));
+        }
         Endpoint::Token => token_request(&shared, request).await.map(|json| {
             let mut response = Response::new(ResponseBody::full(json));
             response
@@ -93,8 +126,24 @@ where
         Endpoint::Revocation => revoke(&shared, request)
             .await
             .map(|()| Response::new(ResponseBody::empty())),
+        // A client's, read as a revocation request is: `token`, `token_type_hint`.
+        Endpoint::Introspection => {
+            async {
+                if let Some(refused) =
+                    introspect::refuse_stranger(&shared.config, request.headers())
+                {
+                    return Ok(refused);
+                }
+                let (_, encoding, body) = read_form(&shared.config, request).await?;
+                let form = encoding.parse_revocation(body).await?;
+                introspect::answer(&shared, &form.token).await
+            }
+            .await
+        }
     };
-    Ok(no_store(&shared.config, version, answer))
+    let response = no_store(&shared.config, version, answer);
+    metrics::endpoint_answered(endpoint.name(), response.status().as_u16(), started);
+    Ok(response)
 }
 
 /// Renders a rejection, and marks any answer of the endpoints uncacheable.
@@ -175,10 +224,9 @@ where
             refresh_token,
             scopes,
         } => {
-            let answer = refresh(shared, &client, &refresh_token, &scopes).await;
-            if let Err(rejection) = &answer {
-                log_refused(client_ip, None, false, rejection);
-            }
+            let mut notes = Notes::default();
+            let answer = refresh(shared, &client, &refresh_token, &scopes, &mut notes).await;
+            report_refresh(shared, client_ip, &answer, &notes);
             answer
         }
     }
@@ -205,12 +253,119 @@ where
     let attempt = LoginAttempt::new(&username, client.headers(), client.extensions())
         .with_client_ip(client.client_ip())
         .with_canonical_username(&canonical);
-    let answer = authenticate(shared, &attempt, password, &requested).await;
-    if let Err(rejection) = &answer {
-        let hash = config.hash_usernames_in_logs;
-        log_refused(attempt.client_ip(), Some(&username), hash, rejection);
-    }
+    let mut notes = Notes::default();
+    let answer = authenticate(shared, &attempt, password, &requested, &mut notes).await;
+    report_login(shared, &attempt, &answer, &notes);
     answer
+}
+
+/// What the answer of a grant does not say, for its audit event and metric.
+#[derive(Default)]
+struct Notes {
+    /// The right password of a disabled user was refused.
+    inactive: bool,
+    /// The login policy refused the attempt: this limit of it.
+    throttled: Option<ThrottleLimit>,
+    /// A reused refresh token was caught (and its event sent).
+    reused: bool,
+}
+
+/// Sends a password grant's audit event and counts it.
+fn report_login<Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    attempt: &LoginAttempt<'_>,
+    answer: &Result<Bytes, Rejection>,
+    notes: &Notes,
+) {
+    let user = AuditUser::new(attempt.username(), shared.config.hash_usernames_in_logs);
+    let client = attempt.client_ip();
+    let failed = |reason| AuditEvent::LoginFailed {
+        user,
+        client,
+        reason,
+    };
+    let (outcome, event) = match answer {
+        Ok(_) => (
+            LoginOutcome::Issued,
+            Some(AuditEvent::LoginSucceeded { user, client }),
+        ),
+        Err(Rejection::InvalidGrant) if notes.inactive => (
+            LoginOutcome::Inactive,
+            Some(AuditEvent::InactiveUserRefused { user, client }),
+        ),
+        Err(Rejection::InvalidGrant) => (
+            LoginOutcome::InvalidGrant,
+            Some(failed(LoginFailure::InvalidCredentials)),
+        ),
+        Err(Rejection::TooManyAttempts(retry_after)) => {
+            let limit = notes.throttled.unwrap_or(ThrottleLimit::Policy);
+            let outcome = match limit {
+                ThrottleLimit::UsernameAndAddress => LoginOutcome::ThrottledPair,
+                ThrottleLimit::Username => LoginOutcome::ThrottledUsername,
+                ThrottleLimit::Address => LoginOutcome::ThrottledAddress,
+                _ => LoginOutcome::ThrottledPolicy,
+            };
+            let event = AuditEvent::Throttled {
+                user: Some(user),
+                client,
+                limit,
+                retry_after: *retry_after,
+            };
+            (outcome, Some(event))
+        }
+        Err(Rejection::Busy(QUEUE_FULL)) => (
+            LoginOutcome::QueueFull,
+            Some(failed(LoginFailure::QueueFull)),
+        ),
+        Err(Rejection::Busy(_)) => (
+            LoginOutcome::WaitedTooLong,
+            Some(failed(LoginFailure::WaitedTooLong)),
+        ),
+        Err(Rejection::Unavailable) => (
+            LoginOutcome::StoreError,
+            Some(failed(LoginFailure::StoreUnavailable)),
+        ),
+        Err(_) => (LoginOutcome::Rejected, None),
+    };
+    metrics::login(outcome);
+    if let Some(event) = event {
+        shared.audit.record(&event);
+    }
+}
+
+/// Sends a refresh grant's audit event (a reuse sent its own) and counts it.
+fn report_refresh<Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    client: Option<std::net::IpAddr>,
+    answer: &Result<Bytes, Rejection>,
+    notes: &Notes,
+) {
+    let (outcome, event) = match answer {
+        Ok(_) => (RefreshOutcome::Rotated, None),
+        Err(Rejection::InvalidRefreshToken) => (
+            if notes.reused {
+                RefreshOutcome::ReuseDetected
+            } else {
+                RefreshOutcome::Invalid
+            },
+            Some(AuditEvent::RefreshRefused { client }),
+        ),
+        Err(Rejection::TooManyAttempts(retry_after)) => {
+            let event = AuditEvent::Throttled {
+                user: None,
+                client,
+                limit: notes.throttled.unwrap_or(ThrottleLimit::Policy),
+                retry_after: *retry_after,
+            };
+            (RefreshOutcome::Throttled, Some(event))
+        }
+        Err(Rejection::Unavailable) => (RefreshOutcome::StoreError, None),
+        Err(_) => (RefreshOutcome::Rejected, None),
+    };
+    metrics::refresh(outcome);
+    if let Some(event) = event {
+        shared.audit.record(&event);
+    }
 }
 
 /// A login attempt the policy let through, and so counted (see [`LoginPolicy`]):
@@ -227,8 +382,11 @@ impl<'a> Reservation<'a> {
     async fn take(
         policy: &'a dyn LoginPolicy,
         attempt: &'a LoginAttempt<'a>,
+        notes: &mut Notes,
     ) -> Result<Self, Rejection> {
-        allowed(policy.check(attempt).await)?;
+        let (decision, limit) = refused_by(|| policy.check(attempt)).await;
+        notes.throttled = limit;
+        allowed(decision)?;
         Ok(Self {
             policy,
             attempt,
@@ -285,6 +443,7 @@ async fn authenticate<Us, Ts>(
     attempt: &LoginAttempt<'_>,
     password: Password,
     requested: &[String],
+    notes: &mut Notes,
 ) -> Result<Bytes, Rejection>
 where
     Us: UserStore,
@@ -293,7 +452,7 @@ where
     // Before any store or hash: a refused attempt costs nothing, and an allowed
     // one is counted before its verdict, so concurrent ones cannot pass a limit.
     let reservation = match &shared.policy {
-        Some(policy) => Some(Reservation::take(&**policy, attempt).await?),
+        Some(policy) => Some(Reservation::take(&**policy, attempt, notes).await?),
         None => None,
     };
     let found = shared
@@ -311,7 +470,8 @@ where
         {
             credentials
         }
-        _ => {
+        found => {
+            notes.inactive = verification.is_match() && found.is_some_and(|found| !found.active);
             if let Some(reservation) = reservation {
                 reservation.failed().await;
             }
@@ -345,13 +505,16 @@ async fn refresh<Us, Ts>(
     client: &RefreshAttempt<'_>,
     presented: &str,
     requested: &[String],
+    notes: &mut Notes,
 ) -> Result<Bytes, Rejection>
 where
     Us: UserStore,
     Ts: TokenStore,
 {
     if let Some(policy) = &shared.policy {
-        allowed(policy.check_refresh(client).await)?;
+        let (decision, limit) = refused_by(|| policy.check_refresh(client)).await;
+        notes.throttled = limit;
+        allowed(decision)?;
     }
     let config = &shared.config;
     let Some(store) = shared.refresh.as_deref() else {
@@ -384,11 +547,12 @@ where
             refresh_token,
         } => (grant, refresh_token),
         Rotation::Reused { subject, family } => {
-            tracing::warn!(
-                user = %subject,
-                ?family,
-                "refresh token used twice: every token of that login is revoked"
-            );
+            notes.reused = true;
+            shared.audit.record(&AuditEvent::RefreshReuseDetected {
+                user: AuditUser::new(&subject, config.hash_usernames_in_logs),
+                family,
+                client: client.client_ip(),
+            });
             refresh_failed(shared, client).await;
             // RFC 9700 §4.14.2: the access tokens the thief may hold end too.
             end_family_access_tokens(shared, &family).await?;
@@ -556,8 +720,29 @@ where
     Us: UserStore,
     Ts: TokenStore,
 {
-    let (_, encoding, body) = read_form(&shared.config, request).await?;
+    let (parts, encoding, body) = read_form(&shared.config, request).await?;
+    let client = shared
+        .config
+        .trusted_proxies
+        .client_ip(&parts.headers, &parts.extensions);
     let form = encoding.parse_revocation(body).await?;
+    let family = revoke_token(shared, &form).await?;
+    metrics::revoked(family.is_some());
+    shared
+        .audit
+        .record(&AuditEvent::TokenRevoked { family, client });
+    Ok(())
+}
+
+/// Revokes the form's token; the login it ended, if it named one.
+async fn revoke_token<Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    form: &crate::endpoint::form::RevocationForm,
+) -> Result<Option<FamilyId>, Rejection>
+where
+    Us: UserStore,
+    Ts: TokenStore,
+{
     let token = BearerToken::from(form.token.as_str());
     if let Some(store) = &shared.refresh {
         // The access tokens before the refresh token: if the access store fails, the
@@ -579,7 +764,7 @@ where
             if live != Some(family) {
                 end_family_access_tokens(shared, &family).await?;
             }
-            return Ok(());
+            return Ok(Some(family));
         }
     }
     let family = shared
@@ -598,7 +783,7 @@ where
                 .map_err(|error| Rejection::store_failed("refresh token", error))?;
         }
         if end_family_access_tokens(shared, &family).await? == Revocation::Revoked {
-            return Ok(());
+            return Ok(Some(family));
         }
     }
     let revocation = shared
@@ -607,12 +792,12 @@ where
         .await
         .map_err(|error| Rejection::store_failed("token", error))?;
     match revocation {
-        Revocation::Revoked => Ok(()),
+        Revocation::Revoked => Ok(family),
         // A refresh token, as the client says: its family is ended above.
         Revocation::Unsupported
             if shared.refresh.is_some() && form.hint == Some(TokenTypeHint::RefreshToken) =>
         {
-            Ok(())
+            Ok(family)
         }
         Revocation::Unsupported => Err(Rejection::UnsupportedTokenType),
     }
@@ -682,18 +867,34 @@ where
     Ts: Send + Sync + 'static,
     R: Send + 'static,
 {
+    let started = Started::now();
     let permit = match Arc::clone(&shared.hashing).try_acquire_owned() {
-        Ok(permit) => permit,
-        Err(TryAcquireError::NoPermits) => wait_for_hashing(&shared).await?,
-        Err(TryAcquireError::Closed) => return Err(Rejection::Internal),
+        Ok(permit) => Ok(permit),
+        Err(TryAcquireError::NoPermits) => wait_for_hashing(&shared).await,
+        Err(TryAcquireError::Closed) => Err(Rejection::Internal),
     };
+    // One entry per password check that asked: a free permit waited ~0.
+    metrics::permit_waited(started);
+    let permit = permit?;
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        /// The gauge of running hashes, down again however the work ends.
+        struct Running;
+        impl Drop for Running {
+            fn drop(&mut self) {
+                metrics::hash_running(false);
+            }
+        }
+        metrics::hash_running(true);
+        let _running = Running;
         work(&*shared.hasher)
     })
     .await
     .map_err(|_| Rejection::Internal)
 }
+
+/// Why a login found the queue full (told apart from a wait too long by it).
+const QUEUE_FULL: &str = "login queue full";
 
 /// Waits for a hashing permit in the bounded queue.
 async fn wait_for_hashing<Us, Ts>(
@@ -706,11 +907,13 @@ async fn wait_for_hashing<Us, Ts>(
     impl Drop for Place<'_> {
         fn drop(&mut self) {
             self.0.fetch_sub(1, Ordering::Relaxed);
+            metrics::login_waiting(false);
         }
     }
     let place = Place(&shared.waiting);
+    metrics::login_waiting(true);
     if shared.waiting.fetch_add(1, Ordering::Relaxed) >= config.max_waiting_logins {
-        return Err(Rejection::Busy("login queue full"));
+        return Err(Rejection::Busy(QUEUE_FULL));
     }
     let permit = tokio::time::timeout(
         config.login_wait,
@@ -772,7 +975,9 @@ where
             Err(_) => Err("the hashing task did not finish".to_owned()),
         };
         match stored {
-            Ok(()) => tracing::info!(user = %subject, "password hash renewed"),
+            Ok(()) => shared.audit.record(&AuditEvent::PasswordRehashed {
+                user: AuditUser::new(&subject, shared.config.hash_usernames_in_logs),
+            }),
             Err(error) => tracing::error!(user = %subject, %error, "password hash not renewed"),
         }
     });

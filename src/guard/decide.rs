@@ -15,6 +15,7 @@ use crate::guard::paths::client_path;
 use crate::guard::paths::spellings;
 use crate::http::body::ResponseBody;
 use crate::http::rejection::{restate_scope_refusal, Protocol, Rejection};
+use crate::metrics::{self, GuardOutcome, Started};
 use crate::scope::Scopes;
 use crate::store::Lookup;
 use crate::store::StoreError;
@@ -61,12 +62,22 @@ where
     Us: UserStore,
     Ts: TokenStore,
 {
-    let outcome = authenticate(&shared, *pending)
-        .await
-        .and_then(|authenticated| {
-            check_rules(&shared, &request, &authenticated.1, public)?;
-            Ok(authenticated)
-        });
+    // Timed only here, where a store is awaited: the ready path would pay two
+    // clock reads (~40 ns) to measure a few hundred nanoseconds of memory lookups.
+    let started = Started::now();
+    let store = match *pending {
+        Pending::Grant(_) => "token",
+        Pending::Principal(..) => "user",
+    };
+    let authenticated = authenticate(&shared, *pending).await;
+    metrics::lookup_awaited(store, started);
+    let outcome = authenticated.and_then(|authenticated| {
+        check_rules(&shared, &request, &authenticated.1, public)?;
+        Ok(authenticated)
+    });
+    if !public {
+        count(&shared, &outcome);
+    }
     match outcome {
         Ok(authenticated) => insert(&shared, &mut request, authenticated),
         Err(rejection) if !public => return Ok(reject(&shared, &request, rejection)),
@@ -103,6 +114,41 @@ where
 /// `public` requests are only identified, never rejected.
 #[inline]
 pub(crate) fn decide_now<B, Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    request: &Request<B>,
+    public: bool,
+) -> Progress<Us::User>
+where
+    Us: UserStore,
+    Ts: TokenStore,
+{
+    let progress = decide_steps(shared, request, public);
+    // Not even the test without the feature: the guard's path stays as it was.
+    #[cfg(feature = "metrics")]
+    if let (false, Progress::Decided(outcome)) = (public, &progress) {
+        count(shared, outcome);
+    }
+    progress
+}
+
+/// Counts a guarded request's decision (nothing without the `metrics` feature).
+#[inline(always)]
+fn count<T, Us, Ts>(shared: &Shared<Us, Ts>, outcome: &Result<T, Rejection>) {
+    let outcome = match outcome {
+        Ok(_) => GuardOutcome::Passed,
+        Err(Rejection::MissingCredentials) => GuardOutcome::Missing,
+        Err(Rejection::InactiveUser) => GuardOutcome::Inactive,
+        Err(Rejection::InsufficientScope(_)) => GuardOutcome::InsufficientScope,
+        Err(Rejection::Unavailable) => GuardOutcome::StoreError,
+        Err(Rejection::InvalidBearerRequest(_)) => GuardOutcome::BadRequest,
+        Err(_) => GuardOutcome::Invalid,
+    };
+    metrics::guarded(&shared.metrics, outcome);
+}
+
+/// The steps of [`decide_now`].
+#[inline(always)]
+fn decide_steps<B, Us, Ts>(
     shared: &Shared<Us, Ts>,
     request: &Request<B>,
     public: bool,

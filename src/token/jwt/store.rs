@@ -247,6 +247,15 @@ impl<D: JtiDenylist> JwtTokenStoreBuilder<D> {
     }
 }
 
+impl<D> JwtTokenStore<D> {
+    /// Every key this store verifies with: the signing key first, then the keys
+    /// it also accepts. For the public ones, as a key set to publish, see
+    /// [`Jwks::of`](crate::endpoint::Jwks::of).
+    pub fn keys(&self) -> impl Iterator<Item = &JwtKey> {
+        self.inner.keys.iter().map(|known| &known.key)
+    }
+}
+
 impl<D: JtiDenylist> JwtTokenStore<D> {
     /// The denylist, e.g. to see how many revocations it holds.
     pub fn denylist(&self) -> &D {

@@ -4,6 +4,7 @@ use std::future::{ready, Future};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use crate::metrics;
 use crate::store::StoreError;
 use crate::token::grant::random;
 use crate::token::grant::FamilyId as Id;
@@ -160,6 +161,7 @@ impl MemoryRefreshTokenStore {
             },
         );
         families.cap(subject, id, now);
+        metrics::live_tokens("memory_refresh", families.map.len());
         Ok(FamilyToken::new(&key, id, 0).encode())
     }
 

@@ -17,6 +17,48 @@ use crate::token::refresh::RefreshLifetimes;
 use crate::token::refresh::RefreshTokenStore;
 use crate::token::refresh::Rotation;
 
+impl RedisTokenStore {
+    /// [`ISSUE_FAMILY`](crate::token::redis::store::ISSUE_FAMILY) on a cluster,
+    /// where the family and its user's list are in different slots: the family,
+    /// then the list, then the user's ended families dropped from it and the
+    /// oldest beyond the cap ended, a command each.
+    async fn issue_in_cluster(
+        &self,
+        key: &str,
+        user_key: &str,
+        args: &[String; 5],
+    ) -> Result<(), StoreError> {
+        let redis = self.redis();
+        let abs: u64 = redis
+            .script(&self.inner.start_family, &[key], &args[..4])
+            .await?;
+        let listed: Vec<String> = redis
+            .script(
+                &self.inner.list_family,
+                &[user_key],
+                &[key.to_owned(), abs.to_string(), args[4].clone()],
+            )
+            .await?;
+        if listed.is_empty() {
+            return Ok(());
+        }
+        let mut live = Vec::with_capacity(listed.len());
+        for family in listed {
+            if family == key || redis.query::<bool>("EXISTS", &family).await? {
+                live.push(family);
+            } else {
+                redis.query::<()>("ZREM", (user_key, &family)).await?;
+            }
+        }
+        let excess = live.len().saturating_sub(self.inner.max_families_per_user);
+        for family in &live[..excess] {
+            redis.query::<()>("DEL", family).await?;
+            redis.query::<()>("ZREM", (user_key, family)).await?;
+        }
+        Ok(())
+    }
+}
+
 impl RefreshTokenStore for RedisTokenStore {
     /// One script: the family's record, its expiry, and the user's cap.
     fn issue_refresh_token(
@@ -45,10 +87,14 @@ impl RefreshTokenStore for RedisTokenStore {
                 lifetimes.absolute().as_millis().to_string(),
                 store.inner.max_families_per_user.to_string(),
             ];
-            store
-                .redis()
-                .script::<u64>(&store.inner.issue_family, &[&key, &user_key], &args)
-                .await?;
+            if store.redis().is_cluster() {
+                store.issue_in_cluster(&key, &user_key, &args).await?;
+            } else {
+                store
+                    .redis()
+                    .script::<u64>(&store.inner.issue_family, &[&key, &user_key], &args)
+                    .await?;
+            }
             Ok(FamilyToken::new(&mac_key, family, 0).encode())
         }
     }

@@ -8,10 +8,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
-use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use crate::redis::RedisConnection;
+use crate::redis::{LuaScript, RedisConnection};
 use crate::scope::Scopes;
 use crate::store::StoreError;
 use crate::token::grant::{
@@ -64,9 +63,16 @@ use crate::token::refresh::{
 /// - **Rotation is atomic**: a Lua script applies the refresh-token rotation rule
 ///   (see [`RefreshTokenStore`](crate::token::RefreshTokenStore)) in one step, so two replicas presented the same
 ///   token at once cannot both rotate it (nor both retry it). Issuing a family is
-///   one script too (the record, its expiry, the user's cap). The scripts touch
-///   keys they are not given (a user's oldest families), so they need a single
-///   Redis, not a cluster.
+///   one script too (the record, its expiry, the user's cap) on one server.
+/// - **On a Redis Cluster** ([`RedisConnection::cluster`]) every script's keys
+///   share a hash tag: a family is `{prefix}rf:{{family}}`, in its access
+///   tokens' slot, and issuing one is three steps, as its user's list lives in
+///   another slot: the family, then its entry in the user's list, then (only
+///   past the cap) each of the user's oldest families ended by a command of
+///   its own. The cost: two concurrent logins of one user past the cap may
+///   both end a family (the user keeps one fewer), and a family whose listing
+///   failed (Redis down between the steps: the login is a 503, its token never
+///   sent) lives out its idle lifetime unlisted.
 ///
 /// ```no_run
 /// use tower_oauth2_password::token::redis::RedisTokenStore;
@@ -94,9 +100,12 @@ pub(super) struct Inner {
     /// What refresh families' MAC keys are derived from; none until configured.
     pub(super) secrets: FamilySecrets,
     pub(super) max_families_per_user: usize,
-    pub(super) issue_family: Script,
-    pub(super) rotate: Script,
-    pub(super) issue_in_family: Script,
+    pub(super) issue_family: LuaScript,
+    /// On a cluster, [`ISSUE_FAMILY`]'s two steps: the family, then its user's list.
+    pub(super) start_family: LuaScript,
+    pub(super) list_family: LuaScript,
+    pub(super) rotate: LuaScript,
+    pub(super) issue_in_family: LuaScript,
     pub(super) max_per_family: usize,
 }
 
@@ -140,6 +149,20 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 "#;
 
+/// `add_newest(list, member)`: adds `member` to the sorted set `list` as its
+/// newest, by Redis's clock; logins in one millisecond still get distinct,
+/// ordered scores. Follows [`NOW`].
+pub(super) const ADD_NEWEST: &str = r#"
+local function add_newest(list, member)
+  local newest = redis.call('ZRANGE', list, -1, -1, 'WITHSCORES')
+  local score = now
+  if newest[2] and tonumber(newest[2]) >= now then
+    score = tonumber(newest[2]) + 1
+  end
+  redis.call('ZADD', list, score, member)
+end
+"#;
+
 /// Starts a family. KEYS[1]: the family, KEYS[2]: its user's families (a sorted
 /// set of family keys, oldest login first). ARGV: secret id, grant, idle and absolute
 /// lifetimes (ms), the cap on the user's live families. Returns the expiry (ms).
@@ -148,13 +171,7 @@ local abs = now + tonumber(ARGV[4])
 local exp = math.min(now + tonumber(ARGV[3]), abs)
 redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'grant', ARGV[2], 'cur', 0, 'abs', abs, 'exp', exp)
 redis.call('PEXPIREAT', KEYS[1], exp)
--- Logins in one millisecond still get distinct, ordered scores.
-local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-local score = now
-if newest[2] and tonumber(newest[2]) >= now then
-  score = tonumber(newest[2]) + 1
-end
-redis.call('ZADD', KEYS[2], score, KEYS[1])
+add_newest(KEYS[2], KEYS[1])
 local max = tonumber(ARGV[5])
 if redis.call('ZCARD', KEYS[2]) > max then
   -- Ended families (expired, revoked, reused) do not count.
@@ -176,6 +193,34 @@ if ttl < abs - now then
   redis.call('PEXPIREAT', KEYS[2], abs)
 end
 return exp
+"#;
+
+/// On a cluster, a family's record alone (its user's list is in another slot):
+/// KEYS[1]: the family. ARGV as [`ISSUE_FAMILY`]'s first four. Returns its
+/// absolute expiry (ms).
+pub(super) const START_FAMILY: &str = r#"
+local abs = now + tonumber(ARGV[4])
+local exp = math.min(now + tonumber(ARGV[3]), abs)
+redis.call('HSET', KEYS[1], 'sid', ARGV[1], 'grant', ARGV[2], 'cur', 0, 'abs', abs, 'exp', exp)
+redis.call('PEXPIREAT', KEYS[1], exp)
+return abs
+"#;
+
+/// On a cluster, lists a started family under its user. KEYS[1]: the user's
+/// families. ARGV: the family's key, its absolute expiry (ms), the cap.
+/// Returns every listed family, oldest first, when there are more than the
+/// cap (the caller drops the ended ones and ends the oldest beyond it, each
+/// family in its own slot), else nothing.
+pub(super) const LIST_FAMILY: &str = r#"
+add_newest(KEYS[1], ARGV[1])
+local abs = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[1]) < abs - now then
+  redis.call('PEXPIREAT', KEYS[1], abs)
+end
+if redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[3]) then
+  return redis.call('ZRANGE', KEYS[1], 0, -1)
+end
+return {}
 "#;
 
 /// The rotation rule of `refresh::Chain::step`/`rotated`, applied atomically.
@@ -209,8 +254,13 @@ return {0}
 "#;
 
 /// A script that starts by reading Redis's clock into `now`.
-pub(super) fn timed_script(body: &str) -> Script {
-    Script::new(&format!("{NOW}{body}"))
+pub(super) fn timed_script(body: &str) -> LuaScript {
+    LuaScript::new(&format!("{NOW}{body}"))
+}
+
+/// A timed script that adds to a user's list of families with `add_newest`.
+pub(super) fn listing_script(body: &str) -> LuaScript {
+    timed_script(&format!("{ADD_NEWEST}{body}"))
 }
 
 impl RedisTokenStore {
@@ -252,9 +302,11 @@ impl RedisTokenStore {
                 retry_grace: DEFAULT_RETRY_GRACE,
                 secrets: FamilySecrets::default(),
                 max_families_per_user: DEFAULT_MAX_FAMILIES_PER_USER,
-                issue_family: timed_script(ISSUE_FAMILY),
+                issue_family: listing_script(ISSUE_FAMILY),
+                start_family: timed_script(START_FAMILY),
+                list_family: listing_script(LIST_FAMILY),
                 rotate: timed_script(ROTATE),
-                issue_in_family: Script::new(ISSUE_IN_FAMILY),
+                issue_in_family: LuaScript::new(ISSUE_IN_FAMILY),
                 max_per_family: DEFAULT_MAX_TOKENS_PER_FAMILY,
             }),
         }
@@ -330,9 +382,11 @@ impl RedisTokenStore {
             retry_grace: shared.retry_grace,
             secrets: shared.secrets.clone(),
             max_families_per_user: shared.max_families_per_user,
-            issue_family: timed_script(ISSUE_FAMILY),
+            issue_family: listing_script(ISSUE_FAMILY),
+            start_family: timed_script(START_FAMILY),
+            list_family: listing_script(LIST_FAMILY),
             rotate: timed_script(ROTATE),
-            issue_in_family: Script::new(ISSUE_IN_FAMILY),
+            issue_in_family: LuaScript::new(ISSUE_IN_FAMILY),
             max_per_family: shared.max_per_family,
         });
         change(&mut inner);
@@ -374,9 +428,15 @@ impl RedisTokenStore {
         Some((family, self.family_access_key(family), token_hash(token)))
     }
 
+    /// `rf:{family}` on one server; on a cluster `rf:{{family}}`, the id as
+    /// its hash tag (the slot of the family's access tokens too).
     pub(super) fn family_key(&self, family: &[u8]) -> String {
-        self.redis()
-            .key(format_args!("rf:{}", URL_SAFE_NO_PAD.encode(family)))
+        let family = URL_SAFE_NO_PAD.encode(family);
+        if self.redis().is_cluster() {
+            self.redis().key(format_args!("rf:{{{family}}}"))
+        } else {
+            self.redis().key(format_args!("rf:{family}"))
+        }
     }
 
     /// The key of a user's list of families: a hash of the subject, so that its
