@@ -58,6 +58,7 @@ LAYERS = [
             "guard::paths",
             "http",
             "dpop",
+            "dpop::replay",
         ],
     ),
     ("stores", ["token", "user", "password", "redis"]),

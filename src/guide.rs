@@ -13,15 +13,16 @@
 //! 6. [Redis and several replicas](redis).
 //! 7. [Users in SQL](sql_users).
 //! 8. [Facing the internet](facing_the_internet): throttle, proxies, limits, defaults.
-//! 9. [Interactive docs](interactive_docs): OpenAPI and Swagger UI.
-//! 10. [For operators and sibling services](operators): server metadata, JWKS, token
+//! 9. [DPoP](dpop): sender-constrained tokens, replayed proofs.
+//! 10. [Interactive docs](interactive_docs): OpenAPI and Swagger UI.
+//! 11. [For operators and sibling services](operators): server metadata, JWKS, token
 //!     introspection (RFC 7662) for resource servers.
-//! 11. [Metrics and audit events](metrics_and_audit): what an operator counts and records.
-//! 12. [Testing your service](testing).
-//! 13. [Writing your own store](own_store).
-//! 14. [The wire contract](wire_contract): every request and its answer.
-//! 15. [Performance](performance): method and figures.
-//! 16. [What changed](changes): renamed and changed public behaviour, with what it was.
+//! 12. [Metrics and audit events](metrics_and_audit): what an operator counts and records.
+//! 13. [Testing your service](testing).
+//! 14. [Writing your own store](own_store).
+//! 15. [The wire contract](wire_contract): every request and its answer.
+//! 16. [Performance](performance): method and figures.
+//! 17. [What changed](changes): renamed and changed public behaviour, with what it was.
 
 // Empty modules that exist for their docs: always compiled (they cost nothing), so
 // `cargo test --doc` runs their snippets as it does every other item's.
@@ -43,6 +44,8 @@ pub mod redis {}
 pub mod sql_users {}
 #[doc = include_str!("../docs/guide/facing_the_internet.md")]
 pub mod facing_the_internet {}
+#[doc = include_str!("../docs/guide/dpop.md")]
+pub mod dpop {}
 #[doc = include_str!("../docs/guide/interactive_docs.md")]
 pub mod interactive_docs {}
 #[doc = include_str!("../docs/guide/operators.md")]

@@ -6,7 +6,10 @@
 //! use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 //! use base64::Engine as _;
 //! use ed25519_dalek::{Signer as _, SigningKey};
+//! use futures_util::FutureExt as _;
+//! use std::time::{Duration, SystemTime, UNIX_EPOCH};
 //! use tower_oauth2_password::dpop::{verify_proof, NormalizedUri, ProofCheck, ProofError};
+//! use tower_oauth2_password::dpop::{MemoryReplayStore, ProofId, ReplayStore, Sighting, DEFAULT_MAX_AGE};
 //!
 //! // The client: a key of its own, and a proof per request (a DPoP library does this).
 //! let key = SigningKey::from_bytes(&[7; 32]);
@@ -42,14 +45,25 @@
 //! assert_eq!(refused, Err(ProofError::UriMismatch));
 //! let late = verify_proof(proof.as_bytes(), &ProofCheck::new(&http::Method::POST, &uri, 1_700_000_100));
 //! assert_eq!(late, Err(ProofError::Expired));
+//!
+//! // Once only: the replay store remembers it until the window has passed.
+//! let replays = MemoryReplayStore::new();
+//! let until = UNIX_EPOCH + Duration::from_secs(verified.iat() + 1) + DEFAULT_MAX_AGE;
+//! # let until = SystemTime::now() + DEFAULT_MAX_AGE; // the proof's clock is 2023's
+//! let first = replays.remember(&ProofId::from(&verified), until).now_or_never();
+//! assert_eq!(first.transpose()?, Some(Sighting::First));
+//! let again = replays.remember(&ProofId::from(&verified), until).now_or_never();
+//! assert_eq!(again.transpose()?, Some(Sighting::Replay)); // refuse the request
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! What is checked is listed at [`verify_proof`]. What is not, and is left to
 //! the caller: that the request has exactly one `DPoP` header (RFC 9449 §4.3
 //! check 1), that its `jti` was not seen before within the window (check 11's
-//! replay half), and that the key is the one a token is bound to (check 12's
-//! second half): compare [`VerifiedProof::thumbprint`] with the token's binding.
+//! replay half: a [`ReplayStore`], [`MemoryReplayStore`] for one process or
+//! `RedisReplayStore` with feature `redis` for replicas, as above), and that
+//! the key is the one a token is bound to (check 12's second half): compare
+//! [`VerifiedProof::thumbprint`] with the token's binding.
 //!
 //! The parser is written for proofs, not taken from a JOSE crate: a proof carries
 //! the key that verifies it, so nothing can be fixed in advance (as the `jwt`
@@ -61,12 +75,19 @@
 
 mod htu;
 mod json;
-mod jwk;
+pub(crate) mod jwk;
 mod proof;
+pub(crate) mod replay;
 
 pub use self::htu::{InvalidUri, NormalizedUri};
 pub use self::jwk::{JwkThumbprint, PublicJwk};
 pub use self::proof::{
     verify_proof, DpopAlgorithm, ProofCheck, ProofError, VerifiedProof, DEFAULT_FUTURE_LEEWAY,
     DEFAULT_MAX_AGE, MAX_JTI_LEN, MAX_PROOF_LEN,
+};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::replay::RedisReplayStore;
+pub use self::replay::{
+    MemoryReplayStore, ProofId, ReplayStore, Sighting, DEFAULT_REPLAY_CAPACITY,
 };

@@ -6,8 +6,8 @@
 //!
 //! The behaviour each extension point owes the layer, one rule at a time:
 //! [`TokenStoreSuite`], [`RefreshTokenStoreSuite`], [`UserStoreSuite`] (through a
-//! [`UserFixture`]), [`LoginPolicySuite`], `JtiDenylistSuite` (with `jwt`) and
-//! [`PasswordHasherSuite`]. The crate's own stores run them, and so should every
+//! [`UserFixture`]), [`LoginPolicySuite`], `JtiDenylistSuite` (with `jwt`),
+//! `ReplayStoreSuite` (DPoP proofs, with `dpop`) and [`PasswordHasherSuite`]. The crate's own stores run them, and so should every
 //! Redis, SQL, JWT or third-party one. One line per store gives one test per rule,
 //! named after it, so a broken store fails by the rules it breaks:
 //!
@@ -27,7 +27,7 @@
 //! [`refresh_token_store_tests!`](crate::refresh_token_store_tests),
 //! [`user_store_tests!`](crate::user_store_tests),
 //! [`login_policy_tests!`](crate::login_policy_tests),
-//! [`jti_denylist_tests!`](crate::jti_denylist_tests),
+//! [`jti_denylist_tests!`](crate::jti_denylist_tests), `replay_store_tests!` (with `dpop`),
 //! [`password_hasher_tests!`](crate::password_hasher_tests)) write
 //! `#[tokio::test]` functions: the crate that invokes them needs `tokio` with the
 //! `macros` and `rt` features in its `[dev-dependencies]`. Put each invocation in
@@ -85,6 +85,8 @@ pub(crate) mod issue;
 pub(crate) mod macros;
 pub(crate) mod policy;
 pub(crate) mod refresh;
+#[cfg(feature = "dpop")]
+pub(crate) mod replay;
 pub(crate) mod report;
 
 #[cfg(feature = "jwt")]
@@ -94,6 +96,8 @@ pub use hasher::{InsecureFastHasher, PasswordHasherSuite};
 pub use issue::issue_token;
 pub use policy::LoginPolicySuite;
 pub use refresh::RefreshTokenStoreSuite;
+#[cfg(feature = "dpop")]
+pub use replay::ReplayStoreSuite;
 pub use report::BrokenRule;
 use report::Report;
 

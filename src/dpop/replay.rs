@@ -1,0 +1,472 @@
+//! Replayed DPoP proofs: the [`ReplayStore`] trait, its memory and Redis stores.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use blake2::digest::consts::U32;
+use blake2::{Blake2b, Digest};
+
+use crate::dpop::jwk::JwkThumbprint;
+use crate::dpop::proof::VerifiedProof;
+use crate::store::Lookup;
+use crate::store::StoreError;
+
+/// What identifies one proof for the [`ReplayStore`]: a BLAKE2b-256 hash of the
+/// key's thumbprint and the proof's `jti`.
+///
+/// A `jti` is unique only per client key (RFC 9449 §11.1: every client picks its
+/// own), so the same `jti` under two keys is two proofs. Hashing them gives every
+/// store a key of 32 bytes whatever the client sent, and keeps what the client
+/// chose out of the store (and out of Redis, where anyone who reads it would see
+/// it). Two proofs collide only if BLAKE2b-256 does.
+///
+/// ```
+/// use tower_oauth2_password::dpop::{JwkThumbprint, ProofId};
+///
+/// let key = JwkThumbprint::from_encoded("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs").unwrap();
+/// let other = JwkThumbprint::from_encoded("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I").unwrap();
+/// assert_eq!(ProofId::new(&key, "jti-1"), ProofId::new(&key, "jti-1"));
+/// assert_ne!(ProofId::new(&key, "jti-1"), ProofId::new(&other, "jti-1"));
+/// assert_eq!(ProofId::new(&key, "jti-1").to_string().len(), 43); // base64url
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProofId([u8; 32]);
+
+/// Separates these hashes from any other BLAKE2b use of the same inputs.
+const DOMAIN: &[u8] = b"tower-oauth2-password dpop replay v1\0";
+
+impl ProofId {
+    /// The id of the proof with `jti` signed by the key whose thumbprint is
+    /// `thumbprint`.
+    pub fn new(thumbprint: &JwkThumbprint, jti: &str) -> Self {
+        let thumbprint = thumbprint.as_str().as_bytes();
+        let mut hasher = Blake2b::<U32>::new();
+        hasher.update(DOMAIN);
+        // Length-prefixed: no (thumbprint, jti) pair hashes as another's would.
+        hasher.update((thumbprint.len() as u64).to_be_bytes());
+        hasher.update(thumbprint);
+        hasher.update(jti.as_bytes());
+        Self(hasher.finalize().into())
+    }
+
+    /// The hash's 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<&VerifiedProof> for ProofId {
+    fn from(proof: &VerifiedProof) -> Self {
+        Self::new(proof.thumbprint(), proof.jti())
+    }
+}
+
+/// base64url without padding, 43 characters.
+impl fmt::Display for ProofId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = [0u8; 43];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(self.0, &mut text)
+            .map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(&text[..written]).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for ProofId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProofId({self})")
+    }
+}
+
+/// Whether a [`ReplayStore`] saw a proof for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    /// Not seen before (or only after its entry expired): the proof passes, and
+    /// is now remembered.
+    First,
+    /// Seen before and still remembered: a replay, to refuse.
+    Replay,
+}
+
+impl Sighting {
+    /// Whether this is a [`Replay`](Self::Replay).
+    pub fn is_replay(self) -> bool {
+        self == Self::Replay
+    }
+}
+
+/// Where the `jti`s of DPoP proofs are remembered for as long as the proofs are
+/// accepted (RFC 9449 §11.1), so that a proof is used once: one store shared
+/// by every replica that accepts the same proofs (`RedisReplayStore`, feature
+/// `redis`), or [`MemoryReplayStore`] for one process.
+///
+/// [`remember`](ReplayStore::remember) is one atomic operation, a
+/// check-and-insert: of two requests carrying the same proof at the same time,
+/// on one replica or two, exactly one is told [`Sighting::First`]. A store that
+/// looked first and inserted after would let both through.
+///
+/// It runs on every request that carries a proof: answer [`Lookup::ready`] when
+/// the answer is at hand, [`Lookup::pending`] when it must be awaited. An `Err`
+/// refuses the request (503): a store that cannot answer never lets a replay
+/// through.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_oauth2_password::dpop::{
+///     JwkThumbprint, MemoryReplayStore, ProofId, ReplayStore, Sighting, DEFAULT_MAX_AGE,
+/// };
+///
+/// # futures_util::FutureExt::now_or_never(async {
+/// let replays = MemoryReplayStore::new();
+/// // From a `VerifiedProof`: `ProofId::from(&proof)`, and `proof.iat()` for the time.
+/// let key = JwkThumbprint::from_encoded("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs").unwrap();
+/// let proof = ProofId::new(&key, "e1j3V_bKic8-LAEB");
+/// let iat = SystemTime::now();
+/// // Remembered while the proof could still be accepted: `iat` plus the window
+/// // (plus a second, as `iat` may have been a fraction of a second later).
+/// let until = iat + DEFAULT_MAX_AGE + Duration::from_secs(1);
+/// assert_eq!(replays.remember(&proof, until).await?, Sighting::First);
+/// assert_eq!(replays.remember(&proof, until).await?, Sighting::Replay);
+/// # Ok::<(), tower_oauth2_password::store::StoreError>(())
+/// # }).unwrap().unwrap();
+/// ```
+pub trait ReplayStore: Send + Sync + 'static {
+    /// Remembers `proof` until `until` and tells whether it was already
+    /// remembered, in one atomic step. An entry already held keeps its own
+    /// expiry. `until` in the past remembers nothing (the proof is no longer
+    /// accepted anyway) and answers [`Sighting::First`].
+    fn remember(&self, proof: &ProofId, until: SystemTime) -> Lookup<Sighting>;
+}
+
+/// A shared store: the application keeps a handle and gives the layer a clone.
+impl<R: ReplayStore + ?Sized> ReplayStore for Arc<R> {
+    #[inline]
+    fn remember(&self, proof: &ProofId, until: SystemTime) -> Lookup<Sighting> {
+        (**self).remember(proof, until)
+    }
+}
+
+/// The default capacity of a [`MemoryReplayStore`]: unexpired proofs held.
+pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
+
+/// How often [`MemoryReplayStore::remember`] drops the entries that expired.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// While full, how often a new proof may sweep (a sweep reads every entry under
+/// the lock): a flood of new proofs is refused at once in between.
+const FULL_SWEEP_GAP: Duration = Duration::from_millis(100);
+
+/// A [`ReplayStore`] in process memory, for one process (with several replicas,
+/// a proof replayed to another replica is not seen: use `RedisReplayStore`).
+///
+/// It holds at most `capacity` unexpired proofs ([`DEFAULT_REPLAY_CAPACITY`]
+/// unless [`with_capacity`](Self::with_capacity) says otherwise), about 60 bytes
+/// each. When that many are held, a new proof is refused with a [`StoreError`]
+/// (503) rather than one forgotten: a forgotten proof could be replayed, the
+/// one thing this store is for, and an attacker who can fill the store could
+/// then choose when to forget the proof they captured. Refusing lasts at most one
+/// acceptance window (entries expire with it), and filling the store takes that
+/// many validly signed proofs within one window; size it for the proofs one
+/// window brings at peak (100 000 in 60 s is about 1 600 a second). Expired
+/// entries are swept every 10 s, and when the store is full and one has
+/// expired (at most every 100 ms: in between, new proofs are refused at once).
+///
+/// One mutex around one map: a check-and-insert is a hash and a map insert, far
+/// below what the proof's signature check costs. Clones share the entries.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_oauth2_password::dpop::{JwkThumbprint, MemoryReplayStore, ProofId, ReplayStore};
+///
+/// # futures_util::FutureExt::now_or_never(async {
+/// let replays = MemoryReplayStore::with_capacity(1);
+/// let key = JwkThumbprint::from_encoded("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs").unwrap();
+/// let until = SystemTime::now() + Duration::from_secs(60);
+/// assert!(!replays.remember(&ProofId::new(&key, "a"), until).await?.is_replay());
+/// assert!(replays.remember(&ProofId::new(&key, "b"), until).await.is_err()); // full
+/// # Ok::<(), tower_oauth2_password::store::StoreError>(())
+/// # }).unwrap().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct MemoryReplayStore {
+    inner: Arc<MemoryInner>,
+}
+
+struct MemoryInner {
+    entries: Mutex<Entries>,
+    capacity: usize,
+}
+
+struct Entries {
+    until: HashMap<ProofId, SystemTime, foldhash::fast::RandomState>,
+    next_sweep: SystemTime,
+    /// When the last sweep ran.
+    last_sweep: SystemTime,
+    /// No entry expires before this: a full store with nothing expired need not
+    /// sweep.
+    earliest: SystemTime,
+}
+
+impl MemoryReplayStore {
+    /// An empty store holding up to [`DEFAULT_REPLAY_CAPACITY`] proofs.
+    pub fn new() -> Self {
+        Self::with_capacity(DEFAULT_REPLAY_CAPACITY)
+    }
+
+    /// An empty store holding up to `capacity` unexpired proofs.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(MemoryInner {
+                entries: Mutex::new(Entries {
+                    until: HashMap::default(),
+                    next_sweep: SystemTime::UNIX_EPOCH,
+                    last_sweep: SystemTime::UNIX_EPOCH,
+                    earliest: SystemTime::UNIX_EPOCH,
+                }),
+                capacity,
+            }),
+        }
+    }
+
+    /// How many proofs are held, expired ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.entries().until.len()
+    }
+
+    /// Whether no proof is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most proofs held at once.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        // Every update is a single map operation: a poisoned map is still consistent.
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn remember_now(&self, proof: &ProofId, until: SystemTime) -> Result<Sighting, StoreError> {
+        let now = SystemTime::now();
+        if until <= now {
+            return Ok(Sighting::First); // no longer accepted: nothing to remember
+        }
+        let mut entries = self.entries();
+        if let Some(held) = entries.until.get(proof) {
+            if *held > now {
+                return Ok(Sighting::Replay);
+            }
+        }
+        let full = entries.until.len() >= self.inner.capacity;
+        let room_to_make =
+            full && now >= entries.earliest && now >= entries.last_sweep + FULL_SWEEP_GAP;
+        if room_to_make || now >= entries.next_sweep {
+            entries.until.retain(|_, held| *held > now);
+            entries.next_sweep = now + SWEEP_INTERVAL;
+            entries.last_sweep = now;
+            entries.earliest = entries.until.values().copied().min().unwrap_or(until);
+        }
+        // An expired entry of this proof was swept above, or is replaced here.
+        if entries.until.len() >= self.inner.capacity && !entries.until.contains_key(proof) {
+            return Err(StoreError::new(format!(
+                "the DPoP replay store is full ({} unexpired proofs)",
+                self.inner.capacity
+            )));
+        }
+        if entries.until.insert(*proof, until).is_none() && entries.until.len() == 1 {
+            entries.earliest = until;
+        } else {
+            entries.earliest = entries.earliest.min(until);
+        }
+        Ok(Sighting::First)
+    }
+}
+
+impl Default for MemoryReplayStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReplayStore for MemoryReplayStore {
+    /// Always ready.
+    #[inline]
+    fn remember(&self, proof: &ProofId, until: SystemTime) -> Lookup<Sighting> {
+        Lookup::ready(self.remember_now(proof, until))
+    }
+}
+
+/// The counts only: which proofs were seen is nobody's business.
+impl fmt::Debug for MemoryReplayStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryReplayStore")
+            .field("len", &self.len())
+            .field("capacity", &self.inner.capacity)
+            .finish()
+    }
+}
+
+#[cfg(feature = "redis")]
+pub use self::in_redis::RedisReplayStore;
+
+#[cfg(feature = "redis")]
+mod in_redis {
+    use std::time::SystemTime;
+
+    use super::{ProofId, ReplayStore, Sighting};
+    use crate::redis::RedisConnection;
+    use crate::store::Lookup;
+    use crate::token::refresh::millis;
+
+    /// DPoP proofs in Redis, on a [`RedisConnection`] (which the token store
+    /// and the login throttle may share), so that a proof used on one replica is
+    /// refused on every other: one `SET {prefix}dpop:{id} 1 NX PXAT {until}` per
+    /// proof, which is the check and the insert in one command (`{id}` is the
+    /// [`ProofId`], 43 base64url characters). One key per command, so it works
+    /// on a Redis Cluster too.
+    ///
+    /// Within the connection's deadline or not at all: Redis down, slow or
+    /// unreachable is a [`StoreError`](crate::store::StoreError), and the request
+    /// is refused. Run Redis with `maxmemory-policy noeviction` (see
+    /// [`RedisConnection`]): an evicted proof could be replayed.
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_oauth2_password::dpop::{JwkThumbprint, ProofId, RedisReplayStore, ReplayStore};
+    /// use tower_oauth2_password::redis::RedisConnection;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let redis = RedisConnection::new("redis://127.0.0.1:6379")?.with_prefix("myapp:");
+    /// let replays = RedisReplayStore::on(&redis);
+    /// let key = JwkThumbprint::from_encoded("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs").unwrap();
+    /// let proof = ProofId::new(&key, "e1j3V_bKic8-LAEB");
+    /// let until = SystemTime::now() + Duration::from_secs(61);
+    /// assert!(!replays.remember(&proof, until).await?.is_replay());
+    /// assert!(replays.remember(&proof, until).await?.is_replay()); // here or on any replica
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[derive(Debug, Clone)]
+    pub struct RedisReplayStore {
+        connection: RedisConnection,
+    }
+
+    impl RedisReplayStore {
+        /// The store on `connection`, under its prefix.
+        pub fn on(connection: &RedisConnection) -> Self {
+            Self {
+                connection: connection.clone(),
+            }
+        }
+    }
+
+    impl ReplayStore for RedisReplayStore {
+        fn remember(&self, proof: &ProofId, until: SystemTime) -> Lookup<Sighting> {
+            if until <= SystemTime::now() {
+                return Lookup::ready(Ok(Sighting::First)); // no longer accepted
+            }
+            let key = self.connection.key(format_args!("dpop:{proof}"));
+            let until = millis(until);
+            let connection = self.connection.clone();
+            Lookup::pending(async move {
+                // `OK` when set, nil when the key was there: NX makes it one step.
+                let set: Option<String> = connection
+                    .query("SET", (&key, 1, "NX", "PXAT", until))
+                    .await?;
+                Ok(match set {
+                    Some(_) => Sighting::First,
+                    None => Sighting::Replay,
+                })
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(jti: &str) -> ProofId {
+        let key = JwkThumbprint::from_encoded("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
+            .expect("a thumbprint");
+        ProofId::new(&key, jti)
+    }
+
+    fn remember(
+        store: &MemoryReplayStore,
+        jti: &str,
+        from_now: Duration,
+    ) -> Result<Sighting, StoreError> {
+        store.remember_now(&id(jti), SystemTime::now() + from_now)
+    }
+
+    #[test]
+    fn a_full_store_refuses_new_proofs_rather_than_forget_one() {
+        let store = MemoryReplayStore::with_capacity(2);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(remember(&store, "a", hour).unwrap(), Sighting::First);
+        assert_eq!(remember(&store, "b", hour).unwrap(), Sighting::First);
+        let refused = remember(&store, "c", hour).unwrap_err();
+        assert!(
+            refused.to_string().contains("full (2 unexpired proofs)"),
+            "{refused}"
+        );
+        assert_eq!(
+            remember(&store, "a", hour).unwrap(),
+            Sighting::Replay,
+            "a held proof is still refused"
+        );
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn a_full_store_makes_room_from_expired_entries() {
+        let store = MemoryReplayStore::with_capacity(1);
+        remember(&store, "short", Duration::from_millis(50)).unwrap();
+        std::thread::sleep(FULL_SWEEP_GAP + Duration::from_millis(50));
+        assert_eq!(
+            remember(&store, "next", Duration::from_secs(60)).unwrap(),
+            Sighting::First
+        );
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn expired_proofs_are_not_remembered() {
+        let store = MemoryReplayStore::new();
+        let past = SystemTime::now() - Duration::from_secs(1);
+        assert_eq!(
+            store.remember_now(&id("old"), past).unwrap(),
+            Sighting::First
+        );
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn debug_shows_counts_not_proofs() {
+        let store = MemoryReplayStore::new();
+        remember(&store, "secret-jti", Duration::from_secs(60)).unwrap();
+        let shown = format!("{store:?}");
+        assert_eq!(shown, "MemoryReplayStore { len: 1, capacity: 100000 }");
+    }
+
+    #[test]
+    fn ids_depend_on_both_parts_and_their_boundary() {
+        let a = JwkThumbprint::from_encoded("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs").unwrap();
+        let b = JwkThumbprint::from_encoded("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I").unwrap();
+        assert_ne!(ProofId::new(&a, "x"), ProofId::new(&b, "x"));
+        assert_ne!(ProofId::new(&a, "x"), ProofId::new(&a, "y"));
+        assert_ne!(ProofId::new(&a, ""), ProofId::new(&a, "x"));
+        let shown = ProofId::new(&a, "x").to_string();
+        assert_eq!(shown.len(), 43);
+    }
+}
