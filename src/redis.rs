@@ -25,7 +25,7 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 
 /// A Redis server, a key prefix and a deadline: what
 /// [`RedisTokenStore`](crate::token::redis::RedisTokenStore) (access and refresh tokens),
-/// [`RedisJtiDenylist`](crate::token::redis::RedisJtiDenylist) (revoked JWTs) and
+/// `RedisJtiDenylist` (revoked JWTs, feature `jwt`) and
 /// [`LoginThrottle::in_redis`](crate::endpoint::LoginThrottle::in_redis) (login-failure
 /// counts) each take. Configure it once and hand each part a clone (or a
 /// reference): they share one multiplexed connection and put every key under

@@ -26,7 +26,6 @@ use common::{tutorial, Server};
 use http::StatusCode;
 use tower_oauth2_password::endpoint::LoginThrottle;
 use tower_oauth2_password::redis::RedisConnection;
-use tower_oauth2_password::testing::TokenStoreSuite;
 use tower_oauth2_password::token::redis::RedisTokenStore;
 use tower_oauth2_password::OAuth2PasswordLayer;
 
@@ -50,6 +49,7 @@ async fn redis_token_store_conformance() {
 #[cfg(feature = "jwt")]
 #[tokio::test]
 async fn jwt_with_a_redis_denylist_conformance() {
+    use tower_oauth2_password::testing::TokenStoreSuite;
     use tower_oauth2_password::token::jwt::{JwtKey, JwtTokenStore};
     use tower_oauth2_password::token::redis::RedisJtiDenylist;
 

@@ -1,5 +1,5 @@
 //! Tokens in Redis, shared by every replica: [`RedisTokenStore`] keeps access
-//! tokens and refresh-token families, [`RedisJtiDenylist`] revoked JWT ids
+//! tokens and refresh-token families, `RedisJtiDenylist` revoked JWT ids
 //! (features `redis` and `jwt`). Both take a [`RedisConnection`](crate::redis::RedisConnection).
 
 pub(crate) mod access;
