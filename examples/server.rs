@@ -20,6 +20,9 @@
 //!   their features).
 //! - `INTROSPECT_CLIENTS=id:secret,…`: token introspection at `/introspect` for
 //!   those resource servers, as in the tutorial (`examples/common/introspect.rs`).
+//! - `METRICS_ADDR`, `AUDIT_LOG`, `ISSUER`, `JWT_ALG=EdDSA` / `JWT_ED25519_SEED`: metrics,
+//!   audit events, the metadata's issuer and Ed25519 tokens with a JWKS, as in the
+//!   tutorial.
 //! - `ADDR` (default `127.0.0.1:8000`), `LOG=off` as in the tutorial.
 //!
 //! A `DATABASE_URL` that cannot be used stops it before it listens, with one line
@@ -119,7 +122,9 @@ async fn main() {
             exit(1);
         }
     };
-    let (listener, _) = common::listen("127.0.0.1:8000").await;
+    // Before the layer is built: the guard registers its counters then.
+    common::metrics_from_env();
+    let (listener, socket) = common::listen("127.0.0.1:8000").await;
     let addr = listener.local_addr().map(|addr| addr.to_string());
     let addr = addr.unwrap_or_default();
     tracing::info!("listening on http://{addr} (POST /token, GET /users/me; Ctrl-C to stop)");
@@ -130,5 +135,9 @@ async fn main() {
     if let Some(clients) = introspection {
         builder = builder.introspection(clients);
     }
-    tutorial::serve(listener, builder.build(), shutdown).await;
+    if let Some(audit) = common::audit_log_from_env() {
+        builder = builder.audit_sink(audit);
+    }
+    let layer = builder.issuer(&tutorial::issuer(socket)).build();
+    tutorial::serve(listener, layer, shutdown).await;
 }

@@ -131,7 +131,7 @@ async fn main() {
 /// `ISSUER` if it is a URL the metadata can name (an `http(s)://` URL with a host
 /// and no query, fragment or user information), else `http://` and `addr`. An
 /// `ISSUER` that is no such URL (a `urn:`) still names the JWT store's tokens.
-fn issuer(addr: std::net::SocketAddr) -> String {
+pub fn issuer(addr: std::net::SocketAddr) -> String {
     if let Ok(issuer) = std::env::var("ISSUER") {
         let uri = issuer.parse::<http::Uri>().ok();
         let usable = uri.is_some_and(|uri| {
