@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{Extensions, HeaderMap};
 
+use crate::audit::ThrottleLimit;
 use crate::store::Lookup;
 use crate::user::subject::Subject;
 
@@ -158,17 +159,27 @@ impl<P: LoginPolicy + ?Sized> LoginPolicy for std::sync::Arc<P> {
 pub enum LoginDecision {
     /// Go on and check the password.
     Allow,
-    /// Refuse with 429; the client may try again after `retry_after`.
+    /// Refuse with 429; the client may try again after `retry_after`. Made with
+    /// [`refuse`](Self::refuse).
+    #[non_exhaustive]
     Refuse {
         /// Sent as `Retry-After`, in whole seconds (at least 1).
         retry_after: Duration,
+        /// Which limit refused, for the audit events: one of the
+        /// [`LoginThrottle`](crate::endpoint::LoginThrottle)'s counts, or
+        /// [`ThrottleLimit::Policy`] for any other policy.
+        limit: ThrottleLimit,
     },
 }
 
 impl LoginDecision {
-    /// [`Refuse`](Self::Refuse) with `retry_after`.
+    /// [`Refuse`](Self::Refuse) with `retry_after`, by a policy of the
+    /// application's ([`ThrottleLimit::Policy`]).
     pub fn refuse(retry_after: Duration) -> Self {
-        Self::Refuse { retry_after }
+        Self::Refuse {
+            retry_after,
+            limit: ThrottleLimit::Policy,
+        }
     }
 }
 

@@ -2,10 +2,8 @@
 //! (username, client address), per username and per client address (RFC 6749
 //! §4.3.2), reserved before the password check.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -353,25 +351,6 @@ impl fmt::Debug for LoginThrottle {
 /// the longest wait).
 pub(crate) type Refusal = (Duration, KeyKind);
 
-tokio::task_local! {
-    /// Which limit refused the attempt checked in [`refused_by`]'s scope.
-    static REFUSED_BY: Cell<Option<ThrottleLimit>>;
-}
-
-/// Runs a login policy's check, and tells which of the throttle's limits
-/// refused it, if the throttle did (the decision itself has no room for it).
-/// `check` is called in the scope: a memory throttle decides in the call.
-pub(crate) async fn refused_by<F: Future>(
-    check: impl FnOnce() -> F,
-) -> (F::Output, Option<ThrottleLimit>) {
-    REFUSED_BY
-        .scope(Cell::new(None), async {
-            let decided = check().await;
-            (decided, REFUSED_BY.with(Cell::get))
-        })
-        .await
-}
-
 /// A refusal as a decision.
 fn decision(refused: Lookup<Option<Refusal>>) -> Lookup<LoginDecision> {
     refused.map(|refused| {
@@ -382,9 +361,7 @@ fn decision(refused: Lookup<Option<Refusal>>) -> Lookup<LoginDecision> {
                     KeyKind::Username => ThrottleLimit::Username,
                     KeyKind::Address => ThrottleLimit::Address,
                 };
-                // Outside `refused_by` (a policy wrapping the throttle) nobody asks.
-                let _ = REFUSED_BY.try_with(|cell| cell.set(Some(limit)));
-                LoginDecision::refuse(retry_after)
+                LoginDecision::Refuse { retry_after, limit }
             }
             None => LoginDecision::Allow,
         })

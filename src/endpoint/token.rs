@@ -20,7 +20,6 @@ use crate::endpoint::form::{Encoding, GrantTypes, Password, PasswordForm, TokenR
 use crate::endpoint::introspect;
 use crate::endpoint::metadata::Published;
 use crate::endpoint::policy::{LoginAttempt, LoginDecision, LoginPolicy, RefreshAttempt};
-use crate::endpoint::throttle::refused_by;
 use crate::http::body::BoxError;
 use crate::http::body::ResponseBody;
 use crate::http::rejection::{Protocol, Rejection};
@@ -384,9 +383,7 @@ impl<'a> Reservation<'a> {
         attempt: &'a LoginAttempt<'a>,
         notes: &mut Notes,
     ) -> Result<Self, Rejection> {
-        let (decision, limit) = refused_by(|| policy.check(attempt)).await;
-        notes.throttled = limit;
-        allowed(decision)?;
+        allowed(policy.check(attempt).await, notes)?;
         Ok(Self {
             policy,
             attempt,
@@ -428,11 +425,18 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// A policy's decision as the endpoint answers it: on, 429, or 503.
-fn allowed(decision: Result<LoginDecision, crate::store::StoreError>) -> Result<(), Rejection> {
+/// A policy's decision as the endpoint answers it: on, 429 (noting which limit
+/// refused, for the audit event), or 503.
+fn allowed(
+    decision: Result<LoginDecision, crate::store::StoreError>,
+    notes: &mut Notes,
+) -> Result<(), Rejection> {
     match decision {
         Ok(LoginDecision::Allow) => Ok(()),
-        Ok(LoginDecision::Refuse { retry_after }) => Err(Rejection::TooManyAttempts(retry_after)),
+        Ok(LoginDecision::Refuse { retry_after, limit }) => {
+            notes.throttled = Some(limit);
+            Err(Rejection::TooManyAttempts(retry_after))
+        }
         Err(error) => Err(Rejection::store_failed("login policy", error)),
     }
 }
@@ -512,9 +516,7 @@ where
     Ts: TokenStore,
 {
     if let Some(policy) = &shared.policy {
-        let (decision, limit) = refused_by(|| policy.check_refresh(client)).await;
-        notes.throttled = limit;
-        allowed(decision)?;
+        allowed(policy.check_refresh(client).await, notes)?;
     }
     let config = &shared.config;
     let Some(store) = shared.refresh.as_deref() else {
