@@ -93,7 +93,7 @@ fn jsonwebtoken_proofs_are_accepted_with_its_thumbprint() {
         let proof = key.proof(&claims);
         let check = ProofCheck::new(&http::Method::GET, &uri, NOW).access_token("token");
         let verified = verify_proof(proof.as_bytes(), &check).expect("accepted");
-        assert_eq!(verified.thumbprint().as_str(), key.thumbprint());
+        assert_eq!(verified.thumbprint().to_string(), key.thumbprint());
         let expected = match key.algorithm {
             Algorithm::ES256 => DpopAlgorithm::Es256,
             _ => DpopAlgorithm::EdDsa,
@@ -236,7 +236,7 @@ proptest! {
         let result = verify_proof(&proof, &check);
         match (&expected, &result) {
             (Ok(()), Ok(verified)) => {
-                prop_assert_eq!(verified.thumbprint().as_str(), key.thumbprint());
+                prop_assert_eq!(verified.thumbprint().to_string(), key.thumbprint());
                 prop_assert_eq!(verified.jti(), jti.as_str());
                 prop_assert_eq!(verified.iat(), iat);
             }

@@ -157,7 +157,7 @@ fuzz_target!(|input: Input<'_>| {
     match verify_proof(&proof, &check) {
         Ok(verified) => {
             assert!(!verified.jti().is_empty() && verified.jti().len() <= MAX_JTI_LEN);
-            assert_eq!(verified.thumbprint().as_str().len(), 43);
+            assert_eq!(verified.thumbprint().to_string().len(), 43);
             assert_eq!(verified.thumbprint(), &verified.key().thumbprint());
         }
         Err(error) => {

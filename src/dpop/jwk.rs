@@ -8,6 +8,7 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
 use super::json::{Json, Object};
+use crate::token::grant::JwkThumbprint;
 
 /// JWK members that only a private (or symmetric) key has: RSA's and EC's `d`,
 /// RSA's CRT and multi-prime members, and `oct`'s `k`. A proof carrying one leaks
@@ -124,7 +125,7 @@ impl PublicJwk {
             }
         }
         hash.update(br#""}"#);
-        JwkThumbprint(URL_SAFE_NO_PAD.encode(hash.finalize()))
+        JwkThumbprint::from_bytes(hash.finalize().into())
     }
 }
 
@@ -153,46 +154,6 @@ fn decode_key_part(text: &str) -> Result<[u8; KEY_PART_LEN], JwkError> {
     }
 }
 
-/// A key's RFC 7638 SHA-256 thumbprint, base64url (43 characters): the value of
-/// `cnf.jkt` (RFC 9449 §6) a DPoP-bound token carries.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JwkThumbprint(String);
-
-impl JwkThumbprint {
-    /// The thumbprint, base64url without padding.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Reads a thumbprint stored earlier (a token's `cnf.jkt`): `None` unless it is
-    /// 43 characters of canonical base64url, a SHA-256 hash.
-    pub fn from_encoded(text: &str) -> Option<Self> {
-        let mut bytes = [0u8; 32];
-        match (text.len(), URL_SAFE_NO_PAD.decode_slice(text, &mut bytes)) {
-            (43, Ok(32)) => Some(JwkThumbprint(text.to_owned())),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for JwkThumbprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for JwkThumbprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "JwkThumbprint({})", self.0)
-    }
-}
-
-impl AsRef<str> for JwkThumbprint {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,7 +170,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            key.thumbprint().as_str(),
+            key.thumbprint().to_string(),
             "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
         );
     }
@@ -226,10 +187,10 @@ mod tests {
         // Independently: SHA-256 of the canonical JSON RFC 7638 §3 spells out.
         let canonical = r#"{"crv":"P-256","kty":"EC","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA"}"#;
         assert_eq!(
-            a.thumbprint().as_str(),
+            a.thumbprint().to_string(),
             URL_SAFE_NO_PAD.encode(Sha256::digest(canonical))
         );
-        assert!(JwkThumbprint::from_encoded(a.thumbprint().as_str()).is_some());
+        assert!(JwkThumbprint::from_encoded(&a.thumbprint().to_string()).is_some());
     }
 
     #[test]

@@ -37,7 +37,7 @@
 //! let verified = verify_proof(proof.as_bytes(), &check)?;
 //! assert_eq!(verified.jti(), "e1j3V_bKic8-LAEB"); // for the replay store
 //! let binding = verified.thumbprint(); // `cnf.jkt` of the token issued
-//! assert_eq!(binding.as_str().len(), 43);
+//! assert_eq!(binding.to_string().len(), 43);
 //!
 //! // The same proof for another request, or too late, is refused.
 //! let other = NormalizedUri::parse("https://server.example.com/users/me")?;
@@ -80,7 +80,7 @@ mod proof;
 pub(crate) mod replay;
 
 pub use self::htu::{InvalidUri, NormalizedUri};
-pub use self::jwk::{JwkThumbprint, PublicJwk};
+pub use self::jwk::PublicJwk;
 pub use self::proof::{
     verify_proof, DpopAlgorithm, ProofCheck, ProofError, VerifiedProof, DEFAULT_FUTURE_LEEWAY,
     DEFAULT_MAX_AGE, MAX_JTI_LEN, MAX_PROOF_LEN,
@@ -91,3 +91,4 @@ pub use self::replay::RedisReplayStore;
 pub use self::replay::{
     MemoryReplayStore, ProofId, ReplayStore, Sighting, DEFAULT_REPLAY_CAPACITY,
 };
+pub use crate::token::grant::JwkThumbprint;

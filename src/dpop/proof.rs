@@ -10,7 +10,8 @@ use subtle::ConstantTimeEq as _;
 
 use super::htu::NormalizedUri;
 use super::json::{Json, JsonError, Number, Object};
-use super::jwk::{JwkError, JwkThumbprint, PublicJwk};
+use super::jwk::{JwkError, PublicJwk};
+use crate::token::grant::JwkThumbprint;
 
 /// The longest proof read, in bytes: 8 KiB.
 ///

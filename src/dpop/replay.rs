@@ -10,10 +10,10 @@ use base64::Engine as _;
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
 
-use crate::dpop::jwk::JwkThumbprint;
 use crate::dpop::proof::VerifiedProof;
 use crate::store::Lookup;
 use crate::store::StoreError;
+use crate::token::grant::JwkThumbprint;
 
 /// What identifies one proof for the [`ReplayStore`]: a BLAKE2b-256 hash of the
 /// key's thumbprint and the proof's `jti`.
@@ -43,7 +43,7 @@ impl ProofId {
     /// The id of the proof with `jti` signed by the key whose thumbprint is
     /// `thumbprint`.
     pub fn new(thumbprint: &JwkThumbprint, jti: &str) -> Self {
-        let thumbprint = thumbprint.as_str().as_bytes();
+        let thumbprint = thumbprint.as_bytes();
         let mut hasher = Blake2b::<U32>::new();
         hasher.update(DOMAIN);
         // Length-prefixed: no (thumbprint, jti) pair hashes as another's would.

@@ -8,8 +8,8 @@ use base64::Engine as _;
 
 use super::report::{self, BrokenRule, Report};
 use super::run_id;
-use crate::dpop::jwk::JwkThumbprint;
 use crate::dpop::replay::{ProofId, ReplayStore, Sighting};
+use crate::token::grant::JwkThumbprint;
 
 /// The [`ReplayStore`] conformance suite: a proof passes the first time and is
 /// refused after, the same `jti` under another key is another proof, an entry

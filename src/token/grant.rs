@@ -1,9 +1,11 @@
 //! What token stores keep and hand out: [`Grant`], [`IssuedToken`], the token
-//! types, [`FamilyId`], [`TokenTypeHint`] and [`Revocation`].
+//! types, [`FamilyId`], [`JwkThumbprint`], [`TokenTypeHint`] and [`Revocation`].
 
 use crate::scope::Scopes;
 use crate::store::StoreError;
 use crate::user::subject::Subject;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -84,6 +86,60 @@ impl fmt::Debug for FamilyId {
     }
 }
 
+/// A client key's RFC 7638 SHA-256 thumbprint: what a sender-constrained (DPoP,
+/// RFC 9449) token is bound to, written base64url as its `cnf.jkt` claim. The
+/// `dpop` feature computes it from a proof's key; stores keep the 32 bytes.
+///
+/// ```
+/// use tower_oauth2_password::token::JwkThumbprint;
+///
+/// let key = JwkThumbprint::from_encoded("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs").unwrap();
+/// assert_eq!(key.to_string(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+/// assert_eq!(JwkThumbprint::from_bytes(*key.as_bytes()), key);
+/// assert!(JwkThumbprint::from_encoded("NzbLsXh8uDCcd").is_none());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JwkThumbprint([u8; 32]);
+
+impl JwkThumbprint {
+    /// The thumbprint of these 32 SHA-256 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The SHA-256 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Reads a thumbprint written earlier (a token's `cnf.jkt`): `None` unless it is
+    /// 43 characters of canonical base64url, a SHA-256 hash.
+    pub fn from_encoded(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        match (text.len(), URL_SAFE_NO_PAD.decode_slice(text, &mut bytes)) {
+            (43, Ok(32)) => Some(Self(bytes)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for JwkThumbprint {
+    /// Base64url without padding, as `cnf.jkt` carries it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = [0u8; 43];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(self.0, &mut text)
+            .map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(&text[..written]).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for JwkThumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JwkThumbprint({self})")
+    }
+}
+
 /// How many access tokens one family holds at most in the stores that keep
 /// state, unless they are told otherwise: a client refreshes about once per
 /// access-token lifetime, so it holds one or two; beyond this the oldest go.
@@ -107,6 +163,9 @@ pub struct Grant {
     /// The refresh-token family the token was issued from, if refresh tokens are
     /// on: revoking the family ends the token ([`TokenStore::revoke_family`](crate::token::TokenStore::revoke_family)).
     pub family: Option<FamilyId>,
+    /// The client key the token is bound to (DPoP, RFC 9449): the guard accepts
+    /// the token only with a proof signed by this key. `None` for a bearer token.
+    pub key_binding: Option<JwkThumbprint>,
 }
 
 impl Grant {
@@ -128,6 +187,7 @@ impl Grant {
             expires_at,
             stamp: 0,
             family: None,
+            key_binding: None,
         }
     }
 
@@ -140,6 +200,12 @@ impl Grant {
     /// Sets the refresh-token family the token belongs to.
     pub fn with_family(mut self, family: FamilyId) -> Self {
         self.family = Some(family);
+        self
+    }
+
+    /// Binds the token to the client key with this thumbprint (DPoP).
+    pub fn with_key_binding(mut self, key: JwkThumbprint) -> Self {
+        self.key_binding = Some(key);
         self
     }
 

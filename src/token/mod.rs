@@ -18,8 +18,8 @@ pub(crate) mod store;
 
 pub use self::boxed::{BoxRefreshTokenStore, BoxTokenStore, DynRefreshTokenStore, DynTokenStore};
 pub use self::grant::{
-    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, RefreshToken, Revocation,
-    TokenTypeHint, MAX_TOKEN_LIFETIME,
+    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, JwkThumbprint, RefreshToken,
+    Revocation, TokenTypeHint, MAX_TOKEN_LIFETIME,
 };
 pub use self::refresh::{
     RefreshLifetimes, RefreshTokenStore, Rotation, DEFAULT_MAX_FAMILIES_PER_USER,

@@ -153,7 +153,7 @@ fn rfc9449_examples() {
     let uri = NormalizedUri::parse(URI).unwrap();
     let check = ProofCheck::new(&http::Method::POST, &uri, 1_562_262_616);
     let verified = verify_proof(token_proof.as_bytes(), &check).unwrap();
-    assert_eq!(verified.thumbprint().as_str(), JKT);
+    assert_eq!(verified.thumbprint().to_string(), JKT);
     assert_eq!(verified.jti(), "-BwC3ESc6acc2lTc");
     assert_eq!(verified.algorithm(), DpopAlgorithm::Es256);
 
@@ -164,7 +164,7 @@ fn rfc9449_examples() {
         &check.clone().access_token(ACCESS_TOKEN),
     )
     .unwrap();
-    assert_eq!(verified.thumbprint().as_str(), JKT);
+    assert_eq!(verified.thumbprint().to_string(), JKT);
     assert_eq!(
         verify_proof(
             resource_proof.as_bytes(),
@@ -625,7 +625,7 @@ fn debug_and_display_never_show_the_proof_or_the_token() {
     let proof = key.proof(&key.header(), &claims());
     let verified = verify(&proof).unwrap();
     let debug = format!("{verified:?}");
-    assert!(debug.contains(verified.thumbprint().as_str()));
+    assert!(debug.contains(&verified.thumbprint().to_string()));
     assert!(!debug.contains(&proof[..20]));
     let uri = NormalizedUri::parse(URI).unwrap();
     let check = ProofCheck::new(&http::Method::POST, &uri, NOW)
