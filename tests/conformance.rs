@@ -334,18 +334,20 @@ impl RefreshTokenStore for BrokenRefresh {
         token: BearerToken<'_>,
         lifetimes: RefreshLifetimes,
     ) -> Result<Rotation, StoreError> {
-        Ok(match self.inner.rotate_refresh_token(token, lifetimes).await? {
-            Rotation::Retried {
-                grant,
-                refresh_token,
-            } if matches!(self.flaw, RefreshFlaw::AnswersRetriesAsRotations) => {
-                Rotation::Rotated {
+        Ok(
+            match self.inner.rotate_refresh_token(token, lifetimes).await? {
+                Rotation::Retried {
                     grant,
                     refresh_token,
+                } if matches!(self.flaw, RefreshFlaw::AnswersRetriesAsRotations) => {
+                    Rotation::Rotated {
+                        grant,
+                        refresh_token,
+                    }
                 }
-            }
-            other => other,
-        })
+                other => other,
+            },
+        )
     }
 
     async fn revoke_refresh_token(
@@ -415,7 +417,10 @@ async fn the_token_suite_names_each_rule_a_broken_store_breaks() {
             Flaw::CannotRevokeFamilies,
             ["a_revoked_family_ends_its_tokens"],
         ),
-        (Flaw::DropsKeyBinding, ["the_client_key_binding_round_trips"]),
+        (
+            Flaw::DropsKeyBinding,
+            ["the_client_key_binding_round_trips"],
+        ),
     ] {
         let broken = TokenStoreSuite::new()
             .check(&broken_token_store(flaw))

@@ -1402,7 +1402,10 @@ async fn a_malformed_cnf_makes_the_token_invalid_not_unbound() {
                 claims.as_object_mut().unwrap().remove("cnf");
             }
         }
-        signer.sign(&header("HS256", "k1"), &serde_json::to_vec(&claims).unwrap())
+        signer.sign(
+            &header("HS256", "k1"),
+            &serde_json::to_vec(&claims).unwrap(),
+        )
     };
     let resolve = |token: String| {
         store

@@ -72,7 +72,9 @@ async fn each_count_matches_a_known_sequence_of_requests() {
             .password_hasher(InsecureFastHasher::new())
             // A grace far longer than the test: the second use of a token is
             // the client's retry, the third reuse.
-            .refresh_tokens(MemoryRefreshTokenStore::with_retry_grace(Duration::from_secs(600)))
+            .refresh_tokens(MemoryRefreshTokenStore::with_retry_grace(
+                Duration::from_secs(600),
+            ))
             .refuse_inactive_login(true)
             .login_policy(LoginThrottle::new().per_username_and_address(2, Duration::from_secs(60)))
             .build(),

@@ -695,8 +695,9 @@ async fn a_bound_tokens_record_holds_its_thumbprint_and_old_records_read_unbound
         }
         let fields: Vec<String> = redis::cmd("HVALS").arg(&key).query(&mut *redis).unwrap();
         assert!(
-            fields.iter().any(|field| field
-                .contains(&format!(r#""jkt":"{THUMBPRINT}""#))),
+            fields
+                .iter()
+                .any(|field| field.contains(&format!(r#""jkt":"{THUMBPRINT}""#))),
             "{key} holds the binding: {fields:?}"
         );
     }

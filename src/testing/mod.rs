@@ -451,7 +451,10 @@ async fn the_client_key_binding_round_trips<Ts: TokenStore>(store: &Ts) {
             "{what} must resolve bound to its client key"
         );
     }
-    for sent in [grant_for("unbound"), grant_for("unbound").with_family(family)] {
+    for sent in [
+        grant_for("unbound"),
+        grant_for("unbound").with_family(family),
+    ] {
         let issued = issue(store, sent).await;
         let got = resolve(store, &issued).await.map(|grant| grant.key_binding);
         assert_eq!(

@@ -234,7 +234,9 @@ impl RefreshTokenStoreSuite {
             .with_key_binding(key);
         let first = issue(store, bound, long()).await;
         assert_eq!(
-            peek(store, &first).await.and_then(|grant| grant.key_binding),
+            peek(store, &first)
+                .await
+                .and_then(|grant| grant.key_binding),
             Some(key),
             "a peek at a bound family gives its client key"
         );
@@ -262,7 +264,9 @@ impl RefreshTokenStoreSuite {
         } else {
             let third = rotated(store, &second, "the new bound token").await;
             assert_eq!(
-                peek(store, &third).await.and_then(|grant| grant.key_binding),
+                peek(store, &third)
+                    .await
+                    .and_then(|grant| grant.key_binding),
                 Some(key),
                 "the family keeps its client key after two rotations"
             );

@@ -40,7 +40,9 @@ use crate::token::refresh::{
 ///   secret the application configures with
 ///   [`with_refresh_secret`](Self::with_refresh_secret)), never the key. A copy of
 ///   the database (a backup, a replica, `MONITOR`) is no set of working tokens,
-///   and no lookup compares a secret.
+///   and no lookup compares a secret. A token or family bound to a client key
+///   (DPoP, [`Grant::key_binding`]) holds the key's thumbprint (`jkt`), which is
+///   public; a record without one is unbound.
 /// - **Refresh families** live their idle lifetime after each use and at most
 ///   their absolute lifetime after the login (see [`RefreshLifetimes`](crate::token::RefreshLifetimes)), both by
 ///   Redis's clock (`TIME`), as is the retry grace; a user holds at most 100 live
@@ -579,9 +581,8 @@ impl Record {
         let expires_at = UNIX_EPOCH + Duration::from_millis(self.exp);
         let mut grant = Grant::new(self.sub, scopes, expires_at).with_stamp(stamp);
         if let Some(jkt) = &self.jkt {
-            let key = JwkThumbprint::from_encoded(jkt).ok_or_else(|| {
-                StoreError::new("corrupt token record in Redis: bad key binding")
-            })?;
+            let key = JwkThumbprint::from_encoded(jkt)
+                .ok_or_else(|| StoreError::new("corrupt token record in Redis: bad key binding"))?;
             grant = grant.with_key_binding(key);
         }
         Ok(grant)
