@@ -2,7 +2,9 @@
 //! on a real server (`cargo test --features sqlx --test user_cache`; PostgreSQL with
 //! `TEST_POSTGRES=1`): the guard answers from the cache, a change in the database
 //! is seen within `max_staleness`, the login never uses the cache, the entries stay
-//! under their cap, and one user's concurrent misses ask the database once.
+//! under their cap, and one user's concurrent misses ask the database once. With
+//! `--features sqlx,redis` also: an invalidation published by one replica reaches
+//! the others on the same Redis prefix (the real Redis at `REDIS_URL`).
 #![cfg(feature = "sqlx")]
 
 mod common;
@@ -271,4 +273,93 @@ async fn concurrent_misses_ask_the_database_once(kind: Kind) {
     let again = users.principal(&subject).into_ready();
     assert!(matches!(again, Ok(Ok(Some(_)))), "{again:?}");
     assert_eq!(principals.load(Ordering::SeqCst), 1);
+}
+
+/// Invalidations through Redis pub/sub, between replicas that share a database.
+#[cfg(feature = "redis")]
+mod across_replicas {
+    use super::*;
+    use common::redis::Prefix;
+
+    on_each_database!(invalidate_everywhere_reaches_the_replicas_on_its_prefix);
+
+    fn replica(db: &TestDb, prefix: &Prefix) -> CachedUserStore<SqlUserStore<User>> {
+        CachedUserStore::builder(SqlUserStore::builder(db.pool.clone()).build())
+            .max_staleness(LONG)
+            .invalidations(prefix.connection())
+            .build()
+    }
+
+    /// Waits until `count` replicas listen on `prefix`'s channel (`PUBSUB NUMSUB`).
+    async fn until_listening(prefix: &Prefix, count: i64) {
+        let channel = format!("{}user-cache:invalidate", prefix.as_str());
+        let started = Instant::now();
+        loop {
+            let mut connection = prefix.sync();
+            let (_, listening): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query(&mut *connection)
+                .unwrap();
+            if listening == count {
+                return;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{listening} of {count} listen"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Replicas A and B share a prefix, C has its own: A's invalidation ends B's
+    /// window (within its 600 s staleness), not C's.
+    async fn invalidate_everywhere_reaches_the_replicas_on_its_prefix(kind: Kind) {
+        let Some((db, table)) = with_johndoe(kind).await else {
+            return;
+        };
+        let shared = Prefix::new("user_cache_invalidations");
+        let other = Prefix::new("user_cache_other");
+        let (a, b, c) = (
+            replica(&db, &shared),
+            replica(&db, &shared),
+            replica(&db, &other),
+        );
+        // The replicas' tokens are shared, in Redis under the shared prefix.
+        let serve = |users: &CachedUserStore<SqlUserStore<User>>| {
+            let layer = OAuth2PasswordLayer::builder(users.clone())
+                .token_store(shared.store())
+                .build();
+            Server::start_with(layer)
+        };
+        let servers = [serve(&a).await, serve(&b).await, serve(&c).await];
+        let token = servers[0].login("johndoe", "secret").await;
+        // The first lookups start the listeners; each forgets every user when
+        // its subscription is made.
+        for server in &servers {
+            assert_johndoe(&server.me(&token).await);
+        }
+        until_listening(&shared, 2).await;
+        until_listening(&other, 1).await;
+        for server in &servers {
+            assert_johndoe(&server.me(&token).await);
+        }
+
+        assert!(table.disable("johndoe").await.unwrap());
+        // Within the window, each replica serves what it read.
+        assert_johndoe(&servers[1].me(&token).await);
+        a.invalidate_everywhere("johndoe").await.expect("published");
+        servers[0]
+            .me(&token)
+            .await
+            .assert_error(400, "Inactive user", None);
+        until_refused(&servers[1], &token)
+            .await
+            .assert_error(400, "Inactive user", None);
+        // Another prefix is another channel: C serves its entry until its window ends.
+        assert_johndoe(&servers[2].me(&token).await);
+        for server in servers {
+            server.stop().await;
+        }
+    }
 }

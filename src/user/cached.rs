@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 use crate::password::HashedPassword;
+#[cfg(feature = "redis")]
+use crate::redis::RedisConnection;
 use crate::store::{Lookup, StoreError};
 use crate::user::store::{Credentials, Principal, UserStore};
 use crate::user::subject::Subject;
@@ -43,6 +45,13 @@ const DEFAULT_ENTRIES: usize = 10_000;
 /// users (default 10,000), unknown users ("no such user") included; past that,
 /// expired entries are swept, and if none are, one entry is dropped for each new
 /// one. Store errors are never kept: the next request asks again.
+///
+/// **Across replicas** (feature `redis`): with
+/// [`invalidations`](CachedUserStoreBuilder::invalidations),
+/// [`invalidate_everywhere`](Self::invalidate_everywhere) ends the window on every
+/// replica sharing the Redis channel, within a Redis round trip. A message lost
+/// (Redis down, a replica reconnecting) falls back to `max_staleness`: the bound
+/// holds whatever Redis does.
 ///
 /// **One query per user at a time.** Requests of one user arriving while the
 /// store is being asked wait for that answer (an error included) instead of each
@@ -78,6 +87,8 @@ struct Inner<S: UserStore> {
     /// Bumped by every invalidation: an answer asked for before one is given to
     /// the requests waiting for it, but not kept.
     epoch: AtomicU64,
+    #[cfg(feature = "redis")]
+    broadcast: Option<broadcast::Broadcast>,
 }
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -114,6 +125,8 @@ impl<S: UserStore> CachedUserStore<S> {
             store,
             max_staleness: DEFAULT_STALENESS,
             max_entries: DEFAULT_ENTRIES,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 
@@ -147,18 +160,40 @@ impl<S: UserStore> CachedUserStore<S> {
         self.inner.forget(subject);
     }
 
+    /// [`invalidate`](Self::invalidate) on this replica, and (with
+    /// [`invalidations`](CachedUserStoreBuilder::invalidations), feature
+    /// `redis`) on every replica listening on the same Redis channel. Without a
+    /// channel, the same as `invalidate`.
+    ///
+    /// # Errors
+    ///
+    /// If Redis cannot be told: this replica has forgotten the user anyway, and
+    /// the others see the change within their `max_staleness`.
+    pub async fn invalidate_everywhere(&self, subject: &str) -> Result<(), StoreError> {
+        self.inner.forget(subject);
+        #[cfg(feature = "redis")]
+        if let Some(broadcast) = &self.inner.broadcast {
+            return broadcast.publish(subject).await;
+        }
+        Ok(())
+    }
+
     /// Forgets every user on this replica.
     pub fn clear(&self) {
-        let mut state = self.inner.state();
-        self.inner.epoch.fetch_add(1, Ordering::Relaxed);
-        state.entries.clear();
-        state.flights.clear();
+        self.inner.clear();
     }
 }
 
 impl<S: UserStore> Inner<S> {
     fn state(&self) -> MutexGuard<'_, State<S::User>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn clear(&self) {
+        let mut state = self.state();
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        state.entries.clear();
+        state.flights.clear();
     }
 
     fn forget(&self, subject: &str) {
@@ -239,6 +274,8 @@ pub struct CachedUserStoreBuilder<S> {
     store: S,
     max_staleness: Duration,
     max_entries: usize,
+    #[cfg(feature = "redis")]
+    redis: Option<RedisConnection>,
 }
 
 impl<S: UserStore> CachedUserStoreBuilder<S> {
@@ -265,6 +302,35 @@ impl<S: UserStore> CachedUserStoreBuilder<S> {
         self
     }
 
+    /// Listens for invalidations on the Redis channel `user-cache:invalidate`
+    /// under `redis`'s prefix (one server; not a Redis Cluster), and publishes
+    /// there on [`CachedUserStore::invalidate_everywhere`]: replicas with the
+    /// same prefix forget a user together. Each replica holds one more
+    /// connection to Redis, made on the first lookup (on a Tokio runtime) and
+    /// made again after it ends; when it is (re)made, the replica forgets every
+    /// user, since messages may have been missed meanwhile.
+    ///
+    /// ```
+    /// use tower_oauth2_password::redis::RedisConnection;
+    /// use tower_oauth2_password::user::CachedUserStore;
+    /// use tower_oauth2_password::MemoryUserStore;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let redis = RedisConnection::new("redis://127.0.0.1:6379")?.with_prefix("myapp:");
+    /// # let store = MemoryUserStore::<String>::new(); // e.g. a SqlUserStore
+    /// let users = CachedUserStore::builder(store).invalidations(&redis).build();
+    /// # let _ = users;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    #[must_use]
+    pub fn invalidations(mut self, redis: impl Into<RedisConnection>) -> Self {
+        self.redis = Some(redis.into());
+        self
+    }
+
     /// The store.
     pub fn build(self) -> CachedUserStore<S> {
         CachedUserStore {
@@ -278,6 +344,8 @@ impl<S: UserStore> CachedUserStoreBuilder<S> {
                     swept: Instant::now(),
                 }),
                 epoch: AtomicU64::new(0),
+                #[cfg(feature = "redis")]
+                broadcast: self.redis.map(broadcast::Broadcast::new),
             }),
         }
     }
@@ -304,6 +372,10 @@ impl<S: UserStore> UserStore for CachedUserStore<S> {
                 })
             }))
         };
+        #[cfg(feature = "redis")]
+        if let Some(broadcast) = &self.inner.broadcast {
+            broadcast.listen(&self.inner);
+        }
         let inner = Arc::clone(&self.inner);
         let subject = subject.clone();
         Lookup::pending(async move {
@@ -353,5 +425,130 @@ impl<S: UserStore> UserStore for CachedUserStore<S> {
         new: HashedPassword,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
         self.inner.store.update_password_hash(subject, old, new)
+    }
+}
+
+/// Invalidations through Redis pub/sub (feature `redis`).
+#[cfg(feature = "redis")]
+mod broadcast {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Weak};
+    use std::time::Duration;
+
+    use futures_util::future::{self, Either};
+    use futures_util::StreamExt;
+
+    use super::Inner;
+    use crate::redis::RedisConnection;
+    use crate::store::StoreError;
+    use crate::user::store::UserStore;
+
+    /// How long a listener waits before subscribing again after a failure.
+    const RETRY: Duration = Duration::from_secs(1);
+
+    pub(super) struct Broadcast {
+        redis: RedisConnection,
+        channel: String,
+        /// Whether the listening task was started.
+        listening: AtomicBool,
+        /// Ends the listening task when the cache is dropped (the task holds
+        /// only a weak handle, and may wait on Redis for a long time).
+        stop: tokio::sync::watch::Sender<()>,
+    }
+
+    impl Broadcast {
+        pub(super) fn new(redis: RedisConnection) -> Self {
+            let channel = redis.key(format_args!("user-cache:invalidate"));
+            Self {
+                redis,
+                channel,
+                listening: AtomicBool::new(false),
+                stop: tokio::sync::watch::Sender::new(()),
+            }
+        }
+
+        pub(super) async fn publish(&self, subject: &str) -> Result<(), StoreError> {
+            self.redis
+                .query::<i64>("PUBLISH", (&self.channel, subject))
+                .await
+                .map(drop)
+        }
+
+        /// Starts the listener once, on the current Tokio runtime (if any: else
+        /// on a later lookup).
+        pub(super) fn listen<S: UserStore>(&self, inner: &Arc<Inner<S>>) {
+            if self.listening.load(Ordering::Relaxed) {
+                return;
+            }
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            if self.listening.swap(true, Ordering::Relaxed) {
+                return;
+            }
+            let task = listener(
+                Arc::downgrade(inner),
+                self.redis.clone(),
+                self.channel.clone(),
+                self.stop.subscribe(),
+            );
+            runtime.spawn(task);
+        }
+    }
+
+    /// Subscribes, forgets every user (messages may have been missed before),
+    /// then forgets each user named on the channel; again after the
+    /// subscription ends; until the cache is dropped.
+    async fn listener<S: UserStore>(
+        inner: Weak<Inner<S>>,
+        redis: RedisConnection,
+        channel: String,
+        mut stop: tokio::sync::watch::Receiver<()>,
+    ) {
+        let stopped = stop.changed();
+        futures_util::pin_mut!(stopped);
+        loop {
+            let subscribed = redis.subscribe(&channel);
+            futures_util::pin_mut!(subscribed);
+            let messages = match future::select(stopped.as_mut(), subscribed).await {
+                Either::Left(_) => return,
+                Either::Right((Ok(messages), _)) => messages,
+                Either::Right((Err(error), _)) => {
+                    tracing::warn!(%error, "user cache: cannot subscribe to invalidations; retrying");
+                    let retry = tokio::time::sleep(RETRY);
+                    futures_util::pin_mut!(retry);
+                    if let Either::Left(_) = future::select(stopped.as_mut(), retry).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match inner.upgrade() {
+                Some(inner) => inner.clear(),
+                None => return,
+            }
+            let mut messages = messages;
+            loop {
+                let next = messages.next();
+                let message = match future::select(stopped.as_mut(), next).await {
+                    Either::Left(_) => return,
+                    Either::Right((message, _)) => message,
+                };
+                let Some(message) = message else {
+                    tracing::warn!(
+                        "user cache: the invalidations subscription ended; subscribing again"
+                    );
+                    break;
+                };
+                let Some(inner) = inner.upgrade() else {
+                    return;
+                };
+                match message.get_payload::<String>() {
+                    Ok(subject) => inner.forget(&subject),
+                    // Not ours to read: forget everyone rather than no one.
+                    Err(_) => inner.clear(),
+                }
+            }
+        }
     }
 }
