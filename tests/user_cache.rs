@@ -16,12 +16,16 @@ use std::time::{Duration, Instant};
 
 use common::{tutorial::User, Reply, Server};
 use sql_support::{Kind, TestDb};
+use tower_oauth2_password::password::HashedPassword;
+use tower_oauth2_password::scope::Scopes;
 use tower_oauth2_password::store::{Lookup, StoreError};
+use tower_oauth2_password::testing::{UserFixture, UserStoreSuite};
 use tower_oauth2_password::user::sql::{NewUser, SqlUserStore, UsersTable};
 use tower_oauth2_password::user::{CachedUserStore, Credentials, Principal, Subject, UserStore};
 use tower_oauth2_password::{Argon2Hasher, OAuth2PasswordLayer, PasswordHasher};
 
 on_each_database!(
+    passes_the_user_store_suite,
     a_cached_guard_serves_while_the_database_is_down,
     a_disabled_user_is_refused_after_the_window,
     invalidate_ends_the_window_at_once,
@@ -92,6 +96,77 @@ async fn until_refused(server: &Server, token: &str) -> Reply {
             "still served {DEADLINE:?} after the change"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The suite's changes through `UsersTable`, each then invalidated in the cache
+/// (or not, when the cache keeps nothing for long).
+struct Invalidating {
+    table: UsersTable,
+    users: CachedUserStore<SqlUserStore>,
+    invalidate: bool,
+}
+
+impl Invalidating {
+    fn changed(&self, username: &str) {
+        if self.invalidate {
+            self.users.invalidate(username);
+        }
+    }
+}
+
+impl UserFixture for Invalidating {
+    type Store = CachedUserStore<SqlUserStore>;
+
+    fn store(&self) -> &Self::Store {
+        &self.users
+    }
+
+    async fn add(&self, username: &str, password_hash: HashedPassword, scopes: Scopes) {
+        let user = NewUser::new(username, password_hash).scopes(scopes);
+        assert!(self.table.add(&user).await.expect("insert"));
+        self.changed(username);
+    }
+
+    async fn disable(&self, username: &str) {
+        assert!(self.table.disable(username).await.expect("update"));
+        self.changed(username);
+    }
+
+    async fn remove(&self, username: &str) {
+        assert!(self.table.remove(username).await.expect("delete"));
+        self.changed(username);
+    }
+
+    async fn set_password(&self, username: &str, password_hash: HashedPassword) {
+        let set = self.table.set_password(username, &password_hash).await;
+        assert!(set.expect("update"));
+        self.changed(username);
+    }
+
+    async fn set_scopes(&self, username: &str, scopes: Scopes) {
+        let set = self.table.set_scopes(username, &scopes).await;
+        assert!(set.expect("update"));
+        self.changed(username);
+    }
+}
+
+/// The cache answers as the store does: when each change is invalidated (a long
+/// window), and when nothing is kept (`max_staleness` zero, no invalidation).
+async fn passes_the_user_store_suite(kind: Kind) {
+    let Some((db, table)) = with_johndoe(kind).await else {
+        return;
+    };
+    for (max_staleness, invalidate) in [(LONG, true), (Duration::ZERO, false)] {
+        let users = CachedUserStore::builder(SqlUserStore::new(db.pool.clone()))
+            .max_staleness(max_staleness)
+            .build();
+        let fixture = Invalidating {
+            table: table.clone(),
+            users,
+            invalidate,
+        };
+        UserStoreSuite::new().run(&fixture).await;
     }
 }
 

@@ -249,6 +249,33 @@ impl<S: UserStore> Inner<S> {
 
 type Answer<U> = Result<Option<Principal<U>>, Arc<StoreError>>;
 
+/// A request waiting for a flight. If the last one goes away before the answer
+/// (its client left), the flight leaves the map with it: no flight stays behind
+/// that nobody waits for.
+struct Waiter<S: UserStore> {
+    inner: Arc<Inner<S>>,
+    subject: Subject,
+    flight: Arc<Flight<S::User>>,
+}
+
+impl<S: UserStore> Drop for Waiter<S> {
+    fn drop(&mut self) {
+        if self.flight.answer.initialized() {
+            return;
+        }
+        let mut state = self.inner.state();
+        // The map's handle and this one: requests take theirs under the lock.
+        let last = Arc::strong_count(&self.flight) == 2
+            && state
+                .flights
+                .get(&self.subject)
+                .is_some_and(|current| Arc::ptr_eq(current, &self.flight));
+        if last {
+            state.flights.remove(&self.subject);
+        }
+    }
+}
+
 impl<S: UserStore> Clone for CachedUserStore<S> {
     fn clone(&self) -> Self {
         Self {
@@ -376,14 +403,22 @@ impl<S: UserStore> UserStore for CachedUserStore<S> {
         if let Some(broadcast) = &self.inner.broadcast {
             broadcast.listen(&self.inner);
         }
-        let inner = Arc::clone(&self.inner);
-        let subject = subject.clone();
+        let waiter = Waiter {
+            inner: Arc::clone(&self.inner),
+            subject: subject.clone(),
+            flight,
+        };
         Lookup::pending(async move {
+            let Waiter {
+                inner,
+                subject,
+                flight,
+            } = &waiter;
             let answer = flight
                 .answer
                 .get_or_init(|| async {
-                    let answer = inner.store.principal(&subject).await.map_err(Arc::new);
-                    inner.land(&subject, &flight, &answer);
+                    let answer = inner.store.principal(subject).await.map_err(Arc::new);
+                    inner.land(subject, flight, &answer);
                     answer
                 })
                 .await;
@@ -550,5 +585,47 @@ mod broadcast {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    /// A store that never answers the guard: a database that hangs.
+    struct Hanging;
+
+    impl UserStore for Hanging {
+        type User = String;
+
+        fn principal(&self, _: &Subject) -> Lookup<Option<Principal<String>>> {
+            Lookup::pending(std::future::pending())
+        }
+
+        async fn credentials(&self, _: &str) -> Result<Option<Credentials>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    fn flights<S: UserStore>(cache: &CachedUserStore<S>) -> usize {
+        cache.inner.state().flights.len()
+    }
+
+    /// Requests whose clients leave before the store answers leave nothing behind.
+    #[test]
+    fn a_flight_nobody_waits_for_leaves_the_map() {
+        let cache = CachedUserStore::new(Hanging);
+        let subject = Subject::from("johndoe");
+        let first = cache.principal(&subject);
+        let second = cache.principal(&subject);
+        assert_eq!(flights(&cache), 1, "one flight for one user");
+        // Polled (the store asked), then gone.
+        assert!(first.now_or_never().is_none());
+        assert_eq!(flights(&cache), 1, "the second still waits");
+        drop(second);
+        assert_eq!(flights(&cache), 0);
+        assert!(cache.is_empty());
     }
 }
