@@ -300,6 +300,12 @@ async fn the_entry_cap_holds_under_many_usernames(kind: Kind) {
     let known: Option<Principal<User>> = none.principal(&"johndoe".into()).await.unwrap();
     assert!(known.is_some());
     assert!(none.is_empty());
+    let zero = CachedUserStore::builder(SqlUserStore::builder(db.pool.clone()).build())
+        .max_staleness(Duration::ZERO)
+        .build();
+    let known: Option<Principal<User>> = zero.principal(&"johndoe".into()).await.unwrap();
+    assert!(known.is_some());
+    assert!(zero.is_empty(), "nothing kept that would never be used");
 }
 
 /// The store under the cache, counting what is asked of it.

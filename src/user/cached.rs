@@ -218,7 +218,10 @@ impl<S: UserStore> Inner<S> {
         let Ok(principal) = answer else {
             return;
         };
-        if self.epoch.load(Ordering::Relaxed) != flight.epoch || self.max_entries == 0 {
+        if self.epoch.load(Ordering::Relaxed) != flight.epoch
+            || self.max_entries == 0
+            || self.max_staleness.is_zero()
+        {
             return;
         }
         let now = Instant::now();
