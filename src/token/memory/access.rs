@@ -1234,6 +1234,40 @@ mod tests {
         assert!(capacity < 4 * 201 + SHARDS * 8, "{capacity}");
     }
 
+    #[test]
+    fn a_dense_table_finds_every_item_across_chunks_as_items_come_and_go() {
+        let mut table = Dense::<UserTokens>::default();
+        let item = |user: u64| UserTokens {
+            user,
+            ids: TokenIds::One(TokenId([user; 3])),
+        };
+        let count = 3 * CHUNK as u64 + 17;
+        for user in 0..count {
+            assert!(table
+                .insert(item(user.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+                .is_ok());
+        }
+        // Removals from every chunk move the last items into the holes.
+        for user in (0..count).step_by(3) {
+            let key = user.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            assert_eq!(table.remove(&key).map(|listed| listed.user), Some(key));
+        }
+        for user in 0..count {
+            let key = user.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let found = table.get(&key).map(|listed| listed.user);
+            assert_eq!(found, (user % 3 != 0).then_some(key), "{user}");
+        }
+        let left = table.len();
+        assert_eq!(left as u64, count - count.div_ceil(3));
+        assert_eq!(table.items.iter().count(), left);
+        // Emptied, it gives its chunks back.
+        for user in 0..count {
+            table.remove(&user.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        }
+        table.shrink_if_sparse();
+        assert_eq!((table.len(), table.items.capacity()), (0, 0));
+    }
+
     fn rand_bytes() -> [u8; TOKEN_BYTES] {
         let mut bytes = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut bytes).unwrap();
