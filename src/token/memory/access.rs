@@ -446,6 +446,9 @@ impl<T> Default for Dense<T> {
     }
 }
 
+/// The most items a shrinking index rehashes (well under a millisecond).
+const REHASH_MAX: usize = 16_384;
+
 /// A table already holds `u32::MAX` items.
 struct Full;
 
@@ -518,8 +521,12 @@ impl<T: Keyed> Dense<T> {
     /// Gives memory back once under a quarter of it is used (after a mass
     /// expiry).
     fn shrink_if_sparse(&mut self) {
-        if self.items.is_sparse() || self.index.capacity() > 4 * self.items.len().max(16) {
+        if self.items.is_sparse() {
             self.items.shrink_to_fit();
+        }
+        // A smaller index rehashes every item left, under the caller's lock: only
+        // once few are left (a big index of few items costs 5 bytes a bucket).
+        if self.index.capacity() > 4 * self.items.len().max(16) && self.items.len() <= REHASH_MAX {
             let items = &self.items;
             self.index.shrink_to_fit(|&at| rehash(items, at));
         }
