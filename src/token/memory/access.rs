@@ -1,13 +1,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::{ready, Future};
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use hashbrown::HashTable;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
@@ -17,8 +18,8 @@ use crate::scope::Scopes;
 use crate::store::Lookup;
 use crate::store::StoreError;
 use crate::token::grant::{
-    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenTypeHint,
-    DEFAULT_MAX_TOKENS_PER_FAMILY,
+    AccessToken, BearerToken, FamilyId, Grant, IssuedToken, JwkThumbprint, Revocation,
+    TokenTypeHint, DEFAULT_MAX_TOKENS_PER_FAMILY,
 };
 use crate::token::store::TokenStore;
 use crate::user::subject::Subject;
@@ -32,11 +33,18 @@ use crate::user::subject::Subject;
 /// the text they are, with no decoding on the request path.
 ///
 /// Tokens live in 16 shards, each behind its own lock, picked by the token's id.
-/// Expired tokens are dropped by sweeps: each issue sweeps the shard it lands in
-/// and the next in turn, each at most once per sweep interval (default one
-/// minute), so every shard is swept whether or not tokens land in it, memory
-/// holds at most the tokens issued within one lifetime plus one interval (and 16
-/// issues), and a sweep blocks only the sixteenth of the tokens it covers.
+/// Expired tokens are dropped by sweeps: each issue sweeps a batch of 1024 tokens
+/// of the shard it lands in and of the next in turn, each shard once per sweep
+/// interval (default one minute) and until its sweep reaches its end, so every
+/// shard is swept whether or not tokens land in it, and memory holds at most the
+/// tokens issued within one lifetime plus one interval (and the issues a sweep
+/// takes: about 500 for a million expired tokens). A lookup waits for at most
+/// one batch of one shard, an issue for two batches.
+///
+/// A live token takes about 180 bytes at a million tokens (a token id and secret,
+/// expiry, stamp, a subject of up to 23 bytes, scopes; its user's list, the
+/// indexes): the guide's performance page has the figures. A longer subject, any
+/// scope, a refresh family or a DPoP key binding add an allocation.
 ///
 /// A user holds at most 100 live tokens by default
 /// ([`with_max_tokens_per_user`](Self::with_max_tokens_per_user)): a new login
@@ -94,8 +102,10 @@ const DEFAULT_MAX_TOKENS_PER_USER: usize = 100;
 struct Lists {
     /// Each user's live tokens, oldest first, to evict the oldest beyond
     /// `max_per_user`; keyed by a hash of the subject, so a user costs no copy of
-    /// it.
-    users: ByUser,
+    /// it. Dense tables: a user holding one token costs 40 bytes and an index
+    /// bucket, not a half-empty hash table's worth; 16 of them, so that growing
+    /// or shrinking one rehashes a sixteenth of the users while issues wait.
+    users: [Dense<UserTokens>; SHARDS],
     /// Each refresh family's live tokens, oldest first: to end them together, and
     /// to evict the oldest beyond `max_per_family`.
     families: HashMap<FamilyId, TokenIds, foldhash::fast::FixedState>,
@@ -106,7 +116,24 @@ struct Lists {
     sweep_ended_at: usize,
 }
 
-type ByUser = HashMap<u64, TokenIds, foldhash::fast::FixedState>;
+/// One user's tokens, under the hash of their subject.
+struct UserTokens {
+    user: u64,
+    ids: TokenIds,
+}
+
+impl Keyed for UserTokens {
+    type Key = u64;
+
+    fn key(&self) -> &u64 {
+        &self.user
+    }
+
+    fn hash(user: &u64) -> u64 {
+        // Already a seeded hash of the subject.
+        *user
+    }
+}
 
 /// One user's (or family's) token ids, oldest first. Most hold one token: it is
 /// kept inline, with no allocation of its own.
@@ -156,13 +183,39 @@ impl TokenIds {
             }
         }
     }
+
+    /// Records `id` as the newest, and takes out (to revoke) the oldest ones
+    /// beyond `max`.
+    fn push_beyond(&mut self, id: TokenId, max: usize) -> Vec<TokenId> {
+        self.push(id);
+        let mut beyond = Vec::new();
+        while self.len() > max {
+            let Some(oldest) = self.pop_oldest() else {
+                break;
+            };
+            beyond.push(oldest);
+        }
+        beyond
+    }
 }
 
 /// Shards: enough that a sweep of a million tokens stalls no lookup for long, few
 /// enough that an empty store stays small.
 const SHARDS: usize = 16;
 
-type Tokens = HashMap<TokenId, Entry, BuildHasherDefault<IdHasher>>;
+/// Tokens a sweep looks at before it lets go of the shard's lock (and the issue
+/// that runs it returns): a sweep of a million expired tokens is spread over
+/// about 500 issues, each stalling lookups of one shard for a fraction of a
+/// millisecond.
+const SWEEP_BATCH: usize = 1024;
+
+/// One shard's tokens, and how far the sweep in progress has got.
+#[derive(Default)]
+struct Tokens {
+    table: Dense<Slot>,
+    /// Where the sweep in progress goes on (0: at the start of the next).
+    sweep_at: usize,
+}
 
 #[derive(Default)]
 struct Shard {
@@ -173,7 +226,7 @@ struct Shard {
 
 impl Shard {
     fn read(&self) -> RwLockReadGuard<'_, Tokens> {
-        // Every update is a single map operation: a poisoned map is still consistent.
+        // Every update is a single table operation: a poisoned table is still consistent.
         self.tokens.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -182,9 +235,307 @@ impl Shard {
     }
 }
 
-struct Entry {
+/// One token as held: 120 bytes, none of them on the heap for most tokens (a
+/// subject of up to 23 bytes, no scope, no family, no key binding).
+struct Slot {
+    id: TokenId,
     secret: Secret,
-    grant: Grant,
+    expires_at: SystemTime,
+    stamp: u64,
+    subject: Subject,
+    scopes: Scopes,
+    /// What few tokens carry: a family (refresh tokens on) or a key binding
+    /// (DPoP). Boxed, so that the others do not pay their 50 bytes.
+    rare: Option<Box<Rare>>,
+}
+
+struct Rare {
+    family: Option<FamilyId>,
+    key_binding: Option<JwkThumbprint>,
+}
+
+impl Slot {
+    fn new(id: TokenId, secret: Secret, grant: Grant) -> Self {
+        let Grant {
+            subject,
+            scopes,
+            expires_at,
+            stamp,
+            family,
+            key_binding,
+        } = grant;
+        let rare = (family.is_some() || key_binding.is_some()).then(|| {
+            Box::new(Rare {
+                family,
+                key_binding,
+            })
+        });
+        Self {
+            id,
+            secret,
+            expires_at,
+            stamp,
+            subject,
+            scopes,
+            rare,
+        }
+    }
+
+    fn family(&self) -> Option<FamilyId> {
+        self.rare.as_ref().and_then(|rare| rare.family)
+    }
+
+    #[inline]
+    fn grant(&self) -> Grant {
+        let (family, key_binding) = match &self.rare {
+            None => (None, None),
+            Some(rare) => (rare.family, rare.key_binding),
+        };
+        Grant {
+            subject: self.subject.clone(),
+            scopes: self.scopes.clone(),
+            expires_at: self.expires_at,
+            stamp: self.stamp,
+            family,
+            key_binding,
+        }
+    }
+}
+
+impl Keyed for Slot {
+    type Key = TokenId;
+
+    fn key(&self) -> &TokenId {
+        &self.id
+    }
+
+    fn hash(id: &TokenId) -> u64 {
+        id.mixed()
+    }
+}
+
+/// Items per chunk of a [`Chunks`]: 123 KB of tokens, freed and allocated whole.
+const CHUNK_BITS: u32 = 10;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// Items side by side, in chunks of [`CHUNK`]: every chunk but the last is full,
+/// and the last grows by doubling up to a chunk. A single `Vec` doubling its
+/// capacity would leave up to half of it spare (a third, growing by half), and
+/// copy everything on each growth under the shard's lock; chunks leave at most
+/// one chunk's worth spare and copy at most one chunk.
+struct Chunks<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for Chunks<T> {
+    fn default() -> Self {
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunks<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Items the chunks have room for.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.chunks.iter().map(Vec::capacity).sum()
+    }
+
+    #[inline]
+    fn get(&self, at: usize) -> Option<&T> {
+        self.chunks.get(at >> CHUNK_BITS)?.get(at & (CHUNK - 1))
+    }
+
+    fn get_mut(&mut self, at: usize) -> Option<&mut T> {
+        self.chunks
+            .get_mut(at >> CHUNK_BITS)?
+            .get_mut(at & (CHUNK - 1))
+    }
+
+    fn push(&mut self, item: T) {
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => {
+                if last.len() == last.capacity() {
+                    last.reserve_exact(last.len().max(4).min(CHUNK - last.len()));
+                }
+                last.push(item);
+            }
+            _ => {
+                // The first chunk starts small: a store of a few tokens stays small.
+                let mut chunk = Vec::with_capacity(if self.chunks.is_empty() { 4 } else { CHUNK });
+                chunk.push(item);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Takes out the item at `at`, and moves the last one into its place.
+    fn swap_remove(&mut self, at: usize) -> Option<T> {
+        if at >= self.len {
+            return None;
+        }
+        let last = self.chunks.last_mut()?.pop()?;
+        self.len -= 1;
+        if self.chunks.last().is_some_and(Vec::is_empty) {
+            self.chunks.pop();
+        }
+        if at == self.len {
+            return Some(last);
+        }
+        self.get_mut(at).map(|item| std::mem::replace(item, last))
+    }
+
+    /// Whether under a quarter of the room is used.
+    fn is_sparse(&self) -> bool {
+        self.chunks
+            .last()
+            .is_some_and(|last| last.len() < last.capacity() / 4)
+            || self.chunks.capacity() > 4 * self.chunks.len().max(1)
+    }
+
+    fn shrink_to_fit(&mut self) {
+        if let Some(last) = self.chunks.last_mut() {
+            last.shrink_to_fit();
+        }
+        self.chunks.shrink_to_fit();
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flatten()
+    }
+}
+
+/// What [`Dense`] holds: items that know their key.
+trait Keyed {
+    type Key: PartialEq;
+
+    fn key(&self) -> &Self::Key;
+
+    /// The key's hash, as the index uses it.
+    fn hash(key: &Self::Key) -> u64;
+}
+
+/// A table of items found by key: the items side by side in [`Chunks`], and a
+/// hash index of their positions (4 bytes and a control byte a bucket). A hash
+/// map holding the items themselves keeps each in a bucket, and its buckets are
+/// between 44 % and 87.5 % full: at a million tokens in 16 shards, 48 %, so
+/// every byte of an item cost two. Here an item costs its size once, and 5 to 11
+/// bytes of index.
+///
+/// Removing an item moves the last one into its place.
+struct Dense<T> {
+    index: HashTable<u32>,
+    items: Chunks<T>,
+}
+
+impl<T> Default for Dense<T> {
+    fn default() -> Self {
+        Self {
+            index: HashTable::new(),
+            items: Chunks::default(),
+        }
+    }
+}
+
+/// The most items a shrinking index rehashes (well under a millisecond).
+const REHASH_MAX: usize = 16_384;
+
+/// A table already holds `u32::MAX` items.
+struct Full;
+
+impl<T: Keyed> Dense<T> {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn position(&self, key: &T::Key) -> Option<usize> {
+        let items = &self.items;
+        let found = self.index.find(T::hash(key), |&at| {
+            items.get(at as usize).is_some_and(|item| item.key() == key)
+        })?;
+        Some(*found as usize)
+    }
+
+    /// The item under `key`: found once, by the index's comparison (looking it up
+    /// again by position would cost the guard's lookup a second chunk fetch).
+    #[inline]
+    fn get(&self, key: &T::Key) -> Option<&T> {
+        let mut found = None;
+        self.index
+            .find(T::hash(key), |&at| match self.items.get(at as usize) {
+                Some(item) if item.key() == key => {
+                    found = Some(item);
+                    true
+                }
+                _ => false,
+            })?;
+        found
+    }
+
+    fn get_mut(&mut self, key: &T::Key) -> Option<&mut T> {
+        let at = self.position(key)?;
+        self.items.get_mut(at)
+    }
+
+    /// Adds `item`, whose key the table must not hold yet.
+    fn insert(&mut self, item: T) -> Result<(), Full> {
+        let at = u32::try_from(self.items.len()).map_err(|_| Full)?;
+        let hash = T::hash(item.key());
+        self.items.push(item);
+        let items = &self.items;
+        self.index.insert_unique(hash, at, |&at| rehash(items, at));
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &T::Key) -> Option<T> {
+        let at = self.position(key)?;
+        self.remove_at(at)
+    }
+
+    /// Takes out the item at `at`, and moves the last one into its place.
+    fn remove_at(&mut self, at: usize) -> Option<T> {
+        let hash = T::hash(self.items.get(at)?.key());
+        let position = u32::try_from(at).ok()?;
+        if let Ok(entry) = self.index.find_entry(hash, |&p| p == position) {
+            entry.remove();
+        }
+        let item = self.items.swap_remove(at)?;
+        if let Some(moved) = self.items.get(at) {
+            let last = u32::try_from(self.items.len()).ok()?;
+            if let Some(p) = self.index.find_mut(T::hash(moved.key()), |&p| p == last) {
+                *p = position;
+            }
+        }
+        Some(item)
+    }
+
+    /// Gives memory back once under a quarter of it is used (after a mass
+    /// expiry).
+    fn shrink_if_sparse(&mut self) {
+        if self.items.is_sparse() {
+            self.items.shrink_to_fit();
+        }
+        // A smaller index rehashes every item left, under the caller's lock: only
+        // once few are left (a big index of few items costs 5 bytes a bucket).
+        if self.index.capacity() > 4 * self.items.len().max(16) && self.items.len() <= REHASH_MAX {
+            let items = &self.items;
+            self.index.shrink_to_fit(|&at| rehash(items, at));
+        }
+    }
+}
+
+/// The hash of the item at `at`, for the index to move it when it grows or shrinks.
+fn rehash<T: Keyed>(items: &Chunks<T>, at: u32) -> u64 {
+    items.get(at as usize).map_or(0, |item| T::hash(item.key()))
 }
 
 /// Half a token's text as three machine words (the last two bytes zero). Words,
@@ -243,32 +594,6 @@ impl TokenId {
     }
 }
 
-impl Hash for TokenId {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.mixed());
-    }
-}
-
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `TokenId` is hashed with this hasher, and it calls `write_u64`.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = word;
-    }
-}
-
 impl MemoryTokenStore {
     /// An empty store sweeping expired tokens at most once a minute.
     pub fn new() -> Self {
@@ -312,7 +637,7 @@ impl MemoryTokenStore {
         self.inner
             .shards
             .iter()
-            .map(|shard| shard.read().len())
+            .map(|shard| shard.read().table.len())
             .sum()
     }
 
@@ -321,34 +646,40 @@ impl MemoryTokenStore {
         self.len() == 0
     }
 
-    /// Drops every expired token now, one shard at a time.
+    /// Drops every expired token now, one shard at a time, and each shard a batch
+    /// of tokens at a time (lookups wait for one batch at most).
     pub fn purge_expired(&self) {
         let now = SystemTime::now();
         for shard in &self.inner.shards {
-            self.sweep_shard(shard, now);
+            shard.write().sweep_at = 0;
+            while !self.sweep_batch(shard, now) {}
         }
         if metrics::counts_tokens() {
             metrics::live_tokens("memory_access", self.len());
         }
     }
 
-    /// Sweeps one shard, then takes its expired tokens off their users' lists.
-    fn sweep_shard(&self, shard: &Shard, now: SystemTime) {
-        let (expired, old_table) = sweep(&mut shard.write(), now);
+    /// Sweeps the next batch of one shard's tokens, then takes the expired ones
+    /// off their users' lists and frees them, with the shard's lock released.
+    /// Whether the shard's sweep is over.
+    fn sweep_batch(&self, shard: &Shard, now: SystemTime) -> bool {
+        let (expired, done) = shard.write().sweep(now);
         if !expired.is_empty() {
             let mut lists = self.lists();
-            for (id, subject, _, family) in &expired {
-                lists.forget(self.user_key(subject), *family, id);
+            for slot in &expired {
+                lists.forget(self.user_key(&slot.subject), slot.family(), &slot.id);
             }
             // After a mass expiry, give the lists' tables back too.
-            if lists.users.len() < lists.users.capacity() / 4 {
-                lists.users.shrink_to_fit();
+            for users in &mut lists.users {
+                users.shrink_if_sparse();
             }
             if lists.families.len() < lists.families.capacity() / 4 {
                 lists.families.shrink_to_fit();
             }
         }
-        drop((expired, old_table));
+        // Freed here, after both locks: freeing is slower than finding.
+        drop(expired);
+        done
     }
 
     /// The key of `subject`'s list of tokens.
@@ -381,7 +712,17 @@ impl MemoryTokenStore {
             // never stored, and never resolves.
             return Ok(IssuedToken::new(AccessToken::new(token), expires_at));
         }
-        self.shard(&id).write().insert(id, Entry { secret, grant });
+        {
+            let mut tokens = self.shard(&id).write();
+            if tokens.table.get(&id).is_some() {
+                // 132 random bits met an id already held: never seen, refused.
+                return Err(StoreError::new("a new token's id is already taken"));
+            }
+            tokens
+                .table
+                .insert(Slot::new(id, secret, grant))
+                .map_err(|Full| StoreError::new("a token shard is full"))?;
+        }
         self.evict_beyond_caps(&mut lists, user, family, id);
         drop(lists);
         if metrics::counts_tokens() {
@@ -391,17 +732,17 @@ impl MemoryTokenStore {
         Ok(IssuedToken::new(AccessToken::new(token), expires_at))
     }
 
-    /// Sweeps the shard the new token lands in, and the next one in turn, each if
-    /// not swept for an interval: every shard's expired tokens go within 16
-    /// issues, whether or not new ones land in it, and one issue sweeps at most
-    /// two sixteenths of the store.
+    /// Sweeps a batch of the shard the new token lands in, and of the next one in
+    /// turn, each if its sweep is under way or it was not swept for an interval:
+    /// every shard's expired tokens go, a batch at a time, whether or not new ones
+    /// land in it, and one issue sweeps at most two batches.
     fn sweep_due_shards(&self, landing: &TokenId, now: SystemTime, now_secs: u64) {
         let next = now_secs.saturating_add(self.inner.sweep_interval.as_secs());
         let turn = self.inner.sweep_turn.fetch_add(1, Ordering::Relaxed) % SHARDS;
         for shard in [self.shard(landing), &self.inner.shards[turn]] {
-            if now_secs >= shard.next_sweep.load(Ordering::Relaxed) {
+            if now_secs >= shard.next_sweep.load(Ordering::Relaxed) && self.sweep_batch(shard, now)
+            {
                 shard.next_sweep.store(next, Ordering::Relaxed);
-                self.sweep_shard(shard, now);
             }
         }
     }
@@ -416,9 +757,21 @@ impl MemoryTokenStore {
         id: TokenId,
     ) {
         let max = self.inner.max_per_user.load(Ordering::Relaxed);
-        for oldest in push_beyond(&mut lists.users, user, id, max) {
-            if let Some(entry) = self.shard(&oldest).write().remove(&oldest) {
-                if let Some(family) = entry.grant.family {
+        let users = &mut lists.users[user_shard(user)];
+        let beyond = match users.get_mut(&user) {
+            Some(listed) => listed.ids.push_beyond(id, max),
+            None => {
+                // No more than `u32::MAX` users: at worst, a user not capped.
+                let _ = users.insert(UserTokens {
+                    user,
+                    ids: TokenIds::One(id),
+                });
+                Vec::new()
+            }
+        };
+        for oldest in beyond {
+            if let Some(slot) = self.shard(&oldest).write().table.remove(&oldest) {
+                if let Some(family) = slot.family() {
                     forget(&mut lists.families, family, &oldest);
                 }
             }
@@ -427,13 +780,16 @@ impl MemoryTokenStore {
             return;
         };
         let max = self.inner.max_per_family.load(Ordering::Relaxed);
-        for oldest in push_beyond(&mut lists.families, family, id, max) {
-            if let Some(entry) = self.shard(&oldest).write().remove(&oldest) {
-                forget(
-                    &mut lists.users,
-                    self.user_key(&entry.grant.subject),
-                    &oldest,
-                );
+        let beyond = match lists.families.get_mut(&family) {
+            Some(ids) => ids.push_beyond(id, max),
+            None => {
+                lists.families.insert(family, TokenIds::One(id));
+                Vec::new()
+            }
+        };
+        for oldest in beyond {
+            if let Some(slot) = self.shard(&oldest).write().table.remove(&oldest) {
+                forget_user(&mut lists.users, self.user_key(&slot.subject), &oldest);
             }
         }
     }
@@ -456,8 +812,8 @@ impl MemoryTokenStore {
             return;
         };
         for id in ids.iter() {
-            if let Some(entry) = self.shard(id).write().remove(id) {
-                forget(&mut lists.users, self.user_key(&entry.grant.subject), id);
+            if let Some(slot) = self.shard(id).write().table.remove(id) {
+                forget_user(&mut lists.users, self.user_key(&slot.subject), id);
             }
         }
     }
@@ -469,8 +825,8 @@ impl MemoryTokenStore {
         let (id, secret) = split(token)?;
         let now = clock::now();
         let tokens = self.shard(&id).read();
-        let entry = tokens.get(&id)?;
-        (entry.secret.matches(&secret) && entry.grant.is_live(now)).then(|| entry.grant.clone())
+        let slot = tokens.table.get(&id)?;
+        (slot.secret.matches(&secret) && now < slot.expires_at).then(|| slot.grant())
     }
 
     fn revoke_now(&self, token: &[u8]) {
@@ -478,24 +834,59 @@ impl MemoryTokenStore {
             return;
         };
         let mut tokens = self.shard(&id).write();
+        let Some(at) = tokens.table.position(&id) else {
+            return;
+        };
         if tokens
-            .get(&id)
-            .is_some_and(|entry| entry.secret.matches(&secret))
+            .table
+            .items
+            .get(at)
+            .is_some_and(|slot| slot.secret.matches(&secret))
         {
-            let removed = tokens.remove(&id);
+            let removed = tokens.table.remove_at(at);
             drop(tokens);
-            if let Some(entry) = removed {
+            if let Some(slot) = removed {
                 self.lists()
-                    .forget(self.user_key(&entry.grant.subject), entry.grant.family, &id);
+                    .forget(self.user_key(&slot.subject), slot.family(), &id);
             }
         }
+    }
+}
+
+impl Tokens {
+    /// Takes the expired tokens out of the next batch of this shard, and gives
+    /// memory back once under a quarter of it is used. Returns what was taken out,
+    /// for the caller to drop once it has released the shard's lock (freeing takes
+    /// longer than finding, and lookups must not wait for it), and whether the
+    /// sweep reached the end of the shard.
+    fn sweep(&mut self, now: SystemTime) -> (Vec<Slot>, bool) {
+        let mut expired = Vec::new();
+        let mut at = self.sweep_at;
+        for _ in 0..SWEEP_BATCH {
+            let Some(slot) = self.table.items.get(at) else {
+                break;
+            };
+            if now < slot.expires_at {
+                at += 1;
+            } else if let Some(slot) = self.table.remove_at(at) {
+                // The last token moved here: looked at next.
+                expired.push(slot);
+            }
+        }
+        let done = at >= self.table.len();
+        self.sweep_at = if done { 0 } else { at };
+        if done {
+            // Once a sweep, at its end: then a shrink rehashes only live tokens.
+            self.table.shrink_if_sparse();
+        }
+        (expired, done)
     }
 }
 
 impl Lists {
     /// Takes `id` off the lists of the user keyed `user` and of `family`.
     fn forget(&mut self, user: u64, family: Option<FamilyId>, id: &TokenId) {
-        forget(&mut self.users, user, id);
+        forget_user(&mut self.users, user, id);
         if let Some(family) = family {
             forget(&mut self.families, family, id);
         }
@@ -527,58 +918,20 @@ fn forget<K: Hash + Eq, S: BuildHasher>(lists: &mut HashMap<K, TokenIds, S>, key
     }
 }
 
-/// Records `id` as the newest of the list keyed `key`, and takes out (to
-/// revoke) its oldest ones beyond `max`.
-fn push_beyond<K: Hash + Eq, S: BuildHasher>(
-    lists: &mut HashMap<K, TokenIds, S>,
-    key: K,
-    id: TokenId,
-    max: usize,
-) -> Vec<TokenId> {
-    let ids = lists
-        .entry(key)
-        .and_modify(|ids| ids.push(id))
-        .or_insert(TokenIds::One(id));
-    let mut beyond = Vec::new();
-    while ids.len() > max {
-        let Some(oldest) = ids.pop_oldest() else {
-            break;
-        };
-        beyond.push(oldest);
+/// Takes `id` off the list of the user keyed `user`.
+fn forget_user(users: &mut [Dense<UserTokens>; SHARDS], user: u64, id: &TokenId) {
+    let users = &mut users[user_shard(user)];
+    if let Some(listed) = users.get_mut(&user) {
+        if !listed.ids.retain(|kept| kept != id) {
+            users.remove(&user);
+        }
     }
-    beyond
 }
 
-/// Takes the expired tokens out of one shard, and after a mass expiry moves the
-/// live ones to a table of their size. Returns what was taken out, for the caller
-/// to drop once it has released the shard's lock: freeing tens of thousands of
-/// allocations (and the allocator handing memory back to the system) takes longer
-/// than finding them, and lookups must not wait for it.
-type Expired = (TokenId, Subject, Scopes, Option<FamilyId>);
-
-fn sweep(tokens: &mut Tokens, now: SystemTime) -> (Vec<Expired>, Tokens) {
-    let mut expired = Vec::new();
-    tokens.retain(|id, entry| {
-        let live = entry.grant.is_live(now);
-        if !live {
-            // Left behind in the entry: an empty subject and scopes free nothing.
-            expired.push((
-                *id,
-                std::mem::take(&mut entry.grant.subject),
-                std::mem::take(&mut entry.grant.scopes),
-                entry.grant.family,
-            ));
-        }
-        live
-    });
-    let old_table = if tokens.len() < tokens.capacity() / 4 {
-        let mut fitted = Tokens::with_capacity_and_hasher(tokens.len(), Default::default());
-        fitted.extend(tokens.drain());
-        std::mem::replace(tokens, fitted)
-    } else {
-        Tokens::default()
-    };
-    (expired, old_table)
+/// Which of the 16 user tables holds the user keyed `user`: from bits neither
+/// the table's bucket (the low ones) nor its control byte (the top 7) uses.
+fn user_shard(user: u64) -> usize {
+    (user >> 32) as usize % SHARDS
 }
 
 /// A token's id and secret, if it has the length of one of ours. Anything else in
@@ -671,7 +1024,9 @@ mod tests {
     impl MemoryTokenStore {
         /// How many tokens the per-user lists hold.
         fn listed_for_users(&self) -> usize {
-            self.lists().users.values().map(TokenIds::len).sum()
+            let lists = self.lists();
+            let users = lists.users.iter().flat_map(|users| users.items.iter());
+            users.map(|listed| listed.ids.len()).sum()
         }
     }
 
@@ -795,6 +1150,135 @@ mod tests {
         // Revoked one by one, the lists forget it too.
         store.revoke_now(b[0].as_bytes());
         assert_eq!(store.lists().families[&other].len(), 1);
+    }
+
+    #[test]
+    fn bound_and_family_tokens_resolve_with_what_they_were_issued_with() {
+        let store = MemoryTokenStore::new();
+        let key = JwkThumbprint::from_bytes([9; 32]);
+        let family = FamilyId::from_bytes([3; 16]);
+        let long = "a-subject-longer-than-twenty-three-bytes";
+        let grants = [
+            grant(Duration::from_secs(60)).with_key_binding(key),
+            grant(Duration::from_secs(60))
+                .with_family(family)
+                .with_stamp(7),
+            Grant::new(
+                long,
+                ["read", "write"].into_iter().collect(),
+                SystemTime::now() + Duration::from_secs(60),
+            )
+            .with_family(family)
+            .with_key_binding(key),
+            grant(Duration::from_secs(60)),
+        ];
+        for grant in grants {
+            let issued = store.issue_now(grant.clone()).unwrap();
+            let resolved = store.lookup(issued.access_token.as_str().as_bytes());
+            assert_eq!(resolved, Some(grant));
+        }
+    }
+
+    #[test]
+    fn tokens_stay_found_while_others_are_removed_around_them() {
+        // Removing a token moves its shard's last one into its place: every
+        // other token must still be found, by its own secret only.
+        let store = MemoryTokenStore::new().with_max_tokens_per_user(10_000);
+        let tokens: Vec<_> = (0..2000)
+            .map(|_| issue(&store, Duration::from_secs(60)))
+            .collect();
+        for token in tokens.iter().step_by(3) {
+            store.revoke_now(token.as_bytes());
+        }
+        for (i, token) in tokens.iter().enumerate() {
+            assert_eq!(store.lookup(token.as_bytes()).is_some(), i % 3 != 0, "{i}");
+        }
+        assert_eq!(store.len(), 2000 - 667);
+        assert_eq!(store.listed_for_users(), 2000 - 667);
+    }
+
+    #[test]
+    fn a_large_expiry_is_swept_a_batch_at_a_time() {
+        let store =
+            MemoryTokenStore::with_sweep_interval(Duration::ZERO).with_max_tokens_per_user(1000);
+        let expired = SHARDS * SWEEP_BATCH * 2;
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        // Issued straight into the shards: issuing sweeps as it goes.
+        {
+            let mut lists = store.lists();
+            for i in 0..expired {
+                let token = URL_SAFE_NO_PAD.encode(rand_bytes());
+                let (id, secret) = split(token.as_bytes()).unwrap();
+                let grant = Grant::new(format!("user{i}"), Scopes::empty(), an_hour_ago);
+                let user = store.user_key(&grant.subject);
+                let _ = store
+                    .shard(&id)
+                    .write()
+                    .table
+                    .insert(Slot::new(id, secret, grant));
+                store.evict_beyond_caps(&mut lists, user, None, id);
+            }
+        }
+        assert_eq!(store.len(), expired);
+        // One issue sweeps at most two batches.
+        issue(&store, Duration::from_secs(60));
+        assert!(store.len() >= expired + 1 - 2 * SWEEP_BATCH);
+        let live: Vec<_> = (0..200)
+            .map(|_| issue(&store, Duration::from_secs(60)))
+            .collect();
+        assert_eq!(store.len(), 201, "every shard swept to the end");
+        assert_eq!(store.listed_for_users(), 201);
+        assert!(live
+            .iter()
+            .all(|token| store.lookup(token.as_bytes()).is_some()));
+        // And the memory was given back.
+        let capacity: usize = store
+            .inner
+            .shards
+            .iter()
+            .map(|shard| shard.read().table.items.capacity())
+            .sum();
+        assert!(capacity < 4 * 201 + SHARDS * 8, "{capacity}");
+    }
+
+    #[test]
+    fn a_dense_table_finds_every_item_across_chunks_as_items_come_and_go() {
+        let mut table = Dense::<UserTokens>::default();
+        let item = |user: u64| UserTokens {
+            user,
+            ids: TokenIds::One(TokenId([user; 3])),
+        };
+        let count = 3 * CHUNK as u64 + 17;
+        for user in 0..count {
+            assert!(table
+                .insert(item(user.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+                .is_ok());
+        }
+        // Removals from every chunk move the last items into the holes.
+        for user in (0..count).step_by(3) {
+            let key = user.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            assert_eq!(table.remove(&key).map(|listed| listed.user), Some(key));
+        }
+        for user in 0..count {
+            let key = user.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let found = table.get(&key).map(|listed| listed.user);
+            assert_eq!(found, (user % 3 != 0).then_some(key), "{user}");
+        }
+        let left = table.len();
+        assert_eq!(left as u64, count - count.div_ceil(3));
+        assert_eq!(table.items.iter().count(), left);
+        // Emptied, it gives its chunks back.
+        for user in 0..count {
+            table.remove(&user.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        }
+        table.shrink_if_sparse();
+        assert_eq!((table.len(), table.items.capacity()), (0, 0));
+    }
+
+    fn rand_bytes() -> [u8; TOKEN_BYTES] {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        getrandom::fill(&mut bytes).unwrap();
+        bytes
     }
 
     #[test]
