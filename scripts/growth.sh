@@ -16,7 +16,7 @@
 # Environment: ONLY (subset of: memory callgrind postgres redis), TOKENS (default
 # "1000 100000 1000000 10000000"), CALLGRIND_TOKENS (default "1000 100000 1000000"),
 # CALLGRIND_ITERS (default 20000), USERS (default "1000 100000 1000000"),
-# DATABASE_URL, REDIS_URL, OUT (default target/growth). Output: one file per row in
+# FEATURES (default sqlx,redis), DATABASE_URL, REDIS_URL, OUT (default target/growth). Output: one file per row in
 # OUT, named after the row, each beginning with the command that made it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,10 +32,8 @@ export CARGO_TERM_COLOR=never
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 
-features=""
-wants postgres && features+="sqlx,"
-wants redis && features+="redis,"
-bin=$(cargo bench --no-run --bench growth --features "${features%,}" --message-format=json 2>/dev/null |
+# One binary for every row (the features only add the postgres and redis modes).
+bin=$(cargo bench --no-run --bench growth --features "${FEATURES:-sqlx,redis}" --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
