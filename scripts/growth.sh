@@ -69,7 +69,7 @@ if wants callgrind; then
             {
                 echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD)"
                 echo "# command: GROWTH=memory GROWTH_TOKENS=$n GROWTH_ITERS=$CALLGRIND_ITERS ${hot:+GROWTH_HOT=1 }valgrind --tool=callgrind --toggle-collect='*measured*' $bin --bench"
-                GROWTH=memory GROWTH_TOKENS="$n" GROWTH_ITERS="$CALLGRIND_ITERS" ${hot:+GROWTH_HOT=1} \
+                env GROWTH=memory GROWTH_TOKENS="$n" GROWTH_ITERS="$CALLGRIND_ITERS" ${hot:+GROWTH_HOT=1} \
                     valgrind --tool=callgrind --toggle-collect='*measured*' --callgrind-out-file="$file" \
                     "$bin" --bench 2>/dev/null | grep -E '^(tokens|cpu)'
                 total=$(awk '/^summary:/ {print $2}' "$file")
