@@ -371,15 +371,23 @@ where
     )
 }
 
+/// A form POST from a client at 127.0.0.1, as a server hands it to the layer (the
+/// peer address in the extensions: the login throttle counts by it too).
 #[cfg(any(feature = "sqlx", feature = "redis"))]
 fn form(path: &str, body: String) -> Request<Body> {
-    Request::post(path)
+    let mut request = Request::post(path)
         .header(
             http::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         )
         .body(Full::from(body))
-        .expect("request")
+        .expect("request");
+    request
+        .extensions_mut()
+        .insert(tower_oauth2_password::endpoint::PeerAddr(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)),
+        ));
+    request
 }
 
 #[cfg(any(feature = "sqlx", feature = "redis"))]
