@@ -22,7 +22,9 @@
 //! 14. [Writing your own store](own_store).
 //! 15. [The wire contract](wire_contract): every request and its answer.
 //! 16. [Performance](performance): method and figures.
-//! 17. [What changed](changes): renamed and changed public behaviour, with what it was.
+//! 17. [How cost grows](scaling): with live tokens, users and replicas; what Redis
+//!     and PostgreSQL must give a fleet.
+//! 18. [What changed](changes): renamed and changed public behaviour, with what it was.
 
 // Empty modules that exist for their docs: always compiled (they cost nothing), so
 // `cargo test --doc` runs their snippets as it does every other item's.
@@ -58,6 +60,8 @@ pub mod own_store {}
 pub mod wire_contract {}
 #[doc = include_str!("../docs/guide/performance.md")]
 pub mod performance {}
+#[doc = include_str!("../docs/guide/scaling.md")]
+pub mod scaling {}
 #[doc = include_str!("../docs/guide/changes.md")]
 pub mod changes {}
 #[doc = include_str!("../docs/guide/metrics_and_audit.md")]
