@@ -95,6 +95,45 @@ impl Endpoint {
     }
 }
 
+/// The lengths of the paths the layer answers itself (the token URL, and the
+/// revocation, introspection, metadata and JWKS URLs when served), as a set of
+/// bits: bit `n` for a length of `n` bytes, bit 63 for 63 and longer. Every other
+/// request pays one test against it instead of [`Endpoint::at`]'s comparisons, and
+/// is sent on unless its path has the length of one of those URLs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct EndpointLengths(u64);
+
+impl EndpointLengths {
+    /// The lengths of the URLs `config` serves.
+    pub(crate) fn of(config: &Config) -> Self {
+        let served = [
+            Some(&*config.token_url),
+            config.revocation_url.as_deref(),
+            config.served_introspection_url(),
+            config.metadata.as_ref().and(config.metadata_url.as_deref()),
+            config.jwks.as_ref().map(|_| &*config.jwks_url),
+        ];
+        Self(
+            served
+                .into_iter()
+                .flatten()
+                .map(Self::bit)
+                .fold(0, |a, b| a | b),
+        )
+    }
+
+    /// Whether `path` may be one of the URLs (if not, [`Endpoint::at`] is `None`).
+    #[inline(always)]
+    pub(crate) fn may_be(self, path: &str) -> bool {
+        self.0 & Self::bit(path) != 0
+    }
+
+    #[inline(always)]
+    fn bit(path: &str) -> u64 {
+        1 << path.len().min(63)
+    }
+}
+
 /// Answers a request for one of the layer's own URLs. Every answer, success or
 /// error, carries `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
 pub(crate) async fn endpoint<ReqBody, ResBody, E, Us, Ts>(
