@@ -11,7 +11,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::config::Shared;
-use crate::endpoint::token::{endpoint, Endpoint};
+use crate::endpoint::token::{endpoint, Endpoint, EndpointLengths};
 use crate::guard::decide::{decide_now, guard, insert, reject, Progress};
 use crate::guard::paths::client_path;
 use crate::http::body::BoxError;
@@ -36,12 +36,18 @@ use crate::user::store::UserStore;
 pub struct OAuth2Password<S, Us, Ts> {
     inner: S,
     shared: Arc<Shared<Us, Ts>>,
-    /// Whether the token and revocation URLs are answered here.
-    endpoints: bool,
+    /// The lengths of the URLs answered here (none behind a `GuardLayer`): most
+    /// requests are ruled out by their path's length alone.
+    endpoints: EndpointLengths,
 }
 
 impl<S, Us, Ts> OAuth2Password<S, Us, Ts> {
     pub(crate) fn new(inner: S, shared: Arc<Shared<Us, Ts>>, endpoints: bool) -> Self {
+        let endpoints = if endpoints {
+            EndpointLengths::of(&shared.config)
+        } else {
+            EndpointLengths::default()
+        };
         Self {
             inner,
             shared,
@@ -98,7 +104,7 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &self.shared.config;
         let path = client_path(&request);
-        if self.endpoints {
+        if self.endpoints.may_be(path) {
             if let Some(which) = Endpoint::at(config, path) {
                 let shared = Arc::clone(&self.shared);
                 return ResponseFuture::boxed(endpoint(shared, request, which));

@@ -329,6 +329,46 @@ async fn token_url_is_configurable() {
     reply.assert_error(401, "Not authenticated", None);
 }
 
+/// The service rules out most paths by their length before comparing them with
+/// its URLs: a URL of 63 bytes or more (which shares the last length bit with
+/// every longer one) is still answered, and a path as long as a URL but not it is
+/// guarded.
+#[tokio::test]
+async fn long_token_url_and_paths_of_an_endpoints_length() {
+    let long = format!("/auth/{}/token", "x".repeat(70));
+    let server = Server::start_with(tutorial::layer_builder().token_url(&long).build()).await;
+    let reply = server
+        .post(
+            &long,
+            "application/x-www-form-urlencoded",
+            b"username=johndoe&password=secret".to_vec(),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let token = reply.json()["access_token"].as_str().unwrap().to_owned();
+    // Longer still, and exactly as long but one byte off: protected paths.
+    let longer = format!("{long}/more");
+    let same_length = format!("/auth/{}/tokem", "x".repeat(70));
+    for path in [&longer, &same_length] {
+        let reply = server
+            .post(
+                path,
+                "application/x-www-form-urlencoded",
+                b"username=johndoe&password=secret".to_vec(),
+            )
+            .await;
+        reply.assert_error(401, "Not authenticated", None);
+    }
+    // `/users/me` and the default revocation URL `/revoke` (7 bytes) beside a
+    // 7-byte guarded path.
+    assert_eq!(server.me(&token).await.status, 200);
+    let reply = server.get("/revokx", &[]).await;
+    reply.assert_error(401, "Not authenticated", None);
+    let reply = server.revoke(&format!("token={token}")).await;
+    assert_eq!(reply.status, 200);
+    server.me(&token).await.assert_invalid_token();
+}
+
 #[tokio::test]
 async fn concurrent_logins_all_succeed() {
     concurrent_logins(Server::start().await).await;
