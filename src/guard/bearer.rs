@@ -19,7 +19,6 @@ use crate::token::grant::MAX_TOKEN_LEN;
 /// The token's bytes are left to [`BearerToken::to_str`](crate::token::BearerToken::to_str): a store that answers at once
 /// rejects a malformed token by not finding it, more cheaply than the check would,
 /// so only tokens on their way to a store that must be awaited are checked first.
-#[inline]
 pub(crate) fn token(headers: &HeaderMap) -> Result<&[u8], Rejection> {
     scheme_token(headers, strip_bearer_scheme)
 }
@@ -200,6 +199,25 @@ mod tests {
         );
         assert_eq!(token(&headers), Ok(&b"\xff"[..]));
         assert_eq!(b64token(b"\xff"), Err(Rejection::InvalidToken));
+    }
+
+    #[cfg(feature = "dpop")]
+    #[test]
+    fn dpop_scheme_tokens() {
+        let dpop = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            dpop_token(&headers).map(<[u8]>::to_vec)
+        };
+        assert_eq!(dpop("DPoP tok"), Ok(b"tok".to_vec()));
+        assert_eq!(dpop("dpop   tok \t"), Ok(b"tok".to_vec()));
+        for other in ["Bearer tok", "DPoP", "DPoP ", "DPoPtok", "DPo tok"] {
+            assert_eq!(dpop(other), Err(Rejection::MissingCredentials), "{other}");
+        }
+        // And `Bearer` parsing does not take `DPoP`.
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("DPoP tok"));
+        assert_eq!(token(&headers), Err(Rejection::MissingCredentials));
     }
 
     #[test]
