@@ -10,10 +10,13 @@ use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
 use crate::audit::AuditSink;
+#[cfg(feature = "dpop")]
+use crate::dpop::settings::DpopSettings;
 use crate::endpoint::client_addr::TrustedProxies;
 use crate::endpoint::clients::IntrospectionClients;
 use crate::endpoint::policy::LoginPolicy;
 use crate::guard::paths::{canonical, under, PublicRoutes, Spellings};
+use crate::http::base_url::BaseUrl;
 use crate::http::rejection::Messages;
 use crate::metrics::Handles;
 use crate::password::PasswordHasher;
@@ -71,7 +74,7 @@ pub(crate) struct Config {
     pub(crate) scope_rules: Vec<ScopeRule>,
     /// The URL the service is known by (RFC 8414 `issuer`); without it no
     /// metadata is served.
-    pub(crate) issuer: Option<Issuer>,
+    pub(crate) issuer: Option<BaseUrl>,
     /// Where the metadata is served (RFC 8414 §3), if it is.
     pub(crate) metadata_url: Option<Box<str>>,
     /// Where the key set is served, once there is one.
@@ -82,6 +85,9 @@ pub(crate) struct Config {
     pub(crate) metadata: Option<Bytes>,
     /// What every `GET` URL above starts with (see `Published::at`).
     pub(crate) published_prefix: Option<Box<str>>,
+    /// DPoP (RFC 9449), when the builder turned it on.
+    #[cfg(feature = "dpop")]
+    pub(crate) dpop: Option<Arc<DpopSettings>>,
 }
 
 /// "Requests for this method and path need these scopes."
@@ -138,64 +144,6 @@ impl ScopeRule {
     }
 }
 
-/// An issuer the builder accepted: the URL itself, and its origin
-/// (`scheme://authority`), which the endpoint paths are appended to.
-#[derive(Debug, Clone)]
-pub(crate) struct Issuer {
-    pub(crate) url: Box<str>,
-    origin: Box<str>,
-    /// The issuer's path without a trailing `/` (`""` for none).
-    path: Box<str>,
-}
-
-impl Issuer {
-    /// Checks `url` as RFC 8414 §2 asks: `https` (or `http`, for a laptop or a
-    /// service behind a TLS-terminating proxy on a private network), a host, no
-    /// query, no fragment. `Err` says what is wrong.
-    pub(crate) fn parse(url: &str) -> Result<Self, String> {
-        if url.contains(['?', '#']) {
-            return Err(format!(
-                "issuer {url:?} has a query or fragment (RFC 8414 §2)"
-            ));
-        }
-        let uri: http::Uri = url.parse().map_err(|error| {
-            format!("issuer {url:?} is not an https:// (or http://) URL: {error}")
-        })?;
-        let scheme = match uri.scheme_str() {
-            Some(scheme @ ("https" | "http")) => scheme,
-            _ => {
-                return Err(format!(
-                    "issuer {url:?} is not an https:// (or http://) URL"
-                ))
-            }
-        };
-        let Some(authority) = uri.authority() else {
-            return Err(format!("issuer {url:?} has no host"));
-        };
-        if authority.as_str().contains('@') {
-            return Err(format!("issuer {url:?} has user information"));
-        }
-        Ok(Self {
-            url: url.into(),
-            origin: format!("{scheme}://{authority}").into(),
-            path: uri.path().trim_end_matches('/').into(),
-        })
-    }
-
-    /// The absolute URL of the layer's `path` (as the layer sees it): the origin
-    /// and `path` when `path` is under the issuer's path (the client's path, a
-    /// `nest` prefix included), else the issuer and `path` (a proxy in front
-    /// strips the issuer's path before the layer sees it). Either way it is under
-    /// the issuer, as RFC 8414 §3.3 lets clients check.
-    pub(crate) fn url_of(&self, path: &str) -> String {
-        if under(path, &self.path) {
-            format!("{}{path}", self.origin)
-        } else {
-            format!("{}{}{path}", self.origin, self.path)
-        }
-    }
-}
-
 impl Config {
     /// The introspection URL, if it is served.
     pub(crate) fn served_introspection_url(&self) -> Option<&str> {
@@ -237,9 +185,9 @@ mod tests {
 
     #[test]
     fn issuers() {
-        let issuer = Issuer::parse("https://auth.example.com").unwrap();
+        let issuer = BaseUrl::parse_as("issuer", "https://auth.example.com").unwrap();
         assert_eq!(issuer.url_of("/token"), "https://auth.example.com/token");
-        let issuer = Issuer::parse("http://127.0.0.1:8000/api/").unwrap();
+        let issuer = BaseUrl::parse_as("issuer", "http://127.0.0.1:8000/api/").unwrap();
         assert_eq!(
             issuer.url_of("/api/token"),
             "http://127.0.0.1:8000/api/token"
@@ -257,7 +205,7 @@ mod tests {
             "https://user:pw@auth.example.com",
             "",
         ] {
-            let error = Issuer::parse(bad).unwrap_err();
+            let error = BaseUrl::parse_as("issuer", bad).unwrap_err();
             assert!(error.contains("issuer"), "{bad}: {error}");
         }
     }

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
 use crate::audit::{AuditSink, TracingSink};
-use crate::config::{Config, Issuer, ScopeRule, Shared};
+use crate::config::{Config, ScopeRule, Shared};
 use crate::endpoint::client_addr::TrustedProxies;
 use crate::endpoint::clients::IntrospectionClients;
 use crate::endpoint::jwks::Jwks;
@@ -21,6 +21,7 @@ use crate::endpoint::service::TokenEndpoint;
 use crate::endpoint::throttle::LoginThrottle;
 use crate::guard::layer::GuardLayer;
 use crate::guard::paths::PublicRoutes;
+use crate::http::base_url::BaseUrl;
 use crate::http::rejection::Messages;
 use crate::metrics::Handles;
 use crate::password::{Argon2Hasher, PasswordHasher};
@@ -119,6 +120,8 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
                 jwks: None,
                 metadata: None,
                 published_prefix: None,
+                #[cfg(feature = "dpop")]
+                dpop: None,
             },
         }
     }
@@ -712,7 +715,7 @@ where
     /// when the layer is configured.
     #[track_caller]
     pub fn issuer(mut self, url: &str) -> Self {
-        match Issuer::parse(url) {
+        match BaseUrl::parse_as("issuer", url) {
             Ok(issuer) => self.config.issuer = Some(issuer),
             Err(message) => panic!("{message}"),
         }
@@ -775,6 +778,28 @@ where
     /// `/.well-known/jwks.json`). A missing leading `/` is added.
     pub fn jwks_url(mut self, path: impl Into<String>) -> Self {
         self.config.jwks_url = with_leading_slash(path.into());
+        self
+    }
+
+    /// Turns DPoP (RFC 9449, sender-constrained tokens) on: see
+    /// [`DpopSettings`](crate::dpop::DpopSettings) for what it does. Off by
+    /// default.
+    ///
+    /// ```
+    /// use tower_oauth2_password::dpop::DpopSettings;
+    /// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
+    ///
+    /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+    ///     .dpop(DpopSettings::required().public_url("https://api.example.com"))
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn dpop(mut self, settings: crate::dpop::settings::DpopSettings) -> Self {
+        let required = settings.mode == crate::dpop::settings::DpopMode::Required;
+        self.config.messages.dpop = Some((settings.algs(), required));
+        self.config.dpop = Some(Arc::new(settings));
         self
     }
 

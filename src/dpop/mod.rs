@@ -73,11 +73,12 @@
 //! coordinate are each refused. The cryptography is RustCrypto's `p256` (ECDSA)
 //! and `ed25519-dalek`.
 
-mod htu;
+pub(crate) mod htu;
 mod json;
 pub(crate) mod jwk;
-mod proof;
+pub(crate) mod proof;
 pub(crate) mod replay;
+pub(crate) mod settings;
 
 pub use self::htu::{InvalidUri, NormalizedUri};
 pub use self::jwk::PublicJwk;
@@ -91,4 +92,5 @@ pub use self::replay::RedisReplayStore;
 pub use self::replay::{
     MemoryReplayStore, ProofId, ReplayStore, Sighting, DEFAULT_REPLAY_CAPACITY,
 };
+pub use self::settings::{DpopMode, DpopSettings, NONCE_LIFETIME};
 pub use crate::token::grant::JwkThumbprint;

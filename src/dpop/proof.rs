@@ -310,6 +310,7 @@ pub struct VerifiedProof {
     algorithm: DpopAlgorithm,
     jti: String,
     iat: u64,
+    nonce: Option<String>,
 }
 
 impl VerifiedProof {
@@ -339,6 +340,13 @@ impl VerifiedProof {
     pub fn iat(&self) -> u64 {
         self.iat
     }
+
+    /// The proof's `nonce` (RFC 9449 §8), if it has one: for a server whose
+    /// nonces are checked by their content rather than compared with one value
+    /// ([`ProofCheck::nonce`]).
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
+    }
 }
 
 impl fmt::Debug for VerifiedProof {
@@ -348,6 +356,7 @@ impl fmt::Debug for VerifiedProof {
             .field("algorithm", &self.algorithm)
             .field("jti", &self.jti)
             .field("iat", &self.iat)
+            .field("nonce", &self.nonce)
             .finish()
     }
 }
@@ -458,8 +467,9 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
             return Err(ProofError::AccessTokenHashMismatch);
         }
     }
+    let nonce = optional_string(&claims, "nonce")?;
     if let Some(expected) = check.nonce {
-        let nonce = optional_string(&claims, "nonce")?.ok_or(ProofError::MissingNonce)?;
+        let nonce = nonce.ok_or(ProofError::MissingNonce)?;
         if !bool::from(nonce.as_bytes().ct_eq(expected.as_bytes())) {
             return Err(ProofError::NonceMismatch);
         }
@@ -500,6 +510,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         algorithm,
         jti: jti.to_owned(),
         iat,
+        nonce: nonce.map(str::to_owned),
     })
 }
 

@@ -137,6 +137,54 @@ impl TrustedProxies {
         Some(client)
     }
 
+    /// The scheme and host the client used, as trusted proxies report them: the
+    /// `proto=` and `host=` of the `Forwarded` element the outermost trusted proxy
+    /// added, or the last `X-Forwarded-Proto` and `X-Forwarded-Host` values (the
+    /// header these proxies set decides which). `None` unless the connection's
+    /// peer is a trusted proxy: anyone else's word on it is ignored. A scheme other
+    /// than `http` or `https` is ignored.
+    #[cfg(feature = "dpop")]
+    pub(crate) fn forwarded_origin<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        extensions: &Extensions,
+    ) -> Option<(Option<&'h str>, Option<&'h str>)> {
+        let peer = peer_ip(extensions)?.to_canonical();
+        if !self.trusts(peer) {
+            return None;
+        }
+        let (proto, host) = match self.header {
+            ForwardedHeader::XForwardedFor => (
+                last_value(headers, "x-forwarded-proto"),
+                last_value(headers, "x-forwarded-host"),
+            ),
+            ForwardedHeader::Forwarded => {
+                let elements: Vec<&str> = headers
+                    .get_all("forwarded")
+                    .iter()
+                    .flat_map(|value| value.to_str().unwrap_or("").split(','))
+                    .collect();
+                // From the nearest proxy's element outwards, while the hop it
+                // describes is itself a trusted proxy.
+                let mut chosen = None;
+                for element in elements.into_iter().rev() {
+                    chosen = Some(element);
+                    match forwarded_param(element, "for").and_then(parse_node) {
+                        Some(ip) if self.trusts(ip) => continue,
+                        _ => break,
+                    }
+                }
+                let element = chosen.unwrap_or("");
+                (
+                    forwarded_param(element, "proto"),
+                    forwarded_param(element, "host"),
+                )
+            }
+        };
+        let proto = proto.filter(|proto| matches!(*proto, "http" | "https"));
+        Some((proto, host.filter(|host| !host.is_empty())))
+    }
+
     /// Every address in the header, in order (`None` for one that is not an IP
     /// address: `unknown`, an obfuscated name, garbage).
     fn hops<'h>(
@@ -154,17 +202,30 @@ impl TrustedProxies {
             .flat_map(|value| value.to_str().unwrap_or("\u{0}").split(','))
             .map(|element| match header {
                 ForwardedHeader::XForwardedFor => parse_node(element.trim()),
-                ForwardedHeader::Forwarded => element
-                    .split(';')
-                    .find_map(|pair| {
-                        let (key, value) = pair.trim().split_once('=')?;
-                        key.eq_ignore_ascii_case("for").then_some(value)
-                    })
-                    .and_then(|node| parse_node(node.trim().trim_matches('"'))),
+                ForwardedHeader::Forwarded => forwarded_param(element, "for").and_then(parse_node),
             })
             .collect();
         hops.into_iter()
     }
+}
+
+/// The value of `name` in one element of a `Forwarded` header (RFC 7239 §4:
+/// `for=…;proto=…;host=…`), unquoted.
+fn forwarded_param<'a>(element: &'a str, name: &str) -> Option<&'a str> {
+    element.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().trim_matches('"'))
+    })
+}
+
+/// The last comma-separated value of the header `name` (the one the nearest
+/// proxy wrote), if any.
+#[cfg(feature = "dpop")]
+fn last_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+    Some(value.rsplit(',').next()?.trim()).filter(|value| !value.is_empty())
 }
 
 /// An address as proxies write it: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`,
@@ -273,6 +334,45 @@ mod tests {
         // X-Forwarded-For is not what these proxies set.
         let headers = [("x-forwarded-for", "203.0.113.9")];
         assert_eq!(client(&proxies, "192.0.2.7:1", &headers), ip("192.0.2.7"));
+    }
+
+    #[cfg(feature = "dpop")]
+    #[test]
+    fn forwarded_origin_only_from_trusted_proxies() {
+        let origin = |proxies: &TrustedProxies, peer: &str, headers: &[(&'static str, &str)]| {
+            let mut extensions = Extensions::new();
+            extensions.insert(PeerAddr(peer.parse().unwrap()));
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.append(*name, HeaderValue::from_str(value).unwrap());
+            }
+            proxies
+                .forwarded_origin(&map, &extensions)
+                .map(|(proto, host)| (proto.map(str::to_owned), host.map(str::to_owned)))
+        };
+        let some = |proto: &str, host: &str| Some((Some(proto.to_owned()), Some(host.to_owned())));
+        let xff = TrustedProxies::x_forwarded_for(["10.0.0.0/8"]).unwrap();
+        let headers = [
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example, api.example.com"),
+        ];
+        assert_eq!(
+            origin(&xff, "10.0.0.1:1", &headers),
+            some("https", "api.example.com")
+        );
+        assert_eq!(origin(&xff, "192.0.2.1:1", &headers), None);
+        let headers = [("x-forwarded-proto", "gopher")];
+        assert_eq!(origin(&xff, "10.0.0.1:1", &headers), Some((None, None)));
+        let forwarded = TrustedProxies::forwarded(["192.0.2.7", "10.0.0.0/8"]).unwrap();
+        let headers = [(
+            "forwarded",
+            r#"for=1.1.1.1;proto=http;host=evil.example, for=198.51.100.1;proto=https;host="api.example.com", for=10.0.0.2"#,
+        )];
+        assert_eq!(
+            origin(&forwarded, "192.0.2.7:1", &headers),
+            some("https", "api.example.com")
+        );
+        assert_eq!(origin(&forwarded, "198.51.100.9:1", &headers), None);
     }
 
     #[test]

@@ -42,6 +42,9 @@ struct Metadata<'a> {
     introspection_endpoint_auth_methods_supported: Option<[&'a str; 1]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     jwks_uri: Option<String>,
+    /// RFC 9449 §5.1: the algorithms DPoP proofs may use, when DPoP is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop_signing_alg_values_supported: Option<Vec<&'static str>>,
 }
 
 /// The metadata document of `config` (whose `jwks` says whether a key set is
@@ -73,8 +76,25 @@ pub(crate) fn document(config: &Config, refresh_tokens: bool) -> Option<Bytes> {
             .jwks
             .as_ref()
             .map(|_| issuer.url_of(&config.jwks_url)),
+        dpop_signing_alg_values_supported: dpop_algs(config),
     };
     serde_json::to_vec(&metadata).ok().map(Bytes::from)
+}
+
+/// The DPoP proof algorithms accepted, when DPoP is on.
+fn dpop_algs(config: &Config) -> Option<Vec<&'static str>> {
+    #[cfg(feature = "dpop")]
+    return config.dpop.as_ref().map(|dpop| {
+        dpop.algorithms_accepted()
+            .iter()
+            .map(|alg| alg.as_str())
+            .collect()
+    });
+    #[cfg(not(feature = "dpop"))]
+    {
+        let _ = config;
+        None
+    }
 }
 
 /// The longest prefix the served `GET` URLs share, so that other requests cost

@@ -27,7 +27,9 @@ use crate::metrics::{self, LoginOutcome, RefreshOutcome, Started};
 use crate::password::{HashedPassword, PasswordHasher, Verification};
 use crate::scope::{is_scope_token, Scopes};
 use crate::store::Lookup;
-use crate::token::grant::{BearerToken, FamilyId, Grant, RefreshToken, Revocation, TokenTypeHint};
+use crate::token::grant::{
+    BearerToken, FamilyId, Grant, JwkThumbprint, RefreshToken, Revocation, TokenTypeHint,
+};
 use crate::token::refresh::Rotation;
 use crate::token::store::TokenStore;
 use crate::user::store::{Credentials, UserStore};
@@ -117,9 +119,18 @@ where
         }
         Endpoint::Token => token_request(&shared, request).await.map(|json| {
             let mut response = Response::new(ResponseBody::full(json));
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            // A fresh nonce for the client's next proof (RFC 9449 §8.2).
+            #[cfg(feature = "dpop")]
+            if let Some(nonce) = shared
+                .config
+                .dpop
+                .as_ref()
+                .and_then(|dpop| dpop.fresh_nonce())
+            {
+                headers.insert(crate::dpop::settings::DPOP_NONCE, nonce);
+            }
             response
         }),
         Endpoint::Revocation => revoke(&shared, request)
@@ -217,24 +228,83 @@ where
         .trusted_proxies
         .client_ip(&parts.headers, &parts.extensions);
     let client = RefreshAttempt::new(&parts.headers, &parts.extensions).with_client_ip(client_ip);
-    match encoding.parse(body, grants).await? {
-        TokenRequest::Password(form) => login(shared, &client, form).await,
+    let form = encoding.parse(body, grants).await?;
+    // The proof's key, checked (and its `jti` remembered) before any password
+    // check or refresh-token rotation.
+    #[cfg(feature = "dpop")]
+    let key = match &config.dpop {
+        Some(dpop) => token_proof(dpop, config, &parts).await?,
+        None => None,
+    };
+    #[cfg(not(feature = "dpop"))]
+    let key = None;
+    match form {
+        TokenRequest::Password(form) => login(shared, &client, form, key).await,
         TokenRequest::Refresh {
             refresh_token,
             scopes,
         } => {
             let mut notes = Notes::default();
-            let answer = refresh(shared, &client, &refresh_token, &scopes, &mut notes).await;
+            let answer = refresh(shared, &client, &refresh_token, &scopes, key, &mut notes).await;
             report_refresh(shared, client_ip, &answer, &notes);
             answer
         }
     }
 }
 
+/// The key of the token request's DPoP proof, if it has one: verified for
+/// `POST` to the token URL, and remembered by the replay store. Without a proof,
+/// `None`, unless DPoP is required.
+#[cfg(feature = "dpop")]
+async fn token_proof(
+    dpop: &crate::dpop::settings::DpopSettings,
+    config: &Config,
+    parts: &Parts,
+) -> Result<Option<JwkThumbprint>, Rejection> {
+    use crate::dpop::replay::ProofId;
+    use crate::dpop::settings::{DpopMode, ProofRefusal, RequestParts, DPOP};
+
+    if !parts.headers.contains_key(DPOP) {
+        return match dpop.mode {
+            DpopMode::Allowed => Ok(None),
+            DpopMode::Required => Err(Rejection::InvalidDpopProof(
+                "A DPoP proof is required: send one in the DPoP header",
+            )),
+        };
+    }
+    let request = RequestParts {
+        method: &parts.method,
+        uri: &parts.uri,
+        path: &config.token_url,
+        headers: &parts.headers,
+        extensions: &parts.extensions,
+        proxies: &config.trusted_proxies,
+    };
+    let proof = dpop
+        .verify(request, None)
+        .map_err(|refusal| match refusal {
+            ProofRefusal::Invalid(detail) => Rejection::InvalidDpopProof(detail),
+            ProofRefusal::UseNonce(nonce) => Rejection::UseDpopNonce {
+                nonce,
+                guard: false,
+            },
+        })?;
+    let sighting = dpop
+        .replay
+        .remember(&ProofId::from(&proof), dpop.remember_until(&proof))
+        .await
+        .map_err(|error| Rejection::store_failed("DPoP replay", error))?;
+    if sighting.is_replay() {
+        return Err(Rejection::InvalidDpopProof("DPoP proof already used"));
+    }
+    Ok(Some(*proof.thumbprint()))
+}
+
 async fn login<Us, Ts>(
     shared: &Arc<Shared<Us, Ts>>,
     client: &RefreshAttempt<'_>,
     form: PasswordForm,
+    key: Option<JwkThumbprint>,
 ) -> Result<Bytes, Rejection>
 where
     Us: UserStore,
@@ -253,7 +323,7 @@ where
         .with_client_ip(client.client_ip())
         .with_canonical_username(&canonical);
     let mut notes = Notes::default();
-    let answer = authenticate(shared, &attempt, password, &requested, &mut notes).await;
+    let answer = authenticate(shared, &attempt, password, &requested, key, &mut notes).await;
     report_login(shared, &attempt, &answer, &notes);
     answer
 }
@@ -447,6 +517,7 @@ async fn authenticate<Us, Ts>(
     attempt: &LoginAttempt<'_>,
     password: Password,
     requested: &[String],
+    key: Option<JwkThumbprint>,
     notes: &mut Notes,
 ) -> Result<Bytes, Rejection>
 where
@@ -497,8 +568,11 @@ where
     } else {
         Scopes::empty()
     };
-    let grant =
+    let mut grant =
         Grant::new(credentials.subject, granted, SystemTime::now()).with_stamp(credentials.stamp);
+    // A DPoP login: its access token and its family (so its refresh tokens) are
+    // bound to the proof's key.
+    grant.key_binding = key;
     issue(shared, grant, requested, NextRefreshToken::StartFamily).await
 }
 
@@ -509,6 +583,7 @@ async fn refresh<Us, Ts>(
     client: &RefreshAttempt<'_>,
     presented: &str,
     requested: &[String],
+    key: Option<JwkThumbprint>,
     notes: &mut Notes,
 ) -> Result<Bytes, Rejection>
 where
@@ -528,7 +603,9 @@ where
     // The scope is checked before the token is rotated: a refused refresh must
     // leave the token as it was, or the client's next use of it would be reuse.
     // (A family's scopes never change, so a look first is as good as a lock.)
-    if config.uses_scopes() && !requested.is_empty() {
+    // So is the key: a family bound to a key is refreshed only with a proof by
+    // that key, so that a thief without the key cannot burn the owner's family.
+    if (config.uses_scopes() && !requested.is_empty()) || checks_keys(config) {
         let Some(family) = store
             .dyn_peek_refresh_token(presented)
             .await
@@ -537,7 +614,13 @@ where
             refresh_failed(shared, client).await;
             return Err(Rejection::InvalidRefreshToken);
         };
-        narrowed(requested, &family.scopes)?;
+        if config.uses_scopes() && !requested.is_empty() {
+            narrowed(requested, &family.scopes)?;
+        }
+        if let Err(refused) = proof_fits(family.key_binding.as_ref(), key.as_ref()) {
+            refresh_failed(shared, client).await;
+            return Err(refused);
+        }
     }
     let rotation = store
         .dyn_rotate_refresh_token(presented, config.refresh_lifetimes)
@@ -589,7 +672,16 @@ where
     } else {
         Scopes::empty()
     };
-    let grant = Grant { scopes, ..grant };
+    // A family bound to a key was checked above; an unbound one refreshed with a
+    // proof gets an access token bound to the proof's key, and stays unbound.
+    // (A store whose record lost the binding fails closed below.)
+    proof_fits(grant.key_binding.as_ref(), key.as_ref())?;
+    let key_binding = grant.key_binding.or(key);
+    let grant = Grant {
+        scopes,
+        key_binding,
+        ..grant
+    };
     issue(shared, grant, requested, NextRefreshToken::Rotated(next)).await
 }
 
@@ -603,6 +695,33 @@ fn narrowed(requested: &[String], granted: &Scopes) -> Result<Scopes, Rejection>
         Ok(requested.iter().collect())
     } else {
         Err(Rejection::InvalidScope("Scope not granted at login".into()))
+    }
+}
+
+/// Whether refresh grants look at the family's key binding before rotating:
+/// whenever DPoP is on.
+fn checks_keys(config: &Config) -> bool {
+    #[cfg(feature = "dpop")]
+    return config.dpop.is_some();
+    #[cfg(not(feature = "dpop"))]
+    {
+        let _ = config;
+        false
+    }
+}
+
+/// Whether a refresh with a proof by `key` (if any) may use a family bound to
+/// `bound` (if it is): a bound family needs a proof by its key.
+fn proof_fits(bound: Option<&JwkThumbprint>, key: Option<&JwkThumbprint>) -> Result<(), Rejection> {
+    match (bound, key) {
+        (None, _) => Ok(()),
+        (Some(bound), Some(key)) if bound == key => Ok(()),
+        (Some(_), Some(_)) => Err(Rejection::InvalidDpopProof(
+            "The DPoP proof is not by the key the refresh token is bound to",
+        )),
+        (Some(_), None) => Err(Rejection::InvalidDpopProof(
+            "This refresh token is DPoP-bound: send a DPoP proof by its key",
+        )),
     }
 }
 
@@ -646,6 +765,7 @@ async fn issue<Us, Ts: TokenStore>(
         _ => None,
     };
     let granted = grant.scopes.clone();
+    let key_bound = grant.key_binding.is_some();
     let issued = shared
         .tokens
         .issue(grant)
@@ -664,7 +784,7 @@ async fn issue<Us, Ts: TokenStore>(
     };
     let response = TokenResponse {
         access_token: issued.access_token.as_str(),
-        token_type: "bearer",
+        token_type: if key_bound { "DPoP" } else { "bearer" },
         // To the nearest second: a store may keep expiries to the millisecond.
         expires_in: issued
             .expires_at

@@ -19,7 +19,27 @@ use crate::token::grant::MAX_TOKEN_LEN;
 /// The token's bytes are left to [`BearerToken::to_str`](crate::token::BearerToken::to_str): a store that answers at once
 /// rejects a malformed token by not finding it, more cheaply than the check would,
 /// so only tokens on their way to a store that must be awaited are checked first.
+#[inline]
 pub(crate) fn token(headers: &HeaderMap) -> Result<&[u8], Rejection> {
+    scheme_token(headers, strip_bearer_scheme)
+}
+
+/// The token of `Authorization: DPoP <token>` (RFC 9449 §7.1), with the rules of
+/// [`token`]: another scheme is `MissingCredentials`.
+#[cfg(feature = "dpop")]
+pub(crate) fn dpop_token(headers: &HeaderMap) -> Result<&[u8], Rejection> {
+    scheme_token(headers, |value| {
+        let (scheme, rest) = value.split_first_chunk::<5>()?;
+        scheme.eq_ignore_ascii_case(b"dpop ").then_some(rest)
+    })
+}
+
+/// The token after the scheme `strip` recognises.
+#[inline(always)]
+fn scheme_token(
+    headers: &HeaderMap,
+    strip: impl Fn(&[u8]) -> Option<&[u8]>,
+) -> Result<&[u8], Rejection> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or(Rejection::MissingCredentials)?;
     if values.next().is_some() {
@@ -29,7 +49,7 @@ pub(crate) fn token(headers: &HeaderMap) -> Result<&[u8], Rejection> {
     }
     // Anything but `Bearer` and a space (`Basic …`, `Bearer` alone, `Bearertok`)
     // is no bearer credentials.
-    let Some(rest) = strip_bearer_scheme(value.as_bytes()) else {
+    let Some(rest) = strip(value.as_bytes()) else {
         return Err(Rejection::MissingCredentials);
     };
     let token = trim_trailing_ows(trim_leading_spaces(rest));

@@ -43,6 +43,10 @@ pub(crate) enum Pending<U> {
     /// The token resolved at once (memory tokens) and the user store's answer is
     /// on its way (users in a database).
     Principal(Grant, Lookup<Option<Principal<U>>>),
+    /// `Authorization: DPoP`: a verified proof, and the token store's answer;
+    /// the key binding and the replay store are checked when it comes.
+    #[cfg(feature = "dpop")]
+    Dpop(crate::dpop::proof::VerifiedProof, Lookup<Option<Grant>>),
 }
 
 /// The async driver, after [`decide_now`] returned [`Progress::Pending`]. Guarded
@@ -67,6 +71,8 @@ where
     let started = Started::now();
     let store = match *pending {
         Pending::Grant(_) => "token",
+        #[cfg(feature = "dpop")]
+        Pending::Dpop(..) => "token",
         Pending::Principal(..) => "user",
     };
     let authenticated = authenticate(&shared, *pending).await;
@@ -102,6 +108,15 @@ where
     let (grant, found) = match pending {
         Pending::Grant(resolved) => {
             let grant = accept_grant(resolved.await)?;
+            #[cfg(feature = "dpop")]
+            let grant = unbound(grant)?;
+            let found = shared.users.principal(&grant.subject);
+            (grant, found)
+        }
+        #[cfg(feature = "dpop")]
+        Pending::Dpop(proof, resolved) => {
+            let grant = accept_grant(resolved.await)?;
+            bound_to_proof(shared, &grant, &proof).await?;
             let found = shared.users.principal(&grant.subject);
             (grant, found)
         }
@@ -164,11 +179,28 @@ where
     }
     let token = match bearer::token(request.headers()) {
         Ok(token) => token,
+        // Not `Bearer`: perhaps `DPoP`.
+        #[cfg(feature = "dpop")]
+        Err(Rejection::MissingCredentials) if shared.config.dpop.is_some() => {
+            return dpop_steps(shared, request);
+        }
         Err(rejection) => return Progress::Decided(Err(rejection)),
     };
+    #[cfg(feature = "dpop")]
+    if let Some(dpop) = &shared.config.dpop {
+        if dpop.mode == crate::dpop::settings::DpopMode::Required {
+            return Progress::Decided(Err(Rejection::InvalidDpopToken));
+        }
+    }
     let grant = match shared.tokens.resolve(BearerToken::new(token)).into_ready() {
         Ok(resolved) => match accept_grant(resolved) {
+            #[cfg(not(feature = "dpop"))]
             Ok(grant) => grant,
+            #[cfg(feature = "dpop")]
+            Ok(grant) => match unbound(grant) {
+                Ok(grant) => grant,
+                Err(rejection) => return Progress::Decided(Err(rejection)),
+            },
             Err(rejection) => return Progress::Decided(Err(rejection)),
         },
         Err(pending) => return Progress::Pending(Box::new(Pending::Grant(pending))),
@@ -183,6 +215,95 @@ where
         check_rules(shared, request, &authenticated.1, public)?;
         Ok(authenticated)
     }))
+}
+
+/// A request with `Authorization: DPoP <token>` (anything else has no
+/// credentials): its proof is verified here, and the rest (the token's binding,
+/// the replay store, the user) is awaited in [`authenticate`].
+#[cfg(feature = "dpop")]
+#[inline(never)]
+fn dpop_steps<B, Us, Ts>(shared: &Shared<Us, Ts>, request: &Request<B>) -> Progress<Us::User>
+where
+    Us: UserStore,
+    Ts: TokenStore,
+{
+    use crate::dpop::settings::{ProofRefusal, RequestParts};
+
+    let Some(dpop) = &shared.config.dpop else {
+        return Progress::Decided(Err(Rejection::MissingCredentials));
+    };
+    let token = match bearer::dpop_token(request.headers()) {
+        Ok(token) => token,
+        Err(rejection) => return Progress::Decided(Err(rejection)),
+    };
+    // `ath` is the hash of the token's text: a token that is not text is no token.
+    let Ok(text) = std::str::from_utf8(token) else {
+        return Progress::Decided(Err(Rejection::InvalidDpopToken));
+    };
+    let parts = RequestParts {
+        method: request.method(),
+        uri: request.uri(),
+        path: client_path(request),
+        headers: request.headers(),
+        extensions: request.extensions(),
+        proxies: &shared.config.trusted_proxies,
+    };
+    let proof = match dpop.verify(parts, Some(text)) {
+        Ok(proof) => proof,
+        Err(ProofRefusal::Invalid(detail)) => {
+            return Progress::Decided(Err(Rejection::DpopProofRefused(detail)))
+        }
+        Err(ProofRefusal::UseNonce(nonce)) => {
+            return Progress::Decided(Err(Rejection::UseDpopNonce { nonce, guard: true }))
+        }
+    };
+    let resolved = shared.tokens.resolve(BearerToken::new(token));
+    Progress::Pending(Box::new(Pending::Dpop(proof, resolved)))
+}
+
+/// A grant presented as `Bearer`: refused if it is bound to a key (its holder
+/// must prove it holds the key).
+#[cfg(feature = "dpop")]
+#[inline]
+fn unbound(grant: Grant) -> Result<Grant, Rejection> {
+    match grant.key_binding {
+        None => Ok(grant),
+        Some(_) => Err(Rejection::InvalidDpopToken),
+    }
+}
+
+/// Whether a grant presented as `DPoP` is bound to the proof's key, and the
+/// proof is seen for the first time.
+#[cfg(feature = "dpop")]
+async fn bound_to_proof<Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    grant: &Grant,
+    proof: &crate::dpop::proof::VerifiedProof,
+) -> Result<(), Rejection> {
+    use crate::dpop::replay::ProofId;
+
+    match &grant.key_binding {
+        Some(key) if key == proof.thumbprint() => {}
+        Some(_) => {
+            return Err(Rejection::DpopProofRefused(
+                "The DPoP proof is not by the key the token is bound to",
+            ))
+        }
+        // A bearer token sent as DPoP (RFC 9449 §7.1: the token must be bound).
+        None => return Err(Rejection::InvalidDpopToken),
+    }
+    let Some(dpop) = &shared.config.dpop else {
+        return Err(Rejection::InvalidDpopToken);
+    };
+    let sighting = dpop
+        .replay
+        .remember(&ProofId::from(proof), dpop.remember_until(proof))
+        .await
+        .map_err(|error| Rejection::store_failed("DPoP replay", error))?;
+    if sighting.is_replay() {
+        return Err(Rejection::DpopProofRefused("DPoP proof already used"));
+    }
+    Ok(())
 }
 
 /// RFC 6750 §2.3 query tokens are refused (see [`bearer::token_in_query`]).

@@ -2,6 +2,7 @@
 //! service's body in, its [`ResponseFuture`], and the rejections it writes itself
 //! (JSON for HTTP, trailers-only for gRPC).
 
+pub(crate) mod base_url;
 pub(crate) mod body;
 pub(crate) mod future;
 pub(crate) mod rejection;

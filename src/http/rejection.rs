@@ -63,6 +63,25 @@ pub(crate) enum Rejection {
     Busy(&'static str),
     /// A bug or a panic in a password hasher: nothing the client did.
     Internal,
+    /// The token endpoint's DPoP proof is missing, malformed, replayed or not
+    /// by the key the refresh token is bound to (RFC 9449 §5: 400
+    /// `invalid_dpop_proof`).
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    InvalidDpopProof(&'static str),
+    /// A protected route's DPoP proof is refused (RFC 9449 §7.1: 401
+    /// `invalid_dpop_proof`, with a `DPoP` challenge).
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    DpopProofRefused(&'static str),
+    /// A token that must come with a proof came without one (a bound token sent
+    /// as `Bearer`, `Bearer` where DPoP is required), or an unbound token came
+    /// as `DPoP`: 401 `invalid_token` with a `DPoP` challenge.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    InvalidDpopToken,
+    /// The proof lacks a live server nonce (RFC 9449 §8): `use_dpop_nonce`, with
+    /// this one in `DPoP-Nonce`; 401 with a challenge at the guard, 400 at the
+    /// token endpoint.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    UseDpopNonce { nonce: HeaderValue, guard: bool },
 }
 
 /// How rejections are worded: the parts of the contract users may change.
@@ -74,6 +93,10 @@ pub(crate) struct Messages {
     pub(crate) invalid_token_body: Bytes,
     pub(crate) inactive_user_status: StatusCode,
     pub(crate) insufficient_scope_status: StatusCode,
+    /// With DPoP on: the `algs` of its challenges, and whether it is required
+    /// (then a request without credentials is challenged with `DPoP` alone).
+    #[cfg(feature = "dpop")]
+    pub(crate) dpop: Option<(&'static str, bool)>,
 }
 
 impl Default for Messages {
@@ -85,6 +108,8 @@ impl Default for Messages {
             ),
             inactive_user_status: StatusCode::BAD_REQUEST,
             insufficient_scope_status: StatusCode::FORBIDDEN,
+            #[cfg(feature = "dpop")]
+            dpop: None,
         }
     }
 }
@@ -185,7 +210,14 @@ impl Rejection {
 
     fn status(&self, messages: &Messages) -> StatusCode {
         match self {
-            Self::MissingCredentials | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::MissingCredentials
+            | Self::InvalidToken
+            | Self::DpopProofRefused(_)
+            | Self::InvalidDpopToken
+            | Self::UseDpopNonce { guard: true, .. } => StatusCode::UNAUTHORIZED,
+            Self::InvalidDpopProof(_) | Self::UseDpopNonce { guard: false, .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Self::InactiveUser => messages.inactive_user_status,
             Self::InsufficientScope(_) => messages.insufficient_scope_status,
             Self::InvalidRequest(_)
@@ -209,7 +241,9 @@ impl Rejection {
     fn error_code(&self) -> Option<&'static str> {
         match self {
             Self::MissingCredentials | Self::InactiveUser | Self::MethodNotAllowed => None,
-            Self::InvalidToken => Some("invalid_token"),
+            Self::InvalidToken | Self::InvalidDpopToken => Some("invalid_token"),
+            Self::InvalidDpopProof(_) | Self::DpopProofRefused(_) => Some("invalid_dpop_proof"),
+            Self::UseDpopNonce { .. } => Some("use_dpop_nonce"),
             Self::InsufficientScope(_) => Some("insufficient_scope"),
             Self::InvalidScope(_) => Some("invalid_scope"),
             Self::InvalidRequest(_)
@@ -231,7 +265,9 @@ impl Rejection {
     fn detail<'a>(&'a self, messages: &'a Messages) -> Cow<'a, str> {
         Cow::Borrowed(match self {
             Self::MissingCredentials => "Not authenticated",
-            Self::InvalidToken => &messages.invalid_token_detail,
+            Self::InvalidToken | Self::InvalidDpopToken => &messages.invalid_token_detail,
+            Self::InvalidDpopProof(detail) | Self::DpopProofRefused(detail) => detail,
+            Self::UseDpopNonce { .. } => "Use the server's DPoP nonce",
             Self::InactiveUser => "Inactive user",
             Self::InsufficientScope(_) => "Not enough permissions",
             Self::InvalidRequest(detail) | Self::InvalidScope(detail) => detail,
@@ -261,7 +297,30 @@ impl Rejection {
     }
 
     /// The `WWW-Authenticate` challenge (RFC 6750 §3) for guard rejections.
-    fn challenge(&self) -> Option<HeaderValue> {
+    fn challenge(&self, messages: &Messages) -> Option<HeaderValue> {
+        #[cfg(feature = "dpop")]
+        if let Some((algs, required)) = messages.dpop {
+            let error = match self {
+                Self::MissingCredentials if required => "",
+                Self::InvalidDpopToken => "invalid_token",
+                Self::DpopProofRefused(_) => "invalid_dpop_proof",
+                Self::UseDpopNonce { guard: true, .. } => "use_dpop_nonce",
+                _ => return self.bearer_challenge(),
+            };
+            let challenge = if error.is_empty() {
+                format!("DPoP algs=\"{algs}\"")
+            } else {
+                format!("DPoP error=\"{error}\", algs=\"{algs}\"")
+            };
+            return HeaderValue::try_from(challenge).ok();
+        }
+        #[cfg(not(feature = "dpop"))]
+        let _ = messages;
+        self.bearer_challenge()
+    }
+
+    /// The `Bearer` challenge, for the rejections that have one.
+    fn bearer_challenge(&self) -> Option<HeaderValue> {
         match self {
             Self::MissingCredentials => Some(HeaderValue::from_static("Bearer")),
             Self::InvalidToken => Some(HeaderValue::from_static("Bearer error=\"invalid_token\"")),
@@ -275,7 +334,11 @@ impl Rejection {
 
     fn grpc_code(&self) -> u8 {
         match self {
-            Self::MissingCredentials | Self::InvalidToken => grpc_code::UNAUTHENTICATED,
+            Self::MissingCredentials
+            | Self::InvalidToken
+            | Self::InvalidDpopToken
+            | Self::DpopProofRefused(_)
+            | Self::UseDpopNonce { guard: true, .. } => grpc_code::UNAUTHENTICATED,
             Self::InactiveUser | Self::InsufficientScope(_) => grpc_code::PERMISSION_DENIED,
             Self::TooManyAttempts(_) => grpc_code::RESOURCE_EXHAUSTED,
             Self::Unavailable | Self::Busy(_) => grpc_code::UNAVAILABLE,
@@ -321,7 +384,7 @@ impl Rejection {
     fn body(&self, messages: &Messages) -> Bytes {
         match self {
             Self::MissingCredentials => Bytes::from_static(br#"{"detail":"Not authenticated"}"#),
-            Self::InvalidToken => messages.invalid_token_body.clone(),
+            Self::InvalidToken | Self::InvalidDpopToken => messages.invalid_token_body.clone(),
             Self::InactiveUser => Bytes::from_static(br#"{"detail":"Inactive user"}"#),
             Self::InvalidGrant => Bytes::from_static(
                 br#"{"detail":"Incorrect username or password","error":"invalid_grant"}"#,
@@ -338,10 +401,20 @@ impl Rejection {
         *response.status_mut() = self.status(messages);
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(challenge) = self.challenge() {
+        if let Some(challenge) = self.challenge(messages) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
+        // DPoP allowed, not required: a client without credentials may use either.
+        #[cfg(feature = "dpop")]
+        if let (Self::MissingCredentials, Some((algs, false))) = (&self, messages.dpop) {
+            if let Ok(dpop) = HeaderValue::try_from(format!("DPoP algs=\"{algs}\"")) {
+                headers.append(WWW_AUTHENTICATE, dpop);
+            }
+        }
         match self {
+            Self::UseDpopNonce { nonce, .. } => {
+                headers.insert("dpop-nonce", nonce);
+            }
             Self::MethodNotAllowed => {
                 headers.insert(ALLOW, HeaderValue::from_static("POST"));
             }

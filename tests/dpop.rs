@@ -1,0 +1,572 @@
+//! DPoP (RFC 9449, feature `dpop`) at the token endpoint and in the guard, over a
+//! real socket: proofs made here with ed25519-dalek and p256, as a client
+//! library would make them.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use common::{tutorial, tutorial_builder, Reply, Server, Stores};
+use ed25519_dalek::Signer as _;
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use tower_oauth2_password::dpop::{DpopSettings, MemoryReplayStore};
+use tower_oauth2_password::endpoint::TrustedProxies;
+use tower_oauth2_password::token::memory::MemoryRefreshTokenStore;
+
+/// A client's key pair.
+enum Key {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+}
+
+static JTI: AtomicU64 = AtomicU64::new(0);
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Key {
+    fn ed25519(seed: u8) -> Self {
+        Key::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
+    }
+
+    fn p256(seed: u8) -> Self {
+        Key::P256(p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap())
+    }
+
+    /// A proof for `method` and `htu`, of `token` when given, with `nonce`.
+    fn proof(&self, method: &str, htu: &str, token: Option<&str>, nonce: Option<&str>) -> String {
+        let (alg, jwk) = match self {
+            Key::Ed25519(key) => (
+                "EdDSA",
+                json!({"kty": "OKP", "crv": "Ed25519",
+                       "x": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes())}),
+            ),
+            Key::P256(key) => {
+                // Uncompressed SEC1: 0x04, x, y.
+                let point = key.verifying_key().to_sec1_bytes();
+                (
+                    "ES256",
+                    json!({"kty": "EC", "crv": "P-256",
+                           "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+                           "y": URL_SAFE_NO_PAD.encode(&point[33..65])}),
+                )
+            }
+        };
+        let header = json!({"typ": "dpop+jwt", "alg": alg, "jwk": jwk});
+        let jti = format!(
+            "jti-{}-{}",
+            std::process::id(),
+            JTI.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut claims = json!({"jti": jti, "htm": method, "htu": htu, "iat": now()});
+        if let Some(token) = token {
+            claims["ath"] = URL_SAFE_NO_PAD
+                .encode(Sha256::digest(token.as_bytes()))
+                .into();
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = nonce.into();
+        }
+        let signed = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = match self {
+            Key::Ed25519(key) => key.sign(signed.as_bytes()).to_bytes().to_vec(),
+            Key::P256(key) => {
+                let signature: p256::ecdsa::Signature = key.sign(signed.as_bytes());
+                signature.to_bytes().to_vec()
+            }
+        };
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+}
+
+/// The tutorial with refresh tokens and DPoP as `settings` say; no login policy
+/// (these tests refuse many requests from one address).
+async fn start(settings: DpopSettings) -> Server {
+    let layer = tutorial_builder(Stores::Ready)
+        .refresh_tokens(MemoryRefreshTokenStore::new())
+        .no_login_policy()
+        .dpop(settings)
+        .build();
+    Server::start_with(layer).await
+}
+
+/// `POST /token` with `form`, and these extra headers.
+async fn post_token(server: &Server, form: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = Request::post(server.url("/token"))
+        .header("content-type", "application/x-www-form-urlencoded");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    server
+        .send(request.body(Full::from(form.to_owned())).unwrap())
+        .await
+}
+
+/// `method path` with these headers.
+async fn request(server: &Server, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = Request::builder().method(method).uri(server.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    server
+        .send(request.body(Full::<Bytes>::default()).unwrap())
+        .await
+}
+
+const LOGIN: &str = "username=johndoe&password=secret";
+
+/// Logs in with a proof by `key`: (access token, refresh token).
+async fn dpop_login(server: &Server, key: &Key) -> (String, String) {
+    let proof = key.proof("POST", &server.url("/token"), None, None);
+    let reply = post_token(server, LOGIN, &[("dpop", &proof)]).await;
+    dpop_tokens(&reply)
+}
+
+#[track_caller]
+fn dpop_tokens(reply: &Reply) -> (String, String) {
+    assert_eq!(reply.status, StatusCode::OK, "body: {:?}", reply.body);
+    let json = reply.json();
+    assert_eq!(json["token_type"], "DPoP");
+    (
+        json["access_token"].as_str().unwrap().to_owned(),
+        json["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `GET /users/me` with `Authorization: DPoP <token>` and `proof`.
+async fn me_with(server: &Server, token: &str, proof: &str) -> Reply {
+    let authorization = format!("DPoP {token}");
+    request(
+        server,
+        Method::GET,
+        "/users/me",
+        &[("authorization", &authorization), ("dpop", proof)],
+    )
+    .await
+}
+
+/// A fresh proof for `GET /users/me` of `token` by `key`.
+fn me_proof(server: &Server, key: &Key, token: &str) -> String {
+    key.proof("GET", &server.url("/users/me"), Some(token), None)
+}
+
+#[track_caller]
+fn assert_proof_refused(reply: &Reply) {
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "body: {:?}",
+        reply.body
+    );
+    assert_eq!(reply.json()["error"], "invalid_dpop_proof");
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"DPoP error="invalid_dpop_proof", algs="ES256 EdDSA""#)
+    );
+}
+
+#[track_caller]
+fn assert_dpop_invalid_token(reply: &Reply) {
+    reply.assert_error(
+        401,
+        "Invalid authentication credentials",
+        Some("invalid_token"),
+    );
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"DPoP error="invalid_token", algs="ES256 EdDSA""#)
+    );
+}
+
+#[track_caller]
+fn assert_bad_token_proof(reply: &Reply) {
+    assert_eq!(
+        reply.status,
+        StatusCode::BAD_REQUEST,
+        "body: {:?}",
+        reply.body
+    );
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert_eq!(reply.json()["error"], "invalid_dpop_proof");
+}
+
+#[tokio::test]
+async fn a_dpop_token_works_with_a_proof_of_its_key_only() {
+    for key in [Key::ed25519(7), Key::p256(7)] {
+        let server = start(DpopSettings::allowed()).await;
+        let (token, _) = dpop_login(&server, &key).await;
+        let me = me_with(&server, &token, &me_proof(&server, &key, &token)).await;
+        assert_eq!(me.status, StatusCode::OK, "body: {:?}", me.body);
+        assert_eq!(me.json()["username"], "johndoe");
+
+        // The same token as a bearer token: refused.
+        assert_dpop_invalid_token(&server.me(&token).await);
+        // With a proof by another key.
+        let other = Key::ed25519(8);
+        assert_proof_refused(&me_with(&server, &token, &me_proof(&server, &other, &token)).await);
+        // Without a proof.
+        let authorization = format!("DPoP {token}");
+        let reply = request(
+            &server,
+            Method::GET,
+            "/users/me",
+            &[("authorization", &authorization)],
+        )
+        .await;
+        assert_proof_refused(&reply);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_or_misdirected_proof_is_refused() {
+    let server = start(DpopSettings::allowed()).await;
+    let key = Key::p256(3);
+    let (token, _) = dpop_login(&server, &key).await;
+    let proof = me_proof(&server, &key, &token);
+    assert_eq!(
+        me_with(&server, &token, &proof).await.status,
+        StatusCode::OK
+    );
+    assert_proof_refused(&me_with(&server, &token, &proof).await);
+
+    // Another URL, another method, another token's hash.
+    let elsewhere = key.proof("GET", &server.url("/items/"), Some(&token), None);
+    assert_proof_refused(&me_with(&server, &token, &elsewhere).await);
+    let post = key.proof("POST", &server.url("/users/me"), Some(&token), None);
+    assert_proof_refused(&me_with(&server, &token, &post).await);
+    let no_ath = key.proof("GET", &server.url("/users/me"), None, None);
+    assert_proof_refused(&me_with(&server, &token, &no_ath).await);
+    let other_ath = key.proof("GET", &server.url("/users/me"), Some("another"), None);
+    assert_proof_refused(&me_with(&server, &token, &other_ath).await);
+    // Two proofs.
+    let authorization = format!("DPoP {token}");
+    let (a, b) = (
+        me_proof(&server, &key, &token),
+        me_proof(&server, &key, &token),
+    );
+    let reply = request(
+        &server,
+        Method::GET,
+        "/users/me",
+        &[
+            ("authorization", &authorization),
+            ("dpop", &a),
+            ("dpop", &b),
+        ],
+    )
+    .await;
+    assert_proof_refused(&reply);
+    // A replayed login proof.
+    let login_proof = key.proof("POST", &server.url("/token"), None, None);
+    dpop_tokens(&post_token(&server, LOGIN, &[("dpop", &login_proof)]).await);
+    assert_bad_token_proof(&post_token(&server, LOGIN, &[("dpop", &login_proof)]).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bearer_tokens_still_work_where_dpop_is_allowed() {
+    let server = start(DpopSettings::allowed()).await;
+    let (token, _) = server.login_with_refresh().await;
+    assert_eq!(server.me(&token).await.status, StatusCode::OK);
+    // An unbound token sent as DPoP is refused.
+    let key = Key::ed25519(1);
+    assert_dpop_invalid_token(&me_with(&server, &token, &me_proof(&server, &key, &token)).await);
+    // No credentials: either scheme is offered.
+    let reply = request(&server, Method::GET, "/users/me", &[]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let challenges: Vec<&str> = reply
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .collect();
+    assert_eq!(challenges, ["Bearer", r#"DPoP algs="ES256 EdDSA""#]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn required_mode_refuses_bearer_and_logins_without_a_proof() {
+    let server = start(DpopSettings::required()).await;
+    let reply = server.post_form(LOGIN).await;
+    assert_bad_token_proof(&reply);
+    assert_eq!(
+        reply.json()["detail"],
+        "A DPoP proof is required: send one in the DPoP header"
+    );
+    let key = Key::ed25519(2);
+    let (token, _) = dpop_login(&server, &key).await;
+    assert_dpop_invalid_token(&server.me(&token).await);
+    // Even an unbound token someone made is refused as Bearer (no lookup at all).
+    assert_dpop_invalid_token(&server.me("an-unbound-token").await);
+    let reply = request(&server, Method::GET, "/users/me", &[]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"DPoP algs="ES256 EdDSA""#)
+    );
+    let me = me_with(&server, &token, &me_proof(&server, &key, &token)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bound_refresh_token_needs_a_proof_by_its_key_and_is_not_burnt_without() {
+    let server = start(DpopSettings::allowed()).await;
+    let key = Key::ed25519(4);
+    let (_, refresh) = dpop_login(&server, &key).await;
+    let form = format!("grant_type=refresh_token&refresh_token={refresh}");
+
+    // A thief with the refresh token but not the key.
+    assert_bad_token_proof(&post_token(&server, &form, &[]).await);
+    let thief = Key::p256(9);
+    let proof = thief.proof("POST", &server.url("/token"), None, None);
+    let reply = post_token(&server, &form, &[("dpop", &proof)]).await;
+    assert_bad_token_proof(&reply);
+    assert_eq!(
+        reply.json()["detail"],
+        "The DPoP proof is not by the key the refresh token is bound to"
+    );
+
+    // The owner's family still works: the same refresh token rotates.
+    let proof = key.proof("POST", &server.url("/token"), None, None);
+    let (access, next) = dpop_tokens(&post_token(&server, &form, &[("dpop", &proof)]).await);
+    assert_ne!(next, refresh);
+    let me = me_with(&server, &access, &me_proof(&server, &key, &access)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_dpop_invalid_token(&server.me(&access).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unbound_family_refreshed_with_a_proof_gets_a_bound_access_token() {
+    let server = start(DpopSettings::allowed()).await;
+    let (_, refresh) = server.login_with_refresh().await;
+    let key = Key::ed25519(5);
+    let proof = key.proof("POST", &server.url("/token"), None, None);
+    let form = format!("grant_type=refresh_token&refresh_token={refresh}");
+    let (access, next) = dpop_tokens(&post_token(&server, &form, &[("dpop", &proof)]).await);
+    assert_dpop_invalid_token(&server.me(&access).await);
+    assert_eq!(
+        me_with(&server, &access, &me_proof(&server, &key, &access))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The family itself stays unbound: a refresh without a proof is a bearer one.
+    let (bearer, _) = server.refresh(&next).await.tokens();
+    assert_eq!(server.me(&bearer).await.status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn server_nonces_are_asked_for_and_honoured() {
+    let server = start(DpopSettings::allowed().server_nonces(&[42; 32])).await;
+    let key = Key::p256(6);
+    let url = server.url("/token");
+    let reply = post_token(
+        &server,
+        LOGIN,
+        &[("dpop", &key.proof("POST", &url, None, None))],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json()["error"], "use_dpop_nonce");
+    let nonce = reply.header("dpop-nonce").expect("a nonce").to_owned();
+    let proof = key.proof("POST", &url, None, Some(&nonce));
+    let reply = post_token(&server, LOGIN, &[("dpop", &proof)]).await;
+    let (token, _) = dpop_tokens(&reply);
+    let nonce = reply
+        .header("dpop-nonce")
+        .expect("a fresh nonce")
+        .to_owned();
+
+    // The guard asks too, with a 401.
+    let reply = me_with(&server, &token, &me_proof(&server, &key, &token)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"DPoP error="use_dpop_nonce", algs="ES256 EdDSA""#)
+    );
+    assert!(reply.header("dpop-nonce").is_some());
+    let proof = key.proof("GET", &server.url("/users/me"), Some(&token), Some(&nonce));
+    assert_eq!(
+        me_with(&server, &token, &proof).await.status,
+        StatusCode::OK
+    );
+    // A nonce made up by the client is not one.
+    let proof = key.proof(
+        "GET",
+        &server.url("/users/me"),
+        Some(&token),
+        Some("made-up"),
+    );
+    assert_eq!(reply.status, me_with(&server, &token, &proof).await.status);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_hosts_count_only_from_trusted_proxies() {
+    let key = Key::ed25519(10);
+    let forwarded = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "api.example.com"),
+    ];
+    // An untrusted peer: the proof must name the host the request was sent to.
+    let server = start(DpopSettings::allowed()).await;
+    let proof = key.proof("POST", "https://api.example.com/token", None, None);
+    let mut headers = forwarded.to_vec();
+    headers.push(("dpop", &proof));
+    assert_bad_token_proof(&post_token(&server, LOGIN, &headers).await);
+    server.stop().await;
+
+    // The tests' peer (127.0.0.1) as a trusted proxy: its word is the URL.
+    let layer = tutorial_builder(Stores::Ready)
+        .no_login_policy()
+        .trusted_proxies(TrustedProxies::x_forwarded_for(["127.0.0.1"]).unwrap())
+        .dpop(DpopSettings::allowed())
+        .build();
+    let server = Server::start_with(layer).await;
+    let proof = key.proof("POST", "https://api.example.com/token", None, None);
+    let mut headers = forwarded.to_vec();
+    headers.push(("dpop", &proof));
+    let reply = post_token(&server, LOGIN, &headers).await;
+    assert_eq!(reply.status, StatusCode::OK, "body: {:?}", reply.body);
+    assert_eq!(reply.json()["token_type"], "DPoP");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_public_url_is_what_proofs_name() {
+    let server = start(DpopSettings::allowed().public_url("https://api.example.com")).await;
+    let key = Key::ed25519(11);
+    let local = key.proof("POST", &server.url("/token"), None, None);
+    assert_bad_token_proof(&post_token(&server, LOGIN, &[("dpop", &local)]).await);
+    let public = key.proof("POST", "https://api.example.com/token", None, None);
+    let reply = post_token(&server, LOGIN, &[("dpop", &public)]).await;
+    let (token, _) = dpop_tokens(&reply);
+    let proof = key.proof(
+        "GET",
+        "https://api.example.com/users/me",
+        Some(&token),
+        None,
+    );
+    assert_eq!(
+        me_with(&server, &token, &proof).await.status,
+        StatusCode::OK
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn algorithms_can_be_narrowed() {
+    use tower_oauth2_password::dpop::DpopAlgorithm;
+    let server = start(DpopSettings::allowed().algorithms([DpopAlgorithm::EdDsa])).await;
+    let es256 = Key::p256(12).proof("POST", &server.url("/token"), None, None);
+    assert_bad_token_proof(&post_token(&server, LOGIN, &[("dpop", &es256)]).await);
+    dpop_login(&server, &Key::ed25519(12)).await;
+    let reply = request(&server, Method::GET, "/users/me", &[]).await;
+    let challenges: Vec<&str> = reply
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .collect();
+    assert_eq!(challenges, ["Bearer", r#"DPoP algs="EdDSA""#]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_metadata_names_the_proof_algorithms() {
+    let layer = tutorial::layer_builder()
+        .issuer("https://auth.example.com")
+        .dpop(DpopSettings::allowed())
+        .build();
+    let server = Server::start_with(layer).await;
+    let reply = request(
+        &server,
+        Method::GET,
+        "/.well-known/oauth-authorization-server",
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.json()["dpop_signing_alg_values_supported"],
+        json!(["ES256", "EdDSA"])
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_replay_store_may_be_shared() {
+    let replays = MemoryReplayStore::new();
+    let a = start(DpopSettings::allowed().replay_store(replays.clone())).await;
+    assert!(replays.is_empty());
+    dpop_login(&a, &Key::ed25519(13)).await;
+    assert_eq!(replays.len(), 1);
+    a.stop().await;
+}
+
+/// Two replicas sharing a `RedisReplayStore`: a proof accepted by one is a
+/// replay at the other.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_proof_is_accepted_once_across_replicas_sharing_redis() {
+    use common::redis::Prefix;
+    use tower_oauth2_password::dpop::RedisReplayStore;
+
+    let prefix = Prefix::new("dpop-replicas");
+    let layer = tutorial_builder(Stores::Ready)
+        .no_login_policy()
+        .dpop(DpopSettings::allowed().replay_store(RedisReplayStore::on(&prefix.connection())))
+        .build();
+    let a = Server::start_with(layer).await;
+    let key = Key::ed25519(14);
+    let proof_for = |server: &Server| key.proof("POST", &server.url("/token"), None, None);
+    let proof = proof_for(&a);
+    dpop_tokens_without_refresh(&post_token(&a, LOGIN, &[("dpop", &proof)]).await);
+    assert_bad_token_proof(&post_token(&a, LOGIN, &[("dpop", &proof)]).await);
+    // Another replica, reached (as behind a load balancer) at the same URL: its
+    // public URL is a's.
+    let b = {
+        let layer = tutorial_builder(Stores::Ready)
+            .no_login_policy()
+            .dpop(
+                DpopSettings::allowed()
+                    .public_url(&a.url(""))
+                    .replay_store(RedisReplayStore::on(&prefix.connection())),
+            )
+            .build();
+        Server::start_with(layer).await
+    };
+    assert_bad_token_proof(&post_token(&b, LOGIN, &[("dpop", &proof)]).await);
+    // A fresh proof for that URL passes at b.
+    let fresh = proof_for(&a);
+    dpop_tokens_without_refresh(&post_token(&b, LOGIN, &[("dpop", &fresh)]).await);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[cfg(feature = "redis")]
+#[track_caller]
+fn dpop_tokens_without_refresh(reply: &Reply) {
+    assert_eq!(reply.status, StatusCode::OK, "body: {:?}", reply.body);
+    assert_eq!(reply.json()["token_type"], "DPoP");
+}
