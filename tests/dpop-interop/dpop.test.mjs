@@ -116,7 +116,10 @@ function passwordGrant(base, proof) {
 /** oauth4webapi's view of the server: its RFC 8414 metadata, over plain http. */
 async function discover(base) {
   const issuer = new URL(base);
-  const response = await oauth.discoveryRequest(issuer, { [oauth.allowInsecureRequests]: true });
+  const response = await oauth.discoveryRequest(issuer, {
+    algorithm: "oauth2", // RFC 8414's well-known path, not OpenID Connect's
+    [oauth.allowInsecureRequests]: true,
+  });
   return oauth.processDiscoveryResponse(issuer, response);
 }
 
