@@ -23,6 +23,8 @@
 //! - `METRICS_ADDR`, `AUDIT_LOG`, `ISSUER`, `JWT_ALG=EdDSA` / `JWT_ED25519_SEED`: metrics,
 //!   audit events, the metadata's issuer and Ed25519 tokens with a JWKS, as in the
 //!   tutorial.
+//! - `DPOP=allowed|required` (and `DPOP_PUBLIC_URL`): DPoP-bound tokens, as in the
+//!   tutorial (`--features dpop`; proofs remembered in Redis when the tokens are).
 //! - `ADDR` (default `127.0.0.1:8000`), `LOG=off` as in the tutorial.
 //!
 //! A `DATABASE_URL` that cannot be used stops it before it listens, with one line
@@ -114,6 +116,7 @@ async fn main() {
     // REFRESH_TOKENS.
     let stores = common::stores::from_env_or_exit().await;
     let introspection = common::introspect::from_env_or_exit();
+    let dpop = common::dpop::from_env_or_exit(&stores);
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
     let pool = match open_database(&url).await {
         Ok(pool) => pool,
@@ -132,6 +135,12 @@ async fn main() {
         let _ = tokio::signal::ctrl_c().await;
     };
     let mut builder = stores.apply(OAuth2PasswordLayer::builder(user_store(pool)));
+    #[cfg(feature = "dpop")]
+    if let Some(dpop) = dpop {
+        builder = builder.dpop(dpop);
+    }
+    #[cfg(not(feature = "dpop"))]
+    let () = dpop;
     if let Some(clients) = introspection {
         builder = builder.introspection(clients);
     }

@@ -28,6 +28,15 @@
 //! `AUDIT_LOG=audit.jsonl` (or `-`) writes every audit event (logins, throttling,
 //! refresh-token reuse, revocations) as a JSON line instead of a log line.
 //!
+//! `DPOP=allowed` (build with `--features dpop`) honours DPoP proofs (RFC 9449):
+//! a login with a `DPoP` header gets a token bound to the proof's key
+//! (`"token_type": "DPoP"`), used as `Authorization: DPoP …` with a fresh proof
+//! per request, while bearer tokens keep working; `DPOP=required` makes every
+//! token DPoP-bound. Unset, DPoP is off. Proofs are remembered (so that each is
+//! used once) in Redis when the token store uses Redis, else in memory.
+//! `DPOP_PUBLIC_URL=https://api.example.com` is the URL proofs must name
+//! (default: the scheme and `Host` of each request).
+//!
 //! Users: `johndoe` / `secret` (active) and `alice` / `secret2` (disabled: she can
 //! log in, but `/users/me` answers 400 "Inactive user"). Passwords are stored as
 //! Argon2id hashes; one log line per request, never a password or a token.
@@ -103,7 +112,14 @@ async fn main() {
     // Before the layer is built: the guard registers its counters then.
     common::metrics_from_env();
     let stores = common::stores::from_env_or_exit().await;
+    let dpop = common::dpop::from_env_or_exit(&stores);
     let mut builder = stores.apply(layer_builder());
+    #[cfg(feature = "dpop")]
+    if let Some(dpop) = dpop {
+        builder = builder.dpop(dpop);
+    }
+    #[cfg(not(feature = "dpop"))]
+    let () = dpop;
     if let Some(clients) = common::introspect::from_env_or_exit() {
         builder = builder.introspection(clients);
     }
@@ -133,12 +149,7 @@ async fn main() {
 /// `ISSUER` that is no such URL (a `urn:`) still names the JWT store's tokens.
 pub fn issuer(addr: std::net::SocketAddr) -> String {
     if let Ok(issuer) = std::env::var("ISSUER") {
-        let uri = issuer.parse::<http::Uri>().ok();
-        let usable = uri.is_some_and(|uri| {
-            matches!(uri.scheme_str(), Some("http" | "https"))
-                && uri.authority().is_some_and(|a| !a.as_str().contains('@'))
-        }) && !issuer.contains(['?', '#']);
-        if usable {
+        if common::usable_url(&issuer) {
             return issuer;
         }
         tracing::warn!(

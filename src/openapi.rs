@@ -319,6 +319,34 @@ impl PasswordFlowDocs {
             .response("200", token)
             .security(SecurityRequirement::default())
             .build();
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = &self.config.dpop {
+            use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+            let required = dpop.mode == crate::dpop::settings::DpopMode::Required;
+            let proof = ParameterBuilder::new()
+                .name("DPoP")
+                .parameter_in(ParameterIn::Header)
+                .required(if required {
+                    Required::True
+                } else {
+                    Required::False
+                })
+                .description(Some(format!(
+                    "A DPoP proof (RFC 9449) of this request (`htm` `POST`, `htu` the token \
+                     URL), signed with {}: the access token (and a login's refresh tokens) \
+                     are bound to its key, and the answer's `token_type` is `DPoP`. A \
+                     refresh token bound to a key needs a proof by that key. A refused \
+                     proof is 400 `invalid_dpop_proof` (`use_dpop_nonce`, with a \
+                     `DPoP-Nonce` header, when the server asks for its nonce).",
+                    dpop.algs().replace(' ', " or ")
+                )))
+                .schema(Some(string()))
+                .build();
+            operation
+                .parameters
+                .get_or_insert_with(Vec::new)
+                .push(proof);
+        }
         add_answers(
             &mut operation,
             [
@@ -433,7 +461,7 @@ impl PasswordFlowDocs {
                 "token_type",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .enum_values(Some(["Bearer"])),
+                    .enum_values(Some(["Bearer", "DPoP"])),
             );
         let answered = ResponseBuilder::new()
             .description(
@@ -545,7 +573,7 @@ impl PasswordFlowDocs {
                 "token_type",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .enum_values(Some(["bearer"])),
+                    .enum_values(Some(["bearer", "DPoP"])),
             )
             .required("token_type")
             .property(

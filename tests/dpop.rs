@@ -570,3 +570,44 @@ fn dpop_tokens_without_refresh(reply: &Reply) {
     assert_eq!(reply.status, StatusCode::OK, "body: {:?}", reply.body);
     assert_eq!(reply.json()["token_type"], "DPoP");
 }
+
+#[tokio::test]
+async fn introspection_names_the_key_a_token_is_bound_to() {
+    use base64::engine::general_purpose::STANDARD;
+    use tower_oauth2_password::endpoint::{ClientSecretHash, IntrospectionClients};
+
+    let secret = "the resource server's secret, long enough";
+    let layer = tutorial_builder(Stores::Ready)
+        .no_login_policy()
+        .introspection(
+            IntrospectionClients::new().client("rs", ClientSecretHash::of(secret).unwrap()),
+        )
+        .dpop(DpopSettings::allowed())
+        .build();
+    let server = Server::start_with(layer).await;
+    let key = Key::ed25519(15);
+    let proof = key.proof("POST", &server.url("/token"), None, None);
+    let reply = post_token(&server, LOGIN, &[("dpop", &proof)]).await;
+    assert_eq!(reply.json()["token_type"], "DPoP");
+    let token = reply.json()["access_token"].as_str().unwrap().to_owned();
+    let basic = format!("Basic {}", STANDARD.encode(format!("rs:{secret}")));
+    let request = Request::post(server.url("/introspect"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", basic)
+        .body(Full::from(format!("token={token}")))
+        .unwrap();
+    let answer = server.send(request).await.json();
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["token_type"], "DPoP");
+    let Key::Ed25519(signing) = &key else {
+        unreachable!()
+    };
+    // RFC 7638: SHA-256 of the required members, in lexicographic order.
+    let canonical = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes())
+    );
+    let jkt = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+    assert_eq!(answer["cnf"]["jkt"], jkt);
+    server.stop().await;
+}

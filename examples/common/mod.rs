@@ -5,6 +5,7 @@
 // Each example uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod dpop;
 pub mod introspect;
 pub mod map_lookup;
 pub mod stores;
@@ -367,4 +368,14 @@ impl
             disabled: user.disabled,
         })
     }
+}
+
+/// Whether `url` is an `http(s)://` URL with a host and no query, fragment or
+/// user information (what the layer accepts as an issuer or public URL).
+pub fn usable_url(url: &str) -> bool {
+    let uri = url.parse::<http::Uri>().ok();
+    uri.is_some_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.authority().is_some_and(|a| !a.as_str().contains('@'))
+    }) && !url.contains(['?', '#'])
 }

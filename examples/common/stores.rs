@@ -74,6 +74,13 @@ impl Stores {
         self
     }
 
+    /// The Redis connection the stores use, if they use Redis (DPoP's replay
+    /// store goes there too).
+    #[cfg(feature = "redis")]
+    pub fn redis_connection(&self) -> Option<&tower_oauth2_password::redis::RedisConnection> {
+        self.redis.as_ref().map(RedisTokenStore::connection)
+    }
+
     /// `builder` with these stores, and with Redis its login throttle counting in
     /// Redis (the default throttle counts in this process).
     pub fn apply<Us: UserStore>(self, builder: Builder<Us>) -> Builder<Us, BoxTokenStore> {

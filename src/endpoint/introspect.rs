@@ -42,6 +42,15 @@ struct Active<'a> {
     exp: u64,
     iat: u64,
     token_type: &'static str,
+    /// RFC 9449 §6.2: the key a DPoP-bound token is bound to, `{"jkt": …}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation>,
+}
+
+/// A confirmation claim (RFC 7800) naming a key by its thumbprint.
+#[derive(Serialize)]
+struct Confirmation {
+    jkt: String,
 }
 
 /// 401 `invalid_client` unless `headers` carry the Basic credentials of one of
@@ -121,7 +130,14 @@ fn active(config: &Config, grant: &Grant) -> Result<Bytes, Rejection> {
         sub: &grant.subject,
         exp: seconds(grant.expires_at),
         iat: seconds(issued),
-        token_type: "Bearer",
+        token_type: if grant.key_binding.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        },
+        cnf: grant.key_binding.as_ref().map(|key| Confirmation {
+            jkt: key.to_string(),
+        }),
     };
     serde_json::to_vec(&answer)
         .map(Bytes::from)
