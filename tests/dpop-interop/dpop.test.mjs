@@ -141,7 +141,7 @@ const advertised = allowedAs.dpop_signing_alg_values_supported ?? [];
 function expectation(alg) {
   if (alg === "ES256" || advertised.includes(alg)) return {};
   return {
-    todo: `the server does not accept alg "${alg}" (it advertises ${JSON.stringify(advertised)}); npm dpop and oauth4webapi name EdDSA proofs "${alg}"`,
+    todo: `the server does not advertise alg "${alg}" (only ${JSON.stringify(advertised)}); npm dpop and oauth4webapi name EdDSA proofs "${alg}"`,
   };
 }
 
