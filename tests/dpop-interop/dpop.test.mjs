@@ -127,6 +127,38 @@ const insecure = { [oauth.allowInsecureRequests]: true };
 // A public client: the password grant's first-party app (client_id is sent and ignored).
 const client = { client_id: "interop" };
 
+/** oauth4webapi's password grant at `as`'s token endpoint, with `DPoP`'s proof. */
+function passwordGrantWith(as, DPoP) {
+  return oauth.genericTokenEndpointRequest(
+    as,
+    client,
+    oauth.None(),
+    "password",
+    { username: "johndoe", password: "secret" },
+    { DPoP, ...insecure },
+  );
+}
+
+/** oauth4webapi's refresh grant with `DPoP`'s proof. */
+function refreshWith(as, refreshToken, DPoP) {
+  return oauth.refreshTokenGrantRequest(as, client, oauth.None(), refreshToken, {
+    DPoP,
+    ...insecure,
+  });
+}
+
+/** `GET /users/me` through oauth4webapi with `token` and `DPoP`'s proof. */
+function meWith(base, token, DPoP) {
+  return oauth.protectedResourceRequest(
+    token,
+    "GET",
+    new URL("/users/me", base),
+    new Headers(),
+    null,
+    { DPoP, ...insecure },
+  );
+}
+
 // Both servers start before the tests are declared: which algorithm names the
 // server advertises decides below whether the Ed25519 tests are expected to pass.
 const allowedBase = await startTutorial({ DPOP: "allowed" });
@@ -161,52 +193,25 @@ describe("DPOP=allowed", () => {
         const keys = await oauth.generateKeyPair(alg);
         const DPoP = oauth.DPoP(client, keys);
 
-        const login = await oauth.genericTokenEndpointRequest(
-          as,
-          client,
-          oauth.None(),
-          "password",
-          { username: "johndoe", password: "secret" },
-          { DPoP, ...insecure },
-        );
+        const login = await passwordGrantWith(as, DPoP);
         assert.equal(login.status, 200, await login.clone().text());
         assert.equal((await login.clone().json()).token_type, "DPoP");
         const tokens = await oauth.processGenericTokenEndpointResponse(as, client, login);
         assert.equal(tokens.token_type, "dpop");
         assert.ok(tokens.refresh_token, "REFRESH_TOKENS=1 issues a refresh token");
 
-        const me = await oauth.protectedResourceRequest(
-          tokens.access_token,
-          "GET",
-          new URL("/users/me", base),
-          new Headers(),
-          null,
-          { DPoP, ...insecure },
-        );
+        const me = await meWith(base, tokens.access_token, DPoP);
         assert.equal(me.status, 200);
         assert.deepEqual(await me.json(), JOHNDOE);
 
-        const refresh = await oauth.refreshTokenGrantRequest(
-          as,
-          client,
-          oauth.None(),
-          tokens.refresh_token,
-          { DPoP, ...insecure },
-        );
+        const refresh = await refreshWith(as, tokens.refresh_token, DPoP);
         assert.equal(refresh.status, 200, await refresh.clone().text());
         const renewed = await oauth.processRefreshTokenResponse(as, client, refresh);
         assert.equal(renewed.token_type, "dpop");
         assert.notEqual(renewed.access_token, tokens.access_token);
         assert.notEqual(renewed.refresh_token, tokens.refresh_token);
 
-        const again = await oauth.protectedResourceRequest(
-          renewed.access_token,
-          "GET",
-          new URL("/users/me", base),
-          new Headers(),
-          null,
-          { DPoP, ...insecure },
-        );
+        const again = await meWith(base, renewed.access_token, DPoP);
         assert.equal(again.status, 200);
         assert.deepEqual(await again.json(), JOHNDOE);
       });
@@ -214,33 +219,14 @@ describe("DPOP=allowed", () => {
       test("a refresh with another key's proof is refused, and the owner's still works", expectation(alg), async () => {
         const DPoP = oauth.DPoP(client, await oauth.generateKeyPair(alg));
         const thief = oauth.DPoP(client, await oauth.generateKeyPair(alg));
-        const login = await oauth.genericTokenEndpointRequest(
-          as,
-          client,
-          oauth.None(),
-          "password",
-          { username: "johndoe", password: "secret" },
-          { DPoP, ...insecure },
-        );
+        const login = await passwordGrantWith(as, DPoP);
         const tokens = await oauth.processGenericTokenEndpointResponse(as, client, login);
 
-        const stolen = await oauth.refreshTokenGrantRequest(
-          as,
-          client,
-          oauth.None(),
-          tokens.refresh_token,
-          { DPoP: thief, ...insecure },
-        );
+        const stolen = await refreshWith(as, tokens.refresh_token, thief);
         assert.equal(stolen.status, 400);
         assert.equal((await stolen.json()).error, "invalid_dpop_proof");
 
-        const owner = await oauth.refreshTokenGrantRequest(
-          as,
-          client,
-          oauth.None(),
-          tokens.refresh_token,
-          { DPoP, ...insecure },
-        );
+        const owner = await refreshWith(as, tokens.refresh_token, DPoP);
         assert.equal(owner.status, 200, await owner.clone().text());
         assert.equal((await oauth.processRefreshTokenResponse(as, client, owner)).token_type, "dpop");
       });
@@ -335,25 +321,11 @@ describe("DPOP=required", () => {
   for (const alg of ALGS) {
     test(`oauth4webapi with an ${alg} key logs in and reads /users/me`, expectation(alg), async () => {
       const DPoP = oauth.DPoP(client, await oauth.generateKeyPair(alg));
-      const login = await oauth.genericTokenEndpointRequest(
-        as,
-        client,
-        oauth.None(),
-        "password",
-        { username: "johndoe", password: "secret" },
-        { DPoP, ...insecure },
-      );
+      const login = await passwordGrantWith(as, DPoP);
       assert.equal(login.status, 200, await login.clone().text());
       const tokens = await oauth.processGenericTokenEndpointResponse(as, client, login);
       assert.equal(tokens.token_type, "dpop");
-      const me = await oauth.protectedResourceRequest(
-        tokens.access_token,
-        "GET",
-        new URL("/users/me", base),
-        new Headers(),
-        null,
-        { DPoP, ...insecure },
-      );
+      const me = await meWith(base, tokens.access_token, DPoP);
       assert.equal(me.status, 200);
       assert.deepEqual(await me.json(), JOHNDOE);
     });
