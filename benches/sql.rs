@@ -8,7 +8,8 @@
 //!
 //! Each row serves the tutorial app in process, with the users in memory, in a
 //! fresh SQLite file, or in a fresh PostgreSQL database (both with 10,000 more
-//! users, so that lookups run in a table of some size) (at `DATABASE_URL`,
+//! users, so that lookups run in a table of some size), each database once as it
+//! is and once behind a `CachedUserStore` (rows `+cache`, 1 s staleness) (at `DATABASE_URL`,
 //! default `postgres://postgres@127.0.0.1:5432/test`; rows skipped if it cannot be
 //! reached), tokens in memory. A load generator in the same process keeps
 //! `BENCH_CONNECTIONS` (default 32) keep-alive HTTP/1.1 connections busy for
@@ -16,9 +17,10 @@
 //! connections for the same time with `POST /token` (Argon2id at its default
 //! parameters bounds the logins, whatever the store).
 //!
-//! Then, on PostgreSQL, what a guarded request costs the database: statements
-//! (committed transactions) and index and sequential scans of `users`, per
-//! request, and the plan of the guard's query on both databases.
+//! Then, on PostgreSQL, what a guarded request costs the database, without and
+//! with the cache: statements (committed transactions) and index and sequential
+//! scans of `users`, per request, and the plan of the guard's query on both
+//! databases.
 
 // `examples/common` is loaded twice, by the server example and its tutorial.
 #![allow(clippy::duplicate_mod)]
@@ -40,7 +42,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tower_oauth2_password::token::TokenStore;
 use tower_oauth2_password::user::sql::{self, sqlx, AnyPool};
-use tower_oauth2_password::user::UserStore;
+use tower_oauth2_password::user::{CachedUserStore, UserStore};
 use tower_oauth2_password::OAuth2PasswordLayer;
 
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -188,7 +190,7 @@ async fn measure(store: &str, running: &Running) {
     ] {
         let load = load(addr, connections, seconds, request).await;
         println!(
-            "{store:<10} {case:<6} {:>9.0} {:>9.2} {:>9.2} {:>9}",
+            "{store:<14} {case:<6} {:>9.0} {:>9.2} {:>9.2} {:>9}",
             load.per_second,
             load.percentile(0.5).as_secs_f64() * 1e3,
             load.percentile(0.99).as_secs_f64() * 1e3,
@@ -263,13 +265,42 @@ const POSTGRES_NUMBERS: &str = "WITH numbers(n) AS (SELECT generate_series(1, 10
 const GUARD_QUERY: &str =
     "SELECT username, full_name, email, disabled, stamp FROM users WHERE username = $1";
 
+/// Statements, index scans and sequential scans of `users` per guarded request
+/// to `running`, over at least 1000 requests: (requests, the three per request).
+async fn database_cost(pool: &AnyPool, running: &Running) -> (usize, f64, f64, f64) {
+    let addr = running.addr;
+    let token = token(addr).await;
+    let requests = 1000;
+    let before = postgres_counters(pool).await;
+    let me = Arc::new(move || {
+        Request::get(format!("http://{addr}/users/me"))
+            .header("host", addr.to_string())
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .expect("request")
+    });
+    let mut sent = 0;
+    while sent < requests {
+        sent += load(addr, 1, 1, Arc::clone(&me) as _).await.latencies.len();
+    }
+    let after = postgres_counters(pool).await;
+    // The counters' own query (one statement) is in the difference.
+    let per = |a: i64, b: i64| (b - a) as f64 / sent as f64;
+    (
+        sent,
+        per(before.0 + 1, after.0),
+        per(before.1, after.1),
+        per(before.2, after.2),
+    )
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return;
     }
     println!(
-        "{:<10} {:<6} {:>9} {:>9} {:>9} {:>9}",
+        "{:<14} {:<6} {:>9} {:>9} {:>9} {:>9}",
         "users", "case", "req/s", "p50 ms", "p99 ms", "requests"
     );
     measure("memory", &serve(tutorial::layer_builder().build()).await).await;
@@ -281,6 +312,10 @@ async fn main() {
     fill(&sqlite, SQLITE_NUMBERS).await;
     let running = serve(OAuth2PasswordLayer::new(server::user_store(sqlite.clone()))).await;
     measure("sqlite", &running).await;
+    drop(running);
+    let cached = CachedUserStore::new(server::user_store(sqlite.clone()));
+    let running = serve(OAuth2PasswordLayer::new(cached)).await;
+    measure("sqlite+cache", &running).await;
     drop(running);
     let sqlite_plan = plan(
         &sqlite,
@@ -299,34 +334,18 @@ async fn main() {
     fill(&pool, POSTGRES_NUMBERS).await;
     let running = serve(OAuth2PasswordLayer::new(server::user_store(pool.clone()))).await;
     measure("postgres", &running).await;
+    let cached = CachedUserStore::new(server::user_store(pool.clone()));
+    let running_cached = serve(OAuth2PasswordLayer::new(cached)).await;
+    measure("postgres+cache", &running_cached).await;
 
     // What one guarded request costs the database, on a quiet server.
-    let addr = running.addr;
-    let token = token(addr).await;
-    let requests = 1000;
-    let before = postgres_counters(&pool).await;
-    let me = Arc::new(move || {
-        Request::get(format!("http://{addr}/users/me"))
-            .header("host", addr.to_string())
-            .header("authorization", format!("Bearer {token}"))
-            .body(Full::default())
-            .expect("request")
-    });
-    let mut sent = 0;
-    while sent < requests {
-        sent += load(addr, 1, 1, Arc::clone(&me) as _).await.latencies.len();
+    for (rows, running) in [("postgres", running), ("postgres+cache", running_cached)] {
+        let (sent, statements, index, sequential) = database_cost(&pool, &running).await;
+        println!(
+            "\n{rows}, per guarded request ({sent} requests): {statements:.3} statements, \
+             {index:.3} index scans and {sequential:.3} sequential scans of users",
+        );
     }
-    let after = postgres_counters(&pool).await;
-    drop(running);
-    // The counters' own query (one statement) is in the difference.
-    let per = |a: i64, b: i64| (b - a) as f64 / sent as f64;
-    println!(
-        "\npostgres, per guarded request ({sent} requests): {:.3} statements, {:.3} index scans \
-         and {:.3} sequential scans of users",
-        per(before.0 + 1, after.0),
-        per(before.1, after.1),
-        per(before.2, after.2),
-    );
     let pg_plan = plan(&pool, &format!("EXPLAIN {GUARD_QUERY}"), "QUERY PLAN").await;
     println!("PostgreSQL plan of the guard's query: {pg_plan}");
     println!("SQLite plan of the guard's query: {sqlite_plan}");

@@ -83,9 +83,11 @@ impl LoginOutcome {
 /// How a refresh-token grant ended (the `outcome` label of [`REFRESH_GRANTS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RefreshOutcome {
-    /// A new refresh token (a retry within the store's grace included: the
-    /// store answers both alike).
+    /// A new refresh token.
     Rotated,
+    /// A new refresh token for the previous one, presented again within the
+    /// store's retry grace (the client's answer was lost).
+    RetriedWithinGrace,
     ReuseDetected,
     /// Unknown, expired or revoked, or its user changed.
     Invalid,
@@ -100,6 +102,7 @@ impl RefreshOutcome {
     fn label(self) -> &'static str {
         match self {
             Self::Rotated => "rotated",
+            Self::RetriedWithinGrace => "retried_within_grace",
             Self::ReuseDetected => "reuse_detected",
             Self::Invalid => "invalid",
             Self::Throttled => "throttled",

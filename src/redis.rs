@@ -283,6 +283,33 @@ impl RedisConnection {
         .await
     }
 
+    /// A connection of its own, subscribed to `channel` (a full name: put it
+    /// under the prefix with [`key`](Self::key)), within the deadline: its
+    /// messages, until the connection ends. One server only: a cluster answers
+    /// an error (its sharded pub/sub needs RESP3 push messages on every node).
+    pub(crate) async fn subscribe(
+        &self,
+        channel: &str,
+    ) -> Result<redis::aio::PubSubStream, StoreError> {
+        let Client::Single(client) = &self.link.client else {
+            return Err(StoreError::new(
+                "subscribing is not supported on a Redis Cluster",
+            ));
+        };
+        let subscribe = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, RedisError>(pubsub.into_on_message())
+        };
+        match tokio::time::timeout(self.timeout, subscribe).await {
+            Ok(subscribed) => subscribed.map_err(StoreError::new),
+            Err(_elapsed) => Err(StoreError::new(format!(
+                "Redis did not answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
     /// Runs `pipe` (a `MULTI` … `EXEC`; on a cluster its keys must share a
     /// slot) within the deadline, its answers ignored.
     pub(crate) async fn run_atomic(&self, pipe: redis::Pipeline) -> Result<(), StoreError> {

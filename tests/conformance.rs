@@ -180,6 +180,8 @@ enum Flaw {
     FakesFamilyRevocation,
     /// Revokes tokens one by one, but not families.
     CannotRevokeFamilies,
+    /// Issues a bound grant's token as a bearer token (drops `key_binding`).
+    DropsKeyBinding,
 }
 
 /// The memory store with one flaw.
@@ -196,8 +198,10 @@ impl TokenStore for Broken {
     async fn issue(&self, grant: Grant) -> Result<IssuedToken, StoreError> {
         let mut grant = grant;
         let asked = grant.expires_at;
-        if let Flaw::ForgetsExpiry = self.flaw {
-            grant.expires_at = SystemTime::now() + Duration::from_secs(3600);
+        match self.flaw {
+            Flaw::ForgetsExpiry => grant.expires_at = SystemTime::now() + Duration::from_secs(3600),
+            Flaw::DropsKeyBinding => grant.key_binding = None,
+            _ => {}
         }
         let issued = self.inner.issue(grant).await?;
         let token = issued.access_token.as_str();
@@ -290,6 +294,99 @@ async fn the_suite_catches_a_store_that_compares_a_prefix() {
     run_on_broken(Flaw::ComparesAPrefix).await;
 }
 
+/// What a broken refresh-token store gets wrong.
+#[derive(Clone, Copy)]
+enum RefreshFlaw {
+    /// Answers the previous token retried within the grace as `Rotated`, so the
+    /// layer cannot count retries apart.
+    AnswersRetriesAsRotations,
+    /// Starts a bound login's family unbound (drops `key_binding`).
+    DropsKeyBinding,
+}
+
+/// The memory refresh store with one flaw.
+struct BrokenRefresh {
+    inner: MemoryRefreshTokenStore,
+    flaw: RefreshFlaw,
+}
+
+impl RefreshTokenStore for BrokenRefresh {
+    async fn issue_refresh_token(
+        &self,
+        mut grant: Grant,
+        lifetimes: RefreshLifetimes,
+    ) -> Result<RefreshToken, StoreError> {
+        if let RefreshFlaw::DropsKeyBinding = self.flaw {
+            grant.key_binding = None;
+        }
+        self.inner.issue_refresh_token(grant, lifetimes).await
+    }
+
+    async fn peek_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> Result<Option<Grant>, StoreError> {
+        self.inner.peek_refresh_token(token).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+        lifetimes: RefreshLifetimes,
+    ) -> Result<Rotation, StoreError> {
+        Ok(
+            match self.inner.rotate_refresh_token(token, lifetimes).await? {
+                Rotation::Retried {
+                    grant,
+                    refresh_token,
+                } if matches!(self.flaw, RefreshFlaw::AnswersRetriesAsRotations) => {
+                    Rotation::Rotated {
+                        grant,
+                        refresh_token,
+                    }
+                }
+                other => other,
+            },
+        )
+    }
+
+    async fn revoke_refresh_token(
+        &self,
+        token: BearerToken<'_>,
+    ) -> Result<Option<FamilyId>, StoreError> {
+        self.inner.revoke_refresh_token(token).await
+    }
+
+    async fn revoke_family(&self, family: &FamilyId) -> Result<(), StoreError> {
+        self.inner.revoke_family(family).await
+    }
+}
+
+#[tokio::test]
+async fn the_refresh_suite_names_each_rule_a_broken_store_breaks() {
+    let grace = Duration::from_secs(1);
+    for (flaw, rules) in [
+        (
+            RefreshFlaw::AnswersRetriesAsRotations,
+            &[
+                "one_retry_per_generation_within_the_grace",
+                "the_client_key_binding_survives_rotation",
+            ][..],
+        ),
+        (
+            RefreshFlaw::DropsKeyBinding,
+            &["the_client_key_binding_survives_rotation"][..],
+        ),
+    ] {
+        let store = BrokenRefresh {
+            inner: MemoryRefreshTokenStore::with_retry_grace(grace),
+            flaw,
+        };
+        let broken = RefreshTokenStoreSuite::new(grace).check(&store).await;
+        assert_eq!(names(&broken), rules);
+    }
+}
+
 /// The names of the rules `broken` lists.
 fn names(broken: &[tower_oauth2_password::testing::BrokenRule]) -> Vec<&'static str> {
     broken.iter().map(|broken| broken.rule).collect()
@@ -319,6 +416,10 @@ async fn the_token_suite_names_each_rule_a_broken_store_breaks() {
         (
             Flaw::CannotRevokeFamilies,
             ["a_revoked_family_ends_its_tokens"],
+        ),
+        (
+            Flaw::DropsKeyBinding,
+            ["the_client_key_binding_round_trips"],
         ),
     ] {
         let broken = TokenStoreSuite::new()

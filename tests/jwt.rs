@@ -23,7 +23,7 @@ use tower_oauth2_password::token::jwt::{
     JtiDenylist, JwtConfigError, JwtKey, JwtTokenStore, MemoryJtiDenylist,
 };
 use tower_oauth2_password::token::memory::MemoryRefreshTokenStore;
-use tower_oauth2_password::token::{BearerToken, FamilyId, Grant, TokenStore};
+use tower_oauth2_password::token::{BearerToken, FamilyId, Grant, JwkThumbprint, TokenStore};
 use tower_oauth2_password::{
     Argon2Hasher, MemoryUserStore, OAuth2PasswordLayer, PasswordHasher, StoredUser,
 };
@@ -1344,4 +1344,112 @@ async fn one_login_fills_one_denylist_entry_however_many_tokens_it_minted() {
         "Service temporarily unavailable, try again later",
         Some("temporarily_unavailable"),
     );
+}
+
+/// RFC 7638 §3.1's example thumbprint: a client key a DPoP token is bound to.
+const THUMBPRINT: &str = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+
+fn bound_grant() -> Grant {
+    let key = JwkThumbprint::from_encoded(THUMBPRINT).unwrap();
+    Grant::new(
+        "johndoe",
+        Scopes::empty(),
+        SystemTime::now() + Duration::from_secs(600),
+    )
+    .with_key_binding(key)
+}
+
+#[tokio::test]
+async fn a_bound_token_carries_cnf_jkt_and_an_unbound_one_no_cnf() {
+    let store = store(hs256("k1", SECRET));
+    let key = JwkThumbprint::from_encoded(THUMBPRINT).unwrap();
+    for grant in [
+        bound_grant(),
+        bound_grant().with_family(FamilyId::random().unwrap()),
+    ] {
+        let token = store.issue(grant).await.unwrap().access_token;
+        let claims = claims_of(token.as_str());
+        assert_eq!(claims["cnf"], json!({ "jkt": THUMBPRINT }), "RFC 9449 §6.1");
+        let resolved = store.resolve(token.as_str().into()).await.unwrap().unwrap();
+        assert_eq!(resolved.key_binding, Some(key));
+    }
+    let unbound = Grant::new(
+        "johndoe",
+        Scopes::empty(),
+        SystemTime::now() + Duration::from_secs(600),
+    );
+    let token = store.issue(unbound).await.unwrap().access_token;
+    assert!(claims_of(token.as_str()).get("cnf").is_none());
+    let resolved = store.resolve(token.as_str().into()).await.unwrap().unwrap();
+    assert_eq!(resolved.key_binding, None);
+}
+
+/// Signed with the store's own key, so that each refusal is for the `cnf`
+/// alone: a `cnf` this store would not write makes the token invalid, never a
+/// bearer token (the thumbprint's last character: `s` is canonical, `t` the same
+/// bytes with a trailing bit set).
+#[tokio::test]
+async fn a_malformed_cnf_makes_the_token_invalid_not_unbound() {
+    let store = store(hs256("k1", SECRET));
+    let signer = Signer::Hs256(SECRET.to_vec());
+    let token = store.issue(bound_grant()).await.unwrap().access_token;
+    let claims = claims_of(token.as_str());
+    let resigned = |cnf: Option<Value>| {
+        let mut claims = claims.clone();
+        match cnf {
+            Some(cnf) => claims["cnf"] = cnf,
+            None => {
+                claims.as_object_mut().unwrap().remove("cnf");
+            }
+        }
+        signer.sign(
+            &header("HS256", "k1"),
+            &serde_json::to_vec(&claims).unwrap(),
+        )
+    };
+    let resolve = |token: String| {
+        store
+            .resolve(BearerToken::new(token.as_bytes()))
+            .now_or_never()
+            .expect("ready")
+            .unwrap()
+    };
+    // The controls: resigned as issued, bound; without `cnf`, unbound.
+    let control = resolve(resigned(Some(json!({ "jkt": THUMBPRINT })))).unwrap();
+    assert!(control.key_binding.is_some());
+    assert_eq!(resolve(resigned(None)).unwrap().key_binding, None);
+    let non_canonical = format!("{}t", &THUMBPRINT[..42]);
+    let standard_alphabet = THUMBPRINT.replace('-', "+").replace('_', "/");
+    for cnf in [
+        Value::Null,
+        json!(THUMBPRINT),
+        json!([{ "jkt": THUMBPRINT }]),
+        json!({}),
+        json!({ "jkt": null }),
+        json!({ "jkt": 7 }),
+        json!({ "jkt": "" }),
+        json!({ "jkt": &THUMBPRINT[..42] }),
+        json!({ "jkt": format!("{THUMBPRINT}=") }),
+        json!({ "jkt": format!("{THUMBPRINT}A") }),
+        json!({ "jkt": non_canonical }),
+        json!({ "jkt": standard_alphabet }),
+        json!({ "jkt": THUMBPRINT, "x5t#S256": THUMBPRINT }),
+        json!({ "x5t#S256": THUMBPRINT }),
+        json!({ "jwk": { "kty": "OKP" } }),
+    ] {
+        assert_eq!(resolve(resigned(Some(cnf.clone()))), None, "cnf {cnf}");
+    }
+    // A second `jkt`, or a second `cnf`: JSON that serde_json would not write.
+    let payload = serde_json::to_string(&claims).unwrap();
+    let body = payload.trim_end_matches('}');
+    for duplicated in [
+        format!(r#"{body},"cnf":{{"jkt":"{THUMBPRINT}"}}}}"#),
+        payload.replace(
+            &format!(r#""jkt":"{THUMBPRINT}""#),
+            &format!(r#""jkt":"{THUMBPRINT}","jkt":"{THUMBPRINT}""#),
+        ),
+    ] {
+        let token = signer.sign(&header("HS256", "k1"), duplicated.as_bytes());
+        assert_eq!(resolve(token), None, "{duplicated}");
+    }
 }

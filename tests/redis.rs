@@ -606,3 +606,99 @@ async fn ending_a_family_ends_its_jwts_on_every_replica() {
         .count();
     assert_eq!(denied, 3, "one denylist entry per family ended");
 }
+
+/// RFC 7638 §3.1's example thumbprint: a client key a DPoP token is bound to.
+const THUMBPRINT: &str = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+
+/// A bound token's record holds its key's thumbprint (public: the hash of a
+/// public key) as `jkt`, in an access token's key, a family's access-token hash
+/// and a refresh family; a record without `jkt` (an unbound token's, or one
+/// written before bindings existed) reads as unbound, and a `jkt` that is no
+/// thumbprint is a corrupt record (an error: 503), never an unbound token.
+#[tokio::test]
+async fn a_bound_tokens_record_holds_its_thumbprint_and_old_records_read_unbound() {
+    use tower_oauth2_password::scope::Scopes;
+    use tower_oauth2_password::token::{
+        FamilyId, Grant, JwkThumbprint, RefreshLifetimes, RefreshTokenStore, TokenStore,
+    };
+
+    let prefix = Prefix::new("key-binding");
+    let store = prefix.store();
+    let key = JwkThumbprint::from_encoded(THUMBPRINT).unwrap();
+    let in_an_hour = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let bound = Grant::new("johndoe", Scopes::empty(), in_an_hour).with_key_binding(key);
+    let issued = store.issue(bound.clone()).await.unwrap();
+    let token = issued.access_token.as_str();
+    let resolved = store.resolve(token.into()).await.unwrap().unwrap();
+    assert_eq!(resolved.key_binding, Some(key));
+    let [record_key] = &prefix.keys()[..] else {
+        panic!("one access token, one key: {:?}", prefix.keys());
+    };
+    let mut redis = prefix.sync();
+    let record: String = redis::cmd("GET")
+        .arg(record_key)
+        .query(&mut *redis)
+        .unwrap();
+    let mut record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["jkt"], THUMBPRINT, "{record}");
+
+    let mut rewrite = |record: &serde_json::Value| {
+        let _: () = redis::cmd("SET")
+            .arg(record_key)
+            .arg(record.to_string())
+            .arg("KEEPTTL")
+            .query(&mut *redis)
+            .unwrap();
+    };
+    record.as_object_mut().unwrap().remove("jkt");
+    rewrite(&record);
+    let old = store.resolve(token.into()).await.unwrap().unwrap();
+    assert_eq!(
+        (old.subject.as_str(), old.key_binding),
+        ("johndoe", None),
+        "a record without jkt is an unbound token's"
+    );
+    for corrupt in [
+        serde_json::Value::Null,
+        serde_json::json!("not a thumbprint"),
+        serde_json::json!(&THUMBPRINT[..42]),
+        serde_json::json!(format!("{THUMBPRINT}=")),
+        serde_json::json!(key.as_bytes()),
+    ] {
+        record["jkt"] = corrupt.clone();
+        rewrite(&record);
+        assert!(
+            store.resolve(token.into()).await.is_err(),
+            "jkt {corrupt} is a corrupt record, not an unbound token"
+        );
+    }
+
+    // In a refresh family: its access tokens' hash and the family's record.
+    let family = FamilyId::random().unwrap();
+    let in_family = bound.with_family(family);
+    let issued = store.issue(in_family.clone()).await.unwrap();
+    let resolved = store
+        .resolve(issued.access_token.as_str().into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resolved.key_binding, Some(key));
+    let lifetimes = RefreshLifetimes::new(Duration::from_secs(60), Duration::from_secs(120));
+    store
+        .issue_refresh_token(in_family, lifetimes)
+        .await
+        .unwrap();
+    for key in prefix.keys() {
+        let kind: String = redis::cmd("TYPE").arg(&key).query(&mut *redis).unwrap();
+        if kind != "hash" {
+            continue;
+        }
+        let fields: Vec<String> = redis::cmd("HVALS").arg(&key).query(&mut *redis).unwrap();
+        assert!(
+            fields
+                .iter()
+                .any(|field| field.contains(&format!(r#""jkt":"{THUMBPRINT}""#))),
+            "{key} holds the binding: {fields:?}"
+        );
+    }
+}

@@ -337,6 +337,8 @@ struct Notes {
     throttled: Option<ThrottleLimit>,
     /// A reused refresh token was caught (and its event sent).
     reused: bool,
+    /// The refresh token was the previous one, retried within the grace.
+    retried: bool,
 }
 
 /// Sends a password grant's audit event and counts it.
@@ -410,6 +412,7 @@ fn report_refresh<Us, Ts>(
     notes: &Notes,
 ) {
     let (outcome, event) = match answer {
+        Ok(_) if notes.retried => (RefreshOutcome::RetriedWithinGrace, None),
         Ok(_) => (RefreshOutcome::Rotated, None),
         Err(Rejection::InvalidRefreshToken) => (
             if notes.reused {
@@ -631,6 +634,13 @@ where
             grant,
             refresh_token,
         } => (grant, refresh_token),
+        Rotation::Retried {
+            grant,
+            refresh_token,
+        } => {
+            notes.retried = true;
+            (grant, refresh_token)
+        }
         Rotation::Reused { subject, family } => {
             notes.reused = true;
             shared.audit.record(&AuditEvent::RefreshReuseDetected {

@@ -186,6 +186,7 @@ macro_rules! __token_store_rules {
             foreign_and_altered_tokens_are_unknown,
             revoked_tokens_are_unknown,
             a_revoked_family_ends_its_tokens,
+            the_client_key_binding_round_trips,
             expired_tokens_are_unknown,
         );
     };
@@ -227,6 +228,7 @@ macro_rules! __refresh_token_store_quick_rules {
             foreign_and_altered_tokens_are_invalid,
             revoked_families_are_invalid,
             families_are_the_ones_the_layer_names,
+            the_client_key_binding_survives_rotation,
             a_users_live_families_are_capped,
         );
     };

@@ -72,7 +72,9 @@ use crate::password::HashedPassword;
 use crate::scope::Scopes;
 use crate::store::Lookup;
 use crate::store::StoreError;
-use crate::token::grant::{BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenTypeHint};
+use crate::token::grant::{
+    BearerToken, FamilyId, Grant, IssuedToken, JwkThumbprint, Revocation, TokenTypeHint,
+};
 use crate::token::store::TokenStore;
 use crate::user::store::{Credentials, Principal, UserStore};
 use crate::user::subject::Subject;
@@ -171,6 +173,13 @@ impl TokenStoreSuite {
         a_revoked_family_ends_its_tokens(store).await;
     }
 
+    /// A token issued for a grant bound to a client key (DPoP:
+    /// `Grant::key_binding`) resolves bound to that key, in a refresh family or
+    /// not; an unbound grant's token resolves unbound (RFC 9449 §6).
+    pub async fn the_client_key_binding_round_trips<Ts: TokenStore>(&self, store: &Ts) {
+        the_client_key_binding_round_trips(store).await;
+    }
+
     /// An expired token resolves to nothing (past the suite's leeway); one that
     /// has not expired resolves. Waits about a second.
     pub async fn expired_tokens_are_unknown<Ts: TokenStore>(&self, store: &Ts) {
@@ -199,6 +208,12 @@ impl TokenStoreSuite {
             "a token must not resolve once it has expired"
         );
     }
+}
+
+/// The client key the suites bind tokens to: RFC 7638 §3.1's example thumbprint.
+fn client_key() -> JwkThumbprint {
+    JwkThumbprint::from_encoded("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
+        .expect("RFC 7638's example is a thumbprint")
 }
 
 fn grant(subject: &str, expires_at: SystemTime) -> Grant {
@@ -414,6 +429,40 @@ async fn a_revoked_family_ends_its_tokens<Ts: TokenStore>(store: &Ts) {
         matches!(again, Ok(Revocation::Revoked)),
         "revoking a family twice is not an error"
     );
+}
+
+async fn the_client_key_binding_round_trips<Ts: TokenStore>(store: &Ts) {
+    let key = client_key();
+    let family = FamilyId::random().expect("randomness");
+    for (sent, what) in [
+        (grant_for("bound").with_key_binding(key), "a bound token"),
+        (
+            grant_for("bound").with_family(family).with_key_binding(key),
+            "a bound token of a refresh family",
+        ),
+    ] {
+        let issued = issue(store, sent).await;
+        let Some(got) = resolve(store, &issued).await else {
+            panic!("{what} just issued must resolve");
+        };
+        assert_eq!(
+            got.key_binding,
+            Some(key),
+            "{what} must resolve bound to its client key"
+        );
+    }
+    for sent in [
+        grant_for("unbound"),
+        grant_for("unbound").with_family(family),
+    ] {
+        let issued = issue(store, sent).await;
+        let got = resolve(store, &issued).await.map(|grant| grant.key_binding);
+        assert_eq!(
+            got,
+            Some(None),
+            "an unbound token must resolve, bound to no key"
+        );
+    }
 }
 
 /// How the [`UserStoreSuite`] adds and changes users: the store's own admin

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use futures_util::future::join;
 
 use super::report::{self, BrokenRule, Report};
-use super::{altered, grant_for, in_an_hour};
+use super::{altered, client_key, grant_for, in_an_hour};
 use crate::scope::Scopes;
 use crate::token::grant::{BearerToken, FamilyId, Grant, RefreshToken};
 use crate::token::refresh::{FamilyKey, FamilyToken, KEY_BYTES};
@@ -181,8 +181,10 @@ impl RefreshTokenStoreSuite {
         report::fail_on("RefreshTokenStoreSuite", &report.into_broken());
     }
 
-    /// A retry within the grace gets a new token, once per generation: a third
-    /// use is reuse, and ends the family. Skipped with no grace.
+    /// A retry within the grace gets a new token, answered
+    /// [`Rotation::Retried`] (the layer counts it apart from a rotation), once per
+    /// generation: a third use is reuse, and ends the family. Skipped with no
+    /// grace.
     pub async fn one_retry_per_generation_within_the_grace<Rs: RefreshTokenStore>(
         &self,
         store: &Rs,
@@ -192,18 +194,18 @@ impl RefreshTokenStoreSuite {
         }
         let first = start(store, "retrying").await;
         let lost = rotated(store, &first, "a fresh token").await;
-        let retried = rotated(
+        let again = retried(
             store,
             &first,
             "the same token again within the retry grace (a client's retry)",
         )
         .await;
-        assert_ne!(lost, retried, "a retry gets a new token");
-        rotated(store, &retried, "the retry's token").await;
+        assert_ne!(lost, again, "a retry gets a new token");
+        rotated(store, &again, "the retry's token").await;
 
         let first = start(store, "retrying").await;
         rotated(store, &first, "a fresh token").await;
-        let retried = rotated(store, &first, "a retry within the grace").await;
+        let again = retried(store, &first, "a retry within the grace").await;
         // The generation's one retry is used up: a third use, however soon, is reuse.
         match rotate(store, &first).await {
             Rotation::Reused { subject, .. } => assert_eq!(subject, "retrying"),
@@ -213,10 +215,76 @@ impl RefreshTokenStoreSuite {
             ),
         }
         assert_eq!(
-            rotate(store, &retried).await,
+            rotate(store, &again).await,
             Rotation::Invalid,
             "reuse after a retry revokes the whole family"
         );
+    }
+
+    /// A family bound to a client key (DPoP: `Grant::key_binding`) keeps the
+    /// binding through every peek, rotation and retry; an unbound family stays
+    /// unbound (RFC 9449 §5: a refresh token issued to a DPoP client is bound).
+    pub async fn the_client_key_binding_survives_rotation<Rs: RefreshTokenStore>(
+        &self,
+        store: &Rs,
+    ) {
+        let key = client_key();
+        let bound = grant_for("bound")
+            .with_family(FamilyId::random().expect("randomness"))
+            .with_key_binding(key);
+        let first = issue(store, bound, long()).await;
+        assert_eq!(
+            peek(store, &first)
+                .await
+                .and_then(|grant| grant.key_binding),
+            Some(key),
+            "a peek at a bound family gives its client key"
+        );
+        let (grant, second) = match rotate(store, &first).await {
+            Rotation::Rotated {
+                grant,
+                refresh_token,
+            } => (grant, refresh_token),
+            other => panic!("a fresh bound token rotates, got {other:?}"),
+        };
+        assert_eq!(
+            grant.key_binding,
+            Some(key),
+            "a rotation keeps the family's client key"
+        );
+        if !self.retry_grace.is_zero() {
+            match rotate(store, &first).await {
+                Rotation::Retried { grant, .. } => assert_eq!(
+                    grant.key_binding,
+                    Some(key),
+                    "a retry keeps the family's client key"
+                ),
+                other => panic!("a retry within the grace is Retried, got {other:?}"),
+            }
+        } else {
+            let third = rotated(store, &second, "the new bound token").await;
+            assert_eq!(
+                peek(store, &third)
+                    .await
+                    .and_then(|grant| grant.key_binding),
+                Some(key),
+                "the family keeps its client key after two rotations"
+            );
+        }
+
+        let first = start(store, "unbound").await;
+        assert_eq!(
+            peek(store, &first).await.map(|grant| grant.key_binding),
+            Some(None),
+            "an unbound family is bound to no key"
+        );
+        match rotate(store, &first).await {
+            Rotation::Rotated { grant, .. } => assert_eq!(
+                grant.key_binding, None,
+                "an unbound family stays unbound when it rotates"
+            ),
+            other => panic!("a fresh token rotates, got {other:?}"),
+        }
     }
 
     /// A token used again after the grace is reuse: it names the family, and
@@ -526,6 +594,19 @@ async fn rotated<Rs: RefreshTokenStore>(
     match rotate(store, token).await {
         Rotation::Rotated { refresh_token, .. } => refresh_token,
         other => panic!("{what} must rotate, got {other:?}"),
+    }
+}
+
+/// Rotates `token`, which must be the previous generation retried within the
+/// grace (`what` says why).
+async fn retried<Rs: RefreshTokenStore>(
+    store: &Rs,
+    token: &RefreshToken,
+    what: &str,
+) -> RefreshToken {
+    match rotate(store, token).await {
+        Rotation::Retried { refresh_token, .. } => refresh_token,
+        other => panic!("{what} must be answered Rotation::Retried, got {other:?}"),
     }
 }
 

@@ -140,6 +140,19 @@ impl fmt::Debug for JwkThumbprint {
     }
 }
 
+/// For `#[serde(default, deserialize_with = "present")]` on an `Option` field: an
+/// absent field is `None`, a present one must hold a `T` (`null` is refused, not
+/// taken for absent). Token records and claims use it where absent means
+/// something (an unbound token) that a malformed value must not.
+#[cfg(any(feature = "redis", feature = "jwt"))]
+pub(crate) fn present<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// How many access tokens one family holds at most in the stores that keep
 /// state, unless they are told otherwise: a client refreshes about once per
 /// access-token lifetime, so it holds one or two; beyond this the oldest go.

@@ -46,7 +46,11 @@ use crate::token::grant::{BearerToken, Grant, RefreshToken};
 ///   [`Rotation::Reused`].
 /// - **One retry per generation**: presenting it again *within* the grace is a
 ///   client's retry (its answer was lost) and rotates again, once, invalidating
-///   the token the lost answer carried; a second retry is reuse.
+///   the token the lost answer carried, answered [`Rotation::Retried`]; a second
+///   retry is reuse.
+/// - **The grant round-trips**: subject, scopes, stamp, family and the client key
+///   the family is bound to (`key_binding`, DPoP) come back from every peek and
+///   rotation as the login gave them; an unbound family stays unbound.
 /// - **Lifetimes** ([`RefreshLifetimes`]): a family ends when it has not been
 ///   used for the idle lifetime, and at the latest the absolute lifetime after
 ///   its login, however often it is used.
@@ -169,13 +173,24 @@ impl RefreshLifetimes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rotation {
-    /// The token was the family's current one (or a retry within the grace): here
-    /// are the family's grant and its next token.
+    /// The token was the family's current one: here are the family's grant and
+    /// its next token.
     Rotated {
-        /// Who, which scopes (as granted at login), which stamp; `expires_at` is the
-        /// new token's expiry.
+        /// Who, which scopes (as granted at login), which stamp, which client key
+        /// (DPoP); `expires_at` is the new token's expiry.
         grant: Grant,
         /// The token that replaces the presented one.
+        refresh_token: RefreshToken,
+    },
+    /// The token was the family's previous one, presented again within the retry
+    /// grace (the client's answer was lost): the family rotates as for
+    /// [`Rotated`](Self::Rotated), once per generation, and the token the lost
+    /// answer carried is no longer valid. The layer answers it as a rotation and
+    /// counts it apart (metric outcome `retried_within_grace`).
+    Retried {
+        /// As [`Rotated`](Self::Rotated)'s.
+        grant: Grant,
+        /// The token that replaces the presented one (and the lost one).
         refresh_token: RefreshToken,
     },
     /// The token was one the family had moved past: the family is revoked now.
@@ -405,6 +420,8 @@ pub(crate) struct LastRotation {
 pub(crate) enum Step {
     /// Hand out generation `current + 1`.
     Rotate,
+    /// The same, for the previous generation presented again within the grace.
+    Retry,
     /// The family was moved past this token: revoke it.
     Revoke,
     /// A generation the family never issued (or a counter at its end).
@@ -426,8 +443,10 @@ impl Chain {
     pub(crate) fn step(&self, presented: u32, now_ms: u64, grace: Duration) -> Step {
         if self.current == u32::MAX {
             Step::Refuse
-        } else if presented == self.current || self.is_retry(presented, now_ms, grace) {
+        } else if presented == self.current {
             Step::Rotate
+        } else if self.is_retry(presented, now_ms, grace) {
+            Step::Retry
         } else if presented < self.current {
             Step::Revoke
         } else {
@@ -443,7 +462,7 @@ impl Chain {
         })
     }
 
-    /// The chain after a `Rotate` for `presented`.
+    /// The chain after a `Rotate` or `Retry` for `presented`.
     pub(crate) fn rotated(self, presented: u32, now_ms: u64) -> Self {
         let last = match self.last {
             // The retry: it keeps the rotation's time (the grace does not slide)
@@ -552,7 +571,7 @@ mod tests {
         assert_eq!(chain.step(1, 0, GRACE), Step::Refuse);
         let chain = chain.rotated(0, 1_000);
         // The same token again, soon: a retry.
-        assert_eq!(chain.step(0, 5_000, GRACE), Step::Rotate);
+        assert_eq!(chain.step(0, 5_000, GRACE), Step::Retry);
         let retried = chain.rotated(0, 5_000);
         assert_eq!(
             retried.last,
@@ -571,7 +590,7 @@ mod tests {
         assert_eq!(retried.step(2, 5_000, GRACE), Step::Rotate);
         // The next generation gets a retry of its own.
         let next = retried.rotated(2, 6_000);
-        assert_eq!(next.step(2, 7_000, GRACE), Step::Rotate);
+        assert_eq!(next.step(2, 7_000, GRACE), Step::Retry);
         let exhausted = Chain {
             current: u32::MAX,
             last: None,

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::scope::Scopes;
-use crate::token::grant::{FamilyId, Grant};
+use crate::token::grant::{present, FamilyId, Grant, JwkThumbprint};
 use crate::user::subject::Subject;
 
 /// The clock difference allowed between the replica that issued a token and the
@@ -41,6 +41,20 @@ pub(super) struct IssuedClaims<'a> {
     /// The refresh-token family (see [`Grant::family`]), absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) fam: Option<&'a str>,
+    /// The client key a DPoP-bound token is bound to (RFC 9449 §6.1,
+    /// `{"jkt":…}`), absent for a bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) cnf: Option<Confirmation<&'a str>>,
+}
+
+/// A `cnf` claim (RFC 7800) as this store writes and reads it: the key's
+/// thumbprint only (RFC 9449 §6.1). Reading is strict: another member, a second
+/// `jkt`, or a `jkt` that is no string makes the claims unreadable, so the
+/// token is invalid, never taken for an unbound one.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Confirmation<S> {
+    pub(super) jkt: S,
 }
 
 /// What a presented token must say. Strict types: a string or fractional `exp`
@@ -66,6 +80,10 @@ pub(super) struct Claims<'a> {
     stamp: u64,
     #[serde(borrow, default)]
     fam: Option<Cow<'a, str>>,
+    /// Present (an object with a `jkt` string), or absent: `null` is no
+    /// confirmation, and makes the token invalid rather than unbound.
+    #[serde(borrow, default, deserialize_with = "present")]
+    cnf: Option<Confirmation<Cow<'a, str>>>,
 }
 
 impl<'a> Claims<'a> {
@@ -115,7 +133,8 @@ impl<'a> Claims<'a> {
     }
 
     /// The grant the token stands for, valid until `until`; `None` if its `fam`
-    /// is no family id.
+    /// is no family id or its `cnf.jkt` no thumbprint (43 canonical base64url
+    /// characters).
     pub(super) fn into_grant(self, until: SystemTime) -> Option<Grant> {
         let scopes: Scopes = match &self.scope {
             Some(scope) => scope.split(' ').filter(|s| !s.is_empty()).collect(),
@@ -124,6 +143,9 @@ impl<'a> Claims<'a> {
         let mut grant = Grant::new(Subject::from(&*self.sub), scopes, until).with_stamp(self.stamp);
         if let Some(fam) = &self.fam {
             grant.family = Some(FamilyId::from_text(fam.as_bytes())?);
+        }
+        if let Some(cnf) = &self.cnf {
+            grant.key_binding = Some(JwkThumbprint::from_encoded(&cnf.jkt)?);
         }
         Some(grant)
     }

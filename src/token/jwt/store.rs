@@ -17,7 +17,9 @@ use crate::token::grant::{
     AccessToken, BearerToken, FamilyId, Grant, IssuedToken, Revocation, TokenTypeHint,
     MAX_TOKEN_LEN,
 };
-use crate::token::jwt::claims::{unix_seconds, Claims, IssuedClaims, DEFAULT_LEEWAY, MAX_LEEWAY};
+use crate::token::jwt::claims::{
+    unix_seconds, Claims, Confirmation, IssuedClaims, DEFAULT_LEEWAY, MAX_LEEWAY,
+};
 use crate::token::jwt::denylist::{JtiDenylist, MemoryJtiDenylist};
 use crate::token::jwt::key::{JwtConfigError, JwtKey};
 use crate::token::store::TokenStore;
@@ -38,9 +40,11 @@ const JTI_BYTES: usize = 16;
 /// [audience](JwtTokenStoreBuilder::audience)), `exp`, `iat`, `nbf`, `jti` (128
 /// random bits), `scope` (space-separated, when scopes were granted), `stamp` (the
 /// user's security stamp, so that a password change still ends the user's
-/// sessions) and, for a token issued from a refresh token's login, `fam` (the
-/// [`FamilyId`], so that ending the family ends the token). The payload is signed,
-/// not encrypted: the client can read it.
+/// sessions), for a token issued from a refresh token's login, `fam` (the
+/// [`FamilyId`], so that ending the family ends the token) and, for a token bound
+/// to a client key (DPoP, [`Grant::key_binding`]), `cnf` as RFC 9449 §6.1 writes
+/// it: `{"jkt":"<the key's RFC 7638 thumbprint, 43 base64url characters>"}`. The
+/// payload is signed, not encrypted: the client can read it.
 ///
 /// Checking a token, in this order; any failure makes it unknown (`None`: the
 /// layer answers 401 `invalid_token`):
@@ -53,7 +57,10 @@ const JTI_BYTES: usize = 16;
 /// 3. the signature: HS256's MAC compared in constant time, Ed25519 verified
 ///    strictly;
 /// 4. the claims, with strict types (a string `exp`, a missing one, a `sub` that is
-///    not a string: refused; unknown claims are ignored);
+///    not a string: refused; unknown claims are ignored); a `cnf` must be
+///    exactly `{"jkt":…}` with a thumbprint in canonical base64url (`null`,
+///    another member or a malformed `jkt` makes the token invalid, never
+///    unbound);
 /// 5. `iss` and `aud` are exactly this store's issuer and audience (RFC 8725
 ///    §3.8–3.9: two deployments that share a key still refuse each other's tokens);
 /// 6. `exp`, `nbf` and `iat` against the clock, with [`leeway`](JwtTokenStoreBuilder::leeway);
@@ -273,6 +280,7 @@ impl<D: JtiDenylist> JwtTokenStore<D> {
         }
         let scope = grant.scopes.to_string();
         let family = grant.family.map(FamilyId::to_text);
+        let key_binding = grant.key_binding.map(|key| key.to_string());
         let mut jti = [0u8; JTI_BYTES];
         getrandom::fill(&mut jti).map_err(|e| StoreError::new(e.to_string()))?;
         let jti = URL_SAFE_NO_PAD.encode(jti);
@@ -289,6 +297,7 @@ impl<D: JtiDenylist> JwtTokenStore<D> {
             scope: &scope,
             stamp: grant.stamp,
             fam: family.as_deref(),
+            cnf: key_binding.as_deref().map(|jkt| Confirmation { jkt }),
         };
         let payload = serde_json::to_vec(&claims).map_err(StoreError::new)?;
         let mut token = String::with_capacity(512);

@@ -186,13 +186,21 @@ impl MemoryRefreshTokenStore {
             .chain
             .step(presented.generation, now_ms, self.inner.retry_grace)
         {
-            Step::Rotate => {
+            step @ (Step::Rotate | Step::Retry) => {
                 family.chain = family.chain.rotated(presented.generation, now_ms);
                 family.grant.expires_at = lifetimes.expiry(family.login, now);
                 let next = FamilyToken::new(&family.key, presented.family, family.chain.current);
-                Rotation::Rotated {
-                    grant: family.grant.clone(),
-                    refresh_token: next.encode(),
+                let (grant, refresh_token) = (family.grant.clone(), next.encode());
+                if step == Step::Retry {
+                    Rotation::Retried {
+                        grant,
+                        refresh_token,
+                    }
+                } else {
+                    Rotation::Rotated {
+                        grant,
+                        refresh_token,
+                    }
                 }
             }
             Step::Revoke => {

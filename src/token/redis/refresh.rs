@@ -142,17 +142,25 @@ impl RefreshTokenStore for RedisTokenStore {
                     subject: grant.subject,
                     family,
                 },
-                [next, expires_at] if next >= 2 => {
+                [next, expires_at, retried] if next >= 2 => {
                     let (Ok(generation), Ok(expires_at)) =
                         (u32::try_from(next - 1), u64::try_from(expires_at))
                     else {
                         return Err(StoreError::new("rotation script returned a bad generation"));
                     };
                     grant.expires_at = UNIX_EPOCH + Duration::from_millis(expires_at);
-                    Rotation::Rotated {
-                        grant,
-                        refresh_token: FamilyToken::new(&mac_key, presented.family, generation)
-                            .encode(),
+                    let refresh_token =
+                        FamilyToken::new(&mac_key, presented.family, generation).encode();
+                    if retried == 1 {
+                        Rotation::Retried {
+                            grant,
+                            refresh_token,
+                        }
+                    } else {
+                        Rotation::Rotated {
+                            grant,
+                            refresh_token,
+                        }
                     }
                 }
                 _ => Rotation::Invalid,

@@ -14,7 +14,8 @@ use crate::redis::{LuaScript, RedisConnection};
 use crate::scope::Scopes;
 use crate::store::StoreError;
 use crate::token::grant::{
-    BearerToken, FamilyId, Grant, DEFAULT_MAX_TOKENS_PER_FAMILY, FAMILY_ID_CHARS,
+    present, BearerToken, FamilyId, Grant, JwkThumbprint, DEFAULT_MAX_TOKENS_PER_FAMILY,
+    FAMILY_ID_CHARS,
 };
 use crate::token::refresh::{
     millis, FamilyKey, FamilySecrets, FamilyToken, DEFAULT_MAX_FAMILIES_PER_USER,
@@ -39,7 +40,9 @@ use crate::token::refresh::{
 ///   secret the application configures with
 ///   [`with_refresh_secret`](Self::with_refresh_secret)), never the key. A copy of
 ///   the database (a backup, a replica, `MONITOR`) is no set of working tokens,
-///   and no lookup compares a secret.
+///   and no lookup compares a secret. A token or family bound to a client key
+///   (DPoP, [`Grant::key_binding`]) holds the key's thumbprint (`jkt`), which is
+///   public; a record without one is unbound.
 /// - **Refresh families** live their idle lifetime after each use and at most
 ///   their absolute lifetime after the login (see [`RefreshLifetimes`](crate::token::RefreshLifetimes)), both by
 ///   Redis's clock (`TIME`), as is the retry grace; a user holds at most 100 live
@@ -225,8 +228,8 @@ return {}
 
 /// The rotation rule of `refresh::Chain::step`/`rotated`, applied atomically.
 /// KEYS[1]: the family. ARGV: presented generation, grace (ms), idle lifetime
-/// (ms). Returns `{new current generation + 1, new expiry (ms)}`, `{0}` to
-/// refuse, `{-1}` for reuse (the family is deleted).
+/// (ms). Returns `{new current generation + 1, new expiry (ms), 1 for a retry
+/// else 0}`, `{0}` to refuse, `{-1}` for reuse (the family is deleted).
 pub(super) const ROTATE: &str = r#"
 local f = redis.call('HMGET', KEYS[1], 'cur', 'lg', 'la', 'lr', 'abs')
 if not f[1] then return {0} end
@@ -245,7 +248,7 @@ if presented == cur or retry then
   local exp = math.min(now + tonumber(ARGV[3]), tonumber(f[5]))
   redis.call('HSET', KEYS[1], 'cur', cur + 1, 'exp', exp)
   redis.call('PEXPIREAT', KEYS[1], exp)
-  return {cur + 2, exp}
+  return {cur + 2, exp, retry and 1 or 0}
 elseif presented < cur then
   redis.call('DEL', KEYS[1])
   return {-1}
@@ -530,13 +533,23 @@ pub(super) fn live_grant(
 }
 
 /// A grant as Redis keeps it: JSON, the scopes as one string, the stamp as text
-/// (Lua would round a 64-bit number), the expiry in milliseconds.
+/// (Lua would round a 64-bit number), the expiry in milliseconds, and for a
+/// token bound to a client key (DPoP) its thumbprint, 43 base64url characters
+/// (public: the hash of a public key). A record without `jkt` (an unbound
+/// token's, or one written before bindings existed) is unbound; a `jkt` that is
+/// no thumbprint is a corrupt record, never an unbound one.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Record {
     pub(super) sub: String,
     pub(super) scope: String,
     pub(super) stamp: String,
     pub(super) exp: u64,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(super) jkt: Option<String>,
 }
 
 impl Record {
@@ -546,6 +559,7 @@ impl Record {
             scope: grant.scopes.to_string(),
             stamp: grant.stamp.to_string(),
             exp: millis(grant.expires_at),
+            jkt: grant.key_binding.map(|key| key.to_string()),
         }
     }
 
@@ -565,7 +579,13 @@ impl Record {
             .map_err(|_| StoreError::new("corrupt token record in Redis: bad stamp"))?;
         let scopes: Scopes = self.scope.split_whitespace().collect();
         let expires_at = UNIX_EPOCH + Duration::from_millis(self.exp);
-        Ok(Grant::new(self.sub, scopes, expires_at).with_stamp(stamp))
+        let mut grant = Grant::new(self.sub, scopes, expires_at).with_stamp(stamp);
+        if let Some(jkt) = &self.jkt {
+            let key = JwkThumbprint::from_encoded(jkt)
+                .ok_or_else(|| StoreError::new("corrupt token record in Redis: bad key binding"))?;
+            grant = grant.with_key_binding(key);
+        }
+        Ok(grant)
     }
 }
 
