@@ -10,10 +10,15 @@
 //
 // TUTORIAL_BIN names the tutorial binary (default: the cargo target dir's debug
 // build). Every scenario runs with an ES256 key and with an Ed25519 key.
+//
+// With REDIS_URL set (and the tutorial built with `--features dpop,redis`), two
+// replicas on that Redis (TOKEN_STORE=redis, so the replay store is Redis too,
+// under a key prefix of this run's own, deleted afterwards with redis-cli) must
+// refuse on one a proof the other accepted.
 
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -330,4 +335,58 @@ describe("DPOP=required", () => {
       assert.deepEqual(await me.json(), JOHNDOE);
     });
   }
+});
+
+const redisUrl = process.env.REDIS_URL;
+
+describe("two replicas on one Redis (REDIS_URL)", { skip: !redisUrl && "REDIS_URL is not set" }, () => {
+  // The URL a load balancer in front of both would have: proofs name it, and
+  // each replica compares them with it (DPOP_PUBLIC_URL), not with its own port.
+  const publicUrl = "https://api.example.com";
+  const prefix = `tower-oauth2-password-dpop-interop-${process.pid}-${Date.now()}:`;
+  let replicas;
+  before(async () => {
+    const env = {
+      DPOP: "allowed",
+      DPOP_PUBLIC_URL: publicUrl,
+      TOKEN_STORE: "redis",
+      REDIS_URL: redisUrl,
+      REDIS_PREFIX: prefix,
+      REFRESH_TOKENS: "0",
+    };
+    replicas = [await startTutorial(env), await startTutorial(env)];
+  });
+  after(() => {
+    // Every key of this run: tokens and remembered proofs.
+    const scan = spawnSync("redis-cli", ["-u", redisUrl, "--scan", "--pattern", `${prefix}*`], {
+      encoding: "utf8",
+    });
+    const keys = (scan.stdout ?? "").split("\n").filter(Boolean);
+    if (keys.length > 0) spawnSync("redis-cli", ["-u", redisUrl, "del", ...keys]);
+  });
+
+  test("a proof accepted by one replica is refused by the other, both ways", async () => {
+    const keys = await dpop.generateKeyPair("ES256");
+    const proof = await dpop.generateProof(keys, `${publicUrl}/token`, "POST");
+    const login = await passwordGrant(replicas[0], proof);
+    const body = await login.json();
+    assert.equal(login.status, 200, JSON.stringify(body));
+    assert.equal(body.token_type, "DPoP");
+    const replayedLogin = await passwordGrant(replicas[1], proof);
+    assert.equal(replayedLogin.status, 400);
+    assert.equal((await replayedLogin.json()).error, "invalid_dpop_proof");
+
+    const token = body.access_token;
+    for (const [first, second] of [replicas, [...replicas].reverse()]) {
+      const me = await dpop.generateProof(keys, `${publicUrl}/users/me`, "GET", undefined, token);
+      const headers = { authorization: `DPoP ${token}`, dpop: me };
+      const accepted = await fetch(`${first}/users/me`, { headers });
+      const why = `${accepted.headers.get("www-authenticate")} ${await accepted.clone().text()}`;
+      assert.equal(accepted.status, 200, why);
+      assert.deepEqual(await accepted.json(), JOHNDOE);
+      const replayed = await fetch(`${second}/users/me`, { headers });
+      assert.equal(replayed.status, 401);
+      assertDpopChallenge(replayed, "invalid_dpop_proof");
+    }
+  });
 });
