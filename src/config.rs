@@ -88,22 +88,29 @@ pub(crate) struct Config {
     /// DPoP (RFC 9449), when the builder turned it on.
     #[cfg(feature = "dpop")]
     pub(crate) dpop: Option<Arc<DpopSettings>>,
+    /// The paths where DPoP is required even though the mode allows `Bearer`.
+    #[cfg(feature = "dpop")]
+    pub(crate) dpop_rules: Vec<PathRule<()>>,
 }
 
 /// "Requests for this method and path need these scopes."
+pub(crate) type ScopeRule = PathRule<ScopeRequirement>;
+
+/// "Requests for this method and path need `requirement`": scopes (a
+/// [`ScopeRule`]), or nothing more than the rule itself (`()`: DPoP required).
 #[derive(Debug, Clone)]
-pub(crate) struct ScopeRule {
+pub(crate) struct PathRule<R> {
     method: Option<Method>,
     /// An exact path, or with `prefix` a path and everything below it.
     path: Box<str>,
     prefix: bool,
-    pub(crate) requirement: ScopeRequirement,
+    pub(crate) requirement: R,
 }
 
-impl ScopeRule {
+impl<R> PathRule<R> {
     /// A rule for `path` (everything below it if it ends in `/*`), and `method` if
     /// given. The path is kept in its canonical spelling (see [`crate::guard::paths`]).
-    pub(crate) fn new(method: Option<Method>, path: &str, requirement: ScopeRequirement) -> Self {
+    pub(crate) fn new(method: Option<Method>, path: &str, requirement: R) -> Self {
         let (path, prefix) = match path.strip_suffix("/*") {
             Some(prefix) => (prefix, true),
             None => (path, false),

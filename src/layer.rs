@@ -122,6 +122,8 @@ impl<Us: UserStore> OAuth2PasswordLayer<Us> {
                 published_prefix: None,
                 #[cfg(feature = "dpop")]
                 dpop: None,
+                #[cfg(feature = "dpop")]
+                dpop_rules: Vec::new(),
             },
         }
     }
@@ -798,8 +800,36 @@ where
     #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
     pub fn dpop(mut self, settings: crate::dpop::settings::DpopSettings) -> Self {
         let required = settings.mode == crate::dpop::settings::DpopMode::Required;
-        self.config.messages.dpop = Some((settings.algs(), required));
+        self.config.messages.dpop = Some(crate::http::rejection::DpopChallenges::new(
+            settings.algs(),
+            required,
+        ));
         self.config.dpop = Some(Arc::new(settings));
+        self
+    }
+
+    /// Requests for `path` (a path ending in `/*`: everything below it) refuse
+    /// `Bearer` tokens: DPoP is required there even where the
+    /// [mode](crate::dpop::DpopMode) allows `Bearer`. Matched as scope rules are,
+    /// failing closed: every spelling a router might resolve to the path is
+    /// covered. Only with [`dpop`](Self::dpop) settings.
+    ///
+    /// ```
+    /// use tower_oauth2_password::dpop::DpopSettings;
+    /// use tower_oauth2_password::{MemoryUserStore, OAuth2PasswordLayer};
+    ///
+    /// let layer = OAuth2PasswordLayer::builder(MemoryUserStore::<String>::new())
+    ///     .dpop(DpopSettings::allowed())
+    ///     .require_dpop("/admin/*")
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn require_dpop(mut self, path: &str) -> Self {
+        self.config
+            .dpop_rules
+            .push(crate::config::PathRule::new(None, path, ()));
         self
     }
 

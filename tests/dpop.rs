@@ -611,3 +611,30 @@ async fn introspection_names_the_key_a_token_is_bound_to() {
     assert_eq!(answer["cnf"]["jkt"], jkt);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn dpop_may_be_required_on_some_paths_only() {
+    let layer = tutorial_builder(Stores::Ready)
+        .no_login_policy()
+        .dpop(DpopSettings::allowed())
+        .require_dpop("/users/*")
+        .build();
+    let server = Server::start_with(layer).await;
+    let token = server.login("johndoe", "secret").await;
+    // Elsewhere the bearer token passes the guard (and the app answers 404).
+    assert_eq!(
+        server.get_as("/items/", &token).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Under /users, in any spelling, only DPoP.
+    assert_dpop_invalid_token(&server.me(&token).await);
+    assert_dpop_invalid_token(&server.get_as("//users/me", &token).await);
+    let key = Key::ed25519(16);
+    let proof = key.proof("POST", &server.url("/token"), None, None);
+    let reply = post_token(&server, LOGIN, &[("dpop", &proof)]).await;
+    assert_eq!(reply.json()["token_type"], "DPoP");
+    let bound = reply.json()["access_token"].as_str().unwrap().to_owned();
+    let me = me_with(&server, &bound, &me_proof(&server, &key, &bound)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    server.stop().await;
+}

@@ -34,6 +34,7 @@ fn tutorial(env: &[(&str, &str)], addr: SocketAddr) -> Command {
         .env_remove("JWT_SECRET")
         .env_remove("REFRESH_SECRET")
         .env_remove("INTROSPECT_CLIENTS")
+        .env_remove("DPOP")
         .env("ADDR", addr.to_string())
         .env("LOG", "off")
         .envs(env.iter().copied());
@@ -68,6 +69,7 @@ fn refused(env: &[(&str, &str)]) -> String {
 fn bad_settings_are_refused_before_listening() {
     assert!(refused(&[("TOKEN_STORE", "postgres")]).contains("TOKEN_STORE must be"));
     assert!(refused(&[("REFRESH_TOKENS", "yes")]).contains("REFRESH_TOKENS must be 1 or 0"));
+    assert!(refused(&[("DPOP", "sometimes")]).contains("DPOP must be allowed or required"));
     let short = "too-short-a-client-secret";
     let clients = format!("rs1:{}, rs2:{short}", "k".repeat(32));
     let stderr = refused(&[("INTROSPECT_CLIENTS", &clients)]);

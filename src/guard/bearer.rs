@@ -202,6 +202,25 @@ mod tests {
         assert_eq!(b64token(b"\xff"), Err(Rejection::InvalidToken));
     }
 
+    #[cfg(feature = "dpop")]
+    #[test]
+    fn dpop_scheme_tokens() {
+        let dpop = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            dpop_token(&headers).map(<[u8]>::to_vec)
+        };
+        assert_eq!(dpop("DPoP tok"), Ok(b"tok".to_vec()));
+        assert_eq!(dpop("dpop   tok \t"), Ok(b"tok".to_vec()));
+        for other in ["Bearer tok", "DPoP", "DPoP ", "DPoPtok", "DPo tok"] {
+            assert_eq!(dpop(other), Err(Rejection::MissingCredentials), "{other}");
+        }
+        // And `Bearer` parsing does not take `DPoP`.
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("DPoP tok"));
+        assert_eq!(token(&headers), Err(Rejection::MissingCredentials));
+    }
+
     #[test]
     fn several_authorization_headers_are_ambiguous() {
         assert!(matches!(

@@ -188,7 +188,9 @@ where
     };
     #[cfg(feature = "dpop")]
     if let Some(dpop) = &shared.config.dpop {
-        if dpop.mode == crate::dpop::settings::DpopMode::Required {
+        if dpop.mode == crate::dpop::settings::DpopMode::Required
+            || dpop_required_at(&shared.config.dpop_rules, request)
+        {
             return Progress::Decided(Err(Rejection::InvalidDpopToken));
         }
     }
@@ -259,6 +261,20 @@ where
     };
     let resolved = shared.tokens.resolve(BearerToken::new(token));
     Progress::Pending(Box::new(Pending::Dpop(proof, resolved)))
+}
+
+/// Whether a rule of [`Builder::require_dpop`](crate::layer::Builder::require_dpop)
+/// covers the request.
+#[cfg(feature = "dpop")]
+#[inline]
+fn dpop_required_at<B>(rules: &[crate::config::PathRule<()>], request: &Request<B>) -> bool {
+    if rules.is_empty() {
+        return false;
+    }
+    let path = spellings(client_path(request));
+    rules
+        .iter()
+        .any(|rule| rule.applies_to(request.method(), &path))
 }
 
 /// A grant presented as `Bearer`: refused if it is bound to a key (its holder

@@ -93,10 +93,46 @@ pub(crate) struct Messages {
     pub(crate) invalid_token_body: Bytes,
     pub(crate) inactive_user_status: StatusCode,
     pub(crate) insufficient_scope_status: StatusCode,
-    /// With DPoP on: the `algs` of its challenges, and whether it is required
-    /// (then a request without credentials is challenged with `DPoP` alone).
+    /// With DPoP on: its challenges, written once.
     #[cfg(feature = "dpop")]
-    pub(crate) dpop: Option<(&'static str, bool)>,
+    pub(crate) dpop: Option<DpopChallenges>,
+}
+
+/// The `WWW-Authenticate: DPoP` challenges (RFC 9449 §7.1), with the accepted
+/// algorithms: written when the layer is built, not per rejection.
+#[cfg(feature = "dpop")]
+#[derive(Debug, Clone)]
+pub(crate) struct DpopChallenges {
+    /// Whether DPoP is required (then a request without credentials is
+    /// challenged with `DPoP` alone).
+    required: bool,
+    plain: HeaderValue,
+    invalid_token: HeaderValue,
+    invalid_proof: HeaderValue,
+    use_nonce: HeaderValue,
+}
+
+#[cfg(feature = "dpop")]
+impl DpopChallenges {
+    /// The challenges naming `algs` (space-separated JOSE names).
+    pub(crate) fn new(algs: &'static str, required: bool) -> Self {
+        let value = |error: &str| {
+            let text = if error.is_empty() {
+                format!("DPoP algs=\"{algs}\"")
+            } else {
+                format!("DPoP error=\"{error}\", algs=\"{algs}\"")
+            };
+            // JOSE algorithm names are header-safe.
+            HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("DPoP"))
+        };
+        Self {
+            required,
+            plain: value(""),
+            invalid_token: value("invalid_token"),
+            invalid_proof: value("invalid_dpop_proof"),
+            use_nonce: value("use_dpop_nonce"),
+        }
+    }
 }
 
 impl Default for Messages {
@@ -299,20 +335,14 @@ impl Rejection {
     /// The `WWW-Authenticate` challenge (RFC 6750 §3) for guard rejections.
     fn challenge(&self, messages: &Messages) -> Option<HeaderValue> {
         #[cfg(feature = "dpop")]
-        if let Some((algs, required)) = messages.dpop {
-            let error = match self {
-                Self::MissingCredentials if required => "",
-                Self::InvalidDpopToken => "invalid_token",
-                Self::DpopProofRefused(_) => "invalid_dpop_proof",
-                Self::UseDpopNonce { guard: true, .. } => "use_dpop_nonce",
-                _ => return self.bearer_challenge(),
+        if let Some(dpop) = &messages.dpop {
+            return match self {
+                Self::MissingCredentials if dpop.required => Some(dpop.plain.clone()),
+                Self::InvalidDpopToken => Some(dpop.invalid_token.clone()),
+                Self::DpopProofRefused(_) => Some(dpop.invalid_proof.clone()),
+                Self::UseDpopNonce { guard: true, .. } => Some(dpop.use_nonce.clone()),
+                _ => self.bearer_challenge(),
             };
-            let challenge = if error.is_empty() {
-                format!("DPoP algs=\"{algs}\"")
-            } else {
-                format!("DPoP error=\"{error}\", algs=\"{algs}\"")
-            };
-            return HeaderValue::try_from(challenge).ok();
         }
         #[cfg(not(feature = "dpop"))]
         let _ = messages;
@@ -406,9 +436,9 @@ impl Rejection {
         }
         // DPoP allowed, not required: a client without credentials may use either.
         #[cfg(feature = "dpop")]
-        if let (Self::MissingCredentials, Some((algs, false))) = (&self, messages.dpop) {
-            if let Ok(dpop) = HeaderValue::try_from(format!("DPoP algs=\"{algs}\"")) {
-                headers.append(WWW_AUTHENTICATE, dpop);
+        if let (Self::MissingCredentials, Some(dpop)) = (&self, &messages.dpop) {
+            if !dpop.required {
+                headers.append(WWW_AUTHENTICATE, dpop.plain.clone());
             }
         }
         match self {
