@@ -9,7 +9,8 @@
 //   cd tests/dpop-interop && npm ci && npm test
 //
 // TUTORIAL_BIN names the tutorial binary (default: the cargo target dir's debug
-// build). Every scenario runs with an ES256 key and with an Ed25519 key.
+// build). The single-server scenarios run with an ES256 key and with an Ed25519
+// key (the latter as `todo` while the server does not advertise `Ed25519`).
 //
 // With REDIS_URL set (and the tutorial built with `--features dpop,redis`), two
 // replicas on that Redis (TOKEN_STORE=redis, so the replay store is Redis too,
