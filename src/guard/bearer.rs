@@ -19,7 +19,6 @@ use crate::token::grant::MAX_TOKEN_LEN;
 /// The token's bytes are left to [`BearerToken::to_str`](crate::token::BearerToken::to_str): a store that answers at once
 /// rejects a malformed token by not finding it, more cheaply than the check would,
 /// so only tokens on their way to a store that must be awaited are checked first.
-#[inline]
 pub(crate) fn token(headers: &HeaderMap) -> Result<&[u8], Rejection> {
     scheme_token(headers, strip_bearer_scheme)
 }
