@@ -29,7 +29,12 @@
 //! - `memory_metrics` (feature `metrics`): `memory` with a Prometheus recorder
 //!   installed before its layer was built (the rows above were built before it, so
 //!   they count into no-op handles): what the guard's counter costs. The
-//!   interleaved rounds print `memory_metrics − memory` (target ≤ 30 ns).
+//!   interleaved rounds print `memory_metrics − memory` (target ≤ 30 ns);
+//! - `dpop_es256`, `dpop_eddsa` (feature `dpop`): our layer with DPoP allowed, a
+//!   token bound to the client's key and `Authorization: DPoP …` with a fresh proof
+//!   per request (signed before the timer starts); beside them `verify_es256`,
+//!   `verify_eddsa`, one bare signature verification each. The interleaved rounds
+//!   print `dpop_x − memory − verify_x` (target ≤ 2 µs).
 //!
 //! Criterion measures each case on its own; its means drift by up to 1.5x between
 //! runs on small shared machines, so after criterion the bench runs all cases again
@@ -92,6 +97,10 @@ fn cases() -> Vec<Box<dyn Case>> {
         ours("memory", MemoryTokenStore::new()),
         ours("boxed", BoxTokenStore::new(MemoryTokenStore::new())),
     ];
+    // Beside `memory`: a DPoP-bound token with a fresh proof per request, and one
+    // bare signature verification per algorithm.
+    #[cfg(feature = "dpop")]
+    cases.extend(dpop::cases());
     // One GET to the Redis at REDIS_URL per request (the keys expire in a day).
     #[cfg(feature = "redis")]
     cases.push(redis());
@@ -153,6 +162,17 @@ fn ours<Ts: TokenStore>(name: &'static str, tokens: Ts) -> Box<dyn Case> {
 /// [`ours`], and the token it sends.
 fn ours_and_token<Ts: TokenStore>(name: &'static str, tokens: Ts) -> (Box<dyn Case>, String) {
     let layer = layer(tokens);
+    let token = johndoe_token(&layer, |grant| grant);
+    let app = ServiceBuilder::new().layer(layer).service(handler());
+    (oneshot(name, app, Some(&token)), token)
+}
+
+/// A token `layer`'s store issued for johndoe, as the token endpoint would (with
+/// his stamp, valid for a day), its grant first passed through `adjust`.
+fn johndoe_token<Ts: TokenStore>(
+    layer: &OAuth2PasswordLayer<MemoryUserStore<User>, Ts>,
+    adjust: impl FnOnce(Grant) -> Grant,
+) -> String {
     let johndoe = drive(layer.user_store().credentials("johndoe"))
         .expect("user store answers")
         .expect("johndoe exists");
@@ -162,10 +182,8 @@ fn ours_and_token<Ts: TokenStore>(name: &'static str, tokens: Ts) -> (Box<dyn Ca
         SystemTime::now() + Duration::from_secs(24 * 3600),
     )
     .with_stamp(johndoe.stamp);
-    let token = drive(layer.token_store().issue(grant)).expect("token issued");
-    let token = token.access_token.as_str().to_owned();
-    let app = ServiceBuilder::new().layer(layer).service(handler());
-    (oneshot(name, app, Some(&token)), token)
+    let token = drive(layer.token_store().issue(adjust(grant))).expect("token issued");
+    token.access_token.as_str().to_owned()
 }
 
 /// The `jwt` rows: our layer with HS256 JWTs, and jsonwebtoken's `decode` of the
@@ -243,6 +261,358 @@ mod jwt {
             ready(Ok::<_, Infallible>(response))
         });
         oneshot("jsonwebtoken_decode", service, Some(token))
+    }
+}
+
+/// The `dpop_es256` and `dpop_eddsa` rows (feature `dpop`): our layer with DPoP
+/// allowed, the memory stores, a token bound to the client's key, and a fresh
+/// proof (unique `jti`, `ath` of the token) per request, checked against the
+/// memory replay store; beside each, `verify_es256` / `verify_eddsa`: one bare
+/// signature verification of a proof-sized message (p256's `VerifyingKey::verify`,
+/// ed25519-dalek's `verify_strict`). The interleaved rounds print
+/// `dpop_x − memory − verify_x`: what the proof check costs beyond its signature
+/// (target ≤ 2 µs).
+///
+/// Proofs are signed before the timer starts: each case keeps a pool, topped up
+/// outside the timed loop. Under `BENCH_CASE` the pool is filled once, at start,
+/// with `BENCH_PROOFS` proofs (default 12 100, enough for `scripts/bench.sh`'s
+/// runs of 1 000 + 11 000), so that two callgrind runs of different lengths sign
+/// the same number of proofs and their difference counts the guard alone.
+#[cfg(feature = "dpop")]
+mod dpop {
+    use std::collections::VecDeque;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use serde_json::json;
+    use sha2::{Digest as _, Sha256};
+    use tower_oauth2_password::dpop::{
+        verify_proof, DpopSettings, MemoryReplayStore, NormalizedUri, ProofCheck,
+    };
+
+    use super::*;
+
+    /// Where the bench's clients think the service is (the layer's public URL).
+    const PUBLIC_URL: &str = "https://api.example.com";
+
+    /// The client keys of the two rows (fixed seeds: every run signs alike).
+    #[derive(Clone)]
+    enum Key {
+        Es256(p256::ecdsa::SigningKey),
+        EdDsa(ed25519_dalek::SigningKey),
+    }
+
+    impl Key {
+        fn es256() -> Self {
+            Key::Es256(p256::ecdsa::SigningKey::from_slice(&[7; 32]).expect("a scalar"))
+        }
+
+        fn eddsa() -> Self {
+            Key::EdDsa(ed25519_dalek::SigningKey::from_bytes(&[7; 32]))
+        }
+
+        fn header(&self) -> serde_json::Value {
+            match self {
+                Key::Es256(key) => {
+                    let point = key.verifying_key().to_sec1_point(false);
+                    let coordinate =
+                        |c: Option<&_>| URL_SAFE_NO_PAD.encode(c.expect("uncompressed"));
+                    json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": {
+                        "kty": "EC", "crv": "P-256",
+                        "x": coordinate(point.x()), "y": coordinate(point.y()),
+                    }})
+                }
+                Key::EdDsa(key) => json!({ "typ": "dpop+jwt", "alg": "EdDSA", "jwk": {
+                    "kty": "OKP", "crv": "Ed25519",
+                    "x": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+                }}),
+            }
+        }
+
+        fn sign(&self, input: &[u8]) -> Vec<u8> {
+            match self {
+                Key::Es256(key) => {
+                    use p256::ecdsa::signature::Signer as _;
+                    let signature: p256::ecdsa::Signature = key.sign(input);
+                    signature.to_bytes().to_vec()
+                }
+                Key::EdDsa(key) => {
+                    use ed25519_dalek::Signer as _;
+                    key.sign(input).to_bytes().to_vec()
+                }
+            }
+        }
+    }
+
+    /// Signs proofs of `GET {PUBLIC_URL}/users/me` for one access token.
+    struct Prover {
+        key: Key,
+        header: String,
+        ath: String,
+        next_jti: u64,
+    }
+
+    impl Prover {
+        fn new(key: Key, token: Option<&str>) -> Self {
+            let header = URL_SAFE_NO_PAD.encode(key.header().to_string());
+            let ath = token.map_or_else(String::new, |token| {
+                URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+            });
+            Prover {
+                key,
+                header,
+                ath,
+                next_jti: 0,
+            }
+        }
+
+        /// The signing input and signature of a fresh proof.
+        fn parts(&mut self) -> (String, Vec<u8>) {
+            self.next_jti += 1;
+            let iat = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs();
+            let mut claims = json!({
+                "jti": format!("bench-{:016x}", self.next_jti),
+                "htm": "GET",
+                "htu": format!("{PUBLIC_URL}/users/me"),
+                "iat": iat,
+            });
+            if !self.ath.is_empty() {
+                claims["ath"] = self.ath.clone().into();
+            }
+            let input = format!(
+                "{}.{}",
+                self.header,
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let signature = self.key.sign(input.as_bytes());
+            (input, signature)
+        }
+
+        fn proof(&mut self) -> HeaderValue {
+            let (input, signature) = self.parts();
+            let proof = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature));
+            HeaderValue::from_str(&proof).expect("base64url is a valid header value")
+        }
+    }
+
+    pub(super) fn cases() -> Vec<Box<dyn Case>> {
+        vec![
+            verify("verify_es256", Key::es256()),
+            guard("dpop_es256", Key::es256()),
+            verify("verify_eddsa", Key::eddsa()),
+            guard("dpop_eddsa", Key::eddsa()),
+        ]
+    }
+
+    /// Our layer with DPoP allowed and a token bound to `key`.
+    fn guard(name: &'static str, key: Key) -> Box<dyn Case> {
+        // The key's thumbprint, as the token endpoint would bind it.
+        let uri = NormalizedUri::parse(&format!("{PUBLIC_URL}/users/me")).expect("a URL");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let proof = Prover::new(key.clone(), None).proof();
+        let thumbprint = *verify_proof(
+            proof.as_bytes(),
+            &ProofCheck::new(&http::Method::GET, &uri, now),
+        )
+        .expect("the bench's proofs verify")
+        .thumbprint();
+
+        // An hour's window: under valgrind the pool is signed long before it is
+        // used. The window changes when entries expire, not the work per request;
+        // the store is large enough for every proof of a run.
+        let settings = DpopSettings::allowed()
+            .public_url(PUBLIC_URL)
+            .max_age(Duration::from_secs(3600))
+            .replay_store(MemoryReplayStore::with_capacity(2_000_000));
+        let layer = OAuth2PasswordLayer::builder(users())
+            .token_store(MemoryTokenStore::new())
+            .dpop(settings)
+            .build();
+        let token = johndoe_token(&layer, |grant| grant.with_key_binding(thumbprint));
+        let service = ServiceBuilder::new().layer(layer).service(handler());
+
+        let mut case = Dpop {
+            name,
+            service,
+            authorization: HeaderValue::from_str(&format!("DPoP {token}"))
+                .expect("valid header value"),
+            prover: Prover::new(key, Some(&token)),
+            pool: VecDeque::new(),
+        };
+        if std::env::var("BENCH_CASE").as_deref() == Ok(name) {
+            let proofs = std::env::var("BENCH_PROOFS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(12_100);
+            case.top_up(proofs);
+        }
+        Box::new(case)
+    }
+
+    struct Dpop<S> {
+        name: &'static str,
+        service: S,
+        authorization: HeaderValue,
+        prover: Prover,
+        /// Signed proofs not sent yet, oldest first.
+        pool: VecDeque<HeaderValue>,
+    }
+
+    impl<S> Dpop<S> {
+        /// Signs proofs until `n` are waiting.
+        fn top_up(&mut self, n: usize) {
+            while self.pool.len() < n {
+                self.pool.push_back(self.prover.proof());
+            }
+        }
+
+        fn request(&self, proof: HeaderValue) -> Request<Body> {
+            let mut request = Request::new(Full::default());
+            *request.uri_mut() = Uri::from_static("/users/me");
+            let headers = request.headers_mut();
+            headers.insert(AUTHORIZATION, self.authorization.clone());
+            headers.insert("dpop", proof);
+            request
+        }
+    }
+
+    impl<S, ResBody> Case for Dpop<S>
+    where
+        S: Service<Request<Body>, Response = Response<ResBody>> + Clone,
+        S::Error: std::fmt::Debug,
+    {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn status(&mut self) -> StatusCode {
+            self.top_up(1);
+            let proof = self.pool.pop_front().expect("topped up");
+            let request = self.request(proof);
+            let response = drive(self.service.clone().oneshot(request)).expect("infallible");
+            response.status()
+        }
+
+        fn run(&mut self, iters: u64) -> Duration {
+            let n = usize::try_from(iters).expect("iterations fit in memory");
+            self.top_up(n);
+            let requests: Vec<Request<Body>> = (0..n)
+                .map(|_| {
+                    let proof = self.pool.pop_front().expect("topped up");
+                    self.request(proof)
+                })
+                .collect();
+            let mut refused = 0u64;
+            let start = Instant::now();
+            for request in requests {
+                let response =
+                    drive(self.service.clone().oneshot(black_box(request))).expect("infallible");
+                refused += u64::from(response.status() != StatusCode::OK);
+                black_box(response);
+            }
+            let took = start.elapsed();
+            // A refused proof (replay store full, window passed) would time the
+            // wrong thing: stop rather than report it.
+            assert_eq!(refused, 0, "{}: {refused} requests refused", self.name);
+            took
+        }
+    }
+
+    /// How many distinct proofs a bare verification row cycles through: ECDSA and
+    /// Ed25519 verification are variable-time (their work depends on the
+    /// signature and the message hash), so one fixed message would not cost what
+    /// the average proof of the `dpop_*` rows costs.
+    const VERIFY_MESSAGES: usize = 256;
+
+    /// One bare signature verification of a proof's signing input, cycling
+    /// through [`VERIFY_MESSAGES`] proofs of the `dpop_*` rows' shape.
+    fn verify(name: &'static str, key: Key) -> Box<dyn Case> {
+        let mut prover = Prover::new(key.clone(), Some("token"));
+        let messages = (0..VERIFY_MESSAGES)
+            .map(|_| {
+                let (input, signature) = prover.parts();
+                let verifier = match &key {
+                    Key::Es256(key) => Verifier::Es256(
+                        *key.verifying_key(),
+                        p256::ecdsa::Signature::from_slice(&signature).expect("64 bytes"),
+                    ),
+                    Key::EdDsa(key) => Verifier::EdDsa(
+                        key.verifying_key(),
+                        ed25519_dalek::Signature::from_slice(&signature).expect("64 bytes"),
+                    ),
+                };
+                (input, verifier)
+            })
+            .collect();
+        Box::new(Verify {
+            name,
+            messages,
+            next: 0,
+        })
+    }
+
+    /// A decoded public key and the signature it checks.
+    enum Verifier {
+        Es256(p256::ecdsa::VerifyingKey, p256::ecdsa::Signature),
+        EdDsa(ed25519_dalek::VerifyingKey, ed25519_dalek::Signature),
+    }
+
+    impl Verifier {
+        fn check(&self, input: &[u8]) -> bool {
+            match self {
+                Verifier::Es256(key, signature) => {
+                    use p256::ecdsa::signature::Verifier as _;
+                    key.verify(input, signature).is_ok()
+                }
+                Verifier::EdDsa(key, signature) => key.verify_strict(input, signature).is_ok(),
+            }
+        }
+    }
+
+    struct Verify {
+        name: &'static str,
+        /// Signing inputs and what verifies them.
+        messages: Vec<(String, Verifier)>,
+        next: usize,
+    }
+
+    impl Verify {
+        /// Verifies the next message; whether it verified.
+        fn check_next(&mut self) -> bool {
+            let (input, verifier) = &self.messages[self.next];
+            self.next = (self.next + 1) % self.messages.len();
+            verifier.check(black_box(input.as_bytes()))
+        }
+    }
+
+    impl Case for Verify {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn status(&mut self) -> StatusCode {
+            let all = (0..self.messages.len()).all(|_| self.check_next());
+            if all {
+                StatusCode::OK
+            } else {
+                StatusCode::UNAUTHORIZED
+            }
+        }
+
+        fn run(&mut self, iters: u64) -> Duration {
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(self.check_next());
+            }
+            start.elapsed()
+        }
     }
 }
 
@@ -585,6 +955,23 @@ fn interleaved(cases: &mut [Box<dyn Case>]) {
             "memory_metrics - memory: {extra_median:.1} ns (p25 {p25:.1}, p75 {p75:.1}; target <= 30)"
         );
         tsv += &format!("delta:memory_metrics-memory\t{extra_median:.1}\t{p25:.1}\t{p75:.1}\t\n");
+    }
+    // What a DPoP request costs beyond a Bearer one and its proof's signature check.
+    for (dpop, verify) in [
+        ("dpop_es256", "verify_es256"),
+        ("dpop_eddsa", "verify_eddsa"),
+    ] {
+        let (Some(memory), Some(d), Some(v)) = (index("memory"), index(dpop), index(verify)) else {
+            continue;
+        };
+        let extra: Vec<f64> = (0..samples[d].len())
+            .map(|round| samples[d][round] - samples[memory][round] - samples[v][round])
+            .collect();
+        let (p25, extra_median, p75) = quartiles(&extra);
+        println!(
+            "{dpop} - memory - {verify}: {extra_median:.1} ns (p25 {p25:.1}, p75 {p75:.1}; target <= 2000)"
+        );
+        tsv += &format!("delta:{dpop}-memory-{verify}\t{extra_median:.1}\t{p25:.1}\t{p75:.1}\t\n");
     }
     for floor in ["map_lookup", "map_lookup_arc", "map_lookup2"] {
         let (Some(memory), Some(map)) = (index("memory"), index(floor)) else {
