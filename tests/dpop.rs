@@ -176,7 +176,7 @@ fn assert_proof_refused(reply: &Reply) {
     assert_eq!(reply.json()["error"], "invalid_dpop_proof");
     assert_eq!(
         reply.header("www-authenticate"),
-        Some(r#"DPoP error="invalid_dpop_proof", algs="ES256 EdDSA""#)
+        Some(r#"DPoP error="invalid_dpop_proof", algs="ES256 EdDSA Ed25519""#)
     );
 }
 
@@ -189,7 +189,7 @@ fn assert_dpop_invalid_token(reply: &Reply) {
     );
     assert_eq!(
         reply.header("www-authenticate"),
-        Some(r#"DPoP error="invalid_token", algs="ES256 EdDSA""#)
+        Some(r#"DPoP error="invalid_token", algs="ES256 EdDSA Ed25519""#)
     );
 }
 
@@ -297,7 +297,7 @@ async fn bearer_tokens_still_work_where_dpop_is_allowed() {
         .iter()
         .map(|value| value.to_str().unwrap())
         .collect();
-    assert_eq!(challenges, ["Bearer", r#"DPoP algs="ES256 EdDSA""#]);
+    assert_eq!(challenges, ["Bearer", r#"DPoP algs="ES256 EdDSA Ed25519""#]);
     server.stop().await;
 }
 
@@ -319,7 +319,7 @@ async fn required_mode_refuses_bearer_and_logins_without_a_proof() {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         reply.header("www-authenticate"),
-        Some(r#"DPoP algs="ES256 EdDSA""#)
+        Some(r#"DPoP algs="ES256 EdDSA Ed25519""#)
     );
     let me = me_with(&server, &token, &me_proof(&server, &key, &token)).await;
     assert_eq!(me.status, StatusCode::OK);
@@ -402,7 +402,7 @@ async fn server_nonces_are_asked_for_and_honoured() {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         reply.header("www-authenticate"),
-        Some(r#"DPoP error="use_dpop_nonce", algs="ES256 EdDSA""#)
+        Some(r#"DPoP error="use_dpop_nonce", algs="ES256 EdDSA Ed25519""#)
     );
     assert!(reply.header("dpop-nonce").is_some());
     let proof = key.proof("GET", &server.url("/users/me"), Some(&token), Some(&nonce));
@@ -488,7 +488,7 @@ async fn algorithms_can_be_narrowed() {
         .iter()
         .map(|value| value.to_str().unwrap())
         .collect();
-    assert_eq!(challenges, ["Bearer", r#"DPoP algs="EdDSA""#]);
+    assert_eq!(challenges, ["Bearer", r#"DPoP algs="EdDSA Ed25519""#]);
     server.stop().await;
 }
 
@@ -509,7 +509,7 @@ async fn the_metadata_names_the_proof_algorithms() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(
         reply.json()["dpop_signing_alg_values_supported"],
-        json!(["ES256", "EdDSA"])
+        json!(["ES256", "EdDSA", "Ed25519"])
     );
     server.stop().await;
 }

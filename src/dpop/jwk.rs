@@ -51,9 +51,19 @@ pub(super) enum JwkError {
     Invalid,
 }
 
+/// A proof key decoded for its signature check. Decoding validates the point
+/// (an Ed25519 point costs a square root and an inversion), so it is done once
+/// per proof, when the `jwk` is read.
+pub(super) enum VerifyingKey {
+    /// An ES256 key.
+    P256(p256::ecdsa::VerifyingKey),
+    /// An EdDSA key.
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
 impl PublicJwk {
-    /// Reads a `jwk` header member.
-    pub(super) fn from_json(object: &Object) -> Result<Self, JwkError> {
+    /// Reads a `jwk` header member, and decodes the key it holds.
+    pub(super) fn from_json(object: &Object) -> Result<(Self, VerifyingKey), JwkError> {
         if PRIVATE_MEMBERS.iter().any(|name| object.contains(name)) {
             return Err(JwkError::PrivateKey);
         }
@@ -67,15 +77,15 @@ impl PublicJwk {
                     x: decode_key_part(member("x")?)?,
                     y: decode_key_part(member("y")?)?,
                 };
-                jwk.p256_key()?;
-                Ok(jwk)
+                let key = jwk.p256_key()?;
+                Ok((jwk, VerifyingKey::P256(key)))
             }
             ("OKP", Ok("Ed25519")) => {
                 let jwk = PublicJwk::Ed25519 {
                     x: decode_key_part(member("x")?)?,
                 };
-                jwk.ed25519_key()?;
-                Ok(jwk)
+                let key = jwk.ed25519_key()?;
+                Ok((jwk, VerifyingKey::Ed25519(key)))
             }
             (_, Ok(_) | Err(_)) => Err(JwkError::Unsupported),
         }
@@ -83,7 +93,7 @@ impl PublicJwk {
 
     /// The key as p256 verifies with it; `Invalid` when the point is not on the
     /// curve (or is not a P-256 key).
-    pub(super) fn p256_key(&self) -> Result<p256::ecdsa::VerifyingKey, JwkError> {
+    fn p256_key(&self) -> Result<p256::ecdsa::VerifyingKey, JwkError> {
         let PublicJwk::P256 { x, y } = self else {
             return Err(JwkError::Invalid);
         };
@@ -97,7 +107,7 @@ impl PublicJwk {
     /// The key as ed25519-dalek verifies with it; `Invalid` when the bytes are not
     /// a point, not its canonical encoding (two encodings would give one key two
     /// thumbprints), or a small-order ("weak") point.
-    pub(super) fn ed25519_key(&self) -> Result<ed25519_dalek::VerifyingKey, JwkError> {
+    fn ed25519_key(&self) -> Result<ed25519_dalek::VerifyingKey, JwkError> {
         let PublicJwk::Ed25519 { x } = self else {
             return Err(JwkError::Invalid);
         };
@@ -159,7 +169,7 @@ mod tests {
     use super::*;
 
     fn jwk(text: &str) -> Result<PublicJwk, JwkError> {
-        PublicJwk::from_json(&Object::parse(text.as_bytes()).unwrap())
+        PublicJwk::from_json(&Object::parse(text.as_bytes()).unwrap()).map(|(jwk, _)| jwk)
     }
 
     /// RFC 8037 Appendix A.1/A.3: the Ed25519 example key and its thumbprint.

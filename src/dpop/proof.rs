@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::htu::NormalizedUri;
 use super::json::{Json, JsonError, Number, Object};
-use super::jwk::{JwkError, PublicJwk};
+use super::jwk::{JwkError, PublicJwk, VerifyingKey};
 use crate::token::grant::JwkThumbprint;
 
 /// The longest proof read, in bytes: 8 KiB.
@@ -50,7 +50,9 @@ pub const DEFAULT_FUTURE_LEEWAY: Duration = Duration::from_secs(5);
 pub enum DpopAlgorithm {
     /// ECDSA with P-256 and SHA-256 (RFC 7518 §3.4), a `{"kty":"EC","crv":"P-256"}` key.
     Es256,
-    /// Ed25519 (RFC 8037), an `{"kty":"OKP","crv":"Ed25519"}` key.
+    /// Ed25519 (RFC 8037), an `{"kty":"OKP","crv":"Ed25519"}` key. A proof may
+    /// name it `EdDSA` (RFC 8037) or `Ed25519` (RFC 9864's fully-specified name,
+    /// the one WebCrypto-era clients such as npm `dpop` and `oauth4webapi` send).
     EdDsa,
 }
 
@@ -61,9 +63,15 @@ impl DpopAlgorithm {
 
     /// The JOSE name: `ES256` or `EdDSA`.
     pub fn as_str(self) -> &'static str {
+        self.names()[0]
+    }
+
+    /// Every JOSE name a proof may give the algorithm: `ES256`; `EdDSA` and
+    /// `Ed25519` (RFC 9864). All of them are advertised.
+    pub fn names(self) -> &'static [&'static str] {
         match self {
-            DpopAlgorithm::Es256 => "ES256",
-            DpopAlgorithm::EdDsa => "EdDSA",
+            DpopAlgorithm::Es256 => &["ES256"],
+            DpopAlgorithm::EdDsa => &["EdDSA", "Ed25519"],
         }
     }
 
@@ -71,7 +79,7 @@ impl DpopAlgorithm {
     fn from_name(name: &str) -> Option<Self> {
         DpopAlgorithm::ALL
             .into_iter()
-            .find(|alg| alg.as_str() == name)
+            .find(|alg| alg.names().contains(&name))
     }
 
     /// Whether `key` is the kind of key this algorithm signs with.
@@ -173,7 +181,7 @@ impl fmt::Display for ProofError {
             }
             ProofError::Type => f.write_str("the DPoP proof's `typ` is not `dpop+jwt`"),
             ProofError::UnsupportedAlgorithm => {
-                f.write_str("the DPoP proof's `alg` is not ES256 or EdDSA")
+                f.write_str("the DPoP proof's `alg` is not ES256, EdDSA or Ed25519")
             }
             ProofError::CriticalHeader => f.write_str("the DPoP proof has a `crit` header"),
             ProofError::PrivateKey => f.write_str("the DPoP proof's `jwk` holds a private key"),
@@ -369,7 +377,7 @@ impl fmt::Debug for VerifiedProof {
 ///    the claims canonical base64url, each one JSON object without duplicate
 ///    members;
 /// 2. the header: `typ` is `dpop+jwt` (media types are case-insensitive and the
-///    `application/` prefix optional, RFC 7515 §4.1.9); `alg` is ES256 or EdDSA;
+///    `application/` prefix optional, RFC 7515 §4.1.9); `alg` is ES256, EdDSA or Ed25519;
 ///    no `crit`; `jwk` a P-256 or Ed25519 public key, valid, without private
 ///    members, of the type `alg` signs with (and, if it has its own `alg`, that
 ///    one);
@@ -427,7 +435,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         Some(_) => return Err(ProofError::InvalidMember("jwk")),
         None => return Err(ProofError::MissingMember("jwk")),
     };
-    let key = PublicJwk::from_json(jwk).map_err(|error| match error {
+    let (key, verifying_key) = PublicJwk::from_json(jwk).map_err(|error| match error {
         JwkError::PrivateKey => ProofError::PrivateKey,
         JwkError::Unsupported => ProofError::UnsupportedKey,
         JwkError::Invalid => ProofError::InvalidKey,
@@ -437,7 +445,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     }
     match jwk.get("alg") {
         None => {}
-        Some(Json::String(alg)) if alg == algorithm.as_str() => {}
+        Some(Json::String(alg)) if algorithm.names().contains(&alg.as_str()) => {}
         Some(_) => return Err(ProofError::AlgorithmMismatch),
     }
 
@@ -487,15 +495,14 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         Err(_) => return Err(ProofError::Base64),
     }
     let signed = &proof[..header_b64.len() + 1 + claims_b64.len()];
-    let verified = match algorithm {
-        DpopAlgorithm::Es256 => {
+    // `algorithm.fits(&key)` held: the key's kind is the algorithm's.
+    let verified = match &verifying_key {
+        VerifyingKey::P256(key) => {
             use p256::ecdsa::signature::Verifier as _;
-            let key = key.p256_key().map_err(|_| ProofError::InvalidKey)?;
             p256::ecdsa::Signature::from_slice(&signature)
                 .is_ok_and(|signature| key.verify(signed, &signature).is_ok())
         }
-        DpopAlgorithm::EdDsa => {
-            let key = key.ed25519_key().map_err(|_| ProofError::InvalidKey)?;
+        VerifyingKey::Ed25519(key) => {
             let signature = ed25519_dalek::Signature::from_bytes(&signature);
             key.verify_strict(signed, &signature).is_ok()
         }

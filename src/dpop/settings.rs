@@ -194,9 +194,9 @@ impl DpopSettings {
     pub(crate) fn algs(&self) -> &'static str {
         match self.algorithms.as_slice() {
             [DpopAlgorithm::Es256] => "ES256",
-            [DpopAlgorithm::EdDsa] => "EdDSA",
-            [DpopAlgorithm::EdDsa, DpopAlgorithm::Es256] => "EdDSA ES256",
-            _ => "ES256 EdDSA",
+            [DpopAlgorithm::EdDsa] => "EdDSA Ed25519",
+            [DpopAlgorithm::EdDsa, DpopAlgorithm::Es256] => "EdDSA Ed25519 ES256",
+            _ => "ES256 EdDSA Ed25519",
         }
     }
 
@@ -397,9 +397,12 @@ mod tests {
 
     #[test]
     fn algs_names_the_accepted_algorithms() {
-        assert_eq!(DpopSettings::allowed().algs(), "ES256 EdDSA");
+        assert_eq!(DpopSettings::allowed().algs(), "ES256 EdDSA Ed25519");
         let eddsa = DpopSettings::allowed().algorithms([DpopAlgorithm::EdDsa]);
-        assert_eq!(eddsa.algs(), "EdDSA");
-        assert_eq!(DpopSettings::allowed().algorithms([]).algs(), "ES256 EdDSA");
+        assert_eq!(eddsa.algs(), "EdDSA Ed25519");
+        assert_eq!(
+            DpopSettings::allowed().algorithms([]).algs(),
+            "ES256 EdDSA Ed25519"
+        );
     }
 }

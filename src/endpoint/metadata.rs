@@ -87,7 +87,7 @@ fn dpop_algs(config: &Config) -> Option<Vec<&'static str>> {
     return config.dpop.as_ref().map(|dpop| {
         dpop.algorithms_accepted()
             .iter()
-            .map(|alg| alg.as_str())
+            .flat_map(|alg| alg.names().iter().copied())
             .collect()
     });
     #[cfg(not(feature = "dpop"))]

@@ -324,7 +324,7 @@ fn alg_must_be_allowed_and_fit_the_key() {
     let ed = Key::ed25519(4);
     let ec = Key::p256(4);
     for alg in [
-        "none", "HS256", "RS256", "PS256", "ES384", "es256", "EDDSA", "Ed25519", "",
+        "none", "HS256", "RS256", "PS256", "ES384", "es256", "EDDSA", "ed25519", "Ed448", "",
     ] {
         let proof = ed.proof_with_header("alg", json!(alg));
         assert_eq!(
@@ -333,14 +333,22 @@ fn alg_must_be_allowed_and_fit_the_key() {
             "{alg}"
         );
     }
+    // RFC 9864's fully-specified name for EdDSA with Ed25519 (npm `dpop` and
+    // `oauth4webapi` send only this one) is the same algorithm.
+    let proof = ed.proof_with_header("alg", json!("Ed25519"));
+    assert_eq!(
+        verify(&proof).map(|verified| verified.algorithm()),
+        Ok(DpopAlgorithm::EdDsa)
+    );
     // ES256 with an Ed25519 key, EdDSA with a P-256 key.
-    for (key, alg) in [(&ed, "ES256"), (&ec, "EdDSA")] {
+    for (key, alg) in [(&ed, "ES256"), (&ec, "EdDSA"), (&ec, "Ed25519")] {
         let proof = key.proof_with_header("alg", json!(alg));
         assert_eq!(verify(&proof), Err(ProofError::AlgorithmMismatch));
     }
     // The key's own `alg`: the same is fine, another is not.
     for (alg, expected) in [
         ("EdDSA", Ok(())),
+        ("Ed25519", Ok(())),
         ("ES256", Err(ProofError::AlgorithmMismatch)),
     ] {
         let header = header_with(&ed, |h| {
