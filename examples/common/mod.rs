@@ -86,8 +86,12 @@ pub async fn listen(default: &str) -> (TcpListener, SocketAddr) {
             std::process::exit(2);
         }
     };
+    // The bound address, not the one asked for: `ADDR=127.0.0.1:0` reports its port.
     match TcpListener::bind(addr).await {
-        Ok(listener) => (listener, addr),
+        Ok(listener) => {
+            let addr = listener.local_addr().unwrap_or(addr);
+            (listener, addr)
+        }
         Err(error) => {
             eprintln!("cannot listen on {addr}: {error}");
             std::process::exit(1);

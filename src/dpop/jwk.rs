@@ -111,8 +111,11 @@ impl PublicJwk {
         let PublicJwk::Ed25519 { x } = self else {
             return Err(JwkError::Invalid);
         };
+        if !is_canonical_y(x) {
+            return Err(JwkError::Invalid);
+        }
         let key = ed25519_dalek::VerifyingKey::from_bytes(x).map_err(|_| JwkError::Invalid)?;
-        if key.is_weak() || key.to_edwards().compress().as_bytes() != x {
+        if key.is_weak() {
             return Err(JwkError::Invalid);
         }
         Ok(key)
@@ -147,6 +150,17 @@ impl fmt::Debug for PublicJwk {
         };
         f.debug_tuple(kind).field(&self.thumbprint()).finish()
     }
+}
+
+/// Whether an encoded Ed25519 point's y (the low 255 bits, little-endian) is
+/// below p = 2^255 - 19: decoding reduces y mod p, so y + p would name the same
+/// key under a second thumbprint. (The sign bit of x can only be non-canonical
+/// for x = 0, at y = ±1: small-order points, refused as weak.) Checked on the
+/// bytes, instead of re-encoding the decoded point (a field inversion).
+fn is_canonical_y(x: &[u8; 32]) -> bool {
+    let top = x[31] & 0x7f;
+    let middle_all_ones = x[1..31].iter().all(|&byte| byte == 0xff);
+    !(top == 0x7f && middle_all_ones && x[0] >= 0xed)
 }
 
 /// Decodes a 32-byte key member: canonical base64url (no padding, no stray bits),
@@ -269,10 +283,25 @@ mod tests {
             Err(JwkError::Invalid)
         );
         assert!(ed("AwAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").is_ok());
-        assert_eq!(
-            ed("8P_______________________________________38"),
-            Err(JwkError::Invalid)
-        );
+        for y_at_or_past_p in [
+            "8P_______________________________________38",
+            "7f_______________________________________38",
+            "_________________________________________38",
+        ] {
+            assert_eq!(ed(y_at_or_past_p), Err(JwkError::Invalid));
+        }
+        // The byte check's edges: p - 1 is the largest canonical y, p the first not.
+        let mut y = [0xff; 32];
+        y[31] = 0x7f;
+        y[0] = 0xec;
+        assert!(is_canonical_y(&y));
+        y[0] = 0xed;
+        assert!(!is_canonical_y(&y));
+        y[31] = 0xff; // the sign bit is not part of y
+        assert!(!is_canonical_y(&y));
+        y[5] = 0xfe;
+        assert!(is_canonical_y(&y));
+        assert!(is_canonical_y(&[0; 32]));
     }
 
     #[test]
