@@ -5,15 +5,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
 
 use crate::dpop::proof::VerifiedProof;
 use crate::store::Lookup;
 use crate::store::StoreError;
-use crate::token::grant::JwkThumbprint;
+use crate::token::grant::{write_base64url, JwkThumbprint};
 
 /// What identifies one proof for the [`ReplayStore`]: a BLAKE2b-256 hash of the
 /// key's thumbprint and the proof's `jti`.
@@ -68,11 +66,7 @@ impl From<&VerifiedProof> for ProofId {
 /// base64url without padding, 43 characters.
 impl fmt::Display for ProofId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = [0u8; 43];
-        let written = URL_SAFE_NO_PAD
-            .encode_slice(self.0, &mut text)
-            .map_err(|_| fmt::Error)?;
-        f.write_str(std::str::from_utf8(&text[..written]).map_err(|_| fmt::Error)?)
+        write_base64url(f, &self.0)
     }
 }
 

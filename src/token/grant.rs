@@ -126,12 +126,18 @@ impl JwkThumbprint {
 impl fmt::Display for JwkThumbprint {
     /// Base64url without padding, as `cnf.jkt` carries it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = [0u8; 43];
-        let written = URL_SAFE_NO_PAD
-            .encode_slice(self.0, &mut text)
-            .map_err(|_| fmt::Error)?;
-        f.write_str(std::str::from_utf8(&text[..written]).map_err(|_| fmt::Error)?)
+        write_base64url(f, &self.0)
     }
+}
+
+/// Writes a 32-byte hash as base64url without padding (43 characters), without
+/// allocating.
+pub(crate) fn write_base64url(f: &mut fmt::Formatter<'_>, bytes: &[u8; 32]) -> fmt::Result {
+    let mut text = [0u8; 43];
+    let written = URL_SAFE_NO_PAD
+        .encode_slice(bytes, &mut text)
+        .map_err(|_| fmt::Error)?;
+    f.write_str(std::str::from_utf8(&text[..written]).map_err(|_| fmt::Error)?)
 }
 
 impl fmt::Debug for JwkThumbprint {
