@@ -204,6 +204,24 @@ pub enum Rotation {
     Invalid,
 }
 
+impl Rotation {
+    /// A family's next token: `Retried` when the previous generation was
+    /// presented again within the grace, else `Rotated`.
+    pub(crate) fn next(retried: bool, grant: Grant, refresh_token: RefreshToken) -> Self {
+        if retried {
+            Rotation::Retried {
+                grant,
+                refresh_token,
+            }
+        } else {
+            Rotation::Rotated {
+                grant,
+                refresh_token,
+            }
+        }
+    }
+}
+
 /// The parts of a refresh token: family id, generation, and the MAC of both.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FamilyToken {

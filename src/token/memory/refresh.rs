@@ -190,18 +190,7 @@ impl MemoryRefreshTokenStore {
                 family.chain = family.chain.rotated(presented.generation, now_ms);
                 family.grant.expires_at = lifetimes.expiry(family.login, now);
                 let next = FamilyToken::new(&family.key, presented.family, family.chain.current);
-                let (grant, refresh_token) = (family.grant.clone(), next.encode());
-                if step == Step::Retry {
-                    Rotation::Retried {
-                        grant,
-                        refresh_token,
-                    }
-                } else {
-                    Rotation::Rotated {
-                        grant,
-                        refresh_token,
-                    }
-                }
+                Rotation::next(step == Step::Retry, family.grant.clone(), next.encode())
             }
             Step::Revoke => {
                 let subject = family.grant.subject.clone();

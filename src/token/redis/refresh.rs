@@ -151,17 +151,7 @@ impl RefreshTokenStore for RedisTokenStore {
                     grant.expires_at = UNIX_EPOCH + Duration::from_millis(expires_at);
                     let refresh_token =
                         FamilyToken::new(&mac_key, presented.family, generation).encode();
-                    if retried == 1 {
-                        Rotation::Retried {
-                            grant,
-                            refresh_token,
-                        }
-                    } else {
-                        Rotation::Rotated {
-                            grant,
-                            refresh_token,
-                        }
-                    }
+                    Rotation::next(retried == 1, grant, refresh_token)
                 }
                 _ => Rotation::Invalid,
             })
