@@ -167,19 +167,27 @@ fn login(addr: SocketAddr) -> Request<Full<Bytes>> {
         .expect("request")
 }
 
+/// A guarded `GET /users/me` to `addr` with `token`, made afresh for each send.
+fn me_request(
+    addr: SocketAddr,
+    token: String,
+) -> Arc<dyn Fn() -> Request<Full<Bytes>> + Send + Sync> {
+    Arc::new(move || {
+        Request::get(format!("http://{addr}/users/me"))
+            .header("host", addr.to_string())
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .expect("request")
+    })
+}
+
 /// Runs the guard and login loads against `running` and prints their rows.
 async fn measure(store: &str, running: &Running) {
     let connections = env_number("BENCH_CONNECTIONS", 32);
     let seconds = env_number("BENCH_SECONDS", 5);
     let addr = running.addr;
     let token = token(addr).await;
-    let me = Arc::new(move || {
-        Request::get(format!("http://{addr}/users/me"))
-            .header("host", addr.to_string())
-            .header("authorization", format!("Bearer {token}"))
-            .body(Full::default())
-            .expect("request")
-    });
+    let me = me_request(addr, token);
     for (case, connections, request) in [
         (
             "guard",
@@ -272,13 +280,7 @@ async fn database_cost(pool: &AnyPool, running: &Running) -> (usize, f64, f64, f
     let token = token(addr).await;
     let requests = 1000;
     let before = postgres_counters(pool).await;
-    let me = Arc::new(move || {
-        Request::get(format!("http://{addr}/users/me"))
-            .header("host", addr.to_string())
-            .header("authorization", format!("Bearer {token}"))
-            .body(Full::default())
-            .expect("request")
-    });
+    let me = me_request(addr, token);
     let mut sent = 0;
     while sent < requests {
         sent += load(addr, 1, 1, Arc::clone(&me) as _).await.latencies.len();

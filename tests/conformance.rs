@@ -107,61 +107,10 @@ async fn run_still_runs_every_suite_in_one_call() {
     PasswordHasherSuite::new().run(&InsecureFastHasher::new());
 }
 
-/// A refresh store that writes down every token it issues, as a careless store
-/// might log them to its database.
-struct KeepsTokens {
-    inner: MemoryRefreshTokenStore,
-    written: Mutex<Vec<u8>>,
-}
-
-impl RefreshTokenStore for KeepsTokens {
-    async fn issue_refresh_token(
-        &self,
-        grant: Grant,
-        lifetimes: RefreshLifetimes,
-    ) -> Result<RefreshToken, StoreError> {
-        let token = self.inner.issue_refresh_token(grant, lifetimes).await?;
-        self.written
-            .lock()
-            .unwrap()
-            .extend_from_slice(token.as_str().as_bytes());
-        Ok(token)
-    }
-
-    async fn peek_refresh_token(
-        &self,
-        token: BearerToken<'_>,
-    ) -> Result<Option<Grant>, StoreError> {
-        self.inner.peek_refresh_token(token).await
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        token: BearerToken<'_>,
-        lifetimes: RefreshLifetimes,
-    ) -> Result<Rotation, StoreError> {
-        self.inner.rotate_refresh_token(token, lifetimes).await
-    }
-
-    async fn revoke_refresh_token(
-        &self,
-        token: BearerToken<'_>,
-    ) -> Result<Option<FamilyId>, StoreError> {
-        self.inner.revoke_refresh_token(token).await
-    }
-
-    async fn revoke_family(&self, family: &FamilyId) -> Result<(), StoreError> {
-        self.inner.revoke_family(family).await
-    }
-}
-
 #[tokio::test]
 #[should_panic(expected = "the persisted data holds an issued refresh token")]
 async fn the_suite_catches_a_refresh_store_that_persists_its_tokens() {
-    let store = KeepsTokens {
-        inner: MemoryRefreshTokenStore::new(),
-        written: Mutex::default(),
-    };
+    let store = BrokenRefresh::new(RefreshFlaw::WritesTokensDown);
     RefreshTokenStoreSuite::new(Duration::from_secs(1))
         .run_with_persisted(&store, || async { store.written.lock().unwrap().clone() })
         .await;
@@ -302,12 +251,27 @@ enum RefreshFlaw {
     AnswersRetriesAsRotations,
     /// Starts a bound login's family unbound (drops `key_binding`).
     DropsKeyBinding,
+    /// Writes down every token it issues, as a careless store might log them to
+    /// its database.
+    WritesTokensDown,
 }
 
 /// The memory refresh store with one flaw.
 struct BrokenRefresh {
     inner: MemoryRefreshTokenStore,
     flaw: RefreshFlaw,
+    /// What it wrote down (`WritesTokensDown`).
+    written: Mutex<Vec<u8>>,
+}
+
+impl BrokenRefresh {
+    fn new(flaw: RefreshFlaw) -> Self {
+        Self {
+            inner: MemoryRefreshTokenStore::new(),
+            flaw,
+            written: Mutex::default(),
+        }
+    }
 }
 
 impl RefreshTokenStore for BrokenRefresh {
@@ -319,7 +283,14 @@ impl RefreshTokenStore for BrokenRefresh {
         if let RefreshFlaw::DropsKeyBinding = self.flaw {
             grant.key_binding = None;
         }
-        self.inner.issue_refresh_token(grant, lifetimes).await
+        let token = self.inner.issue_refresh_token(grant, lifetimes).await?;
+        if let RefreshFlaw::WritesTokensDown = self.flaw {
+            self.written
+                .lock()
+                .unwrap()
+                .extend_from_slice(token.as_str().as_bytes());
+        }
+        Ok(token)
     }
 
     async fn peek_refresh_token(
@@ -380,7 +351,7 @@ async fn the_refresh_suite_names_each_rule_a_broken_store_breaks() {
     ] {
         let store = BrokenRefresh {
             inner: MemoryRefreshTokenStore::with_retry_grace(grace),
-            flaw,
+            ..BrokenRefresh::new(flaw)
         };
         let broken = RefreshTokenStoreSuite::new(grace).check(&store).await;
         assert_eq!(names(&broken), rules);
