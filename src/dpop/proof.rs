@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::htu::NormalizedUri;
 use super::json::{Json, JsonError, Number, Object};
-use super::jwk::{JwkError, PublicJwk, VerifyingKey};
+use super::jwk::{JwkError, KeyCache, PublicJwk, VerifyingKey};
 use crate::token::grant::JwkThumbprint;
 
 /// The longest proof read, in bytes: 8 KiB.
@@ -249,6 +249,7 @@ pub struct ProofCheck<'a> {
     future_leeway: u64,
     access_token: Option<&'a str>,
     nonce: Option<&'a str>,
+    key_cache: Option<&'a KeyCache>,
 }
 
 impl<'a> ProofCheck<'a> {
@@ -264,6 +265,7 @@ impl<'a> ProofCheck<'a> {
             future_leeway: DEFAULT_FUTURE_LEEWAY.as_secs(),
             access_token: None,
             nonce: None,
+            key_cache: None,
         }
     }
 
@@ -278,6 +280,14 @@ impl<'a> ProofCheck<'a> {
     /// must carry it. Without this, a proof's `nonce` is not looked at.
     pub fn nonce(mut self, nonce: &'a str) -> Self {
         self.nonce = Some(nonce);
+        self
+    }
+
+    /// Looks the proof's key up in `cache` before decoding it, and caches it
+    /// once its signature verified: a client sends the same key with every
+    /// proof (see [`KeyCache`]). Without this, every key is decoded.
+    pub fn key_cache(mut self, cache: &'a KeyCache) -> Self {
+        self.key_cache = Some(cache);
         self
     }
 
@@ -304,6 +314,7 @@ impl fmt::Debug for ProofCheck<'_> {
             .field("future_leeway", &self.future_leeway)
             .field("access_token", &self.access_token.map(|_| "…"))
             .field("nonce", &self.nonce.map(|_| "…"))
+            .field("key_cache", &self.key_cache.is_some())
             .finish()
     }
 }
@@ -435,11 +446,18 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         Some(_) => return Err(ProofError::InvalidMember("jwk")),
         None => return Err(ProofError::MissingMember("jwk")),
     };
-    let (key, verifying_key) = PublicJwk::from_json(jwk).map_err(|error| match error {
+    let jwk_error = |error| match error {
         JwkError::PrivateKey => ProofError::PrivateKey,
         JwkError::Unsupported => ProofError::UnsupportedKey,
         JwkError::Invalid => ProofError::InvalidKey,
-    })?;
+    };
+    let key = PublicJwk::read(jwk).map_err(jwk_error)?;
+    // A cached key verified a proof before: `decode` accepted it then.
+    let cached = check.key_cache.and_then(|cache| cache.get(&key));
+    let (verifying_key, cached_thumbprint) = match cached {
+        Some((verifying_key, thumbprint)) => (verifying_key, Some(thumbprint)),
+        None => (key.decode().map_err(jwk_error)?, None),
+    };
     if !algorithm.fits(&key) {
         return Err(ProofError::AlgorithmMismatch);
     }
@@ -470,8 +488,13 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     }
     if let Some(token) = check.access_token {
         let ath = optional_string(&claims, "ath")?.ok_or(ProofError::MissingAccessTokenHash)?;
-        let expected = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
-        if !bool::from(ath.as_bytes().ct_eq(expected.as_bytes())) {
+        // SHA-256 is 32 bytes, 43 characters of canonical base64url exactly.
+        let mut hash = [0u8; 32];
+        if ath.len() != 43 || URL_SAFE_NO_PAD.decode_slice(ath, &mut hash) != Ok(32) {
+            return Err(ProofError::AccessTokenHashMismatch);
+        }
+        let expected: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if !bool::from(hash.ct_eq(&expected)) {
             return Err(ProofError::AccessTokenHashMismatch);
         }
     }
@@ -511,8 +534,17 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         return Err(ProofError::Signature);
     }
 
+    let thumbprint = match (cached_thumbprint, check.key_cache) {
+        (Some(thumbprint), _) => thumbprint,
+        (None, Some(cache)) => {
+            let thumbprint = key.thumbprint();
+            cache.insert(&key, &verifying_key, thumbprint);
+            thumbprint
+        }
+        (None, None) => key.thumbprint(),
+    };
     Ok(VerifiedProof {
-        thumbprint: key.thumbprint(),
+        thumbprint,
         key,
         algorithm,
         jti: jti.to_owned(),
