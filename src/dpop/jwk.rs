@@ -67,7 +67,7 @@ pub(super) enum VerifyingKey {
 impl PublicJwk {
     /// Reads a `jwk` header member, and decodes the key it holds.
     #[cfg(test)]
-    pub(super) fn from_json(object: &Object) -> Result<(Self, VerifyingKey), JwkError> {
+    pub(super) fn from_json(object: &Object<'_>) -> Result<(Self, VerifyingKey), JwkError> {
         let jwk = PublicJwk::read(object)?;
         let key = jwk.decode()?;
         Ok((jwk, key))
@@ -76,12 +76,12 @@ impl PublicJwk {
     /// Reads a `jwk` header member: its type, curve and coordinates, canonical
     /// base64url of the full length. Whether the point is a valid key is
     /// [`decode`](Self::decode)'s business.
-    pub(super) fn read(object: &Object) -> Result<Self, JwkError> {
+    pub(super) fn read(object: &Object<'_>) -> Result<Self, JwkError> {
         if PRIVATE_MEMBERS.iter().any(|name| object.contains(name)) {
             return Err(JwkError::PrivateKey);
         }
         let member = |name: &str| match object.get(name) {
-            Some(Json::String(value)) => Ok(value.as_str()),
+            Some(Json::String(value)) => Ok(value.as_ref()),
             _ => Err(JwkError::Invalid),
         };
         match (member("kty")?, member("crv")) {

@@ -424,8 +424,12 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     if header_b64.is_empty() || claims_b64.is_empty() || signature_b64.is_empty() {
         return Err(ProofError::NotCompact);
     }
-    let header = parse_segment(header_b64)?;
-    let claims = parse_segment(claims_b64)?;
+    // Both decoded into one buffer on the stack: at most 3/4 of MAX_PROOF_LEN.
+    let mut decoded = [0u8; DECODED_LEN];
+    let (header_bytes, rest) = decode_segment(header_b64, &mut decoded)?;
+    let (claims_bytes, _) = decode_segment(claims_b64, rest)?;
+    let header = parse_object(header_bytes)?;
+    let claims = parse_object(claims_bytes)?;
 
     // The header.
     let typ = string(&header, "typ")?;
@@ -463,7 +467,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     }
     match jwk.get("alg") {
         None => {}
-        Some(Json::String(alg)) if algorithm.names().contains(&alg.as_str()) => {}
+        Some(Json::String(alg)) if algorithm.names().contains(&alg.as_ref()) => {}
         Some(_) => return Err(ProofError::AlgorithmMismatch),
     }
 
@@ -553,37 +557,52 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     })
 }
 
-/// Decodes one base64url segment into a JSON object.
-fn parse_segment(segment: &[u8]) -> Result<Object, ProofError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
+/// Room for a proof's header and claims decoded: base64url's 3 bytes per 4
+/// characters of [`MAX_PROOF_LEN`], and the slack of base64's estimate (it asks for
+/// up to 3 bytes per started group of 4 characters, for each segment).
+const DECODED_LEN: usize = MAX_PROOF_LEN / 4 * 3 + 8;
+
+/// Decodes one base64url segment at the start of `buffer`: the decoded bytes, and
+/// the rest of the buffer.
+fn decode_segment<'b>(
+    segment: &[u8],
+    buffer: &'b mut [u8],
+) -> Result<(&'b [u8], &'b mut [u8]), ProofError> {
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(segment, buffer)
         .map_err(|_| ProofError::Base64)?;
-    Object::parse(&bytes).map_err(|error| match error {
+    let (decoded, rest) = buffer.split_at_mut(len);
+    Ok((decoded, rest))
+}
+
+/// Parses a decoded segment as one JSON object.
+fn parse_object(bytes: &[u8]) -> Result<Object<'_>, ProofError> {
+    Object::parse(bytes).map_err(|error| match error {
         JsonError::Malformed => ProofError::Json,
         JsonError::DuplicateMember => ProofError::DuplicateMember,
     })
 }
 
 /// A required string member.
-fn string<'o>(object: &'o Object, name: &'static str) -> Result<&'o str, ProofError> {
+fn string<'o>(object: &'o Object<'_>, name: &'static str) -> Result<&'o str, ProofError> {
     optional_string(object, name)?.ok_or(ProofError::MissingMember(name))
 }
 
 /// An optional string member: absent is `None`, another type an error.
 fn optional_string<'o>(
-    object: &'o Object,
+    object: &'o Object<'_>,
     name: &'static str,
 ) -> Result<Option<&'o str>, ProofError> {
     match object.get(name) {
         None => Ok(None),
-        Some(Json::String(value)) => Ok(Some(value)),
+        Some(Json::String(value)) => Ok(Some(value.as_ref())),
         Some(_) => Err(ProofError::InvalidMember(name)),
     }
 }
 
 /// A NumericDate (RFC 7519 §2): a non-negative number of seconds, a fraction
 /// rounded down.
-fn numeric_date(object: &Object, name: &'static str) -> Result<u64, ProofError> {
+fn numeric_date(object: &Object<'_>, name: &'static str) -> Result<u64, ProofError> {
     match object.get(name) {
         None => Err(ProofError::MissingMember(name)),
         Some(Json::Number(Number::Unsigned(seconds))) => Ok(*seconds),

@@ -774,3 +774,26 @@ fn the_cache_holds_no_more_than_its_capacity() {
     }
     assert!(!cache.is_empty());
 }
+
+/// The longest proofs accepted still decode: the bulk in the header, or in the
+/// claims (an ignored member), up to [`MAX_PROOF_LEN`] bytes.
+#[test]
+fn proofs_of_the_longest_length_decode() {
+    let key = Key::ed25519(40);
+    let padded_header = |n: usize| {
+        let header = header_with(&key, |h| {
+            h.insert("pad".into(), json!("x".repeat(n)));
+        });
+        key.proof(&header, &claims())
+    };
+    let padded_claims = |n: usize| key.proof_with("pad", json!("x".repeat(n)));
+    for make in [&padded_header as &dyn Fn(usize) -> String, &padded_claims] {
+        let longest = (5_000..7_000)
+            .map(make)
+            .take_while(|proof| proof.len() <= MAX_PROOF_LEN)
+            .last()
+            .unwrap();
+        assert!(longest.len() > MAX_PROOF_LEN - 4, "{}", longest.len());
+        assert!(verify(&longest).is_ok());
+    }
+}
