@@ -4,7 +4,8 @@
 //! `HTTPS://Example.COM:443/a/%7euser` and a server seeing `https://example.com/a/~user`
 //! agree.
 
-use std::fmt;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 
 /// Why a URI cannot be a DPoP `htu` (or the request URI it is compared with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,25 +162,28 @@ fn normalize(uri: &str) -> Result<String, InvalidUri> {
                 _ => trimmed.parse().map_err(|_| InvalidUri::Port)?,
             };
             if number != default_port {
-                out.push(':');
-                out.push_str(&number.to_string());
+                // Writing to a String cannot fail.
+                let _ = write!(out, ":{number}");
             }
         }
     }
 
     // The path: percent-encoding normalised first, so that `%2E%2E` is a dot
     // segment like `..`, then dot segments removed (RFC 3986 §5.2.4).
-    let mut normal = String::with_capacity(path.len() + 1);
-    for part in percent_parts(path) {
-        match part? {
-            Part::Byte(b)
-                if is_unreserved(b) || is_sub_delim(b) || matches!(b, b':' | b'@' | b'/') =>
-            {
-                normal.push(char::from(b));
+    // A path of such characters only (the usual one) is its own normal form.
+    let literal = |b: u8| is_unreserved(b) || is_sub_delim(b) || matches!(b, b':' | b'@' | b'/');
+    let normal = if path.bytes().all(literal) {
+        Cow::Borrowed(path)
+    } else {
+        let mut normal = String::with_capacity(path.len() + 1);
+        for part in percent_parts(path) {
+            match part? {
+                Part::Byte(b) if literal(b) => normal.push(char::from(b)),
+                Part::Byte(b) | Part::Encoded(b) => push_encoded(&mut normal, b, false),
             }
-            Part::Byte(b) | Part::Encoded(b) => push_encoded(&mut normal, b, false),
         }
-    }
+        Cow::Owned(normal)
+    };
     let path = remove_dot_segments(&normal);
     if path.is_empty() {
         out.push('/');
@@ -241,12 +245,19 @@ fn is_sub_delim(b: u8) -> bool {
 }
 
 /// RFC 3986 §5.2.4 on an absolute path (or an empty one).
-fn remove_dot_segments(path: &str) -> String {
+fn remove_dot_segments(path: &str) -> Cow<'_, str> {
     let mut segments: Vec<&str> = Vec::new();
     // Split after the leading slash: "/a/b/" is ["a", "b", ""].
     let Some(rest) = path.strip_prefix('/') else {
-        return path.to_owned();
+        return Cow::Borrowed(path);
     };
+    // Without a dot segment the path is rebuilt as it was: skip the work.
+    if !rest
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Cow::Borrowed(path);
+    }
     let parts: Vec<&str> = rest.split('/').collect();
     let last = parts.len() - 1;
     for (i, segment) in parts.into_iter().enumerate() {
@@ -273,7 +284,7 @@ fn remove_dot_segments(path: &str) -> String {
     if out.is_empty() {
         out.push('/');
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -424,9 +424,18 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     if header_b64.is_empty() || claims_b64.is_empty() || signature_b64.is_empty() {
         return Err(ProofError::NotCompact);
     }
-    // Both decoded into one buffer on the stack: at most 3/4 of MAX_PROOF_LEN.
-    let mut decoded = [0u8; DECODED_LEN];
-    let (header_bytes, rest) = decode_segment(header_b64, &mut decoded)?;
+    // Both decoded into one buffer: on the stack for a proof of usual size, else
+    // (a long `htu`, a padded header) on the heap, at most 3/4 of MAX_PROOF_LEN.
+    let needed = decoded_len(header_b64.len()) + decoded_len(claims_b64.len());
+    let mut on_stack = [0u8; STACK_DECODED_LEN];
+    let mut on_heap = Vec::new();
+    let buffer: &mut [u8] = if needed <= STACK_DECODED_LEN {
+        &mut on_stack[..needed]
+    } else {
+        on_heap.resize(needed, 0);
+        &mut on_heap
+    };
+    let (header_bytes, rest) = decode_segment(header_b64, buffer)?;
     let (claims_bytes, _) = decode_segment(claims_b64, rest)?;
     let header = parse_object(header_bytes)?;
     let claims = parse_object(claims_bytes)?;
@@ -557,10 +566,15 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     })
 }
 
-/// Room for a proof's header and claims decoded: base64url's 3 bytes per 4
-/// characters of [`MAX_PROOF_LEN`], and the slack of base64's estimate (it asks for
-/// up to 3 bytes per started group of 4 characters, for each segment).
-const DECODED_LEN: usize = MAX_PROOF_LEN / 4 * 3 + 8;
+/// The room decoding a proof's header and claims takes on the stack: an ES256
+/// proof's are about 500 bytes. A longer proof's are decoded on the heap.
+const STACK_DECODED_LEN: usize = 1024;
+
+/// The room base64 asks for to decode `len` characters: 3 bytes per started
+/// group of 4 (it checks the room before it decodes).
+fn decoded_len(len: usize) -> usize {
+    len.div_ceil(4) * 3
+}
 
 /// Decodes one base64url segment at the start of `buffer`: the decoded bytes, and
 /// the rest of the buffer.
