@@ -282,7 +282,12 @@ impl DpopSettings {
             Some(public) => public.url_of(request.path),
             None => {
                 let (scheme, host) = origin(request)?;
-                format!("{scheme}://{host}{}", request.path)
+                let path = request.path;
+                let mut url = String::with_capacity(scheme.len() + 3 + host.len() + path.len());
+                for part in [scheme, "://", host, path] {
+                    url.push_str(part);
+                }
+                url
             }
         };
         NormalizedUri::parse(&url).ok()
