@@ -84,7 +84,10 @@ impl fmt::Debug for NormalizedUri {
 
 fn normalize(uri: &str) -> Result<String, InvalidUri> {
     // The query and fragment are not compared (RFC 9449 §4.3, check 9).
-    let end = uri.find(['?', '#']).unwrap_or(uri.len());
+    let end = uri
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(uri.len());
     let uri = &uri[..end];
 
     let (scheme, rest) = uri.split_once(':').ok_or(InvalidUri::Scheme)?;
@@ -96,8 +99,9 @@ fn normalize(uri: &str) -> Result<String, InvalidUri> {
         return Err(InvalidUri::Scheme);
     };
     let rest = rest.strip_prefix("//").ok_or(InvalidUri::Authority)?;
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    if authority.contains('@') {
+    let (authority, path) =
+        rest.split_at(rest.bytes().position(|b| b == b'/').unwrap_or(rest.len()));
+    if authority.bytes().any(|b| b == b'@') {
         return Err(InvalidUri::Authority);
     }
 
@@ -134,13 +138,18 @@ fn normalize(uri: &str) -> Result<String, InvalidUri> {
             return Err(InvalidUri::Authority);
         }
         let start = out.len();
-        for part in percent_parts(host) {
-            match part? {
-                Part::Byte(b) if is_unreserved(b) || is_sub_delim(b) => {
-                    out.push(char::from(b.to_ascii_lowercase()));
+        // A host of such characters only (the usual one) is copied in lower case.
+        let literal = |b: u8| is_unreserved(b) || is_sub_delim(b);
+        if host.bytes().all(literal) {
+            out.push_str(host);
+            out[start..].make_ascii_lowercase();
+        } else {
+            for part in percent_parts(host) {
+                match part? {
+                    Part::Byte(b) if literal(b) => out.push(char::from(b.to_ascii_lowercase())),
+                    Part::Byte(_) => return Err(InvalidUri::Authority),
+                    Part::Encoded(b) => push_encoded(&mut out, b, true),
                 }
-                Part::Byte(_) => return Err(InvalidUri::Authority),
-                Part::Encoded(b) => push_encoded(&mut out, b, true),
             }
         }
         if out.len() == start {
