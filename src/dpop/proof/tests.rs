@@ -679,10 +679,14 @@ fn a_cached_key_verifies_as_a_decoded_one() {
     for key in keys() {
         let proof = key.proof(&key.header(), &claims());
         let uncached = verify(&proof).unwrap();
+        assert!(cache.get(uncached.key()).is_none());
         assert_eq!(verify_cached(&proof, &cache), Ok(uncached.clone())); // miss
+        let (_, thumbprint) = cache.get(uncached.key()).expect("cached once verified");
+        assert_eq!(&thumbprint, uncached.thumbprint());
         assert_eq!(verify_cached(&proof, &cache), Ok(uncached)); // hit
     }
-    assert_eq!(cache.len(), 2);
+    // Two slots of 16, or one if the two keys' hashes met (one in 16 runs).
+    assert!((1..=2).contains(&cache.len()));
 }
 
 /// One slot: every key lands in it, so only the full comparison of the key
