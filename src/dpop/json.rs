@@ -63,7 +63,10 @@ const PAIRWISE_MAX: usize = 16;
 impl<'a> Object<'a> {
     /// Parses `bytes` as exactly one JSON object.
     pub(super) fn parse(bytes: &'a [u8]) -> Result<Self, JsonError> {
-        match serde_json::from_slice::<Json<'a>>(bytes) {
+        // UTF-8 checked once for the whole text (JSON is UTF-8, RFC 8259 §8.1),
+        // not string by string as `from_slice` does.
+        let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Malformed)?;
+        match serde_json::from_str::<Json<'a>>(text) {
             Ok(Json::Object(object)) => Ok(object),
             Ok(_) => Err(JsonError::Malformed),
             Err(error) if error.classify() == serde_json::error::Category::Data => {
@@ -291,5 +294,8 @@ mod tests {
             Object::parse(b"{\"a\":\"\xff\"}"),
             Err(JsonError::Malformed)
         );
+        for bytes in [&b"{\"a\":1}\xff"[..], b"\xef\xbb\xbf{}", b"{\"\xc3\":1}"] {
+            assert_eq!(Object::parse(bytes), Err(JsonError::Malformed), "{bytes:?}");
+        }
     }
 }

@@ -801,3 +801,22 @@ fn proofs_of_the_longest_length_decode() {
         assert!(verify(&longest).is_ok());
     }
 }
+
+#[test]
+fn find_dot_finds_the_first_dot_anywhere() {
+    assert_eq!(find_dot(b""), None);
+    for len in 0..40 {
+        assert_eq!(find_dot(&vec![b'a'; len]), None, "{len}");
+        // Bytes one off a dot, and bytes with the high bit set, around it.
+        let filler: Vec<u8> = (0..len).map(|i| [b'-', b'/', 0xae, 0x2d][i % 4]).collect();
+        assert_eq!(find_dot(&filler), None, "{len}");
+        for at in 0..len {
+            let mut bytes = filler.clone();
+            bytes[at] = b'.';
+            if at + 1 < len {
+                bytes[len - 1] = b'.';
+            }
+            assert_eq!(find_dot(&bytes), Some(at), "{len} {at}");
+        }
+    }
+}
