@@ -90,7 +90,7 @@ fn normalize(uri: &str) -> Result<String, InvalidUri> {
         .unwrap_or(uri.len());
     let uri = &uri[..end];
 
-    let (scheme, rest) = uri.split_once(':').ok_or(InvalidUri::Scheme)?;
+    let (scheme, rest) = split_once_byte(uri, b':').ok_or(InvalidUri::Scheme)?;
     let (scheme, default_port) = if scheme.eq_ignore_ascii_case("https") {
         ("https", 443)
     } else if scheme.eq_ignore_ascii_case("http") {
@@ -130,7 +130,7 @@ fn normalize(uri: &str) -> Result<String, InvalidUri> {
         out.push(']');
         port
     } else {
-        let (host, port) = match authority.split_once(':') {
+        let (host, port) = match split_once_byte(authority, b':') {
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
         };
@@ -200,6 +200,13 @@ fn normalize(uri: &str) -> Result<String, InvalidUri> {
         out.push_str(&path);
     }
     Ok(out)
+}
+
+/// `text` before and after the first `byte` (ASCII): `str::split_once` without
+/// its pattern machinery, for the few bytes of a scheme or an authority.
+fn split_once_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == byte)?;
+    Some((&text[..at], &text[at + 1..]))
 }
 
 /// One byte of a URI component: literal, or decoded from `%XX`.
