@@ -225,7 +225,8 @@ impl KeyCache {
         self.slots.len()
     }
 
-    /// How many keys it holds now.
+    /// How many keys it holds now (it looks at every slot: for tests and
+    /// occasional metrics, not per request).
     pub fn len(&self) -> usize {
         self.slots
             .iter()
