@@ -267,9 +267,12 @@ mod jwt {
 /// The `dpop_es256` and `dpop_eddsa` rows (feature `dpop`): our layer with DPoP
 /// allowed, the memory stores, a token bound to the client's key, and a fresh
 /// proof (unique `jti`, `ath` of the token) per request, checked against the
-/// memory replay store; beside each, `verify_es256` / `verify_eddsa`: one bare
-/// signature verification of a proof-sized message (p256's `VerifyingKey::verify`,
-/// ed25519-dalek's `verify_strict`). The interleaved rounds print
+/// memory replay store and the layer's default `KeyCache` (one client, one key:
+/// from its second proof on, the decoded key and its thumbprint come from the
+/// cache, as for any client that keeps its key); beside each, `verify_es256` /
+/// `verify_eddsa`: one bare signature verification of a proof-sized message
+/// (p256's `VerifyingKey::verify`, ed25519-dalek's `verify_strict`). The
+/// interleaved rounds print
 /// `dpop_x − memory − verify_x`: what the proof check costs beyond its signature
 /// (target ≤ 2 µs).
 ///

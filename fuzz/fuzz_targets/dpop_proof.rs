@@ -4,9 +4,10 @@
 //! arbitrary or one of the values a real proof has, so the key and claim checks
 //! are reached), request method and URI, token, nonce and clock. Nothing may
 //! panic; a normalised URI normalises to itself; an accepted proof keeps the
-//! promises of `VerifiedProof`.
+//! promises of `VerifiedProof`; a shared `KeyCache` changes no answer.
 #![no_main]
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
@@ -14,7 +15,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use tower_oauth2_password::dpop::{verify_proof, NormalizedUri, ProofCheck, MAX_JTI_LEN};
+use tower_oauth2_password::dpop::{
+    verify_proof, KeyCache, NormalizedUri, ProofCheck, MAX_JTI_LEN,
+};
 
 /// Values real proofs hold, which random bytes would seldom hit.
 const KNOWN: [&str; 16] = [
@@ -154,7 +157,12 @@ fuzz_target!(|input: Input<'_>| {
     if let Some(nonce) = input.nonce {
         check = check.nonce(nonce);
     }
-    match verify_proof(&proof, &check) {
+    // A small cache shared by every run, as the layer shares one by all requests.
+    static KEYS: OnceLock<KeyCache> = OnceLock::new();
+    let result = verify_proof(&proof, &check);
+    let cached = check.clone().key_cache(KEYS.get_or_init(|| KeyCache::new(4)));
+    assert_eq!(verify_proof(&proof, &cached), result);
+    match result {
         Ok(verified) => {
             assert!(!verified.jti().is_empty() && verified.jti().len() <= MAX_JTI_LEN);
             assert_eq!(verified.thumbprint().to_string().len(), 43);

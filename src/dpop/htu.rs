@@ -4,7 +4,8 @@
 //! `HTTPS://Example.COM:443/a/%7euser` and a server seeing `https://example.com/a/~user`
 //! agree.
 
-use std::fmt;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 
 /// Why a URI cannot be a DPoP `htu` (or the request URI it is compared with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +84,13 @@ impl fmt::Debug for NormalizedUri {
 
 fn normalize(uri: &str) -> Result<String, InvalidUri> {
     // The query and fragment are not compared (RFC 9449 §4.3, check 9).
-    let end = uri.find(['?', '#']).unwrap_or(uri.len());
+    let end = uri
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(uri.len());
     let uri = &uri[..end];
 
-    let (scheme, rest) = uri.split_once(':').ok_or(InvalidUri::Scheme)?;
+    let (scheme, rest) = split_once_byte(uri, b':').ok_or(InvalidUri::Scheme)?;
     let (scheme, default_port) = if scheme.eq_ignore_ascii_case("https") {
         ("https", 443)
     } else if scheme.eq_ignore_ascii_case("http") {
@@ -95,8 +99,9 @@ fn normalize(uri: &str) -> Result<String, InvalidUri> {
         return Err(InvalidUri::Scheme);
     };
     let rest = rest.strip_prefix("//").ok_or(InvalidUri::Authority)?;
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    if authority.contains('@') {
+    let (authority, path) =
+        rest.split_at(rest.bytes().position(|b| b == b'/').unwrap_or(rest.len()));
+    if authority.bytes().any(|b| b == b'@') {
         return Err(InvalidUri::Authority);
     }
 
@@ -125,7 +130,7 @@ fn normalize(uri: &str) -> Result<String, InvalidUri> {
         out.push(']');
         port
     } else {
-        let (host, port) = match authority.split_once(':') {
+        let (host, port) = match split_once_byte(authority, b':') {
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
         };
@@ -133,13 +138,18 @@ fn normalize(uri: &str) -> Result<String, InvalidUri> {
             return Err(InvalidUri::Authority);
         }
         let start = out.len();
-        for part in percent_parts(host) {
-            match part? {
-                Part::Byte(b) if is_unreserved(b) || is_sub_delim(b) => {
-                    out.push(char::from(b.to_ascii_lowercase()));
+        // A host of such characters only (the usual one) is copied in lower case.
+        let literal = |b: u8| is_unreserved(b) || is_sub_delim(b);
+        if host.bytes().all(literal) {
+            out.push_str(host);
+            out[start..].make_ascii_lowercase();
+        } else {
+            for part in percent_parts(host) {
+                match part? {
+                    Part::Byte(b) if literal(b) => out.push(char::from(b.to_ascii_lowercase())),
+                    Part::Byte(_) => return Err(InvalidUri::Authority),
+                    Part::Encoded(b) => push_encoded(&mut out, b, true),
                 }
-                Part::Byte(_) => return Err(InvalidUri::Authority),
-                Part::Encoded(b) => push_encoded(&mut out, b, true),
             }
         }
         if out.len() == start {
@@ -161,25 +171,28 @@ fn normalize(uri: &str) -> Result<String, InvalidUri> {
                 _ => trimmed.parse().map_err(|_| InvalidUri::Port)?,
             };
             if number != default_port {
-                out.push(':');
-                out.push_str(&number.to_string());
+                // Writing to a String cannot fail.
+                let _ = write!(out, ":{number}");
             }
         }
     }
 
     // The path: percent-encoding normalised first, so that `%2E%2E` is a dot
     // segment like `..`, then dot segments removed (RFC 3986 §5.2.4).
-    let mut normal = String::with_capacity(path.len() + 1);
-    for part in percent_parts(path) {
-        match part? {
-            Part::Byte(b)
-                if is_unreserved(b) || is_sub_delim(b) || matches!(b, b':' | b'@' | b'/') =>
-            {
-                normal.push(char::from(b));
+    // A path of such characters only (the usual one) is its own normal form.
+    let literal = |b: u8| is_unreserved(b) || is_sub_delim(b) || matches!(b, b':' | b'@' | b'/');
+    let normal = if path.bytes().all(literal) {
+        Cow::Borrowed(path)
+    } else {
+        let mut normal = String::with_capacity(path.len() + 1);
+        for part in percent_parts(path) {
+            match part? {
+                Part::Byte(b) if literal(b) => normal.push(char::from(b)),
+                Part::Byte(b) | Part::Encoded(b) => push_encoded(&mut normal, b, false),
             }
-            Part::Byte(b) | Part::Encoded(b) => push_encoded(&mut normal, b, false),
         }
-    }
+        Cow::Owned(normal)
+    };
     let path = remove_dot_segments(&normal);
     if path.is_empty() {
         out.push('/');
@@ -187,6 +200,13 @@ fn normalize(uri: &str) -> Result<String, InvalidUri> {
         out.push_str(&path);
     }
     Ok(out)
+}
+
+/// `text` before and after the first `byte` (ASCII): `str::split_once` without
+/// its pattern machinery, for the few bytes of a scheme or an authority.
+fn split_once_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == byte)?;
+    Some((&text[..at], &text[at + 1..]))
 }
 
 /// One byte of a URI component: literal, or decoded from `%XX`.
@@ -241,12 +261,19 @@ fn is_sub_delim(b: u8) -> bool {
 }
 
 /// RFC 3986 §5.2.4 on an absolute path (or an empty one).
-fn remove_dot_segments(path: &str) -> String {
+fn remove_dot_segments(path: &str) -> Cow<'_, str> {
     let mut segments: Vec<&str> = Vec::new();
     // Split after the leading slash: "/a/b/" is ["a", "b", ""].
     let Some(rest) = path.strip_prefix('/') else {
-        return path.to_owned();
+        return Cow::Borrowed(path);
     };
+    // Without a dot segment the path is rebuilt as it was: skip the work.
+    if !rest
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Cow::Borrowed(path);
+    }
     let parts: Vec<&str> = rest.split('/').collect();
     let last = parts.len() - 1;
     for (i, segment) in parts.into_iter().enumerate() {
@@ -273,7 +300,7 @@ fn remove_dot_segments(path: &str) -> String {
     if out.is_empty() {
         out.push('/');
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -7,21 +7,27 @@
 //! the proof's header, key and claims are read through this type: a second member
 //! of the same name (after unescaping: `"a"` and `"\u0061"` are the same name) fails
 //! the parse.
+//!
+//! The values borrow from the decoded segment: a string without escapes is a slice
+//! of it, so a proof's header, key and claims cost three small vectors of members,
+//! not a map and a `String` per member. Arrays are checked (for duplicates in the
+//! objects they hold) and then dropped: no member a proof is read for is an array.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-/// A JSON value without duplicate members.
+/// A JSON value without duplicate members, borrowing its strings where it can.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Json {
+pub(super) enum Json<'a> {
     Null,
     Bool(bool),
     Number(Number),
-    String(String),
-    Array(Vec<Json>),
-    Object(Object),
+    String(Cow<'a, str>),
+    /// An array: checked, its items not kept.
+    Array,
+    Object(Object<'a>),
 }
 
 /// A JSON number, as serde_json hands it over.
@@ -32,9 +38,9 @@ pub(super) enum Number {
     Float(f64),
 }
 
-/// A JSON object: its members by name, each name once.
+/// A JSON object: its members in the order written, each name once.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct Object(BTreeMap<String, Json>);
+pub(super) struct Object<'a>(Vec<(Cow<'a, str>, Json<'a>)>);
 
 /// Why a segment is not a JSON object we accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +55,18 @@ pub(super) enum JsonError {
 /// errors as `Category::Data`, which nothing else in [`Json`] can produce.
 const DUPLICATE: &str = "duplicate member";
 
-impl Object {
+/// Up to this many members, an object's names are compared pairwise; beyond, they
+/// are sorted first, so that an 8 KiB object of one-letter names costs
+/// `n log n` comparisons, not `n²`.
+const PAIRWISE_MAX: usize = 16;
+
+impl<'a> Object<'a> {
     /// Parses `bytes` as exactly one JSON object.
-    pub(super) fn parse(bytes: &[u8]) -> Result<Self, JsonError> {
-        match serde_json::from_slice::<Json>(bytes) {
+    pub(super) fn parse(bytes: &'a [u8]) -> Result<Self, JsonError> {
+        // UTF-8 checked once for the whole text (JSON is UTF-8, RFC 8259 §8.1),
+        // not string by string as `from_slice` does.
+        let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Malformed)?;
+        match serde_json::from_str::<Json<'a>>(text) {
             Ok(Json::Object(object)) => Ok(object),
             Ok(_) => Err(JsonError::Malformed),
             Err(error) if error.classify() == serde_json::error::Category::Data => {
@@ -63,44 +77,94 @@ impl Object {
     }
 
     /// The member named `name`.
-    pub(super) fn get(&self, name: &str) -> Option<&Json> {
-        self.0.get(name)
+    pub(super) fn get(&self, name: &str) -> Option<&Json<'a>> {
+        self.0
+            .iter()
+            .find(|(member, _)| member == name)
+            .map(|(_, value)| value)
     }
 
     /// Whether a member named `name` is present (whatever its value).
     pub(super) fn contains(&self, name: &str) -> bool {
-        self.0.contains_key(name)
+        self.get(name).is_some()
+    }
+
+    /// Whether two members have the same name (after unescaping: names are
+    /// compared as the strings they denote).
+    fn has_duplicates(&self) -> bool {
+        let members = &self.0;
+        if members.len() <= PAIRWISE_MAX {
+            members
+                .iter()
+                .enumerate()
+                .any(|(i, (name, _))| members[..i].iter().any(|(other, _)| other == name))
+        } else {
+            let mut names: Vec<&str> = members.iter().map(|(name, _)| name.as_ref()).collect();
+            names.sort_unstable();
+            names.windows(2).any(|pair| pair[0] == pair[1])
+        }
     }
 }
 
-impl<'de> Deserialize<'de> for Json {
+impl<'de> Deserialize<'de> for Json<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+/// A member name: borrowed from the input unless it had escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+struct NameVisitor;
+
+impl<'de> Visitor<'de> for NameVisitor {
+    type Value = Name<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Borrowed(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Owned(value.to_owned())))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Owned(value)))
     }
 }
 
 struct JsonVisitor;
 
 impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
+    type Value = Json<'de>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("a JSON value")
     }
 
-    fn visit_unit<E>(self) -> Result<Json, E> {
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
     }
 
-    fn visit_bool<E>(self, value: bool) -> Result<Json, E> {
+    fn visit_bool<E>(self, value: bool) -> Result<Json<'de>, E> {
         Ok(Json::Bool(value))
     }
 
-    fn visit_u64<E>(self, value: u64) -> Result<Json, E> {
+    fn visit_u64<E>(self, value: u64) -> Result<Json<'de>, E> {
         Ok(Json::Number(Number::Unsigned(value)))
     }
 
-    fn visit_i64<E>(self, value: i64) -> Result<Json, E> {
+    fn visit_i64<E>(self, value: i64) -> Result<Json<'de>, E> {
         Ok(Json::Number(if value < 0 {
             Number::Negative(value)
         } else {
@@ -108,35 +172,39 @@ impl<'de> Visitor<'de> for JsonVisitor {
         }))
     }
 
-    fn visit_f64<E>(self, value: f64) -> Result<Json, E> {
+    fn visit_f64<E>(self, value: f64) -> Result<Json<'de>, E> {
         Ok(Json::Number(Number::Float(value)))
     }
 
-    fn visit_str<E>(self, value: &str) -> Result<Json, E> {
-        Ok(Json::String(value.to_owned()))
+    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::String(Cow::Borrowed(value)))
     }
 
-    fn visit_string<E>(self, value: String) -> Result<Json, E> {
-        Ok(Json::String(value))
+    fn visit_str<E>(self, value: &str) -> Result<Json<'de>, E> {
+        Ok(Json::String(Cow::Owned(value.to_owned())))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Json::Array(items))
+    fn visit_string<E>(self, value: String) -> Result<Json<'de>, E> {
+        Ok(Json::String(Cow::Owned(value)))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut members = BTreeMap::new();
-        while let Some(name) = map.next_key::<String>()? {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        // Each item is parsed (an object in it is checked for duplicates) and dropped.
+        while seq.next_element::<Json<'de>>()?.is_some() {}
+        Ok(Json::Array)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let mut members = Vec::with_capacity(8);
+        while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
             let value = map.next_value()?;
-            if members.insert(name, value).is_some() {
-                return Err(de::Error::custom(DUPLICATE));
-            }
+            members.push((name, value));
         }
-        Ok(Json::Object(Object(members)))
+        let object = Object(members);
+        if object.has_duplicates() {
+            return Err(de::Error::custom(DUPLICATE));
+        }
+        Ok(Json::Object(object))
     }
 }
 
@@ -169,6 +237,43 @@ mod tests {
     }
 
     #[test]
+    fn reads_escaped_names_and_values() {
+        let object = Object::parse(br#"{"\u0061lg":"ES\u0032\u00356","typ":"a\/b"}"#).unwrap();
+        assert_eq!(object.get("alg"), Some(&Json::String("ES256".into())));
+        assert_eq!(object.get("typ"), Some(&Json::String("a/b".into())));
+    }
+
+    /// Past [`PAIRWISE_MAX`] members the names are sorted before comparing: the
+    /// same answers, at every position and after unescaping.
+    #[test]
+    fn refuses_duplicates_among_many_members() {
+        let many = |extra: &str| {
+            let members: Vec<String> = (0..100).map(|i| format!(r#""m{i}":{i}"#)).collect();
+            format!("{{{},{extra}}}", members.join(","))
+        };
+        assert!(Object::parse(many(r#""last":0"#).as_bytes()).is_ok());
+        for extra in [
+            r#""m0":0"#,
+            r#""m99":0"#,
+            r#""\u006d50":0"#,
+            r#""x":{"m0":1,"m0":2}"#,
+        ] {
+            let text = many(extra);
+            assert_eq!(
+                Object::parse(text.as_bytes()),
+                Err(JsonError::DuplicateMember),
+                "{extra}"
+            );
+        }
+        let nested: Vec<String> = (0..40).map(|i| format!(r#""n{i}":[]"#)).collect();
+        let text = format!(r#"{{"a":[1,{{{},"n7":null}}]}}"#, nested.join(","));
+        assert_eq!(
+            Object::parse(text.as_bytes()),
+            Err(JsonError::DuplicateMember)
+        );
+    }
+
+    #[test]
     fn refuses_what_is_not_one_object() {
         for text in [
             "",
@@ -189,5 +294,8 @@ mod tests {
             Object::parse(b"{\"a\":\"\xff\"}"),
             Err(JsonError::Malformed)
         );
+        for bytes in [&b"{\"a\":1}\xff"[..], b"\xef\xbb\xbf{}", b"{\"\xc3\":1}"] {
+            assert_eq!(Object::parse(bytes), Err(JsonError::Malformed), "{bytes:?}");
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! thumbprint, the name a token is bound to.
 
 use std::fmt;
+use std::hash::BuildHasher as _;
+use std::sync::{Mutex, PoisonError};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -53,7 +55,8 @@ pub(super) enum JwkError {
 
 /// A proof key decoded for its signature check. Decoding validates the point
 /// (an Ed25519 point costs a square root and an inversion), so it is done once
-/// per proof, when the `jwk` is read.
+/// per proof, when the `jwk` is read, or not at all when a [`KeyCache`] has it.
+#[derive(Clone)]
 pub(super) enum VerifyingKey {
     /// An ES256 key.
     P256(p256::ecdsa::VerifyingKey),
@@ -63,31 +66,42 @@ pub(super) enum VerifyingKey {
 
 impl PublicJwk {
     /// Reads a `jwk` header member, and decodes the key it holds.
-    pub(super) fn from_json(object: &Object) -> Result<(Self, VerifyingKey), JwkError> {
+    #[cfg(test)]
+    pub(super) fn from_json(object: &Object<'_>) -> Result<(Self, VerifyingKey), JwkError> {
+        let jwk = PublicJwk::read(object)?;
+        let key = jwk.decode()?;
+        Ok((jwk, key))
+    }
+
+    /// Reads a `jwk` header member: its type, curve and coordinates, canonical
+    /// base64url of the full length. Whether the point is a valid key is
+    /// [`decode`](Self::decode)'s business.
+    pub(super) fn read(object: &Object<'_>) -> Result<Self, JwkError> {
         if PRIVATE_MEMBERS.iter().any(|name| object.contains(name)) {
             return Err(JwkError::PrivateKey);
         }
         let member = |name: &str| match object.get(name) {
-            Some(Json::String(value)) => Ok(value.as_str()),
+            Some(Json::String(value)) => Ok(value.as_ref()),
             _ => Err(JwkError::Invalid),
         };
         match (member("kty")?, member("crv")) {
-            ("EC", Ok("P-256")) => {
-                let jwk = PublicJwk::P256 {
-                    x: decode_key_part(member("x")?)?,
-                    y: decode_key_part(member("y")?)?,
-                };
-                let key = jwk.p256_key()?;
-                Ok((jwk, VerifyingKey::P256(key)))
-            }
-            ("OKP", Ok("Ed25519")) => {
-                let jwk = PublicJwk::Ed25519 {
-                    x: decode_key_part(member("x")?)?,
-                };
-                let key = jwk.ed25519_key()?;
-                Ok((jwk, VerifyingKey::Ed25519(key)))
-            }
+            ("EC", Ok("P-256")) => Ok(PublicJwk::P256 {
+                x: decode_key_part(member("x")?)?,
+                y: decode_key_part(member("y")?)?,
+            }),
+            ("OKP", Ok("Ed25519")) => Ok(PublicJwk::Ed25519 {
+                x: decode_key_part(member("x")?)?,
+            }),
             (_, Ok(_) | Err(_)) => Err(JwkError::Unsupported),
+        }
+    }
+
+    /// Decodes the key for its signature check: `Invalid` unless the point is a
+    /// valid public key (see [`PublicJwk`]).
+    pub(super) fn decode(&self) -> Result<VerifyingKey, JwkError> {
+        match self {
+            PublicJwk::P256 { .. } => self.p256_key().map(VerifyingKey::P256),
+            PublicJwk::Ed25519 { .. } => self.ed25519_key().map(VerifyingKey::Ed25519),
         }
     }
 
@@ -149,6 +163,136 @@ impl fmt::Debug for PublicJwk {
             PublicJwk::Ed25519 { .. } => "Ed25519",
         };
         f.debug_tuple(kind).field(&self.thumbprint()).finish()
+    }
+}
+
+/// How many decoded keys a [`KeyCache`] holds unless told otherwise:
+/// [`DpopSettings`](super::DpopSettings) gives the layer one of this size.
+pub const DEFAULT_KEY_CACHE_CAPACITY: usize = 1024;
+
+/// A bounded cache of decoded proof keys, for [`ProofCheck::key_cache`](super::ProofCheck::key_cache).
+///
+/// A client sends the same public key with every proof, and turning its
+/// coordinates into a key the signature is checked with costs work the signature
+/// check does not (an Ed25519 point's square root and small-order test, a P-256
+/// point's curve equation), as does its [thumbprint](PublicJwk::thumbprint). The
+/// cache keeps, per key, the decoded key and the thumbprint:
+///
+/// - only keys that verified a proof's signature are added, so an invalid key is
+///   never in it (and is refused each time it is sent);
+/// - an entry answers only for the same key: type and every coordinate byte are
+///   compared, not a hash;
+/// - it never holds more than its capacity: each key has one slot (chosen by a
+///   hash with a seed random per cache), and a new key takes the slot over. A
+///   client sending a new key per proof only churns it.
+///
+/// ```
+/// use tower_oauth2_password::dpop::{KeyCache, NormalizedUri, ProofCheck};
+///
+/// let keys = KeyCache::new(256); // shared by every request, like a replay store
+/// let uri = NormalizedUri::parse("https://api.example.com/users/me")?;
+/// let check = ProofCheck::new(&http::Method::GET, &uri, 1_700_000_000).key_cache(&keys);
+/// # let _ = check;
+/// assert_eq!(keys.capacity(), 256);
+/// # Ok::<(), tower_oauth2_password::dpop::InvalidUri>(())
+/// ```
+pub struct KeyCache {
+    slots: Box<[Mutex<Option<Box<CachedKey>>>]>,
+    hasher: foldhash::fast::RandomState,
+}
+
+/// A key that verified a proof, decoded, with its thumbprint.
+struct CachedKey {
+    jwk: PublicJwk,
+    key: VerifyingKey,
+    thumbprint: JwkThumbprint,
+}
+
+impl KeyCache {
+    /// A cache of at most `capacity` keys (at least one; rounded up to a power of
+    /// two). Its slots take 16 bytes each up front, a key about 300 more once
+    /// cached.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1).next_power_of_two();
+        KeyCache {
+            slots: (0..capacity).map(|_| Mutex::new(None)).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// How many keys it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// How many keys it holds now (it looks at every slot: for tests and
+    /// occasional metrics, not per request).
+    pub fn len(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| {
+                slot.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_some()
+            })
+            .count()
+    }
+
+    /// Whether it holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn slot(&self, jwk: &PublicJwk) -> &Mutex<Option<Box<CachedKey>>> {
+        let hash = match jwk {
+            PublicJwk::P256 { x, y } => self.hasher.hash_one((0u8, x, y)),
+            PublicJwk::Ed25519 { x } => self.hasher.hash_one((1u8, x)),
+        };
+        // The capacity is a power of two: the mask keeps the index in bounds.
+        #[allow(clippy::cast_possible_truncation)]
+        let index = hash as usize & (self.slots.len() - 1);
+        &self.slots[index]
+    }
+
+    /// The decoded key and thumbprint of `jwk`, if it is cached.
+    pub(super) fn get(&self, jwk: &PublicJwk) -> Option<(VerifyingKey, JwkThumbprint)> {
+        let slot = self
+            .slot(jwk)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match slot.as_deref() {
+            Some(cached) if cached.jwk == *jwk => Some((cached.key.clone(), cached.thumbprint)),
+            _ => None,
+        }
+    }
+
+    /// Caches `jwk`, decoded as `key`, with its thumbprint: only once `key` has
+    /// verified a proof's signature (so `decode` accepted it).
+    pub(super) fn insert(&self, jwk: &PublicJwk, key: &VerifyingKey, thumbprint: JwkThumbprint) {
+        let entry = Box::new(CachedKey {
+            jwk: jwk.clone(),
+            key: key.clone(),
+            thumbprint,
+        });
+        *self
+            .slot(jwk)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(entry);
+    }
+}
+
+impl Default for KeyCache {
+    /// A cache of [`DEFAULT_KEY_CACHE_CAPACITY`] keys.
+    fn default() -> Self {
+        KeyCache::new(DEFAULT_KEY_CACHE_CAPACITY)
+    }
+}
+
+impl fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
     }
 }
 

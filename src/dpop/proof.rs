@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::htu::NormalizedUri;
 use super::json::{Json, JsonError, Number, Object};
-use super::jwk::{JwkError, PublicJwk, VerifyingKey};
+use super::jwk::{JwkError, KeyCache, PublicJwk, VerifyingKey};
 use crate::token::grant::JwkThumbprint;
 
 /// The longest proof read, in bytes: 8 KiB.
@@ -249,6 +249,7 @@ pub struct ProofCheck<'a> {
     future_leeway: u64,
     access_token: Option<&'a str>,
     nonce: Option<&'a str>,
+    key_cache: Option<&'a KeyCache>,
 }
 
 impl<'a> ProofCheck<'a> {
@@ -264,6 +265,7 @@ impl<'a> ProofCheck<'a> {
             future_leeway: DEFAULT_FUTURE_LEEWAY.as_secs(),
             access_token: None,
             nonce: None,
+            key_cache: None,
         }
     }
 
@@ -278,6 +280,14 @@ impl<'a> ProofCheck<'a> {
     /// must carry it. Without this, a proof's `nonce` is not looked at.
     pub fn nonce(mut self, nonce: &'a str) -> Self {
         self.nonce = Some(nonce);
+        self
+    }
+
+    /// Looks the proof's key up in `cache` before decoding it, and caches it
+    /// once its signature verified: a client sends the same key with every
+    /// proof (see [`KeyCache`]). Without this, every key is decoded.
+    pub fn key_cache(mut self, cache: &'a KeyCache) -> Self {
+        self.key_cache = Some(cache);
         self
     }
 
@@ -304,6 +314,7 @@ impl fmt::Debug for ProofCheck<'_> {
             .field("future_leeway", &self.future_leeway)
             .field("access_token", &self.access_token.map(|_| "…"))
             .field("nonce", &self.nonce.map(|_| "…"))
+            .field("key_cache", &self.key_cache.is_some())
             .finish()
     }
 }
@@ -401,20 +412,29 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     if proof.len() > MAX_PROOF_LEN {
         return Err(ProofError::TooLong);
     }
-    let mut segments = proof.split(|&b| b == b'.');
-    let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
+    let (header_b64, rest) = split_at_dot(proof).ok_or(ProofError::NotCompact)?;
+    let (claims_b64, signature_b64) = split_at_dot(rest).ok_or(ProofError::NotCompact)?;
+    if find_dot(signature_b64).is_some() {
         return Err(ProofError::NotCompact);
-    };
+    }
     if header_b64.is_empty() || claims_b64.is_empty() || signature_b64.is_empty() {
         return Err(ProofError::NotCompact);
     }
-    let header = parse_segment(header_b64)?;
-    let claims = parse_segment(claims_b64)?;
+    // Both decoded into one buffer: on the stack for a proof of usual size, else
+    // (a long `htu`, a padded header) on the heap, at most 3/4 of MAX_PROOF_LEN.
+    let needed = decoded_len(header_b64.len()) + decoded_len(claims_b64.len());
+    let mut on_stack = [0u8; STACK_DECODED_LEN];
+    let mut on_heap = Vec::new();
+    let buffer: &mut [u8] = if needed <= STACK_DECODED_LEN {
+        &mut on_stack[..needed]
+    } else {
+        on_heap.resize(needed, 0);
+        &mut on_heap
+    };
+    let (header_bytes, rest) = decode_segment(header_b64, buffer)?;
+    let (claims_bytes, _) = decode_segment(claims_b64, rest)?;
+    let header = parse_object(header_bytes)?;
+    let claims = parse_object(claims_bytes)?;
 
     // The header.
     let typ = string(&header, "typ")?;
@@ -435,17 +455,24 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         Some(_) => return Err(ProofError::InvalidMember("jwk")),
         None => return Err(ProofError::MissingMember("jwk")),
     };
-    let (key, verifying_key) = PublicJwk::from_json(jwk).map_err(|error| match error {
+    let jwk_error = |error| match error {
         JwkError::PrivateKey => ProofError::PrivateKey,
         JwkError::Unsupported => ProofError::UnsupportedKey,
         JwkError::Invalid => ProofError::InvalidKey,
-    })?;
+    };
+    let key = PublicJwk::read(jwk).map_err(jwk_error)?;
+    // A cached key verified a proof before: `decode` accepted it then.
+    let cached = check.key_cache.and_then(|cache| cache.get(&key));
+    let (verifying_key, cached_thumbprint) = match cached {
+        Some((verifying_key, thumbprint)) => (verifying_key, Some(thumbprint)),
+        None => (key.decode().map_err(jwk_error)?, None),
+    };
     if !algorithm.fits(&key) {
         return Err(ProofError::AlgorithmMismatch);
     }
     match jwk.get("alg") {
         None => {}
-        Some(Json::String(alg)) if algorithm.names().contains(&alg.as_str()) => {}
+        Some(Json::String(alg)) if algorithm.names().contains(&alg.as_ref()) => {}
         Some(_) => return Err(ProofError::AlgorithmMismatch),
     }
 
@@ -470,8 +497,13 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     }
     if let Some(token) = check.access_token {
         let ath = optional_string(&claims, "ath")?.ok_or(ProofError::MissingAccessTokenHash)?;
-        let expected = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
-        if !bool::from(ath.as_bytes().ct_eq(expected.as_bytes())) {
+        // SHA-256 is 32 bytes, 43 characters of canonical base64url exactly.
+        let mut hash = [0u8; 32];
+        if ath.len() != 43 || URL_SAFE_NO_PAD.decode_slice(ath, &mut hash) != Ok(32) {
+            return Err(ProofError::AccessTokenHashMismatch);
+        }
+        let expected: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if !bool::from(hash.ct_eq(&expected)) {
             return Err(ProofError::AccessTokenHashMismatch);
         }
     }
@@ -511,8 +543,17 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         return Err(ProofError::Signature);
     }
 
+    let thumbprint = match (cached_thumbprint, check.key_cache) {
+        (Some(thumbprint), _) => thumbprint,
+        (None, Some(cache)) => {
+            let thumbprint = key.thumbprint();
+            cache.insert(&key, &verifying_key, thumbprint);
+            thumbprint
+        }
+        (None, None) => key.thumbprint(),
+    };
     Ok(VerifiedProof {
-        thumbprint: key.thumbprint(),
+        thumbprint,
         key,
         algorithm,
         jti: jti.to_owned(),
@@ -521,37 +562,86 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     })
 }
 
-/// Decodes one base64url segment into a JSON object.
-fn parse_segment(segment: &[u8]) -> Result<Object, ProofError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
+/// `bytes` before and after its first `.`.
+fn split_at_dot(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let dot = find_dot(bytes)?;
+    Some((&bytes[..dot], &bytes[dot + 1..]))
+}
+
+/// Where the first `.` in `bytes` is: eight bytes at a time (a proof is read
+/// three times over for its dots; byte by byte it cost as much as its JSON).
+fn find_dot(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const DOTS: u64 = u64::from_ne_bytes([b'.'; 8]);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut skipped = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // A zero byte in `x` is a dot in `chunk`; this test has no false negatives,
+        // and a hit is located bytewise below.
+        let x = u64::from_ne_bytes(word) ^ DOTS;
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        skipped += 8;
+    }
+    let at = bytes[skipped..].iter().position(|&b| b == b'.')?;
+    Some(skipped + at)
+}
+
+/// The room decoding a proof's header and claims takes on the stack: an ES256
+/// proof's are about 500 bytes. A longer proof's are decoded on the heap.
+const STACK_DECODED_LEN: usize = 1024;
+
+/// The room base64 asks for to decode `len` characters: 3 bytes per started
+/// group of 4 (it checks the room before it decodes).
+fn decoded_len(len: usize) -> usize {
+    len.div_ceil(4) * 3
+}
+
+/// Decodes one base64url segment at the start of `buffer`: the decoded bytes, and
+/// the rest of the buffer.
+fn decode_segment<'b>(
+    segment: &[u8],
+    buffer: &'b mut [u8],
+) -> Result<(&'b [u8], &'b mut [u8]), ProofError> {
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(segment, buffer)
         .map_err(|_| ProofError::Base64)?;
-    Object::parse(&bytes).map_err(|error| match error {
+    let (decoded, rest) = buffer.split_at_mut(len);
+    Ok((decoded, rest))
+}
+
+/// Parses a decoded segment as one JSON object.
+fn parse_object(bytes: &[u8]) -> Result<Object<'_>, ProofError> {
+    Object::parse(bytes).map_err(|error| match error {
         JsonError::Malformed => ProofError::Json,
         JsonError::DuplicateMember => ProofError::DuplicateMember,
     })
 }
 
 /// A required string member.
-fn string<'o>(object: &'o Object, name: &'static str) -> Result<&'o str, ProofError> {
+fn string<'o>(object: &'o Object<'_>, name: &'static str) -> Result<&'o str, ProofError> {
     optional_string(object, name)?.ok_or(ProofError::MissingMember(name))
 }
 
 /// An optional string member: absent is `None`, another type an error.
 fn optional_string<'o>(
-    object: &'o Object,
+    object: &'o Object<'_>,
     name: &'static str,
 ) -> Result<Option<&'o str>, ProofError> {
     match object.get(name) {
         None => Ok(None),
-        Some(Json::String(value)) => Ok(Some(value)),
+        Some(Json::String(value)) => Ok(Some(value.as_ref())),
         Some(_) => Err(ProofError::InvalidMember(name)),
     }
 }
 
 /// A NumericDate (RFC 7519 §2): a non-negative number of seconds, a fraction
 /// rounded down.
-fn numeric_date(object: &Object, name: &'static str) -> Result<u64, ProofError> {
+fn numeric_date(object: &Object<'_>, name: &'static str) -> Result<u64, ProofError> {
     match object.get(name) {
         None => Err(ProofError::MissingMember(name)),
         Some(Json::Number(Number::Unsigned(seconds))) => Ok(*seconds),

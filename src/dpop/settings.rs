@@ -16,6 +16,7 @@ use http::{Extensions, HeaderMap, HeaderValue, Method, Uri};
 use subtle::ConstantTimeEq as _;
 
 use crate::dpop::htu::NormalizedUri;
+use crate::dpop::jwk::KeyCache;
 use crate::dpop::proof::{verify_proof, DpopAlgorithm, ProofCheck, VerifiedProof, DEFAULT_MAX_AGE};
 use crate::dpop::replay::{MemoryReplayStore, ReplayStore};
 use crate::endpoint::client_addr::TrustedProxies;
@@ -87,6 +88,7 @@ pub struct DpopSettings {
     public_url: Option<BaseUrl>,
     nonces: Option<NonceKey>,
     max_age: Duration,
+    keys: Arc<KeyCache>,
 }
 
 impl DpopSettings {
@@ -101,7 +103,8 @@ impl DpopSettings {
     }
 
     /// Settings for `mode`: both algorithms, a [`MemoryReplayStore`], no public
-    /// URL, no server nonces, proofs accepted for [`DEFAULT_MAX_AGE`].
+    /// URL, no server nonces, proofs accepted for [`DEFAULT_MAX_AGE`], a
+    /// [`KeyCache`] of [`DEFAULT_KEY_CACHE_CAPACITY`](crate::dpop::DEFAULT_KEY_CACHE_CAPACITY) keys.
     pub fn new(mode: DpopMode) -> Self {
         Self {
             mode,
@@ -110,6 +113,7 @@ impl DpopSettings {
             public_url: None,
             nonces: None,
             max_age: DEFAULT_MAX_AGE,
+            keys: Arc::new(KeyCache::default()),
         }
     }
 
@@ -183,6 +187,15 @@ impl DpopSettings {
         self
     }
 
+    /// Keeps up to `capacity` clients' decoded keys (default
+    /// [`DEFAULT_KEY_CACHE_CAPACITY`](crate::dpop::DEFAULT_KEY_CACHE_CAPACITY)),
+    /// so that a client's next proof skips decoding its key: see [`KeyCache`].
+    /// The layer's clones share one cache.
+    pub fn key_cache_capacity(mut self, capacity: usize) -> Self {
+        self.keys = Arc::new(KeyCache::new(capacity));
+        self
+    }
+
     /// How old a proof may be (default [`DEFAULT_MAX_AGE`]).
     pub fn max_age(mut self, max_age: Duration) -> Self {
         self.max_age = max_age;
@@ -233,7 +246,9 @@ impl DpopSettings {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        let mut check = ProofCheck::new(request.method, &uri, now).max_age(self.max_age);
+        let mut check = ProofCheck::new(request.method, &uri, now)
+            .max_age(self.max_age)
+            .key_cache(&self.keys);
         if let Some(token) = access_token {
             check = check.access_token(token);
         }
@@ -267,7 +282,12 @@ impl DpopSettings {
             Some(public) => public.url_of(request.path),
             None => {
                 let (scheme, host) = origin(request)?;
-                format!("{scheme}://{host}{}", request.path)
+                let path = request.path;
+                let mut url = String::with_capacity(scheme.len() + 3 + host.len() + path.len());
+                for part in [scheme, "://", host, path] {
+                    url.push_str(part);
+                }
+                url
             }
         };
         NormalizedUri::parse(&url).ok()
@@ -368,6 +388,7 @@ impl fmt::Debug for DpopSettings {
             .field("public_url", &self.public_url.as_ref().map(|url| &url.url))
             .field("server_nonces", &self.nonces.is_some())
             .field("max_age", &self.max_age)
+            .field("key_cache", &self.keys)
             .finish_non_exhaustive()
     }
 }

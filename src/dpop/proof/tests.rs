@@ -588,6 +588,9 @@ fn ath_is_required_with_an_access_token() {
         json!(""),
         json!(format!("{ath}=")),
         json!(URL_SAFE_NO_PAD.encode(Sha256::digest("other"))),
+        json!(stray_bits(&ath)),
+        json!(ath[..42]),
+        json!(format!("{ath}A")),
     ] {
         assert_eq!(
             verify_proof(with_ath(wrong).as_bytes(), &check),
@@ -652,4 +655,168 @@ fn debug_and_display_never_show_the_proof_or_the_token() {
     );
     let error = verify(&proof).unwrap_err();
     assert!(!error.to_string().contains("SECRET"));
+}
+
+/// `encoded` (43 characters, 32 bytes) with a stray bit set in its last
+/// character: decoders that ignore those bits read the same bytes.
+fn stray_bits(encoded: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let last = encoded.as_bytes()[42];
+    let index = ALPHABET.iter().position(|&c| c == last).unwrap();
+    assert_eq!(index & 3, 0, "a canonical last character has no stray bits");
+    format!("{}{}", &encoded[..42], char::from(ALPHABET[index | 1]))
+}
+
+fn verify_cached(proof: &str, cache: &KeyCache) -> Result<VerifiedProof, ProofError> {
+    let uri = NormalizedUri::parse(URI).unwrap();
+    let check = ProofCheck::new(&http::Method::POST, &uri, NOW).key_cache(cache);
+    verify_proof(proof.as_bytes(), &check)
+}
+
+#[test]
+fn a_cached_key_verifies_as_a_decoded_one() {
+    let cache = KeyCache::new(16);
+    for key in keys() {
+        let proof = key.proof(&key.header(), &claims());
+        let uncached = verify(&proof).unwrap();
+        assert!(cache.get(uncached.key()).is_none());
+        assert_eq!(verify_cached(&proof, &cache), Ok(uncached.clone())); // miss
+        let (_, thumbprint) = cache.get(uncached.key()).expect("cached once verified");
+        assert_eq!(&thumbprint, uncached.thumbprint());
+        assert_eq!(verify_cached(&proof, &cache), Ok(uncached)); // hit
+    }
+    // Two slots of 16, or one if the two keys' hashes met (one in 16 runs).
+    assert!((1..=2).contains(&cache.len()));
+}
+
+/// One slot: every key lands in it, so only the full comparison of the key
+/// keeps one client's entry from answering for another's.
+#[test]
+fn two_keys_never_share_a_cache_entry() {
+    let cache = KeyCache::new(1);
+    assert_eq!(cache.capacity(), 1);
+    let (a, b, c) = (Key::ed25519(20), Key::ed25519(21), Key::p256(20));
+    let thumbprint = |key: &Key| {
+        *verify(&key.proof(&key.header(), &claims()))
+            .unwrap()
+            .thumbprint()
+    };
+    for key in [&a, &b, &a, &c, &b, &c] {
+        let verified = verify_cached(&key.proof(&key.header(), &claims()), &cache).unwrap();
+        assert_eq!(verified.thumbprint(), &thumbprint(key));
+        assert_eq!(cache.len(), 1);
+    }
+    // The cache holds c's key: a proof naming a's key (or c's) signed by another
+    // key is still refused, and so are proofs whose key differs from the cached
+    // one in a single coordinate byte.
+    assert_eq!(
+        verify_cached(&b.proof(&a.header(), &claims()), &cache),
+        Err(ProofError::Signature)
+    );
+    let signed_by_b = Key::p256(21);
+    assert_eq!(
+        verify_cached(&signed_by_b.proof(&c.header(), &claims()), &cache),
+        Err(ProofError::Signature)
+    );
+    let mut jwk = c.jwk();
+    let y = jwk["y"].as_str().unwrap().to_owned();
+    jwk["y"] = json!(stray_bits(&y));
+    let header = json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": jwk });
+    assert_eq!(
+        verify_cached(&c.proof(&header, &claims()), &cache),
+        Err(ProofError::InvalidKey)
+    );
+}
+
+#[test]
+fn invalid_keys_are_never_cached() {
+    let cache = KeyCache::new(4);
+    let signer = Key::ed25519(22);
+    // The identity (small order), and a P-256 point off the curve.
+    let weak = json!({ "typ": "dpop+jwt", "alg": "EdDSA", "jwk": {
+        "kty": "OKP", "crv": "Ed25519", "x": "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    }});
+    let off_curve = json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": {
+        "kty": "EC", "crv": "P-256",
+        "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
+        "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDE",
+    }});
+    for header in [&weak, &off_curve, &weak, &off_curve] {
+        assert_eq!(
+            verify_cached(&signer.proof(header, &claims()), &cache),
+            Err(ProofError::InvalidKey)
+        );
+    }
+    // A valid key whose proof does not verify is not cached either.
+    let key = Key::p256(22);
+    assert_eq!(
+        verify_cached(&signer.proof(&key.header(), &claims()), &cache),
+        Err(ProofError::Signature)
+    );
+    // Nor one whose proof fails a claim after the key was read.
+    assert_eq!(
+        verify_cached(&key.proof_with("htm", json!("GET")), &cache),
+        Err(ProofError::MethodMismatch)
+    );
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn the_cache_holds_no_more_than_its_capacity() {
+    let cache = KeyCache::new(5);
+    assert_eq!(cache.capacity(), 8);
+    for seed in 30..130 {
+        let key = if seed % 2 == 0 {
+            Key::ed25519(seed)
+        } else {
+            Key::p256(seed)
+        };
+        let proof = key.proof(&key.header(), &claims());
+        let verified = verify_cached(&proof, &cache).unwrap();
+        assert_eq!(verified.thumbprint(), &verified.key().thumbprint());
+        assert!(cache.len() <= 8);
+    }
+    assert!(!cache.is_empty());
+}
+
+/// The longest proofs accepted still decode: the bulk in the header, or in the
+/// claims (an ignored member), up to [`MAX_PROOF_LEN`] bytes.
+#[test]
+fn proofs_of_the_longest_length_decode() {
+    let key = Key::ed25519(40);
+    let padded_header = |n: usize| {
+        let header = header_with(&key, |h| {
+            h.insert("pad".into(), json!("x".repeat(n)));
+        });
+        key.proof(&header, &claims())
+    };
+    let padded_claims = |n: usize| key.proof_with("pad", json!("x".repeat(n)));
+    for make in [&padded_header as &dyn Fn(usize) -> String, &padded_claims] {
+        let longest = (5_000..7_000)
+            .map(make)
+            .take_while(|proof| proof.len() <= MAX_PROOF_LEN)
+            .last()
+            .unwrap();
+        assert!(longest.len() > MAX_PROOF_LEN - 4, "{}", longest.len());
+        assert!(verify(&longest).is_ok());
+    }
+}
+
+#[test]
+fn find_dot_finds_the_first_dot_anywhere() {
+    assert_eq!(find_dot(b""), None);
+    for len in 0..40 {
+        assert_eq!(find_dot(&vec![b'a'; len]), None, "{len}");
+        // Bytes one off a dot, and bytes with the high bit set, around it.
+        let filler: Vec<u8> = (0..len).map(|i| [b'-', b'/', 0xae, 0x2d][i % 4]).collect();
+        assert_eq!(find_dot(&filler), None, "{len}");
+        for at in 0..len {
+            let mut bytes = filler.clone();
+            bytes[at] = b'.';
+            if at + 1 < len {
+                bytes[len - 1] = b'.';
+            }
+            assert_eq!(find_dot(&bytes), Some(at), "{len} {at}");
+        }
+    }
 }
