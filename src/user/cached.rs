@@ -24,7 +24,14 @@ const DEFAULT_ENTRIES: usize = 10_000;
 
 /// A [`UserStore`] whose guard lookups ([`UserStore::principal`]) are kept for at
 /// most [`max_staleness`](CachedUserStoreBuilder::max_staleness) (default 1 s):
-/// opt-in, for stores such as [`SqlUserStore`](crate::user::sql::SqlUserStore)
+#[cfg_attr(
+    feature = "sqlx",
+    doc = "opt-in, for stores such as [`SqlUserStore`](crate::user::sql::SqlUserStore)"
+)]
+#[cfg_attr(
+    not(feature = "sqlx"),
+    doc = "opt-in, for stores such as `SqlUserStore` (feature `sqlx`)"
+)]
 /// that make a database query on every guarded request.
 ///
 /// **What it allows.** For up to `max_staleness` after a change in the store, a
@@ -47,7 +54,11 @@ const DEFAULT_ENTRIES: usize = 10_000;
 /// one. Store errors are never kept: the next request asks again.
 ///
 /// **Across replicas** (feature `redis`): with
-/// [`invalidations`](CachedUserStoreBuilder::invalidations),
+#[cfg_attr(
+    feature = "redis",
+    doc = "[`invalidations`](CachedUserStoreBuilder::invalidations),"
+)]
+#[cfg_attr(not(feature = "redis"), doc = "`invalidations`,")]
 /// [`invalidate_everywhere`](Self::invalidate_everywhere) ends the window on every
 /// replica sharing the Redis channel, within a Redis round trip. A message lost
 /// (Redis down, a replica reconnecting) falls back to `max_staleness`: the bound
@@ -161,7 +172,11 @@ impl<S: UserStore> CachedUserStore<S> {
     }
 
     /// [`invalidate`](Self::invalidate) on this replica, and (with
-    /// [`invalidations`](CachedUserStoreBuilder::invalidations), feature
+    #[cfg_attr(
+        feature = "redis",
+        doc = "[`invalidations`](CachedUserStoreBuilder::invalidations), feature"
+    )]
+    #[cfg_attr(not(feature = "redis"), doc = "`invalidations`, feature")]
     /// `redis`) on every replica listening on the same Redis channel. Without a
     /// channel, the same as `invalidate`.
     ///
