@@ -53,7 +53,7 @@ use support::{quartiles, Mode};
 
 #[path = "../examples/common/map_lookup.rs"]
 mod map_lookup;
-use map_lookup::MapLookupLayer;
+use map_lookup::{MapLookup2Layer, MapLookupLayer};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -92,7 +92,11 @@ fn cases() -> Vec<Box<dyn Case>> {
         tower_http_bearer(&token),
         map_lookup,
         map_lookup_arc,
-        map_lookup2::case(&token),
+        oneshot(
+            "map_lookup2",
+            MapLookup2Layer::new(&token, "johndoe", "John Doe".to_owned()).layer(handler()),
+            Some(&token),
+        ),
         // Our layer, one line per token store, each with a token it issued:
         ours("memory", MemoryTokenStore::new()),
         ours("boxed", BoxTokenStore::new(MemoryTokenStore::new())),
@@ -656,83 +660,6 @@ fn map_lookups(token: &str) -> [Box<dyn Case>; 2] {
             Some(token),
         ),
     ]
-}
-
-/// The `map_lookup2` row: [`map_lookups`]' floor with the user resolved by a second
-/// lookup, as a guard that checks the user on every request must.
-mod map_lookup2 {
-    use std::collections::HashMap;
-    use std::sync::{Arc, PoisonError, RwLock};
-    use std::task::{Context, Poll};
-
-    use futures_util::future::{ready, Either, Ready};
-    use http::header::AUTHORIZATION;
-    use http::{Request, Response, StatusCode};
-    use tower::Service;
-
-    use super::{handler, oneshot, Case};
-
-    pub(super) fn case(token: &str) -> Box<dyn Case> {
-        let service = MapLookup2 {
-            inner: handler(),
-            tokens: Arc::new(RwLock::new(HashMap::from([(
-                token.to_owned(),
-                "johndoe".to_owned(),
-            )]))),
-            users: Arc::new(RwLock::new(HashMap::from([(
-                "johndoe".to_owned(),
-                "John Doe".to_owned(),
-            )]))),
-        };
-        oneshot("map_lookup2", service, Some(token))
-    }
-
-    /// Token → username, username → user (cloned into the extensions).
-    #[derive(Clone)]
-    struct MapLookup2<S> {
-        inner: S,
-        tokens: Arc<RwLock<HashMap<String, String>>>,
-        users: Arc<RwLock<HashMap<String, String>>>,
-    }
-
-    impl<S, B, ResBody> Service<Request<B>> for MapLookup2<S>
-    where
-        S: Service<Request<B>, Response = Response<ResBody>>,
-        ResBody: Default,
-    {
-        type Response = Response<ResBody>;
-        type Error = S::Error;
-        type Future = Either<S::Future, Ready<Result<Response<ResBody>, S::Error>>>;
-
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-            self.inner.poll_ready(cx)
-        }
-
-        fn call(&mut self, mut request: Request<B>) -> Self::Future {
-            let user = request
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .and_then(|token| {
-                    let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
-                    let username = tokens.get(token)?;
-                    let users = self.users.read().unwrap_or_else(PoisonError::into_inner);
-                    users.get(username).cloned()
-                });
-            match user {
-                Some(user) => {
-                    request.extensions_mut().insert(user);
-                    Either::Left(self.inner.call(request))
-                }
-                None => {
-                    let mut response = Response::new(ResBody::default());
-                    *response.status_mut() = StatusCode::UNAUTHORIZED;
-                    Either::Right(ready(Ok(response)))
-                }
-            }
-        }
-    }
 }
 
 /// One benchmark case: a service and the request it gets.

@@ -6,7 +6,10 @@
 //! With `MAP_TOKEN=<token>`, the floor of every opaque-token guard sits in front
 //! instead (`examples/common/map_lookup.rs`: the token looked up in a map, the
 //! user put in the extensions, an empty 401 otherwise), and the handler answers
-//! with the user it finds there, as the tutorial's does.
+//! with the user it finds there, as the tutorial's does. With `MAP2_TOKEN=<token>`,
+//! the floor of a guard that resolves the user on every request, as the tutorial's
+//! layer does: the token looked up to a username, the username to the user, each in
+//! its own map.
 //!
 //! ```text
 //! LOG=off ADDR=127.0.0.1:8001 cargo run --release --example bare
@@ -14,7 +17,7 @@
 //! # {"username":"johndoe","email":"johndoe@example.com","full_name":"John Doe","disabled":false}
 //! ```
 //!
-//! `scripts/bench.sh` load-tests both and the tutorial app in interleaved rounds.
+//! `scripts/bench.sh` load-tests them and the tutorial app in interleaved rounds.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 mod common;
-use common::map_lookup::MapLookupLayer;
+use common::map_lookup::{MapLookup2Layer, MapLookupLayer};
 use common::{json, Detail, User};
 use tower::Layer;
 
@@ -72,11 +75,15 @@ async fn main() {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match std::env::var("MAP_TOKEN") {
-        Ok(token) => {
+    match (std::env::var("MAP_TOKEN"), std::env::var("MAP2_TOKEN")) {
+        (Ok(token), _) => {
             let app = MapLookupLayer::new(&token, user).layer(app);
             common::serve(listener, app, shutdown).await;
         }
-        Err(_) => common::serve(listener, app, shutdown).await,
+        (_, Ok(token)) => {
+            let app = MapLookup2Layer::new(&token, "johndoe", user).layer(app);
+            common::serve(listener, app, shutdown).await;
+        }
+        _ => common::serve(listener, app, shutdown).await,
     }
 }

@@ -112,6 +112,8 @@ async fn main() {
     // Before the layer is built: the guard registers its counters then.
     common::metrics_from_env();
     let stores = common::stores::from_env_or_exit().await;
+    // Without the feature, `()`: `DPOP=` still exits with the line saying so.
+    #[cfg_attr(not(feature = "dpop"), allow(clippy::let_unit_value))]
     let dpop = common::dpop::from_env_or_exit(&stores);
     let mut builder = stores.apply(layer_builder());
     #[cfg(feature = "dpop")]

@@ -7,9 +7,11 @@
 #   3. memory: bytes per live token at 1M tokens, and the sweep (examples/token_memory.rs);
 #   4. end to end: wrk against examples/tutorial.rs, examples/bare.rs, and bare.rs
 #      behind the minimal map-lookup guard (MAP_TOKEN: the floor any opaque-token
-#      guard pays) on loopback, in interleaved rounds (bare, tutorial, map, map,
-#      tutorial, bare), then in paired rounds (all three loaded at once on the same
-#      core: each one's CPU time per request);
+#      guard pays) and behind the two-lookup one (MAP2_TOKEN: token -> username ->
+#      user, the floor of a guard that resolves the user per request) on loopback,
+#      in interleaved rounds (bare, tutorial, map, map2, map2, map, tutorial, bare),
+#      then in paired rounds (all four loaded at once on the same core: each one's
+#      CPU time per request);
 #
 # then prints the tables of docs/guide/performance.md and regenerates docs/perf/overhead.svg.
 #
@@ -38,6 +40,7 @@ OUT=${OUT:-$CARGO_TARGET_DIR/perf}
 TUTORIAL_PORT=${TUTORIAL_PORT:-18000}
 BARE_PORT=${BARE_PORT:-18001}
 MAP_PORT=${MAP_PORT:-18002}
+MAP2_PORT=${MAP2_PORT:-18003}
 export CARGO_TERM_COLOR=never
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -113,7 +116,7 @@ if wants memory; then
 fi
 
 if wants e2e; then
-    step "end to end: wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds of bare, tutorial, map, map, tutorial, bare"
+    step "end to end: wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds of bare, tutorial, map, map2, map2, map, tutorial, bare"
     # Each server gets one core and one tokio worker, wrk the other core: req/s is
     # then the server's cost per request, not the scheduler's mood.
     server_cpu=() client_cpu=()
@@ -132,37 +135,39 @@ if wants e2e; then
         done
     }
     trap cleanup EXIT INT TERM
-    TOKIO_WORKER_THREADS=1 LOG=off ADDR="127.0.0.1:$TUTORIAL_PORT" "${server_cpu[@]}" "$CARGO_TARGET_DIR/release/examples/tutorial" &
-    pids+=($!)
-    tutorial_pid=$!
-    TOKIO_WORKER_THREADS=1 LOG=off ADDR="127.0.0.1:$BARE_PORT" "${server_cpu[@]}" "$CARGO_TARGET_DIR/release/examples/bare" &
-    pids+=($!)
-    bare_pid=$!
-    for port in "$TUTORIAL_PORT" "$BARE_PORT"; do
+    # start NAME PORT EXAMPLE [VAR=value…]: one server (on CPU 0), its pid in
+    # NAME_pid, once it answers.
+    start() {
+        local name=$1 port=$2 example=$3
+        shift 3
+        env "$@" TOKIO_WORKER_THREADS=1 LOG=off ADDR="127.0.0.1:$port" "${server_cpu[@]}" "$CARGO_TARGET_DIR/release/examples/$example" &
+        pids+=($!)
+        printf -v "${name}_pid" '%s' "$!"
         for _ in $(seq 50); do
             curl -s -o /dev/null "127.0.0.1:$port/" && break
             sleep 0.1
         done
-    done
+    }
+    start tutorial "$TUTORIAL_PORT" tutorial
+    start bare "$BARE_PORT" bare
     token=$(curl -s -X POST "127.0.0.1:$TUTORIAL_PORT/token" -d 'username=johndoe&password=secret' |
         sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
     [[ -n $token ]] || die "no token from the tutorial app"
-    # The floor: bare.rs behind the minimal map-lookup guard, knowing that token.
-    MAP_TOKEN=$token TOKIO_WORKER_THREADS=1 LOG=off ADDR="127.0.0.1:$MAP_PORT" "${server_cpu[@]}" "$CARGO_TARGET_DIR/release/examples/bare" &
-    pids+=($!)
-    map_pid=$!
-    for _ in $(seq 50); do
-        curl -s -o /dev/null "127.0.0.1:$MAP_PORT/" && break
-        sleep 0.1
-    done
+    # The floors: bare.rs behind the minimal map-lookup guard, and behind the
+    # two-lookup one (token -> username -> user, as the layer resolves users),
+    # both knowing that token.
+    start map "$MAP_PORT" bare MAP_TOKEN="$token"
+    start map2 "$MAP2_PORT" bare MAP2_TOKEN="$token"
     me_tutorial=$(curl -s "127.0.0.1:$TUTORIAL_PORT/users/me" -H "Authorization: Bearer $token")
-    for port in "$BARE_PORT" "$MAP_PORT"; do
+    for port in "$BARE_PORT" "$MAP_PORT" "$MAP2_PORT"; do
         me=$(curl -s "127.0.0.1:$port/users/me" -H "Authorization: Bearer $token")
         [[ $me_tutorial == "$me" ]] || die "different answers: $me_tutorial vs $me (port $port)"
     done
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$MAP_PORT/users/me") == 401 ]] ||
-        die "the map-lookup guard let a request without a token through"
-    echo "all three answer: $me_tutorial" >&2
+    for port in "$MAP_PORT" "$MAP2_PORT"; do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$port/users/me") == 401 ]] ||
+            die "the map-lookup guard on port $port let a request without a token through"
+    done
+    echo "all four answer: $me_tutorial" >&2
 
     # CPU time (ns, all threads) the server has used so far.
     cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
@@ -177,13 +182,15 @@ if wants e2e; then
     }
     rm -f "$OUT"/wrk.*.txt
     # Warm-up (not recorded).
-    for port in "$BARE_PORT" "$TUTORIAL_PORT" "$MAP_PORT"; do
+    for port in "$BARE_PORT" "$TUTORIAL_PORT" "$MAP_PORT" "$MAP2_PORT"; do
         "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/users/me" >/dev/null
     done
     for round in $(seq "$ROUNDS"); do
         load bare "$BARE_PORT" "$bare_pid" "$round.a"
         load tutorial "$TUTORIAL_PORT" "$tutorial_pid" "$round.a"
         load map "$MAP_PORT" "$map_pid" "$round.a"
+        load map2 "$MAP2_PORT" "$map2_pid" "$round.a"
+        load map2 "$MAP2_PORT" "$map2_pid" "$round.b"
         load map "$MAP_PORT" "$map_pid" "$round.b"
         load tutorial "$TUTORIAL_PORT" "$tutorial_pid" "$round.b"
         load bare "$BARE_PORT" "$bare_pid" "$round.b"
@@ -192,15 +199,15 @@ if wants e2e; then
     # Paired rounds: all servers loaded at the same time, on the same core, by one
     # wrk process each; drift and noise from the host hit them alike, and each
     # server's CPU time per request (from /proc/PID/task/*/schedstat) is its cost.
-    step "end to end, paired: $PAIRED_ROUNDS rounds of the three servers loaded at once for ${DURATION}s"
+    step "end to end, paired: $PAIRED_ROUNDS rounds of the four servers loaded at once for ${DURATION}s"
     for round in $(seq "$PAIRED_ROUNDS"); do
         wrk_pids=()
         declare -A before=()
-        for server in bare tutorial map; do
+        for server in bare tutorial map map2; do
             pid_var=${server}_pid
             before[$server]=$(cpu_ns "${!pid_var}")
         done
-        for server in bare tutorial map; do
+        for server in bare tutorial map map2; do
             port_var=${server^^}_PORT
             "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
                 -H "Authorization: Bearer $token" "http://127.0.0.1:${!port_var}/users/me" \
@@ -208,14 +215,15 @@ if wants e2e; then
             wrk_pids+=($!)
         done
         wait "${wrk_pids[@]}"
-        for server in bare tutorial map; do
+        for server in bare tutorial map map2; do
             pid_var=${server}_pid
             echo "cpu_ns $(($(cpu_ns "${!pid_var}") - before[$server]))" >> "$OUT/wrk.paired-$server.$round.p.txt"
         done
-        printf 'paired round %s: bare %s, tutorial %s, map %s\n' "$round" \
+        printf 'paired round %s: bare %s, tutorial %s, map %s, map2 %s\n' "$round" \
             "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-bare.$round.p.txt")" \
             "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-tutorial.$round.p.txt")" \
-            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-map.$round.p.txt")" >&2
+            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-map.$round.p.txt")" \
+            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-map2.$round.p.txt")" >&2
     done
     cleanup
     pids=()

@@ -17,10 +17,11 @@ from html import escape
 
 UNITS = {"ps": 1e-3, "ns": 1.0, "µs": 1e3, "us": 1e3, "ms": 1e6, "s": 1e9}
 # End-to-end servers, in table order.
-E2E_SERVERS = ("bare", "map", "tutorial")
+E2E_SERVERS = ("bare", "map", "map2", "tutorial")
 E2E_LABELS = {
     "bare": "`examples/bare.rs` (no auth)",
     "map": "`MAP_TOKEN=… examples/bare.rs` (the map-lookup floor)",
+    "map2": "`MAP2_TOKEN=… examples/bare.rs` (the two-lookup floor: token → username → user)",
     "tutorial": "`examples/tutorial.rs` (the layer)",
 }
 
@@ -161,17 +162,18 @@ def main():
         rounds = {}
         for server, rnd, _run, stats in runs:
             rounds.setdefault(rnd, {}).setdefault(server, []).append(stats)
-        def ratio_to_bare(server):
+        def ratio_to(server, base="bare"):
             ratios = []
             for per in rounds.values():
-                if "bare" in per and server in per:
-                    ratios.append(statistics.mean(s["rps"] for s in per[server]) / statistics.mean(s["rps"] for s in per["bare"]))
+                if base in per and server in per:
+                    ratios.append(statistics.mean(s["rps"] for s in per[server]) / statistics.mean(s["rps"] for s in per[base]))
             return (statistics.median(ratios), min(ratios), max(ratios)) if ratios else None
-        e2e_ratio = ratio_to_bare("tutorial")
-        map_ratio = ratio_to_bare("map")
+        e2e_ratio = ratio_to("tutorial")
+        map_ratio = ratio_to("map")
+        map2_ratio = ratio_to("map2")
         conns = machine.get("connections", "?")
         say(f"\nEnd to end, `GET /users/me` on loopback, `wrk -t1 -c{conns} -d{machine.get('duration', '?')}s --latency`, "
-            f"{len(rounds)} interleaved rounds (bare, tutorial, map, map, tutorial, bare), medians"
+            f"{len(rounds)} interleaved rounds (bare, tutorial, map, map2, map2, map, tutorial, bare), medians"
             f"{'; ' + machine['pinning'] if 'pinning' in machine else ''} (`scripts/bench.sh`):\n")
         say("| server | req/s | p50 | p99 | server CPU per request |")
         say("|---|---:|---:|---:|---:|")
@@ -183,7 +185,14 @@ def main():
             say(f"\nTutorial / bare req/s, interleaved rounds: {e2e_ratio[0] * 100:.1f} % (median of per-round ratios; "
                 f"range {e2e_ratio[1] * 100:.1f}–{e2e_ratio[2] * 100:.1f} %; target ≥ 97 %)"
                 + (f"; the map-lookup floor: {map_ratio[0] * 100:.1f} % (range {map_ratio[1] * 100:.1f}–{map_ratio[2] * 100:.1f} %)"
-                   if map_ratio else "") + ".")
+                   if map_ratio else "")
+                + (f"; the two-lookup floor: {map2_ratio[0] * 100:.1f} % (range {map2_ratio[1] * 100:.1f}–{map2_ratio[2] * 100:.1f} %)"
+                   if map2_ratio else "") + ".")
+            for floor, name in (("map", "map-lookup"), ("map2", "two-lookup")):
+                against = ratio_to("tutorial", floor)
+                if against:
+                    say(f"Tutorial / the {name} floor, per round: {against[0] * 100:.1f} % "
+                        f"(range {against[1] * 100:.1f}–{against[2] * 100:.1f} %; target ≥ 99 %).")
     if paired_runs:
         rounds = {}
         for server, rnd, _run, stats in paired_runs:
@@ -201,6 +210,7 @@ def main():
                         cpu=statistics.median(costs), n=len(cpu_ratios))
         paired = capacity("tutorial")
         paired_map = capacity("map")
+        paired_map2 = capacity("map2")
         bare_cpu = capacity("bare")
         if paired and bare_cpu:
             say(f"\nPaired rounds ({paired['n']} × {machine.get('duration', '?')} s, all servers loaded at once on one core): "
@@ -210,7 +220,16 @@ def main():
                 f"(median of per-round ratios, range {paired['low'] * 100:.1f}–{paired['high'] * 100:.1f} %; target ≥ 97 %)"
                 + (f"; the map-lookup floor serves {paired_map['capacity'] * 100:.1f} % "
                    f"(range {paired_map['low'] * 100:.1f}–{paired_map['high'] * 100:.1f} %)" if paired_map else "")
+                + (f"; the two-lookup floor {paired_map2['capacity'] * 100:.1f} % "
+                   f"(range {paired_map2['low'] * 100:.1f}–{paired_map2['high'] * 100:.1f} %, "
+                   f"{paired_map2['cpu']:.1f} µs)" if paired_map2 else "")
                 + ".")
+            for floor, name in (("map", "map-lookup"), ("map2", "two-lookup")):
+                against = [per[floor]["cpu_us"] / per["tutorial"]["cpu_us"] for per in rounds.values()
+                           if "cpu_us" in per.get(floor, {}) and "cpu_us" in per.get("tutorial", {})]
+                if against:
+                    say(f"Tutorial per core / the {name} floor's, per round: {statistics.median(against) * 100:.1f} % "
+                        f"(range {min(against) * 100:.1f}–{max(against) * 100:.1f} %; target ≥ 99 %).")
 
     if machine:
         say(f"\nMachine: {machine.get('cores', '?')} cores ({machine.get('cpu', '?')}), {machine.get('memory', '?')}, "
@@ -281,7 +300,7 @@ def write_svg(path, machine, guard, login, e2e, guard_ratio, e2e_ratio, paired, 
             cost = 1e6 / e["rps"]
             base = 1e6 / bare["rps"] if bare else cost
             text = f"{e['rps']:,.0f} req/s · p50 {e['p50']:,.0f} µs · p99 {e['p99']:,.0f} µs"
-            label = {"bare": "bare hyper", "map": "map_lookup floor", "tutorial": "tutorial (layer)"}[server]
+            label = {"bare": "bare hyper", "map": "map_lookup floor", "map2": "two-lookup floor", "tutorial": "tutorial (layer)"}[server]
             rows.append((label, min(base, cost), max(cost - base, 0), text, server == "tutorial"))
         note = "µs per request = 1 / (req/s)" + ("; server pinned to one core, wrk to the other." if "pinning" in machine else ".")
         if e2e_ratio:

@@ -1,11 +1,16 @@
-//! The floor both benchmarks compare the layer with: the least work any
+//! The floors both benchmarks compare the layer with: the least work any
 //! opaque-token guard does. Parse `Authorization: Bearer <token>`, look the token
 //! up in a `HashMap` behind an `RwLock`, put a clone of the user in the extensions;
 //! anything else is an empty 401. No expiry, no revocation, no user store, no
 //! scopes, no error bodies: not something to deploy.
 //!
-//! `benches/guard.rs` measures it in process; `examples/bare.rs` serves it with
-//! `MAP_TOKEN=…` for the end-to-end load test.
+//! [`MapLookupLayer`] maps a token straight to its user. [`MapLookup2Layer`] is the
+//! floor of a guard that resolves the user on every request, as the layer does so
+//! that disabling a user takes effect at once: token → username in one map,
+//! username → user in another, each behind its own `RwLock`.
+//!
+//! `benches/guard.rs` measures both in process; `examples/bare.rs` serves them with
+//! `MAP_TOKEN=…` and `MAP2_TOKEN=…` for the end-to-end load test.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -16,42 +21,107 @@ use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
 use tower::{Layer, Service};
 
-/// Tokens and the user each stands for.
-#[derive(Clone)]
-pub struct MapLookupLayer<U> {
-    tokens: Arc<RwLock<HashMap<String, U>>>,
+/// How a floor finds the user a token stands for.
+pub trait FindUser: Clone {
+    /// What goes into the request's extensions.
+    type User: Clone + Send + Sync + 'static;
+
+    /// The user `token` stands for, if any.
+    fn find(&self, token: &str) -> Option<Self::User>;
 }
 
-impl<U> MapLookupLayer<U> {
+/// One map: token → user.
+#[derive(Clone)]
+pub struct OneMap<U>(Arc<RwLock<HashMap<String, U>>>);
+
+impl<U: Clone + Send + Sync + 'static> FindUser for OneMap<U> {
+    type User = U;
+
+    #[inline(always)]
+    fn find(&self, token: &str) -> Option<U> {
+        let tokens = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        tokens.get(token).cloned()
+    }
+}
+
+/// Two maps: token → username, username → user, each behind its own lock.
+#[derive(Clone)]
+pub struct TwoMaps<U> {
+    tokens: Arc<RwLock<HashMap<String, String>>>,
+    users: Arc<RwLock<HashMap<String, U>>>,
+}
+
+impl<U: Clone + Send + Sync + 'static> FindUser for TwoMaps<U> {
+    type User = U;
+
+    #[inline(always)]
+    fn find(&self, token: &str) -> Option<U> {
+        let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
+        let username = tokens.get(token)?;
+        let users = self.users.read().unwrap_or_else(PoisonError::into_inner);
+        users.get(username).cloned()
+    }
+}
+
+/// A floor guard in front of a service: the user `F` finds for the bearer token.
+#[derive(Clone)]
+pub struct FloorLayer<F> {
+    find: F,
+}
+
+/// The one-lookup floor.
+pub type MapLookupLayer<U> = FloorLayer<OneMap<U>>;
+/// The two-lookup floor.
+pub type MapLookup2Layer<U> = FloorLayer<TwoMaps<U>>;
+
+impl<U> FloorLayer<OneMap<U>> {
     /// One token, one user.
     pub fn new(token: &str, user: U) -> Self {
         Self {
-            tokens: Arc::new(RwLock::new(HashMap::from([(token.to_owned(), user)]))),
+            find: OneMap(Arc::new(RwLock::new(HashMap::from([(
+                token.to_owned(),
+                user,
+            )])))),
         }
     }
 }
 
-impl<S, U> Layer<S> for MapLookupLayer<U> {
-    type Service = MapLookup<S, U>;
+impl<U> FloorLayer<TwoMaps<U>> {
+    /// One token, for `username`, who is `user`.
+    pub fn new(token: &str, username: &str, user: U) -> Self {
+        Self {
+            find: TwoMaps {
+                tokens: Arc::new(RwLock::new(HashMap::from([(
+                    token.to_owned(),
+                    username.to_owned(),
+                )]))),
+                users: Arc::new(RwLock::new(HashMap::from([(username.to_owned(), user)]))),
+            },
+        }
+    }
+}
 
-    fn layer(&self, inner: S) -> MapLookup<S, U> {
-        MapLookup {
+impl<S, F: Clone> Layer<S> for FloorLayer<F> {
+    type Service = Floor<S, F>;
+
+    fn layer(&self, inner: S) -> Floor<S, F> {
+        Floor {
             inner,
-            tokens: Arc::clone(&self.tokens),
+            find: self.find.clone(),
         }
     }
 }
 
 #[derive(Clone)]
-pub struct MapLookup<S, U> {
+pub struct Floor<S, F> {
     inner: S,
-    tokens: Arc<RwLock<HashMap<String, U>>>,
+    find: F,
 }
 
-impl<S, U, B, ResBody> Service<Request<B>> for MapLookup<S, U>
+impl<S, F, B, ResBody> Service<Request<B>> for Floor<S, F>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
-    U: Clone + Send + Sync + 'static,
+    F: FindUser,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
@@ -68,10 +138,7 @@ where
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
-            .and_then(|token| {
-                let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
-                tokens.get(token).cloned()
-            });
+            .and_then(|token| self.find.find(token));
         match user {
             Some(user) => {
                 request.extensions_mut().insert(user);
