@@ -70,6 +70,75 @@ impl NormalizedUri {
     }
 }
 
+/// Whether `uri` normalises to `normal`, a URI in normal form (one that
+/// [`is_normal`] or [`NormalizedUri::parse`] vouches for).
+///
+/// The fast path: a `uri` whose bytes before its query or fragment are `normal`
+/// normalises to it, as normalising is idempotent (tested below), so it is not
+/// normalised. Any other `uri` is normalised and compared, and refused exactly
+/// as [`NormalizedUri::parse`] refuses it.
+pub(crate) fn matches(normal: &str, uri: &str) -> Result<bool, InvalidUri> {
+    if cut_query(uri).as_bytes() == normal.as_bytes() {
+        return Ok(true);
+    }
+    Ok(normalize(uri)? == normal)
+}
+
+/// Whether `uri` is certainly its own normal form (`normalize(uri) == Ok(uri)`,
+/// tested below): lower-case `http`/`https`, a lower-case host of unreserved and
+/// sub-delimiter characters only, no port or a non-default one without leading
+/// zeros, a non-empty path of literal characters without dot segments, no
+/// query or fragment. Conservative: `false` only means "normalise it", as an
+/// IP literal, a `%`, an upper-case host or a default port do.
+pub(crate) fn is_normal(uri: &str) -> bool {
+    let (rest, default_port) = if let Some(rest) = uri.strip_prefix("https://") {
+        (rest, "443")
+    } else if let Some(rest) = uri.strip_prefix("http://") {
+        (rest, "80")
+    } else {
+        return false;
+    };
+    let Some(slash) = rest.bytes().position(|b| b == b'/') else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(slash);
+    let (host, port) = match split_once_byte(authority, b':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let host_byte = |b: u8| (is_unreserved(b) && !b.is_ascii_uppercase()) || is_sub_delim(b);
+    if host.is_empty() || !host.bytes().all(host_byte) {
+        return false;
+    }
+    if let Some(port) = port {
+        let digits = port.as_bytes();
+        if digits.is_empty()
+            || digits.len() > 5
+            || digits[0] == b'0'
+            || !digits.iter().all(u8::is_ascii_digit)
+            || port.parse::<u16>().is_err()
+            || port == default_port
+        {
+            return false;
+        }
+    }
+    let path_byte = |b: u8| is_unreserved(b) || is_sub_delim(b) || matches!(b, b':' | b'@' | b'/');
+    path.bytes().all(path_byte)
+        && !path[1..]
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+}
+
+/// `uri` without its query and fragment (RFC 9449 §4.3, check 9: not compared).
+#[inline]
+fn cut_query(uri: &str) -> &str {
+    let end = uri
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(uri.len());
+    &uri[..end]
+}
+
 impl fmt::Display for NormalizedUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -84,11 +153,7 @@ impl fmt::Debug for NormalizedUri {
 
 fn normalize(uri: &str) -> Result<String, InvalidUri> {
     // The query and fragment are not compared (RFC 9449 §4.3, check 9).
-    let end = uri
-        .bytes()
-        .position(|b| b == b'?' || b == b'#')
-        .unwrap_or(uri.len());
-    let uri = &uri[..end];
+    let uri = cut_query(uri);
 
     let (scheme, rest) = split_once_byte(uri, b':').ok_or(InvalidUri::Scheme)?;
     let (scheme, default_port) = if scheme.eq_ignore_ascii_case("https") {
@@ -433,10 +498,69 @@ mod tests {
         }
     }
 
+    /// The fast path of `matches` answers as normalising both would, and refuses
+    /// what `parse` refuses (an `htu` that is not an absolute http(s) URI).
+    #[test]
+    fn matches_is_parse_then_compare() {
+        for normal in [
+            "https://a.example/",
+            "http://a.example:8080/x/y;a=b",
+            "https://a-b.example/A/~b//c/",
+        ] {
+            assert!(is_normal(normal), "{normal}");
+            assert_eq!(norm(normal).as_deref(), Ok(normal));
+        }
+        for not_normal in [
+            "https://a.example",
+            "https://A.example/",
+            "HTTPS://a.example/",
+            "https://a.example:443/",
+            "http://a.example:80/",
+            "https://a.example:08080/",
+            "https://a.example:/",
+            "https://a.example:65536/",
+            "https://[::1]/",
+            "https://a.example/%7e",
+            "https://a.example/a/../b",
+            "https://a.example/.",
+            "https://a.example/a b",
+            "https://a.example/?q",
+            "https://u@a.example/",
+            "ftp://a.example/",
+        ] {
+            assert!(!is_normal(not_normal), "{not_normal}");
+        }
+        let target = NormalizedUri::parse("https://api.example/a/b").unwrap();
+        for (htu, want) in [
+            ("https://api.example/a/b", Ok(true)),
+            ("https://api.example/a/b?q=1#f", Ok(true)),
+            ("https://api.example/a/b#", Ok(true)),
+            ("HTTPS://API.example:443/a/./b", Ok(true)),
+            ("https://api.example/a/b/", Ok(false)),
+            ("https://api.example/a", Ok(false)),
+            ("https://api.example/a/b/c", Ok(false)),
+            ("http://api.example/a/b", Ok(false)),
+            ("ftp://api.example/a/b", Err(InvalidUri::Scheme)),
+            ("https:/api.example/a/b", Err(InvalidUri::Authority)),
+            ("https://u@api.example/a/b", Err(InvalidUri::Authority)),
+            ("https://api.example:x/a/b", Err(InvalidUri::Port)),
+            (
+                "https://api.example/a/%zz",
+                Err(InvalidUri::PercentEncoding),
+            ),
+            ("", Err(InvalidUri::Scheme)),
+            ("?https://api.example/a/b", Err(InvalidUri::Scheme)),
+        ] {
+            assert_eq!(matches(target.as_str(), htu), want, "{htu}");
+            let slow = NormalizedUri::parse(htu).map(|uri| uri == target);
+            assert_eq!(slow, want, "{htu}");
+        }
+    }
+
     mod properties {
         use proptest::prelude::*;
 
-        use super::norm;
+        use super::{norm, NormalizedUri};
 
         proptest! {
             #![proptest_config(ProptestConfig { cases: 2048, failure_persistence: None, ..ProptestConfig::default() })]
@@ -465,6 +589,51 @@ mod tests {
                 prop_assert!(once.is_ok(), "{uri}: {once:?}");
                 let once = once.unwrap();
                 prop_assert_eq!(norm(&once), Ok(once.clone()), "{}", uri);
+            }
+
+            /// What `is_normal` vouches for is its own normal form, for any text
+            /// and for URIs that are nearly normal.
+            #[test]
+            fn is_normal_only_for_normal_forms(
+                scheme in prop::sample::select(vec!["https://", "http://", "HTTP://", "https:/", "ftp://"]),
+                host in prop::sample::select(vec!["a.example", "A.example", "%61", "x-y_z~!$&'()*+,;=", "", "[::1]", "u@h", "h?"]),
+                port in prop::sample::select(vec!["", ":", ":443", ":80", ":0", ":08443", ":8443", ":65535", ":65536", ":123456", ":x"]),
+                path in prop::collection::vec(
+                    prop::sample::select(vec!["/", ".", "..", "%2e", "%7e", "a", "B", "~", " ", "|", "é", ":", "@", "?", "#", ";="]),
+                    0..8,
+                ),
+                other in "[a-zA-Z:/.%?#@\\[\\]0-9]{0,30}",
+            ) {
+                let uri = format!("{scheme}{host}{port}{}", path.concat());
+                for uri in [uri.as_str(), other.as_str()] {
+                    if super::super::is_normal(uri) {
+                        prop_assert_eq!(norm(uri), Ok(uri.to_owned()), "{}", uri);
+                    }
+                }
+            }
+
+            /// `matches` (with its byte-for-byte fast path) agrees with parsing
+            /// the `htu` and comparing, for any text, including the target's own
+            /// bytes with a byte changed, cut or appended.
+            #[test]
+            fn matches_agrees_with_parse(
+                target in prop::sample::select(vec!["https://a.example/", "http://a.example:8080/x/y", "https://[::1]/%7Cb", "https://a.example/a%20b"]),
+                edit in prop::sample::select(vec![0usize, 1, 2, 3]),
+                at in 0usize..40,
+                byte in prop::sample::select(b"/.%:?#@[]aA0 ~".to_vec()),
+                other in "[a-zA-Z:/.%?#@\\[\\]0-9]{0,30}",
+            ) {
+                let target = NormalizedUri::parse(target).unwrap();
+                let mut htu = target.as_str().to_owned();
+                let at = at.min(htu.len());
+                match edit {
+                    0 => htu.insert(at, char::from(byte)),
+                    1 => { htu.truncate(at); }
+                    2 => { htu.remove(at.min(htu.len() - 1)); }
+                    _ => htu = other,
+                }
+                let slow = NormalizedUri::parse(&htu).map(|uri| uri == target);
+                prop_assert_eq!(super::super::matches(target.as_str(), &htu), slow, "{}", htu);
             }
         }
     }

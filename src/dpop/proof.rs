@@ -243,7 +243,8 @@ impl std::error::Error for ProofError {}
 #[derive(Clone)]
 pub struct ProofCheck<'a> {
     method: &'a http::Method,
-    uri: &'a NormalizedUri,
+    /// The request's URI in normal form (see [`super::htu::matches`]).
+    uri: &'a str,
     now: u64,
     max_age: u64,
     future_leeway: u64,
@@ -259,7 +260,27 @@ impl<'a> ProofCheck<'a> {
     pub fn new(method: &'a http::Method, uri: &'a NormalizedUri, now: u64) -> Self {
         ProofCheck {
             method,
-            uri,
+            uri: uri.as_str(),
+            now,
+            max_age: DEFAULT_MAX_AGE.as_secs(),
+            future_leeway: DEFAULT_FUTURE_LEEWAY.as_secs(),
+            access_token: None,
+            nonce: None,
+            key_cache: None,
+        }
+    }
+
+    /// [`ProofCheck::new`] for a URI that [`super::htu::is_normal`] vouches for,
+    /// or that came out of [`NormalizedUri::parse`]: the guard's request URL,
+    /// without a `NormalizedUri` (a `String`) per request.
+    pub(crate) fn for_normal_uri(method: &'a http::Method, normal: &'a str, now: u64) -> Self {
+        debug_assert!(
+            super::htu::is_normal(normal)
+                || NormalizedUri::parse(normal).is_ok_and(|n| n.as_str() == normal)
+        );
+        ProofCheck {
+            method,
+            uri: normal,
             now,
             max_age: DEFAULT_MAX_AGE.as_secs(),
             future_leeway: DEFAULT_FUTURE_LEEWAY.as_secs(),
@@ -308,7 +329,7 @@ impl fmt::Debug for ProofCheck<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProofCheck")
             .field("method", self.method)
-            .field("uri", self.uri)
+            .field("uri", &self.uri)
             .field("now", &self.now)
             .field("max_age", &self.max_age)
             .field("future_leeway", &self.future_leeway)
@@ -484,8 +505,9 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     if string(&claims, "htm")? != check.method.as_str() {
         return Err(ProofError::MethodMismatch);
     }
-    let htu = NormalizedUri::parse(string(&claims, "htu")?).map_err(|_| ProofError::InvalidUri)?;
-    if htu != *check.uri {
+    let same = super::htu::matches(check.uri, string(&claims, "htu")?)
+        .map_err(|_| ProofError::InvalidUri)?;
+    if !same {
         return Err(ProofError::UriMismatch);
     }
     let iat = numeric_date(&claims, "iat")?;

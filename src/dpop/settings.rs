@@ -15,7 +15,7 @@ use http::header::HOST;
 use http::{Extensions, HeaderMap, HeaderValue, Method, Uri};
 use subtle::ConstantTimeEq as _;
 
-use crate::dpop::htu::NormalizedUri;
+use crate::dpop::htu::{is_normal, NormalizedUri};
 use crate::dpop::jwk::KeyCache;
 use crate::dpop::proof::{verify_proof, DpopAlgorithm, ProofCheck, VerifiedProof, DEFAULT_MAX_AGE};
 use crate::dpop::replay::{MemoryReplayStore, ReplayStore};
@@ -240,13 +240,23 @@ impl DpopSettings {
                 "Send exactly one DPoP header with a proof",
             ));
         };
-        let uri = self
-            .request_url(&request)
-            .ok_or(ProofRefusal::Invalid("The request's URL is not known"))?;
+        let mut buffer = UrlBuffer::new();
+        let normalized;
+        let unknown = ProofRefusal::Invalid("The request's URL is not known");
+        let url = self
+            .request_url(&request, &mut buffer)
+            .ok_or(unknown.clone())?;
+        // The usual URL is its own normal form: compared as it is, not copied.
+        let uri = if is_normal(url) {
+            url
+        } else {
+            normalized = NormalizedUri::parse(url).map_err(|_| unknown)?;
+            normalized.as_str()
+        };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        let mut check = ProofCheck::new(request.method, &uri, now)
+        let mut check = ProofCheck::for_normal_uri(request.method, uri, now)
             .max_age(self.max_age)
             .key_cache(&self.keys);
         if let Some(token) = access_token {
@@ -276,21 +286,55 @@ impl DpopSettings {
         UNIX_EPOCH + Duration::from_secs(proof.iat().saturating_add(1)) + self.max_age
     }
 
-    /// The normalised URL the request was sent to, as a proof must name it.
-    fn request_url(&self, request: &RequestParts<'_>) -> Option<NormalizedUri> {
-        let url = match &self.public_url {
-            Some(public) => public.url_of(request.path),
+    /// The URL the request was sent to (not normalised), written into `buffer`
+    /// (or a `String` when longer than it).
+    fn request_url<'b>(
+        &self,
+        request: &RequestParts<'b>,
+        buffer: &'b mut UrlBuffer,
+    ) -> Option<&'b str> {
+        let path = request.path;
+        match &self.public_url {
+            Some(public) => {
+                let (origin, base) = public.prefix_of(path);
+                buffer.join([origin, base, path])
+            }
             None => {
                 let (scheme, host) = origin(request)?;
-                let path = request.path;
-                let mut url = String::with_capacity(scheme.len() + 3 + host.len() + path.len());
-                for part in [scheme, "://", host, path] {
-                    url.push_str(part);
-                }
-                url
+                buffer.join([scheme, "://", host, path])
             }
-        };
-        NormalizedUri::parse(&url).ok()
+        }
+    }
+}
+
+/// A request URL up to 256 bytes on the stack, a longer one on the heap.
+pub(crate) struct UrlBuffer {
+    bytes: [u8; 256],
+    heap: String,
+}
+
+impl UrlBuffer {
+    fn new() -> Self {
+        UrlBuffer {
+            bytes: [0; 256],
+            heap: String::new(),
+        }
+    }
+
+    /// The parts one after the other. `None` cannot happen (the parts are text),
+    /// but is not unwrapped.
+    fn join<const N: usize>(&mut self, parts: [&str; N]) -> Option<&str> {
+        let len: usize = parts.iter().map(|part| part.len()).sum();
+        if len > self.bytes.len() {
+            self.heap = parts.concat();
+            return Some(&self.heap);
+        }
+        let mut at = 0;
+        for part in parts {
+            self.bytes[at..at + part.len()].copy_from_slice(part.as_bytes());
+            at += part.len();
+        }
+        std::str::from_utf8(&self.bytes[..len]).ok()
     }
 }
 

@@ -54,10 +54,17 @@ impl BaseUrl {
     /// strips the URL's path before the layer sees it). Either way it is under
     /// the URL, as RFC 8414 §3.3 lets clients check.
     pub(crate) fn url_of(&self, path: &str) -> String {
+        let (origin, base) = self.prefix_of(path);
+        format!("{origin}{base}{path}")
+    }
+
+    /// What [`BaseUrl::url_of`] puts before `path`: the origin, and the URL's
+    /// path or `""`; for callers that join them without a `String`.
+    pub(crate) fn prefix_of(&self, path: &str) -> (&str, &str) {
         if under(path, &self.path) {
-            format!("{}{path}", self.origin)
+            (&self.origin, "")
         } else {
-            format!("{}{}{path}", self.origin, self.path)
+            (&self.origin, &self.path)
         }
     }
 }
