@@ -258,16 +258,7 @@ impl<'a> ProofCheck<'a> {
     /// with no access token and no nonce, and the default window
     /// ([`DEFAULT_MAX_AGE`], [`DEFAULT_FUTURE_LEEWAY`]).
     pub fn new(method: &'a http::Method, uri: &'a NormalizedUri, now: u64) -> Self {
-        ProofCheck {
-            method,
-            uri: uri.as_str(),
-            now,
-            max_age: DEFAULT_MAX_AGE.as_secs(),
-            future_leeway: DEFAULT_FUTURE_LEEWAY.as_secs(),
-            access_token: None,
-            nonce: None,
-            key_cache: None,
-        }
+        Self::for_normal_uri(method, uri.as_str(), now)
     }
 
     /// [`ProofCheck::new`] for a URI that [`super::htu::is_normal`] vouches for,
