@@ -110,7 +110,7 @@ where
         Pending::Grant(resolved) => {
             let grant = accept_grant(resolved.await)?;
             #[cfg(feature = "dpop")]
-            let grant = unbound(grant)?;
+            unbound(&grant)?;
             let found = shared.users.principal(&grant.subject);
             (grant, found)
         }
@@ -203,8 +203,8 @@ where
         Err(pending) => return Progress::Pending(Box::new(Pending::Grant(pending))),
     };
     #[cfg(feature = "dpop")]
-    if grant.key_binding.is_some() {
-        return Progress::Decided(Err(Rejection::InvalidDpopToken));
+    if let Err(rejection) = unbound(&grant) {
+        return Progress::Decided(Err(rejection));
     }
     let found = match shared.users.principal(&grant.subject).into_ready() {
         Ok(found) => found,
@@ -285,9 +285,9 @@ fn dpop_required_at<B>(rules: &[crate::config::PathRule<()>], request: &Request<
 /// must prove it holds the key).
 #[cfg(feature = "dpop")]
 #[inline]
-fn unbound(grant: Grant) -> Result<Grant, Rejection> {
+fn unbound(grant: &Grant) -> Result<(), Rejection> {
     match grant.key_binding {
-        None => Ok(grant),
+        None => Ok(()),
         Some(_) => Err(Rejection::InvalidDpopToken),
     }
 }
