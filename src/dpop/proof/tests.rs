@@ -728,6 +728,41 @@ fn two_keys_never_share_a_cache_entry() {
     );
 }
 
+/// Many clients at once through one slot: while threads overwrite each other's
+/// entry, every proof still verifies under its own key's thumbprint, and a proof
+/// naming another client's key but signed by the attacker's is always refused.
+#[test]
+fn concurrent_clients_sharing_one_slot_never_get_each_others_key() {
+    let cache = KeyCache::new(1);
+    let clients: Vec<Key> = (50..56)
+        .map(|seed| {
+            if seed % 2 == 0 {
+                Key::ed25519(seed)
+            } else {
+                Key::p256(seed)
+            }
+        })
+        .collect();
+    let attacker = Key::ed25519(60);
+    std::thread::scope(|scope| {
+        for key in &clients {
+            let (cache, attacker) = (&cache, &attacker);
+            scope.spawn(move || {
+                let own = *verify(&key.proof(&key.header(), &claims()))
+                    .unwrap()
+                    .thumbprint();
+                for _ in 0..40 {
+                    let verified = verify_cached(&key.proof(&key.header(), &claims()), cache);
+                    assert_eq!(verified.unwrap().thumbprint(), &own);
+                    let forged = attacker.proof(&key.header(), &claims());
+                    assert_eq!(verify_cached(&forged, cache), Err(ProofError::Signature));
+                }
+            });
+        }
+    });
+    assert_eq!(cache.len(), 1);
+}
+
 #[test]
 fn invalid_keys_are_never_cached() {
     let cache = KeyCache::new(4);
