@@ -147,6 +147,8 @@ impl AsRef<str> for Subject {
 }
 
 impl PartialEq for Subject {
+    // Inlined into the user store's map lookup: called once per guarded request.
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             // Whole arrays (zero past `len`): a few word compares, no `memcmp` call.

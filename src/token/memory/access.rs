@@ -225,6 +225,7 @@ struct Shard {
 }
 
 impl Shard {
+    #[inline]
     fn read(&self) -> RwLockReadGuard<'_, Tokens> {
         // Every update is a single table operation: a poisoned table is still consistent.
         self.tokens.read().unwrap_or_else(PoisonError::into_inner)
