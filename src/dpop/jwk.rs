@@ -9,6 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+#[cfg(test)]
+use super::json::Document;
 use super::json::{Json, Object};
 use crate::token::grant::JwkThumbprint;
 
@@ -81,7 +83,7 @@ impl PublicJwk {
             return Err(JwkError::PrivateKey);
         }
         let member = |name: &str| match object.get(name) {
-            Some(Json::String(value)) => Ok(value.as_ref()),
+            Some(Json::String(value)) => Ok(value),
             _ => Err(JwkError::Invalid),
         };
         match (member("kty")?, member("crv")) {
@@ -327,7 +329,8 @@ mod tests {
     use super::*;
 
     fn jwk(text: &str) -> Result<PublicJwk, JwkError> {
-        PublicJwk::from_json(&Object::parse(text.as_bytes()).unwrap()).map(|(jwk, _)| jwk)
+        PublicJwk::from_json(&Document::parse(text.as_bytes()).unwrap().object())
+            .map(|(jwk, _)| jwk)
     }
 
     /// RFC 8037 Appendix A.1/A.3: the Ed25519 example key and its thumbprint.

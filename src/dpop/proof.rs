@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::htu::NormalizedUri;
-use super::json::{Json, JsonError, Number, Object};
+use super::json::{Document, Json, JsonError, Number, Object};
 use super::jwk::{JwkError, KeyCache, PublicJwk, VerifyingKey};
 use crate::token::grant::JwkThumbprint;
 
@@ -339,7 +339,7 @@ pub struct VerifiedProof {
     key: PublicJwk,
     thumbprint: JwkThumbprint,
     algorithm: DpopAlgorithm,
-    jti: String,
+    jti: Jti,
     iat: u64,
     nonce: Option<String>,
 }
@@ -364,7 +364,7 @@ impl VerifiedProof {
     /// [`MAX_JTI_LEN`] bytes). Remember it with the [thumbprint](Self::thumbprint)
     /// until `iat` leaves the window: the same `jti` from two keys is two proofs.
     pub fn jti(&self) -> &str {
-        &self.jti
+        self.jti.as_str()
     }
 
     /// The proof's `iat`, in Unix seconds (a fractional one rounded down).
@@ -385,12 +385,53 @@ impl fmt::Debug for VerifiedProof {
         f.debug_struct("VerifiedProof")
             .field("thumbprint", &self.thumbprint)
             .field("algorithm", &self.algorithm)
-            .field("jti", &self.jti)
+            .field("jti", &self.jti.as_str())
             .field("iat", &self.iat)
             .field("nonce", &self.nonce)
             .finish()
     }
 }
+
+/// A proof's `jti`, kept inline: a `String` per request cost an allocation and a
+/// free, more than the copy of [`MAX_JTI_LEN`] bytes.
+#[derive(Clone)]
+struct Jti {
+    bytes: [u8; MAX_JTI_LEN],
+    len: u8,
+}
+
+// The length is a `u8`.
+const _: () = assert!(MAX_JTI_LEN <= u8::MAX as usize);
+
+impl Jti {
+    /// `jti`, at most [`MAX_JTI_LEN`] bytes (checked before); a longer one is
+    /// cut at a character boundary, never a panic.
+    fn new(jti: &str) -> Self {
+        let mut len = jti.len().min(MAX_JTI_LEN);
+        while !jti.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; MAX_JTI_LEN];
+        bytes[..len].copy_from_slice(&jti.as_bytes()[..len]);
+        // `len <= MAX_JTI_LEN <= u8::MAX`, asserted above.
+        #[allow(clippy::cast_possible_truncation)]
+        let len = len as u8;
+        Jti { bytes, len }
+    }
+
+    fn as_str(&self) -> &str {
+        // The bytes are a prefix of a `str` cut at a character boundary.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl PartialEq for Jti {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Jti {}
 
 /// Verifies `proof`, a `DPoP` header's value, against `check`.
 ///
@@ -446,7 +487,9 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     let (header_bytes, rest) = decode_segment(header_b64, buffer)?;
     let (claims_bytes, _) = decode_segment(claims_b64, rest)?;
     let header = parse_object(header_bytes)?;
+    let header = header.object();
     let claims = parse_object(claims_bytes)?;
+    let claims = claims.object();
 
     // The header.
     let typ = string(&header, "typ")?;
@@ -472,7 +515,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         JwkError::Unsupported => ProofError::UnsupportedKey,
         JwkError::Invalid => ProofError::InvalidKey,
     };
-    let key = PublicJwk::read(jwk).map_err(jwk_error)?;
+    let key = PublicJwk::read(&jwk).map_err(jwk_error)?;
     // A cached key verified a proof before: `decode` accepted it then.
     let cached = check.key_cache.and_then(|cache| cache.get(&key));
     let (verifying_key, cached_thumbprint) = match cached {
@@ -484,7 +527,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     }
     match jwk.get("alg") {
         None => {}
-        Some(Json::String(alg)) if algorithm.names().contains(&alg.as_ref()) => {}
+        Some(Json::String(alg)) if algorithm.names().contains(&alg) => {}
         Some(_) => return Err(ProofError::AlgorithmMismatch),
     }
 
@@ -569,7 +612,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         thumbprint,
         key,
         algorithm,
-        jti: jti.to_owned(),
+        jti: Jti::new(jti),
         iat,
         nonce: nonce.map(str::to_owned),
     })
@@ -628,26 +671,26 @@ fn decode_segment<'b>(
 }
 
 /// Parses a decoded segment as one JSON object.
-fn parse_object(bytes: &[u8]) -> Result<Object<'_>, ProofError> {
-    Object::parse(bytes).map_err(|error| match error {
+fn parse_object(bytes: &[u8]) -> Result<Document<'_>, ProofError> {
+    Document::parse(bytes).map_err(|error| match error {
         JsonError::Malformed => ProofError::Json,
         JsonError::DuplicateMember => ProofError::DuplicateMember,
     })
 }
 
 /// A required string member.
-fn string<'o>(object: &'o Object<'_>, name: &'static str) -> Result<&'o str, ProofError> {
+fn string<'o>(object: &Object<'o>, name: &'static str) -> Result<&'o str, ProofError> {
     optional_string(object, name)?.ok_or(ProofError::MissingMember(name))
 }
 
 /// An optional string member: absent is `None`, another type an error.
 fn optional_string<'o>(
-    object: &'o Object<'_>,
+    object: &Object<'o>,
     name: &'static str,
 ) -> Result<Option<&'o str>, ProofError> {
     match object.get(name) {
         None => Ok(None),
-        Some(Json::String(value)) => Ok(Some(value.as_ref())),
+        Some(Json::String(value)) => Ok(Some(value)),
         Some(_) => Err(ProofError::InvalidMember(name)),
     }
 }
@@ -657,10 +700,10 @@ fn optional_string<'o>(
 fn numeric_date(object: &Object<'_>, name: &'static str) -> Result<u64, ProofError> {
     match object.get(name) {
         None => Err(ProofError::MissingMember(name)),
-        Some(Json::Number(Number::Unsigned(seconds))) => Ok(*seconds),
+        Some(Json::Number(Number::Unsigned(seconds))) => Ok(seconds),
         // Below 2^53 a float holds whole seconds exactly; beyond, no real date.
         Some(Json::Number(Number::Float(seconds)))
-            if seconds.is_finite() && *seconds >= 0.0 && *seconds < 9_007_199_254_740_992.0 =>
+            if seconds.is_finite() && seconds >= 0.0 && seconds < 9_007_199_254_740_992.0 =>
         {
             // Truncation is the rounding down asked for; the range is checked.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
