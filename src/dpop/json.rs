@@ -23,8 +23,6 @@
 //! read without allocating. Arrays are checked (for duplicates in the objects they
 //! hold) and then dropped: no member a proof is read for is an array.
 
-use std::borrow::Cow;
-
 /// A JSON value as a parsed [`Object`] hands it out.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Json<'d> {
@@ -68,12 +66,13 @@ pub(super) const MAX_DEPTH: usize = 128;
 const PAIRWISE_MAX: usize = 16;
 
 /// How many members (of the top-level object, and of the objects being read) are
-/// kept without allocating: a proof's header or claims has at most seven.
-const TOP_INLINE: usize = 12;
+/// kept without allocating: a proof's header with its `jwk` open has seven, its
+/// claims at most six.
+const TOP_INLINE: usize = 8;
 
 /// How many members of nested objects are kept without allocating: a `jwk` has
 /// four or five.
-const NESTED_INLINE: usize = 8;
+const NESTED_INLINE: usize = 6;
 
 /// How many open arrays and objects are tracked without allocating.
 const FRAMES_INLINE: usize = 8;
@@ -85,6 +84,8 @@ pub(super) struct Document<'a> {
     top: Inline<Member<'a>, TOP_INLINE>,
     /// The members of every object kept below it, each object's contiguous.
     nested: Inline<Member<'a>, NESTED_INLINE>,
+    /// The strings that had escapes, unescaped, one after the other.
+    unescaped: String,
 }
 
 /// A JSON object of a [`Document`]: its members in the order written, each name
@@ -94,35 +95,92 @@ pub(super) struct Object<'d> {
     members: &'d [Member<'d>],
     /// Where the members of the objects it holds are.
     nested: &'d [Member<'d>],
+    /// Where its strings with escapes are, unescaped.
+    unescaped: &'d str,
 }
 
-/// A member as stored: a nested object is a range of [`Document::nested`].
-#[derive(Debug, Default)]
+/// A member as stored: a nested object is a range of [`Document::nested`]. No
+/// drop glue: the members are copied, overwritten and dropped in bulk.
+#[derive(Debug, Clone, Copy)]
 struct Member<'a> {
-    name: Cow<'a, str>,
+    name: Str<'a>,
     value: Value<'a>,
 }
 
-#[derive(Debug, Default)]
+/// What a slot holds before a member is written to it.
+const BLANK: Member<'static> = Member {
+    name: Str::Borrowed(""),
+    value: Value::Null,
+};
+
+/// A string as stored: a slice of the text, or (if it had escapes) a range of
+/// [`Document::unescaped`].
+#[derive(Debug, Clone, Copy)]
+enum Str<'a> {
+    Borrowed(&'a str),
+    Unescaped { start: u32, len: u32 },
+}
+
+impl<'a> Str<'a> {
+    #[inline(always)]
+    fn resolve(self, unescaped: &'a str) -> &'a str {
+        match self {
+            Str::Borrowed(text) => text,
+            Str::Unescaped { start, len } => {
+                let start = start as usize;
+                unescaped
+                    .get(start..start + len as usize)
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
 enum Value<'a> {
-    #[default]
     Null,
     Bool(bool),
     Number(Number),
-    String(Cow<'a, str>),
+    String(Str<'a>),
     Array,
-    Object {
-        start: u32,
-        len: u32,
-    },
+    Object { start: u32, len: u32 },
 }
 
 impl<'a> Document<'a> {
-    /// Parses `bytes` as exactly one JSON object.
-    pub(super) fn parse(bytes: &'a [u8]) -> Result<Self, JsonError> {
+    /// An empty document, to [`parse`](Self::parse) into: on the caller's stack,
+    /// so that its members are not moved once parsed.
+    pub(super) fn new() -> Self {
+        Document {
+            top: Inline::new(BLANK),
+            nested: Inline::new(BLANK),
+            unescaped: String::new(),
+        }
+    }
+
+    /// Parses `bytes` as exactly one JSON object, into this document (what it
+    /// held before is dropped).
+    pub(super) fn parse(&mut self, bytes: &'a [u8]) -> Result<Object<'_>, JsonError> {
+        self.top.truncate(0);
+        self.nested.truncate(0);
+        self.unescaped.clear();
         // UTF-8 checked once for the whole text (JSON is UTF-8, RFC 8259 §8.1).
         let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Malformed)?;
-        Parser { text, bytes, at: 0 }.document()
+        Parser {
+            text,
+            bytes,
+            at: 0,
+            unescaped: &mut self.unescaped,
+        }
+        .document(&mut self.top, &mut self.nested)?;
+        Ok(self.object())
+    }
+
+    /// A new document holding `bytes`, parsed (for tests).
+    #[allow(dead_code)]
+    pub(super) fn from_bytes(bytes: &'a [u8]) -> Result<Self, JsonError> {
+        let mut document = Document::new();
+        document.parse(bytes)?;
+        Ok(document)
     }
 
     /// The top-level object.
@@ -130,6 +188,7 @@ impl<'a> Document<'a> {
         Object {
             members: self.top.as_slice(),
             nested: self.nested.as_slice(),
+            unescaped: &self.unescaped,
         }
     }
 }
@@ -139,13 +198,22 @@ impl<'d> Object<'d> {
     pub(super) fn get(&self, name: &str) -> Option<Json<'d>> {
         self.members
             .iter()
-            .find(|member| member.name == name)
-            .map(|member| self.view(&member.value))
+            .find(|member| member.name.resolve(self.unescaped) == name)
+            .map(|member| self.view(member.value))
     }
 
     /// Whether a member named `name` is present (whatever its value).
     pub(super) fn contains(&self, name: &str) -> bool {
-        self.members.iter().any(|member| member.name == name)
+        self.members
+            .iter()
+            .any(|member| member.name.resolve(self.unescaped) == name)
+    }
+
+    /// The members' names, in the order written.
+    pub(super) fn names(&self) -> impl Iterator<Item = &'d str> + '_ {
+        self.members
+            .iter()
+            .map(|member| member.name.resolve(self.unescaped))
     }
 
     /// The members, in the order written (for the differential test and the
@@ -154,25 +222,27 @@ impl<'d> Object<'d> {
     pub(super) fn members(&self) -> impl Iterator<Item = (&'d str, Json<'d>)> + '_ {
         self.members
             .iter()
-            .map(|member| (member.name.as_ref(), self.view(&member.value)))
+            .map(|member| (member.name.resolve(self.unescaped), self.view(member.value)))
     }
 
-    fn view(&self, value: &'d Value<'d>) -> Json<'d> {
+    #[inline(always)]
+    fn view(&self, value: Value<'d>) -> Json<'d> {
         match value {
             Value::Null => Json::Null,
-            Value::Bool(value) => Json::Bool(*value),
-            Value::Number(number) => Json::Number(*number),
-            Value::String(value) => Json::String(value),
+            Value::Bool(value) => Json::Bool(value),
+            Value::Number(number) => Json::Number(number),
+            Value::String(value) => Json::String(value.resolve(self.unescaped)),
             Value::Array => Json::Array,
             Value::Object { start, len } => {
-                let start = *start as usize;
+                let start = start as usize;
                 let members = self
                     .nested
-                    .get(start..start + *len as usize)
+                    .get(start..start + len as usize)
                     .unwrap_or_default();
                 Json::Object(Object {
                     members,
                     nested: self.nested,
+                    unescaped: self.unescaped,
                 })
             }
         }
@@ -181,44 +251,75 @@ impl<'d> Object<'d> {
 
 /// Whether two members have the same name (after unescaping: names are compared
 /// as the strings they denote).
-fn has_duplicates(members: &[Member<'_>]) -> bool {
+fn has_duplicates(members: &[Member<'_>], unescaped: &str) -> bool {
     if members.len() <= PAIRWISE_MAX {
-        members
-            .iter()
-            .enumerate()
-            .any(|(i, member)| members[..i].iter().any(|other| other.name == member.name))
+        // A name is compared with the earlier ones only if one of them has its
+        // fingerprint: distinct names (the usual case) cost one pass.
+        let mut seen = 0u64;
+        members.iter().enumerate().any(|(i, member)| {
+            let name = member.name.resolve(unescaped);
+            let bit = 1u64 << fingerprint(name);
+            let suspect = seen & bit != 0;
+            seen |= bit;
+            suspect
+                && members[..i]
+                    .iter()
+                    .any(|other| other.name.resolve(unescaped) == name)
+        })
     } else {
-        let mut names: Vec<&str> = members.iter().map(|member| member.name.as_ref()).collect();
+        let mut names: Vec<&str> = members
+            .iter()
+            .map(|member| member.name.resolve(unescaped))
+            .collect();
         names.sort_unstable();
         names.windows(2).any(|pair| pair[0] == pair[1])
     }
 }
 
+/// Six bits of a name (equal names, equal bits): its length, first and last byte.
+fn fingerprint(name: &str) -> u32 {
+    let bytes = name.as_bytes();
+    let first = bytes.first().copied().unwrap_or(0);
+    let last = bytes.last().copied().unwrap_or(0);
+    // Truncation is the hash.
+    #[allow(clippy::cast_possible_truncation)]
+    let len = bytes.len() as u32;
+    (len + 7 * u32::from(first) + 13 * u32::from(last)) & 63
+}
+
 /// An open array or object.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Frame {
-    #[default]
     Array,
     /// An object whose members start at `start` in the parser's member stack;
     /// `kept` unless it is inside an array.
-    Object { start: usize, kept: bool },
+    Object {
+        start: usize,
+        kept: bool,
+    },
 }
 
-struct Parser<'a> {
+struct Parser<'a, 'u> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    /// Where the strings with escapes go, unescaped.
+    unescaped: &'u mut String,
 }
 
-impl<'a> Parser<'a> {
+impl<'a> Parser<'a, '_> {
     /// The whole text: one object, with whitespace around it only.
-    fn document(mut self) -> Result<Document<'a>, JsonError> {
+    ///
+    /// `top` (empty) gets the members of the open objects, innermost last; when
+    /// the top-level object closes, only its own are left. `nested` (empty) gets
+    /// those of the objects it holds.
+    fn document(
+        mut self,
+        top: &mut Inline<Member<'a>, TOP_INLINE>,
+        nested: &mut Inline<Member<'a>, NESTED_INLINE>,
+    ) -> Result<(), JsonError> {
         use JsonError::Malformed;
-        // The members of the open objects, innermost last; when the top-level
-        // object closes, only its own are left.
-        let mut top: Inline<Member<'a>, TOP_INLINE> = Inline::new();
-        let mut nested: Inline<Member<'a>, NESTED_INLINE> = Inline::new();
-        let mut frames: Inline<Frame, FRAMES_INLINE> = Inline::new();
+        let mut frames: Inline<Frame, FRAMES_INLINE> = Inline::new(Frame::Array);
         let mut is_object = false;
         'value: loop {
             // A value is expected.
@@ -240,9 +341,9 @@ impl<'a> Parser<'a> {
                     self.skip_whitespace();
                     if self.peek() == Some(b'}') {
                         self.at += 1;
-                        Self::close_object(&mut top, &mut nested, &mut frames)?
+                        self.close_object(top, nested, &mut frames)?
                     } else {
-                        self.member_name(&mut top)?;
+                        self.member_name(top)?;
                         continue 'value;
                     }
                 }
@@ -287,11 +388,11 @@ impl<'a> Parser<'a> {
                         match self.next() {
                             Some(b',') => {
                                 self.skip_whitespace();
-                                self.member_name(&mut top)?;
+                                self.member_name(top)?;
                                 continue 'value;
                             }
                             Some(b'}') => {
-                                value = Self::close_object(&mut top, &mut nested, &mut frames)?;
+                                value = self.close_object(top, nested, &mut frames)?;
                             }
                             _ => return Err(Malformed),
                         }
@@ -310,16 +411,18 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        if !is_object {
-            return Err(Malformed);
+        if is_object {
+            Ok(())
+        } else {
+            Err(Malformed)
         }
-        Ok(Document { top, nested })
     }
 
     /// Closes the innermost frame, an object whose `}` was just read: refuses
     /// duplicate names, and moves its members where its parent will find them
     /// (a top-level object's stay where they are).
     fn close_object(
+        &self,
         top: &mut Inline<Member<'a>, TOP_INLINE>,
         nested: &mut Inline<Member<'a>, NESTED_INLINE>,
         frames: &mut Inline<Frame, FRAMES_INLINE>,
@@ -328,7 +431,7 @@ impl<'a> Parser<'a> {
             return Err(JsonError::Malformed);
         };
         let members = top.as_slice().get(start..).unwrap_or_default();
-        if has_duplicates(members) {
+        if has_duplicates(members, self.unescaped) {
             return Err(JsonError::DuplicateMember);
         }
         if frames.as_slice().is_empty() {
@@ -353,6 +456,7 @@ impl<'a> Parser<'a> {
 
     /// A member's name (the `"` is next), and its `:`: pushes the member, its
     /// value to come.
+    #[inline(always)]
     fn member_name(&mut self, top: &mut Inline<Member<'a>, TOP_INLINE>) -> Result<(), JsonError> {
         if self.next() != Some(b'"') {
             return Err(JsonError::Malformed);
@@ -369,10 +473,12 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         let byte = self.peek()?;
         self.at += 1;
@@ -380,6 +486,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Space, tab, line feed and carriage return (RFC 8259 §2), nothing else.
+    #[inline(always)]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.at += 1;
@@ -398,21 +505,25 @@ impl<'a> Parser<'a> {
 
     /// A string's contents and closing quote (the opening one was read):
     /// borrowed unless it has escapes.
-    fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
+    #[inline(always)]
+    fn string(&mut self) -> Result<Str<'a>, JsonError> {
         let start = self.at;
-        loop {
-            match self.next().ok_or(JsonError::Malformed)? {
-                b'"' => {
-                    let text = self.text.get(start..self.at - 1);
-                    return text.map(Cow::Borrowed).ok_or(JsonError::Malformed);
-                }
-                b'\\' => break,
-                0..=0x1f => return Err(JsonError::Malformed),
-                _ => {}
-            }
+        let (end, byte) = self.run()?;
+        let text = self.text.get(start..end).ok_or(JsonError::Malformed)?;
+        match byte {
+            b'"' => Ok(Str::Borrowed(text)),
+            b'\\' => self.escaped(text),
+            _ => Err(JsonError::Malformed),
         }
-        // An escape: the string is built from here on.
-        let mut owned = String::from(self.text.get(start..self.at - 1).unwrap_or_default());
+    }
+
+    /// The rest of a string after its first escape (`text` before it, the `\\`
+    /// read): unescaped into [`Document::unescaped`].
+    #[cold]
+    #[inline(never)]
+    fn escaped(&mut self, text: &str) -> Result<Str<'a>, JsonError> {
+        let unescaped_start = self.unescaped.len();
+        self.unescaped.push_str(text);
         loop {
             // A `\` was just read.
             let unescaped = match self.next().ok_or(JsonError::Malformed)? {
@@ -427,21 +538,35 @@ impl<'a> Parser<'a> {
                 b'u' => self.unicode_escape()?,
                 _ => return Err(JsonError::Malformed),
             };
-            owned.push(unescaped);
-            let run = self.at;
-            loop {
-                match self.next().ok_or(JsonError::Malformed)? {
-                    b'"' => {
-                        owned.push_str(self.text.get(run..self.at - 1).unwrap_or_default());
-                        return Ok(Cow::Owned(owned));
-                    }
-                    b'\\' => break,
-                    0..=0x1f => return Err(JsonError::Malformed),
-                    _ => {}
-                }
+            self.unescaped.push(unescaped);
+            let start = self.at;
+            let (end, byte) = self.run()?;
+            let run = self.text.get(start..end).ok_or(JsonError::Malformed)?;
+            self.unescaped.push_str(run);
+            match byte {
+                b'"' => break,
+                b'\\' => {}
+                _ => return Err(JsonError::Malformed),
             }
-            owned.push_str(self.text.get(run..self.at - 1).unwrap_or_default());
         }
+        let (Ok(start), Ok(len)) = (
+            u32::try_from(unescaped_start),
+            u32::try_from(self.unescaped.len() - unescaped_start),
+        ) else {
+            return Err(JsonError::Malformed);
+        };
+        Ok(Str::Unescaped { start, len })
+    }
+
+    /// Skips a run of string characters: where it ends and the byte that ends
+    /// it (a quote, a backslash or a control character), which is read.
+    #[inline(always)]
+    fn run(&mut self) -> Result<(usize, u8), JsonError> {
+        let rest = self.bytes.get(self.at..).unwrap_or_default();
+        let end = self.at + string_special(rest).ok_or(JsonError::Malformed)?;
+        let byte = self.bytes.get(end).copied().ok_or(JsonError::Malformed)?;
+        self.at = end + 1;
+        Ok((end, byte))
     }
 
     /// The character of a `\u` escape (the `\u` was read): a surrogate pair in
@@ -563,8 +688,44 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// A vector that keeps its first `N` items inline and moves them all to the heap
-/// when a push finds it full.
+/// Where the first `"`, `\` or control character (below U+0020) in `bytes` is:
+/// eight bytes at a time (the strings are most of a proof's JSON; byte by byte,
+/// they cost as much as the rest of the parse).
+#[inline(always)]
+fn string_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_le_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_le_bytes([b'\\'; 8]);
+    const SPACES: u64 = u64::from_le_bytes([0x20; 8]);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut skipped = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let quotes = word ^ QUOTES;
+        let backslashes = word ^ BACKSLASHES;
+        // Each term's lowest flagged byte is exact (a borrow only flags bytes
+        // above a true hit), so the lowest of their union is the first hit.
+        let hits = (quotes.wrapping_sub(ONES) & !quotes)
+            | (backslashes.wrapping_sub(ONES) & !backslashes)
+            | (word.wrapping_sub(SPACES) & !word);
+        let hits = hits & HIGHS;
+        if hits != 0 {
+            return Some(skipped + (hits.trailing_zeros() / 8) as usize);
+        }
+        skipped += 8;
+    }
+    let at = chunks
+        .remainder()
+        .iter()
+        .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+    Some(skipped + at)
+}
+
+/// A vector of `Copy` items that keeps its first `N` inline and moves them all
+/// to the heap when a push finds it full.
 #[derive(Debug)]
 struct Inline<T, const N: usize> {
     items: [T; N],
@@ -574,10 +735,11 @@ struct Inline<T, const N: usize> {
     spilled: bool,
 }
 
-impl<T: Default, const N: usize> Inline<T, N> {
-    fn new() -> Self {
+impl<T: Copy, const N: usize> Inline<T, N> {
+    /// Empty, its slots holding `blank`.
+    fn new(blank: T) -> Self {
         Inline {
-            items: std::array::from_fn(|_| T::default()),
+            items: [blank; N],
             len: 0,
             heap: Vec::new(),
             spilled: false,
@@ -616,7 +778,7 @@ impl<T: Default, const N: usize> Inline<T, N> {
                 return;
             }
             self.heap.reserve(2 * N);
-            self.heap.extend(self.items.iter_mut().map(std::mem::take));
+            self.heap.extend_from_slice(&self.items);
             self.spilled = true;
         }
         self.heap.push(item);
@@ -627,31 +789,23 @@ impl<T: Default, const N: usize> Inline<T, N> {
             self.heap.pop()
         } else {
             self.len = self.len.checked_sub(1)?;
-            self.items.get_mut(self.len).map(std::mem::take)
+            self.items.get(self.len).copied()
         }
     }
 
-    /// Drops the items from `len` on.
+    /// Keeps the first `len` items (the others' slots are left as they are).
     fn truncate(&mut self, len: usize) {
         if self.spilled {
             self.heap.truncate(len);
         } else {
-            for item in self.items.get_mut(len..self.len).unwrap_or_default() {
-                *item = T::default();
-            }
             self.len = self.len.min(len);
         }
     }
 
     /// Moves the items from `start` on to the end of `other`.
     fn move_tail<const M: usize>(&mut self, start: usize, other: &mut Inline<T, M>) {
-        let tail = if self.spilled {
-            self.heap.get_mut(start..).unwrap_or_default()
-        } else {
-            self.items.get_mut(start..self.len).unwrap_or_default()
-        };
-        for item in tail {
-            other.push(std::mem::take(item));
+        for item in self.as_slice().get(start..).unwrap_or_default() {
+            other.push(*item);
         }
         self.truncate(start);
     }

@@ -486,10 +486,10 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     };
     let (header_bytes, rest) = decode_segment(header_b64, buffer)?;
     let (claims_bytes, _) = decode_segment(claims_b64, rest)?;
-    let header = parse_object(header_bytes)?;
-    let header = header.object();
-    let claims = parse_object(claims_bytes)?;
-    let claims = claims.object();
+    let mut header_json = Document::new();
+    let header = parse_object(&mut header_json, header_bytes)?;
+    let mut claims_json = Document::new();
+    let claims = parse_object(&mut claims_json, claims_bytes)?;
 
     // The header.
     let typ = string(&header, "typ")?;
@@ -671,8 +671,11 @@ fn decode_segment<'b>(
 }
 
 /// Parses a decoded segment as one JSON object.
-fn parse_object(bytes: &[u8]) -> Result<Document<'_>, ProofError> {
-    Document::parse(bytes).map_err(|error| match error {
+fn parse_object<'d, 'a>(
+    document: &'d mut Document<'a>,
+    bytes: &'a [u8],
+) -> Result<Object<'d>, ProofError> {
+    document.parse(bytes).map_err(|error| match error {
         JsonError::Malformed => ProofError::Json,
         JsonError::DuplicateMember => ProofError::DuplicateMember,
     })

@@ -4,7 +4,7 @@ use super::differential::check;
 use super::*;
 
 fn parse(text: &str) -> Result<Document<'_>, JsonError> {
-    Document::parse(text.as_bytes())
+    Document::from_bytes(text.as_bytes())
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn refuses_what_is_not_one_object() {
         b"{\"\xc3\":1}",
     ] {
         assert_eq!(
-            Document::parse(bytes).err(),
+            Document::from_bytes(bytes).err(),
             Some(JsonError::Malformed),
             "{bytes:?}"
         );
