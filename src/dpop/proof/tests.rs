@@ -478,6 +478,19 @@ fn jti_must_be_short_and_present() {
         let result = verify(&key.proof_with("jti", json!(jti)));
         assert_eq!(result.map(|_| ()), expected);
     }
+    // Kept inline up to `JTI_INLINE` bytes, on the heap beyond: the same `jti`
+    // either way, escapes and all.
+    for jti in [
+        "j".to_owned(),
+        "j".repeat(JTI_INLINE),
+        "j".repeat(JTI_INLINE + 1),
+        "é".repeat(MAX_JTI_LEN / 2),
+        "\u{1F600}\n".repeat(20),
+    ] {
+        let verified = verify(&key.proof_with("jti", json!(jti))).unwrap();
+        assert_eq!(verified.jti(), jti);
+        assert_eq!(verified.clone(), verified);
+    }
 }
 
 #[test]
