@@ -868,3 +868,82 @@ fn find_dot_finds_the_first_dot_anywhere() {
         }
     }
 }
+
+/// The proofs' base64url decoder accepts exactly what the `base64` crate's
+/// `URL_SAFE_NO_PAD` (canonical, no padding) accepts, and decodes the same bytes.
+mod base64url {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    use super::super::decode_base64url;
+
+    fn agrees(input: &[u8], room: usize) {
+        let mut ours = vec![0u8; room];
+        let mut theirs = vec![0u8; room.max(input.len())];
+        let expected = URL_SAFE_NO_PAD.decode_slice(input, &mut theirs).ok();
+        let expected = expected.filter(|&len| len <= room);
+        assert_eq!(
+            decode_base64url(input, &mut ours),
+            expected,
+            "{input:?} {room}"
+        );
+        if let Some(len) = expected {
+            assert_eq!(ours[..len], theirs[..len]);
+        }
+    }
+
+    #[test]
+    fn edges() {
+        for input in [
+            &b""[..],
+            b"A",
+            b"AA",
+            b"AQ",
+            b"AAA",
+            b"AAE",
+            b"AAAA",
+            b"AA==",
+            b"AB",
+            b"A+/_",
+            b"-_-_",
+            b"////",
+            b"AAAA=",
+            b"A A=",
+            b"\xffAAA",
+            b"AAAAAAAA",
+            b"AAAAAAA\xff",
+            b"AAAAAAAAAAAB",
+        ] {
+            for room in [0, 1, 5, 6, 8, 16] {
+                agrees(input, room);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8192, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn agrees_with_the_base64_crate(
+            chars in prop::collection::vec(
+                prop_oneof![
+                    16 => prop::sample::select(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".to_vec()),
+                    1 => any::<u8>(),
+                ],
+                0..100,
+            ),
+            room in 0..100usize,
+        ) {
+            agrees(&chars, room);
+        }
+
+        #[test]
+        fn decodes_what_the_base64_crate_encodes(bytes in prop::collection::vec(any::<u8>(), 0..100)) {
+            let text = URL_SAFE_NO_PAD.encode(&bytes);
+            let mut out = vec![0u8; bytes.len()];
+            prop_assert_eq!(decode_base64url(text.as_bytes(), &mut out), Some(bytes.len()));
+            prop_assert_eq!(out, bytes);
+        }
+    }
+}
