@@ -9,6 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+#[cfg(test)]
+use super::json::Document;
 use super::json::{Json, Object};
 use crate::token::grant::JwkThumbprint;
 
@@ -77,11 +79,12 @@ impl PublicJwk {
     /// base64url of the full length. Whether the point is a valid key is
     /// [`decode`](Self::decode)'s business.
     pub(super) fn read(object: &Object<'_>) -> Result<Self, JwkError> {
-        if PRIVATE_MEMBERS.iter().any(|name| object.contains(name)) {
+        // One pass over the key's (few) members, not one per private name.
+        if object.names().any(|name| PRIVATE_MEMBERS.contains(&name)) {
             return Err(JwkError::PrivateKey);
         }
         let member = |name: &str| match object.get(name) {
-            Some(Json::String(value)) => Ok(value.as_ref()),
+            Some(Json::String(value)) => Ok(value),
             _ => Err(JwkError::Invalid),
         };
         match (member("kty")?, member("crv")) {
@@ -316,8 +319,8 @@ fn decode_key_part(text: &str) -> Result<[u8; KEY_PART_LEN], JwkError> {
     if text.len() != 43 {
         return Err(JwkError::Invalid);
     }
-    match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
-        Ok(KEY_PART_LEN) => Ok(bytes),
+    match super::proof::decode_base64url(text.as_bytes(), &mut bytes) {
+        Some(KEY_PART_LEN) => Ok(bytes),
         _ => Err(JwkError::Invalid),
     }
 }
@@ -327,7 +330,8 @@ mod tests {
     use super::*;
 
     fn jwk(text: &str) -> Result<PublicJwk, JwkError> {
-        PublicJwk::from_json(&Object::parse(text.as_bytes()).unwrap()).map(|(jwk, _)| jwk)
+        PublicJwk::from_json(&Document::from_bytes(text.as_bytes()).unwrap().object())
+            .map(|(jwk, _)| jwk)
     }
 
     /// RFC 8037 Appendix A.1/A.3: the Ed25519 example key and its thumbprint.

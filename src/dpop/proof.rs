@@ -3,13 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::htu::NormalizedUri;
-use super::json::{Json, JsonError, Number, Object};
+use super::json::{Document, Json, JsonError, Number, Object};
 use super::jwk::{JwkError, KeyCache, PublicJwk, VerifyingKey};
 use crate::token::grant::JwkThumbprint;
 
@@ -339,7 +337,7 @@ pub struct VerifiedProof {
     key: PublicJwk,
     thumbprint: JwkThumbprint,
     algorithm: DpopAlgorithm,
-    jti: String,
+    jti: Jti,
     iat: u64,
     nonce: Option<String>,
 }
@@ -364,7 +362,7 @@ impl VerifiedProof {
     /// [`MAX_JTI_LEN`] bytes). Remember it with the [thumbprint](Self::thumbprint)
     /// until `iat` leaves the window: the same `jti` from two keys is two proofs.
     pub fn jti(&self) -> &str {
-        &self.jti
+        self.jti.as_str()
     }
 
     /// The proof's `iat`, in Unix seconds (a fractional one rounded down).
@@ -385,12 +383,56 @@ impl fmt::Debug for VerifiedProof {
         f.debug_struct("VerifiedProof")
             .field("thumbprint", &self.thumbprint)
             .field("algorithm", &self.algorithm)
-            .field("jti", &self.jti)
+            .field("jti", &self.jti.as_str())
             .field("iat", &self.iat)
             .field("nonce", &self.nonce)
             .finish()
     }
 }
+
+/// A proof's `jti`: inline up to [`JTI_INLINE`] bytes (the 22 to 43 characters
+/// clients send, a 36-character UUID), on the heap beyond. A `String` per
+/// request cost an allocation and a free.
+#[derive(Clone)]
+enum Jti {
+    Inline { len: u8, bytes: [u8; JTI_INLINE] },
+    Heap(Box<str>),
+}
+
+/// The longest `jti` kept inline; the whole [`Jti`] is 48 bytes, two more words
+/// than a `String` (what `VerifiedProof` is moved with grows little).
+const JTI_INLINE: usize = 46;
+
+impl Jti {
+    fn new(jti: &str) -> Self {
+        match u8::try_from(jti.len()) {
+            Ok(len) if jti.len() <= JTI_INLINE => {
+                let mut bytes = [0; JTI_INLINE];
+                bytes[..jti.len()].copy_from_slice(jti.as_bytes());
+                Jti::Inline { len, bytes }
+            }
+            _ => Jti::Heap(jti.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // The bytes are a whole `str`'s, copied.
+            Jti::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Jti::Heap(jti) => jti,
+        }
+    }
+}
+
+impl PartialEq for Jti {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Jti {}
 
 /// Verifies `proof`, a `DPoP` header's value, against `check`.
 ///
@@ -445,8 +487,10 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     };
     let (header_bytes, rest) = decode_segment(header_b64, buffer)?;
     let (claims_bytes, _) = decode_segment(claims_b64, rest)?;
-    let header = parse_object(header_bytes)?;
-    let claims = parse_object(claims_bytes)?;
+    let mut header_json = Document::new();
+    let header = parse_object(&mut header_json, header_bytes)?;
+    let mut claims_json = Document::new();
+    let claims = parse_object(&mut claims_json, claims_bytes)?;
 
     // The header.
     let typ = string(&header, "typ")?;
@@ -472,7 +516,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         JwkError::Unsupported => ProofError::UnsupportedKey,
         JwkError::Invalid => ProofError::InvalidKey,
     };
-    let key = PublicJwk::read(jwk).map_err(jwk_error)?;
+    let key = PublicJwk::read(&jwk).map_err(jwk_error)?;
     // A cached key verified a proof before: `decode` accepted it then.
     let cached = check.key_cache.and_then(|cache| cache.get(&key));
     let (verifying_key, cached_thumbprint) = match cached {
@@ -484,7 +528,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     }
     match jwk.get("alg") {
         None => {}
-        Some(Json::String(alg)) if algorithm.names().contains(&alg.as_ref()) => {}
+        Some(Json::String(alg)) if algorithm.names().contains(&alg) => {}
         Some(_) => return Err(ProofError::AlgorithmMismatch),
     }
 
@@ -512,7 +556,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         let ath = optional_string(&claims, "ath")?.ok_or(ProofError::MissingAccessTokenHash)?;
         // SHA-256 is 32 bytes, 43 characters of canonical base64url exactly.
         let mut hash = [0u8; 32];
-        if ath.len() != 43 || URL_SAFE_NO_PAD.decode_slice(ath, &mut hash) != Ok(32) {
+        if ath.len() != 43 || decode_base64url(ath.as_bytes(), &mut hash) != Some(32) {
             return Err(ProofError::AccessTokenHashMismatch);
         }
         let expected: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -534,10 +578,10 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     if signature_b64.len() != 86 {
         return Err(ProofError::Signature);
     }
-    match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
-        Ok(64) => {}
-        Ok(_) => return Err(ProofError::Signature),
-        Err(_) => return Err(ProofError::Base64),
+    match decode_base64url(signature_b64, &mut signature) {
+        Some(64) => {}
+        Some(_) => return Err(ProofError::Signature),
+        None => return Err(ProofError::Base64),
     }
     let signed = &proof[..header_b64.len() + 1 + claims_b64.len()];
     // `algorithm.fits(&key)` held: the key's kind is the algorithm's.
@@ -569,7 +613,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         thumbprint,
         key,
         algorithm,
-        jti: jti.to_owned(),
+        jti: Jti::new(jti),
         iat,
         nonce: nonce.map(str::to_owned),
     })
@@ -614,40 +658,122 @@ fn decoded_len(len: usize) -> usize {
     len.div_ceil(4) * 3
 }
 
+/// Each base64url character's six bits; 0xff for a byte outside the alphabet.
+const BASE64URL: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < alphabet.len() {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Decodes canonical base64url without padding (RFC 7515 §2) into the start of
+/// `output`: the decoded length, or `None` for a character outside the
+/// alphabet (padding included), a length of 4n + 1, stray bits in the last
+/// character, or an `output` too short. It accepts what the `base64` crate's
+/// `URL_SAFE_NO_PAD.decode_slice` accepts (a test holds it to that), eight
+/// characters per step into one 64-bit word, the alphabet checked once at the
+/// end.
+pub(super) fn decode_base64url(input: &[u8], output: &mut [u8]) -> Option<usize> {
+    let len = input.len() / 4 * 3
+        + match input.len() % 4 {
+            0 => 0,
+            2 => 1,
+            3 => 2,
+            _ => return None,
+        };
+    let output = output.get_mut(..len)?;
+    let six = |byte: u8| BASE64URL[usize::from(byte)];
+    // The OR of every character's value: 64 or more iff one is outside.
+    let mut values = 0u8;
+    let (mut at, mut out) = (0, 0);
+    // Eight characters make six bytes, written as eight (the last two are
+    // overwritten by the next step): while eight fit.
+    while let (Some(chars), Some(bytes)) = (input.get(at..at + 8), output.get_mut(out..out + 8)) {
+        let mut word = 0u64;
+        for &byte in chars {
+            let value = six(byte);
+            values |= value;
+            word = word << 6 | u64::from(value);
+        }
+        bytes.copy_from_slice(&(word << 16).to_be_bytes());
+        at += 8;
+        out += 6;
+    }
+    let input = input.get(at..).unwrap_or_default();
+    let output = output.get_mut(out..).unwrap_or_default();
+    let groups = input.len() / 4;
+    let (body, tail) = input.split_at(groups * 4);
+    let (body_out, tail_out) = output.split_at_mut(groups * 3);
+    for (chars, bytes) in body.chunks_exact(4).zip(body_out.chunks_exact_mut(3)) {
+        let (a, b, c, d) = (six(chars[0]), six(chars[1]), six(chars[2]), six(chars[3]));
+        values |= a | b | c | d;
+        let group = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
+        bytes.copy_from_slice(&group.to_be_bytes()[1..]);
+    }
+    match (tail, tail_out) {
+        ([a, b], [x]) => {
+            let (a, b) = (six(*a), six(*b));
+            values |= a | b;
+            // The low four bits of the last character are not data.
+            if b & 0x0f != 0 {
+                return None;
+            }
+            *x = a << 2 | b >> 4;
+        }
+        ([a, b, c], [x, y]) => {
+            let (a, b, c) = (six(*a), six(*b), six(*c));
+            values |= a | b | c;
+            // The low two bits of the last character are not data.
+            if c & 0x03 != 0 {
+                return None;
+            }
+            *x = a << 2 | b >> 4;
+            *y = b << 4 | c >> 2;
+        }
+        _ => {}
+    }
+    (values < 64).then_some(len)
+}
+
 /// Decodes one base64url segment at the start of `buffer`: the decoded bytes, and
 /// the rest of the buffer.
 fn decode_segment<'b>(
     segment: &[u8],
     buffer: &'b mut [u8],
 ) -> Result<(&'b [u8], &'b mut [u8]), ProofError> {
-    let len = URL_SAFE_NO_PAD
-        .decode_slice(segment, buffer)
-        .map_err(|_| ProofError::Base64)?;
+    let len = decode_base64url(segment, buffer).ok_or(ProofError::Base64)?;
     let (decoded, rest) = buffer.split_at_mut(len);
     Ok((decoded, rest))
 }
 
 /// Parses a decoded segment as one JSON object.
-fn parse_object(bytes: &[u8]) -> Result<Object<'_>, ProofError> {
-    Object::parse(bytes).map_err(|error| match error {
+fn parse_object<'d, 'a>(
+    document: &'d mut Document<'a>,
+    bytes: &'a [u8],
+) -> Result<Object<'d>, ProofError> {
+    document.parse(bytes).map_err(|error| match error {
         JsonError::Malformed => ProofError::Json,
         JsonError::DuplicateMember => ProofError::DuplicateMember,
     })
 }
 
 /// A required string member.
-fn string<'o>(object: &'o Object<'_>, name: &'static str) -> Result<&'o str, ProofError> {
+fn string<'o>(object: &Object<'o>, name: &'static str) -> Result<&'o str, ProofError> {
     optional_string(object, name)?.ok_or(ProofError::MissingMember(name))
 }
 
 /// An optional string member: absent is `None`, another type an error.
 fn optional_string<'o>(
-    object: &'o Object<'_>,
+    object: &Object<'o>,
     name: &'static str,
 ) -> Result<Option<&'o str>, ProofError> {
     match object.get(name) {
         None => Ok(None),
-        Some(Json::String(value)) => Ok(Some(value.as_ref())),
+        Some(Json::String(value)) => Ok(Some(value)),
         Some(_) => Err(ProofError::InvalidMember(name)),
     }
 }
@@ -657,10 +783,10 @@ fn optional_string<'o>(
 fn numeric_date(object: &Object<'_>, name: &'static str) -> Result<u64, ProofError> {
     match object.get(name) {
         None => Err(ProofError::MissingMember(name)),
-        Some(Json::Number(Number::Unsigned(seconds))) => Ok(*seconds),
+        Some(Json::Number(Number::Unsigned(seconds))) => Ok(seconds),
         // Below 2^53 a float holds whole seconds exactly; beyond, no real date.
         Some(Json::Number(Number::Float(seconds)))
-            if seconds.is_finite() && *seconds >= 0.0 && *seconds < 9_007_199_254_740_992.0 =>
+            if (0.0..9_007_199_254_740_992.0).contains(&seconds) =>
         {
             // Truncation is the rounding down asked for; the range is checked.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]

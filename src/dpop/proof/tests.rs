@@ -478,6 +478,19 @@ fn jti_must_be_short_and_present() {
         let result = verify(&key.proof_with("jti", json!(jti)));
         assert_eq!(result.map(|_| ()), expected);
     }
+    // Kept inline up to `JTI_INLINE` bytes, on the heap beyond: the same `jti`
+    // either way, escapes and all.
+    for jti in [
+        "j".to_owned(),
+        "j".repeat(JTI_INLINE),
+        "j".repeat(JTI_INLINE + 1),
+        "é".repeat(MAX_JTI_LEN / 2),
+        "\u{1F600}\n".repeat(20),
+    ] {
+        let verified = verify(&key.proof_with("jti", json!(jti))).unwrap();
+        assert_eq!(verified.jti(), jti);
+        assert_eq!(verified.clone(), verified);
+    }
 }
 
 #[test]
@@ -852,6 +865,68 @@ fn find_dot_finds_the_first_dot_anywhere() {
                 bytes[len - 1] = b'.';
             }
             assert_eq!(find_dot(&bytes), Some(at), "{len} {at}");
+        }
+    }
+}
+
+/// The proofs' base64url decoder accepts exactly what the `base64` crate's
+/// `URL_SAFE_NO_PAD` (canonical, no padding) accepts, and decodes the same bytes.
+mod base64url {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    use super::super::decode_base64url;
+
+    fn agrees(input: &[u8], room: usize) {
+        let mut ours = vec![0u8; room];
+        let mut theirs = vec![0u8; room.max(input.len())];
+        let expected = URL_SAFE_NO_PAD.decode_slice(input, &mut theirs).ok();
+        let expected = expected.filter(|&len| len <= room);
+        assert_eq!(
+            decode_base64url(input, &mut ours),
+            expected,
+            "{input:?} {room}"
+        );
+        if let Some(len) = expected {
+            assert_eq!(ours[..len], theirs[..len]);
+        }
+    }
+
+    #[test]
+    fn edges() {
+        // Separated by `|`; the first is empty.
+        let inputs = b"|A|AA|AQ|AAA|AAE|AAAA|AA==|AB|A+/_|-_-_|////|AAAA=|A A=|\xffAAA|AAAAAAAA|AAAAAAA\xff|AAAAAAAAAAAB";
+        for input in inputs.split(|&byte| byte == b'|') {
+            for room in [0, 1, 5, 6, 8, 16] {
+                agrees(input, room);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8192, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn agrees_with_the_base64_crate(
+            chars in prop::collection::vec(
+                prop_oneof![
+                    16 => prop::sample::select(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".to_vec()),
+                    1 => any::<u8>(),
+                ],
+                0..100,
+            ),
+            room in 0..100usize,
+        ) {
+            agrees(&chars, room);
+        }
+
+        #[test]
+        fn decodes_what_the_base64_crate_encodes(bytes in prop::collection::vec(any::<u8>(), 0..100)) {
+            let text = URL_SAFE_NO_PAD.encode(&bytes);
+            let mut out = vec![0u8; bytes.len()];
+            prop_assert_eq!(decode_base64url(text.as_bytes(), &mut out), Some(bytes.len()));
+            prop_assert_eq!(out, bytes);
         }
     }
 }
