@@ -41,6 +41,10 @@
 //! in *interleaved rounds* (each round times every case once, in rotating order;
 //! `BENCH_ROUNDS`, default 101) and prints medians and the target ratio from those.
 //! `BENCH_OUT=file` also writes them as TSV (for `scripts/bench.sh`).
+//! `BENCH_PROCESSES=12` runs those rounds in 12 fresh processes instead and prints
+//! the median over processes of each row: one process's figures carry its layout
+//! (a ratio moved from 1.27x to 1.57x between two processes of one binary), so
+//! compare builds by that median.
 //!
 //! `BENCH_CASE=memory BENCH_ITERS=10000` runs only that case that many times (after a
 //! warm-up) and exits: `scripts/bench.sh` runs it under callgrind for instruction
@@ -799,6 +803,10 @@ fn main() {
     }
 
     let mode = Mode::from_env();
+    if let (Some(processes), true) = (processes(), mode.interleaved) {
+        across_processes(processes);
+        return;
+    }
     if mode.criterion {
         let mut criterion = Criterion::default().configure_from_args();
         let mut group = criterion.benchmark_group("guard");
@@ -810,6 +818,62 @@ fn main() {
     }
     if mode.interleaved {
         interleaved(&mut cases);
+    }
+}
+
+/// `BENCH_PROCESSES=N` (N ≥ 2): how many processes to run the interleaved rounds in.
+fn processes() -> Option<usize> {
+    let n: usize = std::env::var("BENCH_PROCESSES").ok()?.parse().ok()?;
+    (n >= 2).then_some(n)
+}
+
+/// Runs the interleaved rounds in `n` fresh processes of this binary, one after
+/// the other, and prints the median of their medians (and the range) per row. A
+/// process's own figures move with where its code and data landed (on the VMs
+/// measured here the guard's ratio went from 1.27x to 1.57x between consecutive
+/// processes of one binary, a DPoP row by microseconds): across processes that
+/// averages out, within one it cannot.
+fn across_processes(n: usize) {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
+    for process in 1..=n {
+        let tsv =
+            std::env::temp_dir().join(format!("guard-bench-{}-{process}.tsv", std::process::id()));
+        let status = std::process::Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .env_remove("BENCH_PROCESSES")
+            .env("BENCH_INTERLEAVED_ONLY", "1")
+            .env("BENCH_OUT", &tsv)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("start the bench");
+        assert!(status.success(), "process {process} failed: {status}");
+        let text = std::fs::read_to_string(&tsv).expect("read the process's figures");
+        let _ = std::fs::remove_file(&tsv);
+        for line in text.lines().skip(1) {
+            let mut fields = line.split('\t');
+            let (Some(name), Some(Ok(median))) = (fields.next(), fields.next().map(str::parse))
+            else {
+                continue;
+            };
+            match rows.iter_mut().find(|(row, _)| row == name) {
+                Some((_, values)) => values.push(median),
+                None => rows.push((name.to_owned(), vec![median])),
+            }
+        }
+        eprintln!("process {process} of {n} done");
+    }
+    println!("\nacross {n} processes: median of the per-process medians (min, max)");
+    let mut tsv = String::from("row\tmedian\tmin\tmax\n");
+    for (name, values) in &rows {
+        let (_, median, _) = quartiles(values);
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!("{name:<44} {median:>11.2} ({min:.2}, {max:.2})");
+        tsv += &format!("{name}\t{median:.3}\t{min:.3}\t{max:.3}\n");
+    }
+    if let Some(path) = std::env::var_os("BENCH_OUT") {
+        std::fs::write(&path, tsv).expect("write BENCH_OUT");
     }
 }
 
