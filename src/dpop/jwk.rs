@@ -319,8 +319,8 @@ fn decode_key_part(text: &str) -> Result<[u8; KEY_PART_LEN], JwkError> {
     if text.len() != 43 {
         return Err(JwkError::Invalid);
     }
-    match super::proof::decode_base64url(text.as_bytes(), &mut bytes) {
-        Some(KEY_PART_LEN) => Ok(bytes),
+    match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+        Ok(KEY_PART_LEN) => Ok(bytes),
         _ => Err(JwkError::Invalid),
     }
 }

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
@@ -556,7 +558,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         let ath = optional_string(&claims, "ath")?.ok_or(ProofError::MissingAccessTokenHash)?;
         // SHA-256 is 32 bytes, 43 characters of canonical base64url exactly.
         let mut hash = [0u8; 32];
-        if ath.len() != 43 || decode_base64url(ath.as_bytes(), &mut hash) != Some(32) {
+        if ath.len() != 43 || URL_SAFE_NO_PAD.decode_slice(ath, &mut hash) != Ok(32) {
             return Err(ProofError::AccessTokenHashMismatch);
         }
         let expected: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -578,10 +580,10 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     if signature_b64.len() != 86 {
         return Err(ProofError::Signature);
     }
-    match decode_base64url(signature_b64, &mut signature) {
-        Some(64) => {}
-        Some(_) => return Err(ProofError::Signature),
-        None => return Err(ProofError::Base64),
+    match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
+        Ok(64) => {}
+        Ok(_) => return Err(ProofError::Signature),
+        Err(_) => return Err(ProofError::Base64),
     }
     let signed = &proof[..header_b64.len() + 1 + claims_b64.len()];
     // `algorithm.fits(&key)` held: the key's kind is the algorithm's.
@@ -658,94 +660,15 @@ fn decoded_len(len: usize) -> usize {
     len.div_ceil(4) * 3
 }
 
-/// Each base64url character's six bits; 0xff for a byte outside the alphabet.
-const BASE64URL: [u8; 256] = {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut table = [0xff; 256];
-    let mut i = 0;
-    while i < alphabet.len() {
-        table[alphabet[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
-
-/// Decodes canonical base64url without padding (RFC 7515 §2) into the start of
-/// `output`: the decoded length, or `None` for a character outside the
-/// alphabet (padding included), a length of 4n + 1, stray bits in the last
-/// character, or an `output` too short. It accepts what the `base64` crate's
-/// `URL_SAFE_NO_PAD.decode_slice` accepts (a test holds it to that), eight
-/// characters per step into one 64-bit word, the alphabet checked once at the
-/// end.
-pub(super) fn decode_base64url(input: &[u8], output: &mut [u8]) -> Option<usize> {
-    let len = input.len() / 4 * 3
-        + match input.len() % 4 {
-            0 => 0,
-            2 => 1,
-            3 => 2,
-            _ => return None,
-        };
-    let output = output.get_mut(..len)?;
-    let six = |byte: u8| BASE64URL[usize::from(byte)];
-    // The OR of every character's value: 64 or more iff one is outside.
-    let mut values = 0u8;
-    let (mut at, mut out) = (0, 0);
-    // Eight characters make six bytes, written as eight (the last two are
-    // overwritten by the next step): while eight fit.
-    while let (Some(chars), Some(bytes)) = (input.get(at..at + 8), output.get_mut(out..out + 8)) {
-        let mut word = 0u64;
-        for &byte in chars {
-            let value = six(byte);
-            values |= value;
-            word = word << 6 | u64::from(value);
-        }
-        bytes.copy_from_slice(&(word << 16).to_be_bytes());
-        at += 8;
-        out += 6;
-    }
-    let input = input.get(at..).unwrap_or_default();
-    let output = output.get_mut(out..).unwrap_or_default();
-    let groups = input.len() / 4;
-    let (body, tail) = input.split_at(groups * 4);
-    let (body_out, tail_out) = output.split_at_mut(groups * 3);
-    for (chars, bytes) in body.chunks_exact(4).zip(body_out.chunks_exact_mut(3)) {
-        let (a, b, c, d) = (six(chars[0]), six(chars[1]), six(chars[2]), six(chars[3]));
-        values |= a | b | c | d;
-        let group = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
-        bytes.copy_from_slice(&group.to_be_bytes()[1..]);
-    }
-    match (tail, tail_out) {
-        ([a, b], [x]) => {
-            let (a, b) = (six(*a), six(*b));
-            values |= a | b;
-            // The low four bits of the last character are not data.
-            if b & 0x0f != 0 {
-                return None;
-            }
-            *x = a << 2 | b >> 4;
-        }
-        ([a, b, c], [x, y]) => {
-            let (a, b, c) = (six(*a), six(*b), six(*c));
-            values |= a | b | c;
-            // The low two bits of the last character are not data.
-            if c & 0x03 != 0 {
-                return None;
-            }
-            *x = a << 2 | b >> 4;
-            *y = b << 4 | c >> 2;
-        }
-        _ => {}
-    }
-    (values < 64).then_some(len)
-}
-
 /// Decodes one base64url segment at the start of `buffer`: the decoded bytes, and
 /// the rest of the buffer.
 fn decode_segment<'b>(
     segment: &[u8],
     buffer: &'b mut [u8],
 ) -> Result<(&'b [u8], &'b mut [u8]), ProofError> {
-    let len = decode_base64url(segment, buffer).ok_or(ProofError::Base64)?;
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(segment, buffer)
+        .map_err(|_| ProofError::Base64)?;
     let (decoded, rest) = buffer.split_at_mut(len);
     Ok((decoded, rest))
 }
