@@ -240,7 +240,7 @@ pub(crate) fn guarded(handles: &Handles, outcome: GuardOutcome) {
     let _ = (handles, outcome);
 }
 
-/// The guard awaited `store` (`"token"` or `"user"`) since `started`.
+/// The guard awaited `store` (`"token"`, `"user"` or `"dpop_replay"`) since `started`.
 #[inline(always)]
 pub(crate) fn lookup_awaited(store: &'static str, started: Started) {
     #[cfg(feature = "metrics")]

@@ -234,6 +234,55 @@ async fn a_dpop_token_works_with_a_proof_of_its_key_only() {
     }
 }
 
+/// The guard decides in `call` when every store answers at once, and awaits
+/// the ones that do not: each mix of ready and awaited token, user and replay
+/// stores lets a proof through once, and refuses its replay, another key's
+/// proof and a disabled user alike.
+#[tokio::test]
+async fn dpop_tokens_are_checked_alike_whichever_stores_are_awaited() {
+    use tower_oauth2_password::dpop::MemoryReplayStore;
+    use tower_oauth2_password::testing::Awaited;
+
+    for stores in [
+        Stores::Ready,
+        Stores::AwaitedTokens,
+        Stores::AwaitedUsers,
+        Stores::Awaited,
+    ] {
+        for awaited_replays in [false, true] {
+            let replays = MemoryReplayStore::new();
+            let replays = if awaited_replays {
+                Awaited::new(replays)
+            } else {
+                Awaited::passthrough(replays)
+            };
+            let layer = tutorial_builder(stores)
+                .refresh_tokens(MemoryRefreshTokenStore::new())
+                .no_login_policy()
+                .dpop(DpopSettings::allowed().replay_store(replays))
+                .build();
+            let users = layer.user_store().clone();
+            let server = Server::start_with(layer).await;
+            let key = Key::ed25519(21);
+            let (token, _) = dpop_login(&server, &key).await;
+            let proof = me_proof(&server, &key, &token);
+            let me = me_with(&server, &token, &proof).await;
+            assert_eq!(me.status, StatusCode::OK, "body: {:?}", me.body);
+            assert_eq!(me.json()["username"], "johndoe");
+            assert_proof_refused(&me_with(&server, &token, &proof).await);
+            let other = Key::p256(21);
+            assert_proof_refused(
+                &me_with(&server, &token, &me_proof(&server, &other, &token)).await,
+            );
+            assert!(users.disable("johndoe"));
+            me_with(&server, &token, &me_proof(&server, &key, &token))
+                .await
+                .assert_error(400, "Inactive user", None);
+            server.stop().await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_replayed_or_misdirected_proof_is_refused() {
     let server = start(DpopSettings::allowed()).await;

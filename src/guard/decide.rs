@@ -10,6 +10,8 @@ use tower_service::Service;
 
 use crate::clock;
 use crate::config::{ScopeRule, Shared};
+#[cfg(feature = "dpop")]
+use crate::dpop::replay::Sighting;
 use crate::guard::bearer;
 use crate::guard::paths::client_path;
 use crate::guard::paths::spellings;
@@ -48,6 +50,10 @@ pub(crate) enum Pending<U> {
     /// the key binding and the replay store are checked when it comes.
     #[cfg(feature = "dpop")]
     Dpop(crate::dpop::proof::VerifiedProof, Lookup<Option<Grant>>),
+    /// `Authorization: DPoP`: the token is bound to the proof's key, and the
+    /// replay store's answer is on its way.
+    #[cfg(feature = "dpop")]
+    Replay(Grant, Lookup<Sighting>),
 }
 
 /// The async driver, after [`decide_now`] returned [`Progress::Pending`]. Guarded
@@ -74,6 +80,8 @@ where
         Pending::Grant(_) => "token",
         #[cfg(feature = "dpop")]
         Pending::Dpop(..) => "token",
+        #[cfg(feature = "dpop")]
+        Pending::Replay(..) => "dpop_replay",
         Pending::Principal(..) => "user",
     };
     let authenticated = authenticate(&shared, *pending).await;
@@ -117,7 +125,13 @@ where
         #[cfg(feature = "dpop")]
         Pending::Dpop(proof, resolved) => {
             let grant = accept_grant(resolved.await)?;
-            bound_to_proof(shared, &grant, &proof).await?;
+            first_sighting(bound_to_proof(shared, &grant, &proof)?.await)?;
+            let found = shared.users.principal(&grant.subject);
+            (grant, found)
+        }
+        #[cfg(feature = "dpop")]
+        Pending::Replay(grant, sighting) => {
+            first_sighting(sighting.await)?;
             let found = shared.users.principal(&grant.subject);
             (grant, found)
         }
@@ -183,7 +197,7 @@ where
         // Not `Bearer`: perhaps `DPoP`.
         #[cfg(feature = "dpop")]
         Err(Rejection::MissingCredentials) if shared.config.dpop.is_some() => {
-            return dpop_steps(shared, request);
+            return dpop_steps(shared, request, public);
         }
         Err(rejection) => return Progress::Decided(Err(rejection)),
     };
@@ -206,6 +220,20 @@ where
     if let Err(rejection) = unbound(&grant) {
         return Progress::Decided(Err(rejection));
     }
+    user_steps(shared, request, public, grant)
+}
+
+/// The steps after a live grant: its user, then the scope rules.
+#[inline(always)]
+fn user_steps<B, Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    request: &Request<B>,
+    public: bool,
+    grant: Grant,
+) -> Progress<Us::User>
+where
+    Us: UserStore,
+{
     let found = match shared.users.principal(&grant.subject).into_ready() {
         Ok(found) => found,
         Err(pending) => {
@@ -224,11 +252,15 @@ where
 }
 
 /// A request with `Authorization: DPoP <token>` (anything else has no
-/// credentials): its proof is verified here, and the rest (the token's binding,
-/// the replay store, the user) is awaited in [`authenticate`].
+/// credentials): its proof, the token's binding, the replay store and the user,
+/// as far as the stores answer at once; the rest is awaited in [`authenticate`].
 #[cfg(feature = "dpop")]
 #[inline(never)]
-fn dpop_steps<B, Us, Ts>(shared: &Shared<Us, Ts>, request: &Request<B>) -> Progress<Us::User>
+fn dpop_steps<B, Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    request: &Request<B>,
+    public: bool,
+) -> Progress<Us::User>
 where
     Us: UserStore,
     Ts: TokenStore,
@@ -263,8 +295,24 @@ where
             return Progress::Decided(Err(Rejection::UseDpopNonce { nonce, guard: true }))
         }
     };
-    let resolved = shared.tokens.resolve(BearerToken::new(token));
-    Progress::Pending(Box::new(Pending::Dpop(proof, resolved)))
+    let grant = match shared.tokens.resolve(BearerToken::new(token)).into_ready() {
+        Ok(resolved) => accept_grant(resolved),
+        Err(pending) => return Progress::Pending(Box::new(Pending::Dpop(proof, pending))),
+    };
+    let (grant, sighting) = match grant.and_then(|grant| {
+        let sighting = bound_to_proof(shared, &grant, &proof)?;
+        Ok((grant, sighting))
+    }) {
+        Ok(bound) => bound,
+        Err(rejection) => return Progress::Decided(Err(rejection)),
+    };
+    match sighting.into_ready() {
+        Ok(answer) => match first_sighting(answer) {
+            Ok(()) => user_steps(shared, request, public, grant),
+            Err(rejection) => Progress::Decided(Err(rejection)),
+        },
+        Err(pending) => Progress::Pending(Box::new(Pending::Replay(grant, pending))),
+    }
 }
 
 /// Whether a rule of [`Builder::require_dpop`](crate::layer::Builder::require_dpop)
@@ -292,14 +340,14 @@ fn unbound(grant: &Grant) -> Result<(), Rejection> {
     }
 }
 
-/// Whether a grant presented as `DPoP` is bound to the proof's key, and the
-/// proof is seen for the first time.
+/// Whether a grant presented as `DPoP` is bound to the proof's key; if it is,
+/// the proof is given to the replay store, whose answer [`first_sighting`] reads.
 #[cfg(feature = "dpop")]
-async fn bound_to_proof<Us, Ts>(
+fn bound_to_proof<Us, Ts>(
     shared: &Shared<Us, Ts>,
     grant: &Grant,
     proof: &crate::dpop::proof::VerifiedProof,
-) -> Result<(), Rejection> {
+) -> Result<Lookup<Sighting>, Rejection> {
     use crate::dpop::replay::ProofId;
 
     match &grant.key_binding {
@@ -315,11 +363,15 @@ async fn bound_to_proof<Us, Ts>(
     let Some(dpop) = &shared.config.dpop else {
         return Err(Rejection::InvalidDpopToken);
     };
-    let sighting = dpop
+    Ok(dpop
         .replay
-        .remember(&ProofId::from(proof), dpop.remember_until(proof))
-        .await
-        .map_err(|error| Rejection::store_failed("DPoP replay", error))?;
+        .remember(&ProofId::from(proof), dpop.remember_until(proof)))
+}
+
+/// Refuses a proof the replay store saw before (or could not check).
+#[cfg(feature = "dpop")]
+fn first_sighting(answer: Result<Sighting, StoreError>) -> Result<(), Rejection> {
+    let sighting = answer.map_err(|error| Rejection::store_failed("DPoP replay", error))?;
     if sighting.is_replay() {
         return Err(Rejection::DpopProofRefused("DPoP proof already used"));
     }

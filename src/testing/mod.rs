@@ -802,6 +802,17 @@ impl<S: TokenStore> TokenStore for Awaited<S> {
     }
 }
 
+#[cfg(feature = "dpop")]
+impl<S: crate::dpop::ReplayStore> crate::dpop::ReplayStore for Awaited<S> {
+    fn remember(
+        &self,
+        proof: &crate::dpop::ProofId,
+        until: SystemTime,
+    ) -> Lookup<crate::dpop::Sighting> {
+        self.defer(self.inner.remember(proof, until))
+    }
+}
+
 impl<S: UserStore> UserStore for Awaited<S> {
     type User = S::User;
 
