@@ -12,6 +12,7 @@ use sha2::{Digest as _, Sha256};
 #[cfg(test)]
 use super::json::Document;
 use super::json::{Json, Object};
+use super::proof::Signer;
 use crate::token::grant::JwkThumbprint;
 
 /// JWK members that only a private (or symmetric) key has: RSA's and EC's `d`,
@@ -175,19 +176,22 @@ pub const DEFAULT_KEY_CACHE_CAPACITY: usize = 1024;
 
 /// A bounded cache of decoded proof keys, for [`ProofCheck::key_cache`](super::ProofCheck::key_cache).
 ///
-/// A client sends the same public key with every proof, and turning its
-/// coordinates into a key the signature is checked with costs work the signature
-/// check does not (an Ed25519 point's square root and small-order test, a P-256
-/// point's curve equation), as does its [thumbprint](PublicJwk::thumbprint). The
-/// cache keeps, per key, the decoded key and the thumbprint:
+/// A client sends the same header, with the same public key, in every proof, and
+/// reading it costs work the signature check does not: base64url and JSON, and
+/// turning the key's coordinates into a key the signature is checked with (an
+/// Ed25519 point's square root and small-order test, a P-256 point's curve
+/// equation), as does the key's [thumbprint](PublicJwk::thumbprint). The cache
+/// keeps, per header, the algorithm, the decoded key and the thumbprint:
 ///
-/// - only keys that verified a proof's signature are added, so an invalid key is
-///   never in it (and is refused each time it is sent);
-/// - an entry answers only for the same key: type and every coordinate byte are
-///   compared, not a hash;
-/// - it never holds more than its capacity: each key has one slot (chosen by a
-///   hash with a seed random per cache), and a new key takes the slot over. A
-///   client sending a new key per proof only churns it.
+/// - only a header whose proof verified is added (so it passed every check of
+///   the header, and its key is valid), and only one of at most
+///   [`MAX_CACHED_HEADER_LEN`] bytes;
+/// - an entry answers only for the same header: every byte compared, not a
+///   hash. A proof that copies a cached header (the key is public) is still
+///   refused unless it is signed by that key;
+/// - it never holds more than its capacity: each header has one slot (chosen
+///   by a hash with a seed random per cache), and a new header takes the slot
+///   over. A client sending a new key per proof only churns it.
 ///
 /// ```
 /// use tower_oauth2_password::dpop::{KeyCache, NormalizedUri, ProofCheck};
@@ -200,21 +204,25 @@ pub const DEFAULT_KEY_CACHE_CAPACITY: usize = 1024;
 /// # Ok::<(), tower_oauth2_password::dpop::InvalidUri>(())
 /// ```
 pub struct KeyCache {
-    slots: Box<[Mutex<Option<Box<CachedKey>>>]>,
+    slots: Box<[Mutex<Option<Box<CachedHeader>>>]>,
     hasher: foldhash::fast::RandomState,
 }
 
-/// A key that verified a proof, decoded, with its thumbprint.
-struct CachedKey {
-    jwk: PublicJwk,
-    key: VerifyingKey,
-    thumbprint: JwkThumbprint,
+/// The longest proof header (base64url, as sent) a [`KeyCache`] keeps: 512
+/// bytes. A proof's header is about 150 (EdDSA) to 250 (ES256) characters;
+/// a longer one is read in full each time, and the cache's memory stays bounded.
+pub const MAX_CACHED_HEADER_LEN: usize = 512;
+
+/// A header whose proof verified, and who signed it.
+struct CachedHeader {
+    header: Box<[u8]>,
+    signer: Signer,
 }
 
 impl KeyCache {
     /// A cache of at most `capacity` keys (at least one; rounded up to a power of
-    /// two). Its slots take 16 bytes each up front, a key about 300 more once
-    /// cached.
+    /// two). Its slots take 16 bytes each up front, a key about 500 more once
+    /// cached (its header included).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1).next_power_of_two();
         KeyCache {
@@ -246,39 +254,43 @@ impl KeyCache {
         self.len() == 0
     }
 
-    fn slot(&self, jwk: &PublicJwk) -> &Mutex<Option<Box<CachedKey>>> {
-        let hash = match jwk {
-            PublicJwk::P256 { x, y } => self.hasher.hash_one((0u8, x, y)),
-            PublicJwk::Ed25519 { x } => self.hasher.hash_one((1u8, x)),
-        };
+    fn slot(&self, header: &[u8]) -> &Mutex<Option<Box<CachedHeader>>> {
+        let hash = self.hasher.hash_one(header);
         // The capacity is a power of two: the mask keeps the index in bounds.
         #[allow(clippy::cast_possible_truncation)]
         let index = hash as usize & (self.slots.len() - 1);
         &self.slots[index]
     }
 
-    /// The decoded key and thumbprint of `jwk`, if it is cached.
-    pub(super) fn get(&self, jwk: &PublicJwk) -> Option<(VerifyingKey, JwkThumbprint)> {
+    /// Who signed proofs with this `header` (base64url, as sent), if it is
+    /// cached; the thumbprint is known.
+    pub(super) fn get(&self, header: &[u8]) -> Option<Signer> {
         let slot = self
-            .slot(jwk)
+            .slot(header)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match slot.as_deref() {
-            Some(cached) if cached.jwk == *jwk => Some((cached.key.clone(), cached.thumbprint)),
+            Some(cached) if *cached.header == *header => Some(cached.signer.clone()),
             _ => None,
         }
     }
 
-    /// Caches `jwk`, decoded as `key`, with its thumbprint: only once `key` has
-    /// verified a proof's signature (so `decode` accepted it).
-    pub(super) fn insert(&self, jwk: &PublicJwk, key: &VerifyingKey, thumbprint: JwkThumbprint) {
-        let entry = Box::new(CachedKey {
-            jwk: jwk.clone(),
-            key: key.clone(),
-            thumbprint,
+    /// Caches `header` (base64url, as sent), signed by `signer` whose key has
+    /// `thumbprint`: only once a proof with it verified (so `read_header`
+    /// accepted it).
+    pub(super) fn insert(&self, header: &[u8], signer: &Signer, thumbprint: JwkThumbprint) {
+        if header.len() > MAX_CACHED_HEADER_LEN {
+            return;
+        }
+        let entry = Box::new(CachedHeader {
+            header: header.into(),
+            signer: Signer {
+                thumbprint: Some(thumbprint),
+                ..signer.clone()
+            },
         });
         *self
-            .slot(jwk)
+            .slot(header)
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(entry);
     }

@@ -81,7 +81,7 @@ pub(crate) mod replay;
 pub(crate) mod settings;
 
 pub use self::htu::{InvalidUri, NormalizedUri};
-pub use self::jwk::{KeyCache, PublicJwk, DEFAULT_KEY_CACHE_CAPACITY};
+pub use self::jwk::{KeyCache, PublicJwk, DEFAULT_KEY_CACHE_CAPACITY, MAX_CACHED_HEADER_LEN};
 pub use self::proof::{
     verify_proof, DpopAlgorithm, ProofCheck, ProofError, VerifiedProof, DEFAULT_FUTURE_LEEWAY,
     DEFAULT_MAX_AGE, MAX_JTI_LEN, MAX_PROOF_LEN,

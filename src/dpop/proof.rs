@@ -295,9 +295,10 @@ impl<'a> ProofCheck<'a> {
         self
     }
 
-    /// Looks the proof's key up in `cache` before decoding it, and caches it
-    /// once its signature verified: a client sends the same key with every
-    /// proof (see [`KeyCache`]). Without this, every key is decoded.
+    /// Looks the proof's header up in `cache` before decoding it, and caches its
+    /// key once the signature verified: a client sends the same header, with the
+    /// same key, in every proof (see [`KeyCache`]). Without this, every header is
+    /// read and every key decoded.
     pub fn key_cache(mut self, cache: &'a KeyCache) -> Self {
         self.key_cache = Some(cache);
         self
@@ -476,9 +477,16 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     if header_b64.is_empty() || claims_b64.is_empty() || signature_b64.is_empty() {
         return Err(ProofError::NotCompact);
     }
+    // A client sends the same header in every proof: one whose proof verified
+    // before is not read again (its checks below passed then).
+    let cached = check.key_cache.and_then(|cache| cache.get(header_b64));
+    let header_len = match cached {
+        Some(_) => 0,
+        None => decoded_len(header_b64.len()),
+    };
     // Both decoded into one buffer: on the stack for a proof of usual size, else
     // (a long `htu`, a padded header) on the heap, at most 3/4 of MAX_PROOF_LEN.
-    let needed = decoded_len(header_b64.len()) + decoded_len(claims_b64.len());
+    let needed = header_len + decoded_len(claims_b64.len());
     let mut on_stack = [0u8; STACK_DECODED_LEN];
     let mut on_heap = Vec::new();
     let buffer: &mut [u8] = if needed <= STACK_DECODED_LEN {
@@ -487,52 +495,21 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         on_heap.resize(needed, 0);
         &mut on_heap
     };
-    let (header_bytes, rest) = decode_segment(header_b64, buffer)?;
-    let (claims_bytes, _) = decode_segment(claims_b64, rest)?;
     let mut header_json = Document::new();
-    let header = parse_object(&mut header_json, header_bytes)?;
     let mut claims_json = Document::new();
-    let claims = parse_object(&mut claims_json, claims_bytes)?;
-
-    // The header.
-    let typ = string(&header, "typ")?;
-    let typ = match typ.get(.."application/".len()) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ["application/".len()..],
-        _ => typ,
+    let (signer, claims) = match cached {
+        Some(signer) => {
+            let (claims_bytes, _) = decode_segment(claims_b64, buffer)?;
+            (signer, parse_object(&mut claims_json, claims_bytes)?)
+        }
+        None => {
+            let (header_bytes, rest) = decode_segment(header_b64, buffer)?;
+            let (claims_bytes, _) = decode_segment(claims_b64, rest)?;
+            let header = parse_object(&mut header_json, header_bytes)?;
+            let claims = parse_object(&mut claims_json, claims_bytes)?;
+            (read_header(&header)?, claims)
+        }
     };
-    if !typ.eq_ignore_ascii_case("dpop+jwt") {
-        return Err(ProofError::Type);
-    }
-    let algorithm = DpopAlgorithm::from_name(string(&header, "alg")?)
-        .ok_or(ProofError::UnsupportedAlgorithm)?;
-    if header.contains("crit") {
-        return Err(ProofError::CriticalHeader);
-    }
-    let jwk = match header.get("jwk") {
-        Some(Json::Object(jwk)) => jwk,
-        Some(_) => return Err(ProofError::InvalidMember("jwk")),
-        None => return Err(ProofError::MissingMember("jwk")),
-    };
-    let jwk_error = |error| match error {
-        JwkError::PrivateKey => ProofError::PrivateKey,
-        JwkError::Unsupported => ProofError::UnsupportedKey,
-        JwkError::Invalid => ProofError::InvalidKey,
-    };
-    let key = PublicJwk::read(&jwk).map_err(jwk_error)?;
-    // A cached key verified a proof before: `decode` accepted it then.
-    let cached = check.key_cache.and_then(|cache| cache.get(&key));
-    let (verifying_key, cached_thumbprint) = match cached {
-        Some((verifying_key, thumbprint)) => (verifying_key, Some(thumbprint)),
-        None => (key.decode().map_err(jwk_error)?, None),
-    };
-    if !algorithm.fits(&key) {
-        return Err(ProofError::AlgorithmMismatch);
-    }
-    match jwk.get("alg") {
-        None => {}
-        Some(Json::String(alg)) if algorithm.names().contains(&alg) => {}
-        Some(_) => return Err(ProofError::AlgorithmMismatch),
-    }
 
     // The claims.
     let jti = string(&claims, "jti")?;
@@ -586,8 +563,8 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         Err(_) => return Err(ProofError::Base64),
     }
     let signed = &proof[..header_b64.len() + 1 + claims_b64.len()];
-    // `algorithm.fits(&key)` held: the key's kind is the algorithm's.
-    let verified = match &verifying_key {
+    // `read_header` checked that the key's kind is the algorithm's.
+    let verified = match &signer.key {
         VerifyingKey::P256(key) => {
             use p256::ecdsa::signature::Verifier as _;
             p256::ecdsa::Signature::from_slice(&signature)
@@ -602,22 +579,78 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         return Err(ProofError::Signature);
     }
 
-    let thumbprint = match (cached_thumbprint, check.key_cache) {
-        (Some(thumbprint), _) => thumbprint,
-        (None, Some(cache)) => {
-            let thumbprint = key.thumbprint();
-            cache.insert(&key, &verifying_key, thumbprint);
+    // Computed once the signature verified: a forged proof costs no hash.
+    let thumbprint = match signer.thumbprint {
+        Some(thumbprint) => thumbprint,
+        None => {
+            let thumbprint = signer.jwk.thumbprint();
+            if let Some(cache) = check.key_cache {
+                cache.insert(header_b64, &signer, thumbprint);
+            }
             thumbprint
         }
-        (None, None) => key.thumbprint(),
     };
     Ok(VerifiedProof {
         thumbprint,
-        key,
-        algorithm,
+        key: signer.jwk,
+        algorithm: signer.algorithm,
         jti: Jti::new(jti),
         iat,
         nonce: nonce.map(str::to_owned),
+    })
+}
+
+/// Who signed a proof, as its header says: the algorithm and the key, decoded
+/// for the signature check, and the key's thumbprint once known (a cached header's).
+#[derive(Clone)]
+pub(super) struct Signer {
+    pub(super) algorithm: DpopAlgorithm,
+    pub(super) jwk: PublicJwk,
+    pub(super) key: VerifyingKey,
+    pub(super) thumbprint: Option<JwkThumbprint>,
+}
+
+/// The header's checks (2. in [`verify_proof`]): `typ`, `alg`, no `crit`, and a
+/// valid public `jwk` of the algorithm's kind.
+fn read_header(header: &Object<'_>) -> Result<Signer, ProofError> {
+    let typ = string(header, "typ")?;
+    let typ = match typ.get(.."application/".len()) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ["application/".len()..],
+        _ => typ,
+    };
+    if !typ.eq_ignore_ascii_case("dpop+jwt") {
+        return Err(ProofError::Type);
+    }
+    let algorithm =
+        DpopAlgorithm::from_name(string(header, "alg")?).ok_or(ProofError::UnsupportedAlgorithm)?;
+    if header.contains("crit") {
+        return Err(ProofError::CriticalHeader);
+    }
+    let jwk = match header.get("jwk") {
+        Some(Json::Object(jwk)) => jwk,
+        Some(_) => return Err(ProofError::InvalidMember("jwk")),
+        None => return Err(ProofError::MissingMember("jwk")),
+    };
+    let jwk_error = |error| match error {
+        JwkError::PrivateKey => ProofError::PrivateKey,
+        JwkError::Unsupported => ProofError::UnsupportedKey,
+        JwkError::Invalid => ProofError::InvalidKey,
+    };
+    let public = PublicJwk::read(&jwk).map_err(jwk_error)?;
+    let key = public.decode().map_err(jwk_error)?;
+    if !algorithm.fits(&public) {
+        return Err(ProofError::AlgorithmMismatch);
+    }
+    match jwk.get("alg") {
+        None => {}
+        Some(Json::String(alg)) if algorithm.names().contains(&alg) => {}
+        Some(_) => return Err(ProofError::AlgorithmMismatch),
+    }
+    Ok(Signer {
+        algorithm,
+        jwk: public,
+        key,
+        thumbprint: None,
     })
 }
 

@@ -691,19 +691,73 @@ fn a_cached_key_verifies_as_a_decoded_one() {
     let cache = KeyCache::new(16);
     for key in keys() {
         let proof = key.proof(&key.header(), &claims());
+        let header = proof.split('.').next().unwrap().as_bytes();
         let uncached = verify(&proof).unwrap();
-        assert!(cache.get(uncached.key()).is_none());
+        assert!(cache.get(header).is_none());
         assert_eq!(verify_cached(&proof, &cache), Ok(uncached.clone())); // miss
-        let (_, thumbprint) = cache.get(uncached.key()).expect("cached once verified");
-        assert_eq!(&thumbprint, uncached.thumbprint());
+        let signer = cache.get(header).expect("cached once verified");
+        assert_eq!(signer.thumbprint.as_ref(), Some(uncached.thumbprint()));
+        assert_eq!(signer.algorithm, uncached.algorithm());
         assert_eq!(verify_cached(&proof, &cache), Ok(uncached)); // hit
     }
-    // Two slots of 16, or one if the two keys' hashes met (one in 16 runs).
+    // Two slots of 16, or one if the two headers' hashes met (one in 16 runs).
     assert!((1..=2).contains(&cache.len()));
 }
 
-/// One slot: every key lands in it, so only the full comparison of the key
-/// keeps one client's entry from answering for another's.
+/// A cached header skips only the header's reading: the claims and the
+/// signature are checked on every proof, and a header that differs in a
+/// single byte (here: its members in another order) is read in full.
+#[test]
+fn a_cached_header_still_checks_claims_and_signature() {
+    let cache = KeyCache::new(1);
+    let key = Key::ed25519(23);
+    let proof = key.proof(&key.header(), &claims());
+    let verified = verify_cached(&proof, &cache).unwrap();
+    assert_eq!(cache.len(), 1);
+    // Signed by another key under the cached header; a claim refused; the
+    // signature of another proof.
+    let forged = Key::ed25519(24).proof(&key.header(), &claims());
+    assert_eq!(verify_cached(&forged, &cache), Err(ProofError::Signature));
+    assert_eq!(
+        verify_cached(&key.proof_with("htm", json!("GET")), &cache),
+        Err(ProofError::MethodMismatch)
+    );
+    let other = key.proof_with("jti", json!("another"));
+    let (signed, _) = other.rsplit_once('.').unwrap();
+    let (_, signature) = proof.rsplit_once('.').unwrap();
+    assert_eq!(
+        verify_cached(&format!("{signed}.{signature}"), &cache),
+        Err(ProofError::Signature)
+    );
+    // The same key, its header written another way: read, verified, and the
+    // same thumbprint.
+    let reordered = format!(r#"{{"typ":"dpop+jwt","jwk":{},"alg":"EdDSA"}}"#, key.jwk());
+    assert_ne!(reordered, key.header().to_string());
+    let again = verify_cached(&key.proof_raw(&reordered, &claims().to_string()), &cache).unwrap();
+    assert_eq!(again.thumbprint(), verified.thumbprint());
+    assert_eq!(cache.len(), 1);
+}
+
+/// A header longer than [`MAX_CACHED_HEADER_LEN`] verifies, and is read in full
+/// each time: the cache's memory stays bounded.
+#[test]
+fn long_headers_are_not_cached() {
+    use crate::dpop::MAX_CACHED_HEADER_LEN;
+
+    let cache = KeyCache::new(4);
+    let key = Key::p256(25);
+    let header = header_with(&key, |h| {
+        h.insert("pad".into(), json!("x".repeat(MAX_CACHED_HEADER_LEN)));
+    });
+    let proof = key.proof(&header, &claims());
+    for _ in 0..2 {
+        assert!(verify_cached(&proof, &cache).is_ok());
+        assert!(cache.is_empty());
+    }
+}
+
+/// One slot: every header lands in it, so only the full comparison of the
+/// header keeps one client's entry from answering for another's.
 #[test]
 fn two_keys_never_share_a_cache_entry() {
     let cache = KeyCache::new(1);
