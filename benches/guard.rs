@@ -275,9 +275,10 @@ mod jwt {
 /// The `dpop_es256` and `dpop_eddsa` rows (feature `dpop`): our layer with DPoP
 /// allowed, the memory stores, a token bound to the client's key, and a fresh
 /// proof (unique `jti`, `ath` of the token) per request, checked against the
-/// memory replay store and the layer's default `KeyCache` (one client, one key:
-/// from its second proof on, the decoded key and its thumbprint come from the
-/// cache, as for any client that keeps its key); beside each, `verify_es256` /
+/// memory replay store and the layer's default `KeyCache` (one client, one key,
+/// one header: from its second proof on, the header's algorithm, decoded key and
+/// thumbprint come from the cache, as for any client that keeps its key); beside
+/// each, `verify_es256` /
 /// `verify_eddsa`: one bare signature verification of a proof-sized message
 /// (p256's `VerifyingKey::verify`, ed25519-dalek's `verify_strict`). The
 /// interleaved rounds print
