@@ -117,12 +117,20 @@ fn header_with(key: &Key, edit: impl FnOnce(&mut serde_json::Map<String, Value>)
     header
 }
 
+/// Verifies `proof` without a key cache, and checks that a cache shared by
+/// every test (as the layer shares one by all requests) gives the same answer,
+/// whether the proof's header is cached already (by another test's proof with
+/// the same key) or not.
 fn verify(proof: &str) -> Result<VerifiedProof, ProofError> {
+    static SHARED: std::sync::OnceLock<KeyCache> = std::sync::OnceLock::new();
     let uri = NormalizedUri::parse(URI).unwrap();
-    verify_proof(
-        proof.as_bytes(),
-        &ProofCheck::new(&http::Method::POST, &uri, NOW),
-    )
+    let check = ProofCheck::new(&http::Method::POST, &uri, NOW);
+    let result = verify_proof(proof.as_bytes(), &check);
+    let cached = check.key_cache(SHARED.get_or_init(|| KeyCache::new(64)));
+    for _ in 0..2 {
+        assert_eq!(verify_proof(proof.as_bytes(), &cached), result);
+    }
+    result
 }
 
 fn keys() -> [Key; 2] {
