@@ -42,10 +42,18 @@ pub(crate) fn now() -> SystemTime {
         if seen == millis {
             return time;
         }
-        let time = UNIX_EPOCH + Duration::from_millis(millis);
-        last.set((millis, time));
-        time
+        advance(last, millis)
     })
+}
+
+/// The first read of a tick on this thread. Out of line and cold: once per tick,
+/// and inlined it sat in the middle of the guard's path.
+#[cold]
+#[inline(never)]
+fn advance(last: &Cell<(u64, SystemTime)>, millis: u64) -> SystemTime {
+    let time = UNIX_EPOCH + Duration::from_millis(millis);
+    last.set((millis, time));
+    time
 }
 
 fn start_ticking() -> bool {

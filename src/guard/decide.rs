@@ -214,7 +214,7 @@ where
     let grant = match shared.tokens.resolve(BearerToken::new(token)).into_ready() {
         Ok(Ok(Some(grant))) if grant.is_live(clock::now()) => grant,
         Ok(refused) => return Progress::Decided(Err(grant_refusal(refused))),
-        Err(pending) => return Progress::Pending(Box::new(Pending::Grant(pending))),
+        Err(pending) => return pending_on(Pending::Grant(pending)),
     };
     #[cfg(feature = "dpop")]
     if let Err(rejection) = unbound(&grant) {
@@ -236,9 +236,7 @@ where
 {
     let found = match shared.users.principal(&grant.subject).into_ready() {
         Ok(found) => found,
-        Err(pending) => {
-            return Progress::Pending(Box::new(Pending::Principal(grant, pending)));
-        }
+        Err(pending) => return pending_on(Pending::Principal(grant, pending)),
     };
     // Checked on a borrow: moving the user and scopes through a closure and back
     // cost a copy of both.
@@ -249,6 +247,15 @@ where
         }
     }
     Progress::Decided(outcome)
+}
+
+/// A store must be awaited. Out of line and cold: stores in memory never get here,
+/// and the boxing inlined sat between the steps of the path that lets a request
+/// through.
+#[cold]
+#[inline(never)]
+fn pending_on<U>(pending: Pending<U>) -> Progress<U> {
+    Progress::Pending(Box::new(pending))
 }
 
 /// A request with `Authorization: DPoP <token>` (anything else has no
@@ -400,7 +407,9 @@ fn accept_grant(resolved: Result<Option<Grant>, StoreError>) -> Result<Grant, Re
 }
 
 /// Why a token the store answered for is refused: unknown, expired, or the
-/// store failed. Out of line: the path that lets a request through never calls it.
+/// store failed. Out of line and cold: the path that lets a request through never
+/// calls it.
+#[cold]
 #[inline(never)]
 fn grant_refusal(resolved: Result<Option<Grant>, StoreError>) -> Rejection {
     match resolved {
@@ -484,8 +493,9 @@ fn unmet_rule<'a>(
 }
 
 /// Puts the user, and the scopes if the layer uses any, where handlers and
-/// `RequireScopes` look.
-#[inline]
+/// `RequireScopes` look. Always inlined: out of line (LLVM's choice) it was a
+/// function of its own on every guarded request's path.
+#[inline(always)]
 pub(crate) fn insert<B, U, Us, Ts>(
     shared: &Shared<Us, Ts>,
     request: &mut Request<B>,

@@ -61,12 +61,19 @@ impl PublicRoutes {
         self.predicate = Some(predicate);
     }
 
+    /// Whether any route is public: if not, nothing else here need be asked.
+    #[inline(always)]
+    pub(crate) fn any(&self) -> bool {
+        !self.exact.is_empty() || !self.prefixes.is_empty() || self.predicate.is_some()
+    }
+
     pub(crate) fn has_predicate(&self) -> bool {
         self.predicate.is_some()
     }
 
-    /// Whether `path` is public by the path rules (the predicate aside).
-    #[inline]
+    /// Whether `path` is public by the path rules (the predicate aside). Out of
+    /// line: the guard calls it only when [`Self::any`].
+    #[inline(never)]
     pub(crate) fn matches_path(&self, path: &str) -> bool {
         if self.exact.iter().any(|exact| **exact == *path) {
             return true;
@@ -81,6 +88,28 @@ impl PublicRoutes {
         self.predicate
             .as_ref()
             .is_some_and(|predicate| predicate(parts))
+    }
+
+    /// [`Self::matches_predicate`] for a request not taken apart: its parts are
+    /// moved out and back (the empty ones left meanwhile allocate nothing), so
+    /// the request is not copied. Out of line: most apps have no predicate.
+    #[inline(never)]
+    pub(crate) fn matches_predicate_in<B>(&self, request: &mut Request<B>) -> bool {
+        if !self.has_predicate() {
+            return false;
+        }
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = std::mem::take(request.method_mut());
+        parts.uri = std::mem::take(request.uri_mut());
+        parts.version = request.version();
+        parts.headers = std::mem::take(request.headers_mut());
+        parts.extensions = std::mem::take(request.extensions_mut());
+        let public = self.matches_predicate(&parts);
+        *request.method_mut() = parts.method;
+        *request.uri_mut() = parts.uri;
+        *request.headers_mut() = parts.headers;
+        *request.extensions_mut() = parts.extensions;
+        public
     }
 }
 
