@@ -304,7 +304,7 @@ where
     };
     let grant = match shared.tokens.resolve(BearerToken::new(token)).into_ready() {
         Ok(resolved) => accept_grant(resolved),
-        Err(pending) => return Progress::Pending(Box::new(Pending::Dpop(proof, pending))),
+        Err(pending) => return pending_on(Pending::Dpop(proof, pending)),
     };
     let (grant, sighting) = match grant.and_then(|grant| {
         let sighting = bound_to_proof(shared, &grant, &proof)?;
@@ -318,7 +318,7 @@ where
             Ok(()) => user_steps(shared, request, public, grant),
             Err(rejection) => Progress::Decided(Err(rejection)),
         },
-        Err(pending) => Progress::Pending(Box::new(Pending::Replay(grant, pending))),
+        Err(pending) => pending_on(Pending::Replay(grant, pending)),
     }
 }
 
