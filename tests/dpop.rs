@@ -283,6 +283,45 @@ async fn dpop_tokens_are_checked_alike_whichever_stores_are_awaited() {
     }
 }
 
+/// An attacker who captured a request replays its proof many times at once,
+/// from several client addresses: exactly one of the copies gets through,
+/// whether the stores answer at once (the proof checked in `call`) or are
+/// awaited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_replayed_at_once_from_many_addresses_passes_once() {
+    for stores in [Stores::Ready, Stores::Awaited] {
+        let layer = tutorial_builder(stores)
+            .refresh_tokens(MemoryRefreshTokenStore::new())
+            .no_login_policy()
+            .dpop(DpopSettings::allowed())
+            .build();
+        let server = Server::start_with(layer).await;
+        let key = Key::p256(22);
+        let (token, _) = dpop_login(&server, &key).await;
+        let proof = me_proof(&server, &key, &token);
+        let attempts: Vec<_> = (0..32)
+            .map(|i| {
+                let client = server.connecting_from(&format!("127.0.0.{}", 2 + i % 8));
+                let (token, proof) = (token.clone(), proof.clone());
+                tokio::spawn(async move { me_with(&client, &token, &proof).await })
+            })
+            .collect();
+        let mut replies = Vec::new();
+        for attempt in attempts {
+            replies.push(attempt.await.expect("the request task ends"));
+        }
+        let passed = replies
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count();
+        assert_eq!(passed, 1, "{stores:?}");
+        for reply in replies.iter().filter(|r| r.status != StatusCode::OK) {
+            assert_proof_refused(reply);
+        }
+        server.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_replayed_or_misdirected_proof_is_refused() {
     let server = start(DpopSettings::allowed()).await;
