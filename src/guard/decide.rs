@@ -302,15 +302,16 @@ where
             return Progress::Decided(Err(Rejection::UseDpopNonce { nonce, guard: true }))
         }
     };
-    let grant = match shared.tokens.resolve(BearerToken::new(token)).into_ready() {
-        Ok(resolved) => accept_grant(resolved),
+    let resolved = match shared.tokens.resolve(BearerToken::new(token)).into_ready() {
+        Ok(resolved) => resolved,
         Err(pending) => return pending_on(Pending::Dpop(proof, pending)),
     };
-    let (grant, sighting) = match grant.and_then(|grant| {
-        let sighting = bound_to_proof(shared, &grant, &proof)?;
-        Ok((grant, sighting))
-    }) {
-        Ok(bound) => bound,
+    let grant = match accept_grant(resolved) {
+        Ok(grant) => grant,
+        Err(rejection) => return Progress::Decided(Err(rejection)),
+    };
+    let sighting = match bound_to_proof(shared, &grant, &proof) {
+        Ok(sighting) => sighting,
         Err(rejection) => return Progress::Decided(Err(rejection)),
     };
     match sighting.into_ready() {
