@@ -12,7 +12,6 @@ use sha2::{Digest as _, Sha256};
 #[cfg(test)]
 use super::json::Document;
 use super::json::{Json, Object};
-use super::proof::Signer;
 use crate::token::grant::JwkThumbprint;
 
 /// JWK members that only a private (or symmetric) key has: RSA's and EC's `d`,
@@ -213,10 +212,12 @@ pub struct KeyCache {
 /// a longer one is read in full each time, and the cache's memory stays bounded.
 pub const MAX_CACHED_HEADER_LEN: usize = 512;
 
-/// A header whose proof verified, and who signed it.
+/// A header whose proof verified: its key, decoded, and the key's thumbprint.
 struct CachedHeader {
     header: Box<[u8]>,
-    signer: Signer,
+    jwk: PublicJwk,
+    key: VerifyingKey,
+    thumbprint: JwkThumbprint,
 }
 
 impl KeyCache {
@@ -262,32 +263,39 @@ impl KeyCache {
         &self.slots[index]
     }
 
-    /// Who signed proofs with this `header` (base64url, as sent), if it is
-    /// cached; the thumbprint is known.
-    pub(super) fn get(&self, header: &[u8]) -> Option<Signer> {
+    /// The key of proofs with this `header` (base64url, as sent), decoded, and
+    /// its thumbprint, if the header is cached.
+    pub(super) fn get(&self, header: &[u8]) -> Option<(PublicJwk, VerifyingKey, JwkThumbprint)> {
         let slot = self
             .slot(header)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match slot.as_deref() {
-            Some(cached) if *cached.header == *header => Some(cached.signer.clone()),
+            Some(cached) if *cached.header == *header => {
+                Some((cached.jwk.clone(), cached.key.clone(), cached.thumbprint))
+            }
             _ => None,
         }
     }
 
-    /// Caches `header` (base64url, as sent), signed by `signer` whose key has
-    /// `thumbprint`: only once a proof with it verified (so `read_header`
-    /// accepted it).
-    pub(super) fn insert(&self, header: &[u8], signer: &Signer, thumbprint: JwkThumbprint) {
+    /// Caches `header` (base64url, as sent), whose `jwk` decoded as `key` has
+    /// `thumbprint`: only once a proof with it verified (so every check of the
+    /// header passed).
+    pub(super) fn insert(
+        &self,
+        header: &[u8],
+        jwk: &PublicJwk,
+        key: &VerifyingKey,
+        thumbprint: JwkThumbprint,
+    ) {
         if header.len() > MAX_CACHED_HEADER_LEN {
             return;
         }
         let entry = Box::new(CachedHeader {
             header: header.into(),
-            signer: Signer {
-                thumbprint: Some(thumbprint),
-                ..signer.clone()
-            },
+            jwk: jwk.clone(),
+            key: key.clone(),
+            thumbprint,
         });
         *self
             .slot(header)

@@ -82,13 +82,12 @@ impl DpopAlgorithm {
             .find(|alg| alg.names().contains(&name))
     }
 
-    /// Whether `key` is the kind of key this algorithm signs with.
-    fn fits(self, key: &PublicJwk) -> bool {
-        matches!(
-            (self, key),
-            (DpopAlgorithm::Es256, PublicJwk::P256 { .. })
-                | (DpopAlgorithm::EdDsa, PublicJwk::Ed25519 { .. })
-        )
+    /// The algorithm that signs with `key`'s kind of key.
+    fn of_key(key: &PublicJwk) -> Self {
+        match key {
+            PublicJwk::P256 { .. } => DpopAlgorithm::Es256,
+            PublicJwk::Ed25519 { .. } => DpopAlgorithm::EdDsa,
+        }
     }
 }
 
@@ -498,8 +497,15 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     let mut header_json = Document::new();
     let mut claims_json = Document::new();
     let (signer, claims) = match cached {
-        Some(signer) => {
+        // The header's `alg` was the one its key's kind signs with.
+        Some((jwk, key, thumbprint)) => {
             let (claims_bytes, _) = decode_segment(claims_b64, buffer)?;
+            let signer = Signer {
+                algorithm: DpopAlgorithm::of_key(&jwk),
+                jwk,
+                key,
+                thumbprint: Some(thumbprint),
+            };
             (signer, parse_object(&mut claims_json, claims_bytes)?)
         }
         None => {
@@ -585,7 +591,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         None => {
             let thumbprint = signer.jwk.thumbprint();
             if let Some(cache) = check.key_cache {
-                cache.insert(header_b64, &signer, thumbprint);
+                cache.insert(header_b64, &signer.jwk, &signer.key, thumbprint);
             }
             thumbprint
         }
@@ -602,12 +608,11 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
 
 /// Who signed a proof, as its header says: the algorithm and the key, decoded
 /// for the signature check, and the key's thumbprint once known (a cached header's).
-#[derive(Clone)]
-pub(super) struct Signer {
-    pub(super) algorithm: DpopAlgorithm,
-    pub(super) jwk: PublicJwk,
-    pub(super) key: VerifyingKey,
-    pub(super) thumbprint: Option<JwkThumbprint>,
+struct Signer {
+    algorithm: DpopAlgorithm,
+    jwk: PublicJwk,
+    key: VerifyingKey,
+    thumbprint: Option<JwkThumbprint>,
 }
 
 /// The header's checks (2. in [`verify_proof`]): `typ`, `alg`, no `crit`, and a
@@ -638,7 +643,7 @@ fn read_header(header: &Object<'_>) -> Result<Signer, ProofError> {
     };
     let public = PublicJwk::read(&jwk).map_err(jwk_error)?;
     let key = public.decode().map_err(jwk_error)?;
-    if !algorithm.fits(&public) {
+    if DpopAlgorithm::of_key(&public) != algorithm {
         return Err(ProofError::AlgorithmMismatch);
     }
     match jwk.get("alg") {

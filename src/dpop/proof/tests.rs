@@ -703,9 +703,9 @@ fn a_cached_key_verifies_as_a_decoded_one() {
         let uncached = verify(&proof).unwrap();
         assert!(cache.get(header).is_none());
         assert_eq!(verify_cached(&proof, &cache), Ok(uncached.clone())); // miss
-        let signer = cache.get(header).expect("cached once verified");
-        assert_eq!(signer.thumbprint.as_ref(), Some(uncached.thumbprint()));
-        assert_eq!(signer.algorithm, uncached.algorithm());
+        let (jwk, _, thumbprint) = cache.get(header).expect("cached once verified");
+        assert_eq!(&thumbprint, uncached.thumbprint());
+        assert_eq!(&jwk, uncached.key());
         assert_eq!(verify_cached(&proof, &cache), Ok(uncached)); // hit
     }
     // Two slots of 16, or one if the two headers' hashes met (one in 16 runs).
