@@ -216,9 +216,7 @@ impl<'d> Object<'d> {
             .map(|member| member.name.resolve(self.unescaped))
     }
 
-    /// The members, in the order written (for the differential test and the
-    /// `dpop_json` fuzz target).
-    #[allow(dead_code)]
+    /// The members, in the order written.
     pub(super) fn members(&self) -> impl Iterator<Item = (&'d str, Json<'d>)> + '_ {
         self.members
             .iter()

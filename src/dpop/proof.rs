@@ -3,11 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
+use super::base64url;
 use super::htu::NormalizedUri;
 use super::json::{Document, Json, JsonError, Number, Object};
 use super::jwk::{JwkError, KeyCache, PublicJwk, VerifyingKey};
@@ -481,11 +480,11 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     let cached = check.key_cache.and_then(|cache| cache.get(header_b64));
     let header_len = match cached {
         Some(_) => 0,
-        None => decoded_len(header_b64.len()),
+        None => base64url::decoded_len(header_b64.len()).ok_or(ProofError::Base64)?,
     };
     // Both decoded into one buffer: on the stack for a proof of usual size, else
     // (a long `htu`, a padded header) on the heap, at most 3/4 of MAX_PROOF_LEN.
-    let needed = header_len + decoded_len(claims_b64.len());
+    let needed = header_len + base64url::decoded_len(claims_b64.len()).ok_or(ProofError::Base64)?;
     let mut on_stack = [0u8; STACK_DECODED_LEN];
     let mut on_heap = Vec::new();
     let buffer: &mut [u8] = if needed <= STACK_DECODED_LEN {
@@ -494,7 +493,6 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         on_heap.resize(needed, 0);
         &mut on_heap
     };
-    let mut header_json = Document::new();
     let mut claims_json = Document::new();
     let (signer, claims) = match cached {
         // The header's `alg` was the one its key's kind signs with.
@@ -511,26 +509,29 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         None => {
             let (header_bytes, rest) = decode_segment(header_b64, buffer)?;
             let (claims_bytes, _) = decode_segment(claims_b64, rest)?;
+            // Made only on a miss: a document is two arrays of blank members.
+            let mut header_json = Document::new();
             let header = parse_object(&mut header_json, header_bytes)?;
             let claims = parse_object(&mut claims_json, claims_bytes)?;
             (read_header(&header)?, claims)
         }
     };
 
-    // The claims.
-    let jti = string(&claims, "jti")?;
+    // The claims, found in one pass over the members.
+    let claims = Claims::read(&claims);
+    let jti = string(claims.jti, "jti")?;
     if jti.is_empty() || jti.len() > MAX_JTI_LEN {
         return Err(ProofError::Jti);
     }
-    if string(&claims, "htm")? != check.method.as_str() {
+    if string(claims.htm, "htm")? != check.method.as_str() {
         return Err(ProofError::MethodMismatch);
     }
-    let same = super::htu::matches(check.uri, string(&claims, "htu")?)
+    let same = super::htu::matches(check.uri, string(claims.htu, "htu")?)
         .map_err(|_| ProofError::InvalidUri)?;
     if !same {
         return Err(ProofError::UriMismatch);
     }
-    let iat = numeric_date(&claims, "iat")?;
+    let iat = numeric_date(claims.iat, "iat")?;
     if iat.saturating_add(check.max_age) < check.now {
         return Err(ProofError::Expired);
     }
@@ -538,10 +539,10 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         return Err(ProofError::IssuedInFuture);
     }
     if let Some(token) = check.access_token {
-        let ath = optional_string(&claims, "ath")?.ok_or(ProofError::MissingAccessTokenHash)?;
+        let ath = optional_string(claims.ath, "ath")?.ok_or(ProofError::MissingAccessTokenHash)?;
         // SHA-256 is 32 bytes, 43 characters of canonical base64url exactly.
         let mut hash = [0u8; 32];
-        if ath.len() != 43 || URL_SAFE_NO_PAD.decode_slice(ath, &mut hash) != Ok(32) {
+        if ath.len() != 43 || base64url::decode(ath.as_bytes(), &mut hash) != Ok(32) {
             return Err(ProofError::AccessTokenHashMismatch);
         }
         let expected: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -549,7 +550,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
             return Err(ProofError::AccessTokenHashMismatch);
         }
     }
-    let nonce = optional_string(&claims, "nonce")?;
+    let nonce = optional_string(claims.nonce, "nonce")?;
     if let Some(expected) = check.nonce {
         let nonce = nonce.ok_or(ProofError::MissingNonce)?;
         if !bool::from(nonce.as_bytes().ct_eq(expected.as_bytes())) {
@@ -558,16 +559,12 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     }
 
     // The signature, over the first two segments as sent; 64 bytes are 86
-    // characters exactly (decode_slice would accept a shorter segment).
+    // characters exactly.
     let mut signature = [0u8; 64];
     if signature_b64.len() != 86 {
         return Err(ProofError::Signature);
     }
-    match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
-        Ok(64) => {}
-        Ok(_) => return Err(ProofError::Signature),
-        Err(_) => return Err(ProofError::Base64),
-    }
+    base64url::decode(signature_b64, &mut signature).map_err(|_| ProofError::Base64)?;
     let signed = &proof[..header_b64.len() + 1 + claims_b64.len()];
     // `read_header` checked that the key's kind is the algorithm's.
     let verified = match &signer.key {
@@ -618,7 +615,7 @@ struct Signer {
 /// The header's checks (2. in [`verify_proof`]): `typ`, `alg`, no `crit`, and a
 /// valid public `jwk` of the algorithm's kind.
 fn read_header(header: &Object<'_>) -> Result<Signer, ProofError> {
-    let typ = string(header, "typ")?;
+    let typ = string(header.get("typ"), "typ")?;
     let typ = match typ.get(.."application/".len()) {
         Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ["application/".len()..],
         _ => typ,
@@ -626,8 +623,8 @@ fn read_header(header: &Object<'_>) -> Result<Signer, ProofError> {
     if !typ.eq_ignore_ascii_case("dpop+jwt") {
         return Err(ProofError::Type);
     }
-    let algorithm =
-        DpopAlgorithm::from_name(string(header, "alg")?).ok_or(ProofError::UnsupportedAlgorithm)?;
+    let algorithm = DpopAlgorithm::from_name(string(header.get("alg"), "alg")?)
+        .ok_or(ProofError::UnsupportedAlgorithm)?;
     if header.contains("crit") {
         return Err(ProofError::CriticalHeader);
     }
@@ -692,21 +689,13 @@ fn find_dot(bytes: &[u8]) -> Option<usize> {
 /// proof's are about 500 bytes. A longer proof's are decoded on the heap.
 const STACK_DECODED_LEN: usize = 1024;
 
-/// The room base64 asks for to decode `len` characters: 3 bytes per started
-/// group of 4 (it checks the room before it decodes).
-fn decoded_len(len: usize) -> usize {
-    len.div_ceil(4) * 3
-}
-
 /// Decodes one base64url segment at the start of `buffer`: the decoded bytes, and
 /// the rest of the buffer.
 fn decode_segment<'b>(
     segment: &[u8],
     buffer: &'b mut [u8],
 ) -> Result<(&'b [u8], &'b mut [u8]), ProofError> {
-    let len = URL_SAFE_NO_PAD
-        .decode_slice(segment, buffer)
-        .map_err(|_| ProofError::Base64)?;
+    let len = base64url::decode(segment, buffer).map_err(|_| ProofError::Base64)?;
     let (decoded, rest) = buffer.split_at_mut(len);
     Ok((decoded, rest))
 }
@@ -722,17 +711,49 @@ fn parse_object<'d, 'a>(
     })
 }
 
+/// The claims [`verify_proof`] reads, each `None` when absent.
+#[derive(Default)]
+struct Claims<'o> {
+    jti: Option<Json<'o>>,
+    htm: Option<Json<'o>>,
+    htu: Option<Json<'o>>,
+    iat: Option<Json<'o>>,
+    ath: Option<Json<'o>>,
+    nonce: Option<Json<'o>>,
+}
+
+impl<'o> Claims<'o> {
+    /// One pass over the members (the parser refused duplicates): looking each
+    /// claim up on its own read the members six times.
+    fn read(object: &Object<'o>) -> Self {
+        let mut claims = Claims::default();
+        for (name, value) in object.members() {
+            let slot = match name {
+                "jti" => &mut claims.jti,
+                "htm" => &mut claims.htm,
+                "htu" => &mut claims.htu,
+                "iat" => &mut claims.iat,
+                "ath" => &mut claims.ath,
+                "nonce" => &mut claims.nonce,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        claims
+    }
+}
+
 /// A required string member.
-fn string<'o>(object: &Object<'o>, name: &'static str) -> Result<&'o str, ProofError> {
-    optional_string(object, name)?.ok_or(ProofError::MissingMember(name))
+fn string<'o>(member: Option<Json<'o>>, name: &'static str) -> Result<&'o str, ProofError> {
+    optional_string(member, name)?.ok_or(ProofError::MissingMember(name))
 }
 
 /// An optional string member: absent is `None`, another type an error.
 fn optional_string<'o>(
-    object: &Object<'o>,
+    member: Option<Json<'o>>,
     name: &'static str,
 ) -> Result<Option<&'o str>, ProofError> {
-    match object.get(name) {
+    match member {
         None => Ok(None),
         Some(Json::String(value)) => Ok(Some(value)),
         Some(_) => Err(ProofError::InvalidMember(name)),
@@ -741,8 +762,8 @@ fn optional_string<'o>(
 
 /// A NumericDate (RFC 7519 §2): a non-negative number of seconds, a fraction
 /// rounded down.
-fn numeric_date(object: &Object<'_>, name: &'static str) -> Result<u64, ProofError> {
-    match object.get(name) {
+fn numeric_date(member: Option<Json<'_>>, name: &'static str) -> Result<u64, ProofError> {
+    match member {
         None => Err(ProofError::MissingMember(name)),
         Some(Json::Number(Number::Unsigned(seconds))) => Ok(seconds),
         // Below 2^53 a float holds whole seconds exactly; beyond, no real date.
