@@ -66,6 +66,29 @@ pub(super) enum VerifyingKey {
     Ed25519(ed25519_dalek::VerifyingKey),
 }
 
+impl VerifyingKey {
+    /// Whether `signature` (JOSE's 64 bytes: ES256's `r || s`, or Ed25519's)
+    /// signs `message`: p256's `verify`, ed25519-dalek's `verify_strict` (no
+    /// small-order keys or `R`, no non-canonical `S`).
+    ///
+    /// Out of line: inlined into the proof check, p256's verification compiled
+    /// to about 1,400 more instructions per proof (callgrind, same signatures).
+    #[inline(never)]
+    pub(super) fn verifies(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        match self {
+            VerifyingKey::P256(key) => {
+                use p256::ecdsa::signature::Verifier as _;
+                p256::ecdsa::Signature::from_slice(signature)
+                    .is_ok_and(|signature| key.verify(message, &signature).is_ok())
+            }
+            VerifyingKey::Ed25519(key) => {
+                let signature = ed25519_dalek::Signature::from_bytes(signature);
+                key.verify_strict(message, &signature).is_ok()
+            }
+        }
+    }
+}
+
 impl PublicJwk {
     /// Reads a `jwk` header member, and decodes the key it holds.
     #[cfg(test)]

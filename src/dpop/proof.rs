@@ -567,17 +567,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     base64url::decode(signature_b64, &mut signature).map_err(|_| ProofError::Base64)?;
     let signed = &proof[..header_b64.len() + 1 + claims_b64.len()];
     // `read_header` checked that the key's kind is the algorithm's.
-    let verified = match &signer.key {
-        VerifyingKey::P256(key) => {
-            use p256::ecdsa::signature::Verifier as _;
-            p256::ecdsa::Signature::from_slice(&signature)
-                .is_ok_and(|signature| key.verify(signed, &signature).is_ok())
-        }
-        VerifyingKey::Ed25519(key) => {
-            let signature = ed25519_dalek::Signature::from_bytes(&signature);
-            key.verify_strict(signed, &signature).is_ok()
-        }
-    };
+    let verified = signer.key.verifies(signed, &signature);
     if !verified {
         return Err(ProofError::Signature);
     }
