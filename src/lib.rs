@@ -148,6 +148,7 @@ pub mod audit;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+mod base64url;
 mod clock;
 mod config;
 #[cfg(feature = "dpop")]

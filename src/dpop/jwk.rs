@@ -362,7 +362,7 @@ fn decode_key_part(text: &str) -> Result<[u8; KEY_PART_LEN], JwkError> {
     if text.len() != 43 {
         return Err(JwkError::Invalid);
     }
-    match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+    match crate::base64url::decode(text.as_bytes(), &mut bytes) {
         Ok(KEY_PART_LEN) => Ok(bytes),
         _ => Err(JwkError::Invalid),
     }

@@ -73,7 +73,6 @@
 //! coordinate are each refused. The cryptography is RustCrypto's `p256` (ECDSA)
 //! and `ed25519-dalek`.
 
-mod base64url;
 pub(crate) mod htu;
 mod json;
 pub(crate) mod jwk;

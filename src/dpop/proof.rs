@@ -6,10 +6,10 @@ use std::time::Duration;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::base64url;
 use super::htu::NormalizedUri;
 use super::json::{Document, Json, JsonError, Number, Object};
 use super::jwk::{JwkError, KeyCache, PublicJwk, VerifyingKey};
+use crate::base64url;
 use crate::token::grant::JwkThumbprint;
 
 /// The longest proof read, in bytes: 8 KiB.

@@ -411,7 +411,9 @@ impl NonceKey {
 
     fn accepts(&self, nonce: &str, now: SystemTime) -> bool {
         let mut bytes = [0u8; NONCE_BYTES];
-        if nonce.len() != 32 || URL_SAFE_NO_PAD.decode_slice(nonce, &mut bytes) != Ok(NONCE_BYTES) {
+        if nonce.len() != 32
+            || crate::base64url::decode(nonce.as_bytes(), &mut bytes) != Ok(NONCE_BYTES)
+        {
             return false;
         }
         let mut seconds = [0u8; 8];

@@ -67,14 +67,11 @@ impl FamilyId {
     /// The id written by [`to_text`](Self::to_text), if `text` is one.
     #[cfg(any(feature = "redis", feature = "jwt"))]
     pub(crate) fn from_text(text: &[u8]) -> Option<Self> {
-        use base64::Engine as _;
         if text.len() != FAMILY_ID_CHARS {
             return None;
         }
         let mut bytes = [0u8; FAMILY_ID_BYTES];
-        let len = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode_slice(text, &mut bytes)
-            .ok()?;
+        let len = crate::base64url::decode(text, &mut bytes).ok()?;
         (len == FAMILY_ID_BYTES).then_some(Self(bytes))
     }
 }
@@ -116,7 +113,10 @@ impl JwkThumbprint {
     /// 43 characters of canonical base64url, a SHA-256 hash.
     pub fn from_encoded(text: &str) -> Option<Self> {
         let mut bytes = [0u8; 32];
-        match (text.len(), URL_SAFE_NO_PAD.decode_slice(text, &mut bytes)) {
+        match (
+            text.len(),
+            crate::base64url::decode(text.as_bytes(), &mut bytes),
+        ) {
             (43, Ok(32)) => Some(Self(bytes)),
             _ => None,
         }

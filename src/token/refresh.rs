@@ -273,7 +273,7 @@ impl FamilyToken {
             return None;
         }
         let mut bytes = [0u8; TOKEN_BYTES];
-        let len = URL_SAFE_NO_PAD.decode_slice(text, &mut bytes).ok()?;
+        let len = crate::base64url::decode(text, &mut bytes).ok()?;
         if len != TOKEN_BYTES {
             return None;
         }

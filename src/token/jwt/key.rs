@@ -212,7 +212,7 @@ impl JwtKey {
 
 fn verify_ed25519(key: &VerifyingKey, input: &[u8], signature: &[u8]) -> bool {
     let mut decoded = [0u8; 66];
-    let Ok(len) = URL_SAFE_NO_PAD.decode_slice(signature, &mut decoded) else {
+    let Ok(len) = crate::base64url::decode(signature, &mut decoded) else {
         return false;
     };
     Signature::from_slice(&decoded[..len])

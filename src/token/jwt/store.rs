@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
+use crate::base64url;
 use crate::clock;
 use crate::scope::is_scope_token;
 use crate::store::Lookup;
@@ -351,10 +352,12 @@ impl<D: JtiDenylist> JwtTokenStore<D> {
         // would cost more than parsing them.
         if payload.len() <= STACK_PAYLOAD_LEN / 3 * 4 {
             let mut buffer = [0u8; STACK_PAYLOAD_LEN];
-            let len = URL_SAFE_NO_PAD.decode_slice(payload, &mut buffer).ok()?;
+            let len = base64url::decode(payload, &mut buffer).ok()?;
             check(&buffer[..len])
         } else {
-            check(&URL_SAFE_NO_PAD.decode(payload).ok()?)
+            let mut buffer = vec![0; base64url::decoded_len(payload.len())?];
+            let len = base64url::decode(payload, &mut buffer).ok()?;
+            check(&buffer[..len])
         }
     }
 
