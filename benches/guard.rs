@@ -642,10 +642,22 @@ mod dpop {
     }
 
     impl VerifyingKey {
+        /// The public half of `key`, decoded from its encoding as the proof check
+        /// decodes a `jwk`'s coordinates: p256 verified with the key its signing
+        /// key computes ran 2,200 fewer instructions for the same signatures.
         fn of(key: &Key) -> Self {
             match key {
-                Key::Es256(key) => VerifyingKey::Es256(*key.verifying_key()),
-                Key::EdDsa(key) => VerifyingKey::EdDsa(key.verifying_key()),
+                Key::Es256(key) => {
+                    let encoded = key.verifying_key().to_sec1_point(false);
+                    VerifyingKey::Es256(
+                        p256::ecdsa::VerifyingKey::from_sec1_bytes(encoded.as_bytes())
+                            .expect("a point on the curve"),
+                    )
+                }
+                Key::EdDsa(key) => VerifyingKey::EdDsa(
+                    ed25519_dalek::VerifyingKey::from_bytes(key.verifying_key().as_bytes())
+                        .expect("a valid point"),
+                ),
             }
         }
 
