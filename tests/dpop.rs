@@ -322,6 +322,66 @@ async fn a_proof_replayed_at_once_from_many_addresses_passes_once() {
     }
 }
 
+/// An attacker who captured a proof sends re-encodings of it that a lenient
+/// base64url decoder would read as the same bytes (stray bits in a segment's
+/// last character, padding, the standard alphabet), many at once from several
+/// client addresses, before its owner uses it: every one is refused, and none
+/// uses the proof up, so the owner's request still passes (once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_encoded_twins_of_a_proof_are_refused_and_do_not_use_it_up() {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let server = start(DpopSettings::allowed()).await;
+    let key = Key::ed25519(23);
+    let (token, _) = dpop_login(&server, &key).await;
+    let proof = me_proof(&server, &key, &token);
+    let segments: Vec<&str> = proof.split('.').collect();
+    let mut twins = Vec::new();
+    for (i, segment) in segments.iter().enumerate() {
+        // A last character carrying 4 (length 4n + 2) or 2 (4n + 3) unused bits.
+        let unused: usize = match segment.len() % 4 {
+            2 => 0b1111,
+            3 => 0b11,
+            _ => 0,
+        };
+        let mut with = |segment: String| {
+            let mut twin = segments.clone();
+            twin[i] = &segment;
+            twins.push(twin.join("."));
+        };
+        if unused != 0 {
+            let last = segment.as_bytes()[segment.len() - 1];
+            let sextet = ALPHABET.iter().position(|&c| c == last).unwrap();
+            for bit in [1, unused & !(unused >> 1)] {
+                let mut bytes = segment.as_bytes().to_vec();
+                *bytes.last_mut().unwrap() = ALPHABET[sextet ^ bit];
+                with(String::from_utf8(bytes).unwrap());
+            }
+            with(format!("{segment}{}", "=".repeat(4 - segment.len() % 4)));
+        }
+        if segment.contains(['-', '_']) {
+            with(segment.replace('-', "+").replace('_', "/"));
+        }
+    }
+    assert!(twins.len() >= 4, "the proof's segments offer re-encodings");
+
+    let attempts: Vec<_> = (0..32)
+        .map(|i| {
+            let client = server.connecting_from(&format!("127.0.0.{}", 2 + i % 8));
+            let (token, twin) = (token.clone(), twins[i % twins.len()].clone());
+            tokio::spawn(async move { me_with(&client, &token, &twin).await })
+        })
+        .collect();
+    for attempt in attempts {
+        assert_proof_refused(&attempt.await.expect("the request task ends"));
+    }
+    assert_eq!(
+        me_with(&server, &token, &proof).await.status,
+        StatusCode::OK
+    );
+    assert_proof_refused(&me_with(&server, &token, &proof).await);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_replayed_or_misdirected_proof_is_refused() {
     let server = start(DpopSettings::allowed()).await;
