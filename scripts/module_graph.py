@@ -62,7 +62,7 @@ LAYERS = [
         ],
     ),
     ("stores", ["token", "user", "password", "redis"]),
-    ("vocabulary", ["base64url", "clock", "metrics", "scope", "store", "user::subject"]),
+    ("vocabulary", ["base64url", "clock", "constant_time", "metrics", "scope", "store", "user::subject"]),
 ]
 # Hubs (`mod.rs` of a directory) only declare and re-export; they sit with the
 # highest of their children.

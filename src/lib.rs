@@ -151,6 +151,7 @@ pub mod axum;
 mod base64url;
 mod clock;
 mod config;
+mod constant_time;
 #[cfg(feature = "dpop")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
 pub mod dpop;

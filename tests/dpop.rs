@@ -569,6 +569,63 @@ async fn server_nonces_are_asked_for_and_honoured() {
     server.stop().await;
 }
 
+/// A client holding one real server nonce tries to mint others without the
+/// server's secret: every bit of its MAC flipped in turn, and its time moved an
+/// hour on (a nonce that would never expire) with the MAC kept, sent at once
+/// from several addresses. Every forgery is asked for a real nonce; the real one
+/// still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_server_nonces_are_refused() {
+    let server = start(DpopSettings::allowed().server_nonces(&[43; 32])).await;
+    let key = Key::ed25519(24);
+    let url = server.url("/token");
+    let asked = post_token(
+        &server,
+        LOGIN,
+        &[("dpop", &key.proof("POST", &url, None, None))],
+    )
+    .await;
+    let nonce = asked.header("dpop-nonce").expect("a nonce").to_owned();
+    let bytes = URL_SAFE_NO_PAD.decode(&nonce).expect("base64url");
+    assert_eq!(bytes.len(), 24, "8 bytes of time, a 16-byte MAC");
+
+    let mut forgeries: Vec<String> = (8 * 8..24 * 8)
+        .map(|bit| {
+            let mut forged = bytes.clone();
+            forged[bit / 8] ^= 1 << (bit % 8);
+            URL_SAFE_NO_PAD.encode(forged)
+        })
+        .collect();
+    let mut later = bytes.clone();
+    let seconds = u64::from_be_bytes(bytes[..8].try_into().unwrap()) + 3600;
+    later[..8].copy_from_slice(&seconds.to_be_bytes());
+    forgeries.push(URL_SAFE_NO_PAD.encode(later));
+
+    let attempts: Vec<_> = forgeries
+        .iter()
+        .enumerate()
+        .map(|(i, forged)| {
+            let client = server.connecting_from(&format!("127.0.0.{}", 2 + i % 8));
+            let proof = key.proof("POST", &url, None, Some(forged));
+            tokio::spawn(async move { post_token(&client, LOGIN, &[("dpop", &proof)]).await })
+        })
+        .collect();
+    for attempt in attempts {
+        let reply = attempt.await.expect("the request task ends");
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "body: {:?}",
+            reply.body
+        );
+        assert_eq!(reply.json()["error"], "use_dpop_nonce");
+        assert!(reply.header("dpop-nonce").is_some(), "a real nonce offered");
+    }
+    let proof = key.proof("POST", &url, None, Some(&nonce));
+    dpop_tokens(&post_token(&server, LOGIN, &[("dpop", &proof)]).await);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn forwarded_hosts_count_only_from_trusted_proxies() {
     let key = Key::ed25519(10);

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::constant_time;
 use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
 
 use super::htu::NormalizedUri;
 use super::json::{Document, Json, JsonError, Number, Object};
@@ -546,14 +546,14 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
             return Err(ProofError::AccessTokenHashMismatch);
         }
         let expected: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if !bool::from(hash.ct_eq(&expected)) {
+        if !constant_time::eq(&hash, &expected) {
             return Err(ProofError::AccessTokenHashMismatch);
         }
     }
     let nonce = optional_string(claims.nonce, "nonce")?;
     if let Some(expected) = check.nonce {
         let nonce = nonce.ok_or(ProofError::MissingNonce)?;
-        if !bool::from(nonce.as_bytes().ct_eq(expected.as_bytes())) {
+        if !constant_time::eq(nonce.as_bytes(), expected.as_bytes()) {
             return Err(ProofError::NonceMismatch);
         }
     }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::constant_time;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use blake2::digest::consts::{U16, U32};
@@ -13,7 +14,6 @@ use blake2::digest::{KeyInit, Mac};
 use blake2::{Blake2b, Blake2bMac, Digest};
 use http::header::HOST;
 use http::{Extensions, HeaderMap, HeaderValue, Method, Uri};
-use subtle::ConstantTimeEq as _;
 
 use crate::dpop::htu::{is_normal, NormalizedUri};
 use crate::dpop::jwk::KeyCache;
@@ -418,7 +418,7 @@ impl NonceKey {
         }
         let mut seconds = [0u8; 8];
         seconds.copy_from_slice(&bytes[..8]);
-        if !bool::from(self.tag(seconds).ct_eq(&bytes[8..])) {
+        if !constant_time::eq(&self.tag(seconds), &bytes[8..]) {
             return false;
         }
         let made = UNIX_EPOCH + Duration::from_secs(u64::from_be_bytes(seconds));

@@ -18,12 +18,12 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+use crate::constant_time;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use blake2::digest::consts::U16;
 use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2bMac;
-use subtle::ConstantTimeEq;
 
 use crate::store::StoreError;
 use crate::token::grant::MAX_TOKEN_LIFETIME;
@@ -288,9 +288,7 @@ impl FamilyToken {
 
     /// Whether the family's key made this token (in constant time).
     pub(crate) fn is_signed_by(&self, key: &FamilyKey) -> bool {
-        tag(key, &self.family, self.generation)
-            .ct_eq(&self.tag)
-            .into()
+        constant_time::eq(&tag(key, &self.family, self.generation), &self.tag)
     }
 
     /// The MAC, for checks that it is kept nowhere.

@@ -4,12 +4,12 @@
 
 use std::fmt;
 
+use crate::constant_time;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
-use subtle::ConstantTimeEq as _;
 
 use crate::token::jwt::claims::MAX_LEEWAY;
 
@@ -197,12 +197,7 @@ impl JwtKey {
                 let mut expected = [0u8; 43];
                 let encoded =
                     URL_SAFE_NO_PAD.encode_slice(mac.finalize().into_bytes(), &mut expected);
-                // One fold and one `subtle` comparison, not one per byte.
-                let diff = expected
-                    .iter()
-                    .zip(signature)
-                    .fold(0u8, |diff, (a, b)| diff | (a ^ b));
-                encoded.is_ok() && signature.len() == expected.len() && bool::from(diff.ct_eq(&0))
+                encoded.is_ok() && constant_time::eq(&expected, signature)
             }
             Material::Ed25519Signing(key) => verify_ed25519(&key.verifying_key(), input, signature),
             Material::Ed25519Verifying(key) => verify_ed25519(key, input, signature),
