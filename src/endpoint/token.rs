@@ -305,7 +305,7 @@ async fn token_proof(
     use crate::dpop::replay::ProofId;
     use crate::dpop::settings::{DpopMode, ProofRefusal, RequestParts, DPOP};
 
-    if !parts.headers.contains_key(DPOP) {
+    if !parts.headers.contains_key(&DPOP) {
         return match dpop.mode {
             DpopMode::Allowed => Ok(None),
             DpopMode::Required => Err(Rejection::InvalidDpopProof(
