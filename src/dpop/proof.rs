@@ -366,6 +366,11 @@ impl VerifiedProof {
         self.jti.as_str()
     }
 
+    /// The `jti`'s bytes, for [`ProofId`](super::ProofId).
+    pub(super) fn jti_bytes(&self) -> &[u8] {
+        self.jti.as_bytes()
+    }
+
     /// The proof's `iat`, in Unix seconds (a fractional one rounded down).
     pub fn iat(&self) -> u64 {
         self.iat
@@ -425,11 +430,20 @@ impl Jti {
             Jti::Heap(jti) => jti,
         }
     }
+
+    /// The bytes, without the UTF-8 check `as_str` repeats: what the replay
+    /// store's id hashes, once per proof.
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Jti::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Jti::Heap(jti) => jti.as_bytes(),
+        }
+    }
 }
 
 impl PartialEq for Jti {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 

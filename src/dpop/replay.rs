@@ -56,12 +56,16 @@ impl ProofId {
     /// The id of the proof with `jti` signed by the key whose thumbprint is
     /// `thumbprint`.
     pub fn new(thumbprint: &JwkThumbprint, jti: &str) -> Self {
+        Self::of_bytes(thumbprint, jti.as_bytes())
+    }
+
+    fn of_bytes(thumbprint: &JwkThumbprint, jti: &[u8]) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(DOMAIN);
         // The thumbprint is always 32 bytes: no (thumbprint, jti) pair hashes as
         // another's would, without a length prefix.
         hasher.update(thumbprint.as_bytes());
-        hasher.update(jti.as_bytes());
+        hasher.update(jti);
         Self(hasher.finalize().into())
     }
 
@@ -73,7 +77,7 @@ impl ProofId {
 
 impl From<&VerifiedProof> for ProofId {
     fn from(proof: &VerifiedProof) -> Self {
-        Self::new(proof.thumbprint(), proof.jti())
+        Self::of_bytes(proof.thumbprint(), proof.jti_bytes())
     }
 }
 
