@@ -3,13 +3,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::constant_time;
 use sha2::{Digest as _, Sha256};
 
 use super::htu::NormalizedUri;
 use super::json::{Document, Json, JsonError, Number, Object};
 use super::jwk::{JwkError, KeyCache, PublicJwk, VerifyingKey};
 use crate::base64url;
+use crate::constant_time;
 use crate::token::grant::JwkThumbprint;
 
 /// The longest proof read, in bytes: 8 KiB.

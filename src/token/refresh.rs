@@ -18,13 +18,13 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use crate::constant_time;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use blake2::digest::consts::U16;
 use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2bMac;
 
+use crate::constant_time;
 use crate::store::StoreError;
 use crate::token::grant::MAX_TOKEN_LIFETIME;
 use crate::token::grant::{BearerToken, Grant, RefreshToken};

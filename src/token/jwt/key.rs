@@ -4,13 +4,13 @@
 
 use std::fmt;
 
-use crate::constant_time;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 
+use crate::constant_time;
 use crate::token::jwt::claims::MAX_LEEWAY;
 
 /// The shortest HS256 secret accepted: 32 bytes, the output size of SHA-256
