@@ -666,27 +666,11 @@ fn split_at_dot(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&bytes[..dot], &bytes[dot + 1..]))
 }
 
-/// Where the first `.` in `bytes` is: eight bytes at a time (a proof is read
-/// three times over for its dots; byte by byte it cost as much as its JSON).
+/// Where the first `.` in `bytes` is, by `memchr`'s vector search: a proof is
+/// read three times over for its dots, which eight bytes at a time took ~550
+/// instructions (and byte by byte as much as its JSON).
 fn find_dot(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const DOTS: u64 = u64::from_ne_bytes([b'.'; 8]);
-    let mut chunks = bytes.chunks_exact(8);
-    let mut skipped = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        // A zero byte in `x` is a dot in `chunk`; this test has no false negatives,
-        // and a hit is located bytewise below.
-        let x = u64::from_ne_bytes(word) ^ DOTS;
-        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
-            break;
-        }
-        skipped += 8;
-    }
-    let at = bytes[skipped..].iter().position(|&b| b == b'.')?;
-    Some(skipped + at)
+    memchr::memchr(b'.', bytes)
 }
 
 /// The room decoding a proof's header and claims takes on the stack: an ES256
