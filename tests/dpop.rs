@@ -230,6 +230,9 @@ async fn a_dpop_token_works_with_a_proof_of_its_key_only() {
         )
         .await;
         assert_proof_refused(&reply);
+        // A token that is not ASCII, with a proof of its own hash: no token.
+        let odd = format!("{token}é");
+        assert_dpop_invalid_token(&me_with(&server, &odd, &me_proof(&server, &key, &odd)).await);
         server.stop().await;
     }
 }

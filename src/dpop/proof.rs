@@ -246,7 +246,9 @@ pub struct ProofCheck<'a> {
     now: u64,
     max_age: u64,
     future_leeway: u64,
-    access_token: Option<&'a str>,
+    /// Bytes, not `str`: the guard hashes the header's bytes without a UTF-8
+    /// check per request (it has checked they are ASCII).
+    access_token: Option<&'a [u8]>,
     nonce: Option<&'a str>,
     key_cache: Option<&'a KeyCache>,
 }
@@ -282,6 +284,13 @@ impl<'a> ProofCheck<'a> {
     /// The access token the request presents (`Authorization: DPoP <token>`): the
     /// proof must carry its hash as `ath` (RFC 9449 §4.3 check 12).
     pub fn access_token(mut self, token: &'a str) -> Self {
+        self.access_token = Some(token.as_bytes());
+        self
+    }
+
+    /// [`access_token`](Self::access_token) for a token already checked to be
+    /// ASCII.
+    pub(crate) fn access_token_bytes(mut self, token: &'a [u8]) -> Self {
         self.access_token = Some(token);
         self
     }
@@ -559,7 +568,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         if ath.len() != 43 || base64url::decode(ath.as_bytes(), &mut hash) != Ok(32) {
             return Err(ProofError::AccessTokenHashMismatch);
         }
-        let expected: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let expected: [u8; 32] = Sha256::digest(token).into();
         if !constant_time::eq(&hash, &expected) {
             return Err(ProofError::AccessTokenHashMismatch);
         }

@@ -235,7 +235,7 @@ impl DpopSettings {
     pub(crate) fn verify(
         &self,
         request: RequestParts<'_>,
-        access_token: Option<&str>,
+        access_token: Option<&[u8]>,
     ) -> Result<VerifiedProof, ProofRefusal> {
         let mut values = request.headers.get_all(&DPOP).iter();
         let (Some(proof), None) = (values.next(), values.next()) else {
@@ -263,7 +263,7 @@ impl DpopSettings {
             .max_age(self.max_age)
             .key_cache(&self.keys);
         if let Some(token) = access_token {
-            check = check.access_token(token);
+            check = check.access_token_bytes(token);
         }
         let verified = verify_proof(proof.as_bytes(), &check).map_err(|error| {
             tracing::debug!(%error, "DPoP proof refused");

@@ -281,10 +281,11 @@ where
         Ok(token) => token,
         Err(rejection) => return Progress::Decided(Err(rejection)),
     };
-    // `ath` is the hash of the token's text: a token that is not text is no token.
-    let Ok(text) = std::str::from_utf8(token) else {
+    // `ath` is the hash of the token's ASCII text (RFC 9449 §4.2): a token that
+    // is not ASCII is no token.
+    if !token.is_ascii() {
         return Progress::Decided(Err(Rejection::InvalidDpopToken));
-    };
+    }
     let parts = RequestParts {
         method: request.method(),
         uri: request.uri(),
@@ -293,7 +294,7 @@ where
         extensions: request.extensions(),
         proxies: &shared.config.trusted_proxies,
     };
-    let proof = match dpop.verify(parts, Some(text)) {
+    let proof = match dpop.verify(parts, Some(token)) {
         Ok(proof) => proof,
         Err(ProofRefusal::Invalid(detail)) => {
             return Progress::Decided(Err(Rejection::DpopProofRefused(detail)))
