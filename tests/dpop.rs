@@ -526,20 +526,27 @@ async fn an_unbound_family_refreshed_with_a_proof_gets_a_bound_access_token() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn server_nonces_are_asked_for_and_honoured() {
-    let server = start(DpopSettings::allowed().server_nonces(&[42; 32])).await;
-    let key = Key::p256(6);
+/// A login with a proof by `key` and no nonce, on a server that asks for
+/// nonces: refused with `use_dpop_nonce`; the nonce it offers.
+async fn nonce_asked_for(server: &Server, key: &Key) -> String {
     let url = server.url("/token");
     let reply = post_token(
-        &server,
+        server,
         LOGIN,
         &[("dpop", &key.proof("POST", &url, None, None))],
     )
     .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.json()["error"], "use_dpop_nonce");
-    let nonce = reply.header("dpop-nonce").expect("a nonce").to_owned();
+    reply.header("dpop-nonce").expect("a nonce").to_owned()
+}
+
+#[tokio::test]
+async fn server_nonces_are_asked_for_and_honoured() {
+    let server = start(DpopSettings::allowed().server_nonces(&[42; 32])).await;
+    let key = Key::p256(6);
+    let url = server.url("/token");
+    let nonce = nonce_asked_for(&server, &key).await;
     let proof = key.proof("POST", &url, None, Some(&nonce));
     let reply = post_token(&server, LOGIN, &[("dpop", &proof)]).await;
     let (token, _) = dpop_tokens(&reply);
@@ -582,13 +589,7 @@ async fn forged_server_nonces_are_refused() {
     let server = start(DpopSettings::allowed().server_nonces(&[43; 32])).await;
     let key = Key::ed25519(24);
     let url = server.url("/token");
-    let asked = post_token(
-        &server,
-        LOGIN,
-        &[("dpop", &key.proof("POST", &url, None, None))],
-    )
-    .await;
-    let nonce = asked.header("dpop-nonce").expect("a nonce").to_owned();
+    let nonce = nonce_asked_for(&server, &key).await;
     let bytes = URL_SAFE_NO_PAD.decode(&nonce).expect("base64url");
     assert_eq!(bytes.len(), 24, "8 bytes of time, a 16-byte MAC");
 
