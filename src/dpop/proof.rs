@@ -433,9 +433,7 @@ impl Jti {
     fn as_str(&self) -> &str {
         match self {
             // The bytes are a whole `str`'s, copied.
-            Jti::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
+            Jti::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
             Jti::Heap(jti) => jti,
         }
     }

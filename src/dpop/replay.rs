@@ -42,9 +42,7 @@ pub struct ProofId([u8; 32]);
 /// the replay store ~170 instructions per lookup.
 impl Hash for ProofId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&self.0[..8]);
-        state.write_u64(u64::from_ne_bytes(first));
+        state.write_u64(self.word(0));
     }
 }
 
@@ -67,6 +65,13 @@ impl ProofId {
         hasher.update(thumbprint.as_bytes());
         hasher.update(jti);
         Self(hasher.finalize().into())
+    }
+
+    /// The hash's `i`th group of eight bytes.
+    fn word(&self, i: usize) -> u64 {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
+        u64::from_ne_bytes(bytes)
     }
 
     /// The hash's 32 bytes.
@@ -235,12 +240,7 @@ struct Held([u64; 2]);
 
 impl Held {
     fn of(proof: &ProofId) -> Self {
-        let word = |i: usize| {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&proof.0[i * 8..i * 8 + 8]);
-            u64::from_ne_bytes(bytes)
-        };
-        Held([word(0), word(1)])
+        Held([proof.word(0), proof.word(1)])
     }
 }
 
