@@ -198,7 +198,7 @@ impl<U: Send + Sync + 'static> UserStore for MemoryUserStore<U> {
     type User = U;
 
     /// Always ready: one read lock and one reference count.
-    #[inline]
+    #[inline(always)]
     fn principal(&self, subject: &Subject) -> Lookup<Option<Principal<U>>> {
         let users = self.read();
         let found = users.get(subject).map(|record| Principal {
