@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use crate::config::Shared;
 use crate::endpoint::token::{endpoint, Endpoint, EndpointLengths};
-use crate::guard::decide::{decide_now, guard, insert, reject, Pending, Progress};
+use crate::guard::decide::{decide_now, guard, reject, Pending, Progress};
 use crate::guard::paths::client_path;
 use crate::http::body::BoxError;
 use crate::http::future::ResponseFuture;
@@ -118,11 +118,8 @@ where
         let restate = if public && !request.headers().contains_key(AUTHORIZATION) {
             None
         } else {
-            match decide_now(&self.shared, &request, public) {
-                Progress::Decided(Ok(authenticated)) => {
-                    insert(&self.shared, &mut request, authenticated);
-                    config.custom_scope_status()
-                }
+            match decide_now(&self.shared, &mut request, public) {
+                Progress::Decided(Ok(())) => config.custom_scope_status(),
                 Progress::Decided(Err(_)) if public => None,
                 Progress::Decided(Err(rejection)) => return self.rejected(&request, rejection),
                 Progress::Pending(pending) => return self.awaited(request, public, pending),
