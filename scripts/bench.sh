@@ -11,7 +11,9 @@
 #      user, the floor of a guard that resolves the user per request) on loopback,
 #      in interleaved rounds (bare, tutorial, map, map2, map2, map, tutorial, bare),
 #      then in paired rounds (all four loaded at once on the same core: each one's
-#      CPU time per request);
+#      CPU time per request), with a fifth: the tutorial's layer in bare.rs's
+#      binary (LAYER=1), which tells the guard's cost from the tutorial binary's
+#      code layout;
 #
 # then prints the tables of docs/guide/performance.md and regenerates docs/perf/overhead.svg.
 #
@@ -41,6 +43,7 @@ TUTORIAL_PORT=${TUTORIAL_PORT:-18000}
 BARE_PORT=${BARE_PORT:-18001}
 MAP_PORT=${MAP_PORT:-18002}
 MAP2_PORT=${MAP2_PORT:-18003}
+LAYER_PORT=${LAYER_PORT:-18004}
 export CARGO_TERM_COLOR=never
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -148,26 +151,38 @@ if wants e2e; then
             sleep 0.1
         done
     }
+    # login PORT: johndoe's access token from the layer on PORT.
+    login() {
+        curl -s -X POST "127.0.0.1:$1/token" -d 'username=johndoe&password=secret' |
+            sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p'
+    }
     start tutorial "$TUTORIAL_PORT" tutorial
     start bare "$BARE_PORT" bare
-    token=$(curl -s -X POST "127.0.0.1:$TUTORIAL_PORT/token" -d 'username=johndoe&password=secret' |
-        sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+    token=$(login "$TUTORIAL_PORT")
     [[ -n $token ]] || die "no token from the tutorial app"
     # The floors: bare.rs behind the minimal map-lookup guard, and behind the
     # two-lookup one (token -> username -> user, as the layer resolves users),
     # both knowing that token.
     start map "$MAP_PORT" bare MAP_TOKEN="$token"
     start map2 "$MAP2_PORT" bare MAP2_TOKEN="$token"
+    # The tutorial's guard in bare.rs's binary (LAYER=1), with a token of its own:
+    # beside the tutorial, it tells the guard's cost from the tutorial binary's
+    # code layout (paired rounds only).
+    start layer "$LAYER_PORT" bare LAYER=1
+    layer_token=$(login "$LAYER_PORT")
+    [[ -n $layer_token ]] || die "no token from bare.rs with LAYER=1"
     me_tutorial=$(curl -s "127.0.0.1:$TUTORIAL_PORT/users/me" -H "Authorization: Bearer $token")
     for port in "$BARE_PORT" "$MAP_PORT" "$MAP2_PORT"; do
         me=$(curl -s "127.0.0.1:$port/users/me" -H "Authorization: Bearer $token")
         [[ $me_tutorial == "$me" ]] || die "different answers: $me_tutorial vs $me (port $port)"
     done
-    for port in "$MAP_PORT" "$MAP2_PORT"; do
+    [[ $(curl -s "127.0.0.1:$LAYER_PORT/users/me" -H "Authorization: Bearer $layer_token") == "$me_tutorial" ]] ||
+        die "bare.rs with LAYER=1 answers differently"
+    for port in "$MAP_PORT" "$MAP2_PORT" "$LAYER_PORT"; do
         [[ $(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$port/users/me") == 401 ]] ||
-            die "the map-lookup guard on port $port let a request without a token through"
+            die "the guard on port $port let a request without a token through"
     done
-    echo "all four answer: $me_tutorial" >&2
+    echo "all five answer: $me_tutorial" >&2
 
     # CPU time (ns, all threads) the server has used so far.
     cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
@@ -185,6 +200,7 @@ if wants e2e; then
     for port in "$BARE_PORT" "$TUTORIAL_PORT" "$MAP_PORT" "$MAP2_PORT"; do
         "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/users/me" >/dev/null
     done
+    "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H "Authorization: Bearer $layer_token" "http://127.0.0.1:$LAYER_PORT/users/me" >/dev/null
     for round in $(seq "$ROUNDS"); do
         load bare "$BARE_PORT" "$bare_pid" "$round.a"
         load tutorial "$TUTORIAL_PORT" "$tutorial_pid" "$round.a"
@@ -199,31 +215,34 @@ if wants e2e; then
     # Paired rounds: all servers loaded at the same time, on the same core, by one
     # wrk process each; drift and noise from the host hit them alike, and each
     # server's CPU time per request (from /proc/PID/task/*/schedstat) is its cost.
-    step "end to end, paired: $PAIRED_ROUNDS rounds of the four servers loaded at once for ${DURATION}s"
+    step "end to end, paired: $PAIRED_ROUNDS rounds of the five servers loaded at once for ${DURATION}s"
+    servers=(bare tutorial map map2 layer)
     for round in $(seq "$PAIRED_ROUNDS"); do
         wrk_pids=()
         declare -A before=()
-        for server in bare tutorial map map2; do
+        for server in "${servers[@]}"; do
             pid_var=${server}_pid
             before[$server]=$(cpu_ns "${!pid_var}")
         done
-        for server in bare tutorial map map2; do
+        for server in "${servers[@]}"; do
             port_var=${server^^}_PORT
+            bearer=$token
+            [[ $server == layer ]] && bearer=$layer_token
             "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-                -H "Authorization: Bearer $token" "http://127.0.0.1:${!port_var}/users/me" \
+                -H "Authorization: Bearer $bearer" "http://127.0.0.1:${!port_var}/users/me" \
                 > "$OUT/wrk.paired-$server.$round.p.txt" &
             wrk_pids+=($!)
         done
         wait "${wrk_pids[@]}"
-        for server in bare tutorial map map2; do
+        for server in "${servers[@]}"; do
             pid_var=${server}_pid
             echo "cpu_ns $(($(cpu_ns "${!pid_var}") - before[$server]))" >> "$OUT/wrk.paired-$server.$round.p.txt"
         done
-        printf 'paired round %s: bare %s, tutorial %s, map %s, map2 %s\n' "$round" \
-            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-bare.$round.p.txt")" \
-            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-tutorial.$round.p.txt")" \
-            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-map.$round.p.txt")" \
-            "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-map2.$round.p.txt")" >&2
+        line="paired round $round:"
+        for server in "${servers[@]}"; do
+            line+=" $server $(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-$server.$round.p.txt")"
+        done
+        echo "$line" >&2
     done
     cleanup
     pids=()
