@@ -193,6 +193,59 @@ async fn path_rules_in_the_main_layer_for_hyper_apps() {
     assert_insufficient(&sneaky, 403, "me items");
 }
 
+/// The rules as an attacker probes them: tokens with and without the route's
+/// scope, a disabled user's, a forged one and none, all at once from eight client
+/// addresses. Each request gets what its own token earns, and only the tokens
+/// that carry the scope reach the app, which answers with their user.
+#[tokio::test]
+async fn path_rules_hold_for_every_request_of_a_concurrent_mix() {
+    let layer = tutorial::layer_builder()
+        .scope("me", "Read information about the current user.")
+        .scope("items", "Read items.")
+        .require_scopes_on(Method::GET, "/users/me", ScopeRequirement::all(["me"]))
+        .build();
+    let server = Server::start_with(layer).await;
+    let (me, _) = login(&server, "johndoe", "secret", "me").await;
+    let (items, _) = login(&server, "johndoe", "secret", "items").await;
+    let (alice, _) = login(&server, "alice", "secret2", "me").await;
+    let mut forged = me.clone();
+    let last = if forged.ends_with('A') { "B" } else { "A" };
+    forged.replace_range(forged.len() - 1.., last);
+    let tokens = [Some(me), Some(items), Some(alice), Some(forged), None];
+    let requests: Vec<_> = (0..160)
+        .map(|i| {
+            let client = server.connecting_from(&format!("127.0.0.{}", 2 + i % 8));
+            let kind = i % tokens.len();
+            let token = tokens[kind].clone();
+            tokio::spawn(async move {
+                let reply = match &token {
+                    Some(token) => client.me(token).await,
+                    None => client.get("/users/me", &[]).await,
+                };
+                (kind, reply)
+            })
+        })
+        .collect();
+    for request in requests {
+        let (kind, reply) = request.await.expect("the request task ends");
+        match kind {
+            0 => {
+                assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+                assert_eq!(reply.json()["username"], "johndoe");
+            }
+            1 => assert_insufficient(&reply, 403, "me"),
+            2 => reply.assert_error(400, "Inactive user", None),
+            3 => reply.assert_error(
+                401,
+                "Invalid authentication credentials",
+                Some("invalid_token"),
+            ),
+            _ => reply.assert_error(401, "Not authenticated", None),
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn fastapi_compatible_401_for_a_missing_scope() {
     let layer = tutorial::layer_builder()
