@@ -10,8 +10,9 @@ mod common;
 use common::{tutorial, Reply, Server};
 use http::{Method, StatusCode};
 use tokio::net::TcpListener;
+use tower_oauth2_password::layer::Builder;
 use tower_oauth2_password::scope::ScopeRequirement;
-use tower_oauth2_password::{Argon2Hasher, PasswordHasher, StoredUser};
+use tower_oauth2_password::{Argon2Hasher, MemoryUserStore, PasswordHasher, StoredUser};
 
 #[path = "../examples/scopes.rs"]
 #[allow(dead_code)]
@@ -168,12 +169,17 @@ async fn inactive_user_is_still_400_with_every_scope() {
         .assert_error(400, "Inactive user", None);
 }
 
-#[tokio::test]
-async fn path_rules_in_the_main_layer_for_hyper_apps() {
-    let layer = tutorial::layer_builder()
+/// The tutorial's layer with scopes `me` and `items`, and `GET /users/me` needing `me`.
+fn me_needs_scope_me() -> Builder<MemoryUserStore<tutorial::User>> {
+    tutorial::layer_builder()
         .scope("me", "Read information about the current user.")
         .scope("items", "Read items.")
         .require_scopes_on(Method::GET, "/users/me", ScopeRequirement::all(["me"]))
+}
+
+#[tokio::test]
+async fn path_rules_in_the_main_layer_for_hyper_apps() {
+    let layer = me_needs_scope_me()
         .require_scopes("/users/*", ScopeRequirement::any(["me", "items"]))
         .build();
     let server = Server::start_with(layer).await;
@@ -199,11 +205,7 @@ async fn path_rules_in_the_main_layer_for_hyper_apps() {
 /// that carry the scope reach the app, which answers with their user.
 #[tokio::test]
 async fn path_rules_hold_for_every_request_of_a_concurrent_mix() {
-    let layer = tutorial::layer_builder()
-        .scope("me", "Read information about the current user.")
-        .scope("items", "Read items.")
-        .require_scopes_on(Method::GET, "/users/me", ScopeRequirement::all(["me"]))
-        .build();
+    let layer = me_needs_scope_me().build();
     let server = Server::start_with(layer).await;
     let (me, _) = login(&server, "johndoe", "secret", "me").await;
     let (items, _) = login(&server, "johndoe", "secret", "items").await;
