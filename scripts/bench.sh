@@ -171,6 +171,9 @@ if wants e2e; then
     start layer "$LAYER_PORT" bare LAYER=1
     layer_token=$(login "$LAYER_PORT")
     [[ -n $layer_token ]] || die "no token from bare.rs with LAYER=1"
+    # token_of SERVER: the token SERVER knows.
+    token_of() { if [[ $1 == layer ]]; then echo "$layer_token"; else echo "$token"; fi; }
+    servers=(bare tutorial map map2 layer)
     me_tutorial=$(curl -s "127.0.0.1:$TUTORIAL_PORT/users/me" -H "Authorization: Bearer $token")
     for port in "$BARE_PORT" "$MAP_PORT" "$MAP2_PORT"; do
         me=$(curl -s "127.0.0.1:$port/users/me" -H "Authorization: Bearer $token")
@@ -197,10 +200,11 @@ if wants e2e; then
     }
     rm -f "$OUT"/wrk.*.txt
     # Warm-up (not recorded).
-    for port in "$BARE_PORT" "$TUTORIAL_PORT" "$MAP_PORT" "$MAP2_PORT"; do
-        "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/users/me" >/dev/null
+    for server in "${servers[@]}"; do
+        port_var=${server^^}_PORT
+        "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H "Authorization: Bearer $(token_of "$server")" \
+            "http://127.0.0.1:${!port_var}/users/me" >/dev/null
     done
-    "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H "Authorization: Bearer $layer_token" "http://127.0.0.1:$LAYER_PORT/users/me" >/dev/null
     for round in $(seq "$ROUNDS"); do
         load bare "$BARE_PORT" "$bare_pid" "$round.a"
         load tutorial "$TUTORIAL_PORT" "$tutorial_pid" "$round.a"
@@ -216,7 +220,6 @@ if wants e2e; then
     # wrk process each; drift and noise from the host hit them alike, and each
     # server's CPU time per request (from /proc/PID/task/*/schedstat) is its cost.
     step "end to end, paired: $PAIRED_ROUNDS rounds of the five servers loaded at once for ${DURATION}s"
-    servers=(bare tutorial map map2 layer)
     for round in $(seq "$PAIRED_ROUNDS"); do
         wrk_pids=()
         declare -A before=()
@@ -226,10 +229,8 @@ if wants e2e; then
         done
         for server in "${servers[@]}"; do
             port_var=${server^^}_PORT
-            bearer=$token
-            [[ $server == layer ]] && bearer=$layer_token
             "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-                -H "Authorization: Bearer $bearer" "http://127.0.0.1:${!port_var}/users/me" \
+                -H "Authorization: Bearer $(token_of "$server")" "http://127.0.0.1:${!port_var}/users/me" \
                 > "$OUT/wrk.paired-$server.$round.p.txt" &
             wrk_pids+=($!)
         done
