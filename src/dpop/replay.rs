@@ -1,7 +1,5 @@
 //! Replayed DPoP proofs: the [`ReplayStore`] trait, its memory and Redis stores.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,6 +11,10 @@ use crate::dpop::proof::VerifiedProof;
 use crate::store::Lookup;
 use crate::store::StoreError;
 use crate::token::grant::{write_base64url, JwkThumbprint};
+
+use self::table::{ProofTable, Remembered};
+
+mod table;
 
 /// What identifies one proof for the [`ReplayStore`]: a SHA-256 hash of the
 /// key's thumbprint and the proof's `jti`, after a domain-separation prefix.
@@ -170,29 +172,32 @@ impl<R: ReplayStore + ?Sized> ReplayStore for Arc<R> {
 /// The default capacity of a [`MemoryReplayStore`]: unexpired proofs held.
 pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
 
-/// How often [`MemoryReplayStore::remember`] drops the entries that expired.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
-/// While full, how often a new proof may sweep (a sweep reads every entry under
-/// the lock): a flood of new proofs is refused at once in between.
-const FULL_SWEEP_GAP: Duration = Duration::from_millis(100);
+/// While full, how often a new proof may look for expired entries (it reads
+/// every entry under the lock), in milliseconds: a flood of new proofs is
+/// refused at once in between.
+const FULL_SWEEP_GAP_MS: u64 = 100;
 
 /// A [`ReplayStore`] in process memory, for one process (with several replicas,
 /// a proof replayed to another replica is not seen: use `RedisReplayStore`).
 ///
 /// It holds at most `capacity` unexpired proofs ([`DEFAULT_REPLAY_CAPACITY`]
-/// unless [`with_capacity`](Self::with_capacity) says otherwise), about 40 bytes
-/// each. When that many are held, a new proof is refused with a [`StoreError`]
-/// (503) rather than one forgotten: a forgotten proof could be replayed, the
-/// one thing this store is for, and an attacker who can fill the store could
-/// then choose when to forget the proof they captured. Refusing lasts at most one
-/// acceptance window (entries expire with it), and filling the store takes that
-/// many validly signed proofs within one window; size it for the proofs one
-/// window brings at peak (100 000 in 60 s is about 1 600 a second). Expired
-/// entries are swept every 10 s, and when the store is full and one has
-/// expired (at most every 100 ms: in between, new proofs are refused at once).
+/// unless [`with_capacity`](Self::with_capacity) says otherwise), in a table of
+/// 16-byte slots three to six times their number (the default's largest is
+/// 8 MiB). When that many are held, a new proof is refused with a
+/// [`StoreError`] (503) rather than one forgotten: a forgotten proof could be
+/// replayed, the one thing this store is for, and an attacker who can fill the
+/// store could then choose when to forget the proof they captured. Refusing
+/// lasts at most one acceptance window (entries expire with it), and filling
+/// the store takes that many validly signed proofs within one window; size it
+/// for the proofs one window brings at peak (100 000 in 60 s is about 1 600 a
+/// second). An expired entry's slot is taken by the next proof whose search
+/// passes it; the table is rebuilt without expired entries when half its slots
+/// are in use, and when the store is full and an entry has expired (at most
+/// every 100 ms: in between, new proofs are refused at once).
 ///
-/// One mutex around one map: a check-and-insert is a hash and a map insert, far
-/// below what the proof's signature check costs. Clones share the entries.
+/// One mutex around one table: a check-and-insert is one probe, usually one
+/// cache line, far below what the proof's signature check costs. Clones share
+/// the entries.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -213,42 +218,8 @@ pub struct MemoryReplayStore {
 }
 
 struct MemoryInner {
-    entries: Mutex<Entries>,
+    table: Mutex<ProofTable>,
     capacity: usize,
-}
-
-struct Entries {
-    /// Until when each proof is held.
-    until: HashMap<Held, SystemTime, foldhash::fast::RandomState>,
-    next_sweep: SystemTime,
-    /// When the last sweep ran.
-    last_sweep: SystemTime,
-    /// No entry expires before this: a full store with nothing expired need not
-    /// sweep.
-    earliest: SystemTime,
-}
-
-/// What the memory store keeps of a [`ProofId`]: its first 16 bytes, 32 with
-/// the expiry, where the whole id took 48. Every proof writes one entry at a
-/// random place in the table, a cache miss that a smaller table makes rarer.
-/// Two proofs' ids share 16 bytes only by chance (odds of about 2⁻¹²⁸ per pair)
-/// or by a client's own effort (2⁶⁴ hashes), and such a client would only see
-/// its own second proof refused: the thumbprint is hashed in, so no other
-/// client's id can be aimed at.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Held([u64; 2]);
-
-impl Held {
-    fn of(proof: &ProofId) -> Self {
-        Held([proof.word(0), proof.word(1)])
-    }
-}
-
-/// One word, as [`ProofId`]'s `Hash`.
-impl Hash for Held {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0[0]);
-    }
 }
 
 impl MemoryReplayStore {
@@ -261,20 +232,15 @@ impl MemoryReplayStore {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             inner: Arc::new(MemoryInner {
-                entries: Mutex::new(Entries {
-                    until: HashMap::default(),
-                    next_sweep: SystemTime::UNIX_EPOCH,
-                    last_sweep: SystemTime::UNIX_EPOCH,
-                    earliest: SystemTime::UNIX_EPOCH,
-                }),
+                table: Mutex::new(ProofTable::new()),
                 capacity,
             }),
         }
     }
 
-    /// How many proofs are held, expired ones not yet swept included.
+    /// How many proofs are held, expired ones not yet dropped included.
     pub fn len(&self) -> usize {
-        self.entries().until.len()
+        self.table().len()
     }
 
     /// Whether no proof is held.
@@ -287,10 +253,10 @@ impl MemoryReplayStore {
         self.inner.capacity
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
-        // Every update is a single map operation: a poisoned map is still consistent.
+    fn table(&self) -> std::sync::MutexGuard<'_, ProofTable> {
+        // A panic cannot leave the table half-written: every write is one slot.
         self.inner
-            .entries
+            .table
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -300,42 +266,29 @@ impl MemoryReplayStore {
         if until <= now {
             return Ok(Sighting::First); // no longer accepted: nothing to remember
         }
-        let mut entries = self.entries();
-        let full = entries.until.len() >= self.inner.capacity;
-        let room_to_make =
-            full && now >= entries.earliest && now >= entries.last_sweep + FULL_SWEEP_GAP;
-        if room_to_make || now >= entries.next_sweep {
-            // Only expired entries go: a sweep never turns a replay into a first sighting.
-            entries.until.retain(|_, held| *held > now);
-            entries.next_sweep = now + SWEEP_INTERVAL;
-            entries.last_sweep = now;
-            entries.earliest = entries.until.values().copied().min().unwrap_or(until);
+        // Milliseconds, the expiry rounded up: held a fraction longer, never shorter.
+        let now = millis_since_1970(now);
+        let until = millis_since_1970(until + Duration::from_nanos(999_999));
+        let answer =
+            self.table()
+                .remember(proof, until, now, self.inner.capacity, FULL_SWEEP_GAP_MS);
+        match answer {
+            Remembered::First => Ok(Sighting::First),
+            Remembered::Replay => Ok(Sighting::Replay),
+            Remembered::Full => Err(StoreError::new(format!(
+                "the DPoP replay store is full ({} unexpired proofs)",
+                self.inner.capacity
+            ))),
         }
-        // One hash and one probe: the check and the insert are one map entry.
-        let len = entries.until.len();
-        match entries.until.entry(Held::of(proof)) {
-            Entry::Occupied(held) if *held.get() > now => return Ok(Sighting::Replay),
-            // Held but expired (not swept yet): this proof's window starts again.
-            Entry::Occupied(mut held) => {
-                held.insert(until);
-            }
-            Entry::Vacant(_) if len >= self.inner.capacity => {
-                return Err(StoreError::new(format!(
-                    "the DPoP replay store is full ({} unexpired proofs)",
-                    self.inner.capacity
-                )));
-            }
-            Entry::Vacant(vacant) => {
-                vacant.insert(until);
-            }
-        }
-        entries.earliest = if len == 0 {
-            until
-        } else {
-            entries.earliest.min(until)
-        };
-        Ok(Sighting::First)
     }
+}
+
+/// Whole milliseconds since 1970 (0 before).
+fn millis_since_1970(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 impl Default for MemoryReplayStore {
@@ -480,7 +433,7 @@ mod tests {
     fn a_full_store_makes_room_from_expired_entries() {
         let store = MemoryReplayStore::with_capacity(1);
         remember(&store, "short", Duration::from_millis(50)).unwrap();
-        std::thread::sleep(FULL_SWEEP_GAP + Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(FULL_SWEEP_GAP_MS + 50));
         assert_eq!(
             remember(&store, "next", Duration::from_secs(60)).unwrap(),
             Sighting::First
