@@ -325,6 +325,58 @@ async fn a_proof_replayed_at_once_from_many_addresses_passes_once() {
     }
 }
 
+/// An attacker who captured a client's proofs (a log, a proxy) replays every
+/// one of them while the client is still sending them: 300 proofs, each sent by
+/// its owner and by the attacker at once, from eight client addresses, all in
+/// flight together. The memory replay store grows from its first 16 slots
+/// through several rebuilds meanwhile; each proof passes exactly once, every
+/// other copy is refused, and a second wave of replays afterwards is refused
+/// whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_proofs_replayed_while_the_replay_store_grows_pass_once_each() {
+    let replays = MemoryReplayStore::with_capacity(1_000);
+    let server = start(DpopSettings::allowed().replay_store(replays.clone())).await;
+    let key = Key::ed25519(31);
+    let (token, _) = dpop_login(&server, &key).await;
+    let proofs: Vec<String> = (0..300).map(|_| me_proof(&server, &key, &token)).collect();
+    let send_all = |wave: usize| {
+        let attempts: Vec<_> = proofs
+            .iter()
+            .enumerate()
+            .flat_map(|(n, proof)| [(n, proof.clone()), (n, proof.clone())])
+            .enumerate()
+            .map(|(i, (n, proof))| {
+                let client = server.connecting_from(&format!("127.0.0.{}", 2 + (i + wave) % 8));
+                let token = token.clone();
+                tokio::spawn(async move { (n, me_with(&client, &token, &proof).await) })
+            })
+            .collect();
+        async move {
+            let mut replies = Vec::new();
+            for attempt in attempts {
+                replies.push(attempt.await.expect("the request task ends"));
+            }
+            replies
+        }
+    };
+    let mut passed = vec![0; proofs.len()];
+    for (n, reply) in send_all(0).await {
+        if reply.status == StatusCode::OK {
+            assert_eq!(reply.json()["username"], "johndoe");
+            passed[n] += 1;
+        } else {
+            assert_proof_refused(&reply);
+        }
+    }
+    assert!(passed.iter().all(|&times| times == 1), "{passed:?}");
+    // The login's proof and the 300.
+    assert_eq!(replays.len(), 301);
+    for (_, reply) in send_all(1).await {
+        assert_proof_refused(&reply);
+    }
+    server.stop().await;
+}
+
 /// An attacker who captured a proof sends re-encodings of it that a lenient
 /// base64url decoder would read as the same bytes (stray bits in a segment's
 /// last character, padding, the standard alphabet), many at once from several
