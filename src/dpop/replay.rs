@@ -182,8 +182,8 @@ const FULL_SWEEP_GAP_MS: u64 = 100;
 ///
 /// It holds at most `capacity` unexpired proofs ([`DEFAULT_REPLAY_CAPACITY`]
 /// unless [`with_capacity`](Self::with_capacity) says otherwise), in a table of
-/// 16-byte slots three to six times their number (the default's largest is
-/// 8 MiB). When that many are held, a new proof is refused with a
+/// 16-byte slots two to four times their number (the default's largest is
+/// 4 MiB). When that many are held, a new proof is refused with a
 /// [`StoreError`] (503) rather than one forgotten: a forgotten proof could be
 /// replayed, the one thing this store is for, and an attacker who can fill the
 /// store could then choose when to forget the proof they captured. Refusing
@@ -191,9 +191,9 @@ const FULL_SWEEP_GAP_MS: u64 = 100;
 /// the store takes that many validly signed proofs within one window; size it
 /// for the proofs one window brings at peak (100 000 in 60 s is about 1 600 a
 /// second). An expired entry's slot is taken by the next proof whose search
-/// passes it; the table is rebuilt without expired entries when half its slots
-/// are in use, and when the store is full and an entry has expired (at most
-/// every 100 ms: in between, new proofs are refused at once).
+/// passes it; the table is rebuilt without expired entries when three quarters
+/// of its slots are in use, and when the store is full and an entry has
+/// expired (at most every 100 ms: in between, new proofs are refused at once).
 ///
 /// One mutex around one table: a check-and-insert is one probe, usually one
 /// cache line, far below what the proof's signature check costs. Clones share
