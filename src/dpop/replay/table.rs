@@ -306,33 +306,26 @@ mod tests {
 
     #[test]
     fn a_full_table_refuses_until_an_entry_expires_and_the_gap_has_passed() {
+        use Remembered::{First, Full, Replay};
         let mut table = ProofTable::new();
-        assert_eq!(
-            table.remember(&id(1), 1_050, 1_000, 2, GAP),
-            Remembered::First
-        );
-        assert_eq!(
-            table.remember(&id(2), 5_000, 1_000, 2, GAP),
-            Remembered::First
-        );
-        assert_eq!(
-            table.remember(&id(3), 5_000, 1_000, 2, GAP),
-            Remembered::Full
-        );
-        // Expired, and no rebuild yet: one is made, and room with it (unless
-        // id(3)'s probe passes id(1)'s slot and takes it: First either way).
-        assert_eq!(
-            table.remember(&id(3), 5_000, 1_100, 2, GAP),
-            Remembered::First
-        );
-        assert_eq!(
-            table.remember(&id(4), 5_000, 1_150, 2, GAP),
-            Remembered::Full
-        );
-        assert_eq!(
-            table.remember(&id(2), 5_000, 1_150, 2, GAP),
-            Remembered::Replay
-        );
+        // (proof, until, now, answer) with a capacity of two.
+        let steps = [
+            (1, 1_050, 1_000, First),
+            (2, 5_000, 1_000, First),
+            (3, 5_000, 1_000, Full),
+            // Proof 1 expired, no rebuild yet: room is made (or proof 3's
+            // probe passes proof 1's slot and takes it: First either way).
+            (3, 5_000, 1_100, First),
+            (4, 5_000, 1_150, Full),
+            (2, 5_000, 1_150, Replay),
+        ];
+        for (n, until, now, answer) in steps {
+            assert_eq!(
+                table.remember(&id(n), until, now, 2, GAP),
+                answer,
+                "proof {n} at {now}"
+            );
+        }
         assert_eq!(table.len(), 2);
     }
 
