@@ -40,8 +40,8 @@ pub struct ProofId([u8; 32]);
 
 /// Hashes the first eight bytes: a SHA-256 output spreads a table as well by
 /// eight bytes as by 32, and no client can choose them (each would have to find
-/// proofs whose ids share those bytes). All 32 through the derived `Hash` cost
-/// the replay store ~170 instructions per lookup.
+/// proofs whose ids share those bytes). All 32 through a derived `Hash` cost a
+/// hash map about 170 instructions per lookup.
 impl Hash for ProofId {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.word(0));
@@ -254,7 +254,8 @@ impl MemoryReplayStore {
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, ProofTable> {
-        // A panic cannot leave the table half-written: every write is one slot.
+        // A panic cannot leave the table half-written: every change is one
+        // slot written or a rebuilt table swapped in.
         self.inner
             .table
             .lock()
@@ -268,7 +269,11 @@ impl MemoryReplayStore {
         }
         // Milliseconds, the expiry rounded up: held a fraction longer, never shorter.
         let now = millis_since_1970(now);
-        let until = millis_since_1970(until + Duration::from_nanos(999_999));
+        let until = millis_since_1970(
+            until
+                .checked_add(Duration::from_nanos(999_999))
+                .unwrap_or(until),
+        );
         let answer =
             self.table()
                 .remember(proof, until, now, self.inner.capacity, FULL_SWEEP_GAP_MS);
@@ -450,6 +455,20 @@ mod tests {
             Sighting::First
         );
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn the_latest_expiry_a_clock_can_name_is_held_not_a_panic() {
+        let store = MemoryReplayStore::new();
+        let last = SystemTime::UNIX_EPOCH + Duration::new(i64::MAX as u64, 999_999_999);
+        assert_eq!(
+            store.remember_now(&id("far"), last).unwrap(),
+            Sighting::First
+        );
+        assert_eq!(
+            store.remember_now(&id("far"), last).unwrap(),
+            Sighting::Replay
+        );
     }
 
     #[test]

@@ -216,22 +216,23 @@ impl ProofTable {
     fn rebuild(&mut self, now: u64) {
         let live = self.slots.iter().filter(|slot| slot.live_at(now)).count();
         let len = (2 * (live + 1)).next_power_of_two().max(MIN_SLOTS);
-        let old = std::mem::replace(
-            &mut self.slots,
-            vec![Slot::default(); len].into_boxed_slice(),
-        );
-        self.earliest = u64::MAX;
+        // Filled aside and swapped in whole: the table in use is never half
+        // copied.
+        let mut slots = vec![Slot::default(); len].into_boxed_slice();
+        let mut earliest = u64::MAX;
         let mask = len - 1;
-        for slot in old.iter().filter(|slot| slot.live_at(now)) {
+        for slot in self.slots.iter().filter(|slot| slot.live_at(now)) {
             #[allow(clippy::cast_possible_truncation)]
             let mut index = slot.id as usize & mask;
-            while self.slots[index].in_use() {
+            while slots[index].in_use() {
                 index = (index + 1) & mask;
             }
-            self.slots[index] = *slot;
-            self.earliest = self.earliest.min(slot.until());
+            slots[index] = *slot;
+            earliest = earliest.min(slot.until());
         }
+        self.slots = slots;
         self.in_use = live;
+        self.earliest = earliest;
         self.last_rebuild = now;
     }
 }
