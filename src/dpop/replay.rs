@@ -12,7 +12,7 @@ use crate::store::Lookup;
 use crate::store::StoreError;
 use crate::token::grant::{write_base64url, JwkThumbprint};
 
-use self::table::{ProofTable, Remembered};
+use self::table::{Key, ProofTable, Remembered};
 
 mod table;
 
@@ -274,9 +274,13 @@ impl MemoryReplayStore {
                 .checked_add(Duration::from_nanos(999_999))
                 .unwrap_or(until),
         );
-        let answer =
-            self.table()
-                .remember(proof, until, now, self.inner.capacity, FULL_SWEEP_GAP_MS);
+        let answer = self.table().remember(
+            Key::new(proof.word(0), proof.word(1)),
+            until,
+            now,
+            self.inner.capacity,
+            FULL_SWEEP_GAP_MS,
+        );
         match answer {
             Remembered::First => Ok(Sighting::First),
             Remembered::Replay => Ok(Sighting::Replay),

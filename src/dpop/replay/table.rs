@@ -17,8 +17,6 @@
 //! it runs when three quarters of the slots are in use, or when the store is
 //! full and an entry has expired.
 
-use super::ProofId;
-
 /// Of a slot's second word, the low bits hold the expiry (milliseconds since
 /// 1970, up to the year 2109), the high ones more of the id.
 const EXPIRY_BITS: u32 = 42;
@@ -69,19 +67,21 @@ impl Slot {
     }
 }
 
-/// What a slot keeps of a [`ProofId`].
+/// What a slot keeps of a proof's id (a SHA-256 output: its bits are spread
+/// evenly, and its low ones index the table).
 #[derive(Clone, Copy)]
-struct Key {
+pub(super) struct Key {
     id: u64,
-    /// Bits 64..86 of the id, where [`Slot::rest`] keeps them.
+    /// 22 bits of the second word, where [`Slot::rest`] keeps them.
     tag: u64,
 }
 
 impl Key {
-    fn of(proof: &ProofId) -> Self {
+    /// The key of an id whose first two words are `first` and `second`.
+    pub(super) fn new(first: u64, second: u64) -> Self {
         Key {
-            id: proof.word(0),
-            tag: proof.word(1) & !EXPIRY_MASK,
+            id: first,
+            tag: second & !EXPIRY_MASK,
         }
     }
 }
@@ -140,19 +140,18 @@ impl ProofTable {
         self.in_use
     }
 
-    /// Remembers `proof` until `until` unless it is held (a replay) or
+    /// Remembers the proof `key` until `until` unless it is held (a replay) or
     /// `capacity` unexpired proofs are; the check and the insert are one probe.
     /// While full, the table is read through for expired entries at most once
     /// per `full_gap` milliseconds: in between a new proof is refused at once.
     pub(super) fn remember(
         &mut self,
-        proof: &ProofId,
+        key: Key,
         until: u64,
         now: u64,
         capacity: usize,
         full_gap: u64,
     ) -> Remembered {
-        let key = Key::of(proof);
         // At most twice: after a rebuild at most half the slots are in use.
         for rebuilt in [false, true] {
             let slot = match self.probe(key, now) {
@@ -244,23 +243,27 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::dpop::JwkThumbprint;
 
     const GAP: u64 = 100;
 
-    fn id(n: u32) -> ProofId {
-        let key = JwkThumbprint::from_encoded("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
-            .expect("a thumbprint");
-        ProofId::new(&key, &n.to_string())
+    /// Proof `n`'s key: two words of splitmix64, spread as a SHA-256 output's.
+    fn id(n: u32) -> Key {
+        let mix = |mut z: u64| {
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let seed = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        Key::new(mix(seed), mix(seed ^ 0x5851_f42d_4c95_7f2d))
     }
 
     #[test]
     fn grows_past_its_first_slots_and_keeps_every_proof() {
         let mut table = ProofTable::new();
-        let ids: Vec<ProofId> = (0..10_000).map(id).collect();
+        let ids: Vec<Key> = (0..10_000).map(id).collect();
         for proof in &ids {
             assert_eq!(
-                table.remember(proof, 2_000, 1_000, usize::MAX, GAP),
+                table.remember(*proof, 2_000, 1_000, usize::MAX, GAP),
                 Remembered::First
             );
         }
@@ -268,7 +271,7 @@ mod tests {
         assert!(has_room(table.len(), table.slots.len()));
         for proof in &ids {
             assert_eq!(
-                table.remember(proof, 2_000, 1_500, usize::MAX, GAP),
+                table.remember(*proof, 2_000, 1_500, usize::MAX, GAP),
                 Remembered::Replay
             );
         }
@@ -278,7 +281,7 @@ mod tests {
     fn expired_slots_are_reused_and_dropped_when_it_is_rebuilt() {
         let mut table = ProofTable::new();
         for n in 0..1_000 {
-            table.remember(&id(n), 2_000, 1_000, usize::MAX, GAP);
+            table.remember(id(n), 2_000, 1_000, usize::MAX, GAP);
         }
         let grown = table.slots.len();
         // Every entry expired, and each new proof is held 50 ms, one every
@@ -288,7 +291,7 @@ mod tests {
         for n in 1_000..5_000 {
             now += 10;
             assert_eq!(
-                table.remember(&id(n), now + 50, now, usize::MAX, GAP),
+                table.remember(id(n), now + 50, now, usize::MAX, GAP),
                 Remembered::First
             );
             assert!(has_room(table.len(), grown), "{}", table.len());
@@ -296,11 +299,11 @@ mod tests {
         assert!(table.slots.len() <= grown);
         // The expired proofs are first sightings again, the held ones replays.
         assert_eq!(
-            table.remember(&id(0), now + 50, now + 10, usize::MAX, GAP),
+            table.remember(id(0), now + 50, now + 10, usize::MAX, GAP),
             Remembered::First
         );
         assert_eq!(
-            table.remember(&id(4_999), now + 50, now + 10, usize::MAX, GAP),
+            table.remember(id(4_999), now + 50, now + 10, usize::MAX, GAP),
             Remembered::Replay
         );
     }
@@ -322,7 +325,7 @@ mod tests {
         ];
         for (n, until, now, answer) in steps {
             assert_eq!(
-                table.remember(&id(n), until, now, 2, GAP),
+                table.remember(id(n), until, now, 2, GAP),
                 answer,
                 "proof {n} at {now}"
             );
@@ -362,7 +365,7 @@ mod tests {
                     Step::Remember { n, hold } => {
                         let held = model.get(&n).is_some_and(|&until| until > now);
                         let live = model.values().filter(|&&until| until > now).count();
-                        let answer = table.remember(&id(n), now + hold, now, capacity, GAP);
+                        let answer = table.remember(id(n), now + hold, now, capacity, GAP);
                         if held {
                             prop_assert_eq!(answer, Remembered::Replay);
                         } else if live < capacity && answer == Remembered::Full {
