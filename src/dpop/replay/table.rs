@@ -95,6 +95,19 @@ enum Probe {
     Absent { slot: usize, reuse: bool },
 }
 
+/// Where the probe for `id` starts in a table of `len` slots (a power of two).
+fn home(id: u64, len: usize) -> usize {
+    // The id is a SHA-256 output: its low bits spread the table.
+    #[allow(clippy::cast_possible_truncation)]
+    let low = id as usize;
+    low & (len - 1)
+}
+
+/// The slot after `index`, wrapping round a table of `len` slots.
+fn next(index: usize, len: usize) -> usize {
+    (index + 1) & (len - 1)
+}
+
 /// Whether a table of `len` slots may have `in_use` of them in use.
 fn has_room(in_use: usize, len: usize) -> bool {
     in_use * 4 <= len * 3
@@ -183,10 +196,7 @@ impl ProofTable {
     /// From the slot `key` names, on to its own slot or one never used; the
     /// first expired slot passed is where it would go.
     fn probe(&self, key: Key, now: u64) -> Probe {
-        let mask = self.slots.len() - 1;
-        // The id is a SHA-256 output: its low bits spread the table.
-        #[allow(clippy::cast_possible_truncation)]
-        let mut index = key.id as usize & mask;
+        let mut index = home(key.id, self.slots.len());
         let mut expired = None;
         // Ends: at most three quarters of the slots are in use.
         loop {
@@ -206,7 +216,7 @@ impl ProofTable {
             if expired.is_none() && !slot.live_at(now) {
                 expired = Some(index);
             }
-            index = (index + 1) & mask;
+            index = next(index, self.slots.len());
         }
     }
 
@@ -219,12 +229,10 @@ impl ProofTable {
         // copied.
         let mut slots = vec![Slot::default(); len].into_boxed_slice();
         let mut earliest = u64::MAX;
-        let mask = len - 1;
         for slot in self.slots.iter().filter(|slot| slot.live_at(now)) {
-            #[allow(clippy::cast_possible_truncation)]
-            let mut index = slot.id as usize & mask;
+            let mut index = home(slot.id, len);
             while slots[index].in_use() {
-                index = (index + 1) & mask;
+                index = next(index, len);
             }
             slots[index] = *slot;
             earliest = earliest.min(slot.until());
