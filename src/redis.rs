@@ -468,12 +468,23 @@ pub(crate) struct LuaScript {
     hash: Script,
 }
 
+/// Redis's clock in milliseconds, as `now`: the replicas' clocks do not matter.
+const NOW: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"#;
+
 impl LuaScript {
     pub(crate) fn new(code: &str) -> Self {
         Self {
             code: code.into(),
             hash: Script::new(code),
         }
+    }
+
+    /// A script that starts by reading Redis's clock into `now`.
+    pub(crate) fn timed(body: &str) -> Self {
+        Self::new(&format!("{NOW}{body}"))
     }
 }
 

@@ -156,8 +156,11 @@ impl Sighting {
 pub trait ReplayStore: Send + Sync + 'static {
     /// Remembers `proof` until `until` and tells whether it was already
     /// remembered, in one atomic step. An entry already held keeps its own
-    /// expiry. `until` in the past remembers nothing (the proof is no longer
-    /// accepted anyway) and answers [`Sighting::First`].
+    /// expiry. `until` in the past remembers nothing and answers
+    /// [`Sighting::Replay`]: the proof's window closed between its check and
+    /// this call, and its first sighting may have expired with it, so only a
+    /// refusal is safe (a store that answered `First` would let a replay sent
+    /// at the window's last moment through).
     fn remember(&self, proof: &ProofId, until: SystemTime) -> Lookup<Sighting>;
 }
 
@@ -265,7 +268,9 @@ impl MemoryReplayStore {
     fn remember_now(&self, proof: &ProofId, until: SystemTime) -> Result<Sighting, StoreError> {
         let now = SystemTime::now();
         if until <= now {
-            return Ok(Sighting::First); // no longer accepted: nothing to remember
+            // The window closed after the proof's check: its first sighting
+            // may have expired from here, so this may be a replay.
+            return Ok(Sighting::Replay);
         }
         // Milliseconds, the expiry rounded up: held a fraction longer, never shorter.
         let now = millis_since_1970(now);
@@ -329,19 +334,24 @@ pub use self::in_redis::RedisReplayStore;
 
 #[cfg(feature = "redis")]
 mod in_redis {
+    use std::fmt;
+    use std::sync::Arc;
     use std::time::SystemTime;
 
     use super::{ProofId, ReplayStore, Sighting};
-    use crate::redis::RedisConnection;
+    use crate::redis::{LuaScript, RedisConnection};
     use crate::store::Lookup;
     use crate::token::refresh::millis;
 
     /// DPoP proofs in Redis, on a [`RedisConnection`] (which the token store
     /// and the login throttle may share), so that a proof used on one replica is
     /// refused on every other: one `SET {prefix}dpop:{id} 1 NX PXAT {until}` per
-    /// proof, which is the check and the insert in one command (`{id}` is the
-    /// [`ProofId`], 43 base64url characters). One key per command, so it works
-    /// on a Redis Cluster too.
+    /// proof, which is the check and the insert in one step (`{id}` is the
+    /// [`ProofId`], 43 base64url characters), in a script that refuses a
+    /// proof whose `until` has passed by Redis's clock: keys expire by that
+    /// clock, and a replica whose clock is behind it would otherwise take a
+    /// replay sent as the proof's first sighting expires. One key per script,
+    /// so it works on a Redis Cluster too.
     ///
     /// Within the connection's deadline or not at all: Redis down, slow or
     /// unreachable is a [`StoreError`](crate::store::StoreError), and the request
@@ -365,9 +375,10 @@ mod in_redis {
     /// # Ok(())
     /// # }
     /// ```
-    #[derive(Debug, Clone)]
+    #[derive(Clone)]
     pub struct RedisReplayStore {
         connection: RedisConnection,
+        remember: Arc<LuaScript>,
     }
 
     impl RedisReplayStore {
@@ -375,26 +386,49 @@ mod in_redis {
         pub fn on(connection: &RedisConnection) -> Self {
             Self {
                 connection: connection.clone(),
+                remember: Arc::new(LuaScript::timed(REMEMBER)),
             }
         }
     }
 
+    /// The connection; the script is the crate's.
+    impl fmt::Debug for RedisReplayStore {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("RedisReplayStore")
+                .field("connection", &self.connection)
+                .finish()
+        }
+    }
+
+    /// `1` when the proof was not held and now is, until `ARGV[1]`
+    /// (milliseconds since 1970); `0` when it was held, or when `ARGV[1]` has
+    /// passed by Redis's clock: a replica whose clock is behind Redis's
+    /// accepts a proof for longer, while Redis may have dropped its first
+    /// sighting already.
+    const REMEMBER: &str = r#"
+local expiry = tonumber(ARGV[1])
+if expiry <= now then return 0 end
+if redis.call('SET', KEYS[1], 1, 'NX', 'PXAT', expiry) then return 1 end
+return 0
+"#;
+
     impl ReplayStore for RedisReplayStore {
         fn remember(&self, proof: &ProofId, until: SystemTime) -> Lookup<Sighting> {
             if until <= SystemTime::now() {
-                return Lookup::ready(Ok(Sighting::First)); // no longer accepted
+                // The window closed after the proof's check (see the trait).
+                return Lookup::ready(Ok(Sighting::Replay));
             }
             let key = self.connection.key(format_args!("dpop:{proof}"));
             let until = millis(until);
-            let connection = self.connection.clone();
+            let store = self.clone();
             Lookup::pending(async move {
-                // `OK` when set, nil when the key was there: NX makes it one step.
-                let set: Option<String> = connection
-                    .query("SET", (&key, 1, "NX", "PXAT", until))
+                let first: i64 = store
+                    .connection
+                    .script(&store.remember, &[&key], &[until])
                     .await?;
-                Ok(match set {
-                    Some(_) => Sighting::First,
-                    None => Sighting::Replay,
+                Ok(match first {
+                    1 => Sighting::First,
+                    _ => Sighting::Replay,
                 })
             })
         }
@@ -451,12 +485,12 @@ mod tests {
     }
 
     #[test]
-    fn expired_proofs_are_not_remembered() {
+    fn expired_proofs_are_refused_and_not_remembered() {
         let store = MemoryReplayStore::new();
         let past = SystemTime::now() - Duration::from_secs(1);
         assert_eq!(
             store.remember_now(&id("old"), past).unwrap(),
-            Sighting::First
+            Sighting::Replay
         );
         assert!(store.is_empty());
     }

@@ -146,15 +146,9 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[3], 'GT')
 return 1
 "#;
 
-/// Redis's clock in milliseconds, as `now`: the replicas' clocks do not matter.
-pub(super) const NOW: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"#;
-
 /// `add_newest(list, member)`: adds `member` to the sorted set `list` as its
 /// newest, by Redis's clock; logins in one millisecond still get distinct,
-/// ordered scores. Follows [`NOW`].
+/// ordered scores. In a [`LuaScript::timed`], after its `now`.
 pub(super) const ADD_NEWEST: &str = r#"
 local function add_newest(list, member)
   local newest = redis.call('ZRANGE', list, -1, -1, 'WITHSCORES')
@@ -256,14 +250,9 @@ end
 return {0}
 "#;
 
-/// A script that starts by reading Redis's clock into `now`.
-pub(super) fn timed_script(body: &str) -> LuaScript {
-    LuaScript::new(&format!("{NOW}{body}"))
-}
-
 /// A timed script that adds to a user's list of families with `add_newest`.
 pub(super) fn listing_script(body: &str) -> LuaScript {
-    timed_script(&format!("{ADD_NEWEST}{body}"))
+    LuaScript::timed(&format!("{ADD_NEWEST}{body}"))
 }
 
 impl RedisTokenStore {
@@ -306,9 +295,9 @@ impl RedisTokenStore {
                 secrets: FamilySecrets::default(),
                 max_families_per_user: DEFAULT_MAX_FAMILIES_PER_USER,
                 issue_family: listing_script(ISSUE_FAMILY),
-                start_family: timed_script(START_FAMILY),
+                start_family: LuaScript::timed(START_FAMILY),
                 list_family: listing_script(LIST_FAMILY),
-                rotate: timed_script(ROTATE),
+                rotate: LuaScript::timed(ROTATE),
                 issue_in_family: LuaScript::new(ISSUE_IN_FAMILY),
                 max_per_family: DEFAULT_MAX_TOKENS_PER_FAMILY,
             }),
@@ -386,9 +375,9 @@ impl RedisTokenStore {
             secrets: shared.secrets.clone(),
             max_families_per_user: shared.max_families_per_user,
             issue_family: listing_script(ISSUE_FAMILY),
-            start_family: timed_script(START_FAMILY),
+            start_family: LuaScript::timed(START_FAMILY),
             list_family: listing_script(LIST_FAMILY),
-            rotate: timed_script(ROTATE),
+            rotate: LuaScript::timed(ROTATE),
             issue_in_family: LuaScript::new(ISSUE_IN_FAMILY),
             max_per_family: shared.max_per_family,
         });
