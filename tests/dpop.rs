@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -374,6 +374,65 @@ async fn captured_proofs_replayed_while_the_replay_store_grows_pass_once_each() 
     for (_, reply) in send_all(1).await {
         assert_proof_refused(&reply);
     }
+    server.stop().await;
+}
+
+/// The memory replay store keeps proofs by the second they were issued in and
+/// drops a second's whole once its proofs expire. An attacker who captures
+/// every proof sent over several seconds replays all of them after each new
+/// one, many at once from several addresses: each is refused every time (by
+/// the store while its window lasts, as too old after), a second's proofs are
+/// not forgotten while they could pass, and once forgotten, replays are still
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_replayed_as_their_seconds_are_dropped_are_still_refused() {
+    let replays = MemoryReplayStore::with_capacity(1_000);
+    let settings = DpopSettings::allowed()
+        .max_age(Duration::from_secs(1))
+        .replay_store(replays.clone());
+    let server = start(settings).await;
+    let key = Key::ed25519(32);
+    let (token, _) = dpop_login(&server, &key).await;
+    let replay_all = |captured: &[String]| {
+        let attempts: Vec<_> = captured
+            .iter()
+            .enumerate()
+            .map(|(i, proof)| {
+                let client = server.connecting_from(&format!("127.0.0.{}", 2 + i % 8));
+                let (token, proof) = (token.clone(), proof.clone());
+                tokio::spawn(async move { me_with(&client, &token, &proof).await })
+            })
+            .collect();
+        async move {
+            for attempt in attempts {
+                assert_proof_refused(&attempt.await.expect("the request task ends"));
+            }
+        }
+    };
+    let mut captured = Vec::new();
+    let (first, last) = (now(), now() + 2);
+    while now() <= last {
+        let proof = me_proof(&server, &key, &token);
+        assert_eq!(
+            me_with(&server, &token, &proof).await.status,
+            StatusCode::OK
+        );
+        captured.push(proof);
+        replay_all(&captured).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(now() > first + 2, "proofs of at least three seconds");
+
+    // Every captured proof's second has expired (iat + 1 s window + 1 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let fresh = me_proof(&server, &key, &token);
+    assert_eq!(
+        me_with(&server, &token, &fresh).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(replays.len(), 1, "the expired seconds were dropped");
+    captured.push(fresh);
+    replay_all(&captured).await;
     server.stop().await;
 }
 

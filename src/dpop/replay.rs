@@ -12,12 +12,16 @@ use crate::store::Lookup;
 use crate::store::StoreError;
 use crate::token::grant::{write_base64url, JwkThumbprint};
 
-use self::table::{Key, ProofTable, Remembered};
+use self::seconds::ProofsBySecond;
+use self::table::{Key, Remembered};
 
+mod seconds;
 mod table;
 
 /// What identifies one proof for the [`ReplayStore`]: a SHA-256 hash of the
-/// key's thumbprint and the proof's `jti`, after a domain-separation prefix.
+/// key's thumbprint and the proof's `jti`, after a domain-separation prefix;
+/// and, as a hint where [`MemoryReplayStore`] files it, the second the proof
+/// was issued in (its `iat`).
 ///
 /// A `jti` is unique only per client key (RFC 9449 §11.1: every client picks its
 /// own), so the same `jti` under two keys is two proofs. Hashing them gives every
@@ -25,6 +29,12 @@ mod table;
 /// chose out of the store (and out of Redis, where anyone who reads it would see
 /// it). Two proofs collide only if SHA-256 does (SHA-256, not BLAKE2b: processors
 /// from 2017 on compute it in hardware, several times faster).
+///
+/// Ids are equal when their hashes are. The memory store looks for a proof
+/// among those issued in the same second only (a replayed proof is the same
+/// bytes, `iat` included), so give it ids made alike: from a
+/// [`VerifiedProof`] (as the layer does), or with
+/// [`issued_at`](Self::issued_at).
 ///
 /// ```
 /// use tower_oauth2_password::dpop::{JwkThumbprint, ProofId};
@@ -34,9 +44,24 @@ mod table;
 /// assert_eq!(ProofId::new(&key, "jti-1"), ProofId::new(&key, "jti-1"));
 /// assert_ne!(ProofId::new(&key, "jti-1"), ProofId::new(&other, "jti-1"));
 /// assert_eq!(ProofId::new(&key, "jti-1").to_string().len(), 43); // base64url
+/// let issued = ProofId::new(&key, "jti-1").issued_at(1_700_000_000);
+/// assert_eq!(issued.issued(), Some(1_700_000_000));
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct ProofId([u8; 32]);
+#[derive(Clone, Copy)]
+pub struct ProofId {
+    hash: [u8; 32],
+    /// The proof's `iat`, seconds since 1970; 0 when not known.
+    issued: u64,
+}
+
+/// The hashes only: the issue time is where the memory store looks.
+impl PartialEq for ProofId {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+    }
+}
+
+impl Eq for ProofId {}
 
 /// Hashes the first eight bytes: a SHA-256 output spreads a table as well by
 /// eight bytes as by 32, and no client can choose them (each would have to find
@@ -54,44 +79,61 @@ const DOMAIN: &[u8] = b"tower-oauth2-password dpop replay v2\0";
 
 impl ProofId {
     /// The id of the proof with `jti` signed by the key whose thumbprint is
-    /// `thumbprint`.
+    /// `thumbprint`, its issue time not known.
     pub fn new(thumbprint: &JwkThumbprint, jti: &str) -> Self {
-        Self::of_bytes(thumbprint, jti.as_bytes())
+        Self::of_bytes(thumbprint, jti.as_bytes(), 0)
     }
 
-    fn of_bytes(thumbprint: &JwkThumbprint, jti: &[u8]) -> Self {
+    /// This id, of a proof whose `iat` is `iat` (seconds since 1970).
+    #[must_use]
+    pub fn issued_at(self, iat: u64) -> Self {
+        Self {
+            issued: iat,
+            ..self
+        }
+    }
+
+    /// The proof's `iat`, if known.
+    pub fn issued(&self) -> Option<u64> {
+        (self.issued != 0).then_some(self.issued)
+    }
+
+    fn of_bytes(thumbprint: &JwkThumbprint, jti: &[u8], issued: u64) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(DOMAIN);
         // The thumbprint is always 32 bytes: no (thumbprint, jti) pair hashes as
         // another's would, without a length prefix.
         hasher.update(thumbprint.as_bytes());
         hasher.update(jti);
-        Self(hasher.finalize().into())
+        Self {
+            hash: hasher.finalize().into(),
+            issued,
+        }
     }
 
     /// The hash's `i`th group of eight bytes.
     fn word(&self, i: usize) -> u64 {
         let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
+        bytes.copy_from_slice(&self.hash[i * 8..i * 8 + 8]);
         u64::from_ne_bytes(bytes)
     }
 
     /// The hash's 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.hash
     }
 }
 
 impl From<&VerifiedProof> for ProofId {
     fn from(proof: &VerifiedProof) -> Self {
-        Self::of_bytes(proof.thumbprint(), proof.jti_bytes())
+        Self::of_bytes(proof.thumbprint(), proof.jti_bytes(), proof.iat())
     }
 }
 
 /// base64url without padding, 43 characters.
 impl fmt::Display for ProofId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_base64url(f, &self.0)
+        write_base64url(f, &self.hash)
     }
 }
 
@@ -183,23 +225,36 @@ const FULL_SWEEP_GAP_MS: u64 = 100;
 /// A [`ReplayStore`] in process memory, for one process (with several replicas,
 /// a proof replayed to another replica is not seen: use `RedisReplayStore`).
 ///
-/// It holds at most `capacity` unexpired proofs ([`DEFAULT_REPLAY_CAPACITY`]
-/// unless [`with_capacity`](Self::with_capacity) says otherwise), in a table of
-/// 16-byte slots two to four times their number (the default's largest is
-/// 4 MiB). When that many are held, a new proof is refused with a
-/// [`StoreError`] (503) rather than one forgotten: a forgotten proof could be
-/// replayed, the one thing this store is for, and an attacker who can fill the
-/// store could then choose when to forget the proof they captured. Refusing
-/// lasts at most one acceptance window (entries expire with it), and filling
-/// the store takes that many validly signed proofs within one window; size it
-/// for the proofs one window brings at peak (100 000 in 60 s is about 1 600 a
-/// second). An expired entry's slot is taken by the next proof whose search
-/// passes it; the table is rebuilt without expired entries when three quarters
-/// of its slots are in use, and when the store is full and an entry has
-/// expired (at most every 100 ms: in between, new proofs are refused at once).
+/// It holds at most `capacity` proofs ([`DEFAULT_REPLAY_CAPACITY`] unless
+/// [`with_capacity`](Self::with_capacity) says otherwise). When that many are
+/// held, a new proof is refused with a [`StoreError`] (503) rather than one
+/// forgotten: a forgotten proof could be replayed, the one thing this store is
+/// for, and an attacker who can fill the store could then choose when to forget
+/// the proof they captured. Refusing lasts at most one acceptance window
+/// (entries expire with it), and filling the store takes that many validly
+/// signed proofs within one window; size it for the proofs one window brings at
+/// peak (100 000 in 60 s is about 1 600 a second).
 ///
-/// One mutex around one table: a check-and-insert is one probe, usually one
-/// cache line, far below what the proof's signature check costs. Clones share
+/// Proofs are kept in one table per second of issue (the proof's `iat`, which
+/// its [`ProofId`] carries), of 16-byte slots, 4/3 to 4 times its proofs
+/// (21 to 64 bytes a proof: at most 6.4 MB at the default capacity). A replayed proof is the same
+/// bytes as the first, `iat` included, so it is looked for among the proofs
+/// issued in its second only: the tables that take a server's new proofs hold
+/// about a second's worth and stay in the caches near the core, where one table
+/// for the whole window cost a cache miss per proof. A second's table is
+/// dropped once its entries have all expired (the tables are looked over once a
+/// second, and when the store is full at most every 100 ms: in between, new
+/// proofs are refused at once). Within a table, an expired entry's slot is
+/// taken by the next proof whose search passes it, and the table is rebuilt
+/// without expired entries when three quarters of its slots are in use.
+///
+/// Give it ids made alike for one proof: from the [`VerifiedProof`] (as the
+/// layer does) or with [`ProofId::issued_at`]. Ids without an issue time
+/// ([`ProofId::new`] alone) share one table, found by any expiry as in any
+/// store, but not among those made with one.
+///
+/// One mutex around the tables: a check-and-insert is one probe of a table in
+/// the caches, far below what the proof's signature check costs. Clones share
 /// the entries.
 ///
 /// ```
@@ -221,7 +276,7 @@ pub struct MemoryReplayStore {
 }
 
 struct MemoryInner {
-    table: Mutex<ProofTable>,
+    proofs: Mutex<ProofsBySecond>,
     capacity: usize,
 }
 
@@ -235,7 +290,7 @@ impl MemoryReplayStore {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             inner: Arc::new(MemoryInner {
-                table: Mutex::new(ProofTable::new()),
+                proofs: Mutex::new(ProofsBySecond::new()),
                 capacity,
             }),
         }
@@ -243,7 +298,7 @@ impl MemoryReplayStore {
 
     /// How many proofs are held, expired ones not yet dropped included.
     pub fn len(&self) -> usize {
-        self.table().len()
+        self.proofs().len()
     }
 
     /// Whether no proof is held.
@@ -256,11 +311,11 @@ impl MemoryReplayStore {
         self.inner.capacity
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, ProofTable> {
-        // A panic cannot leave the table half-written: every change is one
-        // slot written or a rebuilt table swapped in.
+    fn proofs(&self) -> std::sync::MutexGuard<'_, ProofsBySecond> {
+        // A panic cannot leave a table half-written: every change is one slot
+        // written, a rebuilt table swapped in, or a table added or dropped.
         self.inner
-            .table
+            .proofs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -279,8 +334,9 @@ impl MemoryReplayStore {
                 .checked_add(Duration::from_nanos(999_999))
                 .unwrap_or(until),
         );
-        let answer = self.table().remember(
+        let answer = self.proofs().remember(
             Key::new(proof.word(0), proof.word(1)),
+            proof.issued,
             until,
             now,
             self.inner.capacity,

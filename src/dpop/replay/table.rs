@@ -1,15 +1,16 @@
 //! The memory replay store's table: open addressing in one array of 16-byte
 //! slots, so that a proof's check and insert touch one cache line.
 //!
-//! Every proof lands at a random place in a table larger than the caches near
-//! the core, so each costs a cache miss. `HashMap` (hashbrown) keeps its
-//! control bytes and its entries in two arrays: two misses per proof, which
-//! held three quarters of the old store's samples in a profile on an AMD EPYC
-//! (see the guide's performance page). Here the slot holds its own "in use"
-//! mark, and a probe reads on from the slot the id names (linear probing, at
-//! most three quarters of the slots in use: a probe reads about five slots,
-//! 80 bytes, one or two adjacent cache lines; a table at most half full, twice
-//! the size, measured no faster).
+//! A proof lands at a random place in its table, and a table larger than the
+//! caches near the core costs a cache miss per proof (one table held the whole
+//! window until the store kept one per second, see `seconds`). `HashMap`
+//! (hashbrown) keeps its control bytes and its entries in two arrays: two
+//! misses per proof, which held three quarters of the old store's samples in a
+//! profile on an AMD EPYC (see the guide's performance page). Here the slot
+//! holds its own "in use" mark, and a probe reads on from the slot the id names
+//! (linear probing, at most three quarters of the slots in use: a probe reads
+//! about five slots, 80 bytes, one or two adjacent cache lines; a table at most
+//! half full, twice the size, measured no faster).
 //!
 //! Nothing is deleted one by one: an expired entry stays until a new proof's
 //! probe passes it (and reuses its slot) or the table is rebuilt. A rebuild
@@ -134,16 +135,29 @@ pub(super) struct ProofTable {
     /// No entry expires before this (a lower bound): a full table with nothing
     /// expired need not be read through.
     earliest: u64,
+    /// No entry is held past this (an upper bound): the table may be dropped
+    /// whole after it.
+    latest: u64,
     /// When the last rebuild ran.
     last_rebuild: u64,
 }
 
 impl ProofTable {
     pub(super) fn new() -> Self {
+        Self::with_room_for(0)
+    }
+
+    /// An empty table with room for `proofs` before it grows.
+    pub(super) fn with_room_for(proofs: usize) -> Self {
+        let mut len = MIN_SLOTS;
+        while !has_room(proofs, len) {
+            len *= 2;
+        }
         ProofTable {
-            slots: vec![Slot::default(); MIN_SLOTS].into_boxed_slice(),
+            slots: vec![Slot::default(); len].into_boxed_slice(),
             in_use: 0,
             earliest: u64::MAX,
+            latest: 0,
             last_rebuild: 0,
         }
     }
@@ -151,6 +165,11 @@ impl ProofTable {
     /// Slots in use, expired ones not yet reused or dropped included.
     pub(super) fn len(&self) -> usize {
         self.in_use
+    }
+
+    /// Whether every entry has expired at `now` (an empty table's have).
+    pub(super) fn expired_at(&self, now: u64) -> bool {
+        self.latest <= now
     }
 
     /// Remembers the proof `key` until `until` unless it is held (a replay) or
@@ -188,6 +207,7 @@ impl ProofTable {
             };
             self.slots[slot] = Slot::new(key, until);
             self.earliest = self.earliest.min(until);
+            self.latest = self.latest.max(until);
             return Remembered::First;
         }
         Remembered::Full
@@ -228,7 +248,7 @@ impl ProofTable {
         // Filled aside and swapped in whole: the table in use is never half
         // copied.
         let mut slots = vec![Slot::default(); len].into_boxed_slice();
-        let mut earliest = u64::MAX;
+        let (mut earliest, mut latest) = (u64::MAX, 0);
         for slot in self.slots.iter().filter(|slot| slot.live_at(now)) {
             let mut index = home(slot.id, len);
             while slots[index].in_use() {
@@ -236,16 +256,18 @@ impl ProofTable {
             }
             slots[index] = *slot;
             earliest = earliest.min(slot.until());
+            latest = latest.max(slot.until());
         }
         self.slots = slots;
         self.in_use = live;
         self.earliest = earliest;
+        self.latest = latest;
         self.last_rebuild = now;
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::HashMap;
 
     use proptest::prelude::*;
@@ -255,7 +277,7 @@ mod tests {
     const GAP: u64 = 100;
 
     /// Proof `n`'s key: two words of splitmix64, spread as a SHA-256 output's.
-    fn id(n: u32) -> Key {
+    pub(in crate::dpop::replay) fn id(n: u32) -> Key {
         let mix = |mut z: u64| {
             z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -283,6 +305,17 @@ mod tests {
                 Remembered::Replay
             );
         }
+    }
+
+    #[test]
+    fn made_with_room_it_does_not_grow() {
+        let mut table = ProofTable::with_room_for(1_000);
+        let len = table.slots.len();
+        for n in 0..1_000 {
+            table.remember(id(n), 2_000, 1_000, usize::MAX, GAP);
+        }
+        assert_eq!((table.len(), table.slots.len()), (1_000, len));
+        assert_eq!(ProofTable::with_room_for(0).slots.len(), MIN_SLOTS);
     }
 
     #[test]
@@ -342,14 +375,14 @@ mod tests {
     }
 
     #[derive(Debug, Clone)]
-    enum Step {
+    pub(in crate::dpop::replay) enum Step {
         /// Remember proof `n`, held for `hold` ms from now.
         Remember { n: u32, hold: u64 },
         /// Let `ms` pass.
         Wait { ms: u64 },
     }
 
-    fn steps() -> impl Strategy<Value = Vec<Step>> {
+    pub(in crate::dpop::replay) fn steps() -> impl Strategy<Value = Vec<Step>> {
         let step = prop_oneof![
             4 => (0..300u32, 1..500u64).prop_map(|(n, hold)| Step::Remember { n, hold }),
             1 => (0..200u64).prop_map(|ms| Step::Wait { ms }),

@@ -1,0 +1,247 @@
+//! The memory replay store's proofs, in one [`ProofTable`] per second of
+//! issue.
+//!
+//! A replayed proof is the same bytes, its `iat` included, so it is looked for
+//! among the proofs issued in the same second only. The proofs a server checks
+//! now were issued in the last second or so: the tables that take them hold a
+//! second's proofs each (1 600 at 100 000 in a 60-second window) and stay in
+//! the caches near the core, however many the window holds. In one table for
+//! the whole window, each proof landed at a random place in 4 MiB: a cache miss
+//! per proof (see the guide's performance page). A second's table is dropped
+//! whole once every entry in it has expired: no sweep reads live entries, and a
+//! table that grows copies one second's proofs, not the window's.
+
+use std::collections::VecDeque;
+
+use super::table::{Key, ProofTable, Remembered};
+
+/// How often, in milliseconds, the tables are looked over for one whose
+/// entries have all expired (one comparison per table).
+const SWEEP_EVERY_MS: u64 = 1000;
+
+/// The proofs held, by the second (since 1970) they were issued in; proofs
+/// whose issue time is not known share the second 0.
+pub(super) struct ProofsBySecond {
+    /// Sorted by second, no second twice, none empty; with proofs checked by
+    /// the layer, at most as many as the acceptance window has seconds.
+    seconds: VecDeque<Second>,
+    /// Entries over all tables, expired ones not yet dropped included.
+    in_use: usize,
+    /// When the tables were last looked over.
+    last_sweep: u64,
+}
+
+/// The proofs issued in one second.
+struct Second {
+    second: u64,
+    table: ProofTable,
+}
+
+impl ProofsBySecond {
+    pub(super) fn new() -> Self {
+        ProofsBySecond {
+            seconds: VecDeque::new(),
+            in_use: 0,
+            last_sweep: 0,
+        }
+    }
+
+    /// Entries held, expired ones not yet dropped included (at most a second
+    /// past their expiry, or until a new proof comes).
+    pub(super) fn len(&self) -> usize {
+        self.in_use
+    }
+
+    /// As [`ProofTable::remember`], in the table of the second `issued`:
+    /// `capacity` counts the entries of every table. While full, the other
+    /// tables are looked over at most once per `full_gap` milliseconds.
+    pub(super) fn remember(
+        &mut self,
+        key: Key,
+        issued: u64,
+        until: u64,
+        now: u64,
+        capacity: usize,
+        full_gap: u64,
+    ) -> Remembered {
+        if now >= self.last_sweep.saturating_add(SWEEP_EVERY_MS) {
+            self.sweep(now);
+        }
+        let answer = self.remember_in(key, issued, until, now, capacity, full_gap);
+        if answer == Remembered::Full && now >= self.last_sweep.saturating_add(full_gap) {
+            // Room may be held by other seconds whose entries have all expired.
+            self.sweep(now);
+            return self.remember_in(key, issued, until, now, capacity, full_gap);
+        }
+        answer
+    }
+
+    fn remember_in(
+        &mut self,
+        key: Key,
+        issued: u64,
+        until: u64,
+        now: u64,
+        capacity: usize,
+        full_gap: u64,
+    ) -> Remembered {
+        // Most proofs were issued in the latest second held.
+        let found = match self.seconds.back() {
+            Some(held) if held.second == issued => Ok(self.seconds.len() - 1),
+            _ => self
+                .seconds
+                .binary_search_by_key(&issued, |held| held.second),
+        };
+        let index = match found {
+            Ok(index) => index,
+            Err(index) => {
+                // A new latest second is sized as the last one: no growing
+                // through the small sizes every second at a steady rate.
+                let table = match self.seconds.back() {
+                    Some(last) if index == self.seconds.len() => {
+                        ProofTable::with_room_for(last.table.len())
+                    }
+                    _ => ProofTable::new(),
+                };
+                let second = issued;
+                self.seconds.insert(index, Second { second, table });
+                index
+            }
+        };
+        let table = &mut self.seconds[index].table;
+        let before = table.len();
+        // This second may grow by the room the other seconds leave.
+        let room = capacity.saturating_sub(self.in_use);
+        let answer = table.remember(key, until, now, before + room, full_gap);
+        let after = table.len();
+        self.in_use = self.in_use - before + after;
+        if after == 0 {
+            self.seconds.remove(index); // refused, in a second of its own
+        }
+        answer
+    }
+
+    /// Drops the tables whose entries have all expired at `now`.
+    fn sweep(&mut self, now: u64) {
+        let mut dropped = 0;
+        self.seconds.retain(|held| {
+            let expired = held.table.expired_at(now);
+            if expired {
+                dropped += held.table.len();
+            }
+            !expired
+        });
+        self.in_use -= dropped;
+        self.last_sweep = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::dpop::replay::table::tests::{id, steps, Step};
+
+    const GAP: u64 = 100;
+
+    #[test]
+    fn a_second_is_dropped_whole_once_its_entries_have_expired() {
+        let mut proofs = ProofsBySecond::new();
+        // 100 proofs issued in each of three seconds, held until 10, 11, 12 s.
+        for n in 0..300 {
+            let k = u64::from(n / 100);
+            let answer =
+                proofs.remember(id(n), 100 + k, 10_000 + k * 1_000, 5_000, usize::MAX, GAP);
+            assert_eq!(answer, Remembered::First);
+        }
+        assert_eq!((proofs.len(), proofs.seconds.len()), (300, 3));
+        // At 11.5 s the first two seconds' entries have expired.
+        let answer = proofs.remember(id(299), 102, 12_000, 11_500, usize::MAX, GAP);
+        assert_eq!(answer, Remembered::Replay);
+        assert_eq!((proofs.len(), proofs.seconds.len()), (100, 1));
+        let answer = proofs.remember(id(0), 100, 12_000, 11_500, usize::MAX, GAP);
+        assert_eq!(answer, Remembered::First);
+    }
+
+    #[test]
+    fn a_proof_is_looked_for_in_the_second_it_was_issued_in() {
+        let mut proofs = ProofsBySecond::new();
+        let remember = |proofs: &mut ProofsBySecond, issued| {
+            proofs.remember(id(7), issued, 9_000, 1_000, usize::MAX, GAP)
+        };
+        assert_eq!(remember(&mut proofs, 1), Remembered::First);
+        assert_eq!(remember(&mut proofs, 1), Remembered::Replay);
+        // Another `iat` is another proof (only the key's holder can sign one).
+        assert_eq!(remember(&mut proofs, 2), Remembered::First);
+    }
+
+    #[test]
+    fn a_full_store_drops_the_seconds_that_expired_and_takes_the_proof() {
+        use Remembered::{First, Full};
+        let mut proofs = ProofsBySecond::new();
+        // (proof, issued, until, now, answer) with a capacity of two.
+        let steps = [
+            (1, 1, 1_200, 1_000, First),
+            (2, 1, 1_200, 1_000, First),
+            // Full; the tables were looked over at 1 000, the gap has not passed.
+            (3, 2, 9_000, 1_050, Full),
+            // Second 1 has expired and the gap has passed: dropped, room made.
+            (3, 2, 9_000, 1_250, First),
+            (4, 3, 9_000, 1_250, First),
+            (5, 4, 9_000, 1_400, Full),
+        ];
+        for (n, issued, until, now, answer) in steps {
+            let got = proofs.remember(id(n), issued, until, now, 2, GAP);
+            assert_eq!(got, answer, "proof {n} at {now}");
+        }
+        // A refused proof leaves no table behind.
+        assert_eq!((proofs.len(), proofs.seconds.len()), (2, 2));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Held to a map of every proof's expiry, as one table is (proof `n`
+        /// issued in second `n % 5`, as a proof's `iat` is part of it): the
+        /// same answer for every proof, at any capacity, and never full below
+        /// it but while expired entries wait to be dropped.
+        #[test]
+        fn answers_as_a_map_of_expiries(steps in steps(), capacity in 1..400usize) {
+            let mut proofs = ProofsBySecond::new();
+            let mut model: HashMap<u32, u64> = HashMap::new();
+            let mut now = 1_000u64;
+            for step in steps {
+                match step {
+                    Step::Wait { ms } => now += ms,
+                    Step::Remember { n, hold } => {
+                        let held = model.get(&n).is_some_and(|&until| until > now);
+                        let live = model.values().filter(|&&until| until > now).count();
+                        let issued = u64::from(n % 5) + 1;
+                        let answer = proofs.remember(id(n), issued, now + hold, now, capacity, GAP);
+                        if held {
+                            prop_assert_eq!(answer, Remembered::Replay);
+                        } else if live < capacity && answer == Remembered::Full {
+                            prop_assert!(proofs.len() >= capacity);
+                        } else if live >= capacity {
+                            prop_assert_eq!(answer, Remembered::Full);
+                        } else {
+                            prop_assert_eq!(answer, Remembered::First);
+                        }
+                        if answer == Remembered::First {
+                            model.insert(n, now + hold);
+                        }
+                        prop_assert!(proofs.len() <= capacity);
+                        let counted: usize = proofs.seconds.iter().map(|held| held.table.len()).sum();
+                        prop_assert_eq!(counted, proofs.len());
+                        prop_assert!(proofs.seconds.iter().all(|held| held.table.len() > 0));
+                        prop_assert!(proofs.seconds.iter().zip(proofs.seconds.iter().skip(1))
+                            .all(|(a, b)| a.second < b.second));
+                    }
+                }
+            }
+        }
+    }
+}
