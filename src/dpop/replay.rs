@@ -12,11 +12,11 @@ use crate::store::Lookup;
 use crate::store::StoreError;
 use crate::token::grant::{write_base64url, JwkThumbprint};
 
+use self::log::{Key, Remembered};
 use self::seconds::ProofsBySecond;
-use self::table::{Key, Remembered};
 
+mod log;
 mod seconds;
-mod table;
 
 /// What identifies one proof for the [`ReplayStore`]: a SHA-256 hash of the
 /// key's thumbprint and the proof's `jti`, after a domain-separation prefix;
@@ -235,27 +235,26 @@ const FULL_SWEEP_GAP_MS: u64 = 100;
 /// signed proofs within one window; size it for the proofs one window brings at
 /// peak (100 000 in 60 s is about 1 600 a second).
 ///
-/// Proofs are kept in one table per second of issue (the proof's `iat`, which
-/// its [`ProofId`] carries), of 16-byte slots, 4/3 to 4 times its proofs
-/// (21 to 64 bytes a proof: at most 6.4 MB at the default capacity). A replayed proof is the same
-/// bytes as the first, `iat` included, so it is looked for among the proofs
-/// issued in its second only: the tables that take a server's new proofs hold
-/// about a second's worth and stay in the caches near the core, where one table
-/// for the whole window cost a cache miss per proof. A second's table is
-/// dropped once its entries have all expired (the tables are looked over once a
-/// second, and when the store is full at most every 100 ms: in between, new
-/// proofs are refused at once). Within a table, an expired entry's slot is
-/// taken by the next proof whose search passes it, and the table is rebuilt
-/// without expired entries when three quarters of its slots are in use.
+/// Proofs are kept by the second they were issued in (the proof's `iat`,
+/// which its [`ProofId`] carries): a replayed proof is the same bytes as the
+/// first, `iat` included, so it is looked for among its second's proofs only.
+/// Each second keeps its proofs in arrival order (16 bytes each) and a filter
+/// of two bytes per proof that tells almost every new proof from the held ones
+/// without reading them (about one in 300 is read through, as is every
+/// replay): a new proof touches the end of its second's list and one line of
+/// its filter, both in the caches near the core. About 18 to 36 bytes a
+/// proof, 3.6 MB at most at the default capacity. A second's proofs are dropped
+/// together once all have expired (the seconds are looked over once a second,
+/// and when the store is full at most every 100 ms: in between, new proofs
+/// are refused at once).
 ///
 /// Give it ids made alike for one proof: from the [`VerifiedProof`] (as the
 /// layer does) or with [`ProofId::issued_at`]. Ids without an issue time
-/// ([`ProofId::new`] alone) share one table, found by any expiry as in any
+/// ([`ProofId::new`] alone) share one second, found by any expiry as in any
 /// store, but not among those made with one.
 ///
-/// One mutex around the tables: a check-and-insert is one probe of a table in
-/// the caches, far below what the proof's signature check costs. Clones share
-/// the entries.
+/// One mutex around the seconds: a check-and-insert is a few cache lines, far
+/// below what the proof's signature check costs. Clones share the entries.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -312,8 +311,9 @@ impl MemoryReplayStore {
     }
 
     fn proofs(&self) -> std::sync::MutexGuard<'_, ProofsBySecond> {
-        // A panic cannot leave a table half-written: every change is one slot
-        // written, a rebuilt table swapped in, or a table added or dropped.
+        // A panic cannot leave the proofs half-changed: an entry is pushed or
+        // overwritten whole, a filter built aside and swapped in, a second
+        // added or dropped whole.
         self.inner
             .proofs
             .lock()

@@ -1,22 +1,19 @@
-//! The memory replay store's proofs, in one [`ProofTable`] per second of
-//! issue.
+//! The memory replay store's proofs, in one [`ProofLog`] per second of issue.
 //!
 //! A replayed proof is the same bytes, its `iat` included, so it is looked for
 //! among the proofs issued in the same second only. The proofs a server checks
-//! now were issued in the last second or so: the tables that take them hold a
-//! second's proofs each (1 600 at 100 000 in a 60-second window) and stay in
-//! the caches near the core, however many the window holds. In one table for
-//! the whole window, each proof landed at a random place in 4 MiB: a cache miss
-//! per proof (see the guide's performance page). A second's table is dropped
-//! whole once every entry in it has expired: no sweep reads live entries, and a
-//! table that grows copies one second's proofs, not the window's.
+//! now were issued in the last second or so: the logs that take them hold a
+//! second's proofs each (1 600 at 100 000 in a 60-second window), however many
+//! the window holds. A second's log is dropped whole once every entry in it
+//! has expired: no sweep reads live entries, and nothing the size of the
+//! window is ever copied.
 
 use std::collections::VecDeque;
 
-use super::table::{Key, ProofTable, Remembered};
+use super::log::{Key, ProofLog, Remembered};
 
-/// How often, in milliseconds, the tables are looked over for one whose
-/// entries have all expired (one comparison per table).
+/// How often, in milliseconds, the seconds are looked over for one whose
+/// entries have all expired (one comparison per second held).
 const SWEEP_EVERY_MS: u64 = 1000;
 
 /// The proofs held, by the second (since 1970) they were issued in; proofs
@@ -25,36 +22,39 @@ pub(super) struct ProofsBySecond {
     /// Sorted by second, no second twice, none empty; with proofs checked by
     /// the layer, at most as many as the acceptance window has seconds.
     seconds: VecDeque<Second>,
-    /// Entries over all tables, expired ones not yet dropped included.
+    /// Where the last proof went: most proofs go to the same second.
+    last: usize,
+    /// Entries over all logs, expired ones not yet dropped included.
     in_use: usize,
-    /// When the tables were last looked over.
+    /// When the seconds were last looked over.
     last_sweep: u64,
 }
 
 /// The proofs issued in one second.
 struct Second {
     second: u64,
-    table: ProofTable,
+    log: ProofLog,
 }
 
 impl ProofsBySecond {
     pub(super) fn new() -> Self {
         ProofsBySecond {
             seconds: VecDeque::new(),
+            last: 0,
             in_use: 0,
             last_sweep: 0,
         }
     }
 
     /// Entries held, expired ones not yet dropped included (at most a second
-    /// past their expiry, or until a new proof comes).
+    /// past their second's last expiry, or until a new proof comes).
     pub(super) fn len(&self) -> usize {
         self.in_use
     }
 
-    /// As [`ProofTable::remember`], in the table of the second `issued`:
-    /// `capacity` counts the entries of every table. While full, the other
-    /// tables are looked over at most once per `full_gap` milliseconds.
+    /// As [`ProofLog::remember`], in the log of the second `issued`:
+    /// `capacity` counts the entries of every second. While full, the other
+    /// seconds are looked over at most once per `full_gap` milliseconds.
     pub(super) fn remember(
         &mut self,
         key: Key,
@@ -85,35 +85,17 @@ impl ProofsBySecond {
         capacity: usize,
         full_gap: u64,
     ) -> Remembered {
-        // Most proofs were issued in the latest second held.
-        let found = match self.seconds.back() {
-            Some(held) if held.second == issued => Ok(self.seconds.len() - 1),
-            _ => self
-                .seconds
-                .binary_search_by_key(&issued, |held| held.second),
+        let index = match self.seconds.get(self.last) {
+            Some(held) if held.second == issued => self.last,
+            _ => self.find_or_add(issued),
         };
-        let index = match found {
-            Ok(index) => index,
-            Err(index) => {
-                // A new latest second is sized as the last one: no growing
-                // through the small sizes every second at a steady rate.
-                let table = match self.seconds.back() {
-                    Some(last) if index == self.seconds.len() => {
-                        ProofTable::with_room_for(last.table.len())
-                    }
-                    _ => ProofTable::new(),
-                };
-                let second = issued;
-                self.seconds.insert(index, Second { second, table });
-                index
-            }
-        };
-        let table = &mut self.seconds[index].table;
-        let before = table.len();
+        self.last = index;
+        let log = &mut self.seconds[index].log;
+        let before = log.len();
         // This second may grow by the room the other seconds leave.
         let room = capacity.saturating_sub(self.in_use);
-        let answer = table.remember(key, until, now, before + room, full_gap);
-        let after = table.len();
+        let answer = log.remember(key, until, now, before + room, full_gap);
+        let after = log.len();
         self.in_use = self.in_use - before + after;
         if after == 0 {
             self.seconds.remove(index); // refused, in a second of its own
@@ -121,13 +103,37 @@ impl ProofsBySecond {
         answer
     }
 
-    /// Drops the tables whose entries have all expired at `now`.
+    /// Where the second `issued` is held, added (empty) if it is not.
+    fn find_or_add(&mut self, issued: u64) -> usize {
+        match self
+            .seconds
+            .binary_search_by_key(&issued, |held| held.second)
+        {
+            Ok(index) => index,
+            Err(index) => {
+                // A new latest second starts with room for as many proofs
+                // as the last one took: no growing every second at a steady
+                // rate.
+                let log = match self.seconds.back() {
+                    Some(last) if index == self.seconds.len() => {
+                        ProofLog::with_room_for(last.log.len())
+                    }
+                    _ => ProofLog::with_room_for(0),
+                };
+                let second = issued;
+                self.seconds.insert(index, Second { second, log });
+                index
+            }
+        }
+    }
+
+    /// Drops the seconds whose entries have all expired at `now`.
     fn sweep(&mut self, now: u64) {
         let mut dropped = 0;
         self.seconds.retain(|held| {
-            let expired = held.table.expired_at(now);
+            let expired = held.log.expired_at(now);
             if expired {
-                dropped += held.table.len();
+                dropped += held.log.len();
             }
             !expired
         });
@@ -143,7 +149,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::dpop::replay::table::tests::{id, steps, Step};
+    use crate::dpop::replay::log::tests::{id, steps, Step};
 
     const GAP: u64 = 100;
 
@@ -186,7 +192,7 @@ mod tests {
         let steps = [
             (1, 1, 1_200, 1_000, First),
             (2, 1, 1_200, 1_000, First),
-            // Full; the tables were looked over at 1 000, the gap has not passed.
+            // Full; the seconds were looked over at 1 000, the gap has not passed.
             (3, 2, 9_000, 1_050, Full),
             // Second 1 has expired and the gap has passed: dropped, room made.
             (3, 2, 9_000, 1_250, First),
@@ -197,14 +203,14 @@ mod tests {
             let got = proofs.remember(id(n), issued, until, now, 2, GAP);
             assert_eq!(got, answer, "proof {n} at {now}");
         }
-        // A refused proof leaves no table behind.
+        // A refused proof leaves no second behind.
         assert_eq!((proofs.len(), proofs.seconds.len()), (2, 2));
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
-        /// Held to a map of every proof's expiry, as one table is (proof `n`
+        /// Held to a map of every proof's expiry, as one log is (proof `n`
         /// issued in second `n % 5`, as a proof's `iat` is part of it): the
         /// same answer for every proof, at any capacity, and never full below
         /// it but while expired entries wait to be dropped.
@@ -234,9 +240,9 @@ mod tests {
                             model.insert(n, now + hold);
                         }
                         prop_assert!(proofs.len() <= capacity);
-                        let counted: usize = proofs.seconds.iter().map(|held| held.table.len()).sum();
+                        let counted: usize = proofs.seconds.iter().map(|held| held.log.len()).sum();
                         prop_assert_eq!(counted, proofs.len());
-                        prop_assert!(proofs.seconds.iter().all(|held| held.table.len() > 0));
+                        prop_assert!(proofs.seconds.iter().all(|held| held.log.len() > 0));
                         prop_assert!(proofs.seconds.iter().zip(proofs.seconds.iter().skip(1))
                             .all(|(a, b)| a.second < b.second));
                     }
