@@ -104,9 +104,10 @@ def layer(module):
 
 def code_of(path):
     text = open(path, encoding="utf-8").read()
-    cut = text.find("#[cfg(test)]\nmod tests")
-    if cut >= 0:
-        text = text[:cut]
+    # `pub(super) mod tests` too: a test module may share helpers with its siblings'.
+    cut = re.search(r"#\[cfg\(test\)\]\n(?:pub(?:\([^)]*\))? )?mod tests", text)
+    if cut:
+        text = text[: cut.start()]
     # Doc comments and line comments say nothing about imports.
     return "\n".join(
         line for line in text.split("\n") if not line.lstrip().startswith("//")
