@@ -242,7 +242,7 @@ const FULL_SWEEP_GAP_MS: u64 = 100;
 /// of two bytes per proof that tells almost every new proof from the held ones
 /// without reading them (about one in 300 is read through, as is every
 /// replay): a new proof touches the end of its second's list and one line of
-/// its filter, both in the caches near the core. About 18 to 36 bytes a
+/// its filter, not a random line of the whole window's. About 18 to 36 bytes a
 /// proof, 3.6 MB at most at the default capacity. A second's proofs are dropped
 /// together once all have expired (the seconds are looked over once a second,
 /// and when the store is full at most every 100 ms: in between, new proofs

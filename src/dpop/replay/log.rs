@@ -6,11 +6,12 @@
 //! to the window's proofs: a random line is touched again only after the
 //! table's size in other lookups, and the requests in between (a p256
 //! verification, hyper's buffers) push it out. A per-second hash table of 3 400
-//! proofs (128 KiB) still missed on most probes in a profile on an AMD EPYC.
-//! Here a new proof is appended to the log, whose end is always in the cache,
-//! and marked in a blocked Bloom filter of two bytes per proof (one 64-byte
-//! block per proof, each block touched every few dozen proofs: it stays in the
-//! cache). Only a proof the filter may hold (a replay, or about one new proof
+//! proofs (128 KiB) still put most of the store's time on one load in a
+//! profile on an AMD EPYC. Here a new proof is appended to the log, whose end
+//! is always in the cache, and marked in a blocked Bloom filter of two bytes
+//! per proof (one 64-byte block per proof): one line read, of a set of lines
+//! an eighth the size of such a table, so more of it stays near the core.
+//! Only a proof the filter may hold (a replay, or about one new proof
 //! in 300) reads the log through. A client that grinds `jti`s until its ids
 //! hit set bits makes each of its proofs read its second's log (about a
 //! nanosecond per proof held in that second): on top of a signature check
@@ -21,7 +22,7 @@
 //! dropped, the filter rebuilt) when the store is full or the log has doubled
 //! since it was last compacted, in both cases only once an entry has expired.
 
-/// Of a slot's second word, the low bits hold the expiry (milliseconds since
+/// Of an entry's second word, the low bits hold the expiry (milliseconds since
 /// 1970, up to the year 2109), the high ones more of the id.
 const EXPIRY_BITS: u32 = 42;
 const EXPIRY_MASK: u64 = (1 << EXPIRY_BITS) - 1;
