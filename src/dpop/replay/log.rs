@@ -382,41 +382,54 @@ pub(super) mod tests {
         proptest::collection::vec(step, 1..2_000)
     }
 
+    /// Runs `steps` through a store, `remember(n, until, now)` answering and
+    /// telling the store's size after, and holds every answer to a map of
+    /// expiries: the same answer for every proof, at any capacity, and never
+    /// full below it but while expired entries wait to be dropped.
+    pub(in crate::dpop::replay) fn answer_as_a_map_of_expiries(
+        steps: Vec<Step>,
+        capacity: usize,
+        mut remember: impl FnMut(u32, u64, u64) -> Result<(Remembered, usize), TestCaseError>,
+    ) -> Result<(), TestCaseError> {
+        let mut model: HashMap<u32, u64> = HashMap::new();
+        let mut now = 1_000u64;
+        for step in steps {
+            match step {
+                Step::Wait { ms } => now += ms,
+                Step::Remember { n, hold } => {
+                    let held = model.get(&n).is_some_and(|&until| until > now);
+                    let live = model.values().filter(|&&until| until > now).count();
+                    let (answer, len) = remember(n, now + hold, now)?;
+                    if held {
+                        prop_assert_eq!(answer, Remembered::Replay);
+                    } else if live < capacity && answer == Remembered::Full {
+                        prop_assert!(len >= capacity);
+                    } else if live >= capacity {
+                        prop_assert_eq!(answer, Remembered::Full);
+                    } else {
+                        prop_assert_eq!(answer, Remembered::First);
+                    }
+                    if answer == Remembered::First {
+                        model.insert(n, now + hold);
+                    }
+                    prop_assert!(len <= capacity);
+                }
+            }
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
-        /// Held to a map of every proof's expiry: the same answer for every
-        /// proof, at any capacity, and never full below it but while expired
-        /// entries wait for the gap.
         #[test]
         fn answers_as_a_map_of_expiries(steps in steps(), capacity in 1..400usize) {
             let mut log = ProofLog::with_room_for(0);
-            let mut model: HashMap<u32, u64> = HashMap::new();
-            let mut now = 1_000u64;
-            for step in steps {
-                match step {
-                    Step::Wait { ms } => now += ms,
-                    Step::Remember { n, hold } => {
-                        let held = model.get(&n).is_some_and(|&until| until > now);
-                        let live = model.values().filter(|&&until| until > now).count();
-                        let answer = log.remember(id(n), now + hold, now, capacity, GAP);
-                        if held {
-                            prop_assert_eq!(answer, Remembered::Replay);
-                        } else if live < capacity && answer == Remembered::Full {
-                            prop_assert!(log.len() >= capacity);
-                        } else if live >= capacity {
-                            prop_assert_eq!(answer, Remembered::Full);
-                        } else {
-                            prop_assert_eq!(answer, Remembered::First);
-                        }
-                        if answer == Remembered::First {
-                            model.insert(n, now + hold);
-                        }
-                        prop_assert!(log.len() <= capacity);
-                        prop_assert!(log.filter.len() * PER_BLOCK >= log.len());
-                    }
-                }
-            }
+            answer_as_a_map_of_expiries(steps, capacity, |n, until, now| {
+                let answer = log.remember(id(n), until, now, capacity, GAP);
+                prop_assert!(log.filter.len() * PER_BLOCK >= log.len());
+                Ok((answer, log.len()))
+            })?;
         }
     }
 }
