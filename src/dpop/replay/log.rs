@@ -39,7 +39,7 @@ const MIN_COMPACTED: usize = 64;
 /// or by a client's own effort (about 2⁴³ hashes for a pair of its own), and
 /// such a client would only see its own second proof refused: the key's
 /// thumbprint is hashed into the id, so no other client's proof can be aimed at.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 struct Entry {
     /// The id's first eight bytes.
     id: u64,
@@ -52,6 +52,14 @@ impl Entry {
         Entry {
             id: key.id,
             rest: key.tag | until.min(EXPIRY_MASK),
+        }
+    }
+
+    /// The part of the id it keeps.
+    fn key(self) -> Key {
+        Key {
+            id: self.id,
+            tag: self.rest & !EXPIRY_MASK,
         }
     }
 
@@ -248,11 +256,7 @@ impl ProofLog {
     fn refilter(&mut self) {
         let mut filter = vec![Block::default(); blocks_for(self.entries.len())].into_boxed_slice();
         for entry in &self.entries {
-            let key = Key {
-                id: entry.id,
-                tag: entry.rest & !EXPIRY_MASK,
-            };
-            let (block, mask) = key.in_filter(filter.len());
+            let (block, mask) = entry.key().in_filter(filter.len());
             filter[block].add(&mask);
         }
         self.filter = filter;
