@@ -83,6 +83,11 @@ impl Key {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
+        format!("{signed}.{}", self.sign(&signed))
+    }
+
+    /// The base64url signature of `signed` by this key.
+    fn sign(&self, signed: &str) -> String {
         let signature = match self {
             Key::Ed25519(key) => key.sign(signed.as_bytes()).to_bytes().to_vec(),
             Key::P256(key) => {
@@ -90,7 +95,7 @@ impl Key {
                 signature.to_bytes().to_vec()
             }
         };
-        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+        URL_SAFE_NO_PAD.encode(signature)
     }
 }
 
@@ -494,6 +499,80 @@ async fn re_encoded_twins_of_a_proof_are_refused_and_do_not_use_it_up() {
     );
     assert_proof_refused(&me_with(&server, &token, &proof).await);
     server.stop().await;
+}
+
+/// The guard compares a proof's key with the token's binding before it checks
+/// the signature. An attacker who captured a token and one of its proofs races
+/// the owner's next proof with forgeries that name the owner's key (the
+/// captured header, which the key cache holds): the next proof's claims under
+/// the captured signature, under its own signature with a bit flipped, under
+/// the attacker's signature, and fresh claims under the attacker's signature;
+/// many at once from several client addresses, whether the token store answers
+/// at once or is awaited. Every one is refused, none uses up the `jti` it
+/// names, and the owner's next proof passes (once). A token never issued is
+/// refused for the token, whatever its proof, with a DPoP challenge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_proofs_naming_the_owners_key_are_refused_and_use_nothing_up() {
+    for stores in [Stores::Ready, Stores::Awaited] {
+        for (key, attacker) in [
+            (Key::ed25519(24), Key::ed25519(25)),
+            (Key::p256(24), Key::p256(25)),
+        ] {
+            let layer = tutorial_builder(stores)
+                .refresh_tokens(MemoryRefreshTokenStore::new())
+                .no_login_policy()
+                .dpop(DpopSettings::allowed())
+                .build();
+            let server = Server::start_with(layer).await;
+            let (token, _) = dpop_login(&server, &key).await;
+            let captured = me_proof(&server, &key, &token);
+            assert_eq!(
+                me_with(&server, &token, &captured).await.status,
+                StatusCode::OK
+            );
+            let next = me_proof(&server, &key, &token);
+            let [header, claims, signature]: [&str; 3] =
+                next.split('.').collect::<Vec<_>>().try_into().unwrap();
+            let captured_signature = captured.rsplit('.').next().unwrap();
+            let signed = format!("{header}.{claims}");
+            let mut forgeries = vec![
+                format!("{signed}.{captured_signature}"),
+                format!("{signed}.{}", attacker.sign(&signed)),
+            ];
+            let signature_bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+            for bit in [0, 9, 255, 260, 511] {
+                let mut flipped = signature_bytes.clone();
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                forgeries.push(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(flipped)));
+            }
+            let fresh = attacker.proof("GET", &server.url("/users/me"), Some(&token), None);
+            let fresh_claims = fresh.split('.').nth(1).unwrap();
+            let forged = format!("{header}.{fresh_claims}");
+            forgeries.push(format!("{forged}.{}", attacker.sign(&forged)));
+
+            let attempts: Vec<_> = (0..32)
+                .map(|i| {
+                    let client = server.connecting_from(&format!("127.0.0.{}", 2 + i % 8));
+                    let (token, forgery) = (token.clone(), forgeries[i % forgeries.len()].clone());
+                    tokio::spawn(async move { me_with(&client, &token, &forgery).await })
+                })
+                .collect();
+            for attempt in attempts {
+                assert_proof_refused(&attempt.await.expect("the request task ends"));
+            }
+            let me = me_with(&server, &token, &next).await;
+            assert_eq!(me.status, StatusCode::OK, "body: {:?}", me.body);
+            assert_proof_refused(&me_with(&server, &token, &next).await);
+
+            let never_issued = "an-access-token-this-server-never-issued";
+            let proof = me_proof(&server, &key, never_issued);
+            let (signed, _) = proof.rsplit_once('.').unwrap();
+            let forgery = format!("{signed}.{captured_signature}");
+            assert_dpop_invalid_token(&me_with(&server, never_issued, &forgery).await);
+            assert_dpop_invalid_token(&me_with(&server, never_issued, &proof).await);
+            server.stop().await;
+        }
+    }
 }
 
 #[tokio::test]

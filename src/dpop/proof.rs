@@ -485,10 +485,23 @@ impl Eq for Jti {}
 /// signature of the same proof gains an attacker nothing: replay is detected by
 /// `jti`, not by the signature's bytes.
 pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProof, ProofError> {
-    if proof.len() > MAX_PROOF_LEN {
+    read_proof(proof, check)?.verify(check.key_cache)
+}
+
+/// [`verify_proof`] up to its signature: every check of `check` but the
+/// signature's, which [`ReadProof::verify`] makes. The guard compares the key
+/// with the token's binding in between, so that a request with an unknown,
+/// expired or revoked token, or a proof by another key, costs no signature
+/// check.
+pub(crate) fn read_proof<P: AsRef<[u8]>>(
+    proof: P,
+    check: &ProofCheck<'_>,
+) -> Result<ReadProof<P>, ProofError> {
+    let bytes = proof.as_ref();
+    if bytes.len() > MAX_PROOF_LEN {
         return Err(ProofError::TooLong);
     }
-    let (header_b64, rest) = split_at_dot(proof).ok_or(ProofError::NotCompact)?;
+    let (header_b64, rest) = split_at_dot(bytes).ok_or(ProofError::NotCompact)?;
     let (claims_b64, signature_b64) = split_at_dot(rest).ok_or(ProofError::NotCompact)?;
     if find_dot(signature_b64).is_some() {
         return Err(ProofError::NotCompact);
@@ -499,6 +512,7 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
     // A client sends the same header in every proof: one whose proof verified
     // before is not read again (its checks below passed then).
     let cached = check.key_cache.and_then(|cache| cache.get(header_b64));
+    let cached_key = cached.is_some();
     let header_len = match cached {
         Some(_) => 0,
         None => base64url::decoded_len(header_b64.len()).ok_or(ProofError::Base64)?,
@@ -586,32 +600,100 @@ pub fn verify_proof(proof: &[u8], check: &ProofCheck<'_>) -> Result<VerifiedProo
         return Err(ProofError::Signature);
     }
     base64url::decode(signature_b64, &mut signature).map_err(|_| ProofError::Base64)?;
-    let signed = &proof[..header_b64.len() + 1 + claims_b64.len()];
-    // `read_header` checked that the key's kind is the algorithm's.
-    let verified = signer.key.verifies(signed, &signature);
-    if !verified {
-        return Err(ProofError::Signature);
-    }
-
-    // Computed once the signature verified: a forged proof costs no hash.
-    let thumbprint = match signer.thumbprint {
-        Some(thumbprint) => thumbprint,
-        None => {
-            let thumbprint = signer.jwk.thumbprint();
-            if let Some(cache) = check.key_cache {
-                cache.insert(header_b64, &signer.jwk, &signer.key, thumbprint);
-            }
-            thumbprint
-        }
-    };
-    Ok(VerifiedProof {
-        thumbprint,
-        key: signer.jwk,
-        algorithm: signer.algorithm,
+    let (header_len, signed_len) = (header_b64.len(), header_b64.len() + 1 + claims_b64.len());
+    Ok(ReadProof {
+        cached: cached_key,
+        header_len,
+        signed_len,
+        signature,
+        signer,
         jti: Jti::new(jti),
         iat,
         nonce: nonce.map(str::to_owned),
+        proof,
     })
+}
+
+/// A proof [`read_proof`] found well formed and matching its [`ProofCheck`],
+/// whose signature is still to be checked.
+pub(crate) struct ReadProof<P> {
+    /// The proof as sent: the signature covers its first `signed_len` bytes,
+    /// the first `header_len` of which are the header (the key cache's key).
+    proof: P,
+    header_len: usize,
+    signed_len: usize,
+    signature: [u8; 64],
+    signer: Signer,
+    /// Whether the header came from the key cache (no need to cache it again).
+    cached: bool,
+    jti: Jti,
+    iat: u64,
+    nonce: Option<String>,
+}
+
+impl<P: AsRef<[u8]>> ReadProof<P> {
+    /// The algorithm the proof says it is signed with (one its key signs with).
+    pub(crate) fn algorithm(&self) -> DpopAlgorithm {
+        self.signer.algorithm
+    }
+
+    /// The thumbprint of the proof's key: the key cache's, or computed now (one
+    /// SHA-256 of the key's members) and kept for [`ReadProof::verify`].
+    pub(crate) fn thumbprint(&mut self) -> JwkThumbprint {
+        *self
+            .signer
+            .thumbprint
+            .get_or_insert_with(|| self.signer.jwk.thumbprint())
+    }
+
+    /// Checks the signature; a verified proof's header goes into `cache`.
+    pub(crate) fn verify(self, cache: Option<&KeyCache>) -> Result<VerifiedProof, ProofError> {
+        let bytes = self.proof.as_ref();
+        // `read_header` checked that the key's kind is the algorithm's.
+        if !self
+            .signer
+            .key
+            .verifies(&bytes[..self.signed_len], &self.signature)
+        {
+            return Err(ProofError::Signature);
+        }
+        // Computed once the signature verified (unless the guard asked for it
+        // before): a forged proof costs no hash.
+        let thumbprint = match self.signer.thumbprint {
+            Some(thumbprint) => thumbprint,
+            None => self.signer.jwk.thumbprint(),
+        };
+        if let (false, Some(cache)) = (self.cached, cache) {
+            let header_b64 = &bytes[..self.header_len];
+            cache.insert(header_b64, &self.signer.jwk, &self.signer.key, thumbprint);
+        }
+        Ok(VerifiedProof {
+            thumbprint,
+            key: self.signer.jwk,
+            algorithm: self.signer.algorithm,
+            jti: self.jti,
+            iat: self.iat,
+            nonce: self.nonce,
+        })
+    }
+}
+
+impl ReadProof<&http::HeaderValue> {
+    /// The same proof, holding its header (a count, not a copy) rather than
+    /// borrowing it: for a guard that awaits a store before the signature check.
+    pub(crate) fn into_owned(self) -> ReadProof<http::HeaderValue> {
+        ReadProof {
+            proof: self.proof.clone(),
+            header_len: self.header_len,
+            signed_len: self.signed_len,
+            signature: self.signature,
+            signer: self.signer,
+            cached: self.cached,
+            jti: self.jti,
+            iat: self.iat,
+            nonce: self.nonce,
+        }
+    }
 }
 
 /// Who signed a proof, as its header says: the algorithm and the key, decoded

@@ -17,7 +17,9 @@ use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use crate::constant_time;
 use crate::dpop::htu::{is_normal, NormalizedUri};
 use crate::dpop::jwk::KeyCache;
-use crate::dpop::proof::{verify_proof, DpopAlgorithm, ProofCheck, VerifiedProof, DEFAULT_MAX_AGE};
+use crate::dpop::proof::{
+    read_proof, DpopAlgorithm, ProofCheck, ProofError, ReadProof, VerifiedProof, DEFAULT_MAX_AGE,
+};
 use crate::dpop::replay::{MemoryReplayStore, ReplayStore};
 use crate::endpoint::client_addr::TrustedProxies;
 use crate::http::base_url::BaseUrl;
@@ -237,6 +239,17 @@ impl DpopSettings {
         request: RequestParts<'_>,
         access_token: Option<&[u8]>,
     ) -> Result<VerifiedProof, ProofRefusal> {
+        self.finish(self.read(request, access_token)?)
+    }
+
+    /// [`verify`](Self::verify) up to the signature and the nonce, which
+    /// [`finish`](Self::finish) checks: the guard compares the proof's key with
+    /// the token's binding in between.
+    pub(crate) fn read<'h>(
+        &self,
+        request: RequestParts<'h>,
+        access_token: Option<&[u8]>,
+    ) -> Result<ReadProof<&'h HeaderValue>, ProofRefusal> {
         let mut values = request.headers.get_all(&DPOP).iter();
         let (Some(proof), None) = (values.next(), values.next()) else {
             return Err(ProofRefusal::Invalid(
@@ -265,13 +278,22 @@ impl DpopSettings {
         if let Some(token) = access_token {
             check = check.access_token_bytes(token);
         }
-        let verified = verify_proof(proof.as_bytes(), &check).map_err(|error| {
-            tracing::debug!(%error, "DPoP proof refused");
-            ProofRefusal::Invalid("Invalid DPoP proof")
-        })?;
-        if !self.algorithms.contains(&verified.algorithm()) {
+        let read = read_proof(proof, &check).map_err(invalid)?;
+        // Before the signature: an algorithm not accepted costs no check.
+        if !self.algorithms.contains(&read.algorithm()) {
             return Err(ProofRefusal::Invalid("DPoP proof algorithm not accepted"));
         }
+        Ok(read)
+    }
+
+    /// The rest of [`verify`](Self::verify) after [`read`](Self::read): the
+    /// signature, then the server nonce when nonces are on (a client whose
+    /// signature fails is not handed a nonce).
+    pub(crate) fn finish<P: AsRef<[u8]>>(
+        &self,
+        read: ReadProof<P>,
+    ) -> Result<VerifiedProof, ProofRefusal> {
+        let verified = read.verify(Some(&self.keys)).map_err(invalid)?;
         if let Some(key) = &self.nonces {
             let live = verified
                 .nonce()
@@ -351,6 +373,13 @@ pub(crate) struct RequestParts<'a> {
     pub(crate) headers: &'a HeaderMap,
     pub(crate) extensions: &'a Extensions,
     pub(crate) proxies: &'a TrustedProxies,
+}
+
+/// A proof refused for what it is (logged at debug: the answer says only
+/// "Invalid DPoP proof").
+fn invalid(error: ProofError) -> ProofRefusal {
+    tracing::debug!(%error, "DPoP proof refused");
+    ProofRefusal::Invalid("Invalid DPoP proof")
 }
 
 /// Why a request's proof is refused.

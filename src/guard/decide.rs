@@ -47,10 +47,14 @@ pub(crate) enum Pending<U> {
     /// The token resolved at once (memory tokens) and the user store's answer is
     /// on its way (users in a database).
     Principal(Grant, Lookup<Option<Principal<U>>>),
-    /// `Authorization: DPoP`: a verified proof, and the token store's answer;
-    /// the key binding and the replay store are checked when it comes.
+    /// `Authorization: DPoP`: a proof read but not yet verified, and the token
+    /// store's answer; the key binding, the signature and the replay store are
+    /// checked when it comes.
     #[cfg(feature = "dpop")]
-    Dpop(crate::dpop::proof::VerifiedProof, Lookup<Option<Grant>>),
+    Dpop(
+        crate::dpop::proof::ReadProof<http::HeaderValue>,
+        Lookup<Option<Grant>>,
+    ),
     /// `Authorization: DPoP`: the token is bound to the proof's key, and the
     /// replay store's answer is on its way.
     #[cfg(feature = "dpop")]
@@ -115,6 +119,24 @@ async fn authenticate<Us, Ts>(
 where
     Us: UserStore,
 {
+    #[cfg(feature = "dpop")]
+    let dpop = matches!(pending, Pending::Dpop(..) | Pending::Replay(..));
+    let authenticated = authenticate_found(shared, pending).await;
+    #[cfg(feature = "dpop")]
+    if dpop {
+        return authenticated.map_err(in_dpop_scheme);
+    }
+    authenticated
+}
+
+/// [`authenticate`]'s steps.
+async fn authenticate_found<Us, Ts>(
+    shared: &Shared<Us, Ts>,
+    pending: Pending<Us::User>,
+) -> Result<Authenticated<Us::User>, Rejection>
+where
+    Us: UserStore,
+{
     let (grant, found) = match pending {
         Pending::Grant(resolved) => {
             let grant = accept_grant(resolved.await)?;
@@ -126,7 +148,7 @@ where
         #[cfg(feature = "dpop")]
         Pending::Dpop(proof, resolved) => {
             let grant = accept_grant(resolved.await)?;
-            first_sighting(bound_to_proof(shared, &grant, &proof)?.await)?;
+            first_sighting(bound_to_proof(shared, &grant, proof)?.await)?;
             let found = shared.users.principal(&grant.subject);
             (grant, found)
         }
@@ -204,7 +226,12 @@ where
         // Not `Bearer`: perhaps `DPoP`.
         #[cfg(feature = "dpop")]
         Err(Rejection::MissingCredentials) if shared.config.dpop.is_some() => {
-            return dpop_steps(shared, request, public);
+            return match dpop_steps(shared, request, public) {
+                Progress::Decided(Err(rejection)) => {
+                    Progress::Decided(Err(in_dpop_scheme(rejection)))
+                }
+                progress => progress,
+            };
         }
         Err(rejection) => return Progress::Decided(Err(rejection)),
     };
@@ -279,7 +306,7 @@ where
     Us: UserStore,
     Ts: TokenStore,
 {
-    use crate::dpop::settings::{ProofRefusal, RequestParts};
+    use crate::dpop::settings::RequestParts;
 
     let Some(dpop) = &shared.config.dpop else {
         return Progress::Decided(Err(Rejection::MissingCredentials));
@@ -301,24 +328,22 @@ where
         extensions: request.extensions(),
         proxies: &shared.config.trusted_proxies,
     };
-    let proof = match dpop.verify(parts, Some(token)) {
+    // The proof is read, the token resolved and its binding compared before the
+    // signature is checked: a request with an unknown, expired or revoked token,
+    // or a proof by another key, costs no signature check.
+    let proof = match dpop.read(parts, Some(token)) {
         Ok(proof) => proof,
-        Err(ProofRefusal::Invalid(detail)) => {
-            return Progress::Decided(Err(Rejection::DpopProofRefused(detail)))
-        }
-        Err(ProofRefusal::UseNonce(nonce)) => {
-            return Progress::Decided(Err(Rejection::UseDpopNonce { nonce, guard: true }))
-        }
+        Err(refusal) => return Progress::Decided(Err(proof_refused(refusal))),
     };
     let resolved = match shared.tokens.resolve(BearerToken::new(token)).into_ready() {
         Ok(resolved) => resolved,
-        Err(pending) => return pending_on(Pending::Dpop(proof, pending)),
+        Err(pending) => return pending_on(Pending::Dpop(proof.into_owned(), pending)),
     };
     let grant = match accept_grant(resolved) {
         Ok(grant) => grant,
         Err(rejection) => return Progress::Decided(Err(rejection)),
     };
-    let sighting = match bound_to_proof(shared, &grant, &proof) {
+    let sighting = match bound_to_proof(shared, &grant, proof) {
         Ok(sighting) => sighting,
         Err(rejection) => return Progress::Decided(Err(rejection)),
     };
@@ -357,17 +382,18 @@ fn unbound(grant: &Grant) -> Result<(), Rejection> {
 }
 
 /// Whether a grant presented as `DPoP` is bound to the proof's key; if it is,
-/// the proof is given to the replay store, whose answer [`first_sighting`] reads.
+/// the proof's signature is checked and the proof given to the replay store,
+/// whose answer [`first_sighting`] reads.
 #[cfg(feature = "dpop")]
-fn bound_to_proof<Us, Ts>(
+fn bound_to_proof<Us, Ts, P: AsRef<[u8]>>(
     shared: &Shared<Us, Ts>,
     grant: &Grant,
-    proof: &crate::dpop::proof::VerifiedProof,
+    mut proof: crate::dpop::proof::ReadProof<P>,
 ) -> Result<Lookup<Sighting>, Rejection> {
     use crate::dpop::replay::ProofId;
 
     match &grant.key_binding {
-        Some(key) if key == proof.thumbprint() => {}
+        Some(key) if *key == proof.thumbprint() => {}
         Some(_) => {
             return Err(Rejection::DpopProofRefused(
                 "The DPoP proof is not by the key the token is bound to",
@@ -379,9 +405,31 @@ fn bound_to_proof<Us, Ts>(
     let Some(dpop) = &shared.config.dpop else {
         return Err(Rejection::InvalidDpopToken);
     };
+    let proof = dpop.finish(proof).map_err(proof_refused)?;
     Ok(dpop
         .replay
-        .remember(&ProofId::from(proof), dpop.remember_until(proof)))
+        .remember(&ProofId::from(&proof), dpop.remember_until(&proof)))
+}
+
+/// A token refused in a request that presented it as `DPoP` (unknown, expired,
+/// its user gone or changed) is challenged as DPoP (RFC 9449 §7.1), not Bearer.
+#[cfg(feature = "dpop")]
+fn in_dpop_scheme(rejection: Rejection) -> Rejection {
+    match rejection {
+        Rejection::InvalidToken => Rejection::InvalidDpopToken,
+        other => other,
+    }
+}
+
+/// The guard's answer to a refused proof.
+#[cfg(feature = "dpop")]
+fn proof_refused(refusal: crate::dpop::settings::ProofRefusal) -> Rejection {
+    use crate::dpop::settings::ProofRefusal;
+
+    match refusal {
+        ProofRefusal::Invalid(detail) => Rejection::DpopProofRefused(detail),
+        ProofRefusal::UseNonce(nonce) => Rejection::UseDpopNonce { nonce, guard: true },
+    }
 }
 
 /// Refuses a proof the replay store saw before (or could not check).
