@@ -239,12 +239,13 @@ impl DpopSettings {
         request: RequestParts<'_>,
         access_token: Option<&[u8]>,
     ) -> Result<VerifiedProof, ProofRefusal> {
-        self.finish(self.read(request, access_token)?)
+        self.finish(&self.read(request, access_token)?)
     }
 
     /// [`verify`](Self::verify) up to the signature and the nonce, which
     /// [`finish`](Self::finish) checks: the guard compares the proof's key with
     /// the token's binding in between.
+    #[inline]
     pub(crate) fn read<'h>(
         &self,
         request: RequestParts<'h>,
@@ -291,7 +292,7 @@ impl DpopSettings {
     /// signature fails is not handed a nonce).
     pub(crate) fn finish<P: AsRef<[u8]>>(
         &self,
-        read: ReadProof<P>,
+        read: &ReadProof<P>,
     ) -> Result<VerifiedProof, ProofRefusal> {
         let verified = read.verify(Some(&self.keys)).map_err(invalid)?;
         if let Some(key) = &self.nonces {

@@ -146,9 +146,9 @@ where
             (grant, found)
         }
         #[cfg(feature = "dpop")]
-        Pending::Dpop(proof, resolved) => {
+        Pending::Dpop(mut proof, resolved) => {
             let grant = accept_grant(resolved.await)?;
-            first_sighting(bound_to_proof(shared, &grant, proof)?.await)?;
+            first_sighting(bound_to_proof(shared, &grant, &mut proof)?.await)?;
             let found = shared.users.principal(&grant.subject);
             (grant, found)
         }
@@ -331,7 +331,7 @@ where
     // The proof is read, the token resolved and its binding compared before the
     // signature is checked: a request with an unknown, expired or revoked token,
     // or a proof by another key, costs no signature check.
-    let proof = match dpop.read(parts, Some(token)) {
+    let mut proof = match dpop.read(parts, Some(token)) {
         Ok(proof) => proof,
         Err(refusal) => return Progress::Decided(Err(proof_refused(refusal))),
     };
@@ -343,7 +343,7 @@ where
         Ok(grant) => grant,
         Err(rejection) => return Progress::Decided(Err(rejection)),
     };
-    let sighting = match bound_to_proof(shared, &grant, proof) {
+    let sighting = match bound_to_proof(shared, &grant, &mut proof) {
         Ok(sighting) => sighting,
         Err(rejection) => return Progress::Decided(Err(rejection)),
     };
@@ -388,7 +388,7 @@ fn unbound(grant: &Grant) -> Result<(), Rejection> {
 fn bound_to_proof<Us, Ts, P: AsRef<[u8]>>(
     shared: &Shared<Us, Ts>,
     grant: &Grant,
-    mut proof: crate::dpop::proof::ReadProof<P>,
+    proof: &mut crate::dpop::proof::ReadProof<P>,
 ) -> Result<Lookup<Sighting>, Rejection> {
     use crate::dpop::replay::ProofId;
 
