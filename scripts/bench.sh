@@ -21,7 +21,8 @@
 #   ONLY="guard e2e" scripts/bench.sh
 #
 # Environment: ONLY (subset of: guard callgrind login memory e2e), ROUNDS (e2e rounds,
-# default 8), PAIRED_ROUNDS (default 8), DURATION (seconds per wrk run, default 3), CONNECTIONS (default 32),
+# default 8), PAIRED_ROUNDS (default 8), RESTARTS (how many times the five servers are
+# started afresh for the paired rounds, PAIRED_ROUNDS each; default 1), DURATION (seconds per wrk run, default 3), CONNECTIONS (default 32),
 # TOKENS (default 1000000), CRITERION_ARGS, OUT (results directory, default
 # target/perf), CARGO_TARGET_DIR. Needs: a Rust toolchain, python3, curl, wrk
 # (`apt-get install wrk`); valgrind is optional.
@@ -34,6 +35,7 @@ cd "$(dirname "$0")/.."
 ONLY=${ONLY:-"guard callgrind login memory e2e"}
 ROUNDS=${ROUNDS:-8}
 PAIRED_ROUNDS=${PAIRED_ROUNDS:-8}
+RESTARTS=${RESTARTS:-1}
 DURATION=${DURATION:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 CRITERION_ARGS=${CRITERION_ARGS:-"--measurement-time 3 --warm-up-time 1"}
@@ -156,36 +158,40 @@ if wants e2e; then
         curl -s -X POST "127.0.0.1:$1/token" -d 'username=johndoe&password=secret' |
             sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p'
     }
-    start tutorial "$TUTORIAL_PORT" tutorial
-    start bare "$BARE_PORT" bare
-    token=$(login "$TUTORIAL_PORT")
-    [[ -n $token ]] || die "no token from the tutorial app"
-    # The floors: bare.rs behind the minimal map-lookup guard, and behind the
-    # two-lookup one (token -> username -> user, as the layer resolves users),
-    # both knowing that token.
-    start map "$MAP_PORT" bare MAP_TOKEN="$token"
-    start map2 "$MAP2_PORT" bare MAP2_TOKEN="$token"
-    # The tutorial's guard in bare.rs's binary (LAYER=1), with a token of its own:
-    # beside the tutorial, it tells the guard's cost from the tutorial binary's
-    # code layout (paired rounds only).
-    start layer "$LAYER_PORT" bare LAYER=1
-    layer_token=$(login "$LAYER_PORT")
-    [[ -n $layer_token ]] || die "no token from bare.rs with LAYER=1"
-    # token_of SERVER: the token SERVER knows.
-    token_of() { if [[ $1 == layer ]]; then echo "$layer_token"; else echo "$token"; fi; }
-    servers=(bare tutorial map map2 layer)
-    me_tutorial=$(curl -s "127.0.0.1:$TUTORIAL_PORT/users/me" -H "Authorization: Bearer $token")
-    for port in "$BARE_PORT" "$MAP_PORT" "$MAP2_PORT"; do
-        me=$(curl -s "127.0.0.1:$port/users/me" -H "Authorization: Bearer $token")
-        [[ $me_tutorial == "$me" ]] || die "different answers: $me_tutorial vs $me (port $port)"
-    done
-    [[ $(curl -s "127.0.0.1:$LAYER_PORT/users/me" -H "Authorization: Bearer $layer_token") == "$me_tutorial" ]] ||
-        die "bare.rs with LAYER=1 answers differently"
-    for port in "$MAP_PORT" "$MAP2_PORT" "$LAYER_PORT"; do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$port/users/me") == 401 ]] ||
-            die "the guard on port $port let a request without a token through"
-    done
-    echo "all five answer: $me_tutorial" >&2
+    # start_all: the five servers, each checked to answer as the others do.
+    start_all() {
+        start tutorial "$TUTORIAL_PORT" tutorial
+        start bare "$BARE_PORT" bare
+        token=$(login "$TUTORIAL_PORT")
+        [[ -n $token ]] || die "no token from the tutorial app"
+        # The floors: bare.rs behind the minimal map-lookup guard, and behind the
+        # two-lookup one (token -> username -> user, as the layer resolves users),
+        # both knowing that token.
+        start map "$MAP_PORT" bare MAP_TOKEN="$token"
+        start map2 "$MAP2_PORT" bare MAP2_TOKEN="$token"
+        # The tutorial's guard in bare.rs's binary (LAYER=1), with a token of its own:
+        # beside the tutorial, it tells the guard's cost from the tutorial binary's
+        # code layout (paired rounds only).
+        start layer "$LAYER_PORT" bare LAYER=1
+        layer_token=$(login "$LAYER_PORT")
+        [[ -n $layer_token ]] || die "no token from bare.rs with LAYER=1"
+        # token_of SERVER: the token SERVER knows.
+        token_of() { if [[ $1 == layer ]]; then echo "$layer_token"; else echo "$token"; fi; }
+        servers=(bare tutorial map map2 layer)
+        me_tutorial=$(curl -s "127.0.0.1:$TUTORIAL_PORT/users/me" -H "Authorization: Bearer $token")
+        for port in "$BARE_PORT" "$MAP_PORT" "$MAP2_PORT"; do
+            me=$(curl -s "127.0.0.1:$port/users/me" -H "Authorization: Bearer $token")
+            [[ $me_tutorial == "$me" ]] || die "different answers: $me_tutorial vs $me (port $port)"
+        done
+        [[ $(curl -s "127.0.0.1:$LAYER_PORT/users/me" -H "Authorization: Bearer $layer_token") == "$me_tutorial" ]] ||
+            die "bare.rs with LAYER=1 answers differently"
+        for port in "$MAP_PORT" "$MAP2_PORT" "$LAYER_PORT"; do
+            [[ $(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$port/users/me") == 401 ]] ||
+                die "the guard on port $port let a request without a token through"
+        done
+        echo "all five answer: $me_tutorial" >&2
+    }
+    start_all
 
     # CPU time (ns, all threads) the server has used so far.
     cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
@@ -199,12 +205,15 @@ if wants e2e; then
         printf '%-9s round %s: %s\n' "$1" "$4" "$(grep 'Requests/sec' "$OUT/wrk.$1.$4.txt")" >&2
     }
     rm -f "$OUT"/wrk.*.txt
-    # Warm-up (not recorded).
-    for server in "${servers[@]}"; do
-        port_var=${server^^}_PORT
-        "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H "Authorization: Bearer $(token_of "$server")" \
-            "http://127.0.0.1:${!port_var}/users/me" >/dev/null
-    done
+    # warm_up: one second of load on each server (not recorded).
+    warm_up() {
+        for server in "${servers[@]}"; do
+            port_var=${server^^}_PORT
+            "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d1s -H "Authorization: Bearer $(token_of "$server")" \
+                "http://127.0.0.1:${!port_var}/users/me" >/dev/null
+        done
+    }
+    warm_up
     for round in $(seq "$ROUNDS"); do
         load bare "$BARE_PORT" "$bare_pid" "$round.a"
         load tutorial "$TUTORIAL_PORT" "$tutorial_pid" "$round.a"
@@ -219,31 +228,43 @@ if wants e2e; then
     # Paired rounds: all servers loaded at the same time, on the same core, by one
     # wrk process each; drift and noise from the host hit them alike, and each
     # server's CPU time per request (from /proc/PID/task/*/schedstat) is its cost.
-    step "end to end, paired: $PAIRED_ROUNDS rounds of the five servers loaded at once for ${DURATION}s"
-    for round in $(seq "$PAIRED_ROUNDS"); do
-        wrk_pids=()
-        declare -A before=()
-        for server in "${servers[@]}"; do
-            pid_var=${server}_pid
-            before[$server]=$(cpu_ns "${!pid_var}")
+    # Each restart draws a new layout for every server's code and data (which
+    # moved one server against another by a few per cent between runs): the
+    # report takes the median over restarts of each restart's median.
+    step "end to end, paired: $RESTARTS x $PAIRED_ROUNDS rounds of the five servers loaded at once for ${DURATION}s"
+    for restart in $(seq "$RESTARTS"); do
+        if ((restart > 1)); then
+            cleanup
+            pids=()
+            start_all
+            warm_up
+        fi
+        for r in $(seq "$PAIRED_ROUNDS"); do
+            round=$(((restart - 1) * PAIRED_ROUNDS + r))
+            wrk_pids=()
+            declare -A before=()
+            for server in "${servers[@]}"; do
+                pid_var=${server}_pid
+                before[$server]=$(cpu_ns "${!pid_var}")
+            done
+            for server in "${servers[@]}"; do
+                port_var=${server^^}_PORT
+                "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+                    -H "Authorization: Bearer $(token_of "$server")" "http://127.0.0.1:${!port_var}/users/me" \
+                    > "$OUT/wrk.paired-$server.$round.p$restart.txt" &
+                wrk_pids+=($!)
+            done
+            wait "${wrk_pids[@]}"
+            for server in "${servers[@]}"; do
+                pid_var=${server}_pid
+                echo "cpu_ns $(($(cpu_ns "${!pid_var}") - before[$server]))" >> "$OUT/wrk.paired-$server.$round.p$restart.txt"
+            done
+            line="paired round $round:"
+            for server in "${servers[@]}"; do
+                line+=" $server $(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-$server.$round.p$restart.txt")"
+            done
+            echo "$line" >&2
         done
-        for server in "${servers[@]}"; do
-            port_var=${server^^}_PORT
-            "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-                -H "Authorization: Bearer $(token_of "$server")" "http://127.0.0.1:${!port_var}/users/me" \
-                > "$OUT/wrk.paired-$server.$round.p.txt" &
-            wrk_pids+=($!)
-        done
-        wait "${wrk_pids[@]}"
-        for server in "${servers[@]}"; do
-            pid_var=${server}_pid
-            echo "cpu_ns $(($(cpu_ns "${!pid_var}") - before[$server]))" >> "$OUT/wrk.paired-$server.$round.p.txt"
-        done
-        line="paired round $round:"
-        for server in "${servers[@]}"; do
-            line+=" $server $(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.paired-$server.$round.p.txt")"
-        done
-        echo "$line" >&2
     done
     cleanup
     pids=()
