@@ -441,6 +441,28 @@ async fn proofs_replayed_as_their_seconds_are_dropped_are_still_refused() {
     server.stop().await;
 }
 
+/// 32 requests at once with `token` and these proofs in turn, from 127.0.0.2 to
+/// 127.0.0.9: every one refused as `invalid_dpop_proof`.
+async fn all_refused_at_once(server: &Server, token: &str, proofs: &[String]) {
+    let attempts: Vec<_> = (0..32)
+        .map(|i| {
+            let client = server.connecting_from(&format!("127.0.0.{}", 2 + i % 8));
+            let (token, proof) = (token.to_owned(), proofs[i % proofs.len()].clone());
+            tokio::spawn(async move { me_with(&client, &token, &proof).await })
+        })
+        .collect();
+    for attempt in attempts {
+        assert_proof_refused(&attempt.await.expect("the request task ends"));
+    }
+}
+
+/// `proof` lets `token` through once, and is refused the second time.
+async fn passes_once(server: &Server, token: &str, proof: &str) {
+    let me = me_with(server, token, proof).await;
+    assert_eq!(me.status, StatusCode::OK, "body: {:?}", me.body);
+    assert_proof_refused(&me_with(server, token, proof).await);
+}
+
 /// An attacker who captured a proof sends re-encodings of it that a lenient
 /// base64url decoder would read as the same bytes (stray bits in a segment's
 /// last character, padding, the standard alphabet), many at once from several
@@ -483,21 +505,8 @@ async fn re_encoded_twins_of_a_proof_are_refused_and_do_not_use_it_up() {
     }
     assert!(twins.len() >= 4, "the proof's segments offer re-encodings");
 
-    let attempts: Vec<_> = (0..32)
-        .map(|i| {
-            let client = server.connecting_from(&format!("127.0.0.{}", 2 + i % 8));
-            let (token, twin) = (token.clone(), twins[i % twins.len()].clone());
-            tokio::spawn(async move { me_with(&client, &token, &twin).await })
-        })
-        .collect();
-    for attempt in attempts {
-        assert_proof_refused(&attempt.await.expect("the request task ends"));
-    }
-    assert_eq!(
-        me_with(&server, &token, &proof).await.status,
-        StatusCode::OK
-    );
-    assert_proof_refused(&me_with(&server, &token, &proof).await);
+    all_refused_at_once(&server, &token, &twins).await;
+    passes_once(&server, &token, &proof).await;
     server.stop().await;
 }
 
@@ -550,19 +559,8 @@ async fn forged_proofs_naming_the_owners_key_are_refused_and_use_nothing_up() {
             let forged = format!("{header}.{fresh_claims}");
             forgeries.push(format!("{forged}.{}", attacker.sign(&forged)));
 
-            let attempts: Vec<_> = (0..32)
-                .map(|i| {
-                    let client = server.connecting_from(&format!("127.0.0.{}", 2 + i % 8));
-                    let (token, forgery) = (token.clone(), forgeries[i % forgeries.len()].clone());
-                    tokio::spawn(async move { me_with(&client, &token, &forgery).await })
-                })
-                .collect();
-            for attempt in attempts {
-                assert_proof_refused(&attempt.await.expect("the request task ends"));
-            }
-            let me = me_with(&server, &token, &next).await;
-            assert_eq!(me.status, StatusCode::OK, "body: {:?}", me.body);
-            assert_proof_refused(&me_with(&server, &token, &next).await);
+            all_refused_at_once(&server, &token, &forgeries).await;
+            passes_once(&server, &token, &next).await;
 
             let never_issued = "an-access-token-this-server-never-issued";
             let proof = me_proof(&server, &key, never_issued);
