@@ -145,7 +145,14 @@ if wants e2e; then
     start() {
         local name=$1 port=$2 example=$3
         shift 3
-        env "$@" TOKIO_WORKER_THREADS=1 LOG=off ADDR="127.0.0.1:$port" "${server_cpu[@]}" "$CARGO_TARGET_DIR/release/examples/$example" &
+        # Each start runs a fresh copy of the binary: a file's pages stay in the
+        # page cache, so every start of one file maps its code to the same
+        # physical pages (and cache sets); a copy gets new ones.
+        local exe="$OUT/bin/$name"
+        mkdir -p "$OUT/bin"
+        rm -f "$exe"
+        cp "$CARGO_TARGET_DIR/release/examples/$example" "$exe"
+        env "$@" TOKIO_WORKER_THREADS=1 LOG=off ADDR="127.0.0.1:$port" "${server_cpu[@]}" "$exe" &
         pids+=($!)
         printf -v "${name}_pid" '%s' "$!"
         for _ in $(seq 50); do
@@ -228,9 +235,10 @@ if wants e2e; then
     # Paired rounds: all servers loaded at the same time, on the same core, by one
     # wrk process each; drift and noise from the host hit them alike, and each
     # server's CPU time per request (from /proc/PID/task/*/schedstat) is its cost.
-    # Each restart draws a new layout for every server's code and data (which
-    # moved one server against another by a few per cent between runs): the
-    # report takes the median over restarts of each restart's median.
+    # Each restart draws a new placement of every server's code (a fresh copy of
+    # its binary: new physical pages) and data (which moved one server against
+    # another by a few per cent between runs): the report takes the median over
+    # restarts of each restart's median.
     step "end to end, paired: $RESTARTS x $PAIRED_ROUNDS rounds of the five servers loaded at once for ${DURATION}s"
     for restart in $(seq "$RESTARTS"); do
         if ((restart > 1)); then
