@@ -102,7 +102,12 @@ impl Key {
 /// The tutorial with refresh tokens and DPoP as `settings` say; no login policy
 /// (these tests refuse many requests from one address).
 async fn start(settings: DpopSettings) -> Server {
-    let layer = tutorial_builder(Stores::Ready)
+    start_with_stores(Stores::Ready, settings).await
+}
+
+/// [`start`] with the tutorial's stores answering as `stores` says.
+async fn start_with_stores(stores: Stores, settings: DpopSettings) -> Server {
+    let layer = tutorial_builder(stores)
         .refresh_tokens(MemoryRefreshTokenStore::new())
         .no_login_policy()
         .dpop(settings)
@@ -298,12 +303,7 @@ async fn dpop_tokens_are_checked_alike_whichever_stores_are_awaited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proof_replayed_at_once_from_many_addresses_passes_once() {
     for stores in [Stores::Ready, Stores::Awaited] {
-        let layer = tutorial_builder(stores)
-            .refresh_tokens(MemoryRefreshTokenStore::new())
-            .no_login_policy()
-            .dpop(DpopSettings::allowed())
-            .build();
-        let server = Server::start_with(layer).await;
+        let server = start_with_stores(stores, DpopSettings::allowed()).await;
         let key = Key::p256(22);
         let (token, _) = dpop_login(&server, &key).await;
         let proof = me_proof(&server, &key, &token);
@@ -527,12 +527,7 @@ async fn forged_proofs_naming_the_owners_key_are_refused_and_use_nothing_up() {
             (Key::ed25519(24), Key::ed25519(25)),
             (Key::p256(24), Key::p256(25)),
         ] {
-            let layer = tutorial_builder(stores)
-                .refresh_tokens(MemoryRefreshTokenStore::new())
-                .no_login_policy()
-                .dpop(DpopSettings::allowed())
-                .build();
-            let server = Server::start_with(layer).await;
+            let server = start_with_stores(stores, DpopSettings::allowed()).await;
             let (token, _) = dpop_login(&server, &key).await;
             let captured = me_proof(&server, &key, &token);
             assert_eq!(
