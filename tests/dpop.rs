@@ -535,24 +535,7 @@ async fn forged_proofs_naming_the_owners_key_are_refused_and_use_nothing_up() {
                 StatusCode::OK
             );
             let next = me_proof(&server, &key, &token);
-            let [header, claims, signature]: [&str; 3] =
-                next.split('.').collect::<Vec<_>>().try_into().unwrap();
-            let captured_signature = captured.rsplit('.').next().unwrap();
-            let signed = format!("{header}.{claims}");
-            let mut forgeries = vec![
-                format!("{signed}.{captured_signature}"),
-                format!("{signed}.{}", attacker.sign(&signed)),
-            ];
-            let signature_bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
-            for bit in [0, 9, 255, 260, 511] {
-                let mut flipped = signature_bytes.clone();
-                flipped[bit / 8] ^= 1 << (bit % 8);
-                forgeries.push(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(flipped)));
-            }
-            let fresh = attacker.proof("GET", &server.url("/users/me"), Some(&token), None);
-            let fresh_claims = fresh.split('.').nth(1).unwrap();
-            let forged = format!("{header}.{fresh_claims}");
-            forgeries.push(format!("{forged}.{}", attacker.sign(&forged)));
+            let forgeries = forgeries_of(&next, &captured, &attacker, &server, &token);
 
             all_refused_at_once(&server, &token, &forgeries).await;
             passes_once(&server, &token, &next).await;
@@ -560,12 +543,47 @@ async fn forged_proofs_naming_the_owners_key_are_refused_and_use_nothing_up() {
             let never_issued = "an-access-token-this-server-never-issued";
             let proof = me_proof(&server, &key, never_issued);
             let (signed, _) = proof.rsplit_once('.').unwrap();
+            let captured_signature = captured.rsplit('.').next().unwrap();
             let forgery = format!("{signed}.{captured_signature}");
             assert_dpop_invalid_token(&me_with(&server, never_issued, &forgery).await);
             assert_dpop_invalid_token(&me_with(&server, never_issued, &proof).await);
             server.stop().await;
         }
     }
+}
+
+/// Forgeries of `next`, a proof of `token` by its owner, by an attacker who
+/// captured `captured` (an earlier proof of the owner's): `next`'s header and
+/// claims under the captured signature, under `attacker`'s signature and under
+/// `next`'s own with one of five bits flipped; and the owner's header with the
+/// attacker's fresh claims (for `GET /users/me` at `server`) under the
+/// attacker's signature.
+fn forgeries_of(
+    next: &str,
+    captured: &str,
+    attacker: &Key,
+    server: &Server,
+    token: &str,
+) -> Vec<String> {
+    let [header, claims, signature]: [&str; 3] =
+        next.split('.').collect::<Vec<_>>().try_into().unwrap();
+    let captured_signature = captured.rsplit('.').next().unwrap();
+    let signed = format!("{header}.{claims}");
+    let mut forgeries = vec![
+        format!("{signed}.{captured_signature}"),
+        format!("{signed}.{}", attacker.sign(&signed)),
+    ];
+    let signature_bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    for bit in [0, 9, 255, 260, 511] {
+        let mut flipped = signature_bytes.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        forgeries.push(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(flipped)));
+    }
+    let fresh = attacker.proof("GET", &server.url("/users/me"), Some(token), None);
+    let fresh_claims = fresh.split('.').nth(1).unwrap();
+    let forged = format!("{header}.{fresh_claims}");
+    forgeries.push(format!("{forged}.{}", attacker.sign(&forged)));
+    forgeries
 }
 
 #[tokio::test]
@@ -952,6 +970,51 @@ async fn a_proof_is_accepted_once_across_replicas_sharing_redis() {
     // A fresh proof for that URL passes at b.
     let fresh = proof_for(&a);
     dpop_tokens_without_refresh(&post_token(&b, LOGIN, &[("dpop", &fresh)]).await);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Two replicas share tokens and the replay store in Redis, each with its own
+/// key cache (the owner's header is cached at one only): forgeries of the
+/// owner's next proof, sent to both at once from several addresses, are all
+/// refused, and the owner's proof then passes once across the two.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_proofs_are_refused_at_every_replica_sharing_redis() {
+    use common::redis::Prefix;
+    use tower_oauth2_password::dpop::RedisReplayStore;
+
+    let prefix = Prefix::new("dpop-forged-replicas");
+    let replica = |public_url: Option<String>| {
+        let mut settings =
+            DpopSettings::allowed().replay_store(RedisReplayStore::on(&prefix.connection()));
+        if let Some(url) = public_url {
+            settings = settings.public_url(&url);
+        }
+        let layer = tutorial_builder(Stores::Ready)
+            .token_store(prefix.store())
+            .refresh_tokens(MemoryRefreshTokenStore::new())
+            .no_login_policy()
+            .dpop(settings)
+            .build();
+        Server::start_with(layer)
+    };
+    let a = replica(None).await;
+    // Reached (as behind a load balancer) at a's URL.
+    let b = replica(Some(a.url(""))).await;
+    let (key, attacker) = (Key::p256(26), Key::p256(27));
+    let (token, _) = dpop_login(&a, &key).await;
+    let captured = me_proof(&a, &key, &token);
+    assert_eq!(me_with(&a, &token, &captured).await.status, StatusCode::OK);
+    let next = me_proof(&a, &key, &token);
+    let forgeries = forgeries_of(&next, &captured, &attacker, &a, &token);
+    tokio::join!(
+        all_refused_at_once(&a, &token, &forgeries),
+        all_refused_at_once(&b, &token, &forgeries),
+    );
+    let me = me_with(&b, &token, &next).await;
+    assert_eq!(me.status, StatusCode::OK, "body: {:?}", me.body);
+    assert_proof_refused(&me_with(&a, &token, &next).await);
     a.stop().await;
     b.stop().await;
 }
