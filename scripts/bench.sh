@@ -17,7 +17,7 @@
 #
 # then prints the tables of docs/guide/performance.md and regenerates docs/perf/overhead.svg.
 #
-#   scripts/bench.sh                 # everything, about 7 minutes on 2 cores (after the build)
+#   scripts/bench.sh                 # everything, about 15 minutes on 2 cores (after the build)
 #   ONLY="guard e2e" scripts/bench.sh
 #
 # Environment: ONLY (subset of: guard callgrind login memory e2e), FEATURES (the
