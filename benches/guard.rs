@@ -35,7 +35,8 @@
 //!   per request (signed before the timer starts); beside them `verify_es256`,
 //!   `verify_eddsa`, one bare signature verification of such a proof each, by the
 //!   crate's own signature check. The interleaved rounds print
-//!   `dpop_x − memory − verify_x` (target ≤ 2 µs).
+//!   `dpop_x − memory − verify_x` (target ≤ 2 µs). Each request and each bare
+//!   verification runs at the next of 256 stack placements (see `dpop::deeper`).
 //!   `dpop_es256_paired`, `dpop_eddsa_paired` measure the same per request: each
 //!   request's time minus that of a bare verification of another proof made
 //!   alike beside it (the same microsecond, so drift cancels; verifying the
@@ -47,8 +48,8 @@
 //!   (`delta:…-verified_bearer`). The order alternates, so that neither side
 //!   always runs in the caches the other warmed. Each request is built just
 //!   before it is timed (hot, as hyper hands it over), and each pair runs at
-//!   another stack depth (Ed25519's verification moved by microseconds with
-//!   where its stack tables fell; see `dpop::deeper`).
+//!   another stack placement (both verifications moved by microseconds with
+//!   where their stack data fell; see `dpop::deeper`).
 //!
 //! Criterion measures each case on its own; its means drift by up to 1.5x between
 //! runs on small shared machines, so after criterion the bench runs all cases again
@@ -578,8 +579,8 @@ mod dpop {
         /// A paired row's last run: what its requests took beyond those bare
         /// verifications and a Bearer request each.
         beyond: Beyond,
-        /// Pairs timed so far, over every round: where the next pair's order
-        /// and stack depth come from.
+        /// Pairs (unpaired: requests) timed so far, over every round: where
+        /// the next one's order and stack depth come from.
         pairs: usize,
         pool: Pool,
     }
@@ -636,10 +637,13 @@ mod dpop {
                         .collect();
                     let start = Instant::now();
                     for request in requests {
-                        let response = drive(self.service.clone().oneshot(black_box(request)))
-                            .expect("infallible");
-                        refused += u64::from(response.status() != StatusCode::OK);
-                        black_box(response);
+                        let depth = next_depth(&mut self.pairs);
+                        let status = deeper(depth, || {
+                            let response = drive(self.service.clone().oneshot(black_box(request)))
+                                .expect("infallible");
+                            response.status()
+                        });
+                        refused += u64::from(status != StatusCode::OK);
                     }
                     start.elapsed()
                 }
@@ -799,10 +803,22 @@ mod dpop {
         }
     }
 
-    /// How many stack depths the paired rows cycle through (see [`deeper`]).
-    const STACK_SHIFTS: usize = 64;
+    /// How many stack depths the DPoP and bare verification rows cycle through
+    /// (see [`deeper`]).
+    const STACK_SHIFTS: usize = 256;
 
-    /// Runs `f` `levels` frames deeper on the stack (at least 64 bytes each).
+    /// The stack depth for the next of a row's timed calls, counted by `calls`:
+    /// 37 apart, so that consecutive calls land far apart among the
+    /// [`STACK_SHIFTS`] depths.
+    fn next_depth(calls: &mut usize) -> usize {
+        let depth = *calls * 37 % STACK_SHIFTS;
+        *calls += 1;
+        depth
+    }
+
+    /// Runs `f` at stack depth `depth` (below [`STACK_SHIFTS`]): `depth / 4`
+    /// frames of at least 64 bytes deeper, then at one of four places 16 bytes
+    /// apart within a cache line (`depth % 4`).
     ///
     /// Ed25519's verification keeps its tables on the stack, and where they
     /// fall against the static tables and the heap (modulo a 4 KiB page)
@@ -810,16 +826,56 @@ mod dpop {
     /// binary's paired EdDSA row gave +5.3 µs beyond, then −4.6 µs with 1000
     /// more bytes of environment above the stack. Each process drew one
     /// placement, so a batch's processes spread over 15 µs. Shifting both
-    /// sides of each pair through 64 depths averages the placements within
-    /// every process.
+    /// sides of each pair (and each call of the unpaired rows) through the
+    /// depths averages the placements within every process.
+    ///
+    /// ES256's verification also moves with the place within a cache line:
+    /// at the four 16-byte places, the bare check took 2.1, 6.0 and 2.3 µs
+    /// longer at three of them than at the fourth (AMD EPYC Zen 3, medians
+    /// of 8 processes, longer in 8, 8 and 7 of them). Frames alone step by
+    /// their size, which a build may make a multiple of 32 bytes: the bare
+    /// rows then ran at two of the four places, so each depth also picks
+    /// one of the four.
+    fn deeper<R>(depth: usize, f: impl FnOnce() -> R) -> R {
+        frames(depth / 4, || in_line(depth % 4, f))
+    }
+
     #[inline(never)]
-    fn deeper<R>(levels: usize, f: impl FnOnce() -> R) -> R {
+    fn frames<R>(levels: usize, f: impl FnOnce() -> R) -> R {
         let pad = black_box([0u8; 64]);
         let answer = if levels == 0 {
             f()
         } else {
-            deeper(levels - 1, f)
+            frames(levels - 1, f)
         };
+        black_box(&pad);
+        answer
+    }
+
+    /// A cache line's worth of bytes, aligned to one: a frame holding one
+    /// starts on a line.
+    #[repr(C, align(64))]
+    struct Line([u8; 64]);
+
+    /// Runs `f` from a frame that starts on a cache line, through one of four
+    /// pads (`place`, 0–3) whose frames differ by 16 bytes.
+    #[inline(never)]
+    fn in_line<R>(place: usize, f: impl FnOnce() -> R) -> R {
+        let line = black_box(Line([0; 64]));
+        let answer = match place {
+            0 => padded::<0, R>(f),
+            1 => padded::<16, R>(f),
+            2 => padded::<32, R>(f),
+            _ => padded::<48, R>(f),
+        };
+        black_box(&line);
+        answer
+    }
+
+    #[inline(never)]
+    fn padded<const N: usize, R>(f: impl FnOnce() -> R) -> R {
+        let pad = black_box([0u8; N]);
+        let answer = f();
         black_box(&pad);
         answer
     }
@@ -835,6 +891,7 @@ mod dpop {
         Box::new(Verify {
             name,
             check: SignatureCheck::of(&key),
+            checks: 0,
             // The dpop row's token is random; its hash, not its value, is signed.
             pool: Pool::new(name, Prover::new(key, Some(&random_token()))),
         })
@@ -887,6 +944,9 @@ mod dpop {
     struct Verify {
         name: &'static str,
         check: SignatureCheck,
+        /// Checks timed so far, over every round: where the next one's stack
+        /// depth comes from.
+        checks: usize,
         pool: Pool,
     }
 
@@ -914,11 +974,12 @@ mod dpop {
             let mut refused = 0u64;
             let start = Instant::now();
             for proof in &proofs {
-                refused += u64::from(
-                    !self
-                        .check
-                        .check(black_box(proof.input.as_bytes()), &proof.signature),
-                );
+                let depth = next_depth(&mut self.checks);
+                let valid = deeper(depth, || {
+                    self.check
+                        .check(black_box(proof.input.as_bytes()), &proof.signature)
+                });
+                refused += u64::from(!valid);
             }
             let took = start.elapsed();
             assert_eq!(refused, 0, "{}: {refused} signatures refused", self.name);
