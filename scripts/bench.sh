@@ -2,7 +2,7 @@
 # Measures what the layer costs, next to what users would otherwise use, in one run:
 #
 #   1. in process: criterion + interleaved rounds (benches/guard.rs), and callgrind
-#      instruction counts per request (if valgrind is installed);
+#      instruction counts and lines of code run per request (if valgrind is installed);
 #   2. login: the token endpoint next to a raw Argon2id verify (benches/login.rs);
 #   3. memory: bytes per live token at 1M tokens, and the sweep (examples/token_memory.rs);
 #   4. end to end: wrk against examples/tutorial.rs, examples/bare.rs, and bare.rs
@@ -109,7 +109,7 @@ for line in sys.stdin:
         if [ "$CACHE_SIM" = 1 ]; then
             sim=(--cache-sim=yes --branch-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=524288,8,64)
         fi
-        printf 'case\tinstructions_per_request\tl1i_misses\tl1d_misses\tl2_misses\tmispredicted_branches\n' > "$OUT/callgrind.tsv"
+        printf 'case\tinstructions_per_request\tl1i_misses\tl1d_misses\tl2_misses\tmispredicted_branches\tconditional_branches\n' > "$OUT/callgrind.tsv"
         for case in $cases; do
             # A proof is signed ahead, and checking its signature takes up to
             # 2.5M instructions: the DPoP rows run 1,000 more requests, not 10,000.
@@ -121,13 +121,16 @@ for line in sys.stdin:
             esac
             run() {
                 env "${pool[@]}" BENCH_CASE="$case" BENCH_ITERS="$1" valgrind --tool=callgrind "${sim[@]}" \
-                    --callgrind-out-file="$OUT/callgrind.$case.$1.out" "$guard_bin" >/dev/null 2>&1
+                    --dump-instr=yes --callgrind-out-file="$OUT/callgrind.$case.$1.out" "$guard_bin" >/dev/null 2>&1
             }
             run $small
             run $large
             python3 scripts/callgrind_per_request.py "$case" $((large - small)) \
                 "$OUT/callgrind.$case.$small.out" "$OUT/callgrind.$case.$large.out" | tee -a "$OUT/callgrind.tsv"
         done
+        # Per case, the 64-byte lines of code each request runs, and beyond its
+        # yardstick (for the DPoP rows: the Bearer path and the bare check).
+        python3 scripts/callgrind_code_lines.py "$OUT" | tee "$OUT/code_lines.tsv"
         rm -f "$OUT"/callgrind.*.out
     else
         echo "valgrind not installed: skipping instruction counts" >&2

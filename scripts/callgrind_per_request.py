@@ -6,8 +6,9 @@ minus the smaller's, over N: start-up and the pool's filling cancel).
     callgrind_per_request.py CASE N SMALL.out LARGE.out
 
 Columns: instructions, L1i misses, L1d misses (reads and writes), last-level
-misses (instruction and data), mispredicted branches (conditional and indirect);
-"-" where the run had no cache or branch simulation."""
+misses (instruction and data), mispredicted branches (conditional and indirect),
+conditional branches executed; "-" where the run had no cache or branch
+simulation."""
 import sys
 
 
@@ -41,5 +42,6 @@ print(
     per_request("D1mr", "D1mw"),
     per_request("ILmr", "DLmr", "DLmw"),
     per_request("Bcm", "Bim"),
+    per_request("Bc"),
     sep="\t",
 )

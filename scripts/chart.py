@@ -4,7 +4,8 @@
     python3 scripts/chart.py RESULTS_DIR SVG_PATH
 
 RESULTS_DIR holds what scripts/bench.sh wrote (machine.tsv, guard.tsv, guard.log,
-callgrind.tsv, login.tsv, login.log, memory.tsv, wrk.*.txt); any part may be missing.
+callgrind.tsv, code_lines.tsv, login.tsv, login.log, memory.tsv, wrk.*.txt); any
+part may be missing.
 Prints Markdown tables on stdout and writes the chart (hand-made SVG, no dependency).
 """
 
@@ -134,6 +135,21 @@ def main():
         say("|---|" + "---:|" * (len(callgrind[0]) - 1))
         for row in callgrind[1:]:
             say(f"| `{row[0]}` | " + " | ".join(fmt(int(v)) if v.isdigit() else v for v in row[1:]) + " |")
+
+    code_lines = read_tsv(os.path.join(results, "code_lines.tsv"))
+    if code_lines:
+        say("\nDistinct 64-byte lines of machine code each request runs (callgrind; "
+            "SHA-256 in software, ~150 lines, where a server uses `sha_ni`):\n")
+        say("| case | lines | beyond | lines beyond it |")
+        say("|---|---:|---|---:|")
+        # In the bench's order, as the table above.
+        order = {row[0]: i for i, row in enumerate(callgrind[1:])}
+
+        def count(v):
+            return fmt(int(v)) if v.isdigit() else v
+
+        for case, lines, beyond, lines_beyond in sorted(code_lines[1:], key=lambda row: order.get(row[0], len(order))):
+            say(f"| `{case}` | {count(lines)} | {beyond} | {count(lines_beyond)} |")
 
     # --- login ------------------------------------------------------------------
     login = {}
