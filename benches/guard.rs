@@ -65,6 +65,11 @@
 //! warm-up) and exits: `scripts/bench.sh` runs it under callgrind for instruction
 //! counts. `BENCH_LIST=1` prints the case names.
 //!
+//! `BENCH_SPACER=es256` (or `eddsa`, `coin`, `steady`) runs something untimed
+//! before each interval of the paired DPoP rows: a bare verification, or a loop
+//! of unpredictable (`coin`) or predictable (`steady`) branches; what the proof
+//! check costs then depends on what ran just before it (see `dpop::Spacer`).
+//!
 //! A new token store (JWT, Redis) is one more `ours(…)` line in `cases()`.
 
 mod support;
@@ -540,6 +545,7 @@ mod dpop {
             beyond: Beyond::default(),
             pairs: 0,
             pool: Pool::new(name, Prover::new(key, Some(&token))),
+            spacer: Spacer::from_env(),
         })
     }
 
@@ -588,6 +594,8 @@ mod dpop {
         /// the next one's order and stack depth come from.
         pairs: usize,
         pool: Pool,
+        /// What a paired row runs, untimed, before each interval.
+        spacer: Spacer,
     }
 
     impl<S> Dpop<S> {
@@ -697,6 +705,7 @@ mod dpop {
                     let nanos = |took: Duration| took.as_nanos() as f64;
                     let others = self.pool.take(n);
                     let thirds = self.pool.take(n);
+                    let spacer = &self.spacer;
                     for ((proof, other), third) in proofs.iter().zip(&others).zip(&thirds) {
                         let i = self.pairs;
                         self.pairs += 1;
@@ -751,9 +760,13 @@ mod dpop {
                             (bearer_time, other),
                             (together, wrong),
                         ) = if i % 2 == 0 {
+                            spacer.run();
                             let verified = deeper(depth, verify);
+                            spacer.run();
                             let served = deeper(depth, dpop);
+                            spacer.run();
                             let bearer = deeper(depth, bearer);
+                            spacer.run();
                             (
                                 verified,
                                 served,
@@ -761,9 +774,13 @@ mod dpop {
                                 deeper(depth, verification_then_bearer),
                             )
                         } else {
+                            spacer.run();
                             let together = deeper(depth, verification_then_bearer);
+                            spacer.run();
                             let bearer = deeper(depth, bearer);
+                            spacer.run();
                             let served = deeper(depth, dpop);
+                            spacer.run();
                             (deeper(depth, verify), served, bearer, together)
                         };
                         let clock = deeper(depth, nothing);
@@ -798,6 +815,81 @@ mod dpop {
     }
 
     /// The mean and the median of one run's differences, one per pair.
+    /// What a paired row runs, untimed, before each of a pair's intervals
+    /// (`BENCH_SPACER`; none by default): the code every interval starts
+    /// right after. On the AMD EPYC Zen 3 the same EdDSA proof check cost
+    /// 1.4–1.8 µs more beyond its verification with a p256 verification
+    /// before each interval, and nothing measurable with an Ed25519 one (see
+    /// the guide's performance page, Zen 3, 2026-12-07 evening).
+    enum Spacer {
+        None,
+        /// `es256`, `eddsa`: one bare verification of a fixed proof.
+        Verification(SignatureCheck, SignedProof),
+        /// `coin`: 16,384 rounds of three branches on pseudo-random bits (a
+        /// predictor's tables filled with unpredictable history); `steady`:
+        /// the same rounds on zeros, every branch predictable.
+        Branches(Vec<u8>),
+    }
+
+    impl Spacer {
+        fn from_env() -> Self {
+            let kind = std::env::var("BENCH_SPACER").unwrap_or_default();
+            let verification = |key: Key| {
+                let proof = Prover::new(key.clone(), None).proof();
+                Spacer::Verification(SignatureCheck::of(&key), proof)
+            };
+            let bits = |random: bool| {
+                (0..16_384u32)
+                    .map(|i| {
+                        // Knuth's multiplicative hash: bits no predictor learns.
+                        let x = i.wrapping_mul(2_654_435_761).rotate_left(13) ^ 0x9e37_79b9;
+                        if random {
+                            (x.wrapping_mul(2_246_822_519) >> 29) as u8
+                        } else {
+                            0
+                        }
+                    })
+                    .collect()
+            };
+            match kind.as_str() {
+                "" => Spacer::None,
+                "es256" => verification(Key::es256()),
+                "eddsa" => verification(Key::eddsa()),
+                "coin" => Spacer::Branches(bits(true)),
+                "steady" => Spacer::Branches(bits(false)),
+                other => panic!("BENCH_SPACER={other:?}: es256, eddsa, coin or steady"),
+            }
+        }
+
+        fn run(&self) {
+            match self {
+                Spacer::None => {}
+                Spacer::Verification(check, proof) => {
+                    assert!(check.check(black_box(proof.input.as_bytes()), &proof.signature));
+                }
+                Spacer::Branches(bits) => {
+                    let (mut a, mut b) = (0u64, 0u64);
+                    for &c in black_box(bits) {
+                        // `black_box` in each arm keeps them branches, not
+                        // conditional moves.
+                        if c & 1 != 0 {
+                            a = black_box(a.wrapping_add(u64::from(c)));
+                        } else {
+                            b = black_box(b ^ u64::from(c).rotate_left(7));
+                        }
+                        if c & 2 != 0 {
+                            a = black_box(a.rotate_left(3));
+                        }
+                        if c & 4 != 0 {
+                            b = black_box(b.wrapping_add(a));
+                        }
+                    }
+                    black_box((a, b));
+                }
+            }
+        }
+    }
+
     fn pair_statistics(mut differences: Vec<f64>) -> PairStatistics {
         let n = differences.len();
         let mean = differences.iter().sum::<f64>() / n as f64;
