@@ -814,11 +814,10 @@ mod dpop {
         }
     }
 
-    /// The mean and the median of one run's differences, one per pair.
     /// What a paired row runs, untimed, before each of a pair's intervals
     /// (`BENCH_SPACER`; none by default): the code every interval starts
     /// right after. On the AMD EPYC Zen 3 the same EdDSA proof check cost
-    /// 1.4–1.8 µs more beyond its verification with a p256 verification
+    /// 1.2–1.8 µs more beyond its verification with a p256 verification
     /// before each interval, and nothing measurable with an Ed25519 one (see
     /// the guide's performance page, Zen 3, 2026-12-07 evening).
     enum Spacer {
@@ -890,6 +889,7 @@ mod dpop {
         }
     }
 
+    /// The mean and the median of one run's differences, one per pair.
     fn pair_statistics(mut differences: Vec<f64>) -> PairStatistics {
         let n = differences.len();
         let mean = differences.iter().sum::<f64>() / n as f64;
