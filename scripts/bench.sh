@@ -22,8 +22,9 @@
 #
 # Environment: ONLY (subset of: guard callgrind login memory e2e), FEATURES (the
 # crate features the guard bench is built with, default "dpop jwt": their rows too),
-# CACHE_SIM (1, the default: callgrind also counts simulated cache misses and
-# mispredicted branches per request; 0: instructions only), ROUNDS (e2e rounds,
+# CACHE_SIM (1, the default: callgrind also counts simulated cache misses,
+# mispredicted and executed conditional branches per request; 0: instructions
+# and code lines only), ROUNDS (e2e rounds,
 # default 8), PAIRED_ROUNDS (default 8), RESTARTS (how many times the five servers are
 # started afresh for the paired rounds, PAIRED_ROUNDS each; default 1), DURATION (seconds per wrk run, default 3), CONNECTIONS (default 32),
 # TOKENS (default 1000000), CRITERION_ARGS, OUT (results directory, default
@@ -93,7 +94,7 @@ fi
 
 if wants callgrind; then
     if command -v valgrind >/dev/null; then
-        step "in process: callgrind instructions per request"
+        step "in process: callgrind instructions, simulated misses and code lines per request"
         guard_bin=$(cargo bench --no-run --bench guard --features "$FEATURES" --message-format=json 2>/dev/null |
             python3 -c 'import json,sys
 for line in sys.stdin:

@@ -77,6 +77,11 @@ def fmt(x, digits=0):
     return "–" if x is None else f"{x:,.{digits}f}"
 
 
+def fmt_count(v):
+    """A TSV cell: a count with thousands separators, anything else ("-") as is."""
+    return fmt(int(v)) if v.isdigit() else v
+
+
 def main():
     results, svg_path = sys.argv[1], sys.argv[2]
     machine = dict((row[0], row[1]) for row in read_tsv(os.path.join(results, "machine.tsv")) if len(row) > 1)
@@ -134,7 +139,7 @@ def main():
         say("| case | " + " | ".join(callgrind[0][1:]) + " |")
         say("|---|" + "---:|" * (len(callgrind[0]) - 1))
         for row in callgrind[1:]:
-            say(f"| `{row[0]}` | " + " | ".join(fmt(int(v)) if v.isdigit() else v for v in row[1:]) + " |")
+            say(f"| `{row[0]}` | " + " | ".join(fmt_count(v) for v in row[1:]) + " |")
 
     code_lines = read_tsv(os.path.join(results, "code_lines.tsv"))
     if code_lines:
@@ -144,12 +149,8 @@ def main():
         say("|---|---:|---|---:|")
         # In the bench's order, as the table above.
         order = {row[0]: i for i, row in enumerate(callgrind[1:])}
-
-        def count(v):
-            return fmt(int(v)) if v.isdigit() else v
-
         for case, lines, beyond, lines_beyond in sorted(code_lines[1:], key=lambda row: order.get(row[0], len(order))):
-            say(f"| `{case}` | {count(lines)} | {beyond} | {count(lines_beyond)} |")
+            say(f"| `{case}` | {fmt_count(lines)} | {beyond} | {fmt_count(lines_beyond)} |")
 
     # --- login ------------------------------------------------------------------
     login = {}
