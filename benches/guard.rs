@@ -752,36 +752,24 @@ mod dpop {
                             black_box(start.elapsed())
                         };
                         // All four run at the same depth, which moves from
-                        // pair to pair (see `deeper`).
-                        let depth = (i / 2 * 37) % STACK_SHIFTS;
+                        // pair to pair (see `deeper`); both orders visit each.
+                        let depth = depth_of(i / 2);
                         let (
                             (verification, bad),
                             (request_time, refusal),
                             (bearer_time, other),
                             (together, wrong),
                         ) = if i % 2 == 0 {
-                            spacer.run();
-                            let verified = deeper(depth, verify);
-                            spacer.run();
-                            let served = deeper(depth, dpop);
-                            spacer.run();
-                            let bearer = deeper(depth, bearer);
-                            spacer.run();
-                            (
-                                verified,
-                                served,
-                                bearer,
-                                deeper(depth, verification_then_bearer),
-                            )
+                            let verified = spacer.before(depth, verify);
+                            let served = spacer.before(depth, dpop);
+                            let bearer = spacer.before(depth, bearer);
+                            let together = spacer.before(depth, verification_then_bearer);
+                            (verified, served, bearer, together)
                         } else {
-                            spacer.run();
-                            let together = deeper(depth, verification_then_bearer);
-                            spacer.run();
-                            let bearer = deeper(depth, bearer);
-                            spacer.run();
-                            let served = deeper(depth, dpop);
-                            spacer.run();
-                            (deeper(depth, verify), served, bearer, together)
+                            let together = spacer.before(depth, verification_then_bearer);
+                            let bearer = spacer.before(depth, bearer);
+                            let served = spacer.before(depth, dpop);
+                            (spacer.before(depth, verify), served, bearer, together)
                         };
                         let clock = deeper(depth, nothing);
                         refused += u64::from(bad)
@@ -840,13 +828,12 @@ mod dpop {
             let bits = |random: bool| {
                 (0..16_384u32)
                     .map(|i| {
+                        if !random {
+                            return 0;
+                        }
                         // Knuth's multiplicative hash: bits no predictor learns.
                         let x = i.wrapping_mul(2_654_435_761).rotate_left(13) ^ 0x9e37_79b9;
-                        if random {
-                            (x.wrapping_mul(2_246_822_519) >> 29) as u8
-                        } else {
-                            0
-                        }
+                        (x.wrapping_mul(2_246_822_519) >> 29) as u8
                     })
                     .collect()
             };
@@ -858,6 +845,12 @@ mod dpop {
                 "steady" => Spacer::Branches(bits(false)),
                 other => panic!("BENCH_SPACER={other:?}: es256, eddsa, coin or steady"),
             }
+        }
+
+        /// Runs the spacer, then `f` at stack depth `depth` (see [`deeper`]).
+        fn before<R>(&self, depth: usize, f: impl FnOnce() -> R) -> R {
+            self.run();
+            deeper(depth, f)
         }
 
         fn run(&self) {
@@ -908,9 +901,14 @@ mod dpop {
     /// 37 apart, so that consecutive calls land far apart among the
     /// [`STACK_SHIFTS`] depths.
     fn next_depth(calls: &mut usize) -> usize {
-        let depth = *calls * 37 % STACK_SHIFTS;
+        let depth = depth_of(*calls);
         *calls += 1;
         depth
+    }
+
+    /// The `n`th depth of a row's sequence: 37 apart modulo [`STACK_SHIFTS`].
+    fn depth_of(n: usize) -> usize {
+        n * 37 % STACK_SHIFTS
     }
 
     /// Runs `f` at stack depth `depth` (below [`STACK_SHIFTS`]): `depth / 4`
