@@ -91,7 +91,7 @@ use bytes::Bytes;
 use criterion::Criterion;
 use futures_util::future::{ready, Ready};
 use http::header::AUTHORIZATION;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_oauth2_password::password::HashedPassword;
@@ -576,7 +576,7 @@ mod dpop {
     /// The proof's header name, made once: a name parsed from `"dpop"` per
     /// request is an allocation, freed inside the timed call, that no Bearer
     /// request makes.
-    const DPOP: HeaderName = HeaderName::from_static("dpop");
+    const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 
     struct Dpop<S> {
         name: &'static str,
